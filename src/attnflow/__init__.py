@@ -1,0 +1,34 @@
+"""attnflow: where does a transformer's output draw its information from?
+
+Attention rollout and exact attention flow (Abnar & Zuidema 2020) for any
+Hugging Face model, or for attention arrays you already have.
+
+Examples
+--------
+>>> import numpy as np, attnflow
+>>> a = np.full((2, 4, 3, 3), 1 / 3)          # 2 layers, 4 heads, 3 tokens
+>>> attnflow.rollout(a).shape
+(2, 3, 3)
+"""
+
+from __future__ import annotations
+
+from .errors import AttnflowError
+from .graph import AttentionGraph
+from .methods import available_methods, get_method, raw_attention, register_method, rollout
+from .outputs import resolve_output, select_output
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionGraph",
+    "AttnflowError",
+    "__version__",
+    "available_methods",
+    "get_method",
+    "raw_attention",
+    "register_method",
+    "resolve_output",
+    "rollout",
+    "select_output",
+]

@@ -1,0 +1,288 @@
+"""The attention graph: validated, head-fused, residual-augmented attention.
+
+Shapes, written once (DESIGN.md §2–3):
+
+- ``attentions``: ``(L, H, n, n)``, ``[l-1, h, i, j]`` is how much query ``i``
+  attends to key ``j`` in head ``h`` of layer ``l``. Rows sum to 1.
+- fused attention ``Abar``: ``(L, n, n)``, heads combined by ``head_fusion``.
+- graph ``Ahat``: ``(L, n, n)``, ``rownorm((1 - r) * Abar + r * I)``. The edge
+  ``(l-1, j) -> (l, i)`` of the layered attention graph has capacity
+  ``Ahat[l-1, i, j]``.
+
+Every method (raw, rollout, flow, ...) starts from the arrays built here, so
+the validation rules live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import AttnflowError
+
+HeadFusion = Literal["mean", "max", "min"]
+HEAD_FUSIONS: tuple[str, ...] = ("mean", "max", "min")
+
+#: Attention captured in float16/float32 never sums to exactly 1; this is the
+#: largest row-sum error accepted before input is called malformed.
+ROW_SUM_TOLERANCE = 1e-3
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    """Convert numpy arrays, torch tensors or nested lists to a float64 array."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        value = value.detach().cpu().double().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AttnflowError(
+            f"The '{name}' parameter must be a numeric array (numpy, torch or nested lists); "
+            f"got {type(value).__name__} that cannot be converted: {exc}"
+        ) from None
+    return array
+
+
+def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarray:
+    """Validate attention and return it as float64 ``(L, H, n, n)``.
+
+    Accepts ``(L, H, n, n)``, already fused ``(L, n, n)`` (returned with ``H = 1``),
+    or a list of per-layer arrays of shape ``(H, n, n)`` or ``(n, n)``; numpy
+    arrays, torch tensors or nested lists. Raises :class:`AttnflowError` for
+    a wrong rank or shape, NaN or infinite values, negative entries, or rows
+    that do not sum to 1.
+
+    Examples
+    --------
+    >>> as_attention_array([[[1.0, 0.0], [0.5, 0.5]]]).shape
+    (1, 1, 2, 2)
+    """
+    if isinstance(attentions, (list, tuple)) and len(attentions) > 0 and not np.isscalar(attentions[0]):
+        layers = [_to_numpy(layer, name) for layer in attentions]
+        ranks = {layer.ndim for layer in layers}
+        if ranks == {2}:
+            layers = [layer[None] for layer in layers]
+        elif ranks != {3}:
+            raise AttnflowError(
+                f"The '{name}' parameter, given as a list of per-layer arrays, must hold arrays of "
+                f"shape (H, n, n) or (n, n) alike; got ranks {sorted(ranks)} instead."
+            )
+        shapes = {layer.shape for layer in layers}
+        if len(shapes) != 1:
+            raise AttnflowError(
+                f"The '{name}' parameter's layers must all have the same shape; "
+                f"got {sorted(shapes)} instead."
+            )
+        array = np.stack(layers)
+    else:
+        array = _to_numpy(attentions, name)
+        if array.ndim == 3:
+            array = array[:, None]
+        elif array.ndim != 4:
+            raise AttnflowError(
+                f"The '{name}' parameter must have shape (L, H, n, n) or (L, n, n); got an array "
+                f"of rank {array.ndim} with shape {array.shape} instead."
+            )
+    n_layers, n_heads, n_query, n_key = array.shape
+    if n_query != n_key:
+        raise AttnflowError(
+            f"The '{name}' parameter must be square in its last two axes (query, key); "
+            f"got shape {array.shape} instead."
+        )
+    if min(array.shape) == 0:
+        raise AttnflowError(
+            f"The '{name}' parameter must have at least one layer, head and token; "
+            f"got shape {array.shape} instead."
+        )
+    if not np.all(np.isfinite(array)):
+        raise AttnflowError(
+            f"The '{name}' parameter contains NaN or infinite values; "
+            "attention weights must be finite probabilities."
+        )
+    if array.min() < 0:
+        raise AttnflowError(
+            f"The '{name}' parameter contains negative entries (minimum {array.min():.3g}); "
+            "attention weights must be non-negative."
+        )
+    row_sums = array.sum(axis=-1)
+    worst = float(np.abs(row_sums - 1.0).max())
+    if worst > ROW_SUM_TOLERANCE:
+        layer, head, row = np.unravel_index(np.abs(row_sums - 1.0).argmax(), row_sums.shape)
+        raise AttnflowError(
+            f"The '{name}' parameter must hold rows that sum to 1 over the keys (softmax output, "
+            f"padding removed); row {row} of head {head} in layer {layer + 1} sums to "
+            f"{row_sums[layer, head, row]:.6g}. Remove padding positions or pass softmax weights."
+        )
+    return array
+
+
+def fuse_heads(
+    attentions: np.ndarray, head_fusion: HeadFusion | np.ndarray = "mean"
+) -> np.ndarray:
+    """Combine heads: ``(L, H, n, n) -> (L, n, n)``.
+
+    ``head_fusion`` is ``"mean"`` (the paper), ``"max"`` or ``"min"`` (vit-explain),
+    or an array of non-negative head weights of shape ``(L, H)`` or ``(H,)``
+    (a weighted mean; equal weights give the mean).
+
+    Examples
+    --------
+    >>> a = np.array([[[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]]])
+    >>> fuse_heads(a, "mean")[0]
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    if isinstance(head_fusion, str):
+        if head_fusion == "mean":
+            return attentions.mean(axis=1)
+        if head_fusion == "max":
+            return attentions.max(axis=1)
+        if head_fusion == "min":
+            return attentions.min(axis=1)
+        raise AttnflowError(
+            f"The 'head_fusion' parameter must be one of {', '.join(HEAD_FUSIONS)} or an array of "
+            f"head weights; got {head_fusion!r} instead."
+        )
+    weights = _to_numpy(head_fusion, "head_fusion")
+    n_layers, n_heads = attentions.shape[:2]
+    if weights.ndim == 1:
+        weights = np.broadcast_to(weights, (n_layers, weights.shape[0]))
+    if weights.shape != (n_layers, n_heads):
+        raise AttnflowError(
+            f"The 'head_fusion' weights must have shape ({n_layers}, {n_heads}) or ({n_heads},); "
+            f"got {weights.shape} instead."
+        )
+    if not np.all(np.isfinite(weights)) or weights.min() < 0:
+        raise AttnflowError("The 'head_fusion' weights must be finite and non-negative.")
+    totals = weights.sum(axis=1, keepdims=True)
+    if np.any(totals <= 0):
+        raise AttnflowError(
+            "The 'head_fusion' weights of every layer must have a positive sum; "
+            f"layers {list(np.flatnonzero(totals[:, 0] <= 0) + 1)} have none."
+        )
+    return np.einsum("lh,lhij->lij", weights / totals, attentions)
+
+
+def discard_lowest(fused: np.ndarray, ratio: float, keep_column: int | None = None) -> np.ndarray:
+    """Zero the lowest ``ratio`` of each layer's fused attention (vit-explain's ``discard_ratio``).
+
+    Entries in column ``keep_column`` (the output token's own column) are never
+    discarded. Rows are renormalised later, when the residual is added.
+    """
+    if ratio <= 0:
+        return fused
+    out = fused.copy()
+    n = fused.shape[-1]
+    candidates = np.ones((n, n), dtype=bool)
+    if keep_column is not None:
+        candidates[:, keep_column] = False
+    flat_candidates = np.flatnonzero(candidates)
+    n_discard = int(len(flat_candidates) * ratio)
+    if n_discard == 0:
+        return out
+    for layer in out:
+        values = layer.ravel()[flat_candidates]
+        lowest = flat_candidates[np.argpartition(values, n_discard - 1)[:n_discard]]
+        layer.ravel()[lowest] = 0.0
+    return out
+
+
+def add_residual(fused: np.ndarray, residual: float = 0.5) -> np.ndarray:
+    """``Ahat = rownorm((1 - r) * Abar + r * I)``: the residual connection as attention to self.
+
+    When the rows of ``Abar`` sum to 1 (no discarding) the normalisation changes
+    nothing, and ``r = 0.5`` gives the paper's ``0.5 * Abar + 0.5 * I``.
+
+    Examples
+    --------
+    >>> add_residual(np.array([[[0.0, 1.0], [1.0, 0.0]]]), 0.5)[0]
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    n = fused.shape[-1]
+    augmented = (1.0 - residual) * fused + residual * np.eye(n)
+    sums = augmented.sum(axis=-1, keepdims=True)
+    return np.divide(augmented, sums, out=np.zeros_like(augmented), where=sums > 0)
+
+
+def check_residual(residual: float) -> float:
+    if not isinstance(residual, (int, float, np.floating)) or not 0.0 <= float(residual) <= 1.0:
+        raise AttnflowError(
+            f"The 'residual' parameter must be a number in [0, 1]; got {residual!r} instead."
+        )
+    return float(residual)
+
+
+def check_ratio(discard_ratio: float) -> float:
+    if not isinstance(discard_ratio, (int, float, np.floating)) or not 0.0 <= discard_ratio < 1.0:
+        raise AttnflowError(
+            f"The 'discard_ratio' parameter must be a number in [0, 1); "
+            f"got {discard_ratio!r} instead."
+        )
+    return float(discard_ratio)
+
+
+@dataclass(frozen=True)
+class AttentionGraph:
+    """The layered attention graph of DESIGN.md §3, as an ``(L, n, n)`` capacity array.
+
+    ``capacities[l-1, i, j]`` is the capacity of the edge ``(l-1, j) -> (l, i)``.
+
+    Examples
+    --------
+    >>> g = AttentionGraph.from_attentions(np.full((2, 1, 3, 3), 1 / 3))
+    >>> g.n_layers, g.n_tokens
+    (2, 3)
+    >>> bool(np.allclose(g.capacities.sum(-1), 1.0))
+    True
+    """
+
+    capacities: np.ndarray
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.capacities.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.capacities.shape[-1])
+
+    @classmethod
+    def from_attentions(
+        cls,
+        attentions: Any,
+        *,
+        residual: float = 0.5,
+        head_fusion: HeadFusion | np.ndarray = "mean",
+        discard_ratio: float = 0.0,
+        keep_column: int | None = None,
+    ) -> AttentionGraph:
+        """Validate, fuse heads, optionally discard, add the residual."""
+        residual = check_residual(residual)
+        discard_ratio = check_ratio(discard_ratio)
+        array = as_attention_array(attentions)
+        fused = fuse_heads(array, head_fusion)
+        fused = discard_lowest(fused, discard_ratio, keep_column)
+        return cls(add_residual(fused, residual))
+
+
+def layer_list(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
+    """Resolve a ``layers`` argument (1-based, negative counts from the top) to sorted indices 1..L."""
+    if layers is None:
+        return list(range(1, n_layers + 1))
+    if isinstance(layers, (int, np.integer)):
+        layers = [int(layers)]
+    resolved = set()
+    for layer in layers:
+        if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
+            raise AttnflowError(f"The 'layers' parameter must hold integers; got {layer!r}.")
+        value = int(layer) + n_layers + 1 if layer < 0 else int(layer)
+        if not 1 <= value <= n_layers:
+            raise AttnflowError(
+                f"The 'layers' parameter must hold layer numbers from 1 to {n_layers} "
+                f"(or -1 for the top layer); got {layer} instead."
+            )
+        resolved.add(value)
+    return sorted(resolved)

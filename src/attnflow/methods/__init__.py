@@ -1,0 +1,15 @@
+"""Explanation methods. Importing this package registers every method."""
+
+from . import raw, rollout  # noqa: F401  (registration side effect)
+from .raw import raw_attention
+from .registry import Method, available_methods, get_method, register_method
+from .rollout import rollout
+
+__all__ = [
+    "Method",
+    "available_methods",
+    "get_method",
+    "raw_attention",
+    "register_method",
+    "rollout",
+]

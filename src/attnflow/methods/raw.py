@@ -1,0 +1,37 @@
+"""Raw attention: one layer's head-fused weights, the baseline every method is compared with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..graph import HeadFusion, as_attention_array, fuse_heads
+from ..outputs import select_output
+from .registry import register_method
+
+
+def raw_attention(attentions: Any, *, head_fusion: HeadFusion | np.ndarray = "mean") -> np.ndarray:
+    """Head-fused attention of each layer, no residual, no propagation.
+
+    Same input forms and conventions as :func:`attnflow.rollout`: returns
+    ``(L, n, n)`` with ``[l-1, t, j]`` the weight query ``t`` gives key ``j`` in layer ``l``.
+
+    Examples
+    --------
+    >>> a = np.array([[[[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]]])
+    >>> raw_attention(a)[0]
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    return fuse_heads(as_attention_array(attentions), head_fusion)
+
+
+@register_method(
+    "raw",
+    "raw attention of each layer, heads fused, no residual (the paper's baseline)",
+    options=("head_fusion",),
+)
+def raw_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
+    """Raw attention scores of every input token for one output: ``(L, n)``."""
+    return select_output(raw_attention(attentions, **options), output)
