@@ -14,6 +14,8 @@ Examples
 from __future__ import annotations
 
 from .errors import AttnflowError
+from .explain import explain, explain_attentions
+from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
 from .outputs import resolve_output, select_output
@@ -23,8 +25,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionGraph",
     "AttnflowError",
+    "Explanation",
     "__version__",
     "available_methods",
+    "explain",
+    "explain_attentions",
     "get_method",
     "raw_attention",
     "register_method",

@@ -1,0 +1,137 @@
+"""``attnflow.explain``: text in, per-method token scores out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import AttnflowError
+from .explanation import Explanation
+from .graph import as_attention_array
+from .methods import get_method
+from .outputs import Output, resolve_output
+
+DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
+
+
+def explain(
+    text: str,
+    model: Any = None,
+    methods: Sequence[str] | str = DEFAULT_METHODS,
+    output: Output | str | None = None,
+    target: Any = None,
+    *,
+    tokenizer: Any = None,
+    truncate: bool = False,
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **method_options: Any,
+) -> Explanation:
+    """Explain which input tokens a model's output draws on, with each method in ``methods``.
+
+    Parameters
+    ----------
+    text
+        The input text.
+    model
+        ``None`` for the bundled MiniLM, a bundled name (``"minilm"``), a local
+        folder, a Hugging Face id already in the local cache, a loaded
+        transformers model (give ``tokenizer`` too) or an ``attnflow.capture.LoadedModel``.
+    methods
+        Registered method names (see ``attnflow.available_methods()``).
+    output
+        The output position to explain: an index, ``"cls"``, ``"last"`` or
+        ``"mean"``. ``None`` picks ``"cls"`` for encoders and ``"last"`` for decoders.
+    target
+        What target-dependent methods explain; recorded in the result.
+    truncate
+        Cut texts longer than the model's maximum instead of raising.
+    progress
+        Called as ``progress(done, total)`` by long computations (flow).
+    **method_options
+        ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
+        the methods that accept them.
+
+    Examples
+    --------
+    >>> e = explain("The cat sat.", methods=("rollout",))
+    >>> e.tokens[0], e.scores["rollout"].shape
+    ('[CLS]', (6, 6))
+    """
+    from .capture import capture_attention, load_model
+
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    captured = capture_attention(text, loaded, truncate=truncate)
+    if output is None:
+        output = "last" if captured.is_causal else "cls"
+    result = explain_attentions(
+        captured.attentions,
+        captured.tokens,
+        methods=methods,
+        output=output,
+        progress=progress,
+        **method_options,
+    )
+    result.target = target
+    result.model_name = captured.model_name
+    result.special_positions = tuple(captured.special_positions)
+    result.text = captured.text
+    return result
+
+
+def explain_attentions(
+    attentions: Any,
+    tokens: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] | str = DEFAULT_METHODS,
+    output: Output | str = "cls",
+    progress: Callable[[int, int], None] | None = None,
+    **method_options: Any,
+) -> Explanation:
+    """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
+
+    Examples
+    --------
+    >>> a = np.full((2, 1, 3, 3), 1 / 3)
+    >>> explain_attentions(a, ["x", "y", "z"], methods="rollout").scores["rollout"][-1]
+    array([0.33333333, 0.33333333, 0.33333333])
+    """
+    array = as_attention_array(attentions)
+    n = array.shape[-1]
+    if tokens is None:
+        tokens = [str(i) for i in range(n)]
+    if len(tokens) != n:
+        raise AttnflowError(
+            f"The 'tokens' parameter must hold one token per attention position ({n}); "
+            f"got {len(tokens)} instead."
+        )
+    names = [methods] if isinstance(methods, str) else list(methods)
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    chosen = [get_method(name) for name in names]
+    position = resolve_output(output, n)
+    known = set().union(*(method.options for method in chosen)) | {"progress"}
+    unknown = set(method_options) - known
+    if unknown:
+        raise AttnflowError(
+            f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}."
+        )
+    scores: dict[str, np.ndarray] = {}
+    for method in chosen:
+        if method.needs_gradients:
+            raise AttnflowError(
+                f"Method {method.name!r} needs attention gradients for a target; "
+                "call attnflow.explain with a model instead of bare attention arrays."
+            )
+        options = {key: value for key, value in method_options.items() if key in method.options}
+        if progress is not None and "progress" in method.options:
+            options["progress"] = progress
+        scores[method.name] = method.scores(array, position, **options)
+    return Explanation(
+        tokens=list(tokens),
+        scores=scores,
+        output=position,
+        options={key: value for key, value in method_options.items()},
+    )

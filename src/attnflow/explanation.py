@@ -1,0 +1,173 @@
+"""The result of ``attnflow.explain``: tokens, per-method scores and where they came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import AttnflowError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Explanation:
+    """Scores of the input tokens for one output, per method and layer.
+
+    Attributes
+    ----------
+    tokens
+        The ``n`` input tokens as the tokenizer writes them, special tokens included.
+    scores
+        ``{method: ndarray (L, n)}``; row ``l-1`` holds the scores after layer ``l``.
+    output
+        The explained output: a token position or ``"mean"``.
+    target
+        What a target-dependent method explained (``None`` when no method needs one).
+    model_name
+        The model's name or folder.
+    special_positions
+        Positions of special tokens ([CLS], [SEP], ...).
+    text
+        The text that was explained.
+    options
+        Method options used (residual, head fusion, ...).
+
+    Examples
+    --------
+    >>> e = Explanation(tokens=["a", "b"], scores={"rollout": np.array([[0.7, 0.3]])}, output=0)
+    >>> e.n_layers, e.top_tokens("rollout", k=1)
+    (1, [('a', 0.7)])
+    """
+
+    tokens: list[str]
+    scores: dict[str, np.ndarray]
+    output: int | str
+    target: Any = None
+    model_name: str = ""
+    special_positions: tuple[int, ...] = ()
+    text: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens)
+        self.scores = {name: np.asarray(value, dtype=np.float64) for name, value in self.scores.items()}
+        layers = {value.shape[0] for value in self.scores.values() if value.ndim == 2}
+        for name, value in self.scores.items():
+            if value.ndim != 2 or value.shape[1] != n:
+                raise AttnflowError(
+                    f"Scores of method {name!r} must have shape (L, {n}) for {n} tokens; "
+                    f"got {value.shape} instead."
+                )
+        if len(layers) > 1:
+            raise AttnflowError(f"All methods must score the same number of layers; got {sorted(layers)}.")
+        self.special_positions = tuple(int(p) for p in self.special_positions)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.scores)
+
+    @property
+    def n_layers(self) -> int:
+        return next(iter(self.scores.values())).shape[0] if self.scores else 0
+
+    def layer_scores(self, method: str, layer: int = -1) -> np.ndarray:
+        """Scores ``(n,)`` of one method after layer ``layer`` (1-based; -1 is the top)."""
+        if method not in self.scores:
+            raise AttnflowError(f"No scores for method {method!r}; this explanation has {self.methods}.")
+        n_layers = self.n_layers
+        index = layer - 1 if layer > 0 else n_layers + layer
+        if not 0 <= index < n_layers:
+            raise AttnflowError(
+                f"The 'layer' parameter must be from 1 to {n_layers} (or -1 for the top); got {layer}."
+            )
+        return self.scores[method][index]
+
+    def top_tokens(self, method: str, layer: int = -1, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` highest-scoring tokens of one method and layer."""
+        values = self.layer_scores(method, layer)
+        order = np.argsort(-values, kind="stable")[:k]
+        return [(self.tokens[i], round(float(values[i]), 12)) for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``Explanation.from_dict`` reverses it."""
+        return {
+            "format": "attnflow.explanation",
+            "version": FORMAT_VERSION,
+            "text": self.text,
+            "model": self.model_name,
+            "tokens": list(self.tokens),
+            "special_positions": list(self.special_positions),
+            "output": self.output,
+            "target": self.target,
+            "options": _jsonable(self.options),
+            "scores": {name: _nan_to_none(value) for name, value in self.scores.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        if data.get("format") != "attnflow.explanation":
+            raise AttnflowError("This JSON is not an attnflow explanation (missing format marker).")
+        return cls(
+            tokens=list(data["tokens"]),
+            scores={
+                name: np.array(value, dtype=np.float64) for name, value in data["scores"].items()
+            },
+            output=data["output"],
+            target=data.get("target"),
+            model_name=data.get("model", ""),
+            special_positions=tuple(data.get("special_positions", ())),
+            text=data.get("text", ""),
+            options=data.get("options", {}),
+        )
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the explanation to ``path`` atomically (no partial file on failure)."""
+        from .io import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> Explanation:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AttnflowError(f"Cannot read explanation JSON {os.fspath(path)!r}: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_dataframe(self) -> Any:
+        """Long table: one row per (method, layer, token) with its score.
+
+        Columns: ``method, layer, position, token, special, score``.
+        """
+        import pandas as pd
+
+        rows = []
+        for method, values in self.scores.items():
+            for layer_index, layer_values in enumerate(values, start=1):
+                for position, (token, score) in enumerate(zip(self.tokens, layer_values)):
+                    rows.append(
+                        (method, layer_index, position, token, position in self.special_positions, score)
+                    )
+        return pd.DataFrame(rows, columns=["method", "layer", "position", "token", "special", "score"])
+
+
+def _nan_to_none(value: np.ndarray) -> list[Any]:
+    return [[None if np.isnan(x) else float(x) for x in row] for row in value]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value

@@ -1,0 +1,1 @@
+"""Reports: terminal tables now; HTML pages and figures consume the same results."""

@@ -1,0 +1,174 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnflow import AttnflowError, raw_attention, rollout
+from tests.helpers import random_attention
+
+# Three layers, two tokens, two heads; fused attention per layer:
+#   [[1, 0], [1, 0]], [[0, 1], [0, 1]], [[.5, .5], [.5, .5]]
+HAND = np.array(
+    [
+        [[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]],
+        [[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]],
+        [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]],
+    ]
+)
+# Worked by hand with Ahat = 0.5 * Abar + 0.5 * I.
+HAND_ROLLOUT = np.array(
+    [
+        [[1.0, 0.0], [0.5, 0.5]],
+        [[0.75, 0.25], [0.5, 0.5]],
+        [[0.6875, 0.3125], [0.5625, 0.4375]],
+    ]
+)
+
+
+def test_hand_computed_three_layers():
+    np.testing.assert_allclose(rollout(HAND), HAND_ROLLOUT, atol=1e-15)
+
+
+def test_list_and_fused_inputs_agree():
+    fused = HAND.mean(axis=1)
+    np.testing.assert_allclose(rollout(fused), HAND_ROLLOUT)
+    np.testing.assert_allclose(rollout(list(HAND)), HAND_ROLLOUT)
+    np.testing.assert_allclose(rollout(list(fused)), HAND_ROLLOUT)
+
+
+def test_seed_unnormalised_form_gives_same_normalised_rollout():
+    attention = random_attention(np.random.default_rng(0), 5, 4, 7)
+    product = np.eye(7)
+    for layer in attention:
+        product = (np.eye(7) + layer.mean(axis=0)) @ product
+    assert np.allclose(product.sum(-1), 2.0**5)
+    normalised = product / product.sum(-1, keepdims=True)
+    np.testing.assert_allclose(rollout(attention)[-1], normalised, atol=1e-12)
+
+
+def test_identity_attention_rolls_out_to_identity():
+    identity = np.broadcast_to(np.eye(5), (4, 3, 5, 5))
+    np.testing.assert_array_equal(rollout(identity), np.broadcast_to(np.eye(5), (4, 5, 5)))
+
+
+def test_residual_zero_is_plain_product_and_one_is_identity():
+    attention = random_attention(np.random.default_rng(1), 3, 2, 4)
+    fused = attention.mean(axis=1)
+    np.testing.assert_allclose(rollout(attention, residual=0.0)[-1], fused[2] @ fused[1] @ fused[0])
+    np.testing.assert_allclose(rollout(attention, residual=1.0)[-1], np.eye(4))
+
+
+def test_torch_and_numpy_agree():
+    attention = random_attention(np.random.default_rng(2), 3, 2, 6)
+    from_torch = rollout(torch.tensor(attention, dtype=torch.float32))
+    np.testing.assert_allclose(from_torch, rollout(attention), atol=1e-6)
+    assert isinstance(from_torch, np.ndarray)
+
+
+def test_max_and_min_fusion_keep_rows_stochastic():
+    attention = random_attention(np.random.default_rng(3), 3, 4, 5)
+    for fusion in ("max", "min"):
+        result = rollout(attention, head_fusion=fusion)
+        np.testing.assert_allclose(result.sum(-1), 1.0)
+    one_layer = rollout(attention[:1], head_fusion="max")[0]
+    expected = 0.5 * attention[0].max(0) + 0.5 * np.eye(5)
+    np.testing.assert_allclose(one_layer, expected / expected.sum(-1, keepdims=True))
+
+
+def test_head_weights_equal_weights_equal_mean():
+    attention = random_attention(np.random.default_rng(4), 2, 3, 4)
+    np.testing.assert_allclose(rollout(attention, head_fusion=np.ones((2, 3))), rollout(attention))
+    only_first = rollout(attention, head_fusion=np.array([1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(only_first, rollout(attention[:, :1]))
+
+
+def test_discard_ratio_zeroes_lowest_but_never_the_kept_column():
+    attention = random_attention(np.random.default_rng(5), 1, 1, 4, temperature=0.3)
+    fused = attention[0, 0]
+    result = rollout(attention, discard_ratio=0.5, keep_token=0)[0]
+    np.testing.assert_allclose(result.sum(-1), 1.0)
+    candidates = fused[:, 1:].ravel()
+    threshold = np.sort(candidates)[len(candidates) // 2 - 1]
+    for i in range(4):
+        for j in range(1, 4):
+            if fused[i, j] <= threshold and i != j:
+                assert result[i, j] == 0.0
+    assert np.all(result[:, 0] > 0)
+
+
+def test_start_layer_skips_lower_layers():
+    attention = random_attention(np.random.default_rng(6), 4, 2, 3)
+    result = rollout(attention, start_layer=3)
+    assert np.isnan(result[:2]).all()
+    full_from_three = rollout(attention[2:])
+    np.testing.assert_allclose(result[2:], full_from_three)
+
+
+def test_raw_attention_is_head_mean():
+    np.testing.assert_allclose(raw_attention(HAND), HAND.mean(axis=1))
+
+
+@st.composite
+def attention_and_permutation(draw):
+    n_layers = draw(st.integers(1, 4))
+    n_heads = draw(st.integers(1, 3))
+    n_tokens = draw(st.integers(1, 7))
+    seed = draw(st.integers(0, 2**32 - 1))
+    causal = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    attention = random_attention(rng, n_layers, n_heads, n_tokens, temperature=draw(st.sampled_from([0.2, 1.0, 5.0])), causal=causal)
+    permutation = rng.permutation(n_tokens)
+    return attention, permutation
+
+
+@settings(max_examples=60, deadline=None)
+@given(attention_and_permutation())
+def test_rollout_properties(case):
+    attention, permutation = case
+    n_layers, _, n, _ = attention.shape
+    result = rollout(attention)
+    assert result.shape == (n_layers, n, n)
+    np.testing.assert_allclose(result.sum(-1), 1.0, atol=1e-12)
+    assert result.min() >= 0
+    permuted = attention[:, :, permutation][:, :, :, permutation]
+    np.testing.assert_allclose(
+        rollout(permuted), result[:, permutation][:, :, permutation], atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.ones((2, 2)), "rank 2"),
+        (np.ones((1, 1, 2, 3)) / 3, "square"),
+        (np.full((1, 1, 2, 2), np.nan), "NaN"),
+        (np.array([[[[1.5, -0.5], [0.5, 0.5]]]]), "negative"),
+        (np.full((1, 1, 2, 2), 0.3), "sum to 1"),
+        (np.zeros((0, 1, 2, 2)), "at least one"),
+        ("attention", "numeric"),
+    ],
+)
+def test_bad_attention_is_rejected(bad, message):
+    with pytest.raises(AttnflowError, match=message):
+        rollout(bad)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"head_fusion": "median"}, "head_fusion"),
+        ({"head_fusion": np.ones(5)}, "head_fusion"),
+        ({"residual": 1.5}, "residual"),
+        ({"discard_ratio": 1.0}, "discard_ratio"),
+        ({"start_layer": 0}, "start_layer"),
+        ({"start_layer": 4}, "start_layer"),
+    ],
+)
+def test_bad_options_are_rejected(options, message):
+    with pytest.raises(AttnflowError, match=message):
+        rollout(HAND, **options)
+
+
+def test_error_is_a_value_error():
+    assert issubclass(AttnflowError, ValueError)
