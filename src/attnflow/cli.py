@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from . import __version__
+from .commands.common import console, error_console
 from .errors import AttnflowError
-from .methods import available_methods
 
 app = typer.Typer(
     name="attnflow",
@@ -23,8 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-error_console = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -36,89 +31,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
     """attnflow: attention rollout and flow from the command line."""
 
 
-def _check_methods(methods: list[str]) -> list[str]:
-    known = available_methods()
-    for method in methods:
-        if method not in known:
-            raise AttnflowError(f"Unknown method {method!r}; available: {', '.join(known)}.")
-    return methods
+from .commands.explain import explain  # noqa: E402
 
-
-@contextmanager
-def _progress_bar(description: str):
-    """A rich progress bar; yields a ``progress(done, total)`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TextColumn
-
-    bar = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console,
-        transient=True,
-    )
-    task = bar.add_task(description, total=None)
-    with bar:
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-@app.command()
-def explain(
-    text: Annotated[str, typer.Argument(help="The text to explain.")],
-    model: Annotated[
-        Optional[str],
-        typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id."),
-    ] = None,
-    method: Annotated[
-        list[str],
-        typer.Option(
-            "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
-        ),
-    ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
-    output: Annotated[
-        Optional[str],
-        typer.Option(help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders]."),
-    ] = None,
-    layer: Annotated[int, typer.Option(help="Layer to show (1-based; -1 = top).")] = -1,
-    residual: Annotated[float, typer.Option(help="Residual weight r in (1-r)*A + r*I.")] = 0.5,
-    head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max or min.")] = "mean",
-    json_path: Annotated[
-        Optional[Path], typer.Option("--json", help="Write the full explanation (all layers) as JSON.")
-    ] = None,
-    truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow the model folder's own Python code to run.")
-    ] = False,
-) -> None:
-    """Score every input token for one output, layer by layer, with each method."""
-    from .explain import explain as run_explain
-    from .report.terminal import explanation_table
-
-    _check_methods(method)
-    options = {"residual": residual, "head_fusion": head_fusion}
-    with _progress_bar("explaining") as progress:
-        result = run_explain(
-            text,
-            model,
-            methods=method,
-            output=output,
-            truncate=truncate,
-            trust_remote_code=trust_remote_code,
-            progress=progress,
-            **options,
-        )
-    console.print(explanation_table(result, layer=layer))
-    if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"wrote {json_path}")
+app.command()(explain)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ def explain_attentions(
     --------
     >>> a = np.full((2, 1, 3, 3), 1 / 3)
     >>> explain_attentions(a, ["x", "y", "z"], methods="rollout").scores["rollout"][-1]
-    array([0.33333333, 0.33333333, 0.33333333])
+    array([0.5 , 0.25, 0.25])
     """
     array = as_attention_array(attentions)
     n = array.shape[-1]

@@ -150,7 +150,7 @@ class Explanation:
         rows = []
         for method, values in self.scores.items():
             for layer_index, layer_values in enumerate(values, start=1):
-                for position, (token, score) in enumerate(zip(self.tokens, layer_values)):
+                for position, (token, score) in enumerate(zip(self.tokens, layer_values, strict=True)):
                     rows.append(
                         (method, layer_index, position, token, position in self.special_positions, score)
                     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
 from .errors import AttnflowError
 
 OutputName = Literal["cls", "last", "mean"]
-Output = Union[int, OutputName]
+Output = int | OutputName
 OUTPUT_NAMES: tuple[str, ...] = ("cls", "last", "mean")
 
 

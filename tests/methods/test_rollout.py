@@ -117,7 +117,8 @@ def attention_and_permutation(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     causal = draw(st.booleans())
     rng = np.random.default_rng(seed)
-    attention = random_attention(rng, n_layers, n_heads, n_tokens, temperature=draw(st.sampled_from([0.2, 1.0, 5.0])), causal=causal)
+    temperature = draw(st.sampled_from([0.2, 1.0, 5.0]))
+    attention = random_attention(rng, n_layers, n_heads, n_tokens, temperature=temperature, causal=causal)
     permutation = rng.permutation(n_tokens)
     return attention, permutation
 

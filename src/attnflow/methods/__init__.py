@@ -1,6 +1,5 @@
-"""Explanation methods. Importing this package registers every method."""
+"""Explanation methods. Importing this package registers every method (each module registers itself)."""
 
-from . import raw, rollout  # noqa: F401  (registration side effect)
 from .raw import raw_attention
 from .registry import Method, available_methods, get_method, register_method
 from .rollout import rollout

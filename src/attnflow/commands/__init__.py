@@ -1,0 +1,1 @@
+"""One module per ``attnflow`` subcommand; ``attnflow.cli`` wires them into the app."""
