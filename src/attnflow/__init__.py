@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+from . import evaluate
 from .errors import AttnflowError
 from .explain import explain, explain_attentions
 from .explanation import Explanation
@@ -28,6 +29,7 @@ __all__ = [
     "Explanation",
     "__version__",
     "available_methods",
+    "evaluate",
     "explain",
     "explain_attentions",
     "get_method",

@@ -38,9 +38,11 @@ def _root(
     """attnflow: attention rollout and flow from the command line."""
 
 
+from .commands.evaluate import evaluate  # noqa: E402
 from .commands.explain import explain  # noqa: E402
 
 app.command()(explain)
+app.command()(evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 from .errors import AttnflowError
 from .explanation import Explanation
 from .graph import as_attention_array
-from .methods import get_method
+from .methods import available_methods, get_method
 from .outputs import Output, resolve_output
 
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
@@ -112,12 +112,12 @@ def explain_attentions(
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     chosen = [get_method(name) for name in names]
     position = resolve_output(output, n)
-    known = set().union(*(method.options for method in chosen)) | {"progress"}
+    # Options of methods not chosen are ignored (the CLI passes the same options to every method);
+    # a name no registered method knows is a typo and is refused.
+    known = set().union(*(get_method(name).options for name in available_methods())) | {"progress"}
     unknown = set(method_options) - known
     if unknown:
-        raise AttnflowError(
-            f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}."
-        )
+        raise AttnflowError(f"Unknown option(s) {sorted(unknown)}; methods accept {sorted(known)}.")
     scores: dict[str, np.ndarray] = {}
     for method in chosen:
         if method.needs_gradients:

@@ -1,0 +1,642 @@
+"""``attnflow.evaluate``: how well do a method's scores agree with what the model really uses?
+
+For each example: capture the attention, score the tokens with every method at
+every layer, compute the ground truths (blank-out, input gradients, gradient x
+input, integrated gradients) for one target, and compare (Spearman, per layer);
+then remove the top tokens by each method and by a random order (faithfulness).
+Means ± standard deviations over the examples make the paper's Tables 1-2.
+
+The special-token rule, the same in every metric: special tokens ([CLS], [SEP],
+<s>, ...) are never scored, compared or removed. Correlations are computed over
+the non-special tokens only; blank-out blanks only those; faithfulness removes
+only those (special tokens stay in every perturbed input, in sufficiency too);
+integrated gradients start from a baseline where only those are blanked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import AttnflowError
+from ..methods import available_methods, get_method
+from .correlation import layer_correlations, mean_sd
+from .data import Example, as_examples
+from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
+
+FORMAT_VERSION = 1
+
+#: Every ground truth, in the order tables show them.
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "grad_x_input", "integrated_gradients")
+#: What each ground truth is, for tables and the docs.
+GROUND_TRUTH_SUMMARIES: dict[str, str] = {
+    "blankout": "|change of the target value| when the token is replaced by the blank token",
+    "gradient": "|sum over the embedding axis of the target score's gradient| (input gradients)",
+    "grad_x_input": "|sum over the embedding axis of gradient x input embedding|",
+    "integrated_gradients": "|sum over the embedding axis of Captum's integrated gradients| from blanked embeddings",
+}
+REMOVALS: tuple[str, ...] = ("delete", "blank")
+
+SPECIAL_TOKEN_RULE = (
+    "special tokens are never scored, compared or removed: correlations use the non-special tokens only, "
+    "and faithfulness removes only non-special tokens (special tokens stay in every perturbed input)"
+)
+
+
+def default_methods() -> tuple[str, ...]:
+    """``raw`` and ``rollout``, and ``flow`` when it is registered.
+
+    Examples
+    --------
+    >>> default_methods()[:2]
+    ('raw', 'rollout')
+    """
+    names = available_methods()
+    return tuple(name for name in ("raw", "rollout", "flow") if name in names)
+
+
+@dataclass
+class ExampleResult:
+    """Everything computed for one example.
+
+    ``scores[method]`` is ``(L, n)``; ``ground_truths[name]`` is ``(n,)`` (NaN at
+    special tokens); ``correlations[ground_truth][method]`` is ``(L,)``;
+    ``faithfulness[method]`` (and ``["random"]``) at the faithfulness layer.
+    """
+
+    index: int
+    text: str
+    label: str | int | None
+    tokens: list[str]
+    special_positions: tuple[int, ...]
+    target: dict[str, Any]
+    scores: dict[str, np.ndarray]
+    ground_truths: dict[str, np.ndarray]
+    correlations: dict[str, dict[str, np.ndarray]]
+    faithfulness: dict[str, FaithfulnessScores] = field(default_factory=dict)
+    ig_delta: float | None = None
+
+    @property
+    def content_positions(self) -> list[int]:
+        """Positions of the non-special tokens, the ones every metric uses."""
+        special = set(self.special_positions)
+        return [i for i in range(len(self.tokens)) if i not in special]
+
+
+@dataclass
+class EvaluationResult:
+    """The outcome of :func:`evaluate`: per-example results and their summaries.
+
+    Attributes
+    ----------
+    model_name, target
+        The model and the target's description (also in every output).
+    methods, ground_truths
+        What was compared.
+    n_layers
+        ``L``; correlations are per layer 1..L.
+    output
+        The explained output position (``"cls"``, ``"last"``, ``"mean"`` or an index).
+    percents, faithfulness_layer
+        The faithfulness settings; ``faithfulness_layer`` is 1-based, ``None`` when
+        faithfulness was not computed.
+    options
+        Everything else that shaped the numbers (blank token, removal, seed, ...).
+    examples
+        One :class:`ExampleResult` per example.
+
+    Examples
+    --------
+    >>> r = EvaluationResult("toy", {"spec": "norm"}, ["rollout"], ["blankout"], 2, "mean", (10,), None, {}, [])
+    >>> r.n_examples, r.to_dict()["correlation"]
+    (0, {'blankout': {'rollout': [[None, None], [None, None]]}})
+    """
+
+    model_name: str
+    target: dict[str, Any]
+    methods: list[str]
+    ground_truths: list[str]
+    n_layers: int
+    output: int | str
+    percents: tuple[int, ...]
+    faithfulness_layer: int | None
+    options: dict[str, Any]
+    examples: list[ExampleResult]
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.examples)
+
+    def correlation(self, ground_truth: str, method: str) -> np.ndarray:
+        """``(L, 2)``: mean and sd over examples of the Spearman correlation at each layer.
+
+        Examples whose correlation is undefined (constant scores, fewer than two
+        tokens) are left out of that layer's mean; see :meth:`correlation_counts`.
+        """
+        self._check(ground_truth, method)
+        if not self.examples:
+            return np.full((self.n_layers, 2), np.nan)
+        values = np.stack([e.correlations[ground_truth][method] for e in self.examples])
+        return mean_sd(values, axis=0)
+
+    def correlation_counts(self, ground_truth: str, method: str) -> np.ndarray:
+        """``(L,)``: how many examples have a defined correlation at each layer."""
+        self._check(ground_truth, method)
+        if not self.examples:
+            return np.zeros(self.n_layers, dtype=int)
+        values = np.stack([e.correlations[ground_truth][method] for e in self.examples])
+        return np.isfinite(values).sum(axis=0)
+
+    def faithfulness_summary(self) -> dict[str, dict[str, Any]]:
+        """Per method and ``"random"``: mean ± sd over examples of every faithfulness metric.
+
+        ``{"comprehensiveness": {"10": [mean, sd], ...}, "sufficiency": {...},
+        "aopc_comprehensiveness": [mean, sd], "aopc_sufficiency": [mean, sd]}``.
+        """
+        names = [*self.methods, "random"] if self.faithfulness_layer is not None else []
+        summary: dict[str, dict[str, Any]] = {}
+        for name in names:
+            rows = [e.faithfulness[name] for e in self.examples if name in e.faithfulness]
+            comp = np.array([r.comprehensiveness for r in rows]).reshape(len(rows), len(self.percents))
+            suff = np.array([r.sufficiency for r in rows]).reshape(len(rows), len(self.percents))
+            comp_stats, suff_stats = mean_sd(comp, axis=0), mean_sd(suff, axis=0)
+            summary[name] = {
+                "comprehensiveness": {str(k): _pair(comp_stats[i]) for i, k in enumerate(self.percents)},
+                "sufficiency": {str(k): _pair(suff_stats[i]) for i, k in enumerate(self.percents)},
+                "aopc_comprehensiveness": _pair(mean_sd(comp.mean(axis=1) if rows else np.zeros(0))),
+                "aopc_sufficiency": _pair(mean_sd(suff.mean(axis=1) if rows else np.zeros(0))),
+                "n_examples": len(rows),
+            }
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (NaN as ``null``); per-example numbers are in :meth:`to_dataframe`."""
+        return {
+            "format": "attnflow.evaluation",
+            "version": FORMAT_VERSION,
+            "model": self.model_name,
+            "target": _jsonable(self.target),
+            "n_examples": self.n_examples,
+            "n_layers": self.n_layers,
+            "output": self.output,
+            "methods": list(self.methods),
+            "ground_truths": list(self.ground_truths),
+            "special_tokens": SPECIAL_TOKEN_RULE,
+            "correlation": {
+                truth: {method: [_pair(row) for row in self.correlation(truth, method)] for method in self.methods}
+                for truth in self.ground_truths
+            },
+            "correlation_counts": {
+                truth: {method: self.correlation_counts(truth, method).tolist() for method in self.methods}
+                for truth in self.ground_truths
+            },
+            "faithfulness": {
+                "layer": self.faithfulness_layer,
+                "percents": list(self.percents),
+                "removal": self.options.get("removal"),
+                "methods": self.faithfulness_summary(),
+            },
+            "options": _jsonable(self.options),
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The :meth:`to_dict` summary as JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        if path is not None:
+            from ..io import write_text_atomic
+
+            write_text_atomic(path, text + "\n")
+        return text
+
+    def to_dataframe(self) -> Any:
+        """Per-example numbers, one row per example, method and layer (a pandas DataFrame).
+
+        Columns: ``example, text, label, target_class, target_label, target_value,
+        method, layer, n_tokens, n_scored``, ``spearman_<ground truth>`` for each
+        ground truth, ``ig_delta``, and at the faithfulness layer only
+        ``comprehensiveness_<k>``, ``sufficiency_<k>``, ``aopc_comprehensiveness``,
+        ``aopc_sufficiency``, ``random_aopc_comprehensiveness``, ``random_aopc_sufficiency``.
+        """
+        import pandas as pd
+
+        rows = []
+        for e in self.examples:
+            base = {
+                "example": e.index,
+                "text": e.text,
+                "label": e.label,
+                "target_class": e.target.get("class", e.target.get("token_id")),
+                "target_label": e.target.get("label"),
+                "target_value": e.target.get("value"),
+            }
+            for method in self.methods:
+                for layer in range(1, self.n_layers + 1):
+                    row = dict(base, method=method, layer=layer, n_tokens=len(e.tokens))
+                    row["n_scored"] = len(e.content_positions)
+                    for truth in self.ground_truths:
+                        row[f"spearman_{truth}"] = e.correlations[truth][method][layer - 1]
+                    row["ig_delta"] = e.ig_delta
+                    row.update(self._faithfulness_cells(e, method, layer))
+                    rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _faithfulness_cells(self, e: ExampleResult, method: str, layer: int) -> dict[str, float]:
+        if self.faithfulness_layer is None:
+            return {}
+        cells: dict[str, float] = {}
+        here = layer == self.faithfulness_layer and method in e.faithfulness
+        scores = e.faithfulness.get(method)
+        for i, k in enumerate(self.percents):
+            cells[f"comprehensiveness_{k}"] = float(scores.comprehensiveness[i]) if here and scores else np.nan
+        for i, k in enumerate(self.percents):
+            cells[f"sufficiency_{k}"] = float(scores.sufficiency[i]) if here and scores else np.nan
+        for name, prefix in ((method, ""), ("random", "random_")):
+            found = e.faithfulness.get(name) if here else None
+            cells[f"{prefix}aopc_comprehensiveness"] = found.aopc_comprehensiveness if found else np.nan
+            cells[f"{prefix}aopc_sufficiency"] = found.aopc_sufficiency if found else np.nan
+        return cells
+
+    def plot(self, ax: Any = None) -> Any:
+        """Correlation by layer, one panel per ground truth, a line per method (needs matplotlib)."""
+        from ..report.plots import plot_correlation
+
+        return plot_correlation(
+            {truth: {m: self.correlation(truth, m) for m in self.methods} for truth in self.ground_truths},
+            title=f"{self.model_name} · target {self.target.get('spec')} · {self.n_examples} examples",
+            axes=ax,
+        )
+
+    def _check(self, ground_truth: str, method: str) -> None:
+        if ground_truth not in self.ground_truths:
+            raise AttnflowError(f"No ground truth {ground_truth!r} in this evaluation; it has {self.ground_truths}.")
+        if method not in self.methods:
+            raise AttnflowError(f"No method {method!r} in this evaluation; it has {self.methods}.")
+
+
+def evaluate(
+    examples: Any,
+    model: Any = None,
+    methods: Sequence[str] | str | None = None,
+    target: Any = None,
+    *,
+    tokenizer: Any = None,
+    ground_truths: Sequence[str] | str = GROUND_TRUTHS,
+    output: int | str | None = None,
+    blank: str = "unk",
+    faithfulness: bool = True,
+    percents: Sequence[int] = DEFAULT_PERCENTS,
+    faithfulness_layer: int = -1,
+    removal: str = "delete",
+    random_repeats: int = 1,
+    ig_steps: int = 20,
+    batch_size: int | None = None,
+    seed: int = 0,
+    truncate: bool = False,
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **method_options: Any,
+) -> EvaluationResult:
+    """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
+
+    Parameters
+    ----------
+    examples
+        Texts: a list of strings, ``(text, label)`` pairs, dicts with ``"text"``
+        (and ``"label"``), a pandas DataFrame, or a path to a ``.txt``/``.jsonl``/``.csv``
+        file (see :func:`attnflow.evaluate.data.as_examples`).
+    model
+        Anything :func:`attnflow.capture.load_model` accepts; ``None`` is the bundled MiniLM.
+    methods
+        Registered method names; default :func:`default_methods` (raw, rollout, flow).
+    target
+        What the model's output is measured by (see :mod:`attnflow.capture.targets`):
+        ``"predicted"`` (default for classifiers and causal LMs), a class index, a label
+        name, ``"gold"`` (each example's label), ``"cosine:REFERENCE TEXT"``, or ``"norm"``
+        (default for bare encoders).
+    ground_truths
+        Any of ``blankout``, ``gradient``, ``grad_x_input``, ``integrated_gradients`` (all by default).
+    output
+        The output position the methods explain; default ``"last"`` for decoders,
+        ``"mean"`` for pooled targets (cosine, norm), else ``"cls"``.
+    blank
+        The token that blanks a token out (blank-out, integrated gradients' baseline,
+        ``removal="blank"``): ``"unk"`` (the paper), ``"mask"``, ``"pad"`` or a token.
+    faithfulness
+        Compute comprehensiveness, sufficiency and AOPC (with a random baseline).
+    percents
+        The top-k percentages removed for faithfulness.
+    faithfulness_layer
+        The layer (1-based; negative counts from the top) whose scores rank the tokens.
+    removal
+        ``"delete"`` the removed tokens (ERASER) or replace them by the ``blank`` token.
+    random_repeats
+        Random orders averaged for the baseline, per example.
+    ig_steps
+        Integration steps of integrated gradients.
+    batch_size
+        Sequences per forward pass; ``None`` fits as many as :data:`attnflow.capture.perturb.MAX_BATCH_TOKENS`
+        tokens allow, halving on an out-of-memory error.
+    seed
+        Seed of the random baseline (example ``i`` uses ``default_rng([seed, i])``).
+    truncate, trust_remote_code, tokenizer
+        As in :func:`attnflow.explain`.
+    progress
+        Called as ``progress(done, total)`` after each example.
+    **method_options
+        ``residual``, ``head_fusion``, ... for the methods that accept them.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    AttnflowError
+        Before any model run, for empty examples, unknown methods or ground truths,
+        a target the model cannot give, a label the model does not have, or bad options.
+
+    Examples
+    --------
+    >>> r = evaluate(["The cat sat on the mat.", "Dogs bark loudly."], methods=["rollout"],
+    ...              ground_truths=["blankout"], target="norm", faithfulness=False)
+    >>> r.n_examples, r.correlation("blankout", "rollout").shape
+    (2, (6, 2))
+    """
+    from ..capture import capture_attention, load_model
+    from ..capture.perturb import blank_token_id
+    from ..capture.targets import resolve_target
+
+    items = as_examples(examples)
+    names = _check_methods(methods)
+    truths = _check_ground_truths(ground_truths)
+    percents = check_percents(percents)
+    if removal not in REMOVALS:
+        raise AttnflowError(f"The 'removal' parameter must be one of {', '.join(REMOVALS)}; got {removal!r}.")
+    _check_int("random_repeats", random_repeats, minimum=1)
+    _check_int("ig_steps", ig_steps, minimum=1)
+    _check_int("seed", seed, minimum=0)
+    _check_int("faithfulness_layer", faithfulness_layer, minimum=None)
+    _check_method_options(names, method_options)
+
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    resolved = resolve_target(target, loaded)
+    blank_id = blank_token_id(loaded, blank)
+    if resolved.uses_gold or (resolved.kind == "class" and any(e.label is not None for e in items)):
+        for index, example in enumerate(items):
+            if example.label is None and not resolved.uses_gold:
+                continue
+            try:
+                resolved.resolve_label(example.label)
+            except AttnflowError as exc:
+                raise AttnflowError(f"Example {index} ({example.text[:40]!r}): {exc}") from None
+    if not truncate:
+        _check_lengths(loaded, items)
+    if output is None:
+        output = "last" if loaded.is_decoder else ("mean" if resolved.pooled else "cls")
+
+    settings = _Settings(
+        methods=names,
+        truths=truths,
+        output=output,
+        blank_id=blank_id,
+        faithfulness=bool(faithfulness),
+        percents=percents,
+        faithfulness_layer=faithfulness_layer,
+        removal=removal,
+        random_repeats=random_repeats,
+        ig_steps=ig_steps,
+        batch_size=batch_size,
+        seed=seed,
+        method_options=method_options,
+    )
+    results: list[ExampleResult] = []
+    n_layers = 0
+    chunk = 16
+    for start in range(0, len(items), chunk):
+        batch = items[start : start + chunk]
+        captured = capture_attention([e.text for e in batch], loaded, truncate=truncate, batch_size=chunk)
+        if faithfulness:
+            _resolve_layer(faithfulness_layer, captured[0].n_layers)  # fail before the first model run
+        for offset, (example, capture) in enumerate(zip(batch, captured, strict=True)):
+            n_layers = capture.n_layers
+            results.append(_evaluate_one(start + offset, example, capture, loaded, resolved, settings))
+            if progress is not None:
+                progress(len(results), len(items))
+    layer = _resolve_layer(faithfulness_layer, n_layers) if faithfulness else None
+    options = {
+        "blank": blank,
+        "blank_token_id": blank_id,
+        "removal": removal,
+        "random_repeats": random_repeats,
+        "seed": seed,
+        "ig_steps": ig_steps,
+        "truncate": truncate,
+        **method_options,
+    }
+    return EvaluationResult(
+        model_name=loaded.name,
+        target=resolved.describe(),
+        methods=names,
+        ground_truths=truths,
+        n_layers=n_layers,
+        output=output,
+        percents=percents,
+        faithfulness_layer=layer,
+        options=options,
+        examples=results,
+    )
+
+
+@dataclass
+class _Settings:
+    methods: list[str]
+    truths: list[str]
+    output: int | str
+    blank_id: int
+    faithfulness: bool
+    percents: tuple[int, ...]
+    faithfulness_layer: int
+    removal: str
+    random_repeats: int
+    ig_steps: int
+    batch_size: int | None
+    seed: int
+    method_options: dict[str, Any]
+
+
+def _evaluate_one(
+    index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
+) -> ExampleResult:
+    from ..capture import perturb
+    from ..explain import explain_attentions
+
+    ids = list(capture.input_ids)
+    content = list(capture.content_positions)
+    bound = resolved.bind(loaded, ids, example.label if resolved.uses_gold else None)
+    explanation = explain_attentions(
+        capture.attentions, capture.tokens, methods=settings.methods, output=settings.output, **settings.method_options
+    )
+    scores = explanation.scores
+    n = len(ids)
+    truths: dict[str, np.ndarray] = {}
+    ig_delta = None
+    if "blankout" in settings.truths:
+        truths["blankout"] = perturb.blankout(
+            loaded, bound, ids, content, blank_id=settings.blank_id, batch_size=settings.batch_size
+        )
+    if {"gradient", "grad_x_input"} & set(settings.truths):
+        gradient, embeddings = perturb.input_gradients(loaded, bound, ids)
+        for name, values in perturb.gradient_importance(gradient, embeddings).items():
+            if name in settings.truths:
+                truths[name] = _only(values, content, n)
+    if "integrated_gradients" in settings.truths:
+        baseline = list(ids)
+        for position in content:
+            baseline[position] = settings.blank_id
+        values, ig_delta = perturb.integrated_gradients(
+            loaded, bound, ids, baseline, n_steps=settings.ig_steps, batch_size=settings.batch_size
+        )
+        truths["integrated_gradients"] = _only(values, content, n)
+    correlations = {
+        truth: {method: layer_correlations(scores[method], truths[truth], content) for method in settings.methods}
+        for truth in settings.truths
+    }
+    faith: dict[str, FaithfulnessScores] = {}
+    if settings.faithfulness and len(content) >= 2:
+        layer = _resolve_layer(settings.faithfulness_layer, capture.n_layers)
+
+        def predict(keep: np.ndarray) -> np.ndarray:
+            sequences = [_kept_sequence(ids, row, settings) for row in keep]
+            return perturb.score_sequences(loaded, bound, sequences, kind="value", batch_size=settings.batch_size)
+
+        faith = faithfulness_many(
+            {method: scores[method][layer - 1] for method in settings.methods},
+            predict,
+            candidates=content,
+            percents=settings.percents,
+            rng=np.random.default_rng([settings.seed, index]),
+            random_repeats=settings.random_repeats,
+        )
+    return ExampleResult(
+        index=index,
+        text=example.text,
+        label=example.label,
+        tokens=list(capture.tokens),
+        special_positions=tuple(capture.special_positions),
+        target=bound.describe(),
+        scores=scores,
+        ground_truths=truths,
+        correlations=correlations,
+        faithfulness=faith,
+        ig_delta=ig_delta,
+    )
+
+
+def _check_lengths(loaded: Any, items: list[Example]) -> None:
+    """Fail before any model run when a text is longer than the model accepts (capture would, later)."""
+    limit = loaded.max_length
+    if limit is None:
+        return
+    for index, example in enumerate(items):
+        try:
+            n_tokens = len(loaded.tokenizer(example.text, add_special_tokens=True)["input_ids"])
+        except Exception:  # capture reports tokenizer failures with its own message
+            continue
+        if n_tokens > limit:
+            raise AttnflowError(
+                f"Example {index} ({example.text[:40]!r}) has {n_tokens} tokens but the model {loaded.name!r} "
+                f"accepts at most {limit}; pass truncate=True (CLI: --truncate) or shorten it."
+            )
+
+
+def _kept_sequence(ids: list[int], keep: np.ndarray, settings: _Settings) -> list[int]:
+    if settings.removal == "blank":
+        return [token if kept else settings.blank_id for token, kept in zip(ids, keep, strict=True)]
+    kept = [token for token, flag in zip(ids, keep, strict=True) if flag]
+    return kept or [settings.blank_id]  # every token removed: score a single blank token
+
+
+def _only(values: np.ndarray, positions: list[int], n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[positions] = values[positions]
+    return out
+
+
+def _resolve_layer(layer: int, n_layers: int) -> int:
+    value = layer + n_layers + 1 if layer < 0 else layer
+    if not 1 <= value <= n_layers:
+        raise AttnflowError(
+            f"The 'faithfulness_layer' parameter must be from 1 to {n_layers} (or negative from the top); "
+            f"got {layer} instead."
+        )
+    return value
+
+
+def _check_methods(methods: Sequence[str] | str | None) -> list[str]:
+    if methods is None:
+        return list(default_methods())
+    names = [methods] if isinstance(methods, str) else list(methods)
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    out = []
+    for name in names:
+        method = get_method(name)
+        if method.needs_gradients:
+            usable = [m for m in available_methods() if not get_method(m).needs_gradients]
+            raise AttnflowError(
+                f"Method {name!r} needs attention gradients; attnflow.evaluate compares attention-only methods "
+                f"for now. Choose from {', '.join(usable)}."
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _check_ground_truths(ground_truths: Sequence[str] | str) -> list[str]:
+    names = [ground_truths] if isinstance(ground_truths, str) else list(ground_truths)
+    if not names:
+        raise AttnflowError("The 'ground_truths' parameter must name at least one ground truth.")
+    unknown = [name for name in names if name not in GROUND_TRUTHS]
+    if unknown:
+        raise AttnflowError(
+            f"Unknown ground truth(s) {unknown}; available: {', '.join(GROUND_TRUTHS)}."
+        )
+    return [name for name in GROUND_TRUTHS if name in names]
+
+
+def _check_method_options(names: list[str], options: dict[str, Any]) -> None:
+    known = set().union(*(get_method(name).options for name in names)) - {"progress"}
+    unknown = set(options) - known
+    if unknown:
+        raise AttnflowError(
+            f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}."
+        )
+
+
+def _check_int(name: str, value: Any, *, minimum: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise AttnflowError(f"The '{name}' parameter must be an integer{bound}; got {value!r} instead.")
+
+
+def _pair(values: Any) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    return value
