@@ -19,6 +19,7 @@ from .explain import explain, explain_attentions
 from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
+from .methods.flow import attention_flow
 from .outputs import resolve_output, select_output
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "AttnflowError",
     "Explanation",
     "__version__",
+    "attention_flow",
     "available_methods",
     "evaluate",
     "explain",

@@ -4,8 +4,11 @@ from .raw import raw_attention
 from .registry import Method, available_methods, get_method, register_method
 from .rollout import rollout
 
+from .flow import attention_flow  # noqa: E402, I001  (registered after raw and rollout, to list them first)
+
 __all__ = [
     "Method",
+    "attention_flow",
     "available_methods",
     "get_method",
     "raw_attention",
