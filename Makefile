@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/attnflow explain "The keys to the cabinet are on the table." --method raw --method rollout --method flow
 
 test: $(STAMP)
+	bash scripts/install-browser.sh
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)

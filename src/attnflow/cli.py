@@ -40,9 +40,11 @@ def _root(
 
 from .commands.evaluate import evaluate  # noqa: E402
 from .commands.explain import explain  # noqa: E402
+from .commands.report import report  # noqa: E402
 
 app.command()(explain)
 app.command()(evaluate)
+app.command()(report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,114 @@
+"""``attnflow report``: turn a results JSON (explain --json, evaluate, reproduce) into an HTML report and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import AttnflowError
+from .common import console
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report.data import ReportData
+
+
+def report(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="A results JSON: from `attnflow explain --json`, `attnflow evaluate` (its results.json) "
+            "or `attnflow reproduce`."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The HTML report to write (one self-contained file).")
+    ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", help="Also write static figures: NAME-heatmap.png and NAME-graph.png beside this path."),
+    ] = None,
+    svg: Annotated[
+        Path | None,
+        typer.Option("--svg", help="Also write static figures: NAME-heatmap.svg and NAME-graph.svg beside this path."),
+    ] = None,
+    layer: Annotated[int, typer.Option(help="Layer shown first (1-based; -1 = top).")] = -1,
+    title: Annotated[str | None, typer.Option(help="The page's title [default: the explained text].")] = None,
+) -> None:
+    """Make a self-contained HTML report (token heatmaps, attention graph, evaluation) from a results JSON."""
+    from ..report.data import load_report_data
+
+    if out is None and png is None and svg is None:
+        raise AttnflowError("Nothing to write: give --out/-o FILE.html, --png FILE.png or --svg FILE.svg.")
+    check_report_paths(out, png, svg)
+    data = load_report_data(results, layer=layer)
+    for path in write_report_files(data, html=out, png=png, svg=svg, title=title):
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+def write_report_files(
+    data: ReportData,
+    *,
+    html: Path | None = None,
+    png: Path | None = None,
+    svg: Path | None = None,
+    title: str | None = None,
+) -> list[Path]:
+    """Render everything asked for first, then write each file atomically; returns the paths written.
+
+    Figures need tokens: an evaluation-only file gives the HTML report only
+    (asking it for figures is an error, raised before anything is written).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from attnflow.report.data import report_data
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> paths = write_report_files(report_data(np.full((1, 1, 2, 2), 0.5)), html=folder / "r.html")
+    >>> [p.name for p in paths]
+    ['r.html']
+    """
+    from ..io import write_bytes_atomic
+
+    check_report_paths(html, png, svg)
+    rendered: dict[Path, bytes] = {}
+    figure_targets = [p for p in (png, svg) if p is not None]
+    if figure_targets and not data.methods:
+        raise AttnflowError(
+            "Figures (--png/--svg) show token scores, and this results file has none (an evaluation summary); "
+            "use --out for the HTML report."
+        )
+    if html is not None:
+        from ..report.html import render_html
+
+        rendered[html] = render_html(data, title=title).encode("utf-8")
+    for target in figure_targets:
+        from ..report.figures import figure_paths, render_figures
+
+        paths = figure_paths(target, graph=data.attention is not None)
+        figures = render_figures(data, target.suffix)
+        rendered.update({paths[name]: content for name, content in figures.items()})
+    return [write_bytes_atomic(path, content) for path, content in rendered.items()]
+
+
+def check_report_paths(html: Path | None, png: Path | None, svg: Path | None) -> None:
+    """Fail early, before any work, on output paths that cannot be right.
+
+    Examples
+    --------
+    >>> check_report_paths(None, Path("fig.svg"), None)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: --png needs a file name ending in .png; got 'fig.svg'.
+    """
+    if html is not None and html.is_dir():
+        raise AttnflowError(f"Cannot write the report to {str(html)!r}: it is a folder; give a file name.")
+    for target, fmt in ((png, "png"), (svg, "svg")):
+        if target is not None and target.suffix.lower() != f".{fmt}":
+            raise AttnflowError(f"--{fmt} needs a file name ending in .{fmt}; got {str(target)!r}.")
+    for target in (html, png, svg):
+        if target is not None:
+            folder = target.parent if str(target.parent) else Path(".")
+            if not folder.is_dir():
+                raise AttnflowError(f"Cannot write {str(target)!r}: the folder {str(folder)!r} does not exist.")

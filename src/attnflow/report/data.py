@@ -1,0 +1,764 @@
+"""What a report shows, computed once: tokens, fused attention and every method's scores for every output.
+
+The HTML page and the static figures only draw; everything they draw comes
+from a :class:`ReportData`. Shapes, written once:
+
+- ``attention``: ``(L, n, n)`` head-fused attention (no residual), ``[l-1, i, j]``
+  the weight query ``i`` gives key ``j`` in layer ``l``; the edge widths of the
+  layered attention graph. ``None`` when the source had no attention (an
+  ``explain --json`` file).
+- ``outputs``: the ``K`` output positions the page can switch between (token
+  indices, and ``"mean"`` when that was asked for).
+- ``scores[method]``: ``(L, K, n)``; ``[l-1, k, j]`` is input token ``j``'s score
+  for output ``outputs[k]`` after layer ``l``. NaN where a method was not
+  computed (flow for every output is only computed for modest inputs).
+
+Build it from attention arrays (:func:`report_data`), from a capture
+(:func:`report_data_from_capture`), from an :class:`~attnflow.Explanation`
+(:func:`report_data_from_explanation`) or from a results JSON file written by
+``explain --json``, ``evaluate`` or ``reproduce`` (:func:`load_report_data`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import AttnflowError
+from ..explanation import Explanation
+from ..graph import HeadFusion, add_residual, as_attention_array, check_residual, fuse_heads, layer_list
+from ..methods import attention_flow, get_method, rollout
+from ..outputs import resolve_output
+
+FORMAT = "attnflow.report"
+FORMAT_VERSION = 1
+
+#: ``flow_outputs="auto"`` computes flow for every output while ``L**2 * n**4`` (a rough
+#: count of the work) stays below this: up to about 40 tokens for 6 layers, 28 for 12,
+#: a few seconds on two cores with real attention (measured on MiniLM: 34 tokens, 2 s).
+FLOW_ALL_OUTPUTS_BUDGET = 1e8
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ReportData:
+    """Everything an attnflow report shows: tokens, attention, scores per method, layer and output.
+
+    Attributes
+    ----------
+    tokens
+        The ``n`` input tokens (empty for an evaluation-only report).
+    scores
+        ``{method: ndarray (L, K, n)}``: scores of every input token for each of
+        the ``K`` ``outputs``, after each layer. NaN where not computed.
+    outputs
+        The output positions the scores are for: token indices or ``"mean"``.
+    output
+        The output shown first; one of ``outputs``.
+    layer
+        The layer shown first, 1-based.
+    attention
+        ``(L, n, n)`` head-fused attention for the attention graph, or ``None``.
+    residual, head_fusion
+        The graph's settings: ``Ahat = rownorm((1 - r) * attention + r * I)``.
+    special_positions, model_name, text, is_causal, n_heads
+        Where the attention came from.
+    notes
+        Sentences the page shows as they are (what was left out and why).
+    evaluation
+        The summary of an ``evaluate`` or ``reproduce`` run (its ``correlation``,
+        ``faithfulness``, ``target``, ``model``, ``n_examples``), or ``None``.
+    source
+        What the data was made from, for the page's footer.
+
+    Examples
+    --------
+    >>> d = ReportData(tokens=["a", "b"], scores={"rollout": np.full((1, 2, 2), 0.5)}, outputs=[0, 1])
+    >>> d.n_layers, d.n_tokens, d.methods
+    (1, 2, ['rollout'])
+    """
+
+    tokens: list[str]
+    scores: dict[str, np.ndarray]
+    outputs: list[int | str]
+    output: int | str | None = None
+    layer: int | None = None
+    attention: np.ndarray | None = None
+    residual: float = 0.5
+    head_fusion: str = "mean"
+    special_positions: tuple[int, ...] = ()
+    model_name: str = ""
+    text: str = ""
+    is_causal: bool = False
+    n_heads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.tokens = [str(token) for token in self.tokens]
+        n = len(self.tokens)
+        self.outputs = [_output_key(o, n) for o in self.outputs]
+        if len(set(map(str, self.outputs))) != len(self.outputs):
+            raise AttnflowError(f"ReportData.outputs must be distinct; got {self.outputs}.")
+        self.scores = {str(k): np.asarray(v, dtype=np.float64) for k, v in self.scores.items()}
+        layers = set()
+        for name, value in self.scores.items():
+            if value.ndim != 3 or value.shape[1:] != (len(self.outputs), n):
+                raise AttnflowError(
+                    f"ReportData.scores[{name!r}] must have shape (L, {len(self.outputs)}, {n}) for "
+                    f"{len(self.outputs)} outputs and {n} tokens; got {value.shape} instead."
+                )
+            layers.add(value.shape[0])
+        if self.attention is not None:
+            self.attention = np.asarray(self.attention, dtype=np.float64)
+            if self.attention.ndim != 3 or self.attention.shape[1:] != (n, n):
+                raise AttnflowError(
+                    f"ReportData.attention must have shape (L, {n}, {n}); got {self.attention.shape} instead."
+                )
+            layers.add(self.attention.shape[0])
+        if len(layers) > 1:
+            raise AttnflowError(f"ReportData's arrays must all have the same number of layers; got {sorted(layers)}.")
+        if self.scores and not self.outputs:
+            raise AttnflowError("ReportData.outputs must name at least one output when there are scores.")
+        if self.output is None:
+            self.output = self.outputs[0] if self.outputs else None
+        else:
+            self.output = _output_key(self.output, n)
+            if self.output not in self.outputs:
+                raise AttnflowError(f"ReportData.output must be one of {self.outputs}; got {self.output!r}.")
+        n_layers = self.n_layers
+        if n_layers:
+            self.layer = layer_list(-1 if self.layer is None else int(self.layer), n_layers)[0]
+        self.special_positions = tuple(int(p) for p in self.special_positions)
+        if any(not 0 <= p < n for p in self.special_positions):
+            raise AttnflowError(f"ReportData.special_positions must lie in 0..{n - 1}; got {self.special_positions}.")
+        self.residual = check_residual(self.residual)
+        self.notes = [str(note) for note in self.notes]
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods with scores, in order."""
+        return list(self.scores)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_layers(self) -> int:
+        """``L``, or 0 for an evaluation-only report."""
+        if self.attention is not None:
+            return int(self.attention.shape[0])
+        return next(iter(self.scores.values())).shape[0] if self.scores else 0
+
+    def output_scores(self, method: str, output: int | str | None = None) -> np.ndarray:
+        """``(L, n)``: one method's scores for one output (default: :attr:`output`) after every layer.
+
+        Examples
+        --------
+        >>> d = ReportData(tokens=["a", "b"], scores={"raw": [[[0.9, 0.1], [0.4, 0.6]]]}, outputs=[0, 1])
+        >>> d.output_scores("raw", 1)
+        array([[0.4, 0.6]])
+        """
+        if method not in self.scores:
+            raise AttnflowError(f"No scores for method {method!r}; this report has {self.methods}.")
+        key = self.output if output is None else _output_key(output, self.n_tokens)
+        if key not in self.outputs:
+            raise AttnflowError(f"This report has scores for outputs {self.outputs} only; got {output!r}.")
+        return self.scores[method][:, self.outputs.index(key), :]
+
+    def graph_capacities(self) -> np.ndarray:
+        """``(L, n, n)`` capacities ``Ahat`` of the layered attention graph (the attention plus the residual)."""
+        if self.attention is None:
+            raise AttnflowError(
+                "This report has no attention, so no attention graph: it was made from scores only. "
+                "Make it with `attnflow explain TEXT --html FILE` (or report_data(attentions, ...))."
+            )
+        return add_residual(self.attention, self.residual)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN as ``null``, values rounded to 6 decimals); :meth:`from_dict` reverses it."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": self.model_name,
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "special_positions": list(self.special_positions),
+            "is_causal": bool(self.is_causal),
+            "n_heads": self.n_heads,
+            "n_layers": self.n_layers,
+            "outputs": list(self.outputs),
+            "output": self.output,
+            "layer": self.layer,
+            "residual": self.residual,
+            "head_fusion": self.head_fusion,
+            "attention": None if self.attention is None else _rounded(self.attention),
+            "scores": {name: _rounded(value) for name, value in self.scores.items()},
+            "notes": list(self.notes),
+            "evaluation": self.evaluation,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportData:
+        """Rebuild report data written by :meth:`to_dict`."""
+        if data.get("format") != FORMAT:
+            raise AttnflowError("This JSON is not attnflow report data (missing format marker 'attnflow.report').")
+        try:
+            return cls(
+                tokens=list(data["tokens"]),
+                scores={k: _from_json_array(v) for k, v in data["scores"].items()},
+                outputs=list(data["outputs"]),
+                output=data.get("output"),
+                layer=data.get("layer"),
+                attention=None if data.get("attention") is None else _from_json_array(data["attention"]),
+                residual=data.get("residual", 0.5),
+                head_fusion=str(data.get("head_fusion", "mean")),
+                special_positions=tuple(data.get("special_positions", ())),
+                model_name=str(data.get("model", "")),
+                text=str(data.get("text", "")),
+                is_causal=bool(data.get("is_causal", False)),
+                n_heads=data.get("n_heads"),
+                notes=list(data.get("notes", [])),
+                evaluation=evaluation_summary(data["evaluation"]) if data.get("evaluation") else None,
+                source=str(data.get("source", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, AttnflowError):
+                raise
+            raise AttnflowError(f"Malformed attnflow report data: {type(exc).__name__}: {exc}") from None
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` to ``path`` atomically; ``attnflow report`` reads it back."""
+        from ..io import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":")))
+
+
+def report_data(
+    attentions: Any,
+    tokens: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] | str = ("raw", "rollout"),
+    output: int | str = "cls",
+    layer: int = -1,
+    residual: float = 0.5,
+    head_fusion: HeadFusion = "mean",
+    flow_outputs: str = "auto",
+    special_positions: Sequence[int] = (),
+    model_name: str = "",
+    text: str = "",
+    is_causal: bool = False,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Compute what a report shows from attention arrays: every method's scores for every output.
+
+    Parameters
+    ----------
+    attentions
+        ``(L, H, n, n)``, fused ``(L, n, n)`` or a list of per-layer arrays (numpy or torch).
+    tokens
+        The ``n`` tokens; ``None`` numbers them.
+    methods
+        Registered method names. Raw attention and rollout are computed for every
+        output (cheap); see ``flow_outputs`` for flow.
+    output
+        The output shown first: an index, ``"cls"``, ``"last"`` or ``"mean"``.
+        ``"mean"`` is offered in the page beside every single token.
+    layer
+        The layer shown first (1-based; -1 is the top).
+    residual, head_fusion
+        As for :func:`attnflow.rollout`; the graph uses them too.
+    flow_outputs
+        ``"all"``: flow for every output; ``"chosen"``: for ``output`` only (the
+        page says so); ``"auto"``: every output while the input is small enough
+        (``L**2 * n**4 <= FLOW_ALL_OUTPUTS_BUDGET``), else the chosen one.
+    special_positions, model_name, text, is_causal
+        Shown in the page.
+    progress
+        ``progress(done, total)`` for flow's progress bar.
+
+    Returns
+    -------
+    ReportData
+
+    Examples
+    --------
+    >>> a = np.full((2, 1, 3, 3), 1 / 3)
+    >>> d = report_data(a, ["x", "y", "z"], methods=("rollout", "flow"))
+    >>> d.scores["flow"].shape, d.output_scores("rollout")[-1].round(3).tolist()
+    ((2, 3, 3), [0.5, 0.25, 0.25])
+    """
+    array = as_attention_array(attentions)
+    n_layers, n_heads, n, _ = array.shape
+    if tokens is None:
+        tokens = [str(i) for i in range(n)]
+    tokens = [str(t) for t in tokens]
+    if len(tokens) != n:
+        raise AttnflowError(
+            f"The 'tokens' parameter must hold one token per attention position ({n}); got {len(tokens)} instead."
+        )
+    names = [methods] if isinstance(methods, str) else list(methods)
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    if flow_outputs not in ("auto", "all", "chosen"):
+        raise AttnflowError(f"The 'flow_outputs' parameter must be auto, all or chosen; got {flow_outputs!r} instead.")
+    residual = check_residual(residual)
+    chosen_methods = [get_method(name) for name in names]
+    position = resolve_output(output, n)
+    outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
+    fused = fuse_heads(array, head_fusion)
+    notes: list[str] = []
+    scores: dict[str, np.ndarray] = {}
+    for method in chosen_methods:
+        if method.needs_gradients:
+            notes.append(
+                f"Method {method.name} needs attention gradients for a target and cannot be shown from "
+                "attention alone; it was left out."
+            )
+            continue
+        if method.name == "raw":
+            matrices = fused
+            scores["raw"] = _with_mean(matrices, position, matrices.mean(axis=1))
+        elif method.name == "rollout":
+            matrices = rollout(array, residual=residual, head_fusion=head_fusion)
+            scores["rollout"] = _with_mean(matrices, position, matrices.mean(axis=1))
+        elif method.name == "flow":
+            scores["flow"], note = _flow_scores(array, position, n, flow_outputs, residual, head_fusion, progress)
+            if note:
+                notes.append(note)
+        else:
+            scores[method.name], note = _generic_scores(method, array, position, n, residual, head_fusion)
+            if note:
+                notes.append(note)
+    if not scores and not any(method.needs_gradients for method in chosen_methods):
+        raise AttnflowError(f"None of the methods {names} can be computed from attention alone.")
+    return ReportData(
+        tokens=tokens,
+        scores=scores,
+        outputs=outputs,
+        output=position,
+        layer=layer,
+        attention=fused,
+        residual=residual,
+        head_fusion=str(head_fusion) if isinstance(head_fusion, str) else "weighted",
+        special_positions=tuple(special_positions),
+        model_name=model_name,
+        text=text,
+        is_causal=is_causal,
+        n_heads=int(n_heads),
+        notes=notes,
+        source="attention",
+    )
+
+
+def report_data_from_capture(
+    captured: Any,
+    *,
+    methods: Sequence[str] | str = ("raw", "rollout"),
+    output: int | str | None = None,
+    **options: Any,
+) -> ReportData:
+    """:func:`report_data` for an :class:`attnflow.capture.CapturedAttention` (its tokens, model and text).
+
+    ``output=None`` picks ``"last"`` for decoders and ``"cls"`` otherwise, as
+    :func:`attnflow.explain` does; ``options`` go to :func:`report_data`.
+
+    Examples
+    --------
+    >>> from attnflow.capture import CapturedAttention
+    >>> c = CapturedAttention(np.full((1, 1, 2, 2), 0.5), ["[CLS]", "hi"], [101, 7632], (0,), "toy", False, "hi")
+    >>> report_data_from_capture(c, methods="rollout").model_name
+    'toy'
+    """
+    if output is None:
+        output = "last" if captured.is_causal else "cls"
+    return report_data(
+        captured.attentions,
+        captured.tokens,
+        methods=methods,
+        output=output,
+        special_positions=captured.special_positions,
+        model_name=captured.model_name,
+        text=captured.text,
+        is_causal=captured.is_causal,
+        **options,
+    )
+
+
+def add_explanation_scores(data: ReportData, explanation: Explanation) -> ReportData:
+    """Add the methods that only ``explanation`` has (gradient-based ones) to ``data``, for its one output.
+
+    Methods that need a model's gradients (``grad-rollout``) cannot be computed
+    from attention alone; :func:`attnflow.explain` computed them for one output,
+    and the page shows them for that output (NaN, "not computed", for the others).
+
+    Examples
+    --------
+    >>> d = report_data(np.full((1, 1, 2, 2), 0.5), ["a", "b"], methods="rollout")
+    >>> e = Explanation(tokens=["a", "b"], scores={"grad": np.array([[0.9, 0.1]])}, output=1)
+    >>> add_explanation_scores(d, e).scores["grad"][0].tolist()
+    [[nan, nan], [0.9, 0.1]]
+    """
+    if list(explanation.tokens) != data.tokens:
+        raise AttnflowError("The explanation and the report data must be about the same tokens.")
+    key = _output_key(explanation.output, data.n_tokens)
+    if key not in data.outputs:
+        raise AttnflowError(f"The report data has no output {key!r}; it has {data.outputs}.")
+    for name, values in explanation.scores.items():
+        if name in data.scores:
+            continue
+        if values.shape[0] != data.n_layers:
+            raise AttnflowError(f"Scores of {name!r} have {values.shape[0]} layers; the report has {data.n_layers}.")
+        full = np.full((data.n_layers, len(data.outputs), data.n_tokens), np.nan)
+        full[:, data.outputs.index(key), :] = values
+        data.scores[name] = full
+        data.notes = [note for note in data.notes if not note.startswith(f"Method {name} needs attention gradients")]
+        label = "the mean output" if key == "mean" else f"output token {key}"
+        data.notes.append(
+            f"Method {name} explains a target with the model's gradients and was computed for {label} only; "
+            "other outputs show it as not computed."
+        )
+    return data
+
+
+def report_data_from_explanation(explanation: Explanation, *, layer: int = -1) -> ReportData:
+    """Report data from an :class:`~attnflow.Explanation`: its one output only, and no attention graph.
+
+    Examples
+    --------
+    >>> e = Explanation(tokens=["a", "b"], scores={"rollout": np.array([[0.7, 0.3]])}, output=0)
+    >>> d = report_data_from_explanation(e)
+    >>> d.outputs, d.attention is None
+    ([0], True)
+    """
+    options = explanation.options or {}
+    output = explanation.output
+    label = "the mean of all positions" if output == "mean" else f"token {output}"
+    notes = [
+        f"Made from saved scores for one output ({label}) only: choosing another output token needs the attention. "
+        "Run `attnflow explain TEXT --html FILE` for a report with every output and the attention graph."
+    ]
+    residual = options.get("residual", 0.5)
+    return ReportData(
+        tokens=list(explanation.tokens),
+        scores={name: value[:, None, :] for name, value in explanation.scores.items()},
+        outputs=[output],
+        output=output,
+        layer=layer,
+        residual=residual if isinstance(residual, (int, float)) else 0.5,
+        head_fusion=str(options.get("head_fusion", "mean")),
+        special_positions=explanation.special_positions,
+        model_name=explanation.model_name,
+        text=explanation.text,
+        notes=notes,
+        source="explanation",
+    )
+
+
+def report_data_from_results(data: Mapping[str, Any], *, layer: int = -1) -> ReportData:
+    """Report data from a parsed results JSON: ``explain --json``, ``evaluate``, ``reproduce`` or report data.
+
+    Anything with a ``correlation`` table (``{ground_truth: {method: [[mean, sd], ...]}}``)
+    gives the evaluation section; an explanation (at the top level, or under
+    ``"explanation"``) gives the token sections.
+
+    Examples
+    --------
+    >>> d = report_data_from_results({"correlation": {"blankout": {"rollout": [[0.5, 0.1]]}}, "n_examples": 3})
+    >>> d.tokens, d.evaluation["n_examples"]
+    ([], 3)
+    """
+    if not isinstance(data, Mapping):
+        raise AttnflowError(
+            "A results JSON must hold an object (from explain --json, evaluate or reproduce); "
+            f"got {type(data).__name__}."
+        )
+    marker = data.get("format")
+    if marker == FORMAT:
+        result = ReportData.from_dict(data)
+        if layer != -1 and result.n_layers:
+            result.layer = layer_list(layer, result.n_layers)[0]
+        return result
+    if marker == "attnflow.explanation":
+        return report_data_from_explanation(_explanation(data), layer=layer)
+    if "correlation" in data:
+        evaluation = evaluation_summary(data)
+        inner = data.get("explanation")
+        if isinstance(inner, Mapping):
+            result = report_data_from_results(inner, layer=layer)
+            result.evaluation = evaluation
+        else:
+            result = ReportData(tokens=[], scores={}, outputs=[], evaluation=evaluation, source="evaluation")
+        result.model_name = result.model_name or str(data.get("model", ""))
+        return result
+    raise AttnflowError(
+        "This JSON is not an attnflow results file: expected the output of `attnflow explain --json` "
+        "(format 'attnflow.explanation'), of `attnflow evaluate` or `attnflow reproduce` (with a "
+        f"'correlation' table), or attnflow report data; found keys {sorted(map(str, data))[:8]}."
+    )
+
+
+def load_report_data(path: str | os.PathLike[str], *, layer: int = -1) -> ReportData:
+    """Read a results JSON file (see :func:`report_data_from_results`) into report data.
+
+    Raises
+    ------
+    AttnflowError
+        When the file is missing, is not JSON or is not an attnflow results file.
+
+    Examples
+    --------
+    >>> load_report_data("/nonexistent.json")
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: Cannot read results file '/nonexistent.json': it does not exist.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise AttnflowError(f"Cannot read results file {name!r}: it does not exist.")
+    if os.path.isdir(name):
+        raise AttnflowError(
+            f"Cannot read results file {name!r}: it is a folder (for evaluate's output, give its results.json)."
+        )
+    try:
+        with open(name, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except UnicodeDecodeError:
+        raise AttnflowError(f"Cannot read results file {name!r}: it is not UTF-8 text (not a JSON file).") from None
+    except json.JSONDecodeError as exc:
+        raise AttnflowError(f"Cannot read results file {name!r}: not valid JSON ({exc}).") from None
+    except OSError as exc:
+        raise AttnflowError(f"Cannot read results file {name!r}: {exc.strerror or exc}.") from None
+    try:
+        return report_data_from_results(data, layer=layer)
+    except AttnflowError as exc:
+        raise AttnflowError(f"{name}: {exc}") from None
+
+
+def evaluation_summary(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an evaluation results JSON a report shows, checked.
+
+    ``correlation`` must be ``{ground_truth: {method: [[mean, sd], ...per layer]}}``
+    (``null`` for undefined values); ``faithfulness``, ``target``, ``model``,
+    ``n_examples``, and from ``reproduce`` the ``paper``'s reference values and
+    the model's ``accuracy``, are optional.
+
+    Examples
+    --------
+    >>> evaluation_summary({"correlation": {"gradient": {"raw": [[0.1, None]]}}})["correlation"]
+    {'gradient': {'raw': [[0.1, None]]}}
+    """
+    correlation = data.get("correlation")
+    problem = "The results' 'correlation' must map ground truths to {method: [[mean, sd], ...per layer]}"
+    if not isinstance(correlation, Mapping) or not correlation:
+        raise AttnflowError(f"{problem}; got {type(correlation).__name__}.")
+    clean: dict[str, dict[str, list[list[float | None]]]] = {}
+    for truth, per_method in correlation.items():
+        if not isinstance(per_method, Mapping):
+            raise AttnflowError(f"{problem}; {truth!r} holds {type(per_method).__name__}.")
+        clean[str(truth)] = {}
+        for method, rows in per_method.items():
+            if not isinstance(rows, list) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in rows):
+                raise AttnflowError(f"{problem}; {truth!r} / {method!r} is not a list of [mean, sd] pairs.")
+            clean[str(truth)][str(method)] = [[_number(r[0]), _number(r[1])] for r in rows]
+    summary: dict[str, Any] = {"correlation": clean}
+    target = data.get("target")
+    if isinstance(target, Mapping):
+        target = target.get("spec", target.get("description", json.dumps(target, sort_keys=True)))
+    summary["target"] = None if target is None else str(target)
+    summary["model"] = str(data.get("model", ""))
+    summary["n_examples"] = data.get("n_examples") if isinstance(data.get("n_examples"), int) else None
+    summary["output"] = None if data.get("output") is None else str(data.get("output"))
+    counts = data.get("correlation_counts")
+    summary["correlation_counts"] = counts if isinstance(counts, Mapping) else None
+    faithfulness = data.get("faithfulness")
+    summary["faithfulness"] = _faithfulness(faithfulness) if isinstance(faithfulness, Mapping) else None
+    summary["paper"] = _paper(data.get("paper"))
+    accuracy = data.get("accuracy")
+    if isinstance(accuracy, Mapping):  # reproduce writes {"accuracy": overall, "accuracy_attractors": ...}
+        accuracy = accuracy.get("accuracy", accuracy.get("overall"))
+    summary["accuracy"] = _number(accuracy)
+    return summary
+
+
+def rollout_shares(capacities: np.ndarray, layer: int, output: int | str) -> np.ndarray:
+    """Backward rollout from one node: how much of output ``(layer, output)`` each node and edge carries.
+
+    Starting from the output (a one-hot row, or ``1/n`` everywhere for ``"mean"``),
+    ``v[k-1] = v[k] @ Ahat[k]``. ``v[0]`` is the rollout row of that output; the
+    edge ``(k-1, j) -> (k, i)`` carries ``v[k][i] * Ahat[k][i, j]``. This is what
+    the report's attention graph highlights.
+
+    Returns
+    -------
+    ndarray ``(layer + 1, n)``
+        ``[k, i]``: share of node ``(k, i)``; each row sums to 1.
+
+    Examples
+    --------
+    >>> cap = np.array([[[1.0, 0.0], [0.5, 0.5]]])
+    >>> rollout_shares(cap, 1, 1)
+    array([[0.5, 0.5],
+           [0. , 1. ]])
+    """
+    n = capacities.shape[-1]
+    shares = np.zeros((layer + 1, n))
+    if output == "mean":
+        shares[layer] = 1.0 / n
+    else:
+        shares[layer, int(output)] = 1.0
+    for k in range(layer, 0, -1):
+        shares[k - 1] = shares[k] @ capacities[k - 1]
+    return shares
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _output_key(output: Any, n: int) -> int | str:
+    if isinstance(output, str) and output.strip().lower() == "mean":
+        return "mean"
+    if n == 0:
+        raise AttnflowError(f"An output position needs tokens; got {output!r} for an empty report.")
+    return resolve_output(output, n)
+
+
+def _with_mean(matrices: np.ndarray, position: int | str, mean_row: np.ndarray) -> np.ndarray:
+    if position == "mean":
+        return np.concatenate([matrices, mean_row[:, None, :]], axis=1)
+    return matrices
+
+
+def _flow_scores(
+    array: np.ndarray,
+    position: int | str,
+    n: int,
+    flow_outputs: str,
+    residual: float,
+    head_fusion: Any,
+    progress: Progress | None,
+) -> tuple[np.ndarray, str]:
+    n_layers = array.shape[0]
+    everything = flow_outputs == "all" or (
+        flow_outputs == "auto" and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
+    )
+    options = {"residual": residual, "head_fusion": head_fusion, "progress": progress}
+    note = ""
+    if everything:
+        matrices = attention_flow(array, **options)
+    else:
+        matrices = np.full((n_layers, n, n), np.nan)
+        if position != "mean":
+            matrices[:, position, :] = attention_flow(array, outputs=[position], **options)[:, position, :]
+        why = (
+            f"an input of {n} tokens and {n_layers} layers is too large for every output"
+            if flow_outputs == "auto"
+            else "it was asked for that output only"
+        )
+        label = "the mean output" if position == "mean" else f"output token {position}"
+        note = f"Attention flow was computed for {label} only ({why}); other outputs show raw attention and rollout."
+    mean_row = attention_flow(array, outputs="mean", **options) if position == "mean" else np.zeros((n_layers, n))
+    return _with_mean(matrices, position, mean_row), note
+
+
+def _generic_scores(
+    method: Any, array: np.ndarray, position: int | str, n: int, residual: float, head_fusion: Any
+) -> tuple[np.ndarray, str]:
+    """Any other registered method: one call per output while that stays cheap, else the chosen output."""
+    options = {k: v for k, v in (("residual", residual), ("head_fusion", head_fusion)) if k in method.options}
+    n_layers = array.shape[0]
+    matrices = np.full((n_layers, n, n), np.nan)
+    wanted = range(n) if n <= 64 else ([position] if position != "mean" else [])
+    for t in wanted:
+        matrices[:, t, :] = method.scores(array, t, **options)
+    note = "" if n <= 64 else f"Method {method.name} was computed for the chosen output only ({n} tokens)."
+    mean_row = method.scores(array, "mean", **options) if position == "mean" else np.zeros((n_layers, n))
+    return _with_mean(matrices, position, mean_row), note
+
+
+def _explanation(data: Mapping[str, Any]) -> Explanation:
+    try:
+        return Explanation.from_dict(dict(data))
+    except AttnflowError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AttnflowError(f"Malformed attnflow explanation JSON: {type(exc).__name__}: {exc}") from None
+
+
+def _faithfulness(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    methods = data.get("methods")
+    if not isinstance(methods, Mapping) or not methods:
+        return None
+    clean: dict[str, Any] = {}
+    for name, values in methods.items():
+        if not isinstance(values, Mapping):
+            continue
+        clean[str(name)] = {
+            key: _pair(values.get(key)) for key in ("aopc_comprehensiveness", "aopc_sufficiency")
+        }
+        for key in ("comprehensiveness", "sufficiency"):
+            per = values.get(key)
+            if isinstance(per, Mapping):
+                clean[str(name)][key] = {str(k): _pair(v) for k, v in per.items()}
+    layer = data.get("layer")
+    return {
+        "layer": layer if isinstance(layer, int) else None,
+        "percents": [p for p in data.get("percents", []) if isinstance(p, (int, float))],
+        "removal": None if data.get("removal") is None else str(data.get("removal")),
+        "methods": clean,
+    }
+
+
+def _pair(value: Any) -> list[float | None]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return [_number(value[0]), _number(value[1])]
+    return [_number(value), None]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _rounded(value: np.ndarray) -> Any:
+    """Nested lists, rounded to 6 decimals, NaN as None (JSON null)."""
+    rounded = np.round(np.asarray(value, dtype=np.float64), 6)
+    as_object = rounded.astype(object)
+    as_object[np.isnan(rounded)] = None
+    return as_object.tolist()
+
+
+def _from_json_array(value: Any) -> np.ndarray:
+    array = np.array(value, dtype=object)
+    array[array == None] = np.nan  # noqa: E711  (elementwise comparison with None)
+    return array.astype(np.float64)
+
+
+def _paper(value: Any) -> dict[str, Any] | None:
+    """The paper's reference numbers (``reproduce``): ``{layer, source, correlation: {truth: {method: value}}}``."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("correlation"), Mapping):
+        return None
+    correlation = {
+        str(truth): {str(m): _number(v) for m, v in per.items() if _number(v) is not None}
+        for truth, per in value["correlation"].items()
+        if isinstance(per, Mapping)
+    }
+    layer = value.get("layer")
+    return {
+        "layer": layer if isinstance(layer, int) and not isinstance(layer, bool) else None,
+        "source": str(value.get("source", "")),
+        "accuracy": _number(value.get("accuracy")),
+        "correlation": correlation,
+    }
