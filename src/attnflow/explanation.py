@@ -36,6 +36,8 @@ class Explanation:
         The text that was explained.
     options
         Method options used (residual, head fusion, ...).
+    notes
+        Things a reader should know when interpreting the scores.
 
     Examples
     --------
@@ -52,6 +54,7 @@ class Explanation:
     special_positions: tuple[int, ...] = ()
     text: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -105,6 +108,7 @@ class Explanation:
             "output": self.output,
             "target": self.target,
             "options": _jsonable(self.options),
+            "notes": list(self.notes),
             "scores": {name: _nan_to_none(value) for name, value in self.scores.items()},
         }
 
@@ -123,6 +127,7 @@ class Explanation:
             special_positions=tuple(data.get("special_positions", ())),
             text=data.get("text", ""),
             options=data.get("options", {}),
+            notes=list(data.get("notes", [])),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:

@@ -247,3 +247,39 @@ def flow_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np
     if position == "mean":
         return attention_flow(attentions, outputs="mean", **options)
     return attention_flow(attentions, outputs=[position], **options)[:, position, :]
+
+
+def saturated_sources(
+    attentions: Any,
+    output: int | str,
+    *,
+    residual: float = 0.5,
+    head_fusion: HeadFusion | np.ndarray = "mean",
+    tolerance: float = 1e-9,
+) -> np.ndarray:
+    """Which input tokens' flow to ``output`` at the top layer reaches its upper bound.
+
+    The raw flow from ``(0, j)`` can never exceed ``min(1, sum_i Ahat[1][i, j])``:
+    the sink takes in at most 1 and the source sends out its first-layer column
+    sum. Where (almost) every token reaches this bound, flow only restates how
+    much attention each token receives in the first layer (DESIGN.md §5), and
+    users deserve to be told.
+
+    Returns a boolean array ``(n,)``.
+
+    Examples
+    --------
+    >>> a = np.full((3, 1, 4, 4), 0.25)   # uniform: only token 0's own input fills the bound
+    >>> saturated_sources(a, 0)
+    array([ True, False, False, False])
+    """
+    graph = AttentionGraph.from_attentions(attentions, residual=residual, head_fusion=head_fusion)
+    n = graph.n_tokens
+    position = resolve_output(output, n)
+    outputs: Any = "mean" if position == "mean" else [position]
+    raw = attention_flow(
+        attentions, outputs=outputs, layers=-1, residual=residual, head_fusion=head_fusion, normalize=False
+    )
+    top = raw[-1] if position == "mean" else raw[-1, position]
+    bound = np.minimum(1.0, graph.capacities[0].sum(axis=0))
+    return np.abs(top - bound) <= tolerance

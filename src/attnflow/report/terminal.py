@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..explanation import Explanation
 
-_BAR_WIDTH = 16
+_BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
 
 
@@ -34,15 +34,16 @@ def explanation_table(explanation: Explanation, layer: int = -1) -> Table:
     title = f"Scores for {_output_label(explanation)} after layer {shown} of {n_layers}"
     if explanation.model_name:
         title += f" · {explanation.model_name}"
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("token")
+    caption = "\n".join(f"note: {note}" for note in explanation.notes) or None
+    table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
+    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
+    table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
         colour = _COLOURS[index % len(_COLOURS)]
-        table.add_column(method, justify="right", style=colour)
+        table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
         table.add_column("", width=_BAR_WIDTH, no_wrap=True)
     for position, token in enumerate(explanation.tokens):
         style = "dim" if position in explanation.special_positions else ""
