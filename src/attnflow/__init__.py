@@ -20,6 +20,7 @@ from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
 from .methods.flow import attention_flow
+from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "explain",
     "explain_attentions",
     "get_method",
+    "grad_rollout",
     "raw_attention",
     "register_method",
     "resolve_output",

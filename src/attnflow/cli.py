@@ -40,11 +40,13 @@ def _root(
 
 from .commands.evaluate import evaluate  # noqa: E402
 from .commands.explain import explain  # noqa: E402
+from .commands.heads import heads  # noqa: E402
 from .commands.report import report  # noqa: E402
 
 app.command()(explain)
 app.command()(evaluate)
 app.command()(report)
+app.command()(heads)
 
 
 def main(argv: list[str] | None = None) -> int:

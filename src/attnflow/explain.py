@@ -45,14 +45,23 @@ def explain(
         The output position to explain: an index, ``"cls"``, ``"last"`` or
         ``"mean"``. ``None`` picks ``"cls"`` for encoders and ``"last"`` for decoders.
     target
-        What target-dependent methods explain; recorded in the result.
+        What target-dependent methods explain (``grad-rollout``, ``head_fusion="importance"``):
+        any spec of :mod:`attnflow.capture.targets` — ``"predicted"`` (default for
+        classifiers and causal LMs), a class index or label, ``"cosine:TEXT"``,
+        ``"norm"`` (default for bare encoders), a next token. When a chosen method
+        needs it, the result records the resolved target (class, label, value);
+        otherwise ``target`` is recorded as given.
     truncate
         Cut texts longer than the model's maximum instead of raising.
     progress
         Called as ``progress(done, total)`` by long computations (flow).
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
-        the methods that accept them.
+        the methods that accept them. ``head_fusion="importance"`` weights each
+        head by its importance for ``target`` on this text (``|dS/dxi|``, the
+        gradient of the target's log-probability, or of its cosine / norm, with
+        respect to a mask scaling the head; Michel et al. 2019); the weights are
+        recorded in ``options["head_importance"]``.
 
     Examples
     --------
@@ -66,19 +75,81 @@ def explain(
     captured = capture_attention(text, loaded, truncate=truncate)
     if output is None:
         output = "last" if captured.is_causal else "cls"
+    gradients, options, bound = None, dict(method_options), None
+    if target_needed(methods, method_options):
+        from .capture.targets import resolve_target
+
+        bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
+        gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
     result = explain_attentions(
         captured.attentions,
         captured.tokens,
         methods=methods,
         output=output,
         progress=progress,
-        **method_options,
+        gradients=gradients,
+        **options,
     )
-    result.target = target
+    if bound is not None:
+        result.options = _recorded_options(method_options, options)
+    result.target = bound.describe() if bound is not None else target
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
     return result
+
+
+def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) -> bool:
+    """Whether these methods and options need a target: a gradient method, or ``head_fusion="importance"``.
+
+    Examples
+    --------
+    >>> target_needed(["rollout"], {}), target_needed(["grad-rollout"], {})
+    (False, True)
+    >>> target_needed("rollout", {"head_fusion": "importance"})
+    True
+    """
+    names = [methods] if isinstance(methods, str) else list(methods)
+    return _wants_importance(method_options) or any(get_method(name).needs_gradients for name in names)
+
+
+def target_inputs(
+    loaded: Any, bound: Any, input_ids: Sequence[int], methods: Sequence[str] | str, method_options: dict[str, Any]
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """What the target gives the methods for one input: attention gradients and importance weights.
+
+    Returns ``(gradients, options)``: ``gradients`` is ``dS/dA`` ``(L, H, n, n)`` of the
+    target's score (Chefer et al.) when a chosen method needs it, else ``None``;
+    ``options`` is ``method_options`` with ``head_fusion="importance"`` replaced by
+    the ``(L, H)`` head importance on this input (and recorded under ``"head_importance"``).
+    Used by :func:`explain` and :func:`attnflow.evaluate`, so both compute the same thing.
+    """
+    from .capture.gradients import target_gradients
+
+    names = [methods] if isinstance(methods, str) else list(methods)
+    options = dict(method_options)
+    gradients = None
+    if any(get_method(name).needs_gradients for name in names):
+        gradients = target_gradients(loaded, bound, input_ids, objective="score", head_gradients=False).gradients
+    if _wants_importance(method_options):
+        from .heads.analysis import fusion_weights
+
+        found = target_gradients(loaded, bound, input_ids, objective="log_probability")
+        options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
+    return gradients, options
+
+
+def _wants_importance(method_options: dict[str, Any]) -> bool:
+    fusion = method_options.get("head_fusion")
+    return isinstance(fusion, str) and fusion.strip().lower() == "importance"
+
+
+def _recorded_options(given: dict[str, Any], used: dict[str, Any]) -> dict[str, Any]:
+    recorded = dict(given)
+    if _wants_importance(given):
+        recorded["head_fusion"] = "importance"
+        recorded["head_importance"] = np.asarray(used["head_fusion"]).tolist()
+    return recorded
 
 
 def explain_attentions(
@@ -88,9 +159,15 @@ def explain_attentions(
     methods: Sequence[str] | str = DEFAULT_METHODS,
     output: Output | str = "cls",
     progress: Callable[[int, int], None] | None = None,
+    gradients: Any = None,
     **method_options: Any,
 ) -> Explanation:
     """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
+
+    ``gradients`` (``(L, H, n, n)``, the target's gradient with respect to each
+    attention weight) is given to the methods that need it (``grad-rollout``);
+    without it they are refused. ``head_fusion`` may be an ``(L, H)`` array of
+    head weights, e.g. ``attnflow.heads.analyze_heads(...).importance``.
 
     Examples
     --------
@@ -118,14 +195,33 @@ def explain_attentions(
     unknown = set(method_options) - known
     if unknown:
         raise AttnflowError(f"Unknown option(s) {sorted(unknown)}; methods accept {sorted(known)}.")
+    if _wants_importance(method_options):
+        raise AttnflowError(
+            "head_fusion='importance' needs a model and a target: call attnflow.explain(text, model, "
+            "target=...), or pass the (L, H) head weights, e.g. attnflow.heads.analyze_heads(...).importance."
+        )
+    grads = None
+    if gradients is not None:
+        grads = np.asarray(
+            gradients.detach().cpu().double().numpy() if hasattr(gradients, "detach") else gradients,
+            dtype=np.float64,
+        )
+        if grads.shape != array.shape:
+            raise AttnflowError(
+                f"The 'gradients' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "
+                f"got {grads.shape} instead."
+            )
     scores: dict[str, np.ndarray] = {}
     for method in chosen:
-        if method.needs_gradients:
-            raise AttnflowError(
-                f"Method {method.name!r} needs attention gradients for a target; "
-                "call attnflow.explain with a model instead of bare attention arrays."
-            )
         options = {key: value for key, value in method_options.items() if key in method.options}
+        if method.needs_gradients:
+            if grads is None:
+                raise AttnflowError(
+                    f"Method {method.name!r} needs attention gradients for a target; call attnflow.explain "
+                    "with a model (and target=...), or pass gradients=(L, H, n, n) "
+                    "(attnflow.capture.gradients.attention_gradients)."
+                )
+            options["gradients"] = grads
         if progress is not None and "progress" in method.options:
             options["progress"] = progress
         scores[method.name] = method.scores(array, position, **options)
@@ -136,6 +232,7 @@ def explain_attentions(
         options={key: value for key, value in method_options.items()},
         notes=_flow_notes(array, position, scores, method_options),
     )
+
 
 def _flow_notes(array: np.ndarray, position: int | str, scores: dict, options: dict[str, Any]) -> list[str]:
     """Say so when flow at the top layer merely restates first-layer column sums (DESIGN.md §5)."""

@@ -473,13 +473,17 @@ def _evaluate_one(
     index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
 ) -> ExampleResult:
     from ..capture import perturb
-    from ..explain import explain_attentions
+    from ..explain import explain_attentions, target_inputs, target_needed
 
     ids = list(capture.input_ids)
     content = list(capture.content_positions)
     bound = resolved.bind(loaded, ids, example.label if resolved.uses_gold else None)
+    gradients, options = None, settings.method_options
+    if target_needed(settings.methods, options):  # grad-rollout, head_fusion="importance": this example's target
+        gradients, options = target_inputs(loaded, bound, ids, settings.methods, options)
     explanation = explain_attentions(
-        capture.attentions, capture.tokens, methods=settings.methods, output=settings.output, **settings.method_options
+        capture.attentions, capture.tokens, methods=settings.methods, output=settings.output, gradients=gradients,
+        **options,
     )
     scores = explanation.scores
     n = len(ids)
@@ -585,13 +589,7 @@ def _check_methods(methods: Sequence[str] | str | None) -> list[str]:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     out = []
     for name in names:
-        method = get_method(name)
-        if method.needs_gradients:
-            usable = [m for m in available_methods() if not get_method(m).needs_gradients]
-            raise AttnflowError(
-                f"Method {name!r} needs attention gradients; attnflow.evaluate compares attention-only methods "
-                f"for now. Choose from {', '.join(usable)}."
-            )
+        get_method(name)  # unknown names fail here, listing the registered methods
         if name not in out:
             out.append(name)
     return out

@@ -4,6 +4,13 @@ A method turns captured attention into scores of the input tokens for one
 output position, layer by layer: ``scores(attentions, output, **options) -> (L, n)``
 with ``attentions`` validated float64 ``(L, H, n, n)`` and ``output`` a
 position or ``"mean"``.
+
+A method registered with ``needs_gradients=True`` explains a *target* and is
+called as ``scores(attentions, output, *, gradients, **options)``, where
+``gradients`` is float64 ``(L, H, n, n)``: the target's gradient with respect to
+each attention weight (:func:`attnflow.capture.gradients.target_gradients`).
+:func:`attnflow.explain` and :func:`attnflow.evaluate` compute it for the
+target they are given whenever a chosen method needs it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ ScoreFunction = Callable[..., np.ndarray]
 
 @dataclass(frozen=True)
 class Method:
-    """A registered explanation method."""
+    """A registered explanation method.
+
+    ``needs_gradients``: ``scores`` takes the keyword ``gradients`` (``(L, H, n, n)``,
+    the target's gradient with respect to the attention weights) besides the attentions.
+    """
 
     name: str
     summary: str

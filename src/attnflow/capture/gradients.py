@@ -1,0 +1,452 @@
+"""Gradients of a target with respect to the attention weights and to per-head masks.
+
+Shapes, written once (``L`` layers, ``H`` heads, ``n`` tokens, padding removed):
+
+- ``TargetGradients.attentions`` and ``.gradients``: float64 ``(L, H, n, n)``;
+  ``gradients[l-1, h, i, j] = dS / dA[l, h, i, j]`` for the target's objective ``S``.
+- ``TargetGradients.head_gradients``: float64 ``(L, H)``, ``dS / dxi[l, h]`` at
+  ``xi = 1``, where ``xi`` scales the output of head ``h`` of layer ``l`` (the
+  per-head mask of Michel et al. 2019).
+
+Attention gradients need no hooks. In eager attention with
+``output_attentions=True`` the tensors a model returns are the very softmax
+weights it multiplies the values with (dropout is the identity in evaluation
+mode, and :func:`attnflow.capture.eager_attention` puts the model in evaluation
+mode), so ``torch.autograd.grad(S, attentions)`` gives ``dS/dA`` without touching
+the model's code. ``tests/capture/test_gradients.py`` checks this on BERT,
+RoBERTa, DistilBERT, GPT-2, Llama and Megatron-BERT (the SVA model): for every
+head, ``sum_ij A * dS/dA`` equals the head-mask gradient, which is computed by a
+different route (a hook on the output projection) and checked against finite
+differences. The identity holds because the head's output is ``A @ V`` and
+scaling it by ``xi`` scales ``A``'s contribution by ``xi``.
+
+Per-head masks: transformers 5 removed the ``head_mask`` argument (5.24 has none
+in BERT, RoBERTa, DistilBERT, GPT-2, Llama or Megatron-BERT). :func:`head_mask`
+therefore scales each head's slice of the input of the attention output
+projection (``attention.output.dense``, ``out_lin``, ``c_proj``, ``o_proj``)
+with forward pre-hooks, inside a context manager whose ``finally`` removes them.
+Scaling head ``h``'s context vector by ``xi`` is exactly what the old
+``head_mask`` did (it multiplied the attention probabilities).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import AttnflowError
+from ._eager import eager_attention
+from .models import LoadedModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .targets import BoundTarget
+
+Objective = Literal["score", "log_probability"]
+OBJECTIVES: tuple[str, ...] = ("score", "log_probability")
+
+#: Last names of the modules that project the concatenated heads back to the hidden size.
+_PROJECTION_NAMES = frozenset({"dense", "o_proj", "out_proj", "c_proj", "out_lin"})
+#: Config attributes holding the number of attention heads, by architecture.
+_HEAD_ATTRS = ("num_attention_heads", "n_head", "n_heads", "num_heads")
+
+
+@dataclass
+class TargetGradients:
+    """Attention, its gradient and the head-mask gradient of one input for one target.
+
+    Attributes
+    ----------
+    attentions, gradients
+        float64 ``(L, H, n, n)``: the attention weights of the forward pass that was
+        differentiated, and ``dS/dA``. Zero where the objective does not depend on
+        the attention (a model that reports attention it does not use).
+    head_gradients
+        float64 ``(L, H)``: ``dS/dxi`` at ``xi = 1`` for a mask ``xi`` scaling each head's output.
+    objective
+        ``"score"`` (the target's logit, or the cosine / norm: what Chefer et al.
+        differentiate) or ``"log_probability"`` (the log-probability of the class or
+        token, the negative loss of Michel et al.; the score for cosine / norm targets).
+    value
+        The objective's value on this input.
+    tokens, input_ids, special_positions
+        The ``n`` tokens, their ids, and the positions of special tokens.
+    target
+        The bound target's description (:meth:`BoundTarget.describe`).
+
+    Examples
+    --------
+    >>> g = TargetGradients(np.full((1, 1, 2, 2), 0.5), np.zeros((1, 1, 2, 2)), np.zeros((1, 1)),
+    ...                     "score", 0.0, ["a", "b"], [1, 2], ())
+    >>> g.n_layers, g.n_heads, g.n_tokens
+    (1, 1, 2)
+    """
+
+    attentions: np.ndarray
+    gradients: np.ndarray
+    head_gradients: np.ndarray
+    objective: str
+    value: float
+    tokens: list[str]
+    input_ids: list[int]
+    special_positions: tuple[int, ...]
+    target: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.attentions = np.asarray(self.attentions, dtype=np.float64)
+        self.gradients = np.asarray(self.gradients, dtype=np.float64)
+        self.head_gradients = np.asarray(self.head_gradients, dtype=np.float64)
+        shape = self.attentions.shape
+        if len(shape) != 4 or shape[-1] != shape[-2] or self.gradients.shape != shape:
+            raise AttnflowError(
+                f"TargetGradients needs attentions and gradients of the same shape (L, H, n, n); got "
+                f"{shape} and {self.gradients.shape}."
+            )
+        if self.head_gradients.shape != shape[:2]:
+            raise AttnflowError(
+                f"TargetGradients.head_gradients must have shape {shape[:2]}; got {self.head_gradients.shape}."
+            )
+        if len(self.tokens) != shape[-1] or len(self.input_ids) != shape[-1]:
+            raise AttnflowError(
+                f"TargetGradients has attention over {shape[-1]} tokens but {len(self.tokens)} tokens and "
+                f"{len(self.input_ids)} input ids."
+            )
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.attentions.shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.attentions.shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attentions.shape[-1])
+
+
+def attention_output_projections(model: Any) -> list[Any]:
+    """The module of every layer that maps the concatenated heads back to the hidden size, in layer order.
+
+    Found by name: a module called ``dense``, ``o_proj``, ``out_proj``, ``c_proj`` or
+    ``out_lin`` under a module whose name contains ``attn`` or ``attention`` (not
+    cross-attention). Its input is ``(batch, n, H * head_dim)`` with head ``h`` in
+    the slice ``h * head_dim : (h + 1) * head_dim``, in every supported architecture.
+
+    Raises
+    ------
+    AttnflowError
+        When no such module is found (an architecture attnflow cannot mask).
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> len(attention_output_projections(load_model().model))
+    6
+    """
+    found = []
+    for name, module in model.named_modules():
+        parts = name.lower().split(".")
+        if not parts or parts[-1] not in _PROJECTION_NAMES:
+            continue
+        owners = parts[:-1]
+        if any("cross" in part for part in owners):
+            continue
+        if any("attn" in part or "attention" in part for part in owners):
+            found.append(module)
+    if not found:
+        raise AttnflowError(
+            f"Cannot find the attention output projections of {type(model).__name__} (modules named "
+            f"{', '.join(sorted(_PROJECTION_NAMES))} under an attention module); attnflow cannot mask its heads."
+        )
+    return found
+
+
+def count_heads(model: Any) -> int:
+    """The number of attention heads per layer, from the model's config.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> count_heads(load_model().model)
+    12
+    """
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    for attr in _HEAD_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise AttnflowError(
+        f"The config of {type(model).__name__} gives no number of attention heads ({', '.join(_HEAD_ATTRS)})."
+    )
+
+
+@contextlib.contextmanager
+def head_mask(model: Any, mask: Any) -> Iterator[Any]:
+    """Inside the block, the output of head ``h`` of layer ``l`` is multiplied by ``mask[l-1, h]``.
+
+    Parameters
+    ----------
+    model
+        A ``transformers`` model or an :class:`attnflow.capture.LoadedModel`.
+    mask
+        ``(L, H)``: numpy, nested lists or a torch tensor (a tensor that requires
+        grad makes the mask differentiable). 0 prunes a head, 1 keeps it.
+
+    Yields
+    ------
+    torch.Tensor
+        The mask as used, ``(L, H)``, in the model's dtype.
+
+    Notes
+    -----
+    One forward pre-hook per layer on the attention output projection scales
+    that head's slice of its input; works with any attention implementation.
+    The hooks are removed on leaving the block, also through an exception.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from attnflow.capture import load_model
+    >>> lm = load_model()
+    >>> ids = lm.tokenizer("Heads matter.", return_tensors="pt")
+    >>> with torch.no_grad():
+    ...     full = lm.model(**ids).last_hidden_state
+    ...     with head_mask(lm, np.ones((6, 12))):
+    ...         same = lm.model(**ids).last_hidden_state
+    ...     with head_mask(lm, np.zeros((6, 12))):
+    ...         pruned = lm.model(**ids).last_hidden_state
+    >>> bool(torch.allclose(full, same)), bool(torch.allclose(full, pruned))
+    (True, False)
+    """
+    import torch
+
+    if isinstance(model, LoadedModel):
+        model = model.model
+    projections = attention_output_projections(model)
+    n_heads = count_heads(model)
+    if isinstance(mask, torch.Tensor):
+        tensor = mask
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(mask, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise AttnflowError(f"The 'mask' parameter must be a numeric (L, H) array; {exc}") from None
+    if tuple(tensor.shape) != (len(projections), n_heads):
+        raise AttnflowError(
+            f"The 'mask' parameter must have shape ({len(projections)}, {n_heads}) (layers, heads) for "
+            f"{type(model).__name__}; got {tuple(tensor.shape)} instead."
+        )
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    device = next((p.device for p in model.parameters()), None)
+    tensor = tensor.to(dtype=dtype, device=device)
+
+    def make_hook(layer: int) -> Any:
+        def scale_heads(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            hidden = args[0]
+            width = hidden.shape[-1]
+            if width % n_heads:
+                raise AttnflowError(
+                    f"The attention output projection of layer {layer + 1} takes {width} features, not a "
+                    f"multiple of {n_heads} heads; attnflow cannot mask the heads of this model."
+                )
+            split = hidden.reshape(*hidden.shape[:-1], n_heads, width // n_heads)
+            scaled = (split * tensor[layer].to(hidden.dtype)[:, None]).reshape(hidden.shape)
+            return (scaled, *args[1:])
+
+        return scale_heads
+
+    handles = []
+    try:
+        for layer, module in enumerate(projections):
+            handles.append(module.register_forward_pre_hook(make_hook(layer)))
+        yield tensor
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def target_gradients(
+    loaded: LoadedModel,
+    bound: BoundTarget,
+    input_ids: Sequence[int],
+    *,
+    objective: Objective = "score",
+    head_gradients: bool = True,
+) -> TargetGradients:
+    """Differentiate a target with respect to every attention weight and every head's mask.
+
+    One forward and one backward pass, with eager attention in evaluation mode;
+    the model is restored afterwards and no ``.grad`` is left on its parameters.
+
+    Parameters
+    ----------
+    loaded
+        The model.
+    bound
+        The target fixed for this input (:meth:`attnflow.capture.targets.Target.bind`).
+    input_ids
+        The input's ``n`` token ids, special tokens included.
+    objective
+        ``"score"``: the target's logit (or the cosine / norm), as Chefer et al.
+        2021 differentiate it. ``"log_probability"``: the log-probability of the
+        class or token (the negative cross-entropy of Michel et al. 2019); for
+        cosine and norm targets the same as ``"score"``.
+    head_gradients
+        Also compute the head-mask gradients (adds the mask hooks for the pass).
+
+    Returns
+    -------
+    TargetGradients
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> from attnflow.capture.targets import resolve_target
+    >>> lm = load_model()
+    >>> ids = lm.tokenizer("Heads matter.")["input_ids"]
+    >>> g = target_gradients(lm, resolve_target("norm", lm).bind(lm, ids), ids)
+    >>> g.gradients.shape, g.head_gradients.shape
+    ((6, 12, 5, 5), (6, 12))
+    >>> bool(np.allclose((g.gradients * g.attentions).sum((-1, -2)), g.head_gradients, atol=1e-4))
+    True
+    """
+    import torch
+
+    if objective not in OBJECTIVES:
+        raise AttnflowError(f"The 'objective' parameter must be one of {', '.join(OBJECTIVES)}; got {objective!r}.")
+    model = loaded.model
+    ids = [int(i) for i in input_ids]
+    if not ids:
+        raise AttnflowError("Cannot differentiate a target on an empty token sequence.")
+    device = getattr(model, "device", None)
+    tensor = torch.tensor([ids], dtype=torch.long, device=device)
+    attention_mask = torch.ones_like(tensor)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eager_attention(model))
+        stack.enter_context(torch.enable_grad())
+        mask = None
+        if head_gradients:
+            ones = torch.ones(len(attention_output_projections(model)), count_heads(model), dtype=torch.float64)
+            mask = stack.enter_context(head_mask(model, ones.requires_grad_(True)))
+        outputs = _forward(model, bound, tensor, attention_mask)
+        attentions = _attentions(loaded, outputs, len(ids))
+        value = _objective(bound, outputs, attention_mask, objective)[0]
+        wanted = [a for a in attentions if a.requires_grad]
+        if mask is not None and mask.requires_grad:
+            wanted.append(mask)
+        grads = list(torch.autograd.grad(value, wanted, allow_unused=True)) if value.requires_grad and wanted else []
+    attention_grads = []
+    for layer in attentions:
+        grad = grads.pop(0) if layer.requires_grad and grads else None
+        attention_grads.append(torch.zeros_like(layer) if grad is None else grad)
+    mask_grad = grads.pop(0) if mask is not None and mask.requires_grad and grads else None
+
+    def to_numpy(layers: list[Any]) -> np.ndarray:
+        return np.stack([layer[0].detach().cpu().to(torch.float64).numpy() for layer in layers])
+
+    n_layers, n_heads = len(attentions), int(attentions[0].shape[1])
+    special = loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    return TargetGradients(
+        attentions=to_numpy(list(attentions)),
+        gradients=to_numpy(attention_grads),
+        head_gradients=(
+            np.zeros((n_layers, n_heads))
+            if mask_grad is None
+            else mask_grad.detach().cpu().to(torch.float64).numpy().reshape(n_layers, n_heads)
+        ),
+        objective=objective,
+        value=float(value.detach()),
+        tokens=list(loaded.tokenizer.convert_ids_to_tokens(ids)),
+        input_ids=ids,
+        special_positions=tuple(i for i, m in enumerate(special) if m),
+        target=bound.describe(),
+    )
+
+
+def attention_gradients(
+    text: str,
+    model: Any = None,
+    target: Any = None,
+    *,
+    tokenizer: Any = None,
+    label: Any = None,
+    objective: Objective = "score",
+    truncate: bool = False,
+    trust_remote_code: bool = False,
+) -> TargetGradients:
+    """Attention and its gradient for one text and one target, from any model attnflow can load.
+
+    Parameters
+    ----------
+    text
+        The input text.
+    model, tokenizer, truncate, trust_remote_code
+        As in :func:`attnflow.capture.capture_attention`.
+    target
+        Any target spec of :mod:`attnflow.capture.targets` (``"predicted"``, a class
+        index or label, ``"cosine:TEXT"``, ``"norm"``, a next token for causal LMs).
+    label
+        The text's gold label, for ``target="gold"``.
+    objective
+        ``"score"`` (default) or ``"log_probability"``; see :func:`target_gradients`.
+
+    Examples
+    --------
+    >>> g = attention_gradients("Heads matter.", target="norm")
+    >>> g.tokens, g.target["kind"]
+    (['[CLS]', 'heads', 'matter', '.', '[SEP]'], 'norm')
+    """
+    from .models import load_model
+    from .targets import resolve_target
+    from .text import _check_texts, _encode
+
+    _check_texts(text)
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    resolved = resolve_target(target, loaded)
+    ids = _encode(loaded, text, truncate, None).input_ids
+    bound = resolved.bind(loaded, ids, label)
+    return target_gradients(loaded, bound, ids, objective=objective)
+
+
+def _forward(model: Any, bound: BoundTarget, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    target = bound.target
+    kwargs: dict[str, Any] = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "return_dict": True,
+        "output_attentions": True,
+    }
+    if target.pooled and target.head != "encoder":
+        kwargs["output_hidden_states"] = True
+    if target.head == "causal_lm":
+        kwargs["use_cache"] = False
+    try:
+        return model(**kwargs)
+    except AttnflowError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip()
+        raise AttnflowError(
+            f"The model {target.model_name!r} failed on a forward pass: {type(exc).__name__}: "
+            f"{text.splitlines()[0] if text else ''}"
+        ) from exc
+
+
+def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:
+    from .text import _attention_tuple
+
+    return _attention_tuple(loaded, outputs, 1, n)
+
+
+def _objective(bound: BoundTarget, outputs: Any, attention_mask: torch.Tensor, objective: str) -> torch.Tensor:
+    if objective == "log_probability" and bound.target.kind in ("class", "next_token"):
+        return bound.from_outputs(outputs, attention_mask, "value").log()
+    return bound.from_outputs(outputs, attention_mask, "score")

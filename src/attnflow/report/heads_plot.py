@@ -1,0 +1,72 @@
+"""The L x H head-importance heatmap with role labels (matplotlib, imported only when drawing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Short role labels written in the heatmap's cells.
+_SHORT = {"previous": "prev", "next": "next", "rare": "rare", "sink": "sink"}
+
+
+def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = None) -> Any:
+    """Draw head importance as an ``L x H`` heatmap, each cell labelled with the head's role.
+
+    Parameters
+    ----------
+    report
+        An :class:`attnflow.heads.HeadReport` (anything with ``importance`` and ``roles``
+        ``(L, H)`` arrays, ``model_name``, ``n_examples``).
+    ax
+        A matplotlib axes to draw into; by default a new figure (Agg canvas, no pyplot).
+    title
+        The title; by default the model, the target and the number of examples.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from attnflow.heads import HeadReport
+    >>> z = np.zeros((2, 3))
+    >>> r = HeadReport(np.arange(6.0).reshape(2, 3), z, np.eye(2, 3), z, z, z, model_name="toy")
+    >>> fig = plot_head_importance(r)
+    >>> fig.axes[0].get_xlabel(), len(fig.axes[0].texts)
+    ('head', 2)
+    """
+    importance = np.asarray(report.importance, dtype=np.float64)
+    labels = np.asarray(report.roles, dtype=object)
+    n_layers, n_heads = importance.shape
+    if ax is None:
+        from .plots import _new_figure
+
+        fig = _new_figure(figsize=(max(4.0, 0.55 * n_heads + 2.0), max(3.0, 0.45 * n_layers + 1.6)), dpi=120)
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    image = ax.imshow(
+        importance, cmap="viridis", aspect="auto", origin="upper",
+        extent=(0.5, n_heads + 0.5, n_layers + 0.5, 0.5),
+    )
+    top = np.nanmax(importance) if np.any(np.isfinite(importance)) else 1.0
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            label = _SHORT.get(str(labels[layer, head]), str(labels[layer, head]))
+            if label:
+                dark = importance[layer, head] > 0.6 * top
+                ax.text(head + 1, layer + 1, label, ha="center", va="center", fontsize=7,
+                        color="black" if dark else "white")
+    ax.set_xticks(range(1, n_heads + 1))
+    ax.set_yticks(range(1, n_layers + 1))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    if title is None:
+        target = getattr(report, "target", {}) or {}
+        spec = target.get("spec", "") if isinstance(target, dict) else str(target)
+        title = f"Head importance · {getattr(report, 'model_name', '')} · target {spec} · " \
+                f"{getattr(report, 'n_examples', 0)} examples"
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="importance |dS/dξ|")
+    return fig
