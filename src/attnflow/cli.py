@@ -42,11 +42,13 @@ from .commands.evaluate import evaluate  # noqa: E402
 from .commands.explain import explain  # noqa: E402
 from .commands.heads import heads  # noqa: E402
 from .commands.report import report  # noqa: E402
+from .commands.reproduce import reproduce  # noqa: E402
 
 app.command()(explain)
 app.command()(evaluate)
 app.command()(report)
 app.command()(heads)
+app.command()(reproduce)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,133 @@
+"""``attnflow reproduce sva``: the paper's subject-verb agreement tables, from the bundled or a retrained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import AttnflowError
+from ..methods import available_methods
+from .common import check_methods, console, error_console, progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+    from ..tasks.reproduce import Reproduction
+
+TASKS = ("sva",)
+
+
+def reproduce(
+    task: Annotated[str, typer.Argument(help="What to reproduce: sva (subject-verb agreement, the paper's Table 1).")],
+    n: Annotated[int, typer.Option("--n", help="Test sentences to evaluate (the paper: 2000).")] = 2000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for results.json, tables.md, examples.jsonl, examples.csv, correlation_by_layer.png "
+            "(and model/ with --retrain).",
+        ),
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Train the model afresh on the CPU (seeded by --seed) instead of the bundled one.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the test sentences and, with --retrain, of the training.")] = 0,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} (default: all).",
+        ),
+    ] = None,
+) -> None:
+    """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
+    from ..tasks.reproduce import reproduce_sva
+    from .evaluate import write_folder
+
+    if task.strip().lower() not in TASKS:
+        raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
+    if out is not None and out.exists() and not out.is_dir():
+        raise AttnflowError(f"The --out path {str(out)!r} is a file; give a folder (it is created if missing).")
+    if retrain and out is None:
+        raise AttnflowError("--retrain needs --out DIR: the new model is saved in DIR/model.")
+    methods = check_methods(list(method)) if method else None
+    with progress_bar("reproducing") as progress:
+        result = reproduce_sva(
+            n,
+            retrain=retrain,
+            train_dir=None if out is None else out / "model",
+            seed=seed,
+            methods=methods,
+            progress=progress,
+            log=lambda line: error_console.print(line, highlight=False),
+        )
+    for table in reproduction_tables(result):
+        console.print(table)
+    timing = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())
+    console.print(f"time: {timing}", highlight=False)
+    if out is not None:
+        files = result.files()
+        write_folder(out, files)
+        console.print(f"wrote {', '.join(str(out / name) for name in files)}")
+
+
+def reproduction_tables(result: Reproduction) -> list[Table]:
+    """The terminal report: correlation by layer per ground truth, the top layer against the paper, subject first."""
+    from rich.table import Table
+
+    from ..tasks.reproduce import PAPER, _fmt, _rate
+
+    evaluation = result.evaluation
+    acc = result.accuracy
+    tables: list[Table] = []
+    for truth in evaluation.ground_truths:
+        table = Table(
+            title=f"Spearman ρ with {truth} · {evaluation.n_examples} examples · mean ± sd",
+            title_justify="left",
+            header_style="bold",
+        )
+        table.add_column("layer", justify="right")
+        for m in evaluation.methods:
+            table.add_column(m, justify="right")
+        stats = {m: evaluation.correlation(truth, m) for m in evaluation.methods}
+        for layer in range(evaluation.n_layers):
+            table.add_row(str(layer + 1), *(_fmt(stats[m][layer]) for m in evaluation.methods))
+        tables.append(table)
+    top = evaluation.n_layers
+    table = Table(
+        title=f"Top layer against the paper (accuracy: ours {acc['accuracy']:.3f}, with attractors "
+        f"{acc['accuracy_attractors']:.3f}; paper {PAPER['accuracy']:.2f})",
+        title_justify="left",
+        header_style="bold",
+    )
+    table.add_column("method")
+    for truth in evaluation.ground_truths:
+        table.add_column(f"{truth}: ours", justify="right")
+        table.add_column(f"{truth}: paper", justify="right")
+    for m in evaluation.methods:
+        cells = []
+        for truth in evaluation.ground_truths:
+            cells.append(_fmt(evaluation.correlation(truth, m)[top - 1]))
+            paper = PAPER["correlation"].get(truth, {}).get(m)
+            cells.append("–" if paper is None else f"{paper:.2f}")
+        table.add_row(m, *cells)
+    tables.append(table)
+    plaus = result.plausibility
+    references = ", ".join(f"{t} {_rate(r)}" for t, r in plaus["ground_truths"].items())
+    table = Table(
+        title=f"Subject scored above every attractor ({plaus['n_examples']} examples with attractors)",
+        caption=f"for reference: {references}; random ranking {_rate(plaus['chance'])}",
+        title_justify="left",
+        caption_justify="left",
+        header_style="bold",
+    )
+    table.add_column("method")
+    for layer in range(evaluation.n_layers):
+        table.add_column(f"L{layer + 1}", justify="right")
+    for m, rates in plaus["methods"].items():
+        table.add_row(m, *(_rate(r) for r in rates))
+    tables.append(table)
+    return tables

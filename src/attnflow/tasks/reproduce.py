@@ -1,0 +1,347 @@
+"""Reproduce the paper's subject-verb agreement tables (Abnar & Zuidema 2020, Table 1).
+
+:func:`reproduce_sva` draws ``n`` test sentences (:mod:`attnflow.tasks.sva`), runs
+:func:`attnflow.evaluate` on the bundled ``sva`` model (or one trained afresh) with the
+paper's two ground truths - blank-out and input gradients - and adds what the paper did
+not report:
+
+- ``accuracy``: the model's accuracy on these examples, overall and with attractors;
+- ``plausibility``: how often each method, at each layer, scores the true subject above
+  every attractor (examples with at least one attractor only), next to the same rate for
+  the two ground truths and for a random ranking (``1 / (attractors + 1)`` on average).
+
+The paper's numbers are in :data:`PAPER`; only the top layer is quoted (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import AttnflowError
+from . import sva
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..evaluate import EvaluationResult
+
+#: The paper's ground truths, in its order.
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient")
+#: What the paper reports for its SVA model (top layer, 2000 test examples).
+PAPER: dict[str, Any] = {
+    "source": "Abnar & Zuidema (2020), 'Quantifying Attention Flow in Transformers', Table 1; "
+    "Spearman correlation at the top layer (6) over 2000 test examples of Linzen et al. (2016)",
+    "accuracy": 0.96,
+    "layer": 6,
+    "correlation": {
+        "blankout": {"raw": 0.29, "rollout": 0.71, "flow": 0.70},
+        "gradient": {"raw": 0.46, "rollout": 0.54, "flow": 0.61},
+    },
+}
+
+
+@dataclass
+class Reproduction:
+    """The outcome of :func:`reproduce_sva`.
+
+    ``evaluation`` holds the correlation tables; ``accuracy`` and ``plausibility`` are
+    described in the module docstring; ``seconds`` is the wall time of each stage
+    (``train``, when retrained, and ``evaluate``).
+    """
+
+    evaluation: EvaluationResult
+    examples: list[sva.SVAExample]
+    accuracy: dict[str, float | int]
+    plausibility: dict[str, Any]
+    seconds: dict[str, float]
+    seed: int
+    train_report: dict[str, Any] | None = None
+    model_folder: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``attnflow evaluate``'s JSON summary, plus ``task``, ``accuracy``, ``plausibility``, ``paper``, ..."""
+        out = self.evaluation.to_dict()
+        out.update(
+            {
+                "task": "sva",
+                "seed": self.seed,
+                "accuracy": _jsonable(self.accuracy),
+                "plausibility": _jsonable(self.plausibility),
+                "paper": PAPER,
+                "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+                "model_folder": self.model_folder,
+                "train_report": self.train_report,
+                "settings": self.settings,
+            }
+        )
+        return out
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON (NaN written as ``null``)."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def tables_markdown(self) -> str:
+        """The tables as Markdown: correlation by layer, top layer vs the paper, subject first."""
+        return tables_markdown(self)
+
+    def files(self, *, plot: bool = True) -> dict[str, bytes]:
+        """Every output file's bytes: ``results.json``, ``tables.md``, ``examples.jsonl``, ``examples.csv``
+        and, when matplotlib is installed and ``plot`` is true, ``correlation_by_layer.png``."""
+        files = {
+            "results.json": (self.to_json() + "\n").encode("utf-8"),
+            "tables.md": self.tables_markdown().encode("utf-8"),
+            "examples.jsonl": "".join(json.dumps(ex.to_record()) + "\n" for ex in self.examples).encode("utf-8"),
+            "examples.csv": self.evaluation.to_dataframe().to_csv(index=False).encode("utf-8"),
+        }
+        if plot:
+            try:
+                from ..report.plots import figure_png
+
+                files["correlation_by_layer.png"] = figure_png(self.evaluation.plot())
+            except AttnflowError:  # matplotlib missing: the numbers are all in results.json
+                pass
+        return files
+
+
+def reproduce_sva(
+    n: int = 2000,
+    *,
+    model: Any = "sva",
+    retrain: bool = False,
+    train_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    methods: Sequence[str] | None = None,
+    train_options: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Reproduction:
+    """Run the paper's SVA evaluation: correlation tables, accuracy and subject-first rates.
+
+    Parameters
+    ----------
+    n
+        Test sentences (the paper: 2000), drawn with :func:`attnflow.tasks.sva.generate`
+        (``split="test"``, ``seed``); with the default seed they are the first ``n`` of the
+        test split the bundled model was measured on.
+    model
+        The model to judge: ``"sva"`` (bundled) or anything
+        :func:`attnflow.capture.load_model` accepts whose tokenizer maps each word to one
+        token after ``[CLS]``. Ignored with ``retrain=True``.
+    retrain
+        Train a model afresh (:func:`attnflow.tasks.sva_train.train`, CPU, seeded by
+        ``seed``) into ``train_dir`` and judge that one.
+    train_dir
+        Where the retrained model is saved; required with ``retrain=True``.
+    seed
+        Seed of the test sentences and, with ``retrain``, of the training.
+    methods
+        Registered methods to judge; default every registered method.
+    train_options
+        Extra keyword arguments for :func:`attnflow.tasks.sva_train.train`.
+    progress
+        Called as ``progress(done, total)`` after each example.
+    log
+        Called with a line of progress for training.
+
+    Returns
+    -------
+    Reproduction
+
+    Examples
+    --------
+    >>> r = reproduce_sva(4, methods=["raw", "rollout"])
+    >>> r.evaluation.n_examples, r.evaluation.ground_truths, sorted(r.plausibility["methods"])
+    (4, ['blankout', 'gradient'], ['raw', 'rollout'])
+    """
+    from ..capture import load_model
+    from ..evaluate import evaluate
+    from ..methods import available_methods
+    from .sva_train import accuracy as model_accuracy
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise AttnflowError(f"The 'n' parameter must be a positive integer; got {n!r} instead.")
+    if methods is None:  # the paper's three first, in its order, then any other registered method
+        paper_order = [m for m in ("raw", "rollout", "flow") if m in available_methods()]
+        names = paper_order + [m for m in available_methods() if m not in paper_order]
+    else:
+        names = list(methods)
+    seconds: dict[str, float] = {}
+    train_report: dict[str, Any] | None = None
+    folder: Path | None = None
+    if retrain:
+        if train_dir is None:
+            raise AttnflowError("reproduce_sva(retrain=True) needs train_dir: the folder to save the new model in.")
+        from .sva_train import train
+
+        start = time.perf_counter()
+        options = {"seed": seed, "log": log, **(train_options or {})}
+        _, _, report = train(train_dir, **options)
+        seconds["train"] = time.perf_counter() - start
+        train_report = json.loads(report.to_json())
+        model = folder = Path(train_dir)
+    loaded = load_model(model)
+    if folder is None and loaded.path is not None and (loaded.path / "train_report.json").is_file():
+        train_report = json.loads((loaded.path / "train_report.json").read_text(encoding="utf-8"))
+    examples = sva.generate(n, split="test", seed=seed)
+    start = time.perf_counter()
+    result = evaluate(
+        [{"text": ex.text, "label": ex.label_name} for ex in examples],
+        loaded,
+        methods=names,
+        ground_truths=list(GROUND_TRUTHS),
+        faithfulness=False,
+        progress=progress,
+    )
+    seconds["evaluate"] = time.perf_counter() - start
+    acc = model_accuracy(loaded.model, loaded.tokenizer, examples)
+    return Reproduction(
+        evaluation=result,
+        examples=examples,
+        accuracy=acc,
+        plausibility=subject_first(result, examples),
+        seconds=seconds,
+        seed=seed,
+        train_report=train_report,
+        model_folder=str(loaded.path) if loaded.path is not None else None,
+        settings={"n": n, "split": "test", "target": "predicted", "blank": "unk", "output": "cls"},
+    )
+
+
+def subject_first(result: EvaluationResult, examples: Sequence[sva.SVAExample]) -> dict[str, Any]:
+    """How often each method (per layer) and each ground truth scores the subject above every attractor.
+
+    Only examples with at least one attractor count; a tie counts as not above. An
+    example whose tokens are not ``[CLS]`` followed by its words is skipped (another
+    tokenizer). ``chance`` is the rate of a random ranking, the mean of
+    ``1 / (attractors + 1)``.
+
+    Returns
+    -------
+    dict
+        ``{"n_examples": k, "methods": {method: [rate per layer]}, "ground_truths":
+        {name: rate}, "chance": rate, "skipped": m}``.
+    """
+    if len(examples) != result.n_examples:
+        raise AttnflowError(
+            f"subject_first needs one example per evaluated example; got {len(examples)} for {result.n_examples}."
+        )
+    hits: dict[str, list[np.ndarray]] = {m: [] for m in result.methods}
+    truth_hits: dict[str, list[bool]] = {t: [] for t in result.ground_truths}
+    chance: list[float] = []
+    skipped = 0
+    for example, item in zip(examples, result.examples, strict=True):
+        if not example.has_attractor:
+            continue
+        if [t.lower() for t in item.tokens[1:]] != list(example.words):
+            skipped += 1
+            continue
+        subject, attractors = example.token_positions()
+        atts = list(attractors)
+        for method in result.methods:
+            scores = np.asarray(item.scores[method], dtype=float)
+            hits[method].append(scores[:, subject] > scores[:, atts].max(axis=1))
+        for truth in result.ground_truths:
+            values = np.asarray(item.ground_truths[truth], dtype=float)
+            truth_hits[truth].append(bool(values[subject] > np.nanmax(values[atts])))
+        chance.append(1.0 / (len(atts) + 1))
+    count = len(chance)
+    return {
+        "n_examples": count,
+        "methods": {
+            m: (np.mean(np.stack(v), axis=0).tolist() if v else [float("nan")] * result.n_layers)
+            for m, v in hits.items()
+        },
+        "ground_truths": {t: (float(np.mean(v)) if v else float("nan")) for t, v in truth_hits.items()},
+        "chance": float(np.mean(chance)) if chance else float("nan"),
+        "skipped": skipped,
+    }
+
+
+def _fmt(pair: Any) -> str:
+    mean, sd = (float("nan") if v is None else float(v) for v in pair)
+    if mean != mean:
+        return "–"
+    return f"{mean:.2f} ± {sd:.2f}" if sd == sd else f"{mean:.2f}"
+
+
+_TRUTH_NAMES = {"blankout": "blank-out", "gradient": "input gradients"}
+
+
+def tables_markdown(repro: Reproduction) -> str:
+    """The reproduction's tables as Markdown text.
+
+    Three parts: Spearman correlation by layer for each ground truth (mean ± sd), the
+    top layer next to the paper's numbers, and the subject-first rates.
+    """
+    result = repro.evaluation
+    lines: list[str] = []
+    acc = repro.accuracy
+    lines.append(
+        f"Model `{result.model_name}` on {result.n_examples} generated test sentences (seed {repro.seed}); "
+        f"target: the predicted class; output: [CLS]; blank token: [UNK].\n"
+    )
+    lines.append(
+        f"Accuracy on these sentences: {acc['accuracy']:.3f} overall, {acc['accuracy_attractors']:.3f} on the "
+        f"{acc['n_attractors']} with attractors (paper: {PAPER['accuracy']:.2f} overall).\n"
+    )
+    for truth in result.ground_truths:
+        lines.append(f"### Spearman correlation with {_TRUTH_NAMES.get(truth, truth)}\n")
+        lines.append("| layer | " + " | ".join(result.methods) + " |")
+        lines.append("|---:|" + "---:|" * len(result.methods))
+        stats = {m: result.correlation(truth, m) for m in result.methods}
+        for layer in range(result.n_layers):
+            lines.append(f"| {layer + 1} | " + " | ".join(_fmt(stats[m][layer]) for m in result.methods) + " |")
+        lines.append("")
+    top = result.n_layers
+    lines.append(f"### Top layer ({top}) against the paper (layer {PAPER['layer']})\n")
+    header = "| method | " + " | ".join(
+        f"{_TRUTH_NAMES.get(t, t)}: ours | {_TRUTH_NAMES.get(t, t)}: paper" for t in result.ground_truths
+    )
+    lines.append(header + " |")
+    lines.append("|---|" + "---:|---:|" * len(result.ground_truths))
+    for method in result.methods:
+        cells = []
+        for truth in result.ground_truths:
+            cells.append(_fmt(result.correlation(truth, method)[top - 1]))
+            paper = PAPER["correlation"].get(truth, {}).get(method)
+            cells.append("–" if paper is None else f"{paper:.2f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+    plaus = repro.plausibility
+    lines.append(
+        f"### Subject ranked above every attractor ({plaus['n_examples']} examples with attractors)\n"
+    )
+    lines.append("| method | " + " | ".join(f"L{layer + 1}" for layer in range(result.n_layers)) + " |")
+    lines.append("|---|" + "---:|" * result.n_layers)
+    for method, rates in plaus["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(_rate(r) for r in rates) + " |")
+    lines.append("")
+    references = ", ".join(
+        f"{_TRUTH_NAMES.get(t, t)} {_rate(r)}" for t, r in plaus["ground_truths"].items()
+    )
+    lines.append(f"For reference: {references}; a random ranking {_rate(plaus['chance'])}.\n")
+    return "\n".join(lines)
+
+
+def _rate(value: Any) -> str:
+    value = float("nan") if value is None else float(value)
+    return "–" if value != value else f"{value:.2f}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if value != value else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
