@@ -22,6 +22,7 @@ from .methods import available_methods, get_method, raw_attention, register_meth
 from .methods.flow import attention_flow
 from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
+from .vision import explain_image
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "evaluate",
     "explain",
     "explain_attentions",
+    "explain_image",
     "get_method",
     "grad_rollout",
     "raw_attention",

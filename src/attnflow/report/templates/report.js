@@ -356,6 +356,68 @@
     });
   }
 
+  // ------------------------------------------------------------------ image view
+
+  var IMG = D.image || null;
+  var PNG_PREFIX = "data:image/png;base64,";
+
+  function renderImage() {
+    if (!IMG) { return; }
+    var box = byId("image-views");
+    clear(box);
+    var key = outputKey();
+    var caption = byId("image-caption");
+    clear(caption);
+    caption.appendChild(document.createTextNode("Each patch coloured by its score for "));
+    caption.appendChild(el("b", null, outputLabel(key)));
+    caption.appendChild(document.createTextNode(" after layer " + state.layer + " of " + L +
+      " (special tokens such as [CLS] are not patches and are not shown). Click a patch to explain it instead."));
+    var rows = IMG.grid[0], cols = IMG.grid[1];
+    var width = IMG.width || 192, height = IMG.height || 192;
+    var scaleDown = Math.min(1, 280 / Math.max(width, height));
+    var w = Math.round(width * scaleDown), h = Math.round(height * scaleDown);
+    var original = methods.length ? [null].concat(methods) : [null];
+    original.forEach(function (method) {
+      var card = el("div", { "class": "image-card", "data-method": method === null ? "image" : method });
+      var name = el("span", { "class": "method-name" });
+      if (method !== null) {
+        var swatch = el("span", { "class": "swatch" });
+        swatch.style.background = methodColour(method);
+        name.appendChild(swatch);
+      }
+      name.appendChild(document.createTextNode(method === null ? "image" : method));
+      card.appendChild(name);
+      var svg = sv("svg", { width: w, height: h, viewBox: "0 0 " + w + " " + h, role: "img" });
+      var picture = sv("image", { x: 0, y: 0, width: w, height: h, preserveAspectRatio: "none" });
+      if (typeof IMG.png === "string" && IMG.png.indexOf(PNG_PREFIX) === 0) { picture.setAttribute("href", IMG.png); }
+      picture.style.imageRendering = "pixelated";
+      svg.appendChild(picture);
+      if (method !== null) {
+        var row = scoresRow(method, state.layer, state.k);
+        var scale = row ? scaler(method, row) : null;
+        for (var r = 0; r < rows; r++) {
+          for (var c = 0; c < cols; c++) {
+            var position = IMG.patch_positions[r * cols + c];
+            var value = row ? row[position] : null;
+            var x0 = Math.round(c * w / cols), y0 = Math.round(r * h / rows);
+            var rect = sv("rect", {
+              "class": "patch" + (key === position ? " is-output" : ""),
+              x: x0, y: y0, width: Math.round((c + 1) * w / cols) - x0, height: Math.round((r + 1) * h / rows) - y0,
+              "data-tip": method + " \u00b7 layer " + state.layer + "\n#" + position + " " + tokenName(position) + ": " +
+                (value === null ? "not computed" : fmt(value, 4))
+            });
+            rect.style.fill = value === null ? "#94a3b8" : ramp(scale(value));
+            rect.style.fillOpacity = value === null ? "0.35" : "0.62";
+            rect.addEventListener("click", setOutputToken.bind(null, position));
+            svg.appendChild(rect);
+          }
+        }
+      }
+      card.appendChild(svg);
+      box.appendChild(card);
+    });
+  }
+
   // ------------------------------------------------------------------ attention graph
 
   function capacities() {
@@ -811,6 +873,7 @@
   function update() {
     byId("layer-value").textContent = state.layer + " / " + L;
     renderSentences();
+    renderImage();
     renderHeatmaps();
     renderGraph();
     renderCompare();
@@ -823,6 +886,7 @@
     setupControls();
     ["sec-tokens", "sec-heatmaps", "sec-compare"].forEach(function (id) { byId(id).hidden = false; });
     byId("sec-graph").hidden = !D.attention;
+    byId("sec-image").hidden = !IMG;
     byId("graph-method").value = state.graphMethod;
     byId("threshold-value").textContent = state.threshold.toFixed(2);
     byId("threshold-range").value = String(state.threshold);
