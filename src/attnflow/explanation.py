@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AttnflowError
+from .io import to_jsonable
 
 FORMAT_VERSION = 1
 
@@ -119,7 +120,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``Explanation.from_dict`` reverses it."""
-        extra: dict[str, Any] = {} if self.image is None else {"image": _jsonable(self.image)}
+        extra: dict[str, Any] = {} if self.image is None else {"image": to_jsonable(self.image)}
         return {
             "format": "attnflow.explanation",
             "version": FORMAT_VERSION,
@@ -129,9 +130,9 @@ class Explanation:
             "special_positions": list(self.special_positions),
             "output": self.output,
             "target": self.target,
-            "options": _jsonable(self.options),
+            "options": to_jsonable(self.options),
             "notes": list(self.notes),
-            "scores": {name: _nan_to_none(value) for name, value in self.scores.items()},
+            "scores": {name: to_jsonable(value) for name, value in self.scores.items()},
             **extra,
         }
 
@@ -184,19 +185,3 @@ class Explanation:
                         (method, layer_index, position, token, position in self.special_positions, score)
                     )
         return pd.DataFrame(rows, columns=["method", "layer", "position", "token", "special", "score"])
-
-
-def _nan_to_none(value: np.ndarray) -> list[Any]:
-    return [[None if np.isnan(x) else float(x) for x in row] for row in value]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return value

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .errors import AttnflowError
 
@@ -29,6 +33,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(temporary, target)
     except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
@@ -38,6 +43,39 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Text version of :func:`write_bytes_atomic` (UTF-8)."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from nested dicts, lists, numpy arrays and scalars; NaN and infinities become ``None``.
+
+    Every result file goes through this, so ``json.dumps(..., allow_nan=False)`` never fails
+    and no file holds the non-standard ``NaN`` token.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_jsonable({"a": np.array([1.0, np.nan]), 2: (np.int64(3), "x")})
+    {'a': [1.0, None], '2': [3, 'x']}
+    """
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
+from ..io import to_jsonable
 from ..methods import available_methods, get_method
 from .correlation import layer_correlations, mean_sd
 from .data import Example, as_examples
@@ -180,7 +181,7 @@ class EvaluationResult:
             "format": "attnflow.evaluation",
             "version": FORMAT_VERSION,
             "model": self.model_name,
-            "target": _jsonable(self.target),
+            "target": to_jsonable(self.target),
             "n_examples": self.n_examples,
             "n_layers": self.n_layers,
             "output": self.output,
@@ -201,7 +202,7 @@ class EvaluationResult:
                 "removal": self.options.get("removal"),
                 "methods": self.faithfulness_summary(),
             },
-            "options": _jsonable(self.options),
+            "options": to_jsonable(self.options),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -624,17 +625,3 @@ def _check_int(name: str, value: Any, *, minimum: int | None) -> None:
 
 def _pair(values: Any) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
-    return value

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
+from ..io import to_jsonable
 from . import roles
 
 #: The (L, H) arrays of a :class:`HeadReport`, in the order reports show them.
@@ -132,7 +133,7 @@ class HeadReport:
             "format": "attnflow.heads",
             "version": FORMAT_VERSION,
             "model": self.model_name,
-            "target": _jsonable(self.target),
+            "target": to_jsonable(self.target),
             "n_examples": self.n_examples,
             "n_tokens": self.n_tokens,
             "n_layers": self.n_layers,
@@ -334,17 +335,3 @@ def analyze_heads(
 def _number(value: Any) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return _number(value)
-    return value
