@@ -82,3 +82,13 @@ def test_console_script_runs_as_subprocess(tmp_path):
     )
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_importance_fusion_reaches_the_html_report(capsys, tmp_path):
+    path = tmp_path / "report.html"
+    status, _, err = run_cli(
+        capsys, "explain", "The keys are on the table.", "--head-fusion", "importance", "--html", str(path)
+    )
+    assert status == 0, err
+    assert path.is_file()
+    assert '"head_fusion":"weighted"' in path.read_text(encoding="utf-8")

@@ -147,7 +147,7 @@ def _write_report(
     captured = capture_attention(text, loaded, truncate=truncate)
     with progress_bar("preparing the report") as progress:
         data = report_data_from_capture(
-            captured, methods=methods, output=result.output, layer=layer, progress=progress, **options
+            captured, methods=methods, output=result.output, layer=layer, progress=progress, **_fusion(options, result)
         )
     add_explanation_scores(data, result)  # gradient-based methods: the one output explain computed
     for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
@@ -245,3 +245,10 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
     add_explanation_scores(data, result)
     view = image_view(result.picture(), captured.grid, captured.patch_positions, source=captured.source)
     return dataclasses.replace(data, image=view)  # replace() checks the view
+
+
+def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
+    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps."""
+    if options.get("head_fusion") == "importance" and "head_importance" in result.options:
+        return {**options, "head_fusion": result.options["head_importance"]}
+    return options
