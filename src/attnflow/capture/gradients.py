@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from ._failures import model_failures
 from .models import LoadedModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -428,16 +429,8 @@ def _forward(model: Any, bound: BoundTarget, input_ids: torch.Tensor, attention_
         kwargs["output_hidden_states"] = True
     if target.head == "causal_lm":
         kwargs["use_cache"] = False
-    try:
+    with model_failures(f"The model {target.model_name!r} failed on a forward pass"):
         return model(**kwargs)
-    except AttnflowError:
-        raise
-    except Exception as exc:
-        text = str(exc).strip()
-        raise AttnflowError(
-            f"The model {target.model_name!r} failed on a forward pass: {type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else ''}"
-        ) from exc
 
 
 def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AttnflowError
+from ._failures import first_line
 
 # Belt and braces: every load below passes local_files_only=True; this also keeps the
 # hub client offline if transformers is first imported after attnflow.capture.
@@ -352,11 +353,6 @@ def is_vision_config(config: Any) -> bool:
     return getattr(config, "patch_size", None) is not None and getattr(config, "image_size", None) is not None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 def _load_folder(
     folder: Path,
     name: str,
@@ -414,12 +410,12 @@ def _load_image_processor(folder: Path | str, name: str, trust_remote_code: bool
         except Exception as exc:
             raise AttnflowError(
                 f"Could not load the image processor of the model {name!r} from {str(folder)!r}: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from None
 
 
 def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool) -> AttnflowError:
-    message = _first_line(exc)
+    message = first_line(exc)
     if "trust_remote_code" in message and not trust_remote_code:
         return AttnflowError(
             f"Model {name!r} needs custom code from its folder; attnflow runs such code only with "
@@ -453,7 +449,7 @@ def _load_tokenizer(folder: Path | str, name: str, trust_remote_code: bool) -> P
                 folder, local_files_only=True, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise fail(_first_line(exc)) from None
+            raise fail(first_line(exc)) from None
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         raise fail(f"its vocabulary is empty: {len(tokenizer)} tokens, all special")
     return tokenizer

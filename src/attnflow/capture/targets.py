@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AttnflowError
+from ._failures import model_failures
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -440,14 +441,8 @@ def run_model(
         kwargs["output_hidden_states"] = True
     if target.head == "causal_lm":
         kwargs["use_cache"] = False
-    try:
+    with model_failures(f"The model {target.model_name!r} failed on a forward pass"):
         return model(**kwargs)
-    except Exception as exc:
-        text = str(exc).strip()
-        raise AttnflowError(
-            f"The model {target.model_name!r} failed on a forward pass: {type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else ''}"
-        ) from exc
 
 
 def _device(model: Any) -> Any:

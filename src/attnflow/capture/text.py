@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from ._failures import model_failures
 from .models import LoadedModel, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -339,13 +340,8 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded]) -> list[CapturedA
     if device is not None:
         inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
-    try:
+    with model_failures(f"The model {loaded.name!r} failed while computing attention"):
         output = model(**inputs, output_attentions=True, return_dict=True)
-    except Exception as exc:
-        raise AttnflowError(
-            f"The model {loaded.name!r} failed while computing attention: "
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        ) from exc
     attentions = _attention_tuple(loaded, output, len(batch), width)
 
     results = []

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from ._failures import model_failures
 from .models import LoadedModel, is_vision_config, load_model, quiet_transformers
 
 #: Mean and std of the fallback normalisation (ViTImageProcessor's defaults).
@@ -358,14 +359,8 @@ def _image_forward(loaded: LoadedModel, pixel_values: Any, interpolate: bool) ->
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if device is not None:
         kwargs["pixel_values"] = pixel_values.to(device=device, dtype=dtype or pixel_values.dtype)
-    try:
+    with model_failures(f"The model {loaded.name!r} failed on the image"):
         return model(**kwargs)
-    except Exception as exc:
-        text = str(exc).strip()
-        raise AttnflowError(
-            f"The model {loaded.name!r} failed on the image: {type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else ''}"
-        ) from exc
 
 
 def _attention_layers(loaded: LoadedModel, output: Any) -> tuple[Any, ...]:
