@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._shapes import AttentionShape
 from .models import LoadedModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,7 @@ _HEAD_ATTRS = ("num_attention_heads", "n_head", "n_heads", "num_heads")
 
 
 @dataclass
-class TargetGradients:
+class TargetGradients(AttentionShape):
     """Attention, its gradient and the head-mask gradient of one input for one target.
 
     Attributes
@@ -117,18 +118,6 @@ class TargetGradients:
                 f"TargetGradients has attention over {shape[-1]} tokens but {len(self.tokens)} tokens and "
                 f"{len(self.input_ids)} input ids."
             )
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.attentions.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.attentions.shape[1])
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.attentions.shape[-1])
 
 
 def attention_output_projections(model: Any) -> list[Any]:

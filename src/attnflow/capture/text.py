@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._shapes import AttentionShape
 from .models import LoadedModel, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass
-class CapturedAttention:
+class CapturedAttention(AttentionShape):
     """The attention of one text: ``(L, H, n, n)`` weights with the tokens they belong to.
 
     Checked when built: ``attentions`` is 4-D and square in its last two axes, its
@@ -77,21 +78,6 @@ class CapturedAttention:
         self.tokens = list(self.tokens)
         self.input_ids = [int(i) for i in self.input_ids]
         self.special_positions = positions
-
-    @property
-    def n_layers(self) -> int:
-        """``L``, the number of layers."""
-        return int(self.attentions.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        """``H``, the number of heads per layer."""
-        return int(self.attentions.shape[1])
-
-    @property
-    def n_tokens(self) -> int:
-        """``n``, the number of tokens, special tokens included."""
-        return int(self.attentions.shape[-1])
 
     @property
     def content_positions(self) -> tuple[int, ...]:

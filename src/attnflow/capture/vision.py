@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._shapes import AttentionShape
 from .models import LoadedModel, is_vision_config, load_model, quiet_transformers
 
 #: Mean and std of the fallback normalisation (ViTImageProcessor's defaults).
@@ -50,7 +51,7 @@ DEFAULT_IMAGE_MODEL = "digits-vit"
 
 
 @dataclass
-class CapturedImageAttention:
+class CapturedImageAttention(AttentionShape):
     """The attention of one image: ``(L, H, n, n)`` weights, the patch grid and the token labels.
 
     Attributes
@@ -127,14 +128,6 @@ class CapturedImageAttention:
         self.patch_positions = positions
         self.special_positions = special
         self.image = np.asarray(self.image, dtype=np.uint8)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.attentions.shape[0])
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.attentions.shape[-1])
 
     @property
     def n_prefix(self) -> int:
