@@ -63,6 +63,8 @@ __all__ = ["EPS", "LayeredMaxFlow", "prepare", "solve_batch"]
 
 #: Residual capacities at or below this count as zero (capacities are at most 1).
 EPS = 1e-14
+#: Problems handed to a thread at a time: small, so the threads share the work dynamically.
+_CHUNK = 4
 #: A flow within this of its upper bound is declared maximal (the bound is a cut).
 BOUND_TOL = 1e-13
 
@@ -484,13 +486,17 @@ def solve_batch(depths, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back,
 
     ``res`` and ``flow`` are per-worker residual arrays ``(W, L, n, n)``, clean
     on entry (``res[w] == cap_s``, ``flow[w] == 0``) and left clean; ``touched``
-    is per-worker scratch ``(W, m)``. Worker ``w`` solves problems ``w, w + W, ...``.
+    is per-worker scratch ``(W, m)``. The thread with id ``w`` uses slot ``w``; ``W`` must be
+    at least the number of threads running the loop.
     """
-    n_workers = res.shape[0]
     n_layers, n, _ = cap_s.shape
     m = sources.shape[0]
     n_all = (n_layers + 1) * n + 1
-    for w in nb.prange(n_workers):
+    # One problem per iteration, handed out in small chunks (see LayeredMaxFlow.solve), so a
+    # thread the OS deschedules does not hold back a fixed share of the work; each thread uses
+    # the work arrays of its own id. The scratch arrays below are O(L n), small beside a problem.
+    for p in nb.prange(m):
+        w = nb.get_thread_id()
         sink_res = np.empty(n)
         dead = np.empty(n_all, np.bool_)
         label = np.empty(n_all, np.int64)
@@ -499,11 +505,10 @@ def solve_batch(depths, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back,
         path_u = np.empty(n_all, np.int64)
         path_r = np.empty(n_all, np.int64)
         queue = np.empty(n_all, np.int64)
-        for p in range(w, m, n_workers):
-            out[p] = solve_one(sources[p], depths[p], sink_caps[sink_rows[p]], cap_s, fwd_idx,
-                               fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w],
-                               sink_res, dead, label, count, cur, path_u, path_r, queue,
-                               touched[w])
+        out[p] = solve_one(sources[p], depths[p], sink_caps[sink_rows[p]], cap_s, fwd_idx,
+                           fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w],
+                           sink_res, dead, label, count, cur, path_u, path_r, queue,
+                           touched[w])
 
 
 class LayeredMaxFlow:
@@ -537,6 +542,17 @@ class LayeredMaxFlow:
         """
         sources = np.ascontiguousarray(sources, dtype=np.int64)
         out = np.empty(sources.shape[0])
+        threads = nb.get_num_threads()
+        if threads > self.n_workers:  # each thread needs its own work arrays
+            nb.set_num_threads(self.n_workers)
+        try:
+            with nb.parallel_chunksize(_CHUNK):
+                self._solve_batch(depths, sink_rows, sources, sink_caps, out)
+        finally:
+            nb.set_num_threads(threads)
+        return out
+
+    def _solve_batch(self, depths, sink_rows, sources, sink_caps, out) -> None:
         solve_batch(
             np.ascontiguousarray(depths, dtype=np.int64),
             np.ascontiguousarray(sink_rows, dtype=np.int64),
@@ -548,4 +564,3 @@ class LayeredMaxFlow:
             self._touched,
             out,
         )
-        return out
