@@ -40,9 +40,9 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
-from ._failures import model_failures
 from ._shapes import AttentionShape
 from .models import LoadedModel
+from .targets import run_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -326,7 +326,9 @@ def target_gradients(
         if head_gradients:
             ones = torch.ones(len(attention_output_projections(model)), count_heads(model), dtype=torch.float64)
             mask = stack.enter_context(head_mask(model, ones.requires_grad_(True)))
-        outputs = _forward(model, bound, tensor, attention_mask)
+        outputs = run_model(
+            model, bound.target, input_ids=tensor, attention_mask=attention_mask, output_attentions=True
+        )
         attentions = _attentions(loaded, outputs, len(ids))
         value = _objective(bound, outputs, attention_mask, objective)[0]
         wanted = [a for a in attentions if a.requires_grad]
@@ -404,22 +406,6 @@ def attention_gradients(
     ids = _encode(loaded, text, truncate, None).input_ids
     bound = resolved.bind(loaded, ids, label)
     return target_gradients(loaded, bound, ids, objective=objective)
-
-
-def _forward(model: Any, bound: BoundTarget, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    target = bound.target
-    kwargs: dict[str, Any] = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "return_dict": True,
-        "output_attentions": True,
-    }
-    if target.pooled and target.head != "encoder":
-        kwargs["output_hidden_states"] = True
-    if target.head == "causal_lm":
-        kwargs["use_cache"] = False
-    with model_failures(f"The model {target.model_name!r} failed on a forward pass"):
-        return model(**kwargs)
 
 
 def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:

@@ -430,9 +430,12 @@ def run_model(
     input_ids: torch.Tensor | None = None,
     inputs_embeds: torch.Tensor | None = None,
     attention_mask: torch.Tensor,
+    output_attentions: bool = False,
 ) -> Any:
     """One forward pass with what ``target`` needs (hidden states only for pooled targets)."""
     kwargs: dict[str, Any] = {"attention_mask": attention_mask, "return_dict": True}
+    if output_attentions:
+        kwargs["output_attentions"] = True
     if inputs_embeds is not None:
         kwargs["inputs_embeds"] = inputs_embeds
     else:
