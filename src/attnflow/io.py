@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,53 @@ def _umask() -> int:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Text version of :func:`write_bytes_atomic` (UTF-8)."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def check_output_folder(path: str | os.PathLike[str] | None, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder path that is an existing file.
+
+    Examples
+    --------
+    >>> check_output_folder("a/new/folder")
+    """
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise AttnflowError(
+            f"The {option} path {os.fspath(path)!r} is a file; give a folder (it is created if missing)."
+        )
+
+
+def write_folder(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+    """Write ``files`` into ``folder`` all or nothing.
+
+    They are written into a temporary folder beside ``folder`` first. A new
+    ``folder`` is then that temporary folder renamed; into an existing one each
+    file is moved with an atomic rename. On failure the temporary folder is
+    removed and ``folder`` is as it was.
+    """
+    folder = Path(folder)
+    parent = folder.parent if str(folder.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder.name}.", suffix=".part"))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result folder should not be
+    except OSError as exc:
+        raise AttnflowError(f"Cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from None
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if not folder.exists():
+            os.rename(staging, folder)
+            return
+        for name in files:
+            os.replace(staging / name, folder / name)
+        staging.rmdir()
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise AttnflowError(f"Cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
 
 
 def to_jsonable(value: Any) -> Any:

@@ -10,8 +10,8 @@ import typer
 
 from attnflow import cli
 from attnflow.commands.evaluate import evaluate as evaluate_command
-from attnflow.commands.evaluate import write_folder
 from attnflow.errors import AttnflowError
+from attnflow.io import write_folder
 from tests.tiny_models import save_tiny_model
 
 FIVE = [

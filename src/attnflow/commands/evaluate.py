@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import AttnflowError
+from ..io import check_output_folder, write_folder
 from ..methods import available_methods, get_method
 from .common import check_methods, console, progress_bar
 
@@ -93,8 +90,7 @@ def evaluate(
     from ..evaluate import default_methods, read_examples
     from ..evaluate import evaluate as run_evaluate
 
-    if out.exists() and not out.is_dir():
-        raise AttnflowError(f"The --out path {str(out)!r} is a file; give a folder (it is created if missing).")
+    check_output_folder(out)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
     accepted = set().union(*(get_method(name).options for name in methods))
@@ -142,40 +138,6 @@ def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
         "examples.csv": result.to_dataframe().to_csv(index=False).encode("utf-8"),
         "correlation.png": figure_png(result.plot()),
     }
-
-
-def write_folder(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into ``folder`` all or nothing.
-
-    They are written into a temporary folder beside ``folder`` first. A new
-    ``folder`` is then that temporary folder renamed; into an existing one each
-    file is moved with an atomic rename. On failure the temporary folder is
-    removed and ``folder`` is as it was.
-    """
-    parent = folder.parent if str(folder.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder.name}.", suffix=".part"))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result folder should not be
-    except OSError as exc:
-        raise AttnflowError(f"Cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from None
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if not folder.exists():
-            os.rename(staging, folder)
-            return
-        for name in files:
-            os.replace(staging / name, folder / name)
-        staging.rmdir()
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise AttnflowError(f"Cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def evaluation_header(result: EvaluationResult) -> str:

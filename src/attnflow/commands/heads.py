@@ -58,11 +58,10 @@ def heads(
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, sink)."""
     from ..evaluate import read_examples
     from ..heads import analyze_heads
+    from ..io import check_output_folder, write_folder
     from ..report.plots import figure_png
-    from .evaluate import write_folder
 
-    if out.exists() and not out.is_dir():
-        raise AttnflowError(f"The --out path {str(out)!r} is a file; give a folder (it is created if missing).")
+    check_output_folder(out)
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():

@@ -44,13 +44,12 @@ def reproduce(
     ] = None,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
+    from ..io import check_output_folder, write_folder
     from ..tasks.reproduce import reproduce_sva
-    from .evaluate import write_folder
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
-    if out is not None and out.exists() and not out.is_dir():
-        raise AttnflowError(f"The --out path {str(out)!r} is a file; give a folder (it is created if missing).")
+    check_output_folder(out)
     if retrain and out is None:
         raise AttnflowError("--retrain needs --out DIR: the new model is saved in DIR/model.")
     methods = check_methods(list(method)) if method else None
