@@ -32,6 +32,23 @@ Positions are *word* indices into :attr:`SVAExample.words` (0-based). With the b
 ``sva`` tokenizer, which puts ``[CLS]`` first and maps each word to one token, the token
 index of word ``i`` is ``i + 1`` (:meth:`SVAExample.token_positions`).
 
+Dependency arcs
+---------------
+Every example also carries the dependency arcs inside its input
+(:attr:`SVAExample.arcs`, ``(head, dependent, relation)`` word indices; labels as
+spaCy's English parser writes them), recorded while the sentence is built, so they are
+exact: ``det`` and ``amod`` (noun -> determiner / adjective), ``prep`` (modified noun ->
+preposition) and ``pobj`` (preposition -> its noun), ``relcl`` (modified noun -> the
+relative clause's verb), ``nsubj`` and ``dobj`` inside relative clauses and the
+introductory clause (the relative pronoun is the verb's subject in a subject relative
+and its object in an object relative), ``advmod`` (verb -> adverb inside an object
+relative clause), ``mark`` (the introductory clause's verb -> its conjunction) and
+``agreement``: from the prediction position (head ``-1``, the ``[CLS]`` token of the
+bundled model) to the subject, standing for the link to the main verb, which is not in
+the input. Arcs whose head would be the missing main verb (an opening adverb or
+prepositional phrase, a final adverb, the commas) are left out. Recording them draws no
+random numbers: the sentences, labels and splits are those of the generator without arcs.
+
 Splits
 ------
 A sentence's split follows from a stable hash of its words (:func:`split_of`): 80 %
@@ -47,11 +64,14 @@ import json
 import os
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AttnflowError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..heads.syntax import Parse
 
 SINGULAR, PLURAL = 0, 1
 #: Label index -> name, as saved in the model's ``config.id2label``.
@@ -170,12 +190,16 @@ class SVAExample:
     >>> ex = SVAExample(("the", "keys", "to", "the", "cabinet"), 1, 1, (4,))
     >>> ex.text, ex.label_name, ex.has_attractor, ex.token_positions()
     ('the keys to the cabinet', 'plural', True, (2, (5,)))
+
+    ``arcs`` (see the module docstring) take no part in equality: examples read back
+    from records written without them still equal the generated ones.
     """
 
     words: tuple[str, ...]
     label: int
     subject: int
     attractors: tuple[int, ...] = ()
+    arcs: tuple[tuple[int, int, str], ...] = field(default=(), compare=False)
 
     @property
     def text(self) -> str:
@@ -199,14 +223,29 @@ class SVAExample:
         """
         return self.subject + offset, tuple(a + offset for a in self.attractors)
 
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``text``, ``label`` (name), ``subject``, ``attractors``."""
-        return {
+    def parse(self) -> Parse:
+        """The words and arcs as an :class:`attnflow.heads.syntax.Parse`, for syntactic roles.
+
+        Examples
+        --------
+        >>> generate(1, seed=0)[0].parse().relations
+        ('agreement', 'amod', 'det', 'dobj', 'nsubj', 'relcl')
+        """
+        from ..heads.syntax import Parse
+
+        return Parse(self.words, self.arcs)
+
+    def to_record(self, *, arcs: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict: ``text``, ``label`` (name), ``subject``, ``attractors`` (and ``arcs`` if asked)."""
+        record: dict[str, Any] = {
             "text": self.text,
             "label": self.label_name,
             "subject": self.subject,
             "attractors": list(self.attractors),
         }
+        if arcs:
+            record["arcs"] = [list(arc) for arc in self.arcs]
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SVAExample:
@@ -218,6 +257,7 @@ class SVAExample:
             int(label_index),
             int(record["subject"]),
             tuple(int(a) for a in record.get("attractors", ())),
+            tuple((int(h), int(d), str(r)) for h, d, r in record.get("arcs", ())),
         )
 
 
@@ -228,9 +268,15 @@ class _Builder:
         self.words: list[str] = []
         # (position, number) of every noun, in order
         self.nouns: list[tuple[int, int]] = []
+        # (head, dependent, relation) word indices; head -1 is the prediction position
+        self.arcs: list[tuple[int, int, str]] = []
 
-    def add(self, word: str) -> None:
+    def add(self, word: str) -> int:
         self.words.append(word)
+        return len(self.words) - 1
+
+    def arc(self, head: int, dependent: int, relation: str) -> None:
+        self.arcs.append((head, dependent, relation))
 
     def noun(self, number: int, rng: random.Random) -> int:
         position = len(self.words)
@@ -258,62 +304,83 @@ _MAX_DEPTH = len(_MODIFIER_RATE)
 
 def _noun_phrase(b: _Builder, number: int, depth: int, rng: random.Random) -> int:
     """Append ``DET [ADJ [ADJ]] NOUN [modifier]``; return the head noun's position."""
-    b.add(rng.choice(_DETERMINERS))
+    det = b.add(rng.choice(_DETERMINERS))
+    adjectives = []
     for _ in range(2):
         if rng.random() < 0.3:
-            b.add(rng.choice(_ADJECTIVES))
+            adjectives.append(b.add(rng.choice(_ADJECTIVES)))
         else:
             break
     head = b.noun(number, rng)
+    b.arc(head, det, "det")
+    for adjective in adjectives:
+        b.arc(head, adjective, "amod")
     if depth < _MAX_DEPTH and rng.random() < _MODIFIER_RATE[depth]:
-        _modifier(b, number, depth + 1, rng)
+        _modifier(b, number, depth + 1, rng, head)
         if depth == 0 and rng.random() < 0.25:  # a second modifier on the subject
-            _modifier(b, number, depth + 1, rng)
+            _modifier(b, number, depth + 1, rng, head)
     return head
 
 
-def _modifier(b: _Builder, head: int, depth: int, rng: random.Random) -> None:
+def _modifier(b: _Builder, head: int, depth: int, rng: random.Random, attach: int) -> None:
+    """Append a modifier of the noun at position ``attach``, whose number is ``head``."""
     kind = rng.random()
     if kind < 0.5:  # prepositional phrase
-        b.add(rng.choice(_PREPOSITIONS))
-        _noun_phrase(b, _modifier_number(head, rng), depth, rng)
+        prep = b.add(rng.choice(_PREPOSITIONS))
+        noun = _noun_phrase(b, _modifier_number(head, rng), depth, rng)
+        b.arc(attach, prep, "prep")
+        b.arc(prep, noun, "pobj")
     elif kind < 0.75:  # subject relative clause: the verb agrees with the head noun
-        b.add(rng.choice(_RELATIVES))
+        relative = b.add(rng.choice(_RELATIVES))
         if rng.random() < 0.2:
-            b.add(_verb(rng.choice(_INTRANSITIVE), head, rng))
+            verb = b.add(_verb(rng.choice(_INTRANSITIVE), head, rng))
         else:
-            b.add(_verb(rng.choice(_TRANSITIVE), head, rng))
-            _noun_phrase(b, _modifier_number(head, rng), depth, rng)
+            verb = b.add(_verb(rng.choice(_TRANSITIVE), head, rng))
+            b.arc(verb, _noun_phrase(b, _modifier_number(head, rng), depth, rng), "dobj")
+        b.arc(verb, relative, "nsubj")
+        b.arc(attach, verb, "relcl")
     else:  # object relative clause: the verb agrees with the embedded subject
-        b.add(rng.choice(_RELATIVES))
-        b.add(rng.choice(_DETERMINERS))
-        if rng.random() < 0.3:
-            b.add(rng.choice(_ADJECTIVES))
+        relative = b.add(rng.choice(_RELATIVES))
+        det = b.add(rng.choice(_DETERMINERS))
+        adjective = b.add(rng.choice(_ADJECTIVES)) if rng.random() < 0.3 else None
         embedded = _modifier_number(head, rng)
-        b.noun(embedded, rng)
-        if rng.random() < 0.15:
-            b.add(rng.choice(_ADVERBS))
-        b.add(_verb(rng.choice(_TRANSITIVE), embedded, rng))
+        noun = b.noun(embedded, rng)
+        adverb = b.add(rng.choice(_ADVERBS)) if rng.random() < 0.15 else None
+        verb = b.add(_verb(rng.choice(_TRANSITIVE), embedded, rng))
+        b.arc(noun, det, "det")
+        if adjective is not None:
+            b.arc(noun, adjective, "amod")
+        b.arc(verb, noun, "nsubj")
+        b.arc(verb, relative, "dobj")
+        if adverb is not None:
+            b.arc(verb, adverb, "advmod")
+        b.arc(attach, verb, "relcl")
 
 
 def _intro(b: _Builder, rng: random.Random) -> None:
     kind = rng.random()
     if kind < 0.4:
         b.add(rng.choice(_OPENERS))
-    elif kind < 0.75:
-        b.add(rng.choice(_PREPOSITIONS))
-        b.add(rng.choice(_DETERMINERS))
-        if rng.random() < 0.3:
-            b.add(rng.choice(_ADJECTIVES))
-        b.noun(rng.randrange(2), rng)
+    elif kind < 0.75:  # a prepositional phrase of the main verb: only the arcs inside it
+        prep = b.add(rng.choice(_PREPOSITIONS))
+        det = b.add(rng.choice(_DETERMINERS))
+        adjective = b.add(rng.choice(_ADJECTIVES)) if rng.random() < 0.3 else None
+        noun = b.noun(rng.randrange(2), rng)
         b.add(",")
-    else:
-        b.add(rng.choice(_CONJUNCTIONS))
-        b.add(rng.choice(_DETERMINERS))
+        b.arc(noun, det, "det")
+        if adjective is not None:
+            b.arc(noun, adjective, "amod")
+        b.arc(prep, noun, "pobj")
+    else:  # an adverbial clause of the main verb: only the arcs inside it
+        conjunction = b.add(rng.choice(_CONJUNCTIONS))
+        det = b.add(rng.choice(_DETERMINERS))
         number = rng.randrange(2)
-        b.noun(number, rng)
-        b.add(_verb(rng.choice(_INTRANSITIVE), number, rng))
+        noun = b.noun(number, rng)
+        verb = b.add(_verb(rng.choice(_INTRANSITIVE), number, rng))
         b.add(",")
+        b.arc(noun, det, "det")
+        b.arc(verb, noun, "nsubj")
+        b.arc(verb, conjunction, "mark")
 
 
 def _sentence(rng: random.Random) -> SVAExample:
@@ -326,7 +393,9 @@ def _sentence(rng: random.Random) -> SVAExample:
     if rng.random() < 0.15:
         b.add(rng.choice(_ADVERBS))
     attractors = tuple(pos for pos, num in b.nouns[n_before:] if pos > subject and num != number)
-    return SVAExample(tuple(b.words), number, subject, attractors)
+    b.arc(-1, subject, "agreement")
+    arcs = tuple(sorted(b.arcs, key=lambda arc: (arc[1], arc[0])))
+    return SVAExample(tuple(b.words), number, subject, attractors, arcs)
 
 
 # --------------------------------------------------------------------------- splits
@@ -462,8 +531,11 @@ def make_splits(
     return {name: generate(size, split=name, seed=seed, **options) for name, size in sizes.items()}
 
 
-def write_jsonl(examples: Iterable[SVAExample], path: str | os.PathLike[str]) -> Path:
+def write_jsonl(examples: Iterable[SVAExample], path: str | os.PathLike[str], *, arcs: bool = False) -> Path:
     """Write examples as JSON lines (:meth:`SVAExample.to_record`); ``attnflow evaluate`` reads the format.
+
+    With ``arcs=True`` each line also has the dependency arcs, which ``attnflow heads
+    --dependencies data`` reads for syntactic roles.
 
     Examples
     --------
@@ -475,7 +547,7 @@ def write_jsonl(examples: Iterable[SVAExample], path: str | os.PathLike[str]) ->
     path = Path(path)
     with path.open("w", encoding="utf-8") as handle:
         for example in examples:
-            handle.write(json.dumps(example.to_record()) + "\n")
+            handle.write(json.dumps(example.to_record(arcs=arcs)) + "\n")
     return path
 
 
