@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import console
+from .common import console, error_console
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..report.data import ReportData
@@ -23,15 +23,24 @@ def report(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="The HTML report to write (one self-contained file).")
+        Path | None,
+        typer.Option("--out", "-o", help="The HTML report to write (one self-contained file, .html)."),
     ] = None,
     png: Annotated[
         Path | None,
-        typer.Option("--png", help="Also write static figures: NAME-heatmap.png and NAME-graph.png beside this path."),
+        typer.Option(
+            "--png",
+            help="Also write static figures beside this path: NAME-heatmap.png, and NAME-graph.png when the "
+            "results hold attention (not an explain --json file).",
+        ),
     ] = None,
     svg: Annotated[
         Path | None,
-        typer.Option("--svg", help="Also write static figures: NAME-heatmap.svg and NAME-graph.svg beside this path."),
+        typer.Option(
+            "--svg",
+            help="Also write static figures beside this path: NAME-heatmap.svg, and NAME-graph.svg when the "
+            "results hold attention (not an explain --json file).",
+        ),
     ] = None,
     layer: Annotated[int, typer.Option(help="Layer shown first (1-based; -1 = top).")] = -1,
     title: Annotated[str | None, typer.Option(help="The page's title [default: the explained text].")] = None,
@@ -41,8 +50,14 @@ def report(
 
     if out is None and png is None and svg is None:
         raise AttnflowError("Nothing to write: give --out/-o FILE.html, --png FILE.png or --svg FILE.svg.")
-    check_report_paths(out, png, svg)
+    check_report_paths(out, png, svg, inputs=[results])
     data = load_report_data(results, layer=layer)
+    if data.attention is None and (png is not None or svg is not None) and data.methods:
+        error_console.print(
+            "note: no attention graph figure: these results hold scores only (explain --json); "
+            "`attnflow explain TEXT --png FILE` draws both.",
+            highlight=False,
+        )
     for path in write_report_files(data, html=out, png=png, svg=svg, title=title):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
@@ -92,8 +107,10 @@ def write_report_files(
     return [write_bytes_atomic(path, content) for path, content in rendered.items()]
 
 
-def check_report_paths(html: Path | None, png: Path | None, svg: Path | None) -> None:
-    """Fail early, before any work, on output paths that cannot be right.
+def check_report_paths(
+    html: Path | None, png: Path | None, svg: Path | None, *, inputs: list[Path | None] | None = None
+) -> None:
+    """Fail early, before any work, on output paths that cannot be right (the rules of :mod:`attnflow.io`).
 
     Examples
     --------
@@ -102,13 +119,11 @@ def check_report_paths(html: Path | None, png: Path | None, svg: Path | None) ->
     ...
     attnflow.errors.AttnflowError: --png needs a file name ending in .png; got 'fig.svg'.
     """
-    if html is not None and html.is_dir():
-        raise AttnflowError(f"Cannot write the report to {str(html)!r}: it is a folder; give a file name.")
+    from ..io import check_output_file
+
+    sources = inputs or []
+    check_output_file(html, "--out/--html", (".html", ".htm"), inputs=sources)
     for target, fmt in ((png, "png"), (svg, "svg")):
-        if target is not None and target.suffix.lower() != f".{fmt}":
-            raise AttnflowError(f"--{fmt} needs a file name ending in .{fmt}; got {str(target)!r}.")
-    for target in (html, png, svg):
-        if target is not None:
-            folder = target.parent if str(target.parent) else Path(".")
-            if not folder.is_dir():
-                raise AttnflowError(f"Cannot write {str(target)!r}: the folder {str(folder)!r} does not exist.")
+        if target is not None:  # the figures land beside it as NAME-heatmap.EXT and NAME-graph.EXT
+            also = [target.with_name(f"{target.stem}-{kind}{target.suffix}") for kind in ("heatmap", "graph")]
+            check_output_file(target, f"--{fmt}", (f".{fmt}",), inputs=sources, also=also)
