@@ -21,8 +21,11 @@ def test_a_head_built_to_attend_to_the_previous_token_is_found_positional():
     report = analyze_heads(TEXTS, positional_model(), target="predicted")
     assert report.roles[0, 0] == "previous"
     assert report.roles[0, 1] != "previous"
-    assert report.previous_token[0, 0] > 0.99
-    assert report.previous_token[0, 1] < 0.3
+    assert report.previous_max[0, 0] == 1.0  # every query's maximum is on the token before it
+    assert report.previous_max[0, 1] < 0.3
+    assert report.share_roles[0, 0] == "previous"
+    assert report.previous_share[0, 0] > 0.99
+    assert report.previous_share[0, 1] < 0.3
     assert report.importance.shape == (1, 2) and np.all(report.importance > 0)
 
 
@@ -40,7 +43,8 @@ def test_importance_is_the_mean_absolute_head_mask_gradient(classifier):
         expected += np.abs(target_gradients(classifier, bound, ids, objective="log_probability").head_gradients)
     np.testing.assert_allclose(report.importance, expected / len(TEXTS), rtol=1e-10)
     assert report.target["class"] == 1 and report.n_examples == 3
-    for name in ("confidence", "previous_token", "next_token", "rare", "sink"):
+    for name in ("confidence", "previous_share", "next_share", "rare_share", "sink_share", "previous_max",
+                 "next_max", "rare_max"):
         values = getattr(report, name)
         assert values.shape == (2, 4) and np.all((values >= 0) & (values <= 1 + 1e-9))
 
@@ -65,7 +69,9 @@ def test_report_to_dict_top_and_plot():
     arrays[-1][0, 1] = np.nan
     report = HeadReport(*arrays, model_name="toy", target={"spec": "norm"}, n_examples=4)
     data = json.loads(report.to_json())
-    assert data["format"] == "attnflow.heads" and data["scores"]["sink"][0][1] is None
+    assert data["format"] == "attnflow.heads" and data["scores"]["sink_share"][0][1] is None
+    assert data["scores"]["previous_max"] == [[None] * 3] * 2  # not computed: NaN, no role
+    assert data["roles"] == [[[]] * 3] * 2 and data["thresholds"]["positional"] == 0.9
     top = report.top(2)
     flat = np.argsort(-arrays[0].ravel(), kind="stable")[:2]
     assert [(e["layer"] - 1) * 3 + e["head"] - 1 for e in top] == flat.tolist()

@@ -6,12 +6,27 @@ from typing import Any
 
 import numpy as np
 
-#: Short role labels written in the heatmap's cells.
-_SHORT = {"previous": "prev", "next": "next", "rare": "rare", "sink": "sink"}
+#: Short role labels written in the heatmap's cells (relation names are cut to 6 characters).
+_SHORT = {"previous": "prev", "next": "next", "rare": "rare", "agreement": "agree"}
+
+
+def cell_label(roles: str) -> str:
+    """The text of one heatmap cell: the first role (shortened), ``+k`` when the head has ``k`` more.
+
+    Examples
+    --------
+    >>> cell_label("previous"), cell_label("rare,nsubj,det"), cell_label("")
+    ('prev', 'rare+2', '')
+    """
+    labels = [label for label in str(roles).split(",") if label]
+    if not labels:
+        return ""
+    first = _SHORT.get(labels[0], labels[0][:6])
+    return first + (f"+{len(labels) - 1}" if len(labels) > 1 else "")
 
 
 def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = None) -> Any:
-    """Draw head importance as an ``L x H`` heatmap, each cell labelled with the head's role.
+    """Draw head importance as an ``L x H`` heatmap, each cell labelled with the head's roles (Voita et al.'s).
 
     Parameters
     ----------
@@ -31,7 +46,7 @@ def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = Non
     --------
     >>> from attnflow.heads import HeadReport
     >>> z = np.zeros((2, 3))
-    >>> r = HeadReport(np.arange(6.0).reshape(2, 3), z, np.eye(2, 3), z, z, z, model_name="toy")
+    >>> r = HeadReport(np.arange(6.0).reshape(2, 3), z, z, z, z, z, previous_max=np.eye(2, 3), model_name="toy")
     >>> fig = plot_head_importance(r)
     >>> fig.axes[0].get_xlabel(), len(fig.axes[0].texts)
     ('head', 2)
@@ -53,7 +68,7 @@ def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = Non
     top = np.nanmax(importance) if np.any(np.isfinite(importance)) else 1.0
     for layer in range(n_layers):
         for head in range(n_heads):
-            label = _SHORT.get(str(labels[layer, head]), str(labels[layer, head]))
+            label = cell_label(labels[layer, head])
             if label:
                 dark = importance[layer, head] > 0.6 * top
                 ax.text(head + 1, layer + 1, label, ha="center", va="center", fontsize=7,
