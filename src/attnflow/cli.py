@@ -38,6 +38,7 @@ def _root(
     """attnflow: attention rollout and flow from the command line."""
 
 
+from .commands.batch import batch  # noqa: E402
 from .commands.evaluate import evaluate  # noqa: E402
 from .commands.explain import explain  # noqa: E402
 from .commands.heads import heads  # noqa: E402
@@ -49,6 +50,7 @@ app.command()(evaluate)
 app.command()(report)
 app.command()(heads)
 app.command()(reproduce)
+app.command()(batch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,462 @@
+"""``attnflow.batch.run_batch``: explain a whole data set into a folder of Parquet shards, resumably.
+
+The output folder::
+
+    OUT/manifest.json        the plan: options, model and data fingerprints, the shards and skipped rows
+    OUT/scores/part-NNNNN.parquet   one file per shard, written atomically (temporary file, then rename)
+    OUT/summary.json         written when every shard is done
+
+A shard is done when its file exists. Rerunning the same call continues with the
+shards that have no file; the plan (which rows form which shard, in which batches)
+comes from the manifest, so a resumed run computes exactly the rows an
+uninterrupted one would. A call with other options, another model or a changed data
+set is refused unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AttnflowError
+from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
+from .data import Dataset, Record, read_dataset
+from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
+from .worker import Shard, WorkSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+SCORES = "scores"
+#: Files of a model folder hashed whole up to this size; larger ones by size and their first and last MiB.
+_HASH_WHOLE = 64 << 20
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did; ``summary`` is the content of ``summary.json``."""
+
+    out: Path
+    summary: dict[str, Any]
+
+    @property
+    def scores_path(self) -> Path:
+        """The folder of Parquet shards (``pandas.read_parquet`` reads it whole)."""
+        return self.out / SCORES
+
+    def dataframe(self) -> Any:
+        """Every row, sorted by example, method and layer (see :func:`read_results`)."""
+        return read_results(self.out)
+
+
+def model_fingerprint(loaded: Any) -> str:
+    """A SHA-256 naming the model's files (or, for a model object without a folder, its parameters).
+
+    Every file of the model folder counts by name and size; files up to 64 MiB by
+    their whole content, larger ones by their first and last MiB, so a fingerprint of a
+    large model costs milliseconds.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> len(model_fingerprint(load_model()))
+    64
+    """
+    digest = hashlib.sha256(type(loaded.model).__name__.encode())
+    folder = getattr(loaded, "path", None)
+    if folder is not None and Path(folder).is_dir():
+        for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            size = file.stat().st_size
+            digest.update(f"{file.relative_to(folder)}\0{size}\0".encode())
+            with file.open("rb") as stream:
+                if size <= _HASH_WHOLE:
+                    digest.update(stream.read())
+                else:
+                    digest.update(stream.read(1 << 20))
+                    stream.seek(size - (1 << 20))
+                    digest.update(stream.read())
+        return digest.hexdigest()
+    for name, tensor in loaded.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def run_batch(
+    data: str | os.PathLike[str] | Dataset,
+    out: str | os.PathLike[str],
+    model: Any = None,
+    methods: Sequence[str] | str = ("raw", "rollout"),
+    *,
+    output: str | None = None,
+    target: str | None = None,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    target_column: str | None = None,
+    split: str | None = None,
+    truncate: bool = False,
+    batch_size: int = 16,
+    shard_size: int = 64,
+    engine: str = "local",
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    **method_options: Any,
+) -> BatchResult:
+    """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
+
+    Parameters
+    ----------
+    data
+        A ``.jsonl``, ``.csv``, ``.parquet`` or ``.txt`` file, a ``datasets`` folder
+        (:func:`attnflow.batch.read_dataset`), or a :class:`Dataset`.
+    out
+        The output folder (created if missing).
+    model
+        A bundled name, folder or cached hub id (``None``: MiniLM). In-process runs
+        (``engine="local", workers=1``) also take an :class:`attnflow.capture.LoadedModel`.
+    methods, output, target, truncate, **method_options
+        As in :func:`attnflow.explain`; ``target`` is the default for rows without a
+        value in ``target_column``.
+    batch_size, shard_size
+        Texts per forward pass; rows per shard (the unit of resumption). Rows are
+        sorted by token count before they are cut into shards, so batches pad little.
+    engine, workers, threads, address
+        ``"local"``: ``workers`` processes (default: one per core; ``1`` runs here),
+        each with ``threads`` torch/numba threads (default: cores / workers).
+        ``"ray"``: one actor per worker on the Ray cluster at ``address`` (default: a
+        local Ray started for this run).
+    overwrite
+        Replace an output folder made with other options, model or data.
+    progress
+        Called as ``progress(done, total)`` in examples, after each shard.
+
+    Returns
+    -------
+    BatchResult
+        The folder and its summary (``summary.json``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "d.txt").write_text("The cat sat.\\nDogs bark.\\n")
+    >>> r = run_batch(folder / "d.txt", folder / "out", methods="rollout", workers=1)
+    >>> r.summary["n_examples"], r.summary["rows"], len(r.dataframe())
+    (2, 12, 12)
+    """
+    from ..capture import load_model
+    from ..capture.models import quiet_transformers
+    from ..methods import get_method
+
+    names = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    for name in names:
+        get_method(name)
+    known = set().union(*(get_method(name).options for name in names)) - {"progress"}
+    unknown = set(method_options) - known
+    if unknown:
+        raise AttnflowError(f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}.")
+    if engine not in ENGINES:
+        raise AttnflowError(f"The engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
+    for label, value in (("batch_size", batch_size), ("shard_size", shard_size)):
+        _positive(label, value)
+    if workers is not None:
+        _positive("workers", workers)
+    if threads is not None:
+        _positive("threads", threads)
+    if address is not None and engine != "ray":
+        raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
+    out = Path(out)
+    check_output_folder(out)
+    dataset = data if isinstance(data, Dataset) else read_dataset(
+        data, text_column=text_column, label_column=label_column, target_column=target_column, split=split
+    )
+    if not isinstance(model, (str, os.PathLike, type(None))) and not (engine == "local" and workers == 1):
+        raise AttnflowError("Give the model as a name or folder: worker processes load it themselves.")
+    with quiet_transformers():
+        loaded = load_model(model, trust_remote_code=trust_remote_code)
+    options = {
+        "methods": names,
+        "output": output,
+        "target": target,
+        "text_column": text_column,
+        "label_column": label_column,
+        "target_column": target_column,
+        "split": split,
+        "truncate": bool(truncate),
+        "batch_size": int(batch_size),
+        "shard_size": int(shard_size),
+        "method_options": to_jsonable(method_options),
+    }
+    fingerprint = model_fingerprint(loaded)
+    manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
+    if manifest is None:
+        manifest = _plan(loaded, dataset, options, fingerprint, truncate, shard_size)
+        (out / SCORES).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    scores = out / SCORES
+    scores.mkdir(parents=True, exist_ok=True)
+    for stray in scores.glob(".*.part"):  # a temporary file left by a killed run
+        stray.unlink(missing_ok=True)
+
+    by_example = {r.example: r for r in dataset.records}
+    shards = [Shard(s["shard"], tuple(by_example[i] for i in s["examples"])) for s in manifest["shards"]]
+    todo = [s for s in shards if not _shard_done(scores, s.shard)]
+    todo.sort(key=lambda s: -max((len(r.text or "") for r in s.records), default=0))  # longest first
+    total = sum(len(s.records) for s in shards)
+    finished = [total - sum(len(s.records) for s in todo)]
+    if progress is not None:
+        progress(finished[0], total)
+
+    cores = available_cores()
+    if engine == "local":
+        workers = max(1, min(workers or cores, len(todo) or 1))
+    threads = threads or max(1, cores // (workers or cores))
+    spec = WorkSpec(
+        model=None if model is None else (os.fspath(model) if isinstance(model, (str, os.PathLike)) else None),
+        methods=tuple(names), output=output, target=target, method_options=dict(method_options),
+        truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
+        label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
+    )
+    sizes = {s.shard: len(s.records) for s in shards}
+
+    def done(number: int, payload: bytes) -> None:
+        write_bytes_atomic(scores / _shard_name(number), payload)
+        finished[0] += sizes[number]
+        if progress is not None:
+            progress(finished[0], total)
+
+    start = time.perf_counter()
+    if todo:
+        if engine == "ray":
+            workers = run_ray(spec, todo, done, workers, address)
+        elif workers == 1:
+            run_in_process(spec, todo, done, loaded)
+        else:
+            run_local(spec, todo, done, workers)
+    seconds = time.perf_counter() - start
+    summary = _summary(out, manifest, engine, workers, threads, seconds, sum(len(s.records) for s in todo), len(todo))
+    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return BatchResult(out, summary)
+
+
+def read_results(out: str | os.PathLike[str]) -> Any:
+    """The rows of a batch folder as a pandas DataFrame, sorted by example, method (in run order) and layer.
+
+    Raises :class:`AttnflowError` for a folder without a manifest.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    folder = Path(out)
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        raise AttnflowError(f"{str(folder)!r} is not an attnflow batch folder (it has no {MANIFEST}).")
+    files = sorted((folder / SCORES).glob("part-*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=list(_columns()))
+    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    order = {name: i for i, name in enumerate(manifest["options"]["methods"])}
+    frame["_method"] = frame["method"].map(order)
+    return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
+
+
+def _columns() -> tuple[str, ...]:
+    from .worker import COLUMNS
+
+    return COLUMNS
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AttnflowError(f"The '{name}' parameter must be a positive integer; got {value!r} instead.")
+
+
+def _shard_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def _shard_done(scores: Path, number: int) -> bool:
+    path = scores / _shard_name(number)
+    if not path.is_file():
+        return False
+    try:
+        _shard_metadata(path)
+    except Exception:  # unreadable (a disk error): compute it again
+        return False
+    return True
+
+
+def _shard_metadata(path: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[b"attnflow"])
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AttnflowError(
+            f"The manifest {str(path)!r} cannot be read; rerun with --overwrite to start again."
+        ) from None
+    if manifest.get("format") != "attnflow.batch" or manifest.get("version") != FORMAT_VERSION:
+        raise AttnflowError(f"{str(path)!r} is not an attnflow batch manifest of version {FORMAT_VERSION}.")
+    return manifest
+
+
+def _open_folder(
+    out: Path, options: dict[str, Any], name: str, fingerprint: str, dataset: Dataset, overwrite: bool
+) -> dict[str, Any] | None:
+    """The manifest to resume, or ``None`` to start afresh (after clearing an old run when ``overwrite``)."""
+    if overwrite:
+        for item in (MANIFEST, SUMMARY):
+            (out / item).unlink(missing_ok=True)
+        shutil.rmtree(out / SCORES, ignore_errors=True)
+        return None
+    manifest = _read_manifest(out)
+    if manifest is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise AttnflowError(
+                f"The output folder {str(out)!r} is not empty and holds no batch run; choose another --out or pass "
+                "--overwrite to write into it."
+            )
+        return None
+    old = manifest["options"]
+    changed = [key for key in options if old.get(key) != options[key]]
+    if changed:
+        detail = "; ".join(f"{key}: {old.get(key)!r} -> {options[key]!r}" for key in changed)
+        raise AttnflowError(
+            f"The output folder {str(out)!r} holds a run with other options ({detail}); rerun with the same options "
+            "to resume, pass --overwrite to replace it, or choose another --out."
+        )
+    if manifest["model"]["fingerprint"] != fingerprint:
+        raise AttnflowError(
+            f"The output folder {str(out)!r} holds a run of another model ({manifest['model']['name']!r}, different "
+            "files); pass --overwrite to replace it, or choose another --out."
+        )
+    if manifest["data"]["fingerprint"] != dataset.fingerprint:
+        raise AttnflowError(
+            f"The data set {dataset.source!r} changed since the run in {str(out)!r} began (its fingerprint differs); "
+            "resuming would mix two data sets: pass --overwrite to start again, or choose another --out."
+        )
+    return manifest
+
+
+def _plan(
+    loaded: Any, dataset: Dataset, options: dict[str, Any], fingerprint: str, truncate: bool, shard_size: int
+) -> dict[str, Any]:
+    """Skip rows that cannot be explained (with the reason), sort the rest by length, cut them into shards."""
+    from ..capture.models import quiet_transformers
+
+    if loaded.tokenizer is None:
+        raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
+    skipped: list[dict[str, Any]] = []
+    present = [r for r in dataset.records if r.text is not None]
+    skipped.extend({"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None)
+    lengths: dict[int, int] = {}
+    with quiet_transformers():
+        for start in range(0, len(present), 1024):
+            chunk = present[start : start + 1024]
+            encoded = loaded.tokenizer(
+                [r.text for r in chunk], add_special_tokens=True, return_special_tokens_mask=True
+            )
+            for record, ids, mask in zip(chunk, encoded["input_ids"], encoded["special_tokens_mask"], strict=True):
+                if all(int(m) for m in mask):
+                    skipped.append({"example": record.example, "reason": "no tokens (the tokenizer keeps nothing)"})
+                elif loaded.max_length is not None and len(ids) > loaded.max_length and not truncate:
+                    reason = f"too long (more than {loaded.max_length} tokens)"
+                    skipped.append({"example": record.example, "reason": reason})
+                else:
+                    lengths[record.example] = min(len(ids), loaded.max_length or len(ids))
+    if not lengths:
+        raise AttnflowError(
+            f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped "
+            f"({', '.join(sorted({s['reason'] for s in skipped}))})."
+        )
+    ordered = sorted(lengths, key=lambda example: (lengths[example], example))
+    shards = [
+        {"shard": number, "examples": ordered[start : start + shard_size]}
+        for number, start in enumerate(range(0, len(ordered), shard_size))
+    ]
+    return {
+        "format": "attnflow.batch",
+        "version": FORMAT_VERSION,
+        "options": options,
+        "model": {"name": loaded.name, "fingerprint": fingerprint},
+        "data": {
+            "source": dataset.source,
+            "fingerprint": dataset.fingerprint,
+            "n_rows": len(dataset.records),
+            "label_type": dataset.label_type,
+        },
+        "skipped": sorted(skipped, key=lambda s: s["example"]),
+        "shards": shards,
+    }
+
+
+def _summary(
+    out: Path, manifest: dict[str, Any], engine: str, workers: int | None, threads: int,
+    seconds: float, computed: int, shards_run: int,
+) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    skipped = list(manifest["skipped"])
+    rows, n_layers = 0, None
+    for entry in manifest["shards"]:
+        path = out / SCORES / _shard_name(entry["shard"])
+        meta = _shard_metadata(path)
+        skipped.extend(meta["skipped"])
+        n_layers = meta["n_layers"] or n_layers
+        rows += pq.read_metadata(path).num_rows
+    skipped.sort(key=lambda s: s["example"])
+    reasons: dict[str, int] = {}
+    for item in skipped:
+        key = item["reason"].split(":")[0] if item["reason"].startswith("error") else item["reason"]
+        reasons[key] = reasons.get(key, 0) + 1
+    n_rows = manifest["data"]["n_rows"]
+    return to_jsonable({
+        "format": "attnflow.batch.summary",
+        "version": FORMAT_VERSION,
+        "model": manifest["model"],
+        "data": manifest["data"],
+        "methods": manifest["options"]["methods"],
+        "n_layers": n_layers,
+        "n_rows": n_rows,
+        "n_examples": n_rows - len(skipped),
+        "n_skipped": len(skipped),
+        "skipped_reasons": reasons,
+        "skipped": skipped,
+        "rows": rows,
+        "shards": len(manifest["shards"]),
+        "scores": f"{SCORES}/",
+        "options": manifest["options"],
+        "last_run": {
+            "engine": engine,
+            "workers": workers,
+            "threads_per_worker": threads,
+            "shards": shards_run,
+            "examples": computed,
+            "seconds": round(seconds, 3),
+            "examples_per_second": round(computed / seconds, 3) if computed and seconds > 0 else None,
+        },
+    })
+
+
+__all__ = ["BatchResult", "Record", "model_fingerprint", "read_results", "run_batch"]

@@ -1,0 +1,191 @@
+"""One worker: loads the model once, then explains shard after shard.
+
+The same :class:`ShardWorker` runs in the caller's process, in the local
+engine's worker processes and as a Ray actor, so every engine computes the
+same rows with the same code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AttnflowError
+from .data import Record
+
+#: The Parquet columns, in order (``label`` is int64 or string, fixed per run by the data set).
+COLUMNS: tuple[str, ...] = (
+    "example", "text", "label", "method", "layer", "output", "n_tokens", "tokens", "scores", "target", "truncated",
+)
+
+
+@dataclass(frozen=True)
+class WorkSpec:
+    """Everything a worker needs besides the shards: plain values, so it pickles to any process or machine."""
+
+    model: str | None
+    methods: tuple[str, ...]
+    output: str | None = None
+    target: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    truncate: bool = False
+    batch_size: int = 16
+    threads: int = 1
+    label_type: str = "string"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A fixed piece of the work: its number and its rows (fixed by the manifest, so resumed runs batch alike)."""
+
+    shard: int
+    records: tuple[Record, ...]
+
+
+def set_threads(threads: int) -> None:
+    """Give torch and numba ``threads`` threads in this process.
+
+    Examples
+    --------
+    >>> set_threads(1)
+    """
+    import numba
+    import torch
+
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+class ShardWorker:
+    """Holds a loaded model; :meth:`run` turns a :class:`Shard` into Parquet bytes.
+
+    ``loaded`` may be given (an :class:`attnflow.capture.LoadedModel`) to use a
+    model already in memory; otherwise ``spec.model`` is loaded once here.
+    """
+
+    def __init__(self, spec: WorkSpec, loaded: Any = None, *, own_threads: bool = True) -> None:
+        if own_threads:
+            os.environ["OMP_NUM_THREADS"] = str(spec.threads)  # before torch starts its thread pool
+            set_threads(spec.threads)
+        from ..capture import load_model
+        from ..capture.models import quiet_transformers
+
+        with quiet_transformers():
+            self.loaded = load_model(spec.model if loaded is None else loaded, trust_remote_code=spec.trust_remote_code)
+        self.spec = spec
+        self._targets: dict[str | None, Any] = {}
+
+    def ready(self) -> bool:
+        """True once the model is loaded (Ray engines wait for this before timing)."""
+        return True
+
+    def run(self, shard: Shard) -> tuple[int, bytes]:
+        """``(shard number, Parquet bytes)``; rows skipped by a per-example error are listed in the file's metadata."""
+        table = self.table(shard)
+        sink = io.BytesIO()
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, sink)
+        return shard.shard, sink.getvalue()
+
+    def table(self, shard: Shard) -> Any:
+        """The shard's rows as a pyarrow Table, one row per example x method x layer."""
+        import pyarrow as pa
+
+        from ..capture import capture_attention
+        from ..explain import explain_attentions, target_inputs, target_needed
+
+        spec = self.spec
+        columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        skipped: list[dict[str, Any]] = []
+        n_layers = None
+        captured = capture_attention(
+            [r.text for r in shard.records], self.loaded, truncate=spec.truncate, batch_size=spec.batch_size
+        )
+        wants_target = target_needed(spec.methods, spec.method_options)
+        for record, capture in zip(shard.records, captured, strict=True):
+            output = spec.output if spec.output is not None else ("last" if capture.is_causal else "cls")
+            gradients, options, described = None, dict(spec.method_options), None
+            try:
+                if wants_target:
+                    resolved = self._target(record.target if record.target is not None else spec.target)
+                    bound = resolved.bind(self.loaded, capture.input_ids, record.label if resolved.uses_gold else None)
+                    gradients, options = target_inputs(
+                        self.loaded, bound, capture.input_ids, spec.methods, spec.method_options
+                    )
+                    described = json.dumps(_plain(bound.describe()), sort_keys=True)
+                explanation = explain_attentions(
+                    capture.attentions, capture.tokens, methods=list(spec.methods), output=output,
+                    gradients=gradients, **options,
+                )
+            except AttnflowError as exc:
+                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                continue
+            n_layers = explanation.n_layers
+            for method in spec.methods:
+                values = explanation.scores[method]
+                for layer in range(values.shape[0]):
+                    columns["example"].append(record.example)
+                    columns["text"].append(record.text)
+                    columns["label"].append(_label(record.label, spec.label_type))
+                    columns["method"].append(method)
+                    columns["layer"].append(layer + 1)
+                    columns["output"].append(str(explanation.output))
+                    columns["n_tokens"].append(len(capture.tokens))
+                    columns["tokens"].append(list(capture.tokens))
+                    columns["scores"].append(values[layer].tolist())
+                    columns["target"].append(described)
+                    columns["truncated"].append(bool(capture.truncated))
+        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+        return pa.table(
+            {name: pa.array(columns[name], type=kind) for name, kind in schema(spec.label_type).items()},
+        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+
+    def _target(self, spec: str | None) -> Any:
+        if spec not in self._targets:
+            from ..capture.targets import resolve_target
+
+            self._targets[spec] = resolve_target(spec, self.loaded)
+        return self._targets[spec]
+
+
+def schema(label_type: str) -> dict[str, Any]:
+    """Column name -> pyarrow type of the rows (``label_type`` ``"int"`` or ``"string"``).
+
+    Examples
+    --------
+    >>> list(schema("int")) == list(COLUMNS)
+    True
+    """
+    import pyarrow as pa
+
+    return {
+        "example": pa.int64(),
+        "text": pa.string(),
+        "label": pa.int64() if label_type == "int" else pa.string(),
+        "method": pa.string(),
+        "layer": pa.int32(),
+        "output": pa.string(),
+        "n_tokens": pa.int32(),
+        "tokens": pa.list_(pa.string()),
+        "scores": pa.list_(pa.float64()),
+        "target": pa.string(),
+        "truncated": pa.bool_(),
+    }
+
+
+def _label(label: Any, label_type: str) -> Any:
+    if label is None or label_type == "int":
+        return label
+    return str(label)
+
+
+def _plain(value: Any) -> Any:
+    from ..io import to_jsonable
+
+    return to_jsonable(value)

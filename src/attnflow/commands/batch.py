@@ -1,0 +1,123 @@
+"""``attnflow batch``: explain every row of a data set into resumable Parquet shards, locally or on Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..methods import available_methods
+from .common import check_methods, console, error_console
+
+
+def batch(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d",
+            help="Data set: .jsonl, .csv, .parquet, .txt, or a folder saved by datasets' save_to_disk.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for manifest.json, scores/part-*.parquet and summary.json.")
+    ],
+    method: Annotated[
+        list[str],
+        typer.Option(
+            "--method", help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}."
+        ),
+    ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id.")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column holding gold labels (used when present).")] = "label",
+    target_column: Annotated[
+        str | None, typer.Option(help="Column holding each row's target (a class index or label).")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a datasets folder (DatasetDict).")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders]."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="What grad-rollout explains: predicted (default), a class index, a label, gold.")
+    ] = None,
+    residual: Annotated[float, typer.Option(help="Residual weight r in (1-r)*A + r*I.")] = 0.5,
+    head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max, min or importance.")] = "mean",
+    truncate: Annotated[
+        bool, typer.Option(help="Cut texts longer than the model's maximum (else they are skipped).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 16,
+    shard_size: Annotated[int, typer.Option(help="Rows per shard: the unit written at once and resumed.")] = 64,
+    engine: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray.")] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="Workers, each loading the model once [default: one per core / per cluster CPU].")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch and numba threads per worker [default: cores / workers].")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the cluster (HOST:PORT, auto, ray://...) [default: a local Ray]."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a run in --out made with other options, model or data.")
+    ] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model folder's own Python code to run.")] = False,
+) -> None:
+    """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
+    from ..batch import run_batch
+
+    check_methods(method)
+    options = {"residual": residual, "head_fusion": head_fusion}
+    from ..methods import get_method
+
+    accepted = set().union(*(get_method(name).options for name in method))
+    with progress_bar() as progress:
+        result = run_batch(
+            data, out, model, method,
+            output=output, target=target, text_column=text_column, label_column=label_column,
+            target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
+            shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
+            overwrite=overwrite, trust_remote_code=trust_remote_code, progress=progress,
+            **{key: value for key, value in options.items() if key in accepted},
+        )
+    summary = result.summary
+    run = summary["last_run"]
+    rate = f", {run['examples_per_second']:.1f} examples/s" if run["examples_per_second"] else ""
+    console.print(
+        f"{summary['n_examples']} examples explained ({run['examples']} in this run on {run['workers']} "
+        f"{run['engine']} worker(s){rate}), {summary['n_skipped']} skipped; {summary['rows']} rows",
+        highlight=False,
+    )
+    for reason, count in summary["skipped_reasons"].items():
+        console.print(f"  skipped {count}: {reason}", highlight=False)
+    console.print(f"wrote {out / 'scores'}/, {out / 'summary.json'}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar of examples: done / total, examples per second and time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("explaining"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=error_console,
+        transient=True,
+    )
+    task = bar.add_task("explaining", total=None, rate="")
+
+    def update(done: int, total: int) -> None:
+        speed = bar.tasks[0].speed
+        bar.update(task, completed=done, total=total, rate=f"{speed:.1f} ex/s" if speed else "")
+
+    with bar:
+        yield update
