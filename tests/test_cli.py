@@ -46,7 +46,7 @@ def test_explain_bundled_model_table_and_json(capsys, tmp_path):
         (["explain", "hello", "--output", "first"], "output"),
         (["explain", "hello", "--output", "99"], "output"),
         (["explain", "hello", "--model", "/nonexistent/folder"], "model"),
-        (["explain", "hello", "--head-fusion", "median"], "head_fusion"),
+        (["explain", "hello", "--head-fusion", "median"], "--head-fusion"),
         (["explain", "hello", "--layer", "9"], "layer"),
     ],
 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from . import __version__
 from .commands.common import console, error_console
@@ -45,38 +48,85 @@ from .commands.heads import heads  # noqa: E402
 from .commands.report import report  # noqa: E402
 from .commands.reproduce import reproduce  # noqa: E402
 
-app.command()(explain)
-app.command()(evaluate)
-app.command()(report)
-app.command()(heads)
-app.command()(reproduce)
-app.command()(batch)
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past the CLI framework (which would turn it into a silent exit 130)."""
+
+
+def _interruptible(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    return run
+
+
+_COMMANDS = {command.__name__: command for command in (explain, evaluate, report, heads, reproduce, batch)}
+for _command in _COMMANDS.values():
+    app.command()(_interruptible(_command))
+
+
+def _interrupted_message(before: int) -> str:
+    from .io import written_files
+
+    written = written_files()[before:]
+    if not written:
+        return "interrupted; nothing was written."
+    return f"interrupted; already written: {', '.join(map(str, written))}."
+
+
+def _show_usage_error(exc: Exception, argv: list[str]) -> None:
+    """The usual usage line and help hint, then one ``error:`` line like every other attnflow error."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `attnflow`: the help itself
+        error_console.print(ctx.get_help(), highlight=False, markup=False)
+        return
+    if ctx is not None:
+        error_console.print(ctx.get_usage(), highlight=False, markup=False, soft_wrap=True)
+        error_console.print(f"Try '{ctx.command_path} --help' for help.", highlight=False, markup=False)
+    else:  # the parser's own errors (an option missing its value) carry no context
+        error_console.print(_help_hint(argv), highlight=False, markup=False)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _help_hint(argv: list[str]) -> str:
+    command = next((arg for arg in argv if arg in _COMMANDS), None)
+    return f"Try 'attnflow {command + ' ' if command else ''}--help' for help."
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app and turns user errors into one line and exit status 2."""
+    """Entry point: runs the app; user errors become one line (exit 2), usage errors the usage line (exit 2).
+
+    Examples
+    --------
+    >>> main(["report"])  # a required argument is missing
+    2
+    """
+    from .io import written_files
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    before = len(written_files())
     try:
-        status = app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False, prog_name="attnflow")
     except AttnflowError as exc:
-        error_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        error_console.print("interrupted; nothing was written.")
+    except (_Interrupted, KeyboardInterrupt):
+        error_console.print(_interrupted_message(before), highlight=False, soft_wrap=True)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            error_console.print("aborted.")
-            return 130
-        raise
+    except typer.Abort:
+        error_console.print("aborted.")
+        return 130
+    except typer.TyperException as exc:  # typer's own click: usage errors (exit 2), file errors (exit 1)
+        _show_usage_error(exc, sys.argv[1:] if argv is None else argv)
+        return int(getattr(exc, "exit_code", 2))
     return status if isinstance(status, int) else 0
 
 

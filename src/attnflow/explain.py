@@ -15,6 +15,9 @@ from .outputs import Output, resolve_output
 
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
 
+#: The note an explanation carries when ``target`` was given but no chosen method uses it.
+TARGET_IGNORED = "the target is ignored: only grad-rollout and head fusion 'importance' use one."
+
 
 def explain(
     text: str,
@@ -71,6 +74,12 @@ def explain(
     """
     from .capture import capture_attention, load_model
 
+    if not isinstance(text, str):
+        several = isinstance(text, (list, tuple))
+        raise AttnflowError(
+            f"The 'text' parameter must be one string; got {type(text).__name__}"
+            + (" (call explain once per text)." if several else ".")
+        )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     captured = capture_attention(text, loaded, truncate=truncate)
     if output is None:
@@ -92,6 +101,8 @@ def explain(
     )
     if bound is not None:
         result.options = _recorded_options(method_options, options)
+    elif target is not None:
+        result.notes.append(TARGET_IGNORED)
     result.target = bound.describe() if bound is not None else target
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)

@@ -15,7 +15,7 @@ the validation rules live in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,10 +34,21 @@ ROW_SUM_TOLERANCE = 1e-3
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     """Convert numpy arrays, torch tensors or nested lists to a float64 array."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu().double().numpy()
+        if getattr(value, "is_meta", False):
+            raise AttnflowError(
+                f"The '{name}' parameter is a tensor on the 'meta' device, which holds no values; "
+                "run the model on a real device (cpu, cuda) to capture attention."
+            )
+        try:
+            value = value.detach().cpu().double().numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as exc:
+            raise AttnflowError(
+                f"The '{name}' parameter is a tensor that cannot be read as numbers ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})."
+            ) from None
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise AttnflowError(
             f"The '{name}' parameter must be a numeric array (numpy, torch or nested lists); "
             f"got {type(value).__name__} that cannot be converted: {exc}"
@@ -165,12 +176,46 @@ def fuse_heads(
     return np.einsum("lh,lhij->lij", weights / totals, attentions)
 
 
+def check_keep_token(keep_token: Any, n_tokens: int) -> int | None:
+    """Resolve ``keep_token`` (rollout's protected column) to ``0 <= j < n`` or ``None``.
+
+    Accepts ``None``, an integer (negative counts from the end), ``"cls"``, ``"last"``
+    or ``"mean"`` (no single column: ``None``). Anything else raises :class:`AttnflowError`,
+    whether or not ``discard_ratio`` will use it.
+
+    Examples
+    --------
+    >>> check_keep_token(-1, 4), check_keep_token("cls", 4), check_keep_token(None, 4)
+    (3, 0, None)
+    >>> check_keep_token(99, 4)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'keep_token' parameter must be a token index from 0 to 3 (negative from \
+the end), 'cls', 'last', 'mean' or None; got 99 instead.
+    """
+    if keep_token is None:
+        return None
+    if isinstance(keep_token, str):
+        key = keep_token.strip().lower()
+        if key in ("cls", "last", "mean"):
+            return {"cls": 0, "last": n_tokens - 1, "mean": None}[key]
+    elif isinstance(keep_token, (int, np.integer)) and not isinstance(keep_token, (bool, np.bool_)):
+        if -n_tokens <= int(keep_token) < n_tokens:
+            return int(keep_token) % n_tokens
+    raise AttnflowError(
+        f"The 'keep_token' parameter must be a token index from 0 to {n_tokens - 1} (negative from the end), "
+        f"'cls', 'last', 'mean' or None; got {keep_token!r} instead."
+    )
+
+
 def discard_lowest(fused: np.ndarray, ratio: float, keep_column: int | None = None) -> np.ndarray:
     """Zero the lowest ``ratio`` of each layer's fused attention (vit-explain's ``discard_ratio``).
 
-    Entries in column ``keep_column`` (the output token's own column) are never
-    discarded. Rows are renormalised later, when the residual is added.
+    Entries in column ``keep_column`` (the output token's own column; see
+    :func:`check_keep_token`) are never discarded. Rows are renormalised later,
+    when the residual is added.
     """
+    keep_column = check_keep_token(keep_column, fused.shape[-1])
     if ratio <= 0:
         return fused
     out = fused.copy()
@@ -208,7 +253,11 @@ def add_residual(fused: np.ndarray, residual: float = 0.5) -> np.ndarray:
 
 
 def check_residual(residual: float) -> float:
-    if not isinstance(residual, (int, float, np.floating)) or not 0.0 <= float(residual) <= 1.0:
+    if (
+        isinstance(residual, bool)
+        or not isinstance(residual, (int, float, np.integer, np.floating))
+        or not 0.0 <= float(residual) <= 1.0
+    ):
         raise AttnflowError(
             f"The 'residual' parameter must be a number in [0, 1]; got {residual!r} instead."
         )
@@ -216,7 +265,11 @@ def check_residual(residual: float) -> float:
 
 
 def check_ratio(discard_ratio: float) -> float:
-    if not isinstance(discard_ratio, (int, float, np.floating)) or not 0.0 <= discard_ratio < 1.0:
+    if (
+        isinstance(discard_ratio, bool)
+        or not isinstance(discard_ratio, (int, float, np.integer, np.floating))
+        or not 0.0 <= discard_ratio < 1.0
+    ):
         raise AttnflowError(
             f"The 'discard_ratio' parameter must be a number in [0, 1); "
             f"got {discard_ratio!r} instead."
@@ -269,14 +322,35 @@ class AttentionGraph:
 
 
 def layer_list(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
-    """Resolve a ``layers`` argument (1-based, negative counts from the top) to sorted indices 1..L."""
+    """Resolve a ``layers`` argument (1-based, negative counts from the top) to sorted indices 1..L.
+
+    Examples
+    --------
+    >>> layer_list([-1, 1, 1], 6)
+    [1, 6]
+    >>> layer_list([], 6)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'layers' parameter is empty; give at least one layer number \
+from 1 to 6, or None for every layer.
+    """
     if layers is None:
         return list(range(1, n_layers + 1))
-    if isinstance(layers, (int, np.integer)):
+    if isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
         layers = [int(layers)]
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise AttnflowError(
+            f"The 'layers' parameter must be a layer number, a list of them or None; got {layers!r}."
+        )
+    layers = list(layers)
+    if not layers:
+        raise AttnflowError(
+            f"The 'layers' parameter is empty; give at least one layer number from 1 to {n_layers}, "
+            "or None for every layer."
+        )
     resolved = set()
     for layer in layers:
-        if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool):
+        if not isinstance(layer, (int, np.integer)) or isinstance(layer, (bool, np.bool_)):
             raise AttnflowError(f"The 'layers' parameter must hold integers; got {layer!r}.")
         value = int(layer) + n_layers + 1 if layer < 0 else int(layer)
         if not 1 <= value <= n_layers:

@@ -1,11 +1,31 @@
-"""Writing output files so that a failure never leaves a partial or corrupt file behind."""
+"""Reading results files and writing outputs, by one policy for every command.
+
+The output policy (docs: README "Output files"):
+
+- Every file is written to a temporary file beside it and renamed into place,
+  so a failure or an interrupt never leaves a partial or corrupt file.
+- No command writes over one of its own inputs (``report r.json -o r.json``,
+  ``evaluate --data out/examples.csv --out out``): that is refused before any work.
+- A file option checks its extension (``-o`` wants ``.html``, ``--json`` ``.json``...),
+  so an output never replaces a file of another kind.
+- Replacing an existing file keeps its permission bits (a 0600 file stays 0600);
+  a new file gets the usual ``0666 & ~umask``.
+- An output path that is a symbolic link is written *through*: the file it
+  points to is replaced and the link stays a link.
+
+Every results file is a JSON object with ``"format": "attnflow.KIND"`` and an
+integer ``"version"``; :func:`check_format` reads it back by one rule.
+"""
 
 from __future__ import annotations
 
+import errno
+import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +33,47 @@ import numpy as np
 
 from .errors import AttnflowError
 
+PathLike = str | os.PathLike[str]
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+#: Every file this process has written (newest last); the CLI names them when interrupted.
+_WRITTEN: list[Path] = []
+
+
+def written_files() -> list[Path]:
+    """The files written so far by this process, oldest first.
+
+    Examples
+    --------
+    >>> isinstance(written_files(), list)
+    True
+    """
+    return list(_WRITTEN)
+
+
+def _real_target(path: PathLike) -> Path:
+    """Where writing ``path`` lands: the path itself, or for a symbolic link the file it points to."""
+    target = Path(path)
+    if not target.is_symlink():
+        return target
+    real = Path(os.path.realpath(target))
+    if real.is_symlink():  # realpath gives up on loops
+        raise AttnflowError(f"Cannot write {os.fspath(path)!r}: it is a symbolic link that loops.")
+    return real
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits a written file gets: those of the file it replaces, else ``0666 & ~umask``."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    An existing file keeps its permission bits; a symbolic link is written
+    through (its target is replaced, the link stays). Returns ``path``.
 
     Examples
     --------
@@ -24,24 +82,31 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     >>> write_bytes_atomic(target, b"hi").read_bytes()
     b'hi'
     """
-    target = Path(path)
+    given = Path(path)
+    target = _real_target(given)
     folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise AttnflowError(f"Cannot write {os.fspath(path)!r}: it is a folder; give a file name.")
     if not folder.is_dir():
         raise AttnflowError(
             f"Cannot write {os.fspath(path)!r}: the folder {os.fspath(folder)!r} does not exist."
         )
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
+    mode = _mode_for(target)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(temporary, mode)  # mkstemp makes 0600
         os.replace(temporary, target)
     except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise AttnflowError(f"Cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
         raise
-    return target
+    _WRITTEN.append(given)
+    return given
 
 
 def _umask() -> int:
@@ -50,31 +115,126 @@ def _umask() -> int:
     return current
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+def write_text_atomic(path: PathLike, text: str) -> Path:
     """Text version of :func:`write_bytes_atomic` (UTF-8)."""
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def check_output_folder(path: str | os.PathLike[str] | None, option: str = "--out") -> None:
-    """Refuse, before any work, an output folder path that is an existing file.
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether two paths name the same file: the same path after following links, or the same inode.
+
+    Examples
+    --------
+    >>> same_file("a/../b.txt", "b.txt")
+    True
+    """
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(
+    path: PathLike | None,
+    option: str,
+    suffixes: Sequence[str],
+    *,
+    inputs: Iterable[PathLike | None] = (),
+    also: Iterable[PathLike] = (),
+) -> None:
+    """Refuse, before any work, an output file path that cannot be right.
+
+    ``path`` must end in one of ``suffixes``, lie in an existing folder, not be
+    a folder, and neither it nor any path in ``also`` (files written beside it,
+    e.g. ``NAME-heatmap.png``) may be one of the command's ``inputs``.
+
+    Examples
+    --------
+    >>> check_output_file("report.html", "--out", (".html", ".htm"))
+    >>> check_output_file("r.json", "--out", (".html", ".htm"))
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: --out needs a file name ending in .html or .htm; got 'r.json'.
+    >>> check_output_file("r.json", "--json", (".json",), inputs=["./r.json"])
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: Refusing to write --json 'r.json': it is one of this command's inputs ('./r.json').
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise AttnflowError(f"Cannot write {option} {os.fspath(path)!r}: it is a folder; give a file name.")
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise AttnflowError(
+            f"{option} needs a file name ending in {' or '.join(suffixes)}; got {os.fspath(path)!r}."
+        )
+    real = _real_target(target)
+    folder = real.parent if str(real.parent) else Path(".")
+    if not folder.is_dir():
+        raise AttnflowError(f"Cannot write {os.fspath(path)!r}: the folder {os.fspath(folder)!r} does not exist.")
+    for written in (target, *map(Path, also)):
+        for source in inputs:
+            if source is not None and same_file(written, source):
+                raise AttnflowError(
+                    f"Refusing to write {option} {os.fspath(written)!r}: it is one of this command's inputs "
+                    f"({os.fspath(source)!r})."
+                )
+
+
+def check_output_folder(
+    path: PathLike | None,
+    option: str = "--out",
+    *,
+    inputs: Iterable[PathLike | None] = (),
+    names: Iterable[str] = (),
+) -> None:
+    """Refuse, before any work, an output folder that is a file, or whose files ``names`` include an input.
 
     Examples
     --------
     >>> check_output_folder("a/new/folder")
+    >>> check_output_folder("out", names=["examples.csv"], inputs=["out/examples.csv"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: Refusing to write into --out 'out': its examples.csv would replace ...
     """
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
+    if path is None:
+        return
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
         raise AttnflowError(
             f"The {option} path {os.fspath(path)!r} is a file; give a folder (it is created if missing)."
         )
+    sources = [source for source in inputs if source is not None]
+    for name in names:
+        for source in sources:
+            if same_file(folder / name, source):
+                raise AttnflowError(
+                    f"Refusing to write into {option} {os.fspath(path)!r}: its {name} would replace this "
+                    f"command's input {os.fspath(source)!r}; choose another folder."
+                )
 
 
-def write_folder(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+def write_folder(folder: PathLike, files: dict[str, bytes]) -> None:
     """Write ``files`` into ``folder`` all or nothing.
 
     They are written into a temporary folder beside ``folder`` first. A new
     ``folder`` is then that temporary folder renamed; into an existing one each
-    file is moved with an atomic rename. On failure the temporary folder is
-    removed and ``folder`` is as it was.
+    file is moved with an atomic rename (keeping the permission bits of the
+    file it replaces; a file that is a symbolic link is written through). On
+    failure the temporary folder is removed and ``folder`` is as it was. Two
+    runs writing the same new folder at once both succeed; the later one's
+    files win.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "new"
+    >>> write_folder(out, {"a.txt": b"1"}); sorted(p.name for p in out.iterdir())
+    ['a.txt']
     """
     folder = Path(folder)
     parent = folder.parent if str(folder.parent) else Path(".")
@@ -87,12 +247,28 @@ def write_folder(folder: str | os.PathLike[str], files: dict[str, bytes]) -> Non
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
+            os.chmod(staging / name, 0o666 & ~_umask())
         if not folder.exists():
-            os.rename(staging, folder)
-            return
+            try:
+                os.rename(staging, folder)
+            except OSError:
+                if not folder.is_dir():  # not a race with another run creating it
+                    raise
+            else:
+                _WRITTEN.extend(folder / name for name in files)
+                return
         for name in files:
-            os.replace(staging / name, folder / name)
-        staging.rmdir()
+            destination = _real_target(folder / name)
+            if destination.exists():
+                os.chmod(staging / name, _mode_for(destination))
+            try:
+                os.replace(staging / name, destination)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                write_bytes_atomic(destination, (staging / name).read_bytes())  # a link to another file system
+            _WRITTEN.append(folder / name)
+        shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise AttnflowError(f"Cannot write into {str(folder)!r}: {exc.strerror or exc}") from None
@@ -100,6 +276,79 @@ def write_folder(folder: str | os.PathLike[str], files: dict[str, bytes]) -> Non
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number (attnflow writes null for undefined values)")
+
+
+def read_json(path: PathLike, what: str = "results file") -> Any:
+    """Parse a JSON file strictly: ``NaN``, ``Infinity`` and ``-Infinity`` are refused.
+
+    Raises
+    ------
+    AttnflowError
+        One line naming the file, when it is missing, a folder, not UTF-8, not JSON
+        or holds a non-standard number.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> _ = bad.write_text('{"scores": [Infinity]}')
+    >>> read_json(bad)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: Cannot read results file '...x.json': Infinity is not a JSON number ...
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise AttnflowError(f"Cannot read {what} {name!r}: it does not exist.")
+    if os.path.isdir(name):
+        raise AttnflowError(
+            f"Cannot read {what} {name!r}: it is a folder (for evaluate's output, give its results.json)."
+        )
+    try:
+        with open(name, encoding="utf-8") as handle:
+            return json.load(handle, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise AttnflowError(f"Cannot read {what} {name!r}: it is not UTF-8 text (not a JSON file).") from None
+    except json.JSONDecodeError as exc:
+        raise AttnflowError(f"Cannot read {what} {name!r}: not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise AttnflowError(f"Cannot read {what} {name!r}: nested too deeply to be an attnflow file.") from None
+    except ValueError as exc:
+        raise AttnflowError(f"Cannot read {what} {name!r}: {exc}.") from None
+    except OSError as exc:
+        raise AttnflowError(f"Cannot read {what} {name!r}: {exc.strerror or exc}.") from None
+
+
+def check_format(data: Mapping[str, Any], kind: str, supported: int) -> int:
+    """Check a results file's ``format`` and ``version``; returns the version (files without one are version 1).
+
+    Older versions load (their readers convert them); a newer version than this
+    attnflow reads is refused with a message naming both.
+
+    Examples
+    --------
+    >>> check_format({"format": "attnflow.explanation", "version": 1}, "attnflow.explanation", 1)
+    1
+    >>> check_format({"format": "attnflow.explanation", "version": 999}, "attnflow.explanation", 1)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: This attnflow.explanation file has format version 999; this attnflow ...
+    """
+    if data.get("format") != kind:
+        raise AttnflowError(f"This JSON is not an {kind} file (its 'format' is {data.get('format')!r}).")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise AttnflowError(f"This {kind} file has an invalid 'version' {version!r}; expected an integer >= 1.")
+    if version > supported:
+        raise AttnflowError(
+            f"This {kind} file has format version {version}; this attnflow reads versions up to {supported}: "
+            "upgrade attnflow to read it."
+        )
+    return version
 
 
 def to_jsonable(value: Any) -> Any:

@@ -416,7 +416,12 @@ def _load_image_processor(folder: Path | str, name: str, trust_remote_code: bool
 
 def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool) -> AttnflowError:
     message = first_line(exc)
-    if "trust_remote_code" in message and not trust_remote_code:
+    if "weights_only" in str(exc) or "Weights only load failed" in str(exc):  # never echo torch's unsafe advice
+        return AttnflowError(
+            f"Refusing to load the model {name!r} from {str(folder)!r}: its pickled weights hold objects other "
+            "than tensors, which could run code. Use a model saved as safetensors."
+        )
+    if ("trust_remote_code" in str(exc) or "auto_map" in str(exc)) and not trust_remote_code:
         return AttnflowError(
             f"Model {name!r} needs custom code from its folder; attnflow runs such code only with "
             "trust_remote_code=True (--trust-remote-code)."

@@ -267,6 +267,11 @@ def _encode(loaded: LoadedModel, text: str, truncate: bool, index: int | None) -
     mask = full.get("special_tokens_mask")
     if mask is None or len(mask) != len(ids):
         mask = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    if all(int(m) for m in mask):  # e.g. only zero-width or control characters, which tokenizers drop
+        raise AttnflowError(
+            f"The text{'' if index is None else f' (text {index})'} is empty or only whitespace once the tokenizer "
+            "drops invisible and control characters; give a text with at least one word."
+        )
     types = full.get("token_type_ids")
     return _Encoded(
         text=text,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ FALLBACK_MEAN = (0.5, 0.5, 0.5)
 FALLBACK_STD = (0.5, 0.5, 0.5)
 #: The image model used when ``model=None``.
 DEFAULT_IMAGE_MODEL = "digits-vit"
+#: The largest image :func:`load_image` opens (width x height); larger files are refused before decoding,
+#: so a small file that decompresses to gigabytes (a decompression bomb) cannot exhaust memory.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 @dataclass
@@ -171,10 +175,25 @@ def load_image(image: Any) -> tuple[Any, str]:
         if path.is_dir():
             raise AttnflowError(f"Cannot read the image {name!r}: it is a folder; give an image file.")
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                return opened.convert("RGB"), name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+                with Image.open(path) as opened:
+                    width, height = opened.size
+                    if width * height > MAX_IMAGE_PIXELS:
+                        raise AttnflowError(
+                            f"Cannot read the image {name!r}: it is {width}x{height} pixels, more than the "
+                            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels attnflow opens (a decompression bomb?); "
+                            "shrink it first."
+                        )
+                    opened.load()
+                    return opened.convert("RGB"), name
+        except Image.DecompressionBombError:
+            raise AttnflowError(
+                f"Cannot read the image {name!r}: Pillow refuses it as a decompression bomb (far too many pixels)."
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError) as exc:
+            if isinstance(exc, AttnflowError):
+                raise
             raise AttnflowError(
                 f"Cannot read the image {name!r}: not an image file Pillow can read ({type(exc).__name__})."
             ) from None

@@ -9,7 +9,18 @@ import typer
 
 from ..io import check_output_folder, write_folder
 from ..methods import available_methods, get_method
-from .common import check_methods, console, progress_bar
+from .common import (
+    CLI_HEAD_FUSIONS,
+    HEAD_FUSION_HELP,
+    check_layer_option,
+    check_method_option,
+    check_methods,
+    check_output_option,
+    choice,
+    console,
+    number_range,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -40,6 +51,7 @@ def evaluate(
             "--method",
             help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} "
             "(default: raw, rollout and flow).",
+            callback=check_method_option,
         ),
     ] = None,
     target: Annotated[
@@ -57,30 +69,50 @@ def evaluate(
             "--ground-truth",
             help="Ground truth to compare with; repeat for several. "
             f"Available: {', '.join(_GROUND_TRUTHS)} (default: all).",
+            callback=choice(*_GROUND_TRUTHS),
         ),
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option(help="Output the methods explain: cls, last, mean or an index (default: by model and target)."),
+        typer.Option(
+            help="Output the methods explain: cls, last, mean or an index (default: by model and target).",
+            callback=check_output_option,
+        ),
     ] = None,
     blank: Annotated[str, typer.Option(help="Token that blanks a token out: unk, mask, pad or a token.")] = "unk",
     faithfulness: Annotated[
         bool, typer.Option(help="Compute comprehensiveness, sufficiency and AOPC (with a random baseline).")
     ] = True,
     percent: Annotated[
-        list[int] | None, typer.Option("--percent", help="Top-k % removed for faithfulness; repeat (default: 10..50).")
+        list[int] | None,
+        typer.Option(
+            "--percent",
+            help="Top-k % removed for faithfulness; repeat (default: 10..50).",
+            callback=number_range(1, 100),
+        ),
     ] = None,
     faithfulness_layer: Annotated[
-        int, typer.Option(help="Layer whose scores rank tokens for faithfulness (-1 = top).")
+        int,
+        typer.Option(help="Layer whose scores rank tokens for faithfulness (-1 = top).", callback=check_layer_option),
     ] = -1,
-    removal: Annotated[str, typer.Option(help="delete removed tokens, or blank them (replace by --blank).")] = "delete",
+    removal: Annotated[
+        str,
+        typer.Option(
+            help="delete removed tokens, or blank them (replace by --blank).", callback=choice("delete", "blank")
+        ),
+    ] = "delete",
     ig_steps: Annotated[int, typer.Option(help="Integration steps of integrated gradients.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 0,
     batch_size: Annotated[
-        int | None, typer.Option(help="Sequences per forward pass (default: as many as memory allows).")
+        int | None,
+        typer.Option(help="Sequences per forward pass (default: as many as memory allows).", callback=number_range(1)),
     ] = None,
-    residual: Annotated[float, typer.Option(help="Residual weight r in (1-r)*A + r*I.")] = 0.5,
-    head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max or min.")] = "mean",
+    residual: Annotated[
+        float, typer.Option(help="Residual weight r in (1-r)*A + r*I.", callback=number_range(0, 1))
+    ] = 0.5,
+    head_fusion: Annotated[
+        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
+    ] = "mean",
     truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
@@ -90,7 +122,7 @@ def evaluate(
     from ..evaluate import default_methods, read_examples
     from ..evaluate import evaluate as run_evaluate
 
-    check_output_folder(out)
+    check_output_folder(out, inputs=[data], names=OUTPUT_FILES)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
     accepted = set().union(*(get_method(name).options for name in methods))

@@ -10,10 +10,28 @@ import typer
 
 from ..errors import AttnflowError
 from ..methods import available_methods
-from .common import check_methods, console, progress_bar
+from .common import (
+    CLI_HEAD_FUSIONS,
+    HEAD_FUSION_HELP,
+    check_layer,
+    check_layer_option,
+    check_method_option,
+    check_output_option,
+    choice,
+    console,
+    error_console,
+    model_depth,
+    number_range,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..explanation import Explanation
+
+
+def _check_size_option(value: str | None) -> str | None:
+    _parse_size(value, usage=True)
+    return value
 
 
 def explain(
@@ -36,15 +54,25 @@ def explain(
         typer.Option(
             "--method",
             help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
     output: Annotated[
         str | None,
-        typer.Option(help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders]."),
+        typer.Option(
+            help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
+            callback=check_output_option,
+        ),
     ] = None,
-    layer: Annotated[int, typer.Option(help="Layer to show (1-based; -1 = top).")] = -1,
-    residual: Annotated[float, typer.Option(help="Residual weight r in (1-r)*A + r*I.")] = 0.5,
-    head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max or min.")] = "mean",
+    layer: Annotated[
+        int, typer.Option(help="Layer to show (1-based; -1 = top).", callback=check_layer_option)
+    ] = -1,
+    residual: Annotated[
+        float, typer.Option(help="Residual weight r in (1-r)*A + r*I.", callback=number_range(0, 1))
+    ] = 0.5,
+    head_fusion: Annotated[
+        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
+    ] = "mean",
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the full explanation (all layers) as JSON.")
     ] = None,
@@ -73,6 +101,7 @@ def explain(
         typer.Option(
             "--image-size",
             help="With --image: resize to HEIGHTxWIDTH (multiples of the patch size) instead of the processor's size.",
+            callback=_check_size_option,
         ),
     ] = None,
     trust_remote_code: Annotated[
@@ -83,30 +112,43 @@ def explain(
 
     With --image, --png OUT.png writes the image with each method's heatmap over it.
     """
+    from ..capture import load_model
+    from ..explain import TARGET_IGNORED, target_needed
     from ..explain import explain as run_explain
+    from ..io import check_output_file
     from ..report.terminal import explanation_table
 
-    check_methods(method)
     options = {"residual": residual, "head_fusion": head_fusion}
     if (text is None) == (image is None):
         raise AttnflowError(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
             + ("; got both." if text is not None else "; got neither.")
         )
+    check_output_file(json_path, "--json", (".json",), inputs=[image])
     if image is not None:
+        if target is not None and not target_needed(method, options):
+            error_console.print(f"note: {TARGET_IGNORED}", highlight=False)
+        if head_fusion == "importance":
+            raise AttnflowError("--head-fusion importance is for texts; for an image give mean, max or min.")
+        if not image.exists() or image.is_dir():  # before loading a model; load_image checks the rest
+            what = "is a folder; give an image file" if image.is_dir() else "the file does not exist"
+            raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
+        from ..capture.vision import DEFAULT_IMAGE_MODEL
+
+        loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
+        _check_depth(layer, loaded)
         _explain_image(
-            image, model, method, output, layer, target, image_size, trust_remote_code,
+            image, loaded, method, output, layer, target, image_size, trust_remote_code,
             json_path, html_path, png_path, svg_path, options,
         )
         return
     wants_report = any(path is not None for path in (html_path, png_path, svg_path))
-    if wants_report:  # load once: the report captures the same text again, with the same model
-        from ..capture import load_model
+    if wants_report:
         from .report import check_report_paths
 
         check_report_paths(html_path, png_path, svg_path)
-
-        model = load_model(model, trust_remote_code=trust_remote_code)
+    model = load_model(model, trust_remote_code=trust_remote_code)  # once: the report captures the text again
+    _check_depth(layer, model)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -154,20 +196,30 @@ def _write_report(
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
-def _parse_size(value: str | None) -> tuple[int, int] | None:
+def _check_depth(layer: int, loaded: Any) -> None:
+    depth = model_depth(loaded)
+    if depth is not None:
+        check_layer(layer, depth)
+
+
+def _parse_size(value: str | None, usage: bool = False) -> tuple[int, int] | None:
     if value is None:
         return None
     parts = value.lower().replace("×", "x").split("x")
     try:
         height, width = (int(part) for part in parts)
+        if height < 1 or width < 1:
+            raise ValueError
     except ValueError:
+        if usage:
+            raise typer.BadParameter(f"must be HEIGHTxWIDTH in pixels, e.g. 224x320; got {value!r}.") from None
         raise AttnflowError(f"--image-size must be HEIGHTxWIDTH in pixels, e.g. 224x320; got {value!r}.") from None
     return height, width
 
 
 def _explain_image(
     image: Path,
-    model: str | None,
+    model: Any,
     methods: list[str],
     output: str | None,
     layer: int,
@@ -186,9 +238,10 @@ def _explain_image(
 
     if svg_path is not None:
         raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
-    for path in (json_path, html_path, png_path):
-        if path is not None and (path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir()):
-            raise AttnflowError(f"Cannot write {str(path)!r}: give a file name in an existing folder.")
+    from ..io import check_output_file
+
+    check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image])
+    check_output_file(png_path, "--png", (".png",), inputs=[image])
     size = _parse_size(image_size)
     with progress_bar("explaining") as progress:
         result = explain_image(
@@ -227,7 +280,7 @@ def method_list(methods: list[str]) -> list[str]:
 
 def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
     """Report data for an :class:`attnflow.vision.ImageExplanation`: every output, and the image view."""
-    from ..report.data import add_explanation_scores, report_data
+    from ..report.data import report_data
     from ..report.image import image_view
 
     captured = result.captured
@@ -240,9 +293,9 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
         special_positions=captured.special_positions,
         model_name=captured.model_name,
         text=captured.source,
+        explanation=result,
         **options,
     )
-    add_explanation_scores(data, result)
     view = image_view(result.picture(), captured.grid, captured.patch_positions, source=captured.source)
     return dataclasses.replace(data, image=view)  # replace() checks the view
 

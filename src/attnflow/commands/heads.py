@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import console, progress_bar
+from .common import console, number_range, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -46,9 +46,14 @@ def heads(
             help="A text corpus whose token counts define rare words (default: count over --data itself).",
         ),
     ] = None,
-    top: Annotated[int, typer.Option(help="How many of the most important heads to print.")] = 10,
+    top: Annotated[
+        int, typer.Option(help="How many of the most important heads to print.", callback=number_range(0))
+    ] = 10,
     role_threshold: Annotated[
-        float, typer.Option(help="Share of attention a role needs to label a head (0-1].")
+        float,
+        typer.Option(
+            help="Share of attention a role needs to label a head (0-1].", callback=number_range(0, 1, low_open=True)
+        ),
     ] = 0.5,
     truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
     trust_remote_code: Annotated[
@@ -61,7 +66,7 @@ def heads(
     from ..io import check_output_folder, write_folder
     from ..report.plots import figure_png
 
-    check_output_folder(out)
+    check_output_folder(out, inputs=[data, frequencies], names=OUTPUT_FILES)
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():

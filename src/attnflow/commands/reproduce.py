@@ -9,7 +9,7 @@ import typer
 
 from ..errors import AttnflowError
 from ..methods import available_methods
-from .common import check_methods, console, error_console, progress_bar
+from .common import check_method_option, check_methods, console, error_console, number_range, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -21,7 +21,9 @@ TASKS = ("sva",)
 
 def reproduce(
     task: Annotated[str, typer.Argument(help="What to reproduce: sva (subject-verb agreement, the paper's Table 1).")],
-    n: Annotated[int, typer.Option("--n", help="Test sentences to evaluate (the paper: 2000).")] = 2000,
+    n: Annotated[
+        int, typer.Option("--n", help="Test sentences to evaluate (the paper: 2000).", callback=number_range(1))
+    ] = 2000,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -40,6 +42,7 @@ def reproduce(
         typer.Option(
             "--method",
             help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} (default: all).",
+            callback=check_method_option,
         ),
     ] = None,
 ) -> None:
