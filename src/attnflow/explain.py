@@ -30,6 +30,7 @@ def explain(
     truncate: bool = False,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    captured: Any = None,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -58,6 +59,10 @@ def explain(
         Cut texts longer than the model's maximum instead of raising.
     progress
         Called as ``progress(done, total)`` by long computations (flow).
+    captured
+        The attention of ``text`` already captured with this model
+        (:func:`attnflow.capture.capture_attention`), so it is not captured again
+        (``attnflow explain --html`` reuses it for the report).
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -81,7 +86,10 @@ def explain(
             + (" (call explain once per text)." if several else ".")
         )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
-    captured = capture_attention(text, loaded, truncate=truncate)
+    if captured is None:
+        captured = capture_attention(text, loaded, truncate=truncate)
+    elif captured.text != text:
+        raise AttnflowError("The 'captured' attention must be of the text being explained.")
     if output is None:
         output = "last" if captured.is_causal else "cls"
     gradients, options, bound = None, dict(method_options), None

@@ -132,16 +132,24 @@ def _find(names: list[str], extra: list[str]) -> str | None:
     return next((path for path in extra if os.access(path, os.X_OK)), None)
 
 
+def no_browser(reason: str) -> None:
+    """Skip a browser test, with the reason; under CI (``CI`` set) fail instead: CI must run them."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so the browser tests must run, not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def browser():
-    """Headless Debian chromium driven by selenium + chromedriver; skipped, with the reason, when unavailable.
+    """Headless Debian chromium driven by selenium + chromedriver.
 
-    ``scripts/install-browser.sh`` (run by ``make setup``) installs both.
+    ``scripts/install-browser.sh`` (run by ``make setup``) installs both. Without
+    them the browser tests skip with the reason, or fail when ``CI`` is set.
     """
     chromium = _find(["chromium", "chromium-browser", "google-chrome"], ["/usr/bin/chromium"])
     driver_path = _find(["chromedriver"], ["/usr/lib/chromium/chromedriver"])
     if chromium is None or driver_path is None:
-        pytest.skip(
+        no_browser(
             f"no headless browser: chromium {'found' if chromium else 'missing'}, chromedriver "
             f"{'found' if driver_path else 'missing'}; run scripts/install-browser.sh"
         )
@@ -149,7 +157,7 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip("selenium is not installed; pip install -r requirements-dev.txt")
+        no_browser("selenium is not installed; pip install -r requirements-dev.txt")
     profile = tempfile.mkdtemp(prefix="attnflow-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -173,7 +181,7 @@ def browser():
         driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     except Exception as exc:  # any start-up failure means: no usable browser here
         shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"headless chromium would not start: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        no_browser(f"headless chromium would not start: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     driver.set_page_load_timeout(60)
     try:
         yield driver

@@ -1,8 +1,12 @@
 """The report in a real headless browser: no console errors, the controls change the view, nothing injected runs.
 
 Needs Debian's chromium and chromedriver (``scripts/install-browser.sh``, run by the
-set-up) and selenium; without them every test here is skipped with the reason.
-Screenshots go to pytest's temporary folder, or to ``$ATTNFLOW_SCREENSHOT_DIR``.
+set-up) and selenium; without them every test here is skipped with the reason, or
+fails when ``CI`` is set. Screenshots go to pytest's temporary folder, or to
+``$ATTNFLOW_SCREENSHOT_DIR``.
+
+The page receives the library's numbers rounded to 6 decimals and shows them as
+they are, so what it shows is compared exactly with ``np.round(library, 6)``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import attnflow
 from attnflow.report.data import report_data_from_capture, report_data_from_results
 from attnflow.report.html import write_html
 from tests.report.conftest import REPRODUCE_RESULTS, XSS_TOKENS, open_page, severe
@@ -29,7 +34,19 @@ def minilm_report(tmp_path_factory) -> tuple[Path, object]:
     data = report_data_from_capture(captured, methods=("raw", "rollout", "flow"))
     path = tmp_path_factory.mktemp("browser") / "report.html"
     write_html(data, path)
+    data.library_rollout = attnflow.rollout(captured.attentions)  # the library itself, beside the report's data
     return path, data
+
+
+def page_precision(values: np.ndarray) -> np.ndarray:
+    """The library's numbers as the page receives them: rounded to 6 decimals (ReportData.to_dict)."""
+    return np.round(values, 6)
+
+
+def input_node_tips(driver) -> list[str]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#graph circle[data-layer=\"0\"]')].map(c => c.getAttribute('data-tip'))"
+    )
 
 
 def screenshot(driver, name: str, tmp_path: Path) -> Path:
@@ -73,7 +90,9 @@ def test_layer_and_output_controls_change_the_view(browser, minilm_report, tmp_p
     before = view(browser)
     assert before["state"] == {"layer": 6, "output": 0, "graphMethod": "flow"}
     assert before["body"] == ["6", "0"] and before["graph"][:2] == ["6", "0"]
-    np.testing.assert_allclose(before["shares"], data.output_scores("rollout", 0)[5], atol=1e-6)
+    # the input shares the graph shows are the library's rollout, exactly, at the page's precision
+    assert before["shares"] == page_precision(data.library_rollout[5, 0]).tolist()
+    assert before["shares"] == page_precision(data.output_scores("rollout", 0)[5]).tolist()
     screenshot(browser, "report-initial.png", tmp_path)
 
     # the layer: a real key press on the slider
@@ -83,7 +102,11 @@ def test_layer_and_output_controls_change_the_view(browser, minilm_report, tmp_p
     assert after_layer["state"]["layer"] == 4 and after_layer["graph"][0] == "4"
     assert after_layer["currentRow"] == "layer 4" and "after layer 4 of 6" in after_layer["caption"]
     assert after_layer["firstChip"] != before["firstChip"] or after_layer["shares"] != before["shares"]
-    np.testing.assert_allclose(after_layer["shares"], data.output_scores("rollout", 0)[3], atol=1e-6)
+    assert after_layer["shares"] == page_precision(data.library_rollout[3, 0]).tolist()
+    tips = input_node_tips(browser)
+    assert len(tips) == data.n_tokens
+    for j, tip in enumerate(tips):  # and so are the numbers it prints
+        assert f"share of the output (rollout): {page_precision(data.library_rollout[3, 0, j]):.4f}" in tip
 
     # the output token: the select box, as a person would
     Select(browser.find_element(By.ID, "output-select")).select_by_index(6)
@@ -91,7 +114,7 @@ def test_layer_and_output_controls_change_the_view(browser, minilm_report, tmp_p
     token = data.tokens[6]
     assert after_output["state"]["output"] == 6 and after_output["graph"][1] == "6"
     assert f"token 6 \u201c{token}\u201d" in after_output["caption"]
-    np.testing.assert_allclose(after_output["shares"], data.output_scores("rollout", 6)[3], atol=1e-6)
+    assert after_output["shares"] == page_precision(data.library_rollout[3, 6]).tolist()
     flow_bars = browser.execute_script(
         "return [...document.querySelectorAll('#graph .labels rect')].map(r => r.getAttribute('data-tip'))"
     )

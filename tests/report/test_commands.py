@@ -105,11 +105,9 @@ def test_report_bad_input(run_command, tmp_path, args, message):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_cli_main_runs_report_once_wired(tmp_path, capsys):
-    from attnflow.cli import app, main
+def test_cli_main_runs_report(tmp_path, capsys):
+    from attnflow.cli import main
 
-    if "report" not in [c.name or c.callback.__name__ for c in app.registered_commands]:
-        pytest.skip("`report` is not registered in attnflow.cli yet (add: app.command()(report))")
     results = tmp_path / "results.json"
     results.write_text(json.dumps(EVALUATION_RESULTS))
     assert main(["report", str(results), "-o", str(tmp_path / "r.html")]) == 0
@@ -129,15 +127,37 @@ def test_decoder_report_explains_the_last_token(run_command, tmp_path, tiny_gpt2
 
 
 def test_gradient_methods_are_shown_for_the_explained_output(run_command, tmp_path):
-    from attnflow import available_methods, get_method
-
-    gradient_methods = [m for m in available_methods() if get_method(m).needs_gradients]
-    if not gradient_methods:
-        pytest.skip("no gradient-based method is registered")
     html = tmp_path / "r.html"
-    run_command("explain", TEXT, "--method", gradient_methods[0], "--method", "rollout", "--html", str(html))
+    run_command("explain", TEXT, "--method", "grad-rollout", "--method", "rollout", "--html", str(html))
     page = embedded(html.read_text(encoding="utf-8"))
-    scores = page["scores"][gradient_methods[0]]
+    scores = page["scores"]["grad-rollout"]
     assert all(v is not None for v in scores[5][0]) and all(v is None for v in scores[5][3])
     assert any("computed for output token 0 only" in note for note in page["notes"])
     assert page["scores"]["rollout"][5][3][0] is not None
+
+
+def test_explain_html_captures_once_and_computes_each_output_once(run_command, tmp_path, monkeypatch):
+    import dataclasses
+
+    import attnflow.capture
+    from attnflow.methods import registry
+
+    captures, flow_outputs = [], []
+    real_capture = attnflow.capture.capture_attention
+    monkeypatch.setattr(
+        attnflow.capture, "capture_attention", lambda *a, **k: captures.append(a) or real_capture(*a, **k)
+    )
+    flow = registry.get_method("flow")
+
+    def counted(attentions, output, **options):
+        flow_outputs.append(output)
+        return flow.scores(attentions, output, **options)
+
+    monkeypatch.setitem(registry._REGISTRY, "flow", dataclasses.replace(flow, scores=counted))
+    html = tmp_path / "r.html"
+    run_command("explain", TEXT, "--method", "flow", "--method", "rollout", "--html", str(html))
+    page = embedded(html.read_text(encoding="utf-8"))
+    n = len(page["tokens"])
+    assert len(captures) == 1  # explain's capture is the report's
+    assert flow_outputs[0] == 0 and sorted(flow_outputs) == list(range(n))  # each output once; explain's first
+    assert all(v is not None for v in page["scores"]["flow"][5][n - 1])

@@ -16,7 +16,6 @@ from attnflow.report.data import (
     report_data,
     report_data_from_explanation,
     report_data_from_results,
-    rollout_shares,
 )
 from tests.helpers import random_attention
 from tests.report.conftest import EVALUATION_RESULTS, REPRODUCE_RESULTS
@@ -56,16 +55,68 @@ def test_flow_for_the_chosen_output_only_says_so(attention, monkeypatch):
     assert "too large for every output" in d.notes[0]
 
 
-def test_rollout_shares_are_the_rollout_row_and_sum_to_one(attention):
-    d = report_data(attention, methods="rollout")
+def _backward(capacities: np.ndarray, layer: int, output: int | str) -> np.ndarray:
+    """Reference: backward rollout from one node, v[k-1] = v[k] @ Ahat[k], written out here."""
+    n = capacities.shape[-1]
+    v = np.zeros((layer + 1, n))
+    v[layer] = 1.0 / n if output == "mean" else np.eye(n)[output]
+    for k in range(layer, 0, -1):
+        v[k - 1] = v[k] @ capacities[k - 1]
+    return v
+
+
+def test_route_shares_are_the_rollout_and_the_backward_walk(attention):
+    d = report_data(attention, methods="rollout", output="mean", residual=0.3)
     capacities = d.graph_capacities()
     for layer in (1, 2, 3):
         for output in (0, 3, "mean"):
-            shares = rollout_shares(capacities, layer, output)
+            shares = d.route_shares(layer, output)
             np.testing.assert_allclose(shares.sum(axis=1), 1.0)
-            expected = attnflow.rollout(attention)[layer - 1]
-            row = expected.mean(axis=0) if output == "mean" else expected[output]
-            np.testing.assert_allclose(shares[0], row, atol=1e-12)
+            np.testing.assert_allclose(shares, _backward(capacities, layer, output), atol=1e-12)
+            # the input row is the rollout score the page shows, the same numbers, not a second computation
+            assert np.array_equal(shares[0], d.output_scores("rollout", output)[layer - 1])
+    with pytest.raises(AttnflowError, match="no attention graph"):
+        report_data_from_explanation(Explanation(["a"], {"raw": [[1.0]]}, 0)).route_shares(1, 0)
+
+
+def test_route_for_the_chosen_output_only_on_large_inputs(attention, monkeypatch):
+    monkeypatch.setattr(report_module, "ROUTE_ALL_OUTPUTS_BUDGET", 10.0)
+    d = report_data(attention, methods="rollout", output=2)
+    assert any("route into output token 2 only" in note for note in d.notes)
+    np.testing.assert_allclose(d.route_shares(3, 2), _backward(d.graph_capacities(), 3, 2), atol=1e-12)
+    with pytest.raises(AttnflowError, match=r"route for \[2\] only"):
+        d.route_shares(3, 0)
+    page = d.to_dict()["shares"]
+    assert [p is None for p in page] == [True, True, False, True, True]
+
+
+def test_explain_scores_are_used_for_their_output(attention):
+    e = attnflow.explain_attentions(attention, methods=("rollout", "flow"), output=2)
+    e.scores["flow"] = np.full_like(e.scores["flow"], 0.2)  # marked: the report must show these, not recompute
+    e.scores["grad"] = np.full_like(e.scores["flow"], 0.1)  # a gradient method: only explain can compute it
+    d = report_data(attention, methods=("rollout", "flow"), output=2, explanation=e)
+    assert np.array_equal(d.output_scores("flow", 2), e.scores["flow"])
+    np.testing.assert_allclose(d.output_scores("flow", 0), attnflow.attention_flow(attention, outputs=[0])[:, 0])
+    assert np.array_equal(d.output_scores("rollout", 2), e.scores["rollout"])
+    assert "grad" not in d.scores  # not asked for
+    with pytest.raises(AttnflowError, match="must be the same"):
+        report_data(attention, methods="rollout", output=1, explanation=e)
+    with pytest.raises(AttnflowError, match="same tokens"):
+        report_data(attention, list("vwxyz"), methods="rollout", output=2, explanation=e)
+
+
+def test_gradient_methods_come_from_the_explanation(attention, monkeypatch):
+    from attnflow.methods import registry
+
+    method = registry.Method("grad", "a gradient method", lambda *a, **k: None, needs_gradients=True)
+    monkeypatch.setitem(registry._REGISTRY, "grad", method)
+    d = report_data(attention, methods=("grad", "rollout"), output=1)
+    assert "grad" not in d.scores and "needs attention gradients" in d.notes[0]
+    e = Explanation(tokens=[str(i) for i in range(5)], scores={"grad": np.full((3, 5), 0.2)}, output=1)
+    d = report_data(attention, methods=("grad", "rollout"), output=1, explanation=e)
+    assert np.isnan(d.scores["grad"][:, [0, 2, 3, 4]]).all()
+    assert np.array_equal(d.output_scores("grad"), e.scores["grad"])
+    assert "computed for output token 1 only" in d.notes[0]
 
 
 def test_round_trip_through_json(tmp_path, toy_data):
@@ -78,6 +129,8 @@ def test_round_trip_through_json(tmp_path, toy_data):
     np.testing.assert_allclose(back.scores["flow"], toy_data.scores["flow"], atol=1e-6)
     np.testing.assert_allclose(back.attention, toy_data.attention, atol=1e-6)
     assert np.isnan(back.scores["flow"][:, 1]).all()
+    # the graph's node shares travel as they are, at the stated precision (6 decimals), not recomputed
+    assert np.array_equal(back.shares, np.round(toy_data.shares, 6), equal_nan=True)
 
 
 def test_explanation_json_gives_its_one_output(tmp_path):
@@ -135,7 +188,7 @@ def test_results_with_an_explanation_inside_give_both():
         ("{not json", "not valid JSON"),
         ('{"correlation": {"blankout": {"raw": [1, 2]}}}', "list of \\[mean, sd\\] pairs"),
         ('{"correlation": []}', "'correlation' must map"),
-        ('{"format": "attnflow.explanation", "tokens": ["a"]}', "Malformed attnflow explanation"),
+        ('{"format": "attnflow.explanation", "tokens": ["a"]}', "Malformed attnflow explanation|holds no scores"),
         ('{"format": "attnflow.report", "tokens": ["a"]}', "Malformed attnflow report data"),
     ],
 )

@@ -146,9 +146,14 @@ def explain(
     if wants_report:
         from .report import check_report_paths
 
-        check_report_paths(html_path, png_path, svg_path)
-    model = load_model(model, trust_remote_code=trust_remote_code)  # once: the report captures the text again
+        check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html")
+    model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
     _check_depth(layer, model)
+    captured = None
+    if wants_report:  # captured once: explain scores it, the report reuses it (and explain's scores)
+        from ..capture import capture_attention
+
+        captured = capture_attention(text, model, truncate=truncate)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -159,6 +164,7 @@ def explain(
             truncate=truncate,
             trust_remote_code=trust_remote_code,
             progress=progress,
+            captured=captured,
             **options,
         )
     console.print(explanation_table(result, layer=layer))
@@ -166,32 +172,32 @@ def explain(
         result.to_json(json_path)
         console.print(f"wrote {json_path}")
     if wants_report:
-        _write_report(text, model, result, method, layer, truncate, html_path, png_path, svg_path, options)
+        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options)
 
 
 def _write_report(
-    text: str,
-    loaded: Any,
+    captured: Any,
     result: Explanation,
     methods: list[str],
     layer: int,
-    truncate: bool,
     html_path: Path | None,
     png_path: Path | None,
     svg_path: Path | None,
     options: dict[str, Any],
 ) -> None:
-    """Capture the text's attention and write the HTML report and figures for every output token."""
-    from ..capture import capture_attention
-    from ..report.data import add_explanation_scores, report_data_from_capture
+    """Write the HTML report and figures for every output token, from explain's capture and scores.
+
+    The explained output keeps the scores ``explain`` computed (gradient-based
+    methods included); the report computes only the other outputs.
+    """
+    from ..report.data import report_data_from_capture
     from .report import write_report_files
 
-    captured = capture_attention(text, loaded, truncate=truncate)
     with progress_bar("preparing the report") as progress:
         data = report_data_from_capture(
-            captured, methods=methods, output=result.output, layer=layer, progress=progress, **_fusion(options, result)
+            captured, methods=methods, output=result.output, layer=layer, progress=progress, explanation=result,
+            **_fusion(options, result),
         )
-    add_explanation_scores(data, result)  # gradient-based methods: the one output explain computed
     for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 

@@ -31,6 +31,7 @@ def raw_attention(attentions: Any, *, head_fusion: HeadFusion | np.ndarray = "me
     "raw",
     "raw attention of each layer, heads fused, no residual (the paper's baseline)",
     options=("head_fusion",),
+    every_output=raw_attention,
 )
 def raw_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
     """Raw attention scores of every input token for one output: ``(L, n)``."""

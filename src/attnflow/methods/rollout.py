@@ -81,10 +81,68 @@ def rollout(
     return result
 
 
+def node_shares(
+    attentions: Any,
+    *,
+    residual: float = 0.5,
+    head_fusion: HeadFusion | np.ndarray = "mean",
+) -> np.ndarray:
+    """How much of each output every node of the attention graph carries: rollout from every layer up.
+
+    Node ``(k, j)`` is token ``j`` after layer ``k`` (``k = 0``: the input). Its share
+    of output ``t`` after layer ``l > k`` is ``(Ahat[l] @ ... @ Ahat[k+1])[t, j]``,
+    which is :func:`rollout` with ``start_layer=k+1``, read at layer ``l``. Read
+    backwards from one output node, these are the shares ``v[k] = v[k+1] @ Ahat[k+1]``
+    the report's attention graph highlights; the edge ``(k-1, j) -> (k, i)``
+    carries ``v[k][i] * Ahat[k][i, j]`` of the output.
+
+    Parameters
+    ----------
+    attentions, residual, head_fusion
+        As for :func:`rollout`.
+
+    Returns
+    -------
+    ndarray ``(L, L, n, n)``
+        ``[l-1, k, t, j]`` is node ``(k, j)``'s share of output ``t`` after layer
+        ``l``, for ``k < l`` (NaN for ``k >= l``). ``[l-1, 0]`` is ``rollout(...)[l-1]``
+        exactly; ``[l-1, l-1]`` is ``Ahat[l]``. Rows sum to 1.
+
+    Examples
+    --------
+    >>> a = np.array([[[0.0, 1.0], [0.0, 1.0]]] * 2)   # two layers, everyone attends to token 1
+    >>> shares = node_shares(a)
+    >>> shares[1, 0, 0].tolist(), shares[1, 1, 0].tolist()   # output 0 after layer 2: from the input, from layer 1
+    ([0.25, 0.75], [0.5, 0.5])
+    >>> bool(np.array_equal(shares[:, 0], rollout(a)))
+    True
+    """
+    first = rollout(attentions, residual=residual, head_fusion=head_fusion)
+    n_layers = first.shape[0]
+    shares = np.full((n_layers, n_layers) + first.shape[1:], np.nan)
+    shares[:, 0] = first
+    for k in range(1, n_layers):
+        shares[:, k] = rollout(attentions, residual=residual, head_fusion=head_fusion, start_layer=k + 1)
+    return shares
+
+
+def rollout_every_output(attentions: np.ndarray, **options: Any) -> np.ndarray:
+    """Rollout scores of every output, ``(L, n, n)``: what :func:`rollout_scores` gives output by output.
+
+    With ``discard_ratio`` the protected column is the output's own, so each output
+    is then rolled out on its own; without it one :func:`rollout` serves them all.
+    """
+    if not options.get("discard_ratio"):
+        return rollout(attentions, **options)
+    n = np.shape(attentions)[-1]
+    return np.stack([rollout(attentions, keep_token=t, **options)[:, t, :] for t in range(n)], axis=1)
+
+
 @register_method(
     "rollout",
     "attention rollout: products of residual-augmented attention (Abnar & Zuidema 2020)",
     options=("residual", "head_fusion", "discard_ratio", "start_layer"),
+    every_output=rollout_every_output,
 )
 def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
     """Rollout scores of every input token for one output: ``(L, n)``."""

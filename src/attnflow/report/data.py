@@ -12,6 +12,14 @@ from a :class:`ReportData`. Shapes, written once:
 - ``scores[method]``: ``(L, K, n)``; ``[l-1, k, j]`` is input token ``j``'s score
   for output ``outputs[k]`` after layer ``l``. NaN where a method was not
   computed (flow for every output is only computed for modest inputs).
+- ``shares``: ``(L, L, K, n)``; ``[l-1, m, k, j]`` is the share of output
+  ``outputs[k]`` after layer ``l`` that node ``(m, j)`` (token ``j`` after layer
+  ``m``, ``m = 0`` the input) carries, for ``m < l``: the route the attention
+  graph highlights (:func:`attnflow.methods.rollout.node_shares`); ``[l-1, 0]``
+  is the rollout. NaN above the layer and for outputs not computed.
+
+The page receives all of these rounded to 6 decimals (:meth:`ReportData.to_dict`)
+and shows them as they are: it never computes a method's scores itself.
 
 Build it from attention arrays (:func:`report_data`), from a capture
 (:func:`report_data_from_capture`), from an :class:`~attnflow.Explanation`
@@ -33,7 +41,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..graph import HeadFusion, add_residual, as_attention_array, check_residual, fuse_heads, layer_list
-from ..methods import attention_flow, get_method, rollout
+from ..methods import get_method, node_shares
 from ..outputs import resolve_output
 
 FORMAT = "attnflow.report"
@@ -43,6 +51,12 @@ FORMAT_VERSION = 1
 #: count of the work) stays below this: up to about 40 tokens for 6 layers, 28 for 12,
 #: a few seconds on two cores with real attention (measured on MiniLM: 34 tokens, 2 s).
 FLOW_ALL_OUTPUTS_BUDGET = 1e8
+
+#: The attention graph's node shares (:func:`attnflow.methods.rollout.node_shares`) are
+#: embedded for every output while ``L (L + 1) / 2 * K * n`` numbers stay below this
+#: (about 300 tokens for 6 layers, 160 for 12: up to ~17 MB of page), else for the
+#: chosen output only.
+ROUTE_ALL_OUTPUTS_BUDGET = 2e6
 
 Progress = Callable[[int, int], None]
 
@@ -81,6 +95,11 @@ class ReportData:
         For an explained image, the page's image view (:func:`attnflow.report.image.image_view`):
         ``{"grid": [rows, cols], "patch_positions": [...], "png": "data:image/png;base64,...",
         "width": w, "height": h}``; ``None`` for text.
+    shares
+        ``(L, L, K, n)`` node shares of the attention graph (see the module's
+        docstring); computed from ``attention`` when not given (for every output
+        within ``ROUTE_ALL_OUTPUTS_BUDGET``, else for ``output``), ``None``
+        without attention.
 
     Examples
     --------
@@ -106,6 +125,7 @@ class ReportData:
     evaluation: dict[str, Any] | None = None
     source: str = ""
     image: dict[str, Any] | None = None
+    shares: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -149,6 +169,17 @@ class ReportData:
         self.notes = [str(note) for note in self.notes]
         if self.image is not None:
             self.image = _image_view(self.image, n)
+        if self.attention is None:
+            self.shares = None
+        elif self.shares is None:
+            self.shares, note = _graph_shares(self.attention, self.residual, self.outputs, self.output)
+            if note:
+                self.notes.append(note)
+        else:
+            self.shares = np.asarray(self.shares, dtype=np.float64)
+            expected = (n_layers, n_layers, len(self.outputs), n)
+            if self.shares.shape != expected:
+                raise AttnflowError(f"ReportData.shares must have shape {expected}; got {self.shares.shape} instead.")
 
     @property
     def methods(self) -> list[str]:
@@ -191,6 +222,38 @@ class ReportData:
             )
         return add_residual(self.attention, self.residual)
 
+    def route_shares(self, layer: int | None = None, output: int | str | None = None) -> np.ndarray:
+        """``(layer + 1, n)``: how much of output ``(layer, output)`` each node carries, row ``m`` for layer ``m``.
+
+        Row 0 is the rollout of that output; the last row is the output itself
+        (1 at its position, ``1/n`` everywhere for ``"mean"``). The edge
+        ``(m-1, j) -> (m, i)`` carries ``shares[m, i] * graph_capacities()[m-1, i, j]``.
+
+        Examples
+        --------
+        >>> d = ReportData(tokens=["a", "b"], scores={}, outputs=[0, 1], attention=[[[1.0, 0.0], [0.5, 0.5]]])
+        >>> d.route_shares(1, 1)
+        array([[0.25, 0.75],
+               [0.  , 1.  ]])
+        """
+        if self.shares is None:
+            self.graph_capacities()  # raises: no attention, no graph
+        assert self.shares is not None
+        level = layer_list(self.layer if layer is None else layer, self.n_layers)[0]
+        key = self.output if output is None else _output_key(output, self.n_tokens)
+        if key not in self.outputs:
+            raise AttnflowError(f"This report has outputs {self.outputs} only; got {output!r}.")
+        index = self.outputs.index(key)
+        below = self.shares[level - 1, :level, index]
+        if np.isnan(below).any():
+            raise AttnflowError(f"This report has the attention graph's route for {self._route_outputs()} only.")
+        top = np.full(self.n_tokens, 1.0 / self.n_tokens) if key == "mean" else np.eye(self.n_tokens)[key]
+        return np.vstack([below, top])
+
+    def _route_outputs(self) -> list[int | str]:
+        assert self.shares is not None
+        return [key for index, key in enumerate(self.outputs) if not np.isnan(self.shares[0, 0, index]).any()]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN as ``null``, values rounded to 6 decimals); :meth:`from_dict` reverses it."""
         return {
@@ -214,7 +277,18 @@ class ReportData:
             "evaluation": self.evaluation,
             "source": self.source,
             "image": self.image,
+            "shares": None if self.shares is None else self._shares_for_json(),
         }
+
+    def _shares_for_json(self) -> list[Any]:
+        """Per output: ``None`` when not computed, else per layer ``l`` the ``l`` rows of its nodes below."""
+        assert self.shares is not None
+        return [
+            None
+            if np.isnan(self.shares[0, 0, index]).any()
+            else [_rounded(self.shares[level - 1, :level, index]) for level in range(1, self.n_layers + 1)]
+            for index in range(len(self.outputs))
+        ]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReportData:
@@ -240,6 +314,7 @@ class ReportData:
                 evaluation=evaluation_summary(data["evaluation"]) if data.get("evaluation") else None,
                 source=str(data.get("source", "")),
                 image=data.get("image"),
+                shares=_shares_from_json(data.get("shares"), data),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -268,8 +343,15 @@ def report_data(
     text: str = "",
     is_causal: bool = False,
     progress: Progress | None = None,
+    explanation: Explanation | None = None,
 ) -> ReportData:
     """Compute what a report shows from attention arrays: every method's scores for every output.
+
+    Every score comes from the method registry (:mod:`attnflow.methods.registry`):
+    a method registered with ``every_output`` (raw attention, rollout) gives
+    every output in one call; any other (flow) is called once per output, for
+    every output or only the chosen one (``flow_outputs``). The attention graph's
+    node shares come from :func:`attnflow.methods.rollout.node_shares`.
 
     Parameters
     ----------
@@ -278,8 +360,9 @@ def report_data(
     tokens
         The ``n`` tokens; ``None`` numbers them.
     methods
-        Registered method names. Raw attention and rollout are computed for every
-        output (cheap); see ``flow_outputs`` for flow.
+        Registered method names. Methods with ``every_output`` (raw attention,
+        rollout) are computed for every output (cheap); see ``flow_outputs`` for
+        the others (flow). Gradient-based methods need ``explanation``.
     output
         The output shown first: an index, ``"cls"``, ``"last"`` or ``"mean"``.
         ``"mean"`` is offered in the page beside every single token.
@@ -288,13 +371,19 @@ def report_data(
     residual, head_fusion
         As for :func:`attnflow.rollout`; the graph uses them too.
     flow_outputs
-        ``"all"``: flow for every output; ``"chosen"``: for ``output`` only (the
-        page says so); ``"auto"``: every output while the input is small enough
+        For methods computed one output at a time (flow): ``"all"``: every
+        output; ``"chosen"``: ``output`` only (the page says so); ``"auto"``:
+        every output while the input is small enough
         (``L**2 * n**4 <= FLOW_ALL_OUTPUTS_BUDGET``), else the chosen one.
     special_positions, model_name, text, is_causal
         Shown in the page.
     progress
         ``progress(done, total)`` for flow's progress bar.
+    explanation
+        What :func:`attnflow.explain` already computed on these attentions for
+        ``output`` (same tokens, same options): its scores are used for that output
+        as they are, not computed again, and its gradient-based methods
+        (``grad-rollout``), which attention alone cannot give, are shown for it.
 
     Returns
     -------
@@ -306,6 +395,11 @@ def report_data(
     >>> d = report_data(a, ["x", "y", "z"], methods=("rollout", "flow"))
     >>> d.scores["flow"].shape, d.output_scores("rollout")[-1].round(3).tolist()
     ((2, 3, 3), [0.5, 0.25, 0.25])
+    >>> from attnflow import explain_attentions
+    >>> e = explain_attentions(a, ["x", "y", "z"], methods="flow", output=1)
+    >>> d = report_data(a, ["x", "y", "z"], methods="flow", output=1, explanation=e)   # output 1: from e
+    >>> bool(np.array_equal(d.output_scores("flow"), e.scores["flow"]))
+    True
     """
     array = as_attention_array(attentions)
     n_layers, n_heads, n, _ = array.shape
@@ -322,33 +416,53 @@ def report_data(
     if flow_outputs not in ("auto", "all", "chosen"):
         raise AttnflowError(f"The 'flow_outputs' parameter must be auto, all or chosen; got {flow_outputs!r} instead.")
     residual = check_residual(residual)
-    chosen_methods = [get_method(name) for name in names]
+    chosen_methods = [get_method(name) for name in dict.fromkeys(names)]
     position = resolve_output(output, n)
+    given = {} if explanation is None else _explained_scores(explanation, tokens, position, n_layers)
     outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
     fused = fuse_heads(array, head_fusion)
+    everything = flow_outputs == "all" or (
+        flow_outputs == "auto" and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
+    )
+    label = "the mean output" if position == "mean" else f"output token {position}"
+    options = {"residual": residual, "head_fusion": head_fusion}
     notes: list[str] = []
     scores: dict[str, np.ndarray] = {}
     for method in chosen_methods:
+        mine = given.get(method.name)
         if method.needs_gradients:
+            if mine is None:
+                notes.append(
+                    f"Method {method.name} needs attention gradients for a target and cannot be shown from "
+                    "attention alone; it was left out."
+                )
+                continue
+            wanted: list[int | str] = []  # only the output explain computed it for
             notes.append(
-                f"Method {method.name} needs attention gradients for a target and cannot be shown from "
-                "attention alone; it was left out."
+                f"Method {method.name} explains a target with the model's gradients and was computed for {label} "
+                "only; other outputs show it as not computed."
             )
-            continue
-        if method.name == "raw":
-            matrices = fused
-            scores["raw"] = _with_mean(matrices, position, matrices.mean(axis=1))
-        elif method.name == "rollout":
-            matrices = rollout(array, residual=residual, head_fusion=head_fusion)
-            scores["rollout"] = _with_mean(matrices, position, matrices.mean(axis=1))
-        elif method.name == "flow":
-            scores["flow"], note = _flow_scores(array, position, n, flow_outputs, residual, head_fusion, progress)
-            if note:
-                notes.append(note)
+        elif method.every_output is not None or everything:
+            wanted = outputs
         else:
-            scores[method.name], note = _generic_scores(method, array, position, n, residual, head_fusion)
-            if note:
-                notes.append(note)
+            wanted = [position]
+            why = (
+                f"an input of {n} tokens and {n_layers} layers is too large for every output"
+                if flow_outputs == "auto"
+                else "it was asked for that output only"
+            )
+            notes.append(
+                f"Method {method.name} was computed for {label} only ({why}); other outputs show it as not computed."
+            )
+        todo = [t for t in wanted if mine is None or t != position]  # what explain computed is not redone
+        values = np.full((n_layers, len(outputs), n), np.nan)
+        if todo:
+            rows = method.scores_for_outputs(array, todo, progress=progress, **options)
+            for index, t in enumerate(todo):
+                values[:, outputs.index(t)] = rows[:, index]
+        if mine is not None:
+            values[:, outputs.index(position)] = mine
+        scores[method.name] = values
     if not scores and not any(method.needs_gradients for method in chosen_methods):
         raise AttnflowError(f"None of the methods {names} can be computed from attention alone.")
     return ReportData(
@@ -404,42 +518,6 @@ def report_data_from_capture(
     )
 
 
-def add_explanation_scores(data: ReportData, explanation: Explanation) -> ReportData:
-    """Add the methods that only ``explanation`` has (gradient-based ones) to ``data``, for its one output.
-
-    Methods that need a model's gradients (``grad-rollout``) cannot be computed
-    from attention alone; :func:`attnflow.explain` computed them for one output,
-    and the page shows them for that output (NaN, "not computed", for the others).
-
-    Examples
-    --------
-    >>> d = report_data(np.full((1, 1, 2, 2), 0.5), ["a", "b"], methods="rollout")
-    >>> e = Explanation(tokens=["a", "b"], scores={"grad": np.array([[0.9, 0.1]])}, output=1)
-    >>> add_explanation_scores(d, e).scores["grad"][0].tolist()
-    [[nan, nan], [0.9, 0.1]]
-    """
-    if list(explanation.tokens) != data.tokens:
-        raise AttnflowError("The explanation and the report data must be about the same tokens.")
-    key = _output_key(explanation.output, data.n_tokens)
-    if key not in data.outputs:
-        raise AttnflowError(f"The report data has no output {key!r}; it has {data.outputs}.")
-    for name, values in explanation.scores.items():
-        if name in data.scores:
-            continue
-        if values.shape[0] != data.n_layers:
-            raise AttnflowError(f"Scores of {name!r} have {values.shape[0]} layers; the report has {data.n_layers}.")
-        full = np.full((data.n_layers, len(data.outputs), data.n_tokens), np.nan)
-        full[:, data.outputs.index(key), :] = values
-        data.scores[name] = full
-        data.notes = [note for note in data.notes if not note.startswith(f"Method {name} needs attention gradients")]
-        label = "the mean output" if key == "mean" else f"output token {key}"
-        data.notes.append(
-            f"Method {name} explains a target with the model's gradients and was computed for {label} only; "
-            "other outputs show it as not computed."
-        )
-    return data
-
-
 def report_data_from_explanation(explanation: Explanation, *, layer: int = -1) -> ReportData:
     """Report data from an :class:`~attnflow.Explanation`: its one output only, and no attention graph.
 
@@ -493,6 +571,10 @@ def report_data_from_results(data: Mapping[str, Any], *, layer: int = -1) -> Rep
             f"got {type(data).__name__}."
         )
     marker = data.get("format")
+    if isinstance(marker, str) and marker in _READERS:
+        from ..io import check_format
+
+        check_format(data, marker, _newest_version(marker))
     if marker == FORMAT:
         result = ReportData.from_dict(data)
         if layer != -1 and result.n_layers:
@@ -517,6 +599,20 @@ def report_data_from_results(data: Mapping[str, Any], *, layer: int = -1) -> Rep
     )
 
 
+#: The results formats a report reads (a newer version than this attnflow writes is refused by name).
+_READERS = ("attnflow.report", "attnflow.explanation", "attnflow.evaluation")
+
+
+def _newest_version(marker: str) -> int:
+    if marker == "attnflow.explanation":
+        from ..explanation import FORMAT_VERSION as version
+    elif marker == "attnflow.evaluation":
+        from ..evaluate.runner import FORMAT_VERSION as version
+    else:
+        version = FORMAT_VERSION
+    return int(version)
+
+
 def load_report_data(path: str | os.PathLike[str], *, layer: int = -1) -> ReportData:
     """Read a results JSON file (see :func:`report_data_from_results`) into report data.
 
@@ -532,22 +628,10 @@ def load_report_data(path: str | os.PathLike[str], *, layer: int = -1) -> Report
     ...
     attnflow.errors.AttnflowError: Cannot read results file '/nonexistent.json': it does not exist.
     """
+    from ..io import read_json
+
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise AttnflowError(f"Cannot read results file {name!r}: it does not exist.")
-    if os.path.isdir(name):
-        raise AttnflowError(
-            f"Cannot read results file {name!r}: it is a folder (for evaluate's output, give its results.json)."
-        )
-    try:
-        with open(name, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except UnicodeDecodeError:
-        raise AttnflowError(f"Cannot read results file {name!r}: it is not UTF-8 text (not a JSON file).") from None
-    except json.JSONDecodeError as exc:
-        raise AttnflowError(f"Cannot read results file {name!r}: not valid JSON ({exc}).") from None
-    except OSError as exc:
-        raise AttnflowError(f"Cannot read results file {name!r}: {exc.strerror or exc}.") from None
+    data = read_json(name)  # strict: NaN and Infinity are refused in one line
     try:
         return report_data_from_results(data, layer=layer)
     except AttnflowError as exc:
@@ -600,37 +684,6 @@ def evaluation_summary(data: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def rollout_shares(capacities: np.ndarray, layer: int, output: int | str) -> np.ndarray:
-    """Backward rollout from one node: how much of output ``(layer, output)`` each node and edge carries.
-
-    Starting from the output (a one-hot row, or ``1/n`` everywhere for ``"mean"``),
-    ``v[k-1] = v[k] @ Ahat[k]``. ``v[0]`` is the rollout row of that output; the
-    edge ``(k-1, j) -> (k, i)`` carries ``v[k][i] * Ahat[k][i, j]``. This is what
-    the report's attention graph highlights.
-
-    Returns
-    -------
-    ndarray ``(layer + 1, n)``
-        ``[k, i]``: share of node ``(k, i)``; each row sums to 1.
-
-    Examples
-    --------
-    >>> cap = np.array([[[1.0, 0.0], [0.5, 0.5]]])
-    >>> rollout_shares(cap, 1, 1)
-    array([[0.5, 0.5],
-           [0. , 1. ]])
-    """
-    n = capacities.shape[-1]
-    shares = np.zeros((layer + 1, n))
-    if output == "mean":
-        shares[layer] = 1.0 / n
-    else:
-        shares[layer, int(output)] = 1.0
-    for k in range(layer, 0, -1):
-        shares[k - 1] = shares[k] @ capacities[k - 1]
-    return shares
-
-
 # ---------------------------------------------------------------------------- helpers
 
 _PNG_PREFIX = "data:image/png;base64,"
@@ -677,57 +730,56 @@ def _output_key(output: Any, n: int) -> int | str:
     return resolve_output(output, n)
 
 
-def _with_mean(matrices: np.ndarray, position: int | str, mean_row: np.ndarray) -> np.ndarray:
-    if position == "mean":
-        return np.concatenate([matrices, mean_row[:, None, :]], axis=1)
-    return matrices
-
-
-def _flow_scores(
-    array: np.ndarray,
-    position: int | str,
-    n: int,
-    flow_outputs: str,
-    residual: float,
-    head_fusion: Any,
-    progress: Progress | None,
-) -> tuple[np.ndarray, str]:
-    n_layers = array.shape[0]
-    everything = flow_outputs == "all" or (
-        flow_outputs == "auto" and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
-    )
-    options = {"residual": residual, "head_fusion": head_fusion, "progress": progress}
-    note = ""
-    if everything:
-        matrices = attention_flow(array, **options)
-    else:
-        matrices = np.full((n_layers, n, n), np.nan)
-        if position != "mean":
-            matrices[:, position, :] = attention_flow(array, outputs=[position], **options)[:, position, :]
-        why = (
-            f"an input of {n} tokens and {n_layers} layers is too large for every output"
-            if flow_outputs == "auto"
-            else "it was asked for that output only"
+def _explained_scores(
+    explanation: Explanation, tokens: Sequence[str], position: int | str, n_layers: int
+) -> dict[str, np.ndarray]:
+    """``{method: (L, n)}``: what ``explain`` computed, checked to be about these tokens, this output and depth."""
+    if list(explanation.tokens) != list(tokens):
+        raise AttnflowError("The explanation and the report data must be about the same tokens.")
+    key = _output_key(explanation.output, len(tokens))
+    if key != position:
+        raise AttnflowError(
+            f"The explanation is for output {key!r} and the report's output is {position!r}; they must be the same."
         )
-        label = "the mean output" if position == "mean" else f"output token {position}"
-        note = f"Attention flow was computed for {label} only ({why}); other outputs show raw attention and rollout."
-    mean_row = attention_flow(array, outputs="mean", **options) if position == "mean" else np.zeros((n_layers, n))
-    return _with_mean(matrices, position, mean_row), note
+    for name, values in explanation.scores.items():
+        if values.shape[0] != n_layers:
+            raise AttnflowError(f"Scores of {name!r} have {values.shape[0]} layers; the attention has {n_layers}.")
+    return dict(explanation.scores)
 
 
-def _generic_scores(
-    method: Any, array: np.ndarray, position: int | str, n: int, residual: float, head_fusion: Any
+def _graph_shares(
+    attention: np.ndarray, residual: float, outputs: list[int | str], output: int | str | None
 ) -> tuple[np.ndarray, str]:
-    """Any other registered method: one call per output while that stays cheap, else the chosen output."""
-    options = {k: v for k, v in (("residual", residual), ("head_fusion", head_fusion)) if k in method.options}
-    n_layers = array.shape[0]
-    matrices = np.full((n_layers, n, n), np.nan)
-    wanted = range(n) if n <= 64 else ([position] if position != "mean" else [])
-    for t in wanted:
-        matrices[:, t, :] = method.scores(array, t, **options)
-    note = "" if n <= 64 else f"Method {method.name} was computed for the chosen output only ({n} tokens)."
-    mean_row = method.scores(array, "mean", **options) if position == "mean" else np.zeros((n_layers, n))
-    return _with_mean(matrices, position, mean_row), note
+    """The node shares of :attr:`ReportData.shares`, from the library's rollout, and a note when limited."""
+    n_layers, n = attention.shape[0], attention.shape[-1]
+    every = node_shares(attention, residual=residual)
+    everything = n_layers * (n_layers + 1) / 2 * len(outputs) * n <= ROUTE_ALL_OUTPUTS_BUDGET
+    shares = np.full((n_layers, n_layers, len(outputs), n), np.nan)
+    for index, key in enumerate(outputs):
+        if everything or key == output:
+            shares[:, :, index] = every.mean(axis=2) if key == "mean" else every[:, :, key]
+    if everything or not outputs:
+        return shares, ""
+    label = "the mean output" if output == "mean" else f"output token {output}"
+    return shares, (
+        f"The attention graph shows the route into {label} only: the route into every output of "
+        f"{n} tokens and {n_layers} layers would make the page too large."
+    )
+
+
+def _shares_from_json(value: Any, data: Mapping[str, Any]) -> np.ndarray | None:
+    if value is None or data.get("attention") is None:
+        return None
+    n_layers, n_outputs, n = len(data["attention"]), len(value), len(data["tokens"])
+    shares = np.full((n_layers, n_layers, n_outputs, n), np.nan)
+    for index, per_output in enumerate(value):
+        if per_output is None:
+            continue
+        if len(per_output) != n_layers:
+            raise ValueError(f"shares of output {index} must hold {n_layers} layers")
+        for level, rows in enumerate(per_output, start=1):
+            shares[level - 1, :level, index] = _from_json_array(rows)
+    return shares
 
 
 def _explanation(data: Mapping[str, Any]) -> Explanation:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ..explanation import Explanation
-from .data import ReportData, report_data_from_explanation, rollout_shares
+from .data import ReportData, report_data_from_explanation
 
 #: The report page's colour ramp (light to dark indigo) and route colour, shared so figures match it.
 RAMP = ("#f8fafc", "#e0e7ff", "#a5b4fc", "#6366f1", "#4338ca", "#1e1b69")
@@ -181,7 +181,7 @@ def plot_attention_graph(
     the fused attention, width proportional to the weight, hidden below
     ``threshold``. Orange edges and nodes show how much of the output
     ``(layer, output)`` each carries (backward rollout through the
-    residual-augmented graph, :func:`attnflow.report.data.rollout_shares`). Bars
+    residual-augmented graph, :meth:`attnflow.report.data.ReportData.route_shares`). Bars
     under the input row show ``method``'s scores for that output.
 
     Parameters
@@ -222,7 +222,7 @@ def plot_attention_graph(
         raise AttnflowError(f"The 'layer' parameter must be from 1 to {n_layers}; got {shown_layer}.")
     if method is None and data.methods:
         method = next((m for m in ("flow", "rollout") if m in data.methods), data.methods[0])
-    shares = rollout_shares(capacities, shown_layer, key)
+    shares = data.route_shares(shown_layer, key)
     from matplotlib.collections import LineCollection
 
     col, row = 1.0, 1.0

@@ -421,7 +421,8 @@
   // ------------------------------------------------------------------ attention graph
 
   function capacities() {
-    // Ahat = rownorm((1 - r) * A + r * I), as in attnflow.graph.add_residual
+    // Ahat = rownorm((1 - r) * A + r * I), as in attnflow.graph.add_residual; used only to split a
+    // node's share (from the data) over its incoming edges, for drawing
     var r = D.residual;
     return D.attention.map(function (layer) {
       return layer.map(function (row, i) {
@@ -434,21 +435,16 @@
 
   var CAP = null;
 
-  function shares(layer, key) {
-    // backward rollout from the output node: v[k-1] = v[k] @ Ahat[k]  (attnflow.report.data.rollout_shares)
-    var v = [];
+  function shares(layer, k) {
+    // each node's share of output k at this layer, as the library computed it
+    // (attnflow.methods.rollout.node_shares, in the data): v[m][j] for the nodes below, the output on top
+    var perOutput = D.shares ? D.shares[k] : null;
+    if (!perOutput) { return null; }
+    var v = perOutput[layer - 1].slice();
+    var key = D.outputs[k];
     var top = [];
     for (var i = 0; i < n; i++) { top.push(key === "mean" ? 1 / n : (i === key ? 1 : 0)); }
-    v[layer] = top;
-    for (var k = layer; k >= 1; k--) {
-      var below = [];
-      for (var j = 0; j < n; j++) { below.push(0); }
-      for (i = 0; i < n; i++) {
-        if (v[k][i] === 0) { continue; }
-        for (j = 0; j < n; j++) { below[j] += v[k][i] * CAP[k - 1][i][j]; }
-      }
-      v[k - 1] = below;
-    }
+    v.push(top);
     return v;
   }
 
@@ -471,7 +467,7 @@
     function x(i) { return left + colW * (i + 0.5); }
     function y(l) { return top + (L - l) * rowH; }
 
-    var v = shares(layer, key);
+    var v = shares(layer, state.k);
     var gEdges = sv("g", { "class": "edges" });
     var gFlow = sv("g", { "class": "route" });
     var gNodes = sv("g", { "class": "nodes" });
@@ -497,7 +493,7 @@
     }
     var routeMax = 0;
     var routes = [];
-    for (l = layer; l >= 1; l--) {
+    for (l = v ? layer : 0; l >= 1; l--) {
       for (i = 0; i < n; i++) {
         if (v[l][i] === 0) { continue; }
         for (j = 0; j < n; j++) {
@@ -526,9 +522,9 @@
         "class": "layer-label" + (l === layer ? " current" : "")
       }, l === 0 ? "input" : "layer " + l));
       var top_ = 0;
-      if (l <= layer) { for (i = 0; i < n; i++) { top_ = Math.max(top_, v[l][i]); } }
+      if (v && l <= layer) { for (i = 0; i < n; i++) { top_ = Math.max(top_, v[l][i]); } }
       for (i = 0; i < n; i++) {
-        var active = l <= layer;
+        var active = v !== null && l <= layer;
         var s = active && top_ > 0 ? v[l][i] / top_ : 0;
         var isOut = l === layer && key === i;
         var node = sv("circle", {
@@ -538,7 +534,8 @@
           "stroke-width": isOut ? 2.4 : (active ? 0.9 : 0.8),
           "data-layer": l, "data-position": i,
           "data-tip": "#" + i + " " + tokenName(i) + " \u00b7 " + (l === 0 ? "input" : "layer " + l) +
-            (active ? "\nshare of the output (rollout): " + fmt(v[l][i]) : "\nabove the chosen layer") +
+            (active ? "\nshare of the output (rollout): " + fmt(v[l][i], 4) :
+              (v ? "\nabove the chosen layer" : "\nroute not in this report (see the notes)")) +
             (l > 0 ? "\nclick: explain this token at this layer" : "\nclick: explain this token")
         });
         node.addEventListener("click", (function (ll, ii) {
@@ -900,7 +897,10 @@
   // for tests and for the curious: read the view's state from the console
   window.attnflowReport = {
     state: function () { return { layer: state.layer, output: outputKey(), graphMethod: state.graphMethod }; },
-    inputShares: function () { return D.attention ? shares(state.layer, outputKey())[0] : null; },
+    inputShares: function () {
+      var v = D.attention ? shares(state.layer, state.k) : null;
+      return v ? v[0] : null;
+    },
     setLayer: setLayer,
     setOutputToken: setOutputToken
   };
