@@ -53,3 +53,55 @@ def test_errors_leave_nothing_behind(run, tmp_path):
     assert status == 2 and "is a file" in err
     status, _, err = run("--data", tmp_path / "missing.txt", "--out", tmp_path / "out")
     assert status == 2 and not (tmp_path / "out").exists()
+
+
+def test_syntactic_roles_from_the_arcs_in_the_data_file(run, tmp_path):
+    from attnflow.tasks import sva
+
+    data = sva.write_jsonl(sva.generate(6, split="test", seed=4), tmp_path / "sva.jsonl", arcs=True)
+    status, out, err = run("--data", data, "--model", "sva", "--target", "gold", "--dependencies", "data",
+                           "--relation", "det", "--relation", "agreement", "--out", tmp_path / "heads", "--top", 2)
+    assert status == 0, err
+    report = json.loads((tmp_path / "heads" / "heads.json").read_text())
+    assert sorted(report["syntactic"]) == ["agreement", "det"]
+    assert report["thresholds"] == {"positional": 0.9, "rare": 0.5, "syntactic_margin": 0.1, "share": 0.5}
+    assert report["dependency_source"].startswith("the 'arcs' of")
+    assert len(report["roles"]) == 6 and len(report["roles"][0]) == 8 and "share_roles" in report
+    text = " ".join(out.split())
+    assert "Syntactic heads" in text and "agreement" in text
+
+
+def test_syntactic_roles_from_a_conllu_file(run, tmp_path):
+    model = save_tiny_model("bert", tmp_path / "bert-cls", head="classification")
+    data = tmp_path / "data.txt"
+    data.write_text("Dogs bark loudly.\n")
+    conllu = tmp_path / "parse.conllu"
+    conllu.write_text("1\tDogs\t_\t_\t_\t_\t2\tnsubj\t_\t_\n2\tbark\t_\t_\t_\t_\t0\troot\t_\t_\n"
+                      "3\tloudly\t_\t_\t_\t_\t2\tadvmod\t_\t_\n4\t.\t_\t_\t_\t_\t2\tpunct\t_\t_\n\n")
+    status, _, err = run("--data", data, "--model", model, "--target", "1", "--dependencies", conllu,
+                         "--out", tmp_path / "heads")
+    assert status == 0, err
+    report = json.loads((tmp_path / "heads" / "heads.json").read_text())
+    assert sorted(report["syntactic"]) == ["advmod", "nsubj", "punct"]
+    assert report["syntactic"]["nsubj"]["n_arcs"] == 1
+
+
+def test_bad_dependencies_get_one_line(run, tmp_path):
+    model = save_tiny_model("bert", tmp_path / "bert-cls", head="classification")
+    text = tmp_path / "data.txt"
+    text.write_text("Dogs bark.\n")
+    status, _, err = run("--data", text, "--model", model, "--dependencies", "data", "--out", tmp_path / "o1")
+    assert status == 2 and "needs a .jsonl --data file" in err
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"text": "Dogs bark."}\n')
+    status, _, err = run("--data", plain, "--model", model, "--dependencies", "data", "--out", tmp_path / "o2")
+    assert status == 2 and "has no 'arcs' field" in err
+    arcs = tmp_path / "arcs.jsonl"
+    arcs.write_text('{"text": "Dogs bark.", "arcs": [[1, 0, "nsubj"]]}\n')
+    status, _, err = run("--data", arcs, "--model", model, "--dependencies", "data", "--relation", "dobj",
+                         "--out", tmp_path / "o3")
+    assert status == 2 and "'dobj' does not occur in the dependencies; they have: nsubj" in err
+    status, _, err = run("--data", arcs, "--model", model, "--dependencies", tmp_path / "no.conllu",
+                         "--out", tmp_path / "o4")
+    assert status == 2 and "is not a file" in err
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))

@@ -1,4 +1,4 @@
-"""``attnflow heads``: importance, confidence and roles of every head over a data file."""
+"""``attnflow heads``: importance, confidence and roles (Voita et al. 2019) of every head over a data file."""
 
 from __future__ import annotations
 
@@ -49,10 +49,44 @@ def heads(
     top: Annotated[
         int, typer.Option(help="How many of the most important heads to print.", callback=number_range(0))
     ] = 10,
-    role_threshold: Annotated[
+    dependencies: Annotated[
+        str | None,
+        typer.Option(
+            "--dependencies",
+            help="Dependency arcs for syntactic roles: 'data' (the 'arcs' field of a .jsonl --data file, as "
+            "sva.write_jsonl(..., arcs=True) writes them), a .conllu file (a sentence per example), or "
+            "'spacy[:PIPELINE]' (an installed spaCy pipeline).",
+        ),
+    ] = None,
+    relation: Annotated[
+        list[str] | None,
+        typer.Option("--relation", "-r", help="A dependency relation to score (repeat; default: all found)."),
+    ] = None,
+    positional_threshold: Annotated[
         float,
         typer.Option(
-            help="Share of attention a role needs to label a head (0-1].", callback=number_range(0, 1, low_open=True)
+            help="Share of queries whose maximum attention is on one adjacent token (0-1].",
+            callback=number_range(0, 1, low_open=True),
+        ),
+    ] = 0.9,
+    rare_threshold: Annotated[
+        float,
+        typer.Option(
+            help="Share of queries whose maximum attention is on the rarest token (0-1].",
+            callback=number_range(0, 1, low_open=True),
+        ),
+    ] = 0.5,
+    syntactic_margin: Annotated[
+        float,
+        typer.Option(
+            help="Accuracy a syntactic head needs above its relation's baseline [0-1].", callback=number_range(0, 1)
+        ),
+    ] = 0.1,
+    share_threshold: Annotated[
+        float,
+        typer.Option(
+            help="Mean attention share a share-based role (share_roles in heads.json) needs (0-1].",
+            callback=number_range(0, 1, low_open=True),
         ),
     ] = 0.5,
     truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
@@ -60,17 +94,27 @@ def heads(
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
 ) -> None:
-    """Score every head: importance for a target, confidence, and roles (positional, rare-word, sink)."""
+    """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
     from ..evaluate import read_examples
     from ..heads import analyze_heads
     from ..io import check_output_folder, write_folder
     from ..report.plots import figure_png
 
-    check_output_folder(out, inputs=[data, frequencies], names=OUTPUT_FILES)
+    dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
+    check_output_folder(out, inputs=[data, frequencies, dependency_file], names=OUTPUT_FILES)
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():
         raise AttnflowError(f"The --frequencies corpus {str(frequencies)!r} is not a file.")
+    parses: str | Path | None = dependencies
+    if dependencies == "data":
+        if data.suffix.lower() != ".jsonl":
+            raise AttnflowError(f"--dependencies data needs a .jsonl --data file with 'arcs'; got {str(data)!r}.")
+        parses = data
+    elif dependencies is not None and not (dependencies == "spacy" or dependencies.startswith("spacy:")):
+        parses = Path(dependencies)
+        if not parses.is_file():
+            raise AttnflowError(f"The --dependencies file {dependencies!r} is not a file.")
     examples = read_examples(data)
     with progress_bar("analysing heads") as progress:
         report = analyze_heads(
@@ -78,7 +122,12 @@ def heads(
             model,
             target,
             frequencies=frequencies,
-            role_threshold=role_threshold,
+            dependencies=parses,
+            relations=relation or None,
+            positional_threshold=positional_threshold,
+            rare_threshold=rare_threshold,
+            syntactic_margin=syntactic_margin,
+            share_threshold=share_threshold,
             truncate=truncate,
             trust_remote_code=trust_remote_code,
             progress=progress,
@@ -94,8 +143,12 @@ def heads(
         highlight=False,
         soft_wrap=True,
     )
+    if report.dependency_source:
+        console.print(f"dependencies: {report.dependency_source}", highlight=False, soft_wrap=True)
     if top:
         console.print(top_heads_table(report, top))
+    if report.syntactic:
+        console.print(syntactic_table(report))
     console.print(f"wrote {', '.join(str(out / name) for name in files)}", highlight=False, soft_wrap=True)
 
 
@@ -112,15 +165,56 @@ def top_heads_table(report: HeadReport, k: int = 10) -> Table:
     """
     from rich.table import Table
 
-    table = Table(title=f"Top {k} heads by importance", title_justify="left", header_style="bold")
-    for name in ("layer", "head", "role", "importance", "confidence", "prev", "next", "rare", "sink"):
-        table.add_column(name, justify="left" if name == "role" else "right")
+    table = Table(
+        title=f"Top {k} heads by importance (prev/next/rare: share of queries whose maximum attention is there)",
+        title_justify="left", header_style="bold",
+    )
+    for name in ("layer", "head", "roles", "importance", "confidence", "prev", "next", "rare", "sink share"):
+        table.add_column(name, justify="left" if name == "roles" else "right")
     for entry in report.top(k):
-        values = [entry[key] for key in ("importance", "confidence", "previous_token", "next_token", "rare", "sink")]
+        keys = ("importance", "confidence", "previous_max", "next_max", "rare_max", "sink_share")
+        values = [entry[key] for key in keys]
         table.add_row(
             str(entry["layer"]),
             str(entry["head"]),
             entry["role"] or "–",
             *("–" if v is None else (f"{v:.3g}" if i == 0 else f"{v:.2f}") for i, v in enumerate(values)),
         )
+    return table
+
+
+def syntactic_table(report: HeadReport) -> Table:
+    """Per relation: arcs, the baseline and the best head's accuracy in each direction, and the syntactic heads.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from attnflow.heads import HeadReport
+    >>> from attnflow.heads.syntax import RelationScores
+    >>> z = np.zeros((1, 2)); d = ("dependent->head", "head->dependent")
+    >>> rel = RelationScores("det", 4, {k: np.array([[0.9, 0.1]]) for k in d}, {k: 0.5 for k in d}, {k: 1 for k in d})
+    >>> syntactic_table(HeadReport(z, z, z, z, z, z, syntactic={"det": rel})).row_count
+    1
+    """
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(
+        title=f"Syntactic heads (accuracy of the maximum-attention pointer; margin {report.syntactic_margin:.2f} "
+        "over the relation's most-frequent-offset baseline)",
+        title_justify="left", header_style="bold",
+    )
+    for name in ("relation", "arcs", "dep→head: baseline / best", "head→dep: baseline / best", "syntactic heads"):
+        table.add_column(name, justify="left" if name in ("relation", "syntactic heads") else "right")
+    for name, scores in report.syntactic.items():
+        cells = []
+        for direction in ("dependent->head", "head->dependent"):
+            accuracy = scores.accuracy[direction]
+            layer, head = np.unravel_index(int(np.argmax(accuracy)), accuracy.shape)
+            cells.append(f"{scores.baseline[direction]:.2f} / {accuracy.max():.2f} (L{layer + 1}H{head + 1})")
+        heads = report.syntactic_heads(name)
+        listed = ", ".join(f"L{layer}H{head}" for layer, head in heads[:6])
+        if len(heads) > 6:
+            listed += f" (+{len(heads) - 6})"
+        table.add_row(name, str(scores.n_arcs), *cells, listed or "–")
     return table
