@@ -64,7 +64,7 @@ class Explanation:
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
-        self.scores = {name: np.asarray(value, dtype=np.float64) for name, value in self.scores.items()}
+        self.scores = {name: _score_array(name, value) for name, value in self.scores.items()}
         layers = {value.shape[0] for value in self.scores.values() if value.ndim == 2}
         for name, value in self.scores.items():
             if value.ndim != 2 or value.shape[1] != n:
@@ -138,20 +138,53 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Explanation:
-        if data.get("format") != "attnflow.explanation":
+        """Read :meth:`to_dict`'s output back; a newer format version, or no scores, is refused in one line.
+
+        Examples
+        --------
+        >>> Explanation.from_dict({"format": "attnflow.explanation", "version": 1, "tokens": ["a"],
+        ...                        "scores": {"raw": [[1.0]]}, "output": 0}).methods
+        ['raw']
+        """
+        from .io import check_format
+
+        if not isinstance(data, dict) or data.get("format") != "attnflow.explanation":
             raise AttnflowError("This JSON is not an attnflow explanation (missing format marker).")
+        check_format(data, "attnflow.explanation", FORMAT_VERSION)
+        scores = data.get("scores")
+        if not isinstance(scores, dict) or not scores:
+            raise AttnflowError(
+                "This attnflow explanation holds no scores ('scores' must map each method to its (L, n) scores)."
+            )
+        if not isinstance(data.get("tokens"), list) or not all(isinstance(t, str) for t in data["tokens"]):
+            raise AttnflowError("This attnflow explanation's 'tokens' must be a list of strings.")
+        n = len(data["tokens"])
+        output = data.get("output")
+        if output != "mean" and (isinstance(output, bool) or not isinstance(output, int) or not 0 <= output < n):
+            raise AttnflowError(
+                f"This attnflow explanation's 'output' must be a token index from 0 to {n - 1} or 'mean'; "
+                f"got {output!r}."
+            )
+        special = data.get("special_positions", [])
+        if not isinstance(special, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p < n for p in special
+        ):
+            raise AttnflowError(f"This attnflow explanation's 'special_positions' must be token indices 0..{n - 1}.")
+        for key, kind in (("options", dict), ("notes", list), ("text", str), ("model", str)):
+            if key in data and data[key] is not None and not isinstance(data[key], kind):
+                raise AttnflowError(f"This attnflow explanation's {key!r} must be a {kind.__name__}.")
+        if not all(isinstance(note, str) for note in data.get("notes") or []):
+            raise AttnflowError("This attnflow explanation's 'notes' must be strings.")
         return cls(
             tokens=list(data["tokens"]),
-            scores={
-                name: np.array(value, dtype=np.float64) for name, value in data["scores"].items()
-            },
+            scores={name: _score_array(name, value) for name, value in scores.items()},
             output=data["output"],
             target=data.get("target"),
-            model_name=data.get("model", ""),
-            special_positions=tuple(data.get("special_positions", ())),
-            text=data.get("text", ""),
-            options=data.get("options", {}),
-            notes=list(data.get("notes", [])),
+            model_name=data.get("model") or "",
+            special_positions=tuple(special),
+            text=data.get("text") or "",
+            options=data.get("options") or {},
+            notes=list(data.get("notes") or []),
             image=data.get("image"),
         )
 
@@ -163,12 +196,10 @@ class Explanation:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Explanation:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise AttnflowError(f"Cannot read explanation JSON {os.fspath(path)!r}: {exc}") from None
-        return cls.from_dict(data)
+        """Read an explanation written by :meth:`to_json` (strict JSON: no NaN or Infinity)."""
+        from .io import read_json
+
+        return cls.from_dict(read_json(path, "explanation JSON"))
 
     def to_dataframe(self) -> Any:
         """Long table: one row per (method, layer, token) with its score.
@@ -185,3 +216,16 @@ class Explanation:
                         (method, layer_index, position, token, position in self.special_positions, score)
                     )
         return pd.DataFrame(rows, columns=["method", "layer", "position", "token", "special", "score"])
+
+
+def _score_array(name: str, value: Any) -> np.ndarray:
+    """One method's scores as float64; ragged or non-numeric lists become one clear error (None is NaN)."""
+    if isinstance(value, list):
+        value = [[np.nan if v is None else v for v in row] if isinstance(row, list) else row for row in value]
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AttnflowError(
+            f"Scores of method {name!r} must be numbers in equal rows, one per layer (shape (L, n)); "
+            "they are ragged or not numeric."
+        ) from None

@@ -108,7 +108,12 @@ def write_report_files(
 
 
 def check_report_paths(
-    html: Path | None, png: Path | None, svg: Path | None, *, inputs: list[Path | None] | None = None
+    html: Path | None,
+    png: Path | None,
+    svg: Path | None,
+    *,
+    inputs: list[Path | None] | None = None,
+    html_option: str = "--out",
 ) -> None:
     """Fail early, before any work, on output paths that cannot be right (the rules of :mod:`attnflow.io`).
 
@@ -122,7 +127,7 @@ def check_report_paths(
     from ..io import check_output_file
 
     sources = inputs or []
-    check_output_file(html, "--out/--html", (".html", ".htm"), inputs=sources)
+    check_output_file(html, html_option, (".html", ".htm"), inputs=sources)
     for target, fmt in ((png, "png"), (svg, "svg")):
         if target is not None:  # the figures land beside it as NAME-heatmap.EXT and NAME-graph.EXT
             also = [target.with_name(f"{target.stem}-{kind}{target.suffix}") for kind in ("heatmap", "graph")]
