@@ -1,0 +1,145 @@
+"""The engines: local worker processes and a real Ray cluster give the rows of one process; kill -9, then resume.
+
+The Ray tests start a real head (``ray start --head --block`` on 127.0.0.1) and stop it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from attnflow.batch import read_results, run_batch
+from attnflow.errors import AttnflowError
+
+pytestmark = pytest.mark.slow
+
+METHODS = ["raw", "rollout", "flow"]
+ROOT = Path(__file__).resolve().parents[2]
+
+# A run that kills itself (SIGKILL, no clean-up) once `kill_at` examples are written.
+KILLED_RUN = """
+import os, signal, sys
+from attnflow.batch import run_batch
+
+data, out, engine, address, kill_at = sys.argv[1:6]
+
+def progress(done, total):
+    if done >= int(kill_at):
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+run_batch(data, out, None, {methods!r}, shard_size=1, workers=2, engine=engine,
+          address=None if address == "-" else address, progress=progress)
+"""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Eight texts, one shard each, in this process (threads = cores)."""
+    from tests.batch.conftest import EIGHT, write_jsonl
+
+    folder = tmp_path_factory.mktemp("engines")
+    data = write_jsonl(folder / "eight.jsonl", [{"text": t, "label": i % 2} for i, t in enumerate(EIGHT)])
+    run_batch(data, folder / "one", None, METHODS, shard_size=1, workers=1, threads=1)
+    return data, read_results(folder / "one")
+
+
+def _killed_then_resumed(data: Path, out: Path, engine: str, address: str | None) -> pd.DataFrame:
+    script = KILLED_RUN.format(methods=METHODS)
+    process = subprocess.run(
+        [sys.executable, "-c", script, str(data), str(out), engine, address or "-", "3"],
+        cwd=ROOT, start_new_session=True, capture_output=True, text=True,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    written = sorted(p.name for p in (out / "scores").glob("part-*.parquet"))
+    assert len(written) == 3 and not (out / "summary.json").exists()  # stopped in the middle
+    workers = 2 if engine == "ray" else 1  # locally, resume in this process: another engine, the same rows
+    resumed = run_batch(data, out, None, METHODS, shard_size=1, workers=workers, threads=1, engine=engine,
+                        address=address)
+    assert resumed.summary["last_run"]["shards"] == 5 and resumed.summary["n_examples"] == 8
+    return resumed.dataframe()
+
+
+def test_local_workers_give_the_rows_of_one_process(reference, tmp_path):
+    data, expected = reference
+    result = run_batch(data, tmp_path / "two", None, METHODS, shard_size=1, workers=2, threads=1)
+    assert result.summary["last_run"]["workers"] == 2
+    pd.testing.assert_frame_equal(result.dataframe(), expected)
+
+
+def test_local_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(reference, tmp_path):
+    data, expected = reference
+    pd.testing.assert_frame_equal(_killed_then_resumed(data, tmp_path / "killed", "local", None), expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A real Ray head on loopback with 2 CPUs, started for these tests and stopped after them."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
+    command = [
+        str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
+        "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(command, start_new_session=True, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        while True:  # until the head answers (or dies)
+            if head.poll() is not None:
+                pytest.fail(f"ray start --head exited: {head.stderr.read()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # anything of the session still alive
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_gives_the_rows_of_one_process(reference, ray_head, tmp_path):
+    data, expected = reference
+    result = run_batch(data, tmp_path / "ray", None, METHODS, shard_size=1, engine="ray", address=ray_head)
+    assert result.summary["last_run"]["engine"] == "ray" and result.summary["last_run"]["workers"] == 2
+    pd.testing.assert_frame_equal(result.dataframe(), expected)
+
+
+def test_ray_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(reference, ray_head, tmp_path):
+    data, expected = reference
+    pd.testing.assert_frame_equal(_killed_then_resumed(data, tmp_path / "killed", "ray", ray_head), expected)
+
+
+def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
+    pytest.importorskip("ray")
+    data, _ = reference
+    with pytest.raises(AttnflowError, match=r"Cannot reach a Ray cluster at '127\.0\.0\.1:\d+'"):
+        run_batch(data, tmp_path / "out", None, ["raw"], engine="ray", address=f"127.0.0.1:{_free_port()}")
