@@ -163,13 +163,15 @@ def test_integrated_gradients_are_complete(case, spec):
     ids, bound = _bound(loaded, spec)
     unk = blank_token_id(loaded, "unk")
     baseline = [unk if 0 < i < len(ids) - 1 else t for i, t in enumerate(ids)]
-    importance, delta = integrated_gradients(loaded, bound, ids, baseline, n_steps=50)
+    importance, delta, relative = integrated_gradients(loaded, bound, ids, baseline, n_steps=50)
     assert importance.shape == (len(ids),)
     mask = torch.ones(1, len(ids), dtype=torch.long)
     with torch.no_grad():
         s = [float(bound.forward(loaded.model, input_ids=torch.tensor([x]), attention_mask=mask, kind="score")[0])
              for x in (ids, baseline)]
     assert abs(delta) <= 1e-3 * max(1.0, abs(s[0] - s[1]))  # attributions sum to S(x) - S(baseline)
+    if s[0] != s[1]:  # the relative delta is the delta over |S(x) - S(baseline)|, computed independently here
+        assert relative == pytest.approx(delta / abs(s[0] - s[1]), rel=1e-3, abs=1e-9)
     if case == "toy":
         assert int(np.argmax(importance)) == POSITION
         np.testing.assert_allclose(np.delete(importance, POSITION), 0.0, atol=1e-12)

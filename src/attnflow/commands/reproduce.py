@@ -77,46 +77,66 @@ def reproduce(
 
 
 def reproduction_tables(result: Reproduction) -> list[Table]:
-    """The terminal report: correlation by layer per ground truth, the top layer against the paper, subject first."""
+    """The terminal report: correlation by layer per ground truth and protocol, the top layer against the
+    paper, the share of flow values at their bound, subject first."""
     from rich.table import Table
 
-    from ..tasks.reproduce import PAPER, _fmt, _rate
+    from ..tasks.reproduce import PAPER, PROTOCOLS, _fmt, _rate, protocols
 
     evaluation = result.evaluation
     acc = result.accuracy
     tables: list[Table] = []
-    for truth in evaluation.ground_truths:
+    for protocol in protocols(evaluation):
+        title, special = PROTOCOLS[protocol]
+        for truth in evaluation.ground_truths:
+            table = Table(
+                title=f"Spearman ρ with {truth} · {title} · {evaluation.n_examples} examples · mean ± sd",
+                title_justify="left",
+                header_style="bold",
+            )
+            table.add_column("layer", justify="right")
+            for m in evaluation.methods:
+                table.add_column(m, justify="right")
+            stats = {m: evaluation.correlation(truth, m, special_tokens=special) for m in evaluation.methods}
+            for layer in range(evaluation.n_layers):
+                table.add_row(str(layer + 1), *(_fmt(stats[m][layer]) for m in evaluation.methods))
+            tables.append(table)
+    top = evaluation.n_layers
+    for protocol in protocols(evaluation):
+        title, special = PROTOCOLS[protocol]
         table = Table(
-            title=f"Spearman ρ with {truth} · {evaluation.n_examples} examples · mean ± sd",
+            title=f"Top layer against the paper · {title} (accuracy: ours {acc['accuracy']:.3f}, with attractors "
+            f"{acc['accuracy_attractors']:.3f}; paper {PAPER['accuracy']:.2f})",
             title_justify="left",
             header_style="bold",
         )
-        table.add_column("layer", justify="right")
-        for m in evaluation.methods:
-            table.add_column(m, justify="right")
-        stats = {m: evaluation.correlation(truth, m) for m in evaluation.methods}
-        for layer in range(evaluation.n_layers):
-            table.add_row(str(layer + 1), *(_fmt(stats[m][layer]) for m in evaluation.methods))
-        tables.append(table)
-    top = evaluation.n_layers
-    table = Table(
-        title=f"Top layer against the paper (accuracy: ours {acc['accuracy']:.3f}, with attractors "
-        f"{acc['accuracy_attractors']:.3f}; paper {PAPER['accuracy']:.2f})",
-        title_justify="left",
-        header_style="bold",
-    )
-    table.add_column("method")
-    for truth in evaluation.ground_truths:
-        table.add_column(f"{truth}: ours", justify="right")
-        table.add_column(f"{truth}: paper", justify="right")
-    for m in evaluation.methods:
-        cells = []
+        table.add_column("method")
         for truth in evaluation.ground_truths:
-            cells.append(_fmt(evaluation.correlation(truth, m)[top - 1]))
-            paper = PAPER["correlation"].get(truth, {}).get(m)
-            cells.append("–" if paper is None else f"{paper:.2f}")
-        table.add_row(m, *cells)
-    tables.append(table)
+            table.add_column(f"{truth}: ours", justify="right")
+            table.add_column(f"{truth}: paper", justify="right")
+        for m in evaluation.methods:
+            cells = []
+            for truth in evaluation.ground_truths:
+                cells.append(_fmt(evaluation.correlation(truth, m, special_tokens=special)[top - 1]))
+                paper = PAPER["correlation"].get(truth, {}).get(m)
+                cells.append("–" if paper is None else f"{paper:.2f}")
+            table.add_row(m, *cells)
+        tables.append(table)
+    saturation = result.saturation
+    if saturation.get("n_examples"):
+        table = Table(
+            title="Raw flow into [CLS] at its source bound min(1, first-layer column sum): share of values",
+            caption="where the share is 1, flow restates the first layer's attention received",
+            title_justify="left",
+            caption_justify="left",
+            header_style="bold",
+        )
+        table.add_column("")
+        for layer in range(len(saturation["all_tokens"])):
+            table.add_column(f"L{layer + 1}", justify="right")
+        table.add_row("every token", *(f"{v:.3f}" for v in saturation["all_tokens"]))
+        table.add_row("words", *(f"{v:.3f}" for v in saturation["words"]))
+        tables.append(table)
     plaus = result.plausibility
     references = ", ".join(f"{t} {_rate(r)}" for t, r in plaus["ground_truths"].items())
     table = Table(

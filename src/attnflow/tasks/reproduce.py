@@ -8,9 +8,19 @@ not report:
 - ``accuracy``: the model's accuracy on these examples, overall and with attractors;
 - ``plausibility``: how often each method, at each layer, scores the true subject above
   every attractor (examples with at least one attractor only), next to the same rate for
-  the two ground truths and for a random ranking (``1 / (attractors + 1)`` on average).
+  the two ground truths and for a random ranking (``1 / (attractors + 1)`` on average);
+- ``saturation``: per layer, the share of raw flow values into ``[CLS]`` that sit at their
+  source bound ``min(1, first-layer column sum)`` (:func:`flow_saturation`); where the share
+  is 1, the flow column is the first layer's attention received, whatever the upper layers do;
+- ``concentration``: how much of the blank-out mass the subject takes (:func:`blankout_concentration`).
 
-The paper's numbers are in :data:`PAPER`; only the top layer is quoted (DESIGN.md §7).
+Two Spearman protocols are reported (:data:`PROTOCOLS`): over the sentence's words only,
+attnflow's rule everywhere, and over every token with ``[CLS]`` included, which the paper's
+Table 1 appears to use (its layer-1 row has raw attention far above rollout and flow, which
+only ``[CLS]``'s own score can cause: at layer 1 the three rank the words alike).
+
+The paper's numbers are in :data:`PAPER`; only the top layer is quoted (docs/design.md,
+"Ground truth and the paper's claim").
 """
 
 from __future__ import annotations
@@ -33,6 +43,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The paper's ground truths, in its order.
 GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient")
+#: The two Spearman protocols: name -> (title, whether special tokens are scored).
+PROTOCOLS: dict[str, tuple[str, bool]] = {
+    "words": ("words only ([CLS] not scored; attnflow's rule)", False),
+    "with_cls": ("every token, [CLS] included", True),
+}
+#: A raw flow value within this of its bound counts as at the bound.
+SATURATION_TOLERANCE = 1e-9
 #: What the paper reports for its SVA model (top layer, 2000 test examples).
 PAPER: dict[str, Any] = {
     "source": "Abnar & Zuidema (2020), 'Quantifying Attention Flow in Transformers', Table 1; "
@@ -61,6 +78,8 @@ class Reproduction:
     plausibility: dict[str, Any]
     seconds: dict[str, float]
     seed: int
+    saturation: dict[str, Any] = field(default_factory=dict)
+    concentration: dict[str, Any] = field(default_factory=dict)
     train_report: dict[str, Any] | None = None
     model_folder: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +93,9 @@ class Reproduction:
                 "seed": self.seed,
                 "accuracy": _jsonable(self.accuracy),
                 "plausibility": _jsonable(self.plausibility),
+                "saturation": _jsonable(self.saturation),
+                "concentration": _jsonable(self.concentration),
+                "protocols": {name: title for name, (title, _) in PROTOCOLS.items()},
                 "paper": PAPER,
                 "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
                 "model_folder": self.model_folder,
@@ -198,8 +220,10 @@ def reproduce_sva(
         ground_truths=list(GROUND_TRUTHS),
         faithfulness=False,
         progress=progress,
+        with_special_tokens=True,
     )
     seconds["evaluate"] = time.perf_counter() - start
+    saturation = flow_saturation(loaded, examples) if "flow" in names else {}
     acc = model_accuracy(loaded.model, loaded.tokenizer, examples)
     return Reproduction(
         evaluation=result,
@@ -208,6 +232,8 @@ def reproduce_sva(
         plausibility=subject_first(result, examples),
         seconds=seconds,
         seed=seed,
+        saturation=saturation,
+        concentration=blankout_concentration(result, examples),
         train_report=train_report,
         model_folder=str(loaded.path) if loaded.path is not None else None,
         settings={"n": n, "split": "test", "target": "predicted", "blank": "unk", "output": "cls"},
@@ -264,6 +290,86 @@ def subject_first(result: EvaluationResult, examples: Sequence[sva.SVAExample]) 
     }
 
 
+def flow_saturation(loaded: Any, examples: Sequence[sva.SVAExample], *, chunk: int = 64) -> dict[str, Any]:
+    """Per layer, the share of raw flow values into ``[CLS]`` that sit at their source bound.
+
+    For each example, raw flow (``attention_flow(..., normalize=False)``) from every input
+    token ``j`` to ``[CLS]`` at layer ``l`` is compared with its bound
+    ``min(1, sum_i Ahat[1][i, j])`` (the source's out-capacity, from
+    :class:`attnflow.graph.AttentionGraph`; the sink takes in at most 1). A value within
+    :data:`SATURATION_TOLERANCE` of it is *at the bound*. Where every value is, the flow
+    scores are the first layer's column sums, whatever the upper layers do.
+
+    Returns
+    -------
+    dict
+        ``{"n_examples": k, "tolerance": t, "all_tokens": [share per layer],
+        "words": [share per layer, [CLS] left out], "examples_all_words": [share of examples
+        whose every word is at the bound, per layer]}``.
+    """
+    from ..capture import capture_attention
+    from ..graph import AttentionGraph
+    from ..methods.flow import attention_flow
+
+    at_bound: list[np.ndarray] = []  # per example: (L, n) booleans
+    for start in range(0, len(examples), chunk):
+        batch = examples[start : start + chunk]
+        for capture in capture_attention([ex.text for ex in batch], loaded, batch_size=chunk):
+            bound = np.minimum(1.0, AttentionGraph.from_attentions(capture.attentions).capacities[0].sum(axis=0))
+            raw = attention_flow(capture.attentions, outputs=[0], normalize=False)[:, 0, :]
+            at_bound.append(np.abs(raw - bound[None, :]) <= SATURATION_TOLERANCE)
+    if not at_bound:
+        return {"n_examples": 0, "tolerance": SATURATION_TOLERANCE, "all_tokens": [], "words": [],
+                "examples_all_words": []}
+    every = np.concatenate(at_bound, axis=1)  # (L, total tokens)
+    words = np.concatenate([b[:, 1:] for b in at_bound], axis=1)
+    return {
+        "n_examples": len(at_bound),
+        "tolerance": SATURATION_TOLERANCE,
+        "all_tokens": every.mean(axis=1).tolist(),
+        "words": words.mean(axis=1).tolist(),
+        "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in at_bound], axis=0).tolist(),
+    }
+
+
+def blankout_concentration(result: EvaluationResult, examples: Sequence[sva.SVAExample]) -> dict[str, Any]:
+    """How much of each sentence's blank-out mass the subject takes, and how large the rest is.
+
+    Per example, over the words: the subject's share of the summed blank-out values, and
+    the second-largest blank-out value (an absolute change in the probability of the
+    predicted class). Medians over the examples; examples whose tokens are not ``[CLS]``
+    followed by the words are skipped.
+
+    Returns
+    -------
+    dict
+        ``{"n_examples": k, "subject_share_median": s, "second_largest_median": v,
+        "subject_first": rate}`` (``subject_first``: share of examples whose largest
+        blank-out value is the subject's), or ``{}`` without blank-out.
+    """
+    if "blankout" not in result.ground_truths:
+        return {}
+    shares, seconds, first = [], [], []
+    for example, item in zip(examples, result.examples, strict=True):
+        if [t.lower() for t in item.tokens[1:]] != list(example.words):
+            continue
+        subject, _ = example.token_positions()
+        values = np.asarray(item.ground_truths["blankout"], dtype=float)[1:]
+        total = float(np.nansum(values))
+        ranked = np.sort(values[np.isfinite(values)])[::-1]
+        shares.append(values[subject - 1] / total if total > 0 else float("nan"))
+        seconds.append(float(ranked[1]) if ranked.size > 1 else float("nan"))
+        first.append(bool(ranked.size and values[subject - 1] == ranked[0]))
+    if not shares:
+        return {"n_examples": 0}
+    return {
+        "n_examples": len(shares),
+        "subject_share_median": float(np.nanmedian(shares)),
+        "second_largest_median": float(np.nanmedian(seconds)),
+        "subject_first": float(np.mean(first)),
+    }
+
+
 def _fmt(pair: Any) -> str:
     mean, sd = (float("nan") if v is None else float(v) for v in pair)
     if mean != mean:
@@ -291,29 +397,31 @@ def tables_markdown(repro: Reproduction) -> str:
         f"Accuracy on these sentences: {acc['accuracy']:.3f} overall, {acc['accuracy_attractors']:.3f} on the "
         f"{acc['n_attractors']} with attractors (paper: {PAPER['accuracy']:.2f} overall).\n"
     )
-    for truth in result.ground_truths:
-        lines.append(f"### Spearman correlation with {_TRUTH_NAMES.get(truth, truth)}\n")
-        lines.append("| layer | " + " | ".join(result.methods) + " |")
-        lines.append("|---:|" + "---:|" * len(result.methods))
-        stats = {m: result.correlation(truth, m) for m in result.methods}
-        for layer in range(result.n_layers):
-            lines.append(f"| {layer + 1} | " + " | ".join(_fmt(stats[m][layer]) for m in result.methods) + " |")
-        lines.append("")
-    top = result.n_layers
-    lines.append(f"### Top layer ({top}) against the paper (layer {PAPER['layer']})\n")
-    header = "| method | " + " | ".join(
-        f"{_TRUTH_NAMES.get(t, t)}: ours | {_TRUTH_NAMES.get(t, t)}: paper" for t in result.ground_truths
-    )
-    lines.append(header + " |")
-    lines.append("|---|" + "---:|---:|" * len(result.ground_truths))
-    for method in result.methods:
-        cells = []
+    for protocol in protocols(result):
         for truth in result.ground_truths:
-            cells.append(_fmt(result.correlation(truth, method)[top - 1]))
-            paper = PAPER["correlation"].get(truth, {}).get(method)
-            cells.append("–" if paper is None else f"{paper:.2f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines.append("")
+            lines.append(f"### Spearman correlation with {_TRUTH_NAMES.get(truth, truth)}: {PROTOCOLS[protocol][0]}\n")
+            lines.append(correlation_table(result, truth, protocol))
+            lines.append("")
+    top = result.n_layers
+    for protocol in protocols(result):
+        lines.append(f"### Top layer ({top}) against the paper (layer {PAPER['layer']}): {PROTOCOLS[protocol][0]}\n")
+        lines.append(paper_table(result, protocol))
+        lines.append("")
+    if repro.saturation.get("n_examples"):
+        lines.append(
+            f"### Raw flow into [CLS] at its source bound min(1, first-layer column sum) "
+            f"({repro.saturation['n_examples']} examples)\n"
+        )
+        lines.append(saturation_table(repro.saturation))
+        lines.append("")
+    conc = repro.concentration
+    if conc.get("n_examples"):
+        lines.append(
+            f"Blank-out on {conc['n_examples']} sentences: the subject takes a median "
+            f"{conc['subject_share_median']:.2%} of the blank-out mass, the second-largest change in "
+            f"probability is {conc['second_largest_median']:.1e} (median), and the subject has the "
+            f"largest change in {conc['subject_first']:.2f} of them.\n"
+        )
     plaus = repro.plausibility
     lines.append(
         f"### Subject ranked above every attractor ({plaus['n_examples']} examples with attractors)\n"
@@ -328,6 +436,53 @@ def tables_markdown(repro: Reproduction) -> str:
     )
     lines.append(f"For reference: {references}; a random ranking {_rate(plaus['chance'])}.\n")
     return "\n".join(lines)
+
+
+def protocols(result: EvaluationResult) -> list[str]:
+    """The protocols an evaluation has: ``["words"]``, plus ``"with_cls"`` when special tokens were scored too."""
+    return ["words", "with_cls"] if result.has_special_protocol else ["words"]
+
+
+def correlation_table(result: EvaluationResult, truth: str, protocol: str = "words") -> str:
+    """Markdown: mean ± sd Spearman correlation with ``truth`` per layer (rows) and method (columns)."""
+    special = PROTOCOLS[protocol][1]
+    rows = ["| layer | " + " | ".join(result.methods) + " |", "|---:|" + "---:|" * len(result.methods)]
+    stats = {m: result.correlation(truth, m, special_tokens=special) for m in result.methods}
+    for layer in range(result.n_layers):
+        rows.append(f"| {layer + 1} | " + " | ".join(_fmt(stats[m][layer]) for m in result.methods) + " |")
+    return "\n".join(rows)
+
+
+def paper_table(result: EvaluationResult, protocol: str = "words") -> str:
+    """Markdown: the top layer's correlations next to the paper's, one row per method."""
+    special = PROTOCOLS[protocol][1]
+    top = result.n_layers
+    header = "| method | " + " | ".join(
+        f"{_TRUTH_NAMES.get(t, t)}: ours | {_TRUTH_NAMES.get(t, t)}: paper" for t in result.ground_truths
+    )
+    rows = [header + " |", "|---|" + "---:|---:|" * len(result.ground_truths)]
+    for method in result.methods:
+        cells = []
+        for truth in result.ground_truths:
+            cells.append(_fmt(result.correlation(truth, method, special_tokens=special)[top - 1]))
+            paper = PAPER["correlation"].get(truth, {}).get(method)
+            cells.append("–" if paper is None else f"{paper:.2f}")
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def saturation_table(saturation: dict[str, Any]) -> str:
+    """Markdown: per layer, the share of raw flow values into [CLS] at their source bound."""
+    n_layers = len(saturation["all_tokens"])
+    rows = [
+        "| | " + " | ".join(f"L{layer + 1}" for layer in range(n_layers)) + " |",
+        "|---|" + "---:|" * n_layers,
+        "| every token | " + " | ".join(f"{v:.3f}" for v in saturation["all_tokens"]) + " |",
+        "| words | " + " | ".join(f"{v:.3f}" for v in saturation["words"]) + " |",
+        "| sentences with every word at the bound | "
+        + " | ".join(f"{v:.3f}" for v in saturation["examples_all_words"]) + " |",
+    ]
+    return "\n".join(rows)
 
 
 def _rate(value: Any) -> str:
