@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -101,7 +102,11 @@ def evaluate(
             help="delete removed tokens, or blank them (replace by --blank).", callback=choice("delete", "blank")
         ),
     ] = "delete",
-    ig_steps: Annotated[int, typer.Option(help="Integration steps of integrated gradients.")] = 20,
+    ig_steps: Annotated[
+        int,
+        typer.Option(help="Integration steps of integrated gradients; a warning names examples whose "
+                     "convergence delta exceeds 5 %."),
+    ] = 50,  # attnflow.evaluate.runner.IG_STEPS (a test keeps them equal; importing it here is slow)
     seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 0,
     batch_size: Annotated[
         int | None,
@@ -121,13 +126,15 @@ def evaluate(
     """Compare methods with blank-out and gradient importance (Spearman, per layer) and measure faithfulness."""
     from ..evaluate import default_methods, read_examples
     from ..evaluate import evaluate as run_evaluate
+    from ..evaluate.runner import IntegratedGradientsWarning
 
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
     accepted = set().union(*(get_method(name).options for name in methods))
     options = {key: value for key, value in (("residual", residual), ("head_fusion", head_fusion)) if key in accepted}
-    with progress_bar("evaluating") as progress:
+    with progress_bar("evaluating") as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IntegratedGradientsWarning)
         result = run_evaluate(
             examples,
             model,
@@ -158,6 +165,9 @@ def evaluate(
     console.print(Columns(correlation_tables))  # side by side where the terminal is wide enough
     for table in tables[len(result.ground_truths) :]:
         console.print(table)
+    line = ig_delta_line(result, sum(issubclass(w.category, IntegratedGradientsWarning) for w in caught))
+    if line:
+        console.print(line, highlight=False)
     console.print(f"wrote {', '.join(str(out / name) for name in files)}")
 
 
@@ -170,6 +180,32 @@ def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
         "examples.csv": result.to_dataframe().to_csv(index=False).encode("utf-8"),
         "correlation.png": figure_png(result.plot()),
     }
+
+
+def ig_delta_line(result: EvaluationResult, n_warned: int) -> str:
+    """One line on integrated gradients' convergence: median and largest relative delta, and a warning.
+
+    Empty when integrated gradients were not computed.
+
+    Examples
+    --------
+    >>> from attnflow.evaluate import EvaluationResult
+    >>> ig_delta_line(EvaluationResult("toy", {"spec": "norm"}, [], [], 2, "mean", (10,), None, {}, []), 0)
+    ''
+    """
+    summary = result.to_dict().get("ig_delta")
+    if not summary:
+        return ""
+    line = (
+        f"integrated gradients ({result.options.get('ig_steps')} steps): convergence delta "
+        f"{summary['relative_median']:.1%} of S(x) - S(baseline) (median), {summary['relative_max']:.1%} at most"
+    )
+    if n_warned:
+        line += (
+            f"; warning: {n_warned} of {summary['n_examples']} examples over "
+            f"{summary['warning_threshold']:.0%}, raise --ig-steps"
+        )
+    return line
 
 
 def evaluation_header(result: EvaluationResult) -> str:
