@@ -254,7 +254,7 @@ def explain_attentions(
 
 
 def _flow_notes(array: np.ndarray, position: int | str, scores: dict, options: dict[str, Any]) -> list[str]:
-    """Say so when flow at the top layer merely restates first-layer column sums (DESIGN.md §5)."""
+    """Say so when flow at the top layer merely restates first-layer column sums (docs/design.md §5)."""
     n = array.shape[-1]
     if "flow" not in scores or n < 3 or array.shape[0] < 2:
         return []

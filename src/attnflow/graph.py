@@ -1,6 +1,6 @@
 """The attention graph: validated, head-fused, residual-augmented attention.
 
-Shapes, written once (DESIGN.md §2–3):
+Shapes, written once (docs/design.md §2–3):
 
 - ``attentions``: ``(L, H, n, n)``, ``[l-1, h, i, j]`` is how much query ``i``
   attends to key ``j`` in head ``h`` of layer ``l``. Rows sum to 1.
@@ -209,7 +209,14 @@ the end), 'cls', 'last', 'mean' or None; got 99 instead.
 
 
 def discard_lowest(fused: np.ndarray, ratio: float, keep_column: int | None = None) -> np.ndarray:
-    """Zero the lowest ``ratio`` of each layer's fused attention (vit-explain's ``discard_ratio``).
+    """Zero the lowest ``ratio`` of each layer's fused attention, never in column ``keep_column``.
+
+    In each layer the ``floor(ratio * m)`` smallest of the ``m`` entries outside
+    column ``keep_column`` are set to 0 (every entry is a candidate when it is
+    ``None``). The whole column is kept because the weights pointing at the
+    explained output token carry its own information back to it; vit-explain,
+    where ``discard_ratio`` comes from, keeps only entry ``(0, 0)``
+    (docs/design.md §3).
 
     Entries in column ``keep_column`` (the output token's own column; see
     :func:`check_keep_token`) are never discarded. Rows are renormalised later,
@@ -279,7 +286,7 @@ def check_ratio(discard_ratio: float) -> float:
 
 @dataclass(frozen=True)
 class AttentionGraph:
-    """The layered attention graph of DESIGN.md §3, as an ``(L, n, n)`` capacity array.
+    """The layered attention graph of docs/design.md §3, as an ``(L, n, n)`` capacity array.
 
     ``capacities[l-1, i, j]`` is the capacity of the edge ``(l-1, j) -> (l, i)``.
 

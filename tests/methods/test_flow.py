@@ -159,7 +159,7 @@ def test_kernel_agrees_with_networkx_on_arbitrary_capacities(seed, n_layers, n, 
                                                np.tile(np.arange(n), 2), sink), got)
 
 
-# --- facts from DESIGN.md §5 -----------------------------------------------------------------
+# --- facts from docs/design.md §5 -----------------------------------------------------------
 
 
 @settings(max_examples=40, deadline=None)

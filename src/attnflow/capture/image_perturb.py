@@ -128,7 +128,7 @@ def patch_blankout(
 ) -> np.ndarray:
     """Blank-out for images: ``|p(x) - p(x with patch k blanked)|`` for every patch, ``(rows, cols)``.
 
-    The image analogue of the paper's blank-out ground truth (DESIGN.md §7), one
+    The image analogue of the paper's blank-out ground truth (docs/design.md §8), one
     patch at a time, all copies in batches.
     """
     import torch

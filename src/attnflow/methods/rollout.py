@@ -34,7 +34,8 @@ def rollout(
         ``"mean"`` (the paper), ``"max"``, ``"min"``, or head weights ``(L, H)``.
     discard_ratio
         Zero this fraction of the lowest fused attention weights in each layer
-        before adding the residual (vit-explain); never in column ``keep_token``.
+        before adding the residual, never in column ``keep_token`` (the whole
+        column; vit-explain keeps only entry ``(0, 0)``; see docs/design.md §3).
     start_layer
         Roll out from this layer (1-based) only; layers below it are NaN.
     keep_token
