@@ -132,6 +132,12 @@ def _find(names: list[str], extra: list[str]) -> str | None:
     return next((path for path in extra if os.access(path, os.X_OK)), None)
 
 
+def find_browser() -> tuple[str | None, str | None]:
+    """Paths of chromium and chromedriver, ``None`` for what is missing."""
+    chromium = _find(["chromium", "chromium-browser", "google-chrome"], ["/usr/bin/chromium"])
+    return chromium, _find(["chromedriver"], ["/usr/lib/chromium/chromedriver"])
+
+
 def no_browser(reason: str) -> None:
     """Skip a browser test, with the reason; under CI (``CI`` set) fail instead: CI must run them."""
     if os.environ.get("CI"):
@@ -146,8 +152,7 @@ def browser():
     ``scripts/install-browser.sh`` (run by ``make setup``) installs both. Without
     them the browser tests skip with the reason, or fail when ``CI`` is set.
     """
-    chromium = _find(["chromium", "chromium-browser", "google-chrome"], ["/usr/bin/chromium"])
-    driver_path = _find(["chromedriver"], ["/usr/lib/chromium/chromedriver"])
+    chromium, driver_path = find_browser()
     if chromium is None or driver_path is None:
         no_browser(
             f"no headless browser: chromium {'found' if chromium else 'missing'}, chromedriver "

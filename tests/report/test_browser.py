@@ -183,3 +183,19 @@ def test_evaluation_page(browser, tmp_path):
     assert "The paper, layer 2" in cards[0].text and "accuracy 0.97 (paper 0.96)" in browser.page_source
     assert "0.71" in cards[0].text and "AOPC" in browser.find_element(By.ID, "eval-faith").text
     screenshot(browser, "report-evaluation.png", tmp_path)
+
+
+def test_a_route_left_out_is_said_not_drawn(browser, tmp_path, monkeypatch):
+    from attnflow.report import data as report_module
+    from tests.helpers import random_attention
+
+    monkeypatch.setattr(report_module, "ROUTE_ALL_OUTPUTS_BUDGET", 10.0)  # as for a long input
+    data = report_module.report_data(random_attention(np.random.default_rng(2), 3, 2, 6), methods="rollout")
+    path = write_html(data, tmp_path / "chosen.html")
+    assert not severe(open_page(browser, path))
+    assert view(browser)["shares"] == page_precision(data.output_scores("rollout", 0)[2]).tolist()
+    browser.execute_script("window.attnflowReport.setOutputToken(3)")
+    after = view(browser)
+    assert after["shares"] is None and after["graph"][2] == 0  # no route drawn, nothing made up
+    assert "not in this report" in browser.find_element("id", "graph-caption").text
+    assert not severe(browser.get_log("browser"))

@@ -176,3 +176,16 @@ def test_write_errors_are_clear(tmp_path, toy_data):
         write_html(toy_data, tmp_path)
     path = write_html(toy_data, tmp_path / "report.html")
     assert isinstance(path, Path) and path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_browser_tests_fail_without_a_browser_under_ci(monkeypatch):
+    from tests.report import conftest
+
+    monkeypatch.setattr(conftest, "_find", lambda names, extra: None)
+    assert conftest.find_browser() == (None, None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser tests must run"):
+        conftest.no_browser("no headless browser")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no headless browser"):
+        conftest.no_browser("no headless browser")

@@ -592,7 +592,8 @@
       shown + " edges \u2265 " + state.threshold.toFixed(2) + " shown). Orange: how the information of "));
     caption.appendChild(el("b", null, outputLabel(key)));
     caption.appendChild(document.createTextNode(" at layer " + layer +
-      " reaches back through the residual-augmented graph (backward rollout). Click a node to explain it."));
+      " reaches back through the residual-augmented graph (backward rollout" +
+      (v ? "" : "; not in this report for this output, see the notes") + "). Click a node to explain it."));
     byId("threshold-value").textContent = state.threshold.toFixed(2);
     var legendBar = byId("legend-bar");
     if (legendBar && method) { legendBar.style.background = methodColour(method); }
