@@ -77,4 +77,4 @@ def test_errors_are_one_line(run, eight_jsonl, tmp_path, args, message):
 def test_without_ray_the_engine_says_how_to_install_it(run, eight_jsonl, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
     status, _, stderr = run("--data", str(eight_jsonl), "--out", str(tmp_path / "out"), "--engine", "ray")
-    assert status == 2 and "--engine ray needs Ray: pip install 'attnflow[ray]'" in stderr
+    assert status == 2 and "--engine ray needs Ray: pip install 'ray>=2.9,<3'" in stderr

@@ -211,7 +211,7 @@ def _read_saved_dataset(folder: Path, split: str | None) -> tuple[list[dict[str,
     except ImportError:
         raise AttnflowError(
             f"{str(folder)!r} is a folder; reading a Hugging Face datasets folder needs the datasets package: "
-            "pip install 'attnflow[datasets]'."
+            "pip install 'datasets>=2.14' (attnflow's optional extra named datasets)."
         ) from None
     try:
         loaded = datasets.load_from_disk(str(folder))

@@ -117,7 +117,9 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
     try:
         import ray
     except ImportError:
-        raise AttnflowError("--engine ray needs Ray: pip install 'attnflow[ray]'.") from None
+        raise AttnflowError(
+            "--engine ray needs Ray: pip install 'ray>=2.9,<3' (attnflow's optional extra named ray)."
+        ) from None
     from ray.exceptions import RayError, RayTaskError
 
     if address is not None:
