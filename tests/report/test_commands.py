@@ -161,3 +161,14 @@ def test_explain_html_captures_once_and_computes_each_output_once(run_command, t
     assert len(captures) == 1  # explain's capture is the report's
     assert flow_outputs[0] == 0 and sorted(flow_outputs) == list(range(n))  # each output once; explain's first
     assert all(v is not None for v in page["scores"]["flow"][5][n - 1])
+
+
+def test_explain_takes_a_capture_of_its_own_text_only():
+    import attnflow
+    from attnflow.capture import capture_attention
+
+    captured = capture_attention(TEXT)
+    e = attnflow.explain(TEXT, methods="rollout", captured=captured)
+    np.testing.assert_array_equal(e.scores["rollout"], attnflow.rollout(captured.attentions)[:, 0, :])
+    with pytest.raises(AttnflowError, match="must be of the text being explained"):
+        attnflow.explain("Another text.", methods="rollout", captured=captured)
