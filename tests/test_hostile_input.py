@@ -690,3 +690,79 @@ def test_a_malicious_pickle_is_refused_without_unsafe_advice(tmp_path, tiny_bert
     message = str(info.value)
     assert "weights_only" not in message and "False" not in message
     assert "\n" not in message
+
+
+# ------------------------------------------------------------------ replacing files attnflow did not write
+
+def test_a_foreign_file_is_replaced_only_with_overwrite(capsys, tmp_path):
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_explanation_dict()))
+    page = tmp_path / "page.html"
+    page.write_text("<html>my own notes</html>")
+    status, _, err = run_cli(capsys, "report", results, "-o", page)
+    assert status == 2 and "not a file attnflow wrote" in flat(err) and "--overwrite" in err
+    assert page.read_text() == "<html>my own notes</html>"
+    assert run_cli(capsys, "report", results, "-o", page, "--overwrite")[0] == 0
+    assert "attnflow" in page.read_text()
+    assert run_cli(capsys, "report", results, "-o", page)[0] == 0  # now attnflow's own: replaced freely
+
+
+def test_a_foreign_json_in_a_results_folder_is_kept(capsys, no_model, tmp_path, data_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"mine": true}')
+    status, _, err = run_cli(capsys, "evaluate", "--data", data_file, "--out", out)
+    assert status == 2 and "results.json" in err and "--overwrite" in err
+    assert (out / "results.json").read_text() == '{"mine": true}'
+
+
+@pytest.mark.parametrize(
+    "name, content, replaceable",
+    [
+        ("a.json", '{"format": "attnflow.evaluation", "version": 1}', True),
+        ("a.json", '  {\n  "format":"attnflow.heads"}', True),
+        ("a.json", '{"name": "x", "format": "attnflow.explanation"}', False),
+        ("a.json", "[]", False),
+        ("a.html", '<!DOCTYPE html><meta name="generator" content="attnflow 0.1.0">', True),
+        ("a.html", "<html></html>", False),
+        ("a.png", "\x89PNG\r\n\x1a\n....", True),
+        ("a.png", "not a png", False),
+        ("a.svg", '<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', True),
+        ("a.svg", "plain text", False),
+        ("a.csv", "a,b\n", True),
+        ("a.py", "print()", False),
+    ],
+)
+def test_which_existing_files_are_attnflow_own(tmp_path, name, content, replaceable):
+    from attnflow.io import is_replaceable
+
+    path = tmp_path / name
+    path.write_bytes(content.encode("latin-1"))
+    assert is_replaceable(path) is replaceable
+    if not replaceable:
+        with pytest.raises(AttnflowError, match="--overwrite"):
+            check_output_file(path, "--x", (path.suffix,))
+        check_output_file(path, "--x", (path.suffix,), overwrite=True)
+
+
+@pytest.mark.e2e
+def test_explain_json_through_a_private_symlink(capsys, tmp_path):
+    target = tmp_path / "private" / "e.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps(_explanation_dict()))
+    target.chmod(0o600)
+    link = tmp_path / "e.json"
+    link.symlink_to(target)
+    status, _, err = run_cli(capsys, "explain", "The keys are here.", "--method", "rollout", "--json", link)
+    assert status == 0, err
+    assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert json.loads(target.read_text())["tokens"][0] == "[CLS]"
+
+
+def test_report_png_from_scores_only_says_there_is_no_graph(capsys, tmp_path):
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_explanation_dict()))
+    status, out, err = run_cli(capsys, "report", results, "--png", tmp_path / "fig.png")
+    assert status == 0, err
+    assert "no attention graph figure" in flat(err)
+    assert (tmp_path / "fig-heatmap.png").is_file() and not (tmp_path / "fig-graph.png").exists()

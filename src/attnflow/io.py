@@ -8,6 +8,9 @@ The output policy (docs: README "Output files"):
   ``evaluate --data out/examples.csv --out out``): that is refused before any work.
 - A file option checks its extension (``-o`` wants ``.html``, ``--json`` ``.json``...),
   so an output never replaces a file of another kind.
+- An existing file is replaced only when it is one of attnflow's own kinds
+  (:func:`is_replaceable`: a JSON or HTML file attnflow wrote, an image of the
+  same type), or when the command is given ``--overwrite``.
 - Replacing an existing file keeps its permission bits (a 0600 file stays 0600);
   a new file gets the usual ``0666 & ~umask``.
 - An output path that is a symbolic link is written *through*: the file it
@@ -23,6 +26,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -136,6 +140,57 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
+_SNIFF_BYTES = 8192
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_replaceable(path: PathLike) -> bool:
+    """Whether an existing output may be replaced without ``--overwrite``: it is one of attnflow's own kinds.
+
+    A ``.json`` file whose ``"format"`` is ``attnflow.*`` (every results file
+    starts with it), an ``.html`` file attnflow generated (its ``generator``
+    meta tag), a PNG or SVG image, a CSV, Markdown or JSON-lines table (the
+    fixed names of a results folder). A missing file is replaceable too.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "mine.json").write_text('{"format": "attnflow.explanation", "version": 1}')
+    >>> _ = (folder / "package.json").write_text('{"name": "something else"}')
+    >>> is_replaceable(folder / "mine.json"), is_replaceable(folder / "package.json")
+    (True, False)
+    """
+    target = Path(path)
+    if not target.exists():
+        return True
+    if not target.is_file():
+        return False
+    try:
+        with open(target, "rb") as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    suffix = target.suffix.lower()
+    if suffix == ".json":
+        return re.search(rb'^\s*\{\s*"format"\s*:\s*"attnflow\.', head) is not None
+    if suffix in (".html", ".htm"):
+        return re.search(rb'<meta name="generator" content="attnflow', head) is not None
+    if suffix == ".png":
+        return head.startswith(_PNG_SIGNATURE)
+    if suffix == ".svg":
+        return b"<svg" in head
+    return suffix in (".csv", ".md", ".jsonl", ".txt")
+
+
+def _check_replaceable(path: PathLike, option: str, overwrite: bool) -> None:
+    if not overwrite and not is_replaceable(_real_target(Path(path))):
+        raise AttnflowError(
+            f"Refusing to replace {os.fspath(path)!r} ({option}): it exists and is not a file attnflow wrote; "
+            "give another name, or pass --overwrite to replace it."
+        )
+
+
 def check_output_file(
     path: PathLike | None,
     option: str,
@@ -143,12 +198,14 @@ def check_output_file(
     *,
     inputs: Iterable[PathLike | None] = (),
     also: Iterable[PathLike] = (),
+    overwrite: bool = False,
 ) -> None:
     """Refuse, before any work, an output file path that cannot be right.
 
     ``path`` must end in one of ``suffixes``, lie in an existing folder, not be
     a folder, and neither it nor any path in ``also`` (files written beside it,
-    e.g. ``NAME-heatmap.png``) may be one of the command's ``inputs``.
+    e.g. ``NAME-heatmap.png``) may be one of the command's ``inputs``; an
+    existing one must be :func:`is_replaceable` unless ``overwrite``.
 
     Examples
     --------
@@ -175,13 +232,15 @@ def check_output_file(
     folder = real.parent if str(real.parent) else Path(".")
     if not folder.is_dir():
         raise AttnflowError(f"Cannot write {os.fspath(path)!r}: the folder {os.fspath(folder)!r} does not exist.")
+    sources = list(inputs)
     for written in (target, *map(Path, also)):
-        for source in inputs:
+        for source in sources:
             if source is not None and same_file(written, source):
                 raise AttnflowError(
                     f"Refusing to write {option} {os.fspath(written)!r}: it is one of this command's inputs "
                     f"({os.fspath(source)!r})."
                 )
+        _check_replaceable(written, option, overwrite)
 
 
 def check_output_folder(
@@ -190,8 +249,11 @@ def check_output_folder(
     *,
     inputs: Iterable[PathLike | None] = (),
     names: Iterable[str] = (),
+    overwrite: bool = False,
 ) -> None:
     """Refuse, before any work, an output folder that is a file, or whose files ``names`` include an input.
+
+    An existing file of ``names`` must be :func:`is_replaceable` unless ``overwrite``.
 
     Examples
     --------
@@ -216,6 +278,7 @@ def check_output_folder(
                     f"Refusing to write into {option} {os.fspath(path)!r}: its {name} would replace this "
                     f"command's input {os.fspath(source)!r}; choose another folder."
                 )
+        _check_replaceable(folder / name, option, overwrite)
 
 
 def write_folder(folder: PathLike, files: dict[str, bytes]) -> None:

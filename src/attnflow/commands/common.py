@@ -164,3 +164,10 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+
+
+#: ``--overwrite``, the same on every command that writes files (see :mod:`attnflow.io` for the policy).
+OVERWRITE_HELP = (
+    "Replace existing output files even when they are not files attnflow wrote "
+    "(its own results, reports and figures are replaced without it)."
+)

@@ -13,6 +13,7 @@ from ..methods import available_methods, get_method
 from .common import (
     CLI_HEAD_FUSIONS,
     HEAD_FUSION_HELP,
+    OVERWRITE_HELP,
     check_layer_option,
     check_method_option,
     check_methods,
@@ -122,13 +123,14 @@ def evaluate(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Compare methods with blank-out and gradient importance (Spearman, per layer) and measure faithfulness."""
     from ..evaluate import default_methods, read_examples
     from ..evaluate import evaluate as run_evaluate
     from ..evaluate.runner import IntegratedGradientsWarning
 
-    check_output_folder(out, inputs=[data], names=OUTPUT_FILES)
+    check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=overwrite)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
     accepted = set().union(*(get_method(name).options for name in methods))

@@ -13,6 +13,7 @@ from ..methods import available_methods
 from .common import (
     CLI_HEAD_FUSIONS,
     HEAD_FUSION_HELP,
+    OVERWRITE_HELP,
     check_layer,
     check_layer_option,
     check_method_option,
@@ -107,6 +108,7 @@ def explain(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -124,12 +126,16 @@ def explain(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
             + ("; got both." if text is not None else "; got neither.")
         )
-    check_output_file(json_path, "--json", (".json",), inputs=[image])
+    check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
     if image is not None:
         if target is not None and not target_needed(method, options):
             error_console.print(f"note: {TARGET_IGNORED}", highlight=False)
         if head_fusion == "importance":
             raise AttnflowError("--head-fusion importance is for texts; for an image give mean, max or min.")
+        if svg_path is not None:
+            raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
+        check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image], overwrite=overwrite)
+        check_output_file(png_path, "--png", (".png",), inputs=[image], overwrite=overwrite)
         if not image.exists() or image.is_dir():  # before loading a model; load_image checks the rest
             what = "is a folder; give an image file" if image.is_dir() else "the file does not exist"
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
@@ -146,7 +152,7 @@ def explain(
     if wants_report:
         from .report import check_report_paths
 
-        check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html")
+        check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
     model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
     _check_depth(layer, model)
     captured = None
@@ -242,12 +248,6 @@ def _explain_image(
     from ..report.terminal import explanation_table
     from ..vision import explain_image
 
-    if svg_path is not None:
-        raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
-    from ..io import check_output_file
-
-    check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image])
-    check_output_file(png_path, "--png", (".png",), inputs=[image])
     size = _parse_size(image_size)
     with progress_bar("explaining") as progress:
         result = explain_image(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import console, number_range, progress_bar
+from .common import OVERWRITE_HELP, console, number_range, progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -93,6 +93,7 @@ def heads(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
     from ..evaluate import read_examples
@@ -101,7 +102,7 @@ def heads(
     from ..report.plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
-    check_output_folder(out, inputs=[data, frequencies, dependency_file], names=OUTPUT_FILES)
+    check_output_folder(out, inputs=[data, frequencies, dependency_file], names=OUTPUT_FILES, overwrite=overwrite)
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():

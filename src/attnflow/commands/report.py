@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import console, error_console
+from .common import OVERWRITE_HELP, console, error_console
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..report.data import ReportData
@@ -44,13 +44,14 @@ def report(
     ] = None,
     layer: Annotated[int, typer.Option(help="Layer shown first (1-based; -1 = top).")] = -1,
     title: Annotated[str | None, typer.Option(help="The page's title [default: the explained text].")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Make a self-contained HTML report (token heatmaps, attention graph, evaluation) from a results JSON."""
     from ..report.data import load_report_data
 
     if out is None and png is None and svg is None:
         raise AttnflowError("Nothing to write: give --out/-o FILE.html, --png FILE.png or --svg FILE.svg.")
-    check_report_paths(out, png, svg, inputs=[results])
+    check_report_paths(out, png, svg, inputs=[results], overwrite=overwrite)
     data = load_report_data(results, layer=layer)
     if data.attention is None and (png is not None or svg is not None) and data.methods:
         error_console.print(
@@ -114,8 +115,12 @@ def check_report_paths(
     *,
     inputs: list[Path | None] | None = None,
     html_option: str = "--out",
+    overwrite: bool = True,
 ) -> None:
     """Fail early, before any work, on output paths that cannot be right (the rules of :mod:`attnflow.io`).
+
+    The commands pass ``overwrite=False`` (unless ``--overwrite``): existing files attnflow
+    did not write are then refused too.
 
     Examples
     --------
@@ -127,8 +132,8 @@ def check_report_paths(
     from ..io import check_output_file
 
     sources = inputs or []
-    check_output_file(html, html_option, (".html", ".htm"), inputs=sources)
+    check_output_file(html, html_option, (".html", ".htm"), inputs=sources, overwrite=overwrite)
     for target, fmt in ((png, "png"), (svg, "svg")):
         if target is not None:  # the figures land beside it as NAME-heatmap.EXT and NAME-graph.EXT
             also = [target.with_name(f"{target.stem}-{kind}{target.suffix}") for kind in ("heatmap", "graph")]
-            check_output_file(target, f"--{fmt}", (f".{fmt}",), inputs=sources, also=also)
+            check_output_file(target, f"--{fmt}", (f".{fmt}",), inputs=sources, also=also, overwrite=overwrite)

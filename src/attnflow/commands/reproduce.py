@@ -9,7 +9,15 @@ import typer
 
 from ..errors import AttnflowError
 from ..methods import available_methods
-from .common import check_method_option, check_methods, console, error_console, number_range, progress_bar
+from .common import (
+    OVERWRITE_HELP,
+    check_method_option,
+    check_methods,
+    console,
+    error_console,
+    number_range,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -17,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..tasks.reproduce import Reproduction
 
 TASKS = ("sva",)
+#: What ``--out`` receives (``model/`` too with ``--retrain``).
+OUTPUT_FILES = ("results.json", "tables.md", "examples.jsonl", "examples.csv", "correlation_by_layer.png")
 
 
 def reproduce(
@@ -45,6 +55,7 @@ def reproduce(
             callback=check_method_option,
         ),
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
     from ..io import check_output_folder, write_folder
@@ -52,7 +63,7 @@ def reproduce(
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
-    check_output_folder(out)
+    check_output_folder(out, names=OUTPUT_FILES, overwrite=overwrite)
     if retrain and out is None:
         raise AttnflowError("--retrain needs --out DIR: the new model is saved in DIR/model.")
     methods = check_methods(list(method)) if method else None
