@@ -85,3 +85,49 @@ def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = Non
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="importance |dS/dξ|")
     return fig
+
+
+def plot_pruning_curves(sweep: Any, ax: Any = None, *, title: str | None = None) -> Any:
+    """Accuracy against the number of heads kept: stochastic gates (one point per penalty) and importance ranking.
+
+    Parameters
+    ----------
+    sweep
+        An :class:`attnflow.heads.gates.GateSweep` (``rows`` with ``n_kept``, ``accuracy``,
+        ``ranking_accuracy``, ``penalty``; ``n_layers``, ``n_heads``, ``model_name``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> rows = [{"penalty": 0.0, "n_kept": 4, "accuracy": 1.0, "ranking_accuracy": 1.0},
+    ...         {"penalty": 0.1, "n_kept": 1, "accuracy": 0.9, "ranking_accuracy": 0.6}]
+    >>> fig = plot_pruning_curves(SimpleNamespace(rows=rows, n_layers=2, n_heads=2, model_name="toy"))
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['stochastic gates (L0)', 'importance ranking']
+    """
+    rows = sorted(sweep.rows, key=lambda r: r["n_kept"])
+    if ax is None:
+        from .plots import _new_figure
+
+        fig = _new_figure(figsize=(5.2, 3.4), dpi=120)
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    kept = [r["n_kept"] for r in rows]
+    ax.plot(kept, [r["accuracy"] for r in rows], "o-", label="stochastic gates (L0)")
+    for r in rows:
+        ax.annotate(f"λ={r['penalty']:g}", (r["n_kept"], r["accuracy"]), textcoords="offset points",
+                    xytext=(3, 4), fontsize=6)
+    ranked = [(r["n_kept"], r["ranking_accuracy"]) for r in rows if r.get("ranking_accuracy") is not None]
+    if ranked:
+        ax.plot([k for k, _ in ranked], [a for _, a in ranked], "s--", label="importance ranking")
+    ax.set_xlabel(f"heads kept (of {sweep.n_layers * sweep.n_heads})")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.05)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or f"Head pruning · {getattr(sweep, 'model_name', '')}", fontsize=9)
+    return fig
