@@ -766,3 +766,62 @@ def test_report_png_from_scores_only_says_there_is_no_graph(capsys, tmp_path):
     assert status == 0, err
     assert "no attention graph figure" in flat(err)
     assert (tmp_path / "fig-heatmap.png").is_file() and not (tmp_path / "fig-graph.png").exists()
+
+
+# ------------------------------------------------------------------ the Python API, called carelessly
+
+ODD_VALUES = [None, -1, 0, 99, 1.5, "cls", "x", "", True, [0], [], (0, 1), np.nan, float("inf"), {}, b"cls"]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_careless_api_arguments_are_attnflow_errors_or_work(value):
+    """Every entry point, every odd value: it works or raises AttnflowError, never a TypeError/IndexError."""
+    e = attnflow.explain_attentions(UNIFORM, ["x", "y", "z"], methods=("raw", "rollout"))
+    calls = [
+        lambda: attnflow.attention_flow(UNIFORM, outputs=value),
+        lambda: attnflow.attention_flow(UNIFORM, normalize=value),
+        lambda: attnflow.rollout(UNIFORM, start_layer=value),
+        lambda: attnflow.rollout(UNIFORM, residual=value),
+        lambda: attnflow.rollout(UNIFORM, discard_ratio=value),
+        lambda: attnflow.rollout(UNIFORM, head_fusion=value),
+        lambda: attnflow.explain_attentions(UNIFORM, output=value),
+        lambda: attnflow.explain_attentions(UNIFORM, methods=value),
+        lambda: attnflow.explain_attentions(UNIFORM, tokens=value),
+        lambda: attnflow.explain_attentions(UNIFORM, methods="grad-rollout", gradients=value),
+        lambda: e.layer_scores("rollout", value),
+        lambda: e.layer_scores(value),
+        lambda: e.top_tokens("rollout", k=value),
+    ]
+    for call in calls:
+        try:
+            call()
+        except AttnflowError:
+            pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.ones((1, 1, 1), dtype=complex),
+        [[[1 + 0j]]],
+        [[[1.0]], [[0.5, 0.5]]],
+        [np.eye(2), np.eye(3)],
+        [],
+        {"a": 1},
+        np.array([[[object()]]]),
+        np.ones((2, 3, 4, 4, 1)),
+        np.ones((2, 2, 3, 4)) / 4,
+        np.zeros((0, 1, 1, 1)),
+        [[[2**80]]],
+    ],
+    ids=lambda v: type(v).__name__ + str(getattr(v, "shape", "")),
+)
+def test_malformed_attention_is_one_attnflow_error(value):
+    with pytest.raises(AttnflowError):
+        attnflow.rollout(value)
+
+
+def test_complex_tensors_are_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(AttnflowError, match="real numbers"):
+        attnflow.rollout(torch.ones((1, 1, 1), dtype=torch.complex64))

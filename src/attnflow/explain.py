@@ -118,6 +118,27 @@ def explain(
     return result
 
 
+def method_names(methods: Sequence[str] | str) -> list[str]:
+    """``methods`` as a list of names: one name, or any iterable of names.
+
+    Examples
+    --------
+    >>> method_names("rollout"), method_names(("raw", "flow"))
+    (['rollout'], ['raw', 'flow'])
+    """
+    if isinstance(methods, str):
+        return [methods]
+    try:
+        names = list(methods)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise AttnflowError(
+            f"The 'methods' parameter must be a method name or a list of them; got {methods!r} instead."
+        )
+    return names
+
+
 def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) -> bool:
     """Whether these methods and options need a target: a gradient method, or ``head_fusion="importance"``.
 
@@ -128,7 +149,7 @@ def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) 
     >>> target_needed("rollout", {"head_fusion": "importance"})
     True
     """
-    names = [methods] if isinstance(methods, str) else list(methods)
+    names = method_names(methods)
     return _wants_importance(method_options) or any(get_method(name).needs_gradients for name in names)
 
 
@@ -145,7 +166,7 @@ def target_inputs(
     """
     from .capture.gradients import target_gradients
 
-    names = [methods] if isinstance(methods, str) else list(methods)
+    names = method_names(methods)
     options = dict(method_options)
     gradients = None
     if any(get_method(name).needs_gradients for name in names):
@@ -198,12 +219,18 @@ def explain_attentions(
     n = array.shape[-1]
     if tokens is None:
         tokens = [str(i) for i in range(n)]
+    if isinstance(tokens, np.ndarray):
+        tokens = tokens.tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence) or not all(
+        isinstance(token, str) for token in tokens
+    ):
+        raise AttnflowError(f"The 'tokens' parameter must be a list of strings, one per position; got {tokens!r}.")
     if len(tokens) != n:
         raise AttnflowError(
             f"The 'tokens' parameter must hold one token per attention position ({n}); "
             f"got {len(tokens)} instead."
         )
-    names = [methods] if isinstance(methods, str) else list(methods)
+    names = method_names(methods)
     if not names:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     chosen = [get_method(name) for name in names]
@@ -221,10 +248,9 @@ def explain_attentions(
         )
     grads = None
     if gradients is not None:
-        grads = np.asarray(
-            gradients.detach().cpu().double().numpy() if hasattr(gradients, "detach") else gradients,
-            dtype=np.float64,
-        )
+        from .graph import _to_numpy
+
+        grads = _to_numpy(gradients, "gradients")
         if grads.shape != array.shape:
             raise AttnflowError(
                 f"The 'gradients' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "

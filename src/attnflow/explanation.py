@@ -86,9 +86,13 @@ class Explanation:
 
     def layer_scores(self, method: str, layer: int = -1) -> np.ndarray:
         """Scores ``(n,)`` of one method after layer ``layer`` (1-based; -1 is the top)."""
-        if method not in self.scores:
+        if not isinstance(method, str) or method not in self.scores:
             raise AttnflowError(f"No scores for method {method!r}; this explanation has {self.methods}.")
         n_layers = self.n_layers
+        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
+            raise AttnflowError(
+                f"The 'layer' parameter must be an integer from 1 to {n_layers} (or -1 for the top); got {layer!r}."
+            )
         index = layer - 1 if layer > 0 else n_layers + layer
         if not 0 <= index < n_layers:
             raise AttnflowError(
@@ -98,6 +102,8 @@ class Explanation:
 
     def top_tokens(self, method: str, layer: int = -1, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` highest-scoring tokens of one method and layer."""
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise AttnflowError(f"The 'k' parameter must be an integer >= 0; got {k!r}.")
         values = self.layer_scores(method, layer)
         order = np.argsort(-values, kind="stable")[:k]
         return [(self.tokens[i], round(float(values[i]), 12)) for i in order]

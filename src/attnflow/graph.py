@@ -33,6 +33,10 @@ ROW_SUM_TOLERANCE = 1e-3
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     """Convert numpy arrays, torch tensors or nested lists to a float64 array."""
+    if (isinstance(value, np.ndarray) and np.iscomplexobj(value)) or (
+        callable(getattr(value, "is_complex", None)) and value.is_complex()
+    ):
+        raise AttnflowError(f"The '{name}' parameter must hold real numbers; got complex values.")
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
         if getattr(value, "is_meta", False):
             raise AttnflowError(
