@@ -4,7 +4,9 @@
     python benchmarks/batch.py --n 2000 --model sva --json batch.json
 
 Each engine explains the same sentences (``attnflow.tasks.sva.generate``, test
-split, seed 0) with raw, rollout and flow into a fresh folder. Reported per engine:
+split, seed 0) with raw, rollout and flow into a fresh folder, every worker with one
+torch/numba thread, so the runs differ only in their number of workers and engine.
+Reported per engine:
 
 - ``wall``: the whole ``run_batch`` call (worker start-up and model loading included);
 - ``steady``: examples per second after the first shard is written, which leaves out
@@ -36,7 +38,7 @@ def timed(data: Path, out: Path, model: str, engine: str, workers: int, shard_si
     start = time.perf_counter()
     result = run_batch(
         data, out, model, ["raw", "rollout", "flow"], shard_size=shard_size, engine=engine, workers=workers,
-        threads=1 if workers > 1 else available_cores(),
+        threads=1,
         progress=lambda done, total: marks.append((time.perf_counter(), done)),
     )
     wall = time.perf_counter() - start

@@ -124,6 +124,13 @@ def test_bad_rows_are_skipped_and_counted_with_the_reason(minilm, tmp_path):
     assert frame[frame.example == 2].n_tokens.iloc[0] == 512
 
 
+def test_the_data_set_may_not_lie_among_the_outputs(reference_run, minilm, tmp_path):
+    _, out, _ = reference_run
+    with pytest.raises(AttnflowError, match="lies among the files of the output folder"):
+        run_batch(out / "scores" / "part-00000.parquet", out, minilm, METHODS, workers=1, overwrite=True)
+    assert (out / "scores" / "part-00000.parquet").is_file()
+
+
 def test_nothing_to_explain_is_an_error(minilm, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": ""}, {"text": " "}])
     with pytest.raises(AttnflowError, match="No row of .* can be explained: 2 rows skipped \\(empty text\\)"):

@@ -180,6 +180,11 @@ def run_batch(
         raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
     out = Path(out)
     check_output_folder(out)
+    if not isinstance(data, Dataset) and _inside(Path(data), out):
+        raise AttnflowError(
+            f"The data set {os.fspath(data)!r} lies among the files of the output folder {str(out)!r}; "
+            "move it or choose another --out."
+        )
     dataset = data if isinstance(data, Dataset) else read_dataset(
         data, text_column=text_column, label_column=label_column, target_column=target_column, split=split
     )
@@ -271,6 +276,15 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     order = {name: i for i, name in enumerate(manifest["options"]["methods"])}
     frame["_method"] = frame["method"].map(order)
     return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
+
+
+def _inside(data: Path, out: Path) -> bool:
+    """Whether ``data`` is one of the files a run writes or clears in ``out``."""
+    try:
+        data, out = data.resolve(), out.resolve()
+    except OSError:
+        return False
+    return data in (out / MANIFEST, out / SUMMARY) or (out / SCORES) in (data, *data.parents)
 
 
 def _columns() -> tuple[str, ...]:
