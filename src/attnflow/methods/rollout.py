@@ -39,7 +39,9 @@ def rollout(
     start_layer
         Roll out from this layer (1-based) only; layers below it are NaN.
     keep_token
-        The output token whose column ``discard_ratio`` never touches.
+        The output token whose column ``discard_ratio`` never touches: an index
+        (negative from the end), ``"cls"``, ``"last"``, or ``None``/``"mean"`` for
+        none. Checked even when ``discard_ratio`` is 0.
 
     Returns
     -------
