@@ -825,3 +825,29 @@ def test_complex_tensors_are_refused():
     torch = pytest.importorskip("torch")
     with pytest.raises(AttnflowError, match="real numbers"):
         attnflow.rollout(torch.ones((1, 1, 1), dtype=torch.complex64))
+
+
+def test_an_interrupt_while_renaming_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    path.write_text("old")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_bytes_atomic(path, b"new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_flow_writes_no_json(capsys, monkeypatch, tmp_path):
+    import attnflow.methods.flow as flow_module
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flow_module, "attention_flow", interrupt)
+    status, _, err = run_cli(capsys, "explain", "hi there", "--method", "flow", "--json", tmp_path / "e.json")
+    assert status == 130 and "interrupted; nothing was written." in err
+    assert list(tmp_path.iterdir()) == []
