@@ -37,11 +37,16 @@ def classifier():
 def test_importance_is_the_mean_absolute_head_mask_gradient(classifier):
     report = analyze_heads(TEXTS, classifier, target=1)
     expected = np.zeros((2, 4))
+    shares = np.zeros((2, 4))
     for text in TEXTS:
         ids = classifier.tokenizer(text)["input_ids"]
         bound = resolve_target(1, classifier).bind(classifier, ids)
-        expected += np.abs(target_gradients(classifier, bound, ids, objective="log_probability").head_gradients)
+        gradient = np.abs(target_gradients(classifier, bound, ids, objective="log_probability").head_gradients)
+        expected += gradient
+        shares += gradient / gradient.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(report.importance, expected / len(TEXTS), rtol=1e-10)
+    np.testing.assert_allclose(report.relevance, shares / len(TEXTS), rtol=1e-10)
+    np.testing.assert_allclose(report.relevance.sum(axis=1), 1.0)
     assert report.target["class"] == 1 and report.n_examples == 3
     for name in ("confidence", "previous_share", "next_share", "rare_share", "sink_share", "previous_max",
                  "next_max", "rare_max"):

@@ -170,10 +170,11 @@ def top_heads_table(report: HeadReport, k: int = 10) -> Table:
         title=f"Top {k} heads by importance (prev/next/rare: share of queries whose maximum attention is there)",
         title_justify="left", header_style="bold",
     )
-    for name in ("layer", "head", "roles", "importance", "confidence", "prev", "next", "rare", "sink share"):
+    columns = ("layer", "head", "roles", "importance", "relevance", "confidence", "prev", "next", "rare", "sink share")
+    for name in columns:
         table.add_column(name, justify="left" if name == "roles" else "right")
     for entry in report.top(k):
-        keys = ("importance", "confidence", "previous_max", "next_max", "rare_max", "sink_share")
+        keys = ("importance", "relevance", "confidence", "previous_max", "next_max", "rare_max", "sink_share")
         values = [entry[key] for key in keys]
         table.add_row(
             str(entry["layer"]),

@@ -46,7 +46,7 @@ from .syntax import RelationScores
 
 #: The (L, H) arrays of a :class:`HeadReport`, in the order reports show them.
 SCORES: tuple[str, ...] = (
-    "importance", "confidence", "previous_max", "next_max", "rare_max",
+    "importance", "relevance", "confidence", "previous_max", "next_max", "rare_max",
     "previous_share", "next_share", "rare_share", "sink_share",
 )
 #: The share scores and the names :func:`roles.role_labels` knows them by.
@@ -73,6 +73,11 @@ class HeadReport:
         Share of queries whose maximum attention is on the previous token, the next
         token, the least frequent token (Voita et al.'s positional and rare-word scores;
         NaN when not computed).
+    relevance
+        Mean over examples of each head's share of its layer's ``|gradient x head
+        output|`` (the head-mask gradient at 1 is exactly the head's output times the
+        gradient of ``S`` with respect to it, summed): Voita et al.'s relevance,
+        normalised per layer as they do, but with gradient x output, not LRP.
     syntactic
         Per dependency relation, the :class:`~attnflow.heads.syntax.RelationScores`
         (empty without parses).
@@ -105,6 +110,7 @@ class HeadReport:
     previous_max: np.ndarray | None = None
     next_max: np.ndarray | None = None
     rare_max: np.ndarray | None = None
+    relevance: np.ndarray | None = None
     syntactic: dict[str, RelationScores] = field(default_factory=dict)
     model_name: str = ""
     target: dict[str, Any] = field(default_factory=dict)
@@ -235,6 +241,8 @@ class HeadReport:
             },
             "importance_definition": "mean over examples of |dS/dxi|, xi a mask scaling the head's output, S the "
             "target's log-probability (cosine / norm for pooled targets); Michel et al. 2019",
+            "relevance_definition": "mean over examples of |dS/dxi[l, h]| / sum over the heads h' of layer l of "
+            "|dS/dxi[l, h']|: gradient x head output, normalised per layer (Voita et al. use LRP instead)",
             "role_definitions": {
                 "previous/next": "maximum attention on the token just before/after the query in at least "
                 "thresholds.positional of the queries (Voita et al. 2019: 90 %)",
@@ -470,6 +478,7 @@ def analyze_heads(
     sums: dict[str, Any] = {}
     weights: dict[str, Any] = {}
     importance = None
+    relevance = None
     n_tokens = 0
     counter = syntax.SyntacticCounter()
     for index, (item, enc) in enumerate(zip(items, encoded, strict=True)):
@@ -480,6 +489,9 @@ def analyze_heads(
         n_tokens += n
         gradients = np.abs(found_gradients.head_gradients)
         importance = gradients if importance is None else importance + gradients
+        layer_totals = gradients.sum(axis=1, keepdims=True)
+        shares = np.divide(gradients, layer_totals, out=np.zeros_like(gradients), where=layer_totals > 0)
+        relevance = shares if relevance is None else relevance + shares
         special = [i for i, m in enumerate(enc.special_mask) if m]
         rare_position = roles.rarest_position(found_gradients.tokens, counts, special)
         shares = roles.role_scores(
@@ -516,6 +528,7 @@ def analyze_heads(
         previous_max=means["previous_max"],
         next_max=means["next_max"],
         rare_max=means["rare_max"],
+        relevance=relevance / len(items),
         syntactic=counter.scores(relations) if arcs_per_example is not None else {},
         model_name=loaded.name,
         target=resolved.describe(),
