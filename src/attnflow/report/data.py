@@ -636,6 +636,10 @@ def load_report_data(path: str | os.PathLike[str], *, layer: int = -1) -> Report
         return report_data_from_results(data, layer=layer)
     except AttnflowError as exc:
         raise AttnflowError(f"{name}: {exc}") from None
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:  # a hand-edited file
+        raise AttnflowError(
+            f"{name}: malformed attnflow results file (edited by hand?): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- helpers
