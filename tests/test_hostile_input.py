@@ -851,3 +851,23 @@ def test_ctrl_c_during_flow_writes_no_json(capsys, monkeypatch, tmp_path):
     status, _, err = run_cli(capsys, "explain", "hi there", "--method", "flow", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    key=st.sampled_from(
+        ["tokens", "scores", "outputs", "output", "layer", "attention", "evaluation", "image", "notes", "n_layers"]
+    ),
+    value=json_values,
+)
+def test_any_edit_of_report_data_loads_or_is_one_attnflow_error(tmp_path_factory, key, value):
+    from attnflow.report.data import load_report_data, report_data
+
+    data = report_data(np.full((1, 1, 2, 2), 0.5)).to_dict()
+    data[key] = value
+    path = tmp_path_factory.mktemp("r") / "r.json"
+    path.write_text(json.dumps(data))
+    try:
+        load_report_data(path)
+    except AttnflowError:
+        pass
