@@ -105,3 +105,23 @@ def test_bad_dependencies_get_one_line(run, tmp_path):
                          "--out", tmp_path / "o4")
     assert status == 2 and "is not a file" in err
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+
+
+def test_pruning_by_ranking_and_by_gates_from_the_command_line(run, tmp_path):
+    model = save_tiny_model("bert", tmp_path / "bert-cls", head="classification")
+    data = tmp_path / "data.txt"
+    data.write_text("The keys to the cabinet are on the table.\nA cat sat on the warm mat.\nDogs bark.\n")
+    status, out, err = run("--data", data, "--model", model, "--target", "predicted", "--out", tmp_path / "heads",
+                           "--prune", "--gates", "--penalty", 0, "--penalty", 100, "--gate-steps", 40, "--top", 0)
+    assert status == 0, err
+    gates = json.loads((tmp_path / "heads" / "gates.json").read_text())
+    assert [row["penalty"] for row in gates["rows"]] == [0.0, 100.0]
+    assert gates["rows"][0]["n_kept"] == 8 and gates["rows"][1]["n_kept"] < 8
+    assert gates["labels"] == "the unpruned model's predictions"
+    pruning = json.loads((tmp_path / "heads" / "pruning.json").read_text())
+    assert pruning["format"] == "attnflow.head_pruning" and pruning["n_heads"] == 8
+    assert (tmp_path / "heads" / "pruning.png").read_bytes()[:4] == b"\x89PNG"
+    text = " ".join(out.split())
+    assert "Pruning with stochastic gates" in text and "Pruning by importance ranking" in text
+    status, _, err = run("--data", data, "--model", model, "--out", tmp_path / "again", "--penalty", 0.1)
+    assert status == 2 and "need --prune or --gates" in err

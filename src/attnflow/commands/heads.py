@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..heads import HeadReport
 
-OUTPUT_FILES = ("heads.json", "heads.png")
+OUTPUT_FILES = ("heads.json", "heads.png", "pruning.json", "gates.json", "pruning.png")
 
 
 def heads(
@@ -93,6 +94,32 @@ def heads(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="Also prune heads by importance ranking (least / most important first, random) and measure the "
+            "target on --eval-data: pruning.json.",
+        ),
+    ] = False,
+    gates: Annotated[
+        bool,
+        typer.Option(
+            help="Also prune with stochastic L0 gates (classifiers only; the model stays frozen), one run per "
+            "--penalty, trained on --data and measured on --eval-data, beside importance ranking: gates.json, "
+            "pruning.png.",
+        ),
+    ] = False,
+    eval_data: Annotated[
+        Path | None,
+        typer.Option("--eval-data", help="Held-out examples the pruned models are measured on (default: --data)."),
+    ] = None,
+    penalty: Annotated[
+        list[float] | None,
+        typer.Option("--penalty", help="A gate penalty lambda (repeat; default 0, 0.003, 0.01, 0.03, 0.1, 0.3)."),
+    ] = None,
+    gate_steps: Annotated[
+        int, typer.Option(help="Training steps of the gates per penalty.", callback=number_range(1))
+    ] = 150,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
@@ -102,7 +129,13 @@ def heads(
     from ..report.plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
-    check_output_folder(out, inputs=[data, frequencies, dependency_file], names=OUTPUT_FILES, overwrite=overwrite)
+    check_output_folder(
+        out, inputs=[data, frequencies, dependency_file, eval_data], names=OUTPUT_FILES, overwrite=overwrite
+    )
+    if penalty and any(p < 0 for p in penalty):
+        raise AttnflowError(f"--penalty must be >= 0; got {', '.join(f'{p:g}' for p in penalty)}.")
+    if (eval_data is not None or penalty) and not (prune or gates):
+        raise AttnflowError("--eval-data and --penalty need --prune or --gates.")
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():
@@ -117,6 +150,7 @@ def heads(
         if not parses.is_file():
             raise AttnflowError(f"The --dependencies file {dependencies!r} is not a file.")
     examples = read_examples(data)
+    held_out = read_examples(eval_data) if eval_data is not None else examples
     with progress_bar("analysing heads") as progress:
         report = analyze_heads(
             examples,
@@ -137,6 +171,27 @@ def heads(
         "heads.json": (report.to_json() + "\n").encode("utf-8"),
         "heads.png": figure_png(report.plot()),
     }
+    ranking = sweep = None
+    if prune:
+        from ..heads import pruning_experiment
+
+        with progress_bar("pruning by importance") as progress:
+            ranking = pruning_experiment(
+                held_out, model, target, importance=report, fractions=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9),
+                truncate=truncate, trust_remote_code=trust_remote_code, progress=progress,
+            )
+        files["pruning.json"] = (json.dumps(ranking.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
+    if gates:
+        from ..heads import gate_pruning
+        from ..heads.gates import DEFAULT_PENALTIES
+
+        with progress_bar("training head gates") as progress:
+            sweep = gate_pruning(
+                examples, held_out, model, penalties=tuple(penalty or DEFAULT_PENALTIES), steps=gate_steps,
+                importance=report, trust_remote_code=trust_remote_code, progress=progress,
+            )
+        files["gates.json"] = (json.dumps(sweep.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
+        files["pruning.png"] = figure_png(sweep.plot())
     write_folder(out, files)
     console.print(
         f"model {report.model_name} · target {report.target.get('spec', '')} · {report.n_examples} examples · "
@@ -150,6 +205,12 @@ def heads(
         console.print(top_heads_table(report, top))
     if report.syntactic:
         console.print(syntactic_table(report))
+    if ranking is not None:
+        console.print("Pruning by importance ranking (value of the target; accuracy):", highlight=False)
+        console.print(ranking.to_markdown(), highlight=False, soft_wrap=True, markup=False)
+    if sweep is not None:
+        console.print(f"Pruning with stochastic gates ({sweep.labels}; model frozen):", highlight=False)
+        console.print(sweep.to_markdown(), highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {', '.join(str(out / name) for name in files)}", highlight=False, soft_wrap=True)
 
 
