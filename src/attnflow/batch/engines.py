@@ -110,8 +110,9 @@ def check_address(address: str) -> None:
 def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | None, address: str | None) -> int:
     """Shards as tasks of Ray actors that each hold the model; returns the number of actors used.
 
-    ``address`` ``None`` starts a local Ray for this run (and stops it after);
-    otherwise this connects to the running cluster there. ``workers`` ``None``
+    ``address`` ``None`` starts a new local Ray for this run (and stops it after),
+    even when a cluster is running here (``"auto"`` joins that one); otherwise this
+    connects to the cluster at ``address``. ``workers`` ``None``
     gives one actor per ``spec.threads`` CPUs of the cluster.
     """
     try:
@@ -130,7 +131,7 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
         if address is None:
             options["num_cpus"] = (workers or available_cores()) * spec.threads
         try:
-            ray.init(address=address, **options)
+            ray.init(address=address or "local", **options)  # "local": a new Ray, even when one is running
         except (ConnectionError, RayError, RuntimeError) as exc:
             raise AttnflowError(f"Cannot connect to Ray at {address or 'a new local cluster'!r}: {exc}") from None
         started = True
