@@ -871,3 +871,20 @@ def test_any_edit_of_report_data_loads_or_is_one_attnflow_error(tmp_path_factory
         load_report_data(path)
     except AttnflowError:
         pass
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("size, message", [((100000, 100000), "megapixels"), ((4000, 4000), "GiB")])
+def test_an_image_size_whose_attention_cannot_fit_is_refused(size, message):
+    with pytest.raises(AttnflowError, match=message):
+        attnflow.explain_image(np.zeros((8, 8), np.uint8), "digits-vit", methods="rollout", size=size)
+
+
+@pytest.mark.e2e
+def test_a_huge_image_size_on_the_command_line(capsys, tmp_path):
+    from attnflow.tasks.digits import digits_test_set, save_digit_png
+
+    images, _ = digits_test_set(1)
+    path = save_digit_png(images[0], tmp_path / "digit.png")
+    status, out, err = run_cli(capsys, "explain", "--image", path, "--image-size", "100000x100000")
+    assert status == 2 and "megapixels" in flat(err) and "Traceback" not in err + out

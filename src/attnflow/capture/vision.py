@@ -52,6 +52,8 @@ DEFAULT_IMAGE_MODEL = "digits-vit"
 #: The largest image :func:`load_image` opens (width x height); larger files are refused before decoding,
 #: so a small file that decompresses to gigabytes (a decompression bomb) cannot exhaust memory.
 MAX_IMAGE_PIXELS = 50_000_000
+#: The most memory the captured attention of one image may take (float64 ``(L, H, n, n)``).
+MAX_ATTENTION_BYTES = 8 * 2**30
 
 
 @dataclass
@@ -431,9 +433,39 @@ def prepare_image(
     """Load the model and the image and preprocess: ``(loaded, pil_image, pixel_values, source, cropped)``."""
     loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
     check_vision_model(loaded)
+    size = _check_size(size)
+    check_attention_size(loaded, size)
     pil, source = load_image(image)
-    pixel_values, cropped = preprocess(loaded, pil, _check_size(size))
+    pixel_values, cropped = preprocess(loaded, pil, size)
     return loaded, pil, pixel_values, source, cropped
+
+
+def check_attention_size(loaded: LoadedModel, size: tuple[int, int] | None) -> None:
+    """Refuse a ``size`` whose attention would not fit in memory (``MAX_ATTENTION_BYTES``), before resizing.
+
+    The captured attention is float64 ``(L, H, n, n)`` with ``n`` the patches plus
+    the prefix tokens; an ``--image-size`` of 100000x100000 would ask for exabytes.
+    """
+    if size is None:
+        return
+    height, width = size
+    if height * width > MAX_IMAGE_PIXELS:
+        raise AttnflowError(
+            f"The 'size' {height}x{width} is more than the {MAX_IMAGE_PIXELS // 1_000_000} megapixels attnflow "
+            "resizes an image to; give a smaller size (CLI: --image-size)."
+        )
+    config = loaded.model.config
+    patch_h, patch_w = patch_size(loaded.model)
+    n = (height // max(patch_h, 1)) * (width // max(patch_w, 1)) + 1
+    layers = int(getattr(config, "num_hidden_layers", 1) or 1)
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    needed = layers * heads * n * n * 8
+    if needed > MAX_ATTENTION_BYTES:
+        raise AttnflowError(
+            f"The 'size' {height}x{width} makes {n} tokens: their attention ({layers} layers x {heads} heads x "
+            f"{n}x{n}) would need {needed / 2**30:.0f} GiB, more than the {MAX_ATTENTION_BYTES / 2**30:.0f} GiB "
+            "attnflow allows; give a smaller size (CLI: --image-size)."
+        )
 
 
 def _needs_interpolation(loaded: LoadedModel, pixel_values: Any) -> bool:
