@@ -106,7 +106,7 @@ def evaluate(
     ig_steps: Annotated[
         int,
         typer.Option(help="Integration steps of integrated gradients; a warning names examples whose "
-                     "convergence delta exceeds 5 %."),
+                     "convergence delta exceeds 5 %.", callback=number_range(1)),
     ] = 50,  # attnflow.evaluate.runner.IG_STEPS (a test keeps them equal; importing it here is slow)
     seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 0,
     batch_size: Annotated[
