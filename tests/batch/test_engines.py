@@ -21,10 +21,13 @@ import pytest
 from attnflow.batch import read_results, run_batch
 from attnflow.errors import AttnflowError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("batch-engines")]  # one reference run, one head
 
 METHODS = ["raw", "rollout", "flow"]
 ROOT = Path(__file__).resolve().parents[2]
+# The test head, its drivers and this process agree on Ray's authentication mode whatever ~/.ray holds:
+# off (the head listens on loopback only, for the length of these tests).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 # A run that kills itself (SIGKILL, no clean-up) once `kill_at` examples are written.
 KILLED_RUN = """
@@ -57,7 +60,7 @@ def _killed_then_resumed(data: Path, out: Path, engine: str, address: str | None
     script = KILLED_RUN.format(methods=METHODS)
     process = subprocess.run(
         [sys.executable, "-c", script, str(data), str(out), engine, address or "-", "3"],
-        cwd=ROOT, start_new_session=True, capture_output=True, text=True,
+        cwd=ROOT, start_new_session=True, capture_output=True, text=True, env={**os.environ, **RAY_ENV},
     )
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     written = sorted(p.name for p in (out / "scores").glob("part-*.parquet"))
@@ -92,7 +95,7 @@ def ray_head():
         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
         f"--temp-dir={temp}",
     ]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **RAY_ENV}
     head = subprocess.Popen(command, start_new_session=True, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     address = f"127.0.0.1:{port}"
@@ -122,12 +125,16 @@ def ray_head():
 
 def test_ray_gives_the_rows_of_one_process(reference, tmp_path):
     data, expected = reference  # no address: a Ray of 2 workers started for this run and stopped after it
+    before = os.environ.get("RAY_AUTH_MODE")
     result = run_batch(data, tmp_path / "ray", None, METHODS, shard_size=1, engine="ray", workers=2)
+    assert os.environ.get("RAY_AUTH_MODE") == before  # Ray's setting for its local cluster does not leak
     assert result.summary["last_run"]["engine"] == "ray" and result.summary["last_run"]["workers"] == 2
     pd.testing.assert_frame_equal(result.dataframe(), expected)
 
 
-def test_ray_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(reference, ray_head, tmp_path):
+def test_ray_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(reference, ray_head, tmp_path, monkeypatch):
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
     data, expected = reference
     pd.testing.assert_frame_equal(_killed_then_resumed(data, tmp_path / "killed", "ray", ray_head), expected)
 

@@ -126,6 +126,7 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
     if address is not None:
         check_address(address)
     started = False
+    auth_mode = os.environ.get("RAY_AUTH_MODE")  # a new local Ray sets it for this process: restored after
     if not ray.is_initialized():
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
         if address is None:
@@ -168,3 +169,7 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
     finally:
         if started:
             ray.shutdown()
+            if auth_mode is None:
+                os.environ.pop("RAY_AUTH_MODE", None)
+            else:
+                os.environ["RAY_AUTH_MODE"] = auth_mode
