@@ -888,3 +888,22 @@ def test_a_huge_image_size_on_the_command_line(capsys, tmp_path):
     path = save_digit_png(images[0], tmp_path / "digit.png")
     status, out, err = run_cli(capsys, "explain", "--image", path, "--image-size", "100000x100000")
     assert status == 2 and "megapixels" in flat(err) and "Traceback" not in err + out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "R", "-o", "LONG.html"],
+        ["report", "R", "--png", "LONG.png"],
+        ["evaluate", "--data", "R", "--out", "LONG"],
+        ["explain", "hi", "--json", "LONG.json"],
+        ["explain", "--image", "LONG.png"],
+        ["report", "LONG.json", "-o", "x.html"],
+    ],
+)
+def test_a_file_name_too_long_is_one_line(capsys, no_model, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "R").write_text(json.dumps(_explanation_dict()))
+    args = [a.replace("LONG", "a" * 300) for a in args]
+    status, out, err = run_cli(capsys, *args)
+    assert status == 2 and err.count("error:") == 1 and "Traceback" not in err + out, err

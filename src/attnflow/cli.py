@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         error_console.print("aborted.")
         return 130
+    except OSError as exc:  # the file system said no (a name too long, a full disk, no permission): one line
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        error_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}:{escape(where)}", highlight=False,
+                            soft_wrap=True)
+        return 1
     except typer.TyperException as exc:  # typer's own click: usage errors (exit 2), file errors (exit 1)
         _show_usage_error(exc, sys.argv[1:] if argv is None else argv)
         return int(getattr(exc, "exit_code", 2))

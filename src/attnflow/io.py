@@ -162,11 +162,11 @@ def is_replaceable(path: PathLike) -> bool:
     (True, False)
     """
     target = Path(path)
-    if not target.exists():
-        return True
-    if not target.is_file():
-        return False
     try:
+        if not target.exists():
+            return True
+        if not target.is_file():
+            return False
         with open(target, "rb") as stream:
             head = stream.read(_SNIFF_BYTES)
     except OSError:
@@ -221,7 +221,16 @@ def check_output_file(
     """
     if path is None:
         return
-    target = Path(path)
+    try:
+        _check_output_file(Path(path), option, suffixes, list(inputs), list(also), overwrite)
+    except OSError as exc:  # a name too long, a loop of links, a folder we may not read
+        raise AttnflowError(f"Cannot write {option} {os.fspath(path)!r}: {exc.strerror or exc}.") from None
+
+
+def _check_output_file(
+    target: Path, option: str, suffixes: Sequence[str], sources: list[Any], also: list[Any], overwrite: bool
+) -> None:
+    path = target
     if target.is_dir():
         raise AttnflowError(f"Cannot write {option} {os.fspath(path)!r}: it is a folder; give a file name.")
     if suffixes and target.suffix.lower() not in suffixes:
@@ -232,7 +241,6 @@ def check_output_file(
     folder = real.parent if str(real.parent) else Path(".")
     if not folder.is_dir():
         raise AttnflowError(f"Cannot write {os.fspath(path)!r}: the folder {os.fspath(folder)!r} does not exist.")
-    sources = list(inputs)
     for written in (target, *map(Path, also)):
         for source in sources:
             if source is not None and same_file(written, source):
@@ -265,12 +273,18 @@ def check_output_folder(
     """
     if path is None:
         return
-    folder = Path(path)
+    try:
+        _check_output_folder(Path(path), option, [s for s in inputs if s is not None], list(names), overwrite)
+    except OSError as exc:
+        raise AttnflowError(f"Cannot write into {option} {os.fspath(path)!r}: {exc.strerror or exc}.") from None
+
+
+def _check_output_folder(folder: Path, option: str, sources: list[Any], names: list[str], overwrite: bool) -> None:
+    path = folder
     if folder.exists() and not folder.is_dir():
         raise AttnflowError(
             f"The {option} path {os.fspath(path)!r} is a file; give a folder (it is created if missing)."
         )
-    sources = [source for source in inputs if source is not None]
     for name in names:
         for source in sources:
             if same_file(folder / name, source):

@@ -136,8 +136,12 @@ def explain(
             raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
         check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image], overwrite=overwrite)
         check_output_file(png_path, "--png", (".png",), inputs=[image], overwrite=overwrite)
-        if not image.exists() or image.is_dir():  # before loading a model; load_image checks the rest
-            what = "is a folder; give an image file" if image.is_dir() else "the file does not exist"
+        try:  # before loading a model; load_image checks the rest
+            what = "is a folder; give an image file" if image.is_dir() else None
+            what = what or (None if image.exists() else "the file does not exist")
+        except OSError as exc:
+            what = exc.strerror or str(exc)
+        if what:
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
         from ..capture.vision import DEFAULT_IMAGE_MODEL
 
