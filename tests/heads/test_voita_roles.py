@@ -151,6 +151,13 @@ def test_words_meet_subword_tokens_through_character_offsets():
     assert arcs == [("det", (2, 3), (1,)), ("agreement", (0,), (2, 3))]
     with pytest.raises(AttnflowError, match="not in the text"):
         syntax.word_tokens(text, ["the", "cat"], offsets)
+    cut = offsets[:3]  # truncated after "aard": "sleep" has no token left
+    with pytest.raises(AttnflowError, match="covers no token"):
+        syntax.word_tokens(text, ["the", "aardvarks", "sleep"], cut)
+    words = syntax.word_tokens(text, ["the", "aardvarks", "sleep"], cut, allow_missing=True)
+    assert words == [(1,), (2,), ()]
+    parse = syntax.Parse(("the", "aardvarks", "sleep"), ((1, 0, "det"), (2, 1, "nsubj")))
+    assert syntax.token_arcs(parse, words, 0) == [("det", (2,), (1,))]
 
 
 def test_conllu_reader_skips_ranges_and_reports_bad_lines(tmp_path):

@@ -544,7 +544,7 @@ def analyze_heads(
 
 
 def _aligned_arcs(loaded: Any, text: str, enc: Any, parse: Any, index: int) -> list[tuple[str, tuple, tuple]]:
-    """One example's arcs as ``(relation, head tokens, dependent tokens)``; arcs past a truncation are dropped."""
+    """One example's arcs as ``(relation, head tokens, dependent tokens)``; arcs past a truncation are left out."""
     from . import syntax
 
     tokenizer = loaded.tokenizer
@@ -557,7 +557,7 @@ def _aligned_arcs(loaded: Any, text: str, enc: Any, parse: Any, index: int) -> l
     offsets = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     offsets = [tuple(o) for o in offsets[:n]]
     try:
-        words = syntax.word_tokens(text, parse.words, offsets)
+        words = syntax.word_tokens(text, parse.words, offsets, allow_missing=bool(getattr(enc, "truncated", False)))
     except AttnflowError as exc:
         raise AttnflowError(f"Example {index} ({text[:40]!r}): {exc}") from None
     special = [i for i, m in enumerate(enc.special_mask) if m]

@@ -219,11 +219,14 @@ def spacy_parses(texts: Iterable[str], pipeline: str = "en_core_web_sm") -> list
 # --------------------------------------------------------------------------- words to tokens
 
 
-def word_tokens(text: str, words: Sequence[str], offsets: Sequence[tuple[int, int]]) -> list[tuple[int, ...]]:
+def word_tokens(
+    text: str, words: Sequence[str], offsets: Sequence[tuple[int, int]], *, allow_missing: bool = False
+) -> list[tuple[int, ...]]:
     """The token positions of each word: tokens whose character span overlaps the word's span in ``text``.
 
     Words are found left to right in ``text``; ``offsets`` are the tokenizer's
-    ``(start, end)`` character spans, ``(0, 0)`` for special tokens.
+    ``(start, end)`` character spans, ``(0, 0)`` for special tokens. A word that covers
+    no token (cut off by truncation) is an error, or ``()`` with ``allow_missing``.
 
     Examples
     --------
@@ -241,7 +244,7 @@ def word_tokens(text: str, words: Sequence[str], offsets: Sequence[tuple[int, in
     out = []
     for (start, end), word in zip(spans, words, strict=True):
         tokens = tuple(i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start)
-        if not tokens:
+        if not tokens and not allow_missing:
             raise AttnflowError(f"The word {word!r} of the parse covers no token of the model's tokenizer.")
         out.append(tokens)
     return out
@@ -252,6 +255,8 @@ def token_arcs(
 ) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
     """``(relation, head tokens, dependent tokens)`` per arc; the OUTPUT head is ``(output_position,)``.
 
+    Arcs with a word that has no tokens (``()``, see :func:`word_tokens`) are left out.
+
     Examples
     --------
     >>> token_arcs(Parse(("a", "b"), ((1, 0, "det"), (-1, 1, "agreement"))), [(1,), (2, 3)], 0)
@@ -260,7 +265,8 @@ def token_arcs(
     out = []
     for head, dependent, relation in parse.arcs:
         head_tokens = (int(output_position),) if head == OUTPUT else tuple(words[head])
-        out.append((relation, head_tokens, tuple(words[dependent])))
+        if head_tokens and words[dependent]:
+            out.append((relation, head_tokens, tuple(words[dependent])))
     return out
 
 
