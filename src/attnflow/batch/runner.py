@@ -109,6 +109,7 @@ def run_batch(
     threads: int | None = None,
     address: str | None = None,
     overwrite: bool = False,
+    evaluation: bool | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     **method_options: Any,
@@ -138,6 +139,13 @@ def run_batch(
         local Ray started for this run).
     overwrite
         Replace an output folder made with other options, model or data.
+    evaluation
+        ``True`` or a dict of :func:`attnflow.evaluate` options (``ground_truths``,
+        ``faithfulness``, ``percents``, ``faithfulness_layer``, ``removal``, ``blank``,
+        ``random_repeats``, ``ig_steps``, ``seed``): each row is also evaluated, adding
+        ``ground_truth_<name>`` (per token), ``spearman_<name>`` and faithfulness columns,
+        and their means to the summary. Row ``i``'s random baseline is seeded by
+        ``attnflow.batch.worker.evaluation_seed(seed, i)``, whatever its shard.
     progress
         Called as ``progress(done, total)`` in examples, after each shard.
 
@@ -190,8 +198,15 @@ def run_batch(
     )
     if not isinstance(model, (str, os.PathLike, type(None))) and not (engine == "local" and workers == 1):
         raise AttnflowError("Give the model as a name or folder: worker processes load it themselves.")
+    evaluation_options = _evaluation_options(evaluation)
     with quiet_transformers():
         loaded = load_model(model, trust_remote_code=trust_remote_code)
+    from ..explain import target_needed
+
+    if evaluation_options is not None or target_needed(names, method_options):
+        from ..capture.targets import resolve_target
+
+        resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
     options = {
         "methods": names,
         "output": output,
@@ -204,6 +219,7 @@ def run_batch(
         "batch_size": int(batch_size),
         "shard_size": int(shard_size),
         "method_options": to_jsonable(method_options),
+        "evaluation": to_jsonable(evaluation_options),
     }
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
@@ -234,6 +250,7 @@ def run_batch(
         methods=tuple(names), output=output, target=target, method_options=dict(method_options),
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
+        evaluation=evaluation_options,
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -255,6 +272,37 @@ def run_batch(
     summary = _summary(out, manifest, engine, workers, threads, seconds, sum(len(s.records) for s in todo), len(todo))
     write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return BatchResult(out, summary)
+
+
+#: What ``evaluation=`` may set: options of :func:`attnflow.evaluate`.
+EVALUATION_OPTIONS: tuple[str, ...] = (
+    "ground_truths", "blank", "faithfulness", "percents", "faithfulness_layer", "removal", "random_repeats",
+    "ig_steps", "seed",
+)
+
+
+def _evaluation_options(evaluation: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    """``None`` (no evaluation) or the checked :func:`attnflow.evaluate` options, lists for tuples."""
+    if evaluation is None or evaluation is False:
+        return None
+    chosen = {} if evaluation is True else dict(evaluation)
+    unknown = sorted(set(chosen) - set(EVALUATION_OPTIONS))
+    if unknown:
+        raise AttnflowError(f"Unknown evaluation option(s) {unknown}; available: {', '.join(EVALUATION_OPTIONS)}.")
+    from ..evaluate.faithfulness import check_percents
+    from ..evaluate.runner import GROUND_TRUTHS, REMOVALS
+
+    truths = chosen.get("ground_truths", GROUND_TRUTHS)
+    truths = [truths] if isinstance(truths, str) else list(truths)
+    wrong = [name for name in truths if name not in GROUND_TRUTHS]
+    if wrong or not truths:
+        raise AttnflowError(f"Unknown ground truth(s) {wrong}; available: {', '.join(GROUND_TRUTHS)}.")
+    chosen["ground_truths"] = [name for name in GROUND_TRUTHS if name in truths]
+    if "percents" in chosen:
+        chosen["percents"] = list(check_percents(chosen["percents"]))
+    if chosen.get("removal", "delete") not in REMOVALS:
+        raise AttnflowError(f"The 'removal' option must be one of {', '.join(REMOVALS)}; got {chosen['removal']!r}.")
+    return chosen
 
 
 def read_results(out: str | os.PathLike[str]) -> Any:
@@ -445,6 +493,7 @@ def _summary(
         key = item["reason"].split(":")[0] if item["reason"].startswith("error") else item["reason"]
         reasons[key] = reasons.get(key, 0) + 1
     n_rows = manifest["data"]["n_rows"]
+    evaluation = _evaluation_summary(out) if manifest["options"].get("evaluation") is not None else None
     return to_jsonable({
         "format": "attnflow.batch.summary",
         "version": FORMAT_VERSION,
@@ -461,6 +510,7 @@ def _summary(
         "shards": len(manifest["shards"]),
         "scores": f"{SCORES}/",
         "options": manifest["options"],
+        **({"evaluation": evaluation} if evaluation is not None else {}),
         "last_run": {
             "engine": engine,
             "workers": workers,
@@ -471,6 +521,40 @@ def _summary(
             "examples_per_second": round(computed / seconds, 3) if computed and seconds > 0 else None,
         },
     })
+
+
+def _evaluation_summary(out: Path) -> dict[str, Any]:
+    """Mean, sd and count over the rows of every Spearman column (per method and layer) and faithfulness column."""
+    import numpy as np
+
+    frame = read_results(out)
+    methods = list(dict.fromkeys(frame["method"]))
+    summary: dict[str, Any] = {"correlation": {}, "faithfulness": {}}
+    for column in [c for c in frame.columns if c.startswith("spearman_")]:
+        per_method = {}
+        for method in methods:
+            rows = frame[frame["method"] == method]
+            per_method[method] = [_stats(group[column].to_numpy()) for _, group in rows.groupby("layer", sort=True)]
+        summary["correlation"][column.removeprefix("spearman_")] = per_method
+    prefixes = ("aopc_", "random_aopc_", "comprehensiveness_", "sufficiency_")
+    faithful = [c for c in frame.columns if c.startswith(prefixes)]
+    for method in methods:
+        rows = frame[frame["method"] == method]
+        summary["faithfulness"][method] = {
+            column: _stats(rows[column].to_numpy(dtype=np.float64)) for column in faithful
+        }
+    return summary
+
+
+def _stats(values: Any) -> dict[str, Any]:
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if values.size > 1 else None,
+            "n": int(values.size)}
 
 
 __all__ = ["BatchResult", "Record", "model_fingerprint", "read_results", "run_batch"]

@@ -36,6 +36,8 @@ class WorkSpec:
     threads: int = 1
     label_type: str = "string"
     trust_remote_code: bool = False
+    #: ``None``, or the options of :func:`attnflow.evaluate` (ground truths, faithfulness, ...) to compute per row.
+    evaluation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class ShardWorker:
         from ..explain import explain_attentions, target_inputs, target_needed
 
         spec = self.spec
+        if spec.evaluation is not None:
+            return self._evaluation_table(shard)
         columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         skipped: list[dict[str, Any]] = []
         n_layers = None
@@ -146,6 +150,69 @@ class ShardWorker:
             {name: pa.array(columns[name], type=kind) for name, kind in schema(spec.label_type).items()},
         ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
 
+    def _evaluation_table(self, shard: Shard) -> Any:
+        """Rows with :func:`attnflow.evaluate`'s numbers: ground truths, Spearman per layer, faithfulness.
+
+        Each row is evaluated alone, with the random baseline seeded by ``evaluation_seed(seed, example)``,
+        so a row's numbers do not depend on the shard it falls in.
+        """
+        import pyarrow as pa
+
+        from ..evaluate import evaluate as run_evaluate
+        from ..evaluate.data import Example
+
+        spec = self.spec
+        options = dict(spec.evaluation or {})
+        seed = int(options.pop("seed", 0))
+        base = {name: [] for name in COLUMNS}
+        extra: dict[str, list[Any]] = {}
+        truths: dict[str, list[Any]] = {}
+        skipped: list[dict[str, Any]] = []
+        n_layers = None
+        for record in shard.records:
+            try:
+                result = run_evaluate(
+                    [Example(record.text or "", record.label)], self.loaded, list(spec.methods),
+                    target=record.target if record.target is not None else spec.target, output=spec.output,
+                    truncate=spec.truncate, seed=evaluation_seed(seed, record.example), **options,
+                    **spec.method_options,
+                )
+            except AttnflowError as exc:
+                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                continue
+            example = result.examples[0]
+            frame = result.to_dataframe()
+            n_layers = result.n_layers
+            described = json.dumps(_plain(example.target), sort_keys=True)
+            numbers = [c for c in frame.columns if c not in _EVALUATION_SHARED]
+            for row in frame.itertuples(index=False):
+                row = row._asdict()
+                method, layer = row["method"], int(row["layer"])
+                base["example"].append(record.example)
+                base["text"].append(record.text)
+                base["label"].append(_label(record.label, spec.label_type))
+                base["method"].append(method)
+                base["layer"].append(layer)
+                base["output"].append(str(result.output))
+                base["n_tokens"].append(len(example.tokens))
+                base["tokens"].append(list(example.tokens))
+                base["scores"].append(example.scores[method][layer - 1].tolist())
+                base["target"].append(described)
+                base["truncated"].append(False if not spec.truncate else _was_cut(self.loaded, record.text))
+                for name in numbers:
+                    value = row[name]
+                    extra.setdefault(name, []).append(None if value is None else float(value))
+                for truth, values in example.ground_truths.items():
+                    truths.setdefault(f"ground_truth_{truth}", []).append(
+                        [None if v != v else float(v) for v in values.tolist()]
+                    )
+        types = schema(spec.label_type)
+        arrays = {name: pa.array(base[name], type=kind) for name, kind in types.items()}
+        arrays.update({name: pa.array(values, type=pa.float64()) for name, values in extra.items()})
+        arrays.update({name: pa.array(values, type=pa.list_(pa.float64())) for name, values in truths.items()})
+        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+        return pa.table(arrays).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+
     def _target(self, spec: str | None) -> Any:
         if spec not in self._targets:
             from ..capture.targets import resolve_target
@@ -177,6 +244,28 @@ def schema(label_type: str) -> dict[str, Any]:
         "target": pa.string(),
         "truncated": pa.bool_(),
     }
+
+
+#: Columns of ``EvaluationResult.to_dataframe`` that the batch rows already hold in their own form.
+_EVALUATION_SHARED = frozenset(
+    {"example", "text", "label", "method", "layer", "n_tokens", "target_class", "target_label", "target_value"}
+)
+
+
+def evaluation_seed(seed: int, example: int) -> int:
+    """The seed of row ``example``'s random baseline in an evaluating batch run: fixed by the row, not its shard.
+
+    Examples
+    --------
+    >>> evaluation_seed(0, 5), evaluation_seed(1, 5)
+    (5, 1000008)
+    """
+    return (int(seed) * 1_000_003 + int(example)) % 2**63
+
+
+def _was_cut(loaded: Any, text: str | None) -> bool:
+    limit = loaded.max_length
+    return bool(text) and limit is not None and len(loaded.tokenizer(text)["input_ids"]) > limit
 
 
 def _label(label: Any, label_type: str) -> Any:

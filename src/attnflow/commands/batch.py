@@ -67,6 +67,26 @@ def batch(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a run in --out made with other options, model or data.")
     ] = False,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Also judge each row as attnflow evaluate does: ground truths, Spearman per layer, faithfulness.",
+        ),
+    ] = False,
+    ground_truth: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ground-truth",
+            help="With --evaluate: blankout, gradient, grad_x_input or integrated_gradients; repeat (default: all).",
+        ),
+    ] = None,
+    faithfulness: Annotated[
+        bool, typer.Option(help="With --evaluate: comprehensiveness, sufficiency and AOPC.")
+    ] = True,
+    blank: Annotated[str, typer.Option(help="With --evaluate: the blank token (unk, mask, pad or a token).")] = "unk",
+    ig_steps: Annotated[int | None, typer.Option(help="With --evaluate: integrated-gradients steps.")] = None,
+    seed: Annotated[int, typer.Option(help="With --evaluate: seed of the random baseline.")] = 0,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow the model folder's own Python code to run.")] = False,
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
@@ -77,13 +97,24 @@ def batch(
     from ..methods import get_method
 
     accepted = set().union(*(get_method(name).options for name in method))
+    evaluation = None
+    if evaluate:
+        evaluation = {"faithfulness": faithfulness, "blank": blank, "seed": seed}
+        if ground_truth:
+            evaluation["ground_truths"] = list(ground_truth)
+        if ig_steps is not None:
+            evaluation["ig_steps"] = ig_steps
+    elif ground_truth or ig_steps is not None:
+        from ..errors import AttnflowError
+
+        raise AttnflowError("--ground-truth and --ig-steps are for --evaluate; add --evaluate or leave them out.")
     with progress_bar() as progress:
         result = run_batch(
             data, out, model, method,
             output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
-            overwrite=overwrite, trust_remote_code=trust_remote_code, progress=progress,
+            overwrite=overwrite, evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress,
             **{key: value for key, value in options.items() if key in accepted},
         )
     summary = result.summary
@@ -96,6 +127,12 @@ def batch(
     )
     for reason, count in summary["skipped_reasons"].items():
         console.print(f"  skipped {count}: {reason}", highlight=False)
+    for truth, methods in summary.get("evaluation", {}).get("correlation", {}).items():
+        top = ", ".join(
+            f"{name} {layers[-1]['mean']:+.2f}" if layers and layers[-1]["mean"] is not None else f"{name} –"
+            for name, layers in methods.items()
+        )
+        console.print(f"  Spearman with {truth} at the top layer (mean over rows): {top}", highlight=False)
     console.print(f"wrote {out / 'scores'}/, {out / 'summary.json'}", highlight=False, soft_wrap=True)
 
 
