@@ -907,3 +907,18 @@ def test_a_file_name_too_long_is_one_line(capsys, no_model, tmp_path, monkeypatc
     args = [a.replace("LONG", "a" * 300) for a in args]
     status, out, err = run_cli(capsys, *args)
     assert status == 2 and err.count("error:") == 1 and "Traceback" not in err + out, err
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(capsys, monkeypatch, tmp_path):
+    import signal
+
+    import attnflow.capture
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(attnflow.capture, "load_model", terminated)
+    status, _, err = run_cli(capsys, "explain", "hi", "--json", tmp_path / "e.json")
+    assert status == 130 and "interrupted; nothing was written." in err
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == before

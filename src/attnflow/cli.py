@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     before = len(written_files())
+    installed, previous = _terminate_like_ctrl_c()
     try:
         status = app(args=argv, standalone_mode=False, prog_name="attnflow")
     except AttnflowError as exc:
@@ -132,7 +134,25 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # typer's own click: usage errors (exit 2), file errors (exit 1)
         _show_usage_error(exc, sys.argv[1:] if argv is None else argv)
         return int(getattr(exc, "exit_code", 2))
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return status if isinstance(status, int) else 0
+
+
+def _terminate_like_ctrl_c() -> tuple[bool, Any]:
+    """Make SIGTERM (a scheduler, ``timeout``) stop a command the way Ctrl-C does: temporary files removed.
+
+    Returns whether the handler was installed (not outside the main thread) and the previous one.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return True, signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # signals can only be handled in the main thread
+        return False, None
 
 
 if __name__ == "__main__":
