@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test lint bench clean setup reproduce docs-tables
 
 setup: $(STAMP)
 
@@ -33,6 +33,21 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/flow.py
+
+# The full experiments behind the docs' tables (docs/reproduction.md gives the measured run time):
+# rewrites docs/results/*.json, then the tables made from them, then checks every claim
+# the README makes on the same REPRODUCE_N sentences (the test suite checks them on 200).
+REPRODUCE_N ?= 2000
+reproduce: $(STAMP)
+	$(VENV)/bin/attnflow reproduce sva --n $(REPRODUCE_N) --out build/reproduce/sva
+	cp build/reproduce/sva/results.json docs/results/sva.json
+	$(PY) -m attnflow.evaluate.image_faithfulness --model digits-vit --n 200 --json docs/results/digits-faithfulness.json
+	$(PY) scripts/doc_tables.py
+	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
+		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/test_doc_tables.py -k "not retrain"
+
+docs-tables: $(STAMP)
+	$(PY) scripts/doc_tables.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

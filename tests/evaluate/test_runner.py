@@ -162,3 +162,77 @@ def test_too_long_text_fails_before_any_model_run(monkeypatch):
     result = evaluate(["Short.", long_text], loaded, methods=["raw"], truncate=True, ground_truths=["blankout"],
                       faithfulness=False)
     assert len(result.examples[1].tokens) == 64
+
+
+def test_integrated_gradients_report_their_delta_and_warn_when_it_is_large(monkeypatch):
+    """The relative delta is kept per example and summarised; a delta over 5 % warns, one under does not."""
+    from attnflow.capture import perturb
+    from attnflow.evaluate.runner import IG_DELTA_WARNING, IG_STEPS, IntegratedGradientsWarning
+
+    assert IG_STEPS >= 50
+    import inspect
+
+    from attnflow.commands.evaluate import evaluate as command
+
+    assert inspect.signature(command).parameters["ig_steps"].default == IG_STEPS
+    loaded = tiny_loaded("bert", "classification")
+    real = perturb.integrated_gradients
+    for relative, warns in ((0.2, True), (0.01, False)):
+        def fake(*args, relative=relative, **kwargs):
+            out = real(*args, **kwargs)
+            return perturb.IntegratedGradients(out.importance, relative * 3.0, relative)
+
+        monkeypatch.setattr(perturb, "integrated_gradients", fake)
+        with pytest.warns(IntegratedGradientsWarning, match="raise ig_steps") if warns else _no_ig_warning():
+            result = evaluate(["The cat sat.", "A dog."], loaded, methods=["raw"],
+                              ground_truths=["integrated_gradients"], faithfulness=False)
+        deltas = result.ig_deltas()
+        np.testing.assert_allclose(deltas[:, 1], relative)
+        summary = result.to_dict()["ig_delta"]
+        assert summary["n_above_warning"] == (2 if relative > IG_DELTA_WARNING else 0)
+        assert summary["relative_max"] == pytest.approx(relative)
+        assert list(result.to_dataframe()["ig_relative_delta"].unique()) == [relative]
+
+
+class _no_ig_warning:
+    def __enter__(self):
+        import warnings
+
+        from attnflow.evaluate.runner import IntegratedGradientsWarning
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error", IntegratedGradientsWarning)
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def test_special_token_protocol_scores_cls_too(toy):
+    """with_special_tokens: ground truths at [CLS]/[SEP] as well, a second set of correlations over every token;
+    the default correlations are unchanged."""
+    plain = evaluate(TOY_TEXTS, toy, methods=["raw", "rollout"], ground_truths=["blankout", "gradient"],
+                     faithfulness=False)
+    both = evaluate(TOY_TEXTS, toy, methods=["raw", "rollout"], ground_truths=["blankout", "gradient"],
+                    faithfulness=False, with_special_tokens=True)
+    assert not plain.has_special_protocol and both.has_special_protocol
+    for truth in ("blankout", "gradient"):
+        np.testing.assert_array_equal(plain.correlation(truth, "raw"), both.correlation(truth, "raw"))
+    for example in both.examples:
+        for name, values in example.ground_truths_all.items():
+            assert np.all(np.isfinite(values)), name  # special positions have values too
+            content = example.content_positions
+            np.testing.assert_array_equal(values[content], example.ground_truths[name][content])
+        # the second set is the Spearman correlation over every position, computed here independently
+        from scipy.stats import spearmanr
+
+        scores = example.scores["rollout"][-1]
+        truth = example.ground_truths_all["gradient"]
+        expected = spearmanr(scores, truth).statistic if np.ptp(scores) and np.ptp(truth) else np.nan
+        np.testing.assert_allclose(example.correlations_all["gradient"]["rollout"][-1], expected, equal_nan=True)
+    d = both.to_dict()
+    assert set(d["correlation_with_special_tokens"]) == {"blankout", "gradient"}
+    with pytest.raises(AttnflowError, match="with_special_tokens=True"):
+        plain.correlation("blankout", "raw", special_tokens=True)
+    with pytest.raises(AttnflowError, match="True or False"):
+        evaluate(TOY_TEXTS, toy, methods=["raw"], with_special_tokens="yes")

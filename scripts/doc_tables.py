@@ -1,0 +1,297 @@
+"""Make the documentation's tables of results from the committed results files, or check them.
+
+Every table of accuracies, correlations or AUCs in README.md and docs/*.md is made
+from a results file committed in the repository (``docs/results/*.json``, or a
+bundled model's ``train_report.json``) and is preceded by a marker naming it::
+
+    <!-- table: sva-paper-words -->
+    | method | ... |
+
+The table is the block of lines starting with ``|`` right after the marker.
+
+    python scripts/doc_tables.py           # rewrite every marked table from its results file
+    python scripts/doc_tables.py --check   # exit 1, listing them, when a table differs
+
+``make reproduce`` reruns the experiments that write the results files and then
+this script; ``tests/test_doc_tables.py`` runs the check. Timing figures are not
+tables of results: they name their command and date instead (docs/design.md §10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+BUNDLED = ROOT / "src" / "attnflow" / "tasks" / "bundled"
+#: The files whose tables are checked.
+DOCUMENTS = ("README.md", "docs/*.md")
+MARKER = re.compile(r"^<!-- table: ([a-z0-9_-]+) -->\s*$")
+
+#: Results files, by short name, relative to the repository root.
+SOURCES: dict[str, str] = {
+    "sva": "docs/results/sva.json",
+    "sva-train": "src/attnflow/tasks/bundled/sva/train_report.json",
+    "digits-faithfulness": "docs/results/digits-faithfulness.json",
+    "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
+}
+
+_TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
+_SPECIAL = {"words": "correlation", "with_cls": "correlation_with_special_tokens"}
+
+
+def _pair(pair: Any) -> str:
+    """``0.50 ± 0.23`` from ``[mean, sd]`` (``–`` when undefined), as ``attnflow reproduce`` writes it."""
+    mean, sd = (float("nan") if v is None else float(v) for v in pair)
+    if mean != mean:
+        return "–"
+    return f"{mean:.2f} ± {sd:.2f}" if sd == sd else f"{mean:.2f}"
+
+
+def _rate(value: Any) -> str:
+    value = float("nan") if value is None else float(value)
+    return "–" if value != value else f"{value:.2f}"
+
+
+def _paper(results: dict[str, Any], truth: str, method: str) -> str:
+    value = results["paper"]["correlation"].get(truth, {}).get(method)
+    return "–" if value is None else f"{value:.2f}"
+
+
+def sva_by_layer(truth: str, protocol: str) -> Callable[[dict[str, Any]], str]:
+    """Correlation with ``truth`` per layer and method, for one protocol (``words`` or ``with_cls``)."""
+
+    def render(results: dict[str, Any]) -> str:
+        table = results[_SPECIAL[protocol]][truth]
+        methods = results["methods"]
+        rows = ["| layer | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
+        for layer in range(results["n_layers"]):
+            rows.append(f"| {layer + 1} | " + " | ".join(_pair(table[m][layer]) for m in methods) + " |")
+        return "\n".join(rows)
+
+    return render
+
+
+def sva_paper(protocol: str) -> Callable[[dict[str, Any]], str]:
+    """The top layer against the paper, one row per method."""
+
+    def render(results: dict[str, Any]) -> str:
+        key, top = _SPECIAL[protocol], results["n_layers"] - 1
+        truths = results["ground_truths"]
+        header = "| method | " + " | ".join(f"{_TRUTH[t]}: ours | {_TRUTH[t]}: paper" for t in truths) + " |"
+        rows = [header, "|---|" + "---:|---:|" * len(truths)]
+        for m in results["methods"]:
+            cells = []
+            for t in truths:
+                cells += [_pair(results[key][t][m][top]), _paper(results, t, m)]
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+    return render
+
+
+def readme_sva(results: dict[str, Any]) -> str:
+    """The README's short version of the top-layer table (words only)."""
+    top = results["n_layers"] - 1
+    rows = [
+        "| method | blank-out: ours | paper | input gradients: ours | paper |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in results["methods"]:
+        cells = []
+        for t in ("blankout", "gradient"):
+            cells += [_pair(results["correlation"][t][m][top]), _paper(results, t, m)]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def sva_paper_only(results: dict[str, Any]) -> str:
+    """The paper's own top-layer numbers (``attnflow.tasks.reproduce.PAPER``, copied into the results)."""
+    names = {"raw": "raw attention", "rollout": "rollout", "flow": "flow"}
+    rows = ["| | blank-out | input gradients |", "|---|---:|---:|"]
+    for m, name in names.items():
+        rows.append(f"| {name} | {_paper(results, 'blankout', m)} | {_paper(results, 'gradient', m)} |")
+    return "\n".join(rows)
+
+
+def sva_saturation(results: dict[str, Any]) -> str:
+    """Per layer, the share of raw flow values into [CLS] at their source bound."""
+    sat = results["saturation"]
+    n = len(sat["all_tokens"])
+    rows = [
+        "| share at the bound | " + " | ".join(f"L{layer + 1}" for layer in range(n)) + " |",
+        "|---|" + "---:|" * n,
+        "| every token | " + " | ".join(f"{v:.3f}" for v in sat["all_tokens"]) + " |",
+        "| words | " + " | ".join(f"{v:.3f}" for v in sat["words"]) + " |",
+        "| sentences with every word at the bound | "
+        + " | ".join(f"{v:.3f}" for v in sat["examples_all_words"])
+        + " |",
+    ]
+    return "\n".join(rows)
+
+
+def sva_subject_first(results: dict[str, Any]) -> str:
+    """How often each method scores the subject above every attractor, per layer."""
+    plaus = results["plausibility"]
+    n = results["n_layers"]
+    rows = ["| method | " + " | ".join(f"L{layer + 1}" for layer in range(n)) + " |", "|---|" + "---:|" * n]
+    for m, rates in plaus["methods"].items():
+        rows.append(f"| {m} | " + " | ".join(_rate(r) for r in rates) + " |")
+    return "\n".join(rows)
+
+
+def sva_train(report: dict[str, Any]) -> str:
+    """The bundled SVA model's accuracies (its train_report.json)."""
+    history = ", ".join(f"{v:.4f}".rstrip("0").rstrip(".") if v != 1 else "1.000" for v in report["history"])
+    return "\n".join(
+        [
+            "| | ours | paper |",
+            "|---|---:|---:|",
+            f"| test accuracy | {report['test_accuracy']:.3f} ({report['n_test']} sentences) | 0.96 |",
+            f"| with attractors | {report['test_accuracy_attractors']:.3f} "
+            f"({report['test_attractor_examples']} sentences) | – |",
+            f"| validation accuracy after each epoch | {history} | – |",
+            f"| training time | {report['train_seconds']:.0f} s wall, {report['train_cpu_seconds']:.0f} s CPU | – |",
+        ]
+    )
+
+
+def digits_faithfulness(results: dict[str, Any]) -> str:
+    """Deletion and insertion AUC per method, mean ± sd over images."""
+    rows = ["| method | deletion AUC ↓ | insertion AUC ↑ |", "|---|---|---|"]
+    for name, values in results["summary"].items():
+        d, i = values["deletion_auc"], values["insertion_auc"]
+        rows.append(f"| {name} | {d[0]:.3f} ± {d[1]:.3f} | {i[0]:.3f} ± {i[1]:.3f} |")
+    return "\n".join(rows)
+
+
+def digits_train(report: dict[str, Any]) -> str:
+    """The bundled digits-vit's accuracies (its train_report.json)."""
+    return "\n".join(
+        [
+            "| | |",
+            "|---|---|",
+            f"| test accuracy ({report['n_test']} images) | **{report['test_accuracy']:.3f}** |",
+            f"| training accuracy | {report['train_accuracy']:.3f} |",
+            f"| training time | {report['seconds']:.0f} s, one torch thread, on a 2-core machine shared with "
+            "other jobs (load average about 5) |",
+        ]
+    )
+
+
+#: Every table: marker name -> (results file, renderer).
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "sva-paper-only": ("sva", sva_paper_only),
+    "sva-train": ("sva-train", sva_train),
+    "sva-blankout-words": ("sva", sva_by_layer("blankout", "words")),
+    "sva-gradient-words": ("sva", sva_by_layer("gradient", "words")),
+    "sva-blankout-with_cls": ("sva", sva_by_layer("blankout", "with_cls")),
+    "sva-gradient-with_cls": ("sva", sva_by_layer("gradient", "with_cls")),
+    "sva-paper-words": ("sva", sva_paper("words")),
+    "sva-paper-with_cls": ("sva", sva_paper("with_cls")),
+    "sva-saturation": ("sva", sva_saturation),
+    "sva-subject-first": ("sva", sva_subject_first),
+    "readme-sva": ("sva", readme_sva),
+    "digits-faithfulness": ("digits-faithfulness", digits_faithfulness),
+    "digits-train": ("digits-train", digits_train),
+}
+
+
+def load(source: str, root: Path = ROOT) -> dict[str, Any]:
+    """A results file by its short name in :data:`SOURCES`."""
+    return json.loads((root / SOURCES[source]).read_text(encoding="utf-8"))
+
+
+def render(name: str, root: Path = ROOT, cache: dict[str, Any] | None = None) -> str:
+    """The table ``name`` as its results file gives it."""
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+    source, renderer = TABLES[name]
+    cache = {} if cache is None else cache
+    if source not in cache:
+        cache[source] = load(source, root)
+    return renderer(cache[source])
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    """README.md and docs/*.md."""
+    out: list[Path] = []
+    for pattern in DOCUMENTS:
+        out.extend(sorted(root.glob(pattern)))
+    return out
+
+
+def marked_tables(text: str) -> list[tuple[str, int, int]]:
+    """``(name, first line, end line)`` of every marked table in a document (line indices, end exclusive)."""
+    lines = text.split("\n")
+    found = []
+    for index, line in enumerate(lines):
+        match = MARKER.match(line)
+        if not match:
+            continue
+        start = index + 1
+        end = start
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        found.append((match.group(1), start, end))
+    return found
+
+
+def update(text: str, root: Path = ROOT, cache: dict[str, Any] | None = None) -> str:
+    """The document with every marked table replaced by its rendering."""
+    lines = text.split("\n")
+    for name, start, end in reversed(marked_tables(text)):
+        lines[start:end] = render(name, root, cache).split("\n")
+    return "\n".join(lines)
+
+
+def check(root: Path = ROOT) -> list[str]:
+    """One line per marked table that differs from its results file (empty when all agree)."""
+    problems = []
+    cache: dict[str, Any] = {}
+    for path in documents(root):
+        text = path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        for name, start, end in marked_tables(text):
+            try:
+                expected = render(name, root, cache)
+            except KeyError as exc:
+                problems.append(f"{path.relative_to(root)}:{start}: {exc}")
+                continue
+            except FileNotFoundError:
+                problems.append(f"{path.relative_to(root)}:{start}: table {name!r}: no {SOURCES[TABLES[name][0]]}")
+                continue
+            if "\n".join(lines[start:end]) != expected:
+                problems.append(
+                    f"{path.relative_to(root)}:{start}: table {name!r} differs from {SOURCES[TABLES[name][0]]}"
+                )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/doc_tables.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 when a table differs")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check()
+        for line in problems:
+            print(line)
+        return 1 if problems else 0
+    cache: dict[str, Any] = {}
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        new = update(text, ROOT, cache)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            print(f"updated {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
