@@ -242,9 +242,10 @@ def run_batch(
         progress(finished[0], total)
 
     cores = available_cores()
+    # threads follow the workers asked for, not the shards left, so a resumed run's workers compute alike
+    threads = threads or max(1, cores // (workers or cores))
     if engine == "local":
         workers = max(1, min(workers or cores, len(todo) or 1))
-    threads = threads or max(1, cores // (workers or cores))
     spec = WorkSpec(
         model=None if model is None else (os.fspath(model) if isinstance(model, (str, os.PathLike)) else None),
         methods=tuple(names), output=output, target=target, method_options=dict(method_options),
