@@ -922,3 +922,17 @@ def test_sigterm_stops_a_command_like_ctrl_c(capsys, monkeypatch, tmp_path):
     status, _, err = run_cli(capsys, "explain", "hi", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "heads", "report"])
+def test_an_endless_input_is_refused(capsys, no_model, tmp_path, command):
+    endless = tmp_path / "zero.txt"
+    endless.symlink_to("/dev/zero")
+    pipe = tmp_path / "pipe.txt"
+    os.mkfifo(pipe)
+    for source in (endless, pipe):
+        args = [source, "-o", tmp_path / "r.html"]
+        if command != "report":
+            args = ["--data", source, "--out", tmp_path / "o"]
+        status, _, err = run_cli(capsys, command, *args)
+        assert status == 2 and "not a regular file" in flat(err), err

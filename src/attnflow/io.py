@@ -28,6 +28,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -293,6 +294,28 @@ def _check_output_folder(folder: Path, option: str, sources: list[Any], names: l
                     f"command's input {os.fspath(source)!r}; choose another folder."
                 )
         _check_replaceable(folder / name, option, overwrite)
+
+
+def check_input_file(path: PathLike | None, option: str) -> None:
+    """Refuse an input that exists but is not a regular file: a device or a pipe (``/dev/zero`` never ends).
+
+    Missing files and folders are left to the reader, which names what it expected.
+
+    Examples
+    --------
+    >>> check_input_file("/dev/null", "--data")
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The --data file '/dev/null' is not a regular file (a device or a pipe).
+    """
+    if path is None:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise AttnflowError(f"The {option} file {os.fspath(path)!r} is not a regular file (a device or a pipe).")
 
 
 def write_folder(folder: PathLike, files: dict[str, bytes]) -> None:

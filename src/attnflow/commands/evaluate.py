@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..io import check_output_folder, write_folder
+from ..io import check_input_file, check_output_folder, write_folder
 from ..methods import available_methods, get_method
 from .common import (
     CLI_HEAD_FUSIONS,
@@ -130,6 +130,7 @@ def evaluate(
     from ..evaluate import evaluate as run_evaluate
     from ..evaluate.runner import IntegratedGradientsWarning
 
+    check_input_file(data, "--data")
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=overwrite)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())

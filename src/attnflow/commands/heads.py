@@ -125,10 +125,12 @@ def heads(
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
     from ..evaluate import read_examples
     from ..heads import analyze_heads
-    from ..io import check_output_folder, write_folder
+    from ..io import check_input_file, check_output_folder, write_folder
     from ..report.plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
+    for source, option in ((data, "--data"), (frequencies, "--frequencies"), (eval_data, "--eval-data")):
+        check_input_file(source, option)
     check_output_folder(
         out, inputs=[data, frequencies, dependency_file, eval_data], names=OUTPUT_FILES, overwrite=overwrite
     )

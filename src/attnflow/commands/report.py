@@ -51,6 +51,9 @@ def report(
 
     if out is None and png is None and svg is None:
         raise AttnflowError("Nothing to write: give --out/-o FILE.html, --png FILE.png or --svg FILE.svg.")
+    from ..io import check_input_file
+
+    check_input_file(results, "results")
     check_report_paths(out, png, svg, inputs=[results], overwrite=overwrite)
     data = load_report_data(results, layer=layer)
     if data.attention is None and (png is not None or svg is not None) and data.methods:
