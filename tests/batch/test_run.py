@@ -49,6 +49,27 @@ def test_pandas_reads_the_scores_folder_directly(reference_run):
     assert sorted(direct.example.unique()) == list(range(8))
 
 
+def test_one_example_as_an_explanation_for_attnflow_report(reference_run, tmp_path, capsys):
+    from attnflow import cli
+    from attnflow.batch import read_explanation
+    from attnflow.explanation import Explanation
+
+    _, out, result = reference_run
+    explanation = read_explanation(out, 4)
+    rows = result.dataframe()
+    rows = rows[rows.example == 4]
+    assert explanation.text == EIGHT[4] and explanation.methods == METHODS and explanation.model_name == "minilm"
+    for method in METHODS:
+        np.testing.assert_array_equal(explanation.scores[method], np.stack(rows[rows.method == method].scores))
+    explanation.to_json(tmp_path / "four.json")
+    assert Explanation.from_json(tmp_path / "four.json").tokens == explanation.tokens
+    status = cli.main(["report", str(tmp_path / "four.json"), "-o", str(tmp_path / "four.html")])
+    assert status == 0, capsys.readouterr()
+    assert (tmp_path / "four.html").stat().st_size > 0
+    with pytest.raises(AttnflowError, match="has no rows for example 99"):
+        read_explanation(out, 99)
+
+
 def test_summary_and_manifest(reference_run):
     _, out, result = reference_run
     summary = json.loads((out / "summary.json").read_text())

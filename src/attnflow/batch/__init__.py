@@ -3,7 +3,7 @@
 - :func:`run_batch`: a data set in, a folder of Parquet shards (one row per example x method x layer),
   ``manifest.json`` and ``summary.json`` out; resumes where an interrupted run stopped.
 - :func:`read_dataset`: JSONL, CSV, Parquet, text files and ``datasets`` folders.
-- :func:`read_results`: the rows as a pandas DataFrame.
+- :func:`read_results`: the rows as a pandas DataFrame; :func:`read_explanation`: one row as an Explanation.
 
 Examples
 --------
@@ -14,7 +14,7 @@ Examples
 
 from .data import Dataset, Record, read_dataset
 from .engines import ENGINES, available_cores, check_address
-from .runner import BatchResult, model_fingerprint, read_results, run_batch
+from .runner import BatchResult, model_fingerprint, read_explanation, read_results, run_batch
 from .worker import COLUMNS, ShardWorker, WorkSpec
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "check_address",
     "model_fingerprint",
     "read_dataset",
+    "read_explanation",
     "read_results",
     "run_batch",
 ]

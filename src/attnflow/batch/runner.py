@@ -327,6 +327,38 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
 
 
+def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
+    """Row ``example`` of a batch folder as an :class:`attnflow.Explanation` (every method and layer).
+
+    Its ``to_json`` file is what ``attnflow explain --json`` writes, so ``attnflow report`` reads it.
+    """
+    import numpy as np
+
+    from ..explanation import Explanation
+
+    frame = read_results(out)
+    rows = frame[frame["example"] == example]
+    if rows.empty:
+        raise AttnflowError(f"The batch folder {os.fspath(out)!r} has no rows for example {example}.")
+    manifest = _read_manifest(Path(out)) or {}
+    first = rows.iloc[0]
+    scores = {
+        method: np.stack([np.asarray(v, dtype=np.float64) for v in group.sort_values("layer")["scores"]])
+        for method, group in rows.groupby("method", sort=False)
+    }
+    output = int(first["output"]) if str(first["output"]).lstrip("-").isdigit() else str(first["output"])
+    target = first["target"]
+    return Explanation(
+        tokens=[str(t) for t in first["tokens"]],
+        scores=scores,
+        output=output,
+        target=json.loads(target) if isinstance(target, str) else None,
+        model_name=str(manifest.get("model", {}).get("name", "")),
+        text=str(first["text"]),
+        options=dict(manifest.get("options", {}).get("method_options", {})),
+    )
+
+
 def _inside(data: Path, out: Path) -> bool:
     """Whether ``data`` is one of the files a run writes or clears in ``out``."""
     try:
@@ -558,4 +590,4 @@ def _stats(values: Any) -> dict[str, Any]:
             "n": int(values.size)}
 
 
-__all__ = ["BatchResult", "Record", "model_fingerprint", "read_results", "run_batch"]
+__all__ = ["BatchResult", "Record", "model_fingerprint", "read_explanation", "read_results", "run_batch"]
