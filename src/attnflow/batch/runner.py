@@ -310,6 +310,17 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     """The rows of a batch folder as a pandas DataFrame, sorted by example, method (in run order) and layer.
 
     Raises :class:`AttnflowError` for a folder without a manifest.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "d.txt").write_text("Dogs bark.\\n")
+    >>> _ = run_batch(folder / "d.txt", folder / "out", methods="raw", workers=1)
+    >>> read_results(folder / "out")[["example", "method", "layer", "n_tokens"]].head(2).values.tolist()
+    [[0, 'raw', 1, 5], [0, 'raw', 2, 5]]
+    >>> read_explanation(folder / "out", 0).scores["raw"].shape
+    (6, 5)
     """
     import pandas as pd
     import pyarrow.parquet as pq
