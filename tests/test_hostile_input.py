@@ -841,13 +841,13 @@ def test_an_interrupt_while_renaming_leaves_the_old_file_and_no_temporary(tmp_pa
 
 
 @pytest.mark.e2e
-def test_ctrl_c_during_flow_writes_no_json(capsys, monkeypatch, tmp_path):
-    import attnflow.methods.flow as flow_module
+def test_ctrl_c_during_the_methods_writes_no_json(capsys, monkeypatch, tmp_path):
+    import attnflow.explain as explain_module
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flow_module, "attention_flow", interrupt)
+    monkeypatch.setattr(explain_module, "explain_attentions", interrupt)  # after capture, while methods run
     status, _, err = run_cli(capsys, "explain", "hi there", "--method", "flow", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == []
