@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -148,7 +149,7 @@ def test_words_meet_subword_tokens_through_character_offsets():
     assert words == [(1,), (2, 3), (4,)]
     arcs = syntax.token_arcs(syntax.Parse(("the", "aardvarks", "sleep"), ((1, 0, "det"), (-1, 1, "agreement"))),
                              words, 0)
-    assert arcs == [("det", (2, 3), (1,)), ("agreement", (0,), (2, 3))]
+    assert arcs == [("det", (2, 3), (1,), False), ("agreement", (0,), (2, 3), True)]
     with pytest.raises(AttnflowError, match="not in the text"):
         syntax.word_tokens(text, ["the", "cat"], offsets)
     cut = offsets[:3]  # truncated after "aard": "sleep" has no token left
@@ -157,7 +158,7 @@ def test_words_meet_subword_tokens_through_character_offsets():
     words = syntax.word_tokens(text, ["the", "aardvarks", "sleep"], cut, allow_missing=True)
     assert words == [(1,), (2,), ()]
     parse = syntax.Parse(("the", "aardvarks", "sleep"), ((1, 0, "det"), (2, 1, "nsubj")))
-    assert syntax.token_arcs(parse, words, 0) == [("det", (2,), (1,))]
+    assert syntax.token_arcs(parse, words, 0) == [("det", (2,), (1,), False)]
 
 
 def test_conllu_reader_skips_ranges_and_reports_bad_lines(tmp_path):
@@ -224,3 +225,19 @@ def test_spacy_adapter_and_the_install_hint(monkeypatch):
     assert syntax.spacy_parses(["Dogs bark."]) == [expected]
     with pytest.raises(AttnflowError, match="cannot load the pipeline 'en_core_web_trf'.*python -m spacy download"):
         syntax.spacy_parses(["Dogs bark."], "en_core_web_trf")
+
+
+def test_arcs_from_the_prediction_position_are_scored_from_it_only():
+    """A sink head that parks every query on [CLS] must not count as following the link from [CLS] to the subject."""
+    n = 4
+    sink = _pointing([0] * n, n)
+    to_subject = _pointing([2] + [0] * (n - 1), n)  # [CLS] looks at the subject (token 2), the rest at [CLS]
+    a = np.stack([sink, to_subject])[None]
+    counter = syntax.SyntacticCounter()
+    counter.add(a, syntax.token_arcs(syntax.Parse(("the", "dog", "barks"), ((-1, 1, "agreement"),)),
+                                     [(1,), (2,), (3,)], 0))
+    scores = counter.scores()["agreement"]
+    assert np.isnan(scores.accuracy["dependent->head"]).all() and scores.offset["dependent->head"] is None
+    np.testing.assert_allclose(scores.accuracy["head->dependent"][0], [0.0, 1.0])
+    assert scores.is_syntactic(0.0).tolist() == [[False, True]]  # the baseline (offset +2) is right: gain 0
+    assert json.loads(json.dumps(scores.to_dict()))["baseline"]["dependent->head"] is None

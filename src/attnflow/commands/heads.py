@@ -275,6 +275,9 @@ def syntactic_table(report: HeadReport) -> Table:
         cells = []
         for direction in ("dependent->head", "head->dependent"):
             accuracy = scores.accuracy[direction]
+            if not np.isfinite(scores.baseline[direction]):
+                cells.append("– (not scored)")
+                continue
             layer, head = np.unravel_index(int(np.argmax(accuracy)), accuracy.shape)
             cells.append(f"{scores.baseline[direction]:.2f} / {accuracy.max():.2f} (L{layer + 1}H{head + 1})")
         heads = report.syntactic_heads(name)

@@ -472,7 +472,7 @@ def analyze_heads(
             _aligned_arcs(loaded, item.text, enc, parse, index)
             for index, (item, enc, parse) in enumerate(zip(items, encoded, parses, strict=True))
         ]
-        found = sorted({relation for arcs in arcs_per_example for relation, _, _ in arcs})
+        found = sorted({arc.relation for arcs in arcs_per_example for arc in arcs})
         relations = syntax.resolve_relations(relations, found)
 
     sums: dict[str, Any] = {}
@@ -543,7 +543,7 @@ def analyze_heads(
     )
 
 
-def _aligned_arcs(loaded: Any, text: str, enc: Any, parse: Any, index: int) -> list[tuple[str, tuple, tuple]]:
+def _aligned_arcs(loaded: Any, text: str, enc: Any, parse: Any, index: int) -> list[Any]:
     """One example's arcs as ``(relation, head tokens, dependent tokens)``; arcs past a truncation are left out."""
     from . import syntax
 

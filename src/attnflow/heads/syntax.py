@@ -16,10 +16,13 @@ Sources of parses:
 
 Scoring (Voita et al. 2019): for every arc of a relation and each direction, a head
 *hits* when its maximum attention from the first token of one word falls on a token
-of the other word. Its accuracy is the share of arcs it hits; the relation's baseline
-always predicts the token at the most frequent relative position (in tokens) for that
-relation and direction. A head is syntactic for the relation when, in either direction,
-its accuracy beats the baseline by at least a margin.
+of the other word. An arc from the prediction position (:data:`OUTPUT`) is scored in
+one direction only, from that position to the word: the other way would reward every
+head that parks its attention on [CLS] (a sink), not the link. A head's accuracy is
+the share of arcs it hits; the relation's baseline always predicts the token at the
+most frequent relative position (in tokens) for that relation and direction. A head is
+syntactic for the relation when, in a scored direction, its accuracy beats the
+baseline by at least a margin.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -250,23 +253,30 @@ def word_tokens(
     return out
 
 
-def token_arcs(
-    parse: Parse, words: Sequence[tuple[int, ...]], output_position: int
-) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    """``(relation, head tokens, dependent tokens)`` per arc; the OUTPUT head is ``(output_position,)``.
+class TokenArc(NamedTuple):
+    """One arc on the model's tokens; ``from_output`` when its head is the prediction position."""
+
+    relation: str
+    head: tuple[int, ...]
+    dependent: tuple[int, ...]
+    from_output: bool = False
+
+
+def token_arcs(parse: Parse, words: Sequence[tuple[int, ...]], output_position: int) -> list[TokenArc]:
+    """``(relation, head tokens, dependent tokens, from_output)`` per arc; the OUTPUT head is ``(output_position,)``.
 
     Arcs with a word that has no tokens (``()``, see :func:`word_tokens`) are left out.
 
     Examples
     --------
-    >>> token_arcs(Parse(("a", "b"), ((1, 0, "det"), (-1, 1, "agreement"))), [(1,), (2, 3)], 0)
-    [('det', (2, 3), (1,)), ('agreement', (0,), (2, 3))]
+    >>> [tuple(a) for a in token_arcs(Parse(("a", "b"), ((1, 0, "det"), (-1, 1, "agreement"))), [(1,), (2, 3)], 0)]
+    [('det', (2, 3), (1,), False), ('agreement', (0,), (2, 3), True)]
     """
     out = []
     for head, dependent, relation in parse.arcs:
         head_tokens = (int(output_position),) if head == OUTPUT else tuple(words[head])
         if head_tokens and words[dependent]:
-            out.append((relation, head_tokens, tuple(words[dependent])))
+            out.append(TokenArc(relation, head_tokens, tuple(words[dependent]), head == OUTPUT))
     return out
 
 
@@ -279,7 +289,9 @@ class RelationScores:
 
     ``accuracy[direction]`` is ``(L, H)``, the share of the relation's arcs whose other
     word the head's maximum attention points to; ``baseline[direction]`` the share the
-    most frequent relative position ``offset[direction]`` (in tokens) gets right.
+    most frequent relative position ``offset[direction]`` (in tokens) gets right. A
+    direction that was not scored (``dependent->head`` of arcs from the prediction
+    position) has NaN accuracies and baseline and offset ``None``.
 
     Examples
     --------
@@ -293,28 +305,34 @@ class RelationScores:
     n_arcs: int
     accuracy: dict[str, np.ndarray]
     baseline: dict[str, float]
-    offset: dict[str, int]
+    offset: dict[str, int | None]
+
+    def _gains(self) -> np.ndarray:
+        stacked = np.stack([self.accuracy[d] - self.baseline[d] for d in roles.DIRECTIONS])
+        return np.nan_to_num(stacked, nan=-np.inf)
 
     def gain(self) -> np.ndarray:
-        """``(L, H)``: the larger, over the two directions, of accuracy minus that direction's baseline."""
-        return np.max(np.stack([self.accuracy[d] - self.baseline[d] for d in roles.DIRECTIONS]), axis=0)
+        """``(L, H)``: the larger, over the scored directions, of accuracy minus that direction's baseline."""
+        return self._gains().max(axis=0)
 
     def direction(self) -> np.ndarray:
         """``(L, H)``: the direction in which each head beats the baseline by more."""
-        stacked = np.stack([self.accuracy[d] - self.baseline[d] for d in roles.DIRECTIONS])
-        return np.array(roles.DIRECTIONS, dtype=object)[stacked.argmax(axis=0)]
+        return np.array(roles.DIRECTIONS, dtype=object)[self._gains().argmax(axis=0)]
 
     def is_syntactic(self, margin: float = roles.SYNTACTIC_MARGIN) -> np.ndarray:
         """``(L, H)`` booleans: the head beats the baseline by at least ``margin`` in some direction."""
         return self.gain() >= float(margin) - 1e-12
 
     def to_dict(self) -> dict[str, Any]:
+        def number(value: float) -> float | None:
+            return None if not np.isfinite(value) else round(float(value), 6)
+
         return {
             "relation": self.relation,
             "n_arcs": self.n_arcs,
-            "baseline": dict(self.baseline),
+            "baseline": {d: number(v) for d, v in self.baseline.items()},
             "baseline_offset": dict(self.offset),
-            "accuracy": {d: np.round(self.accuracy[d], 6).tolist() for d in roles.DIRECTIONS},
+            "accuracy": {d: [[number(v) for v in row] for row in self.accuracy[d]] for d in roles.DIRECTIONS},
         }
 
 
@@ -334,13 +352,17 @@ class SyntacticCounter:
         self.hits: dict[tuple[str, str], np.ndarray] = {}
         self.pairs: dict[tuple[str, str], list[tuple[int, tuple[int, ...]]]] = {}
 
-    def add(self, attentions: Any, arcs: Sequence[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
-        """Count one input's arcs ``(relation, head tokens, dependent tokens)``."""
-        for relation, head_tokens, dependent_tokens in arcs:
+    def add(self, attentions: Any, arcs: Sequence[Sequence[Any]]) -> None:
+        """Count one input's arcs ``(relation, head tokens, dependent tokens[, from_output])`` (:class:`TokenArc`)."""
+        for arc in arcs:
+            relation, head_tokens, dependent_tokens = arc[0], arc[1], arc[2]
+            from_output = bool(arc[3]) if len(arc) > 3 else False
             for direction, query, targets in (
                 ("dependent->head", dependent_tokens[0], head_tokens),
                 ("head->dependent", head_tokens[0], dependent_tokens),
             ):
+                if from_output and direction == "dependent->head":
+                    continue
                 key = (relation, direction)
                 hit = roles.arc_hits(attentions, query, targets).astype(np.float64)
                 self.hits[key] = hit if key not in self.hits else self.hits[key] + hit
@@ -355,15 +377,20 @@ class SyntacticCounter:
         chosen = self.relations if relations is None else list(relations)
         out = {}
         for relation in chosen:
-            accuracy, baseline, offset = {}, {}, {}
-            n_arcs = 0
+            accuracy: dict[str, np.ndarray] = {}
+            baseline: dict[str, float] = {}
+            offset: dict[str, int | None] = {}
+            n_arcs = max(len(self.pairs.get((relation, d), ())) for d in roles.DIRECTIONS)
+            shape = next(self.hits[(relation, d)].shape for d in roles.DIRECTIONS if (relation, d) in self.hits)
             for direction in roles.DIRECTIONS:
-                pairs = self.pairs[(relation, direction)]
-                n_arcs = len(pairs)
+                pairs = self.pairs.get((relation, direction), [])
+                if not pairs:
+                    accuracy[direction], baseline[direction], offset[direction] = np.full(shape, np.nan), np.nan, None
+                    continue
                 offsets = Counter(t - q for q, targets in pairs for t in targets)
                 best = min(offsets, key=lambda o: (-offsets[o], abs(o), o))
-                accuracy[direction] = self.hits[(relation, direction)] / n_arcs
-                baseline[direction] = sum(q + best in targets for q, targets in pairs) / n_arcs
+                accuracy[direction] = self.hits[(relation, direction)] / len(pairs)
+                baseline[direction] = sum(q + best in targets for q, targets in pairs) / len(pairs)
                 offset[direction] = int(best)
             out[relation] = RelationScores(relation, n_arcs, accuracy, baseline, offset)
         return out
