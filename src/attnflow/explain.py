@@ -257,6 +257,8 @@ def explain_attentions(
                 f"got {grads.shape} instead."
             )
     scores: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    labels: dict[str, list[str]] = {}
     for method in chosen:
         options = {key: value for key, value in method_options.items() if key in method.options}
         if method.needs_gradients:
@@ -269,28 +271,19 @@ def explain_attentions(
             options["gradients"] = grads
         if progress is not None and "progress" in method.options:
             options["progress"] = progress
-        scores[method.name] = method.scores(array, position, **options)
+        if method.annotated is not None:
+            scores[method.name], method_notes, method_labels = method.annotated(array, position, **options)
+            notes.extend(method_notes)
+            labels.update(method_labels)
+        else:
+            scores[method.name] = method.scores(array, position, **options)
     return Explanation(
         tokens=list(tokens),
         scores=scores,
         output=position,
         options={key: value for key, value in method_options.items()},
-        notes=_flow_notes(array, position, scores, method_options),
+        notes=notes,
+        token_labels=labels,
     )
 
 
-def _flow_notes(array: np.ndarray, position: int | str, scores: dict, options: dict[str, Any]) -> list[str]:
-    """Say so when flow at the top layer merely restates first-layer column sums (docs/design.md §5)."""
-    n = array.shape[-1]
-    if "flow" not in scores or n < 3 or array.shape[0] < 2:
-        return []
-    from .methods.flow import saturated_sources
-
-    fusion_options = {key: options[key] for key in ("residual", "head_fusion") if key in options}
-    saturated = saturated_sources(array, position, **fusion_options)
-    if saturated.mean() < 0.8:
-        return []
-    return [
-        f"flow reaches its upper bound min(1, attention received in layer 1) for {int(saturated.sum())} of "
-        f"{n} input tokens: at the top layer it mostly restates how much attention each token gets in layer 1."
-    ]

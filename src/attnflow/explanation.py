@@ -39,6 +39,10 @@ class Explanation:
         Method options used (residual, head fusion, ...).
     notes
         Things a reader should know when interpreting the scores.
+    token_labels
+        ``{column: [label per token]}``: short per-token annotations a method
+        adds, e.g. ``"flow cut"`` (where each token's flow is bounded: ``source``,
+        ``output`` or the layers of an inside cut).
     image
         For an explained image (:func:`attnflow.explain_image`), where its tokens lie:
         ``{"source", "grid": [rows, cols], "patch_positions": [...], "size": [height, width],
@@ -61,6 +65,7 @@ class Explanation:
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     image: dict[str, Any] | None = None
+    token_labels: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -127,6 +132,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``Explanation.from_dict`` reverses it."""
         extra: dict[str, Any] = {} if self.image is None else {"image": to_jsonable(self.image)}
+        if self.token_labels:
+            extra["token_labels"] = {name: list(labels) for name, labels in self.token_labels.items()}
         return {
             "format": "attnflow.explanation",
             "version": FORMAT_VERSION,
@@ -181,6 +188,11 @@ class Explanation:
                 raise AttnflowError(f"This attnflow explanation's {key!r} must be a {kind.__name__}.")
         if not all(isinstance(note, str) for note in data.get("notes") or []):
             raise AttnflowError("This attnflow explanation's 'notes' must be strings.")
+        labels = data.get("token_labels") or {}
+        if not isinstance(labels, dict) or not all(
+            isinstance(v, list) and len(v) == n and all(isinstance(x, str) for x in v) for v in labels.values()
+        ):
+            raise AttnflowError(f"This attnflow explanation's 'token_labels' must map names to {n} strings each.")
         return cls(
             tokens=list(data["tokens"]),
             scores={name: _score_array(name, value) for name, value in scores.items()},
@@ -192,6 +204,7 @@ class Explanation:
             options=data.get("options") or {},
             notes=list(data.get("notes") or []),
             image=data.get("image"),
+            token_labels={str(k): list(v) for k, v in labels.items()},
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:

@@ -153,7 +153,13 @@ def test_explain_html_captures_once_and_computes_each_output_once(run_command, t
         flow_outputs.append(output)
         return flow.scores(attentions, output, **options)
 
-    monkeypatch.setitem(registry._REGISTRY, "flow", dataclasses.replace(flow, scores=counted))
+    def counted_annotated(attentions, output, **options):  # explain's call: the scores with the cut notes
+        flow_outputs.append(output)
+        return flow.annotated(attentions, output, **options)
+
+    monkeypatch.setitem(
+        registry._REGISTRY, "flow", dataclasses.replace(flow, scores=counted, annotated=counted_annotated)
+    )
     html = tmp_path / "r.html"
     run_command("explain", TEXT, "--method", "flow", "--method", "rollout", "--html", str(html))
     page = embedded(html.read_text(encoding="utf-8"))

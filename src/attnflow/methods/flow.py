@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ Progress = Callable[[int, int], None]
 _CHUNK_SECONDS = 0.25
 #: Rough cost of one problem per edge of its graph, in seconds (measured, high side).
 _SECONDS_PER_EDGE = 1e-9
+#: A flow the kernel found must satisfy every capacity and conservation to within this.
+_VIOLATION_LIMIT = 1e-9
 
 
 def attention_flow(
@@ -107,13 +110,168 @@ def attention_flow(
     array([[0.5, 1. ],
            [nan, nan]])
     """
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise AttnflowError(f"The 'normalize' parameter must be True or False; got {normalize!r}.")
+    solution = solve_flow(
+        attentions, outputs=outputs, layers=layers, residual=residual, head_fusion=head_fusion,
+        flow_func=flow_func, progress=progress, keep_cuts=False,
+    )
+    return solution.normalized() if normalize else solution.values.copy()
+
+
+@dataclass
+class FlowSolution:
+    """Exact attention flow with its proof: each value, and the minimum cut that certifies it.
+
+    ``values`` are the raw maximum-flow values, laid out as :func:`attention_flow`
+    returns them (``(L, n, n)``, or ``(L, n)`` for the mean output; NaN where not
+    asked for). Problem ``(layer, output, source)`` is the flow from input node
+    ``(0, source)`` to ``(layer, output)`` (``output=None``: the mean super-sink).
+    For each, ``cut_capacities[g, source]`` (``g`` indexing ``groups``) holds the
+    capacity of its canonical minimum cut (the nodes still reachable from the
+    source in the final residual graph) as the kernel computed it, and
+    ``violations`` the largest violation of a capacity or of conservation its
+    flow showed. ``cuts`` keeps each cut's source side as bits (``None`` unless
+    asked for): :meth:`source_side` unpacks one. :func:`verify_flow` checks the
+    lot against the graph.
+
+    Examples
+    --------
+    >>> a = np.array([[[0.0, 1.0], [0.0, 1.0]]] * 2)
+    >>> solution = solve_flow(a, outputs=0, layers=-1)
+    >>> solution.values[-1, 0].tolist(), solution.cut_kinds(2, 0)
+    ([0.5, 1.0], ['source', 'output'])
+    """
+
+    values: np.ndarray
+    capacities: np.ndarray
+    groups: list[tuple[int, int | None]]
+    cut_capacities: np.ndarray
+    violations: np.ndarray
+    cuts: np.ndarray | None = None
+    certified: bool = True
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.capacities.shape[-1])
+
+    def normalized(self) -> np.ndarray:
+        """Each computed row divided by its sum, as the paper reports flow."""
+        totals = self.values.sum(axis=-1, keepdims=True)
+        safe = np.where(totals > 0, totals, 1.0)
+        return np.where(totals > 0, self.values / safe, self.values)
+
+    def _group(self, layer: int, output: int | str | None) -> int:
+        key = (int(layer), None if output is None or output == "mean" else int(output))
+        try:
+            return self.groups.index(key)
+        except ValueError:
+            raise AttnflowError(
+                f"This flow solution has no problems for layer {layer}, output {output!r}; it has "
+                f"{self.groups[:6]}{' ...' if len(self.groups) > 6 else ''}."
+            ) from None
+
+    def row(self, layer: int, output: int | str | None) -> np.ndarray:
+        """The raw values of one layer and output, ``(n,)``."""
+        self._group(layer, output)
+        return self.values[layer - 1] if output is None or output == "mean" else self.values[layer - 1, int(output)]
+
+    def sink_capacities(self, layer: int, output: int | str | None) -> np.ndarray:
+        """The capacities into the sink of ``(layer, output)``'s problems, ``(n,)``."""
+        if output is None or output == "mean":
+            return np.full(self.n_tokens, 1.0 / self.n_tokens)
+        return self.capacities[layer - 1, int(output)]
+
+    @staticmethod
+    def depth(layer: int, output: int | str | None) -> int:
+        """Node layers between the source and the sink in ``(layer, output)``'s problems."""
+        return int(layer) if output is None or output == "mean" else int(layer) - 1
+
+    def source_side(self, layer: int, output: int | str | None, source: int) -> np.ndarray:
+        """``(depth + 1, n)`` booleans: which nodes lie on the source's side of its canonical cut."""
+        if self.cuts is None:
+            raise AttnflowError("This flow solution kept no cuts: solve it with solve_flow(..., keep_cuts=True).")
+        g = self._group(layer, output)
+        n = self.n_tokens
+        depth = self.depth(layer, output)
+        bits = np.unpackbits(self.cuts[g * n + source], bitorder="little")[: depth * n].astype(bool)
+        side = np.zeros((depth + 1, n), dtype=bool)
+        side[0, source] = True
+        side[1:] = bits.reshape(depth, n)
+        return side
+
+    def cut_breakdown(self, layer: int, output: int | str | None, source: int) -> np.ndarray:
+        """``(depth + 1,)``: the capacity of the cut arcs leaving each node layer.
+
+        Entry 0 is the source's own arcs (into layer 1), the last entry the arcs
+        into the sink. Recomputed from the graph, in time linear in its edges.
+        """
+        side = self.source_side(layer, output, source)
+        depth = side.shape[0] - 1
+        parts = np.empty(depth + 1)
+        for k in range(depth):
+            parts[k] = self.capacities[k][np.ix_(~side[k + 1], side[k])].sum()
+        parts[depth] = self.sink_capacities(layer, output)[side[depth]].sum()
+        return parts
+
+    def cut_kinds(self, layer: int, output: int | str | None, *, tolerance: float = 1e-9) -> list[str]:
+        """What bounds each source's flow: ``"source"``, ``"output"`` or ``"inside"``.
+
+        ``"source"``: the canonical cut is the source's own arcs, so the flow is
+        the attention the token receives in layer 1 (its first-layer column sum)
+        and says nothing more; ``"output"``: the flow equals the capacity into the
+        output, which bounds every token alike; ``"inside"``: a real bottleneck
+        in between (:meth:`cut_breakdown` gives the layers its cut crosses).
+        Where two apply (a tie), the first in this order is given.
+        """
+        sink_total = float(self.sink_capacities(layer, output).sum())
+        values = self.row(layer, output)
+        kinds = []
+        for source in range(self.n_tokens):
+            parts = self.cut_breakdown(layer, output, source)
+            if parts.sum() - parts[0] <= tolerance:
+                kinds.append("source")
+            elif abs(values[source] - sink_total) <= tolerance:
+                kinds.append("output")
+            else:
+                kinds.append("inside")
+        return kinds
+
+
+def solve_flow(
+    attentions: Any,
+    *,
+    outputs: int | str | Sequence[int | str] | None = None,
+    layers: int | Sequence[int] | None = None,
+    residual: float = 0.5,
+    head_fusion: HeadFusion | np.ndarray = "mean",
+    flow_func: FlowFunc | None = None,
+    progress: Progress | None = None,
+    keep_cuts: bool = True,
+) -> FlowSolution:
+    """Exact attention flow with a certificate for every value: raw values, cuts, flow checks.
+
+    Parameters are those of :func:`attention_flow`; ``keep_cuts`` keeps each
+    cut's source side (``depth * n / 8`` bytes a problem). The compiled kernel
+    checks every flow it finds (capacities, conservation) before it lets go of
+    it, and an :class:`AttnflowError` is raised should one fail;
+    :func:`verify_flow` then checks every cut against the graph. With a
+    ``flow_func`` there are no certificates (``certified`` is false).
+
+    Examples
+    --------
+    >>> a = np.full((3, 1, 4, 4), 0.25)
+    >>> solution = solve_flow(a, outputs="cls", layers=-1)
+    >>> solution.row(3, 0).tolist(), solution.cut_kinds(3, 0)
+    ([1.0, 0.875, 0.875, 0.875], ['source', 'inside', 'inside', 'inside'])
+    >>> verify_flow(solution) <= 1e-9
+    True
+    """
     graph = AttentionGraph.from_attentions(attentions, residual=residual, head_fusion=head_fusion)
     cap = graph.capacities
     n_layers, n = graph.n_layers, graph.n_tokens
     wanted_layers = layer_list(layers, n_layers)
     positions = _output_list(outputs, n)
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise AttnflowError(f"The 'normalize' parameter must be True or False; got {normalize!r}.")
     if flow_func is not None and not callable(flow_func):
         raise AttnflowError(
             "The 'flow_func' parameter must be None or a callable "
@@ -125,7 +283,7 @@ def attention_flow(
             f"got {progress!r} instead."
         )
 
-    # One group per computed row: (layer, position or "mean", depth, sink capacities).
+    # One group per computed row: (layer, position or None for "mean", depth, sink capacities).
     mean = positions == "mean"
     groups: list[tuple[int, int | None, int, np.ndarray]] = []
     for layer in wanted_layers:
@@ -133,18 +291,84 @@ def attention_flow(
             groups.append((layer, None, layer, np.full(n, 1.0 / n)))
         else:
             groups.extend((layer, t, layer - 1, cap[layer - 1, t]) for t in positions)
-    values = _solve(cap, groups, n, flow_func, progress)
+    solved = _solve(cap, groups, n, flow_func, progress, keep_cuts)
 
-    result = np.full((n_layers, n) if mean else (n_layers, n, n), np.nan)
-    for (layer, t, _, _), row in zip(groups, values, strict=True):
-        if normalize:
-            total = row.sum()
-            row = row / total if total > 0 else row
+    values = np.full((n_layers, n) if mean else (n_layers, n, n), np.nan)
+    for g, (layer, t, _, _) in enumerate(groups):
+        row = solved.values[g * n : (g + 1) * n]
         if mean:
-            result[layer - 1] = row
+            values[layer - 1] = row
         else:
-            result[layer - 1, t] = row
-    return result
+            values[layer - 1, t] = row
+    return FlowSolution(
+        values=values,
+        capacities=cap,
+        groups=[(layer, t) for layer, t, _, _ in groups],
+        cut_capacities=solved.cut_capacities.reshape(len(groups), n),
+        violations=solved.violations.reshape(len(groups), n),
+        cuts=solved.cuts,
+        certified=flow_func is None,
+    )
+
+
+def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
+    """Check every value of ``solution`` against its certificate; returns the largest discrepancy.
+
+    For each problem: the kernel's check of its flow found no violation of a
+    capacity or of conservation above ``tolerance``; and the capacity of its cut,
+    recomputed here from the graph in time linear in its edges, equals the value
+    within ``tolerance`` plus the kernel's round-off allowance (``CUT_TOL`` per
+    arc crossing the cut). A feasible flow and a cut of equal capacity prove
+    each other optimal (max-flow min-cut), with no second solver.
+
+    Raises
+    ------
+    AttnflowError
+        When a value is not proven, naming the problem.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.dirichlet(np.ones(6), size=(4, 2, 6))
+    >>> verify_flow(solve_flow(a, outputs=[0, 5])) < 1e-12
+    True
+    """
+    from ._maxflow_kernel import CUT_TOL
+
+    if not solution.certified:
+        raise AttnflowError("This flow solution was computed with a flow_func and carries no certificates.")
+    worst = 0.0
+    for g, (layer, output) in enumerate(solution.groups):
+        row = solution.row(layer, output)
+        for source in range(solution.n_tokens):
+            value = float(row[source])
+            problem = f"layer {layer}, output {'mean' if output is None else output}, source {source}"
+            if not solution.violations[g, source] <= tolerance:
+                raise AttnflowError(
+                    f"Flow {problem}: the flow breaks a capacity or conservation by "
+                    f"{solution.violations[g, source]:.2e}."
+                )
+            side = solution.source_side(layer, output, source)
+            capacity = float(solution.cut_breakdown(layer, output, source).sum())
+            allowance = tolerance + CUT_TOL * _crossing_arcs(solution, layer, output, side)
+            gap = abs(capacity - value)
+            if not gap <= allowance:
+                raise AttnflowError(
+                    f"Flow {problem}: value {value!r} but its cut has capacity {capacity!r} "
+                    f"(difference {gap:.2e}, allowed {allowance:.2e})."
+                )
+            worst = max(worst, gap)
+    return worst
+
+
+def _crossing_arcs(solution: FlowSolution, layer: int, output: int | None, side: np.ndarray) -> int:
+    """Arcs of positive capacity crossing the cut either way: the round-off allowance counts them."""
+    depth = side.shape[0] - 1
+    count = 0
+    for k in range(depth):
+        positive = solution.capacities[k] > 0
+        count += int(positive[np.ix_(~side[k + 1], side[k])].sum() + positive[np.ix_(side[k + 1], ~side[k])].sum())
+    return count + int((solution.sink_capacities(layer, output)[side[depth]] > 0).sum())
 
 
 def _output_list(outputs: Any, n: int) -> list[int] | str:
@@ -186,8 +410,11 @@ def _solve(
     n: int,
     flow_func: FlowFunc | None,
     progress: Progress | None,
-) -> list[np.ndarray]:
-    """Max-flow values for every source of every group, in chunks, reporting progress."""
+    keep_cuts: bool,
+) -> Any:
+    """Max-flow values (and certificates) for every source of every group, in chunks, reporting progress."""
+    from ._maxflow_kernel import LayeredMaxFlow, Solved, warm_blocks
+
     total = len(groups) * n
     done = 0
     if progress is not None:
@@ -206,9 +433,8 @@ def _solve(
             done += n
             if progress is not None:
                 progress(done, total)
-        return values
-
-    from ._maxflow_kernel import LayeredMaxFlow
+        unproven = np.full(total, np.nan)
+        return Solved(np.concatenate(values), unproven, unproven.copy(), None)
 
     max_depth = max(depth for _, _, depth, _ in groups)
     solver = LayeredMaxFlow(cap[:max_depth])
@@ -216,25 +442,97 @@ def _solve(
     depths = np.repeat([depth for _, _, depth, _ in groups], n)
     rows = np.repeat(np.arange(len(groups)), n)
     flat_sources = np.tile(sources, len(groups))
-    out = np.empty(total)
+    # Chunks end where a warm-start block ends, so the values do not depend on the chunking.
+    block_starts = warm_blocks(depths, rows, flat_sources)
+    parts = []
     while done < total:
         # Size the chunk by the work it holds: about _CHUNK_SECONDS per thread.
         edges = max(1, int(depths[done]) + 1) * n * n
         size = solver.n_workers * max(1, math.ceil(_CHUNK_SECONDS / (_SECONDS_PER_EDGE * edges)))
-        stop = min(total, done + size)
-        out[done:stop] = solver.solve(
-            depths[done:stop], rows[done:stop], flat_sources[done:stop], sink_caps
+        stop = int(block_starts[np.searchsorted(block_starts, min(total, done + size))])
+        part = solver.solve_certified(
+            depths[done:stop], rows[done:stop], flat_sources[done:stop], sink_caps, keep_cuts=keep_cuts
         )
+        bad = np.flatnonzero(~(part.violations <= _VIOLATION_LIMIT))
+        if bad.size:
+            p = done + int(bad[0])
+            layer, t = groups[p // n][:2]
+            raise AttnflowError(
+                f"Attention flow failed its own check (layer {layer}, output {'mean' if t is None else t}, "
+                f"source {p % n}: violation {part.violations[bad[0]]:.2e}); please report this with the attention."
+            )
+        parts.append(part)
         done = stop
         if progress is not None:
             progress(done, total)
-    return list(out.reshape(len(groups), n))
+    return Solved(
+        np.concatenate([part.values for part in parts]),
+        np.concatenate([part.cut_capacities for part in parts]),
+        np.concatenate([part.violations for part in parts]),
+        np.concatenate([part.cuts for part in parts]) if keep_cuts else None,
+    )
+
+
+def flow_annotated(
+    attentions: np.ndarray, output: int | str, **options: Any
+) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+    """Flow scores for one output with what the cuts say about them, from one solve.
+
+    Returns ``(scores (L, n), notes, {"flow cut": label per token})``. The label
+    says what bounds each token's top-layer flow: ``source`` (the attention it
+    receives in layer 1), ``output`` (the output's own capacity) or, for a cut
+    inside, where most of its capacity lies: ``L4-5 60%`` is 60 % between node
+    layers 4 and 5 (layer 0 is the input). The notes say when the flow at the top
+    merely restates first-layer attention, or ranks the tokens as it did from
+    some lower layer upward.
+
+    Examples
+    --------
+    >>> a = np.full((3, 1, 4, 4), 0.25)
+    >>> scores, notes, labels = flow_annotated(a, 0)
+    >>> labels["flow cut"]
+    ['source', 'L0-1 43%', 'L0-1 43%', 'L0-1 43%']
+    """
+    n = np.shape(attentions)[-1]
+    position = resolve_output(output, n)
+    outputs: Any = "mean" if position == "mean" else [position]
+    solution = solve_flow(attentions, outputs=outputs, keep_cuts=True, **options)
+    raw = solution.values if position == "mean" else solution.values[:, position, :]
+    scores = solution.normalized() if position == "mean" else solution.normalized()[:, position, :]
+    n_layers = raw.shape[0]
+    key = None if position == "mean" else position
+    kinds = solution.cut_kinds(n_layers, key)
+    labels = []
+    for source, kind in enumerate(kinds):
+        if kind != "inside":
+            labels.append(kind)
+            continue
+        parts = solution.cut_breakdown(n_layers, key, source)
+        k = int(np.argmax(parts))
+        labels.append(f"L{k}-{k + 1} {parts[k] / parts.sum():.0%}")
+    notes = []
+    if n >= 3 and n_layers >= 2:
+        at_source, at_output = kinds.count("source"), kinds.count("output")
+        if at_source + at_output >= 0.8 * n:
+            notes.append(
+                f"flow reaches its upper bound min(1, attention received in layer 1) for {at_source + at_output} "
+                f"of {n} input tokens ({at_source} held by the attention they receive in layer 1, {at_output} by "
+                "the output's capacity): at the top layer it mostly restates first-layer attention."
+            )
+        ranks = [tuple(np.argsort(-row, kind="stable")) for row in raw]
+        same_from = n_layers
+        while same_from > 1 and ranks[same_from - 2] == ranks[-1]:
+            same_from -= 1
+        if same_from < n_layers:
+            notes.append(f"flow ranks the tokens identically from layer {same_from} upward.")
+    return scores, notes, {"flow cut": labels}
 
 
 @register_method(
     "flow",
     "attention flow: maximum flow through the attention graph, exact (Abnar & Zuidema 2020)",
     options=("residual", "head_fusion", "progress"),
+    annotated=flow_annotated,
 )
 def flow_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
     """Flow scores of every input token for one output, every layer: ``(L, n)``.
@@ -257,12 +555,12 @@ def saturated_sources(
     head_fusion: HeadFusion | np.ndarray = "mean",
     tolerance: float = 1e-9,
 ) -> np.ndarray:
-    """Which input tokens' flow to ``output`` at the top layer reaches its upper bound.
+    """Which input tokens' flow to ``output`` at the top layer reaches its source bound.
 
     The raw flow from ``(0, j)`` can never exceed ``min(1, sum_i Ahat[1][i, j])``:
     the sink takes in at most 1 and the source sends out its first-layer column
     sum. Where (almost) every token reaches this bound, flow only restates how
-    much attention each token receives in the first layer (DESIGN.md §5), and
+    much attention each token receives in the first layer (docs/design.md), and
     users deserve to be told.
 
     Returns a boolean array ``(n,)``.

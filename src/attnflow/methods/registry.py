@@ -41,6 +41,9 @@ class Method:
     the target's gradient with respect to the attention weights) besides the attentions.
     ``every_output``: the scores of every output at once, ``(L, n, n)``, or ``None``
     when the method computes one output at a time.
+    ``annotated``: ``annotated(attentions, output, **options) -> (scores, notes,
+    token_labels)``, the scores with what a reader should know about them (see
+    :class:`attnflow.Explanation`), from the same computation; or ``None``.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Method:
     options: frozenset[str] = field(default_factory=frozenset)
     needs_gradients: bool = False
     every_output: ScoreFunction | None = None
+    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]]]] | None = None
 
     def scores_for_outputs(
         self,
@@ -60,8 +64,8 @@ class Method:
     ) -> np.ndarray:
         """``(L, K, n)``: the scores for each of ``outputs`` (positions or ``"mean"``), ``[l-1, k, j]``.
 
-        One ``every_output`` call when the method has one (``"mean"`` is then the
-        mean over the outputs, as :func:`attnflow.outputs.select_output` takes it),
+        One ``every_output`` call when the method has one (and one ``scores`` call
+        for ``"mean"``, which for flow is a super-sink, not a mean of rows),
         else one ``scores`` call per output, with ``progress(done, total)`` added
         up over the calls. Options the method does not take are left out, as
         :func:`attnflow.explain_attentions` does. ``attentions`` as for ``scores``
@@ -78,8 +82,11 @@ class Method:
         if not len(outputs):
             return np.empty((attentions.shape[0], 0, attentions.shape[-1]))
         if self.every_output is not None:
-            every = self.every_output(attentions, **kept)
-            return np.stack([every.mean(axis=1) if t == "mean" else every[:, t, :] for t in outputs], axis=1)
+            singles = [t for t in outputs if t != "mean"]
+            every = self.every_output(attentions, **kept) if singles else None
+            return np.stack(
+                [self.scores(attentions, t, **kept) if t == "mean" else every[:, t, :] for t in outputs], axis=1
+            )
         if progress is not None and "progress" in self.options:
             count, done_before = len(outputs), [0]
 
@@ -105,6 +112,7 @@ def register_method(
     options: tuple[str, ...] = (),
     needs_gradients: bool = False,
     every_output: ScoreFunction | None = None,
+    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]]]] | None = None,
 ) -> Callable[[ScoreFunction], ScoreFunction]:
     """Register ``scores`` under ``name``; used as a decorator by each method module.
 
@@ -115,7 +123,9 @@ def register_method(
     def decorate(scores: ScoreFunction) -> ScoreFunction:
         if name in _REGISTRY:
             raise RuntimeError(f"method {name!r} is registered twice")
-        _REGISTRY[name] = Method(name, summary, scores, frozenset(options), needs_gradients, every_output)
+        _REGISTRY[name] = Method(
+            name, summary, scores, frozenset(options), needs_gradients, every_output, annotated
+        )
         return scores
 
     return decorate

@@ -45,6 +45,9 @@ def explanation_table(explanation: Explanation, layer: int = -1) -> Table:
         colour = _COLOURS[index % len(_COLOURS)]
         table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
         table.add_column("", width=_BAR_WIDTH, no_wrap=True)
+    labels = explanation.token_labels if shown == n_layers else {}
+    for name in labels:
+        table.add_column(name, no_wrap=True, style="dim")
     for position, token in enumerate(explanation.tokens):
         style = "dim" if position in explanation.special_positions else ""
         cells: list = [str(position), Text(token, style=style)]
@@ -56,5 +59,6 @@ def explanation_table(explanation: Explanation, layer: int = -1) -> Table:
                 continue
             cells.append(f"{value:.3f}")
             cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour))
+        cells += [column[position] for column in labels.values()]
         table.add_row(*cells)
     return table
