@@ -19,7 +19,7 @@ from .explain import explain, explain_attentions
 from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
-from .methods.flow import attention_flow
+from .methods.flow import FlowSolution, attention_flow, solve_flow, verify_flow
 from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
 from .vision import explain_image
@@ -30,6 +30,7 @@ __all__ = [
     "AttentionGraph",
     "AttnflowError",
     "Explanation",
+    "FlowSolution",
     "__version__",
     "attention_flow",
     "available_methods",
@@ -44,4 +45,6 @@ __all__ = [
     "resolve_output",
     "rollout",
     "select_output",
+    "solve_flow",
+    "verify_flow",
 ]

@@ -679,15 +679,17 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
 @nb.njit(cache=True)
 def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
               bwd_cnt, res, flow, sink_res, dead, label, count, cur, path_u, path_r, queue,
-              excess, bhead, bnext, in_s, check):  # pragma: no cover - compiled
-    """Maximum flow from ``(0, s)`` to the sink, with its canonical cut.
+              excess, bhead, bnext, in_s, certify, check):  # pragma: no cover - compiled
+    """Maximum flow from ``(0, s)`` to the sink, with its canonical cut (when ``certify``).
 
     ``res``, ``flow`` and ``sink_res`` hold on entry a flow from ``(0, old)`` to
     the same sink at the same depth (``old = -1``: the zero flow), which is the
     warm start, and on return the maximum flow from ``(0, s)``. ``upper`` is a
     known upper bound (a cut's capacity), ``inf`` if none. Returns ``(value,
     cut capacity, largest violation)``; ``in_s`` then marks the cut's source
-    side (layers ``1..depth``).
+    side (layers ``1..depth``). Without ``certify`` there is no cut (its
+    capacity is NaN) and no check: the certificate costs about two passes over
+    the arcs, which is most of the work where the blocking flow alone suffices.
     """
     n = sink_cap.shape[0]
     sink_total = 0.0
@@ -723,8 +725,10 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
                               cur, bhead, bnext, queue)
         _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res,
                        flow, excess)
-    capacity, worst = _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx,
-                               bwd_fwd, bwd_cnt, res, flow, sink_res, in_s, queue, check)
+    capacity, worst = np.nan, 0.0
+    if certify:
+        capacity, worst = _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx,
+                                   bwd_fwd, bwd_cnt, res, flow, sink_res, in_s, queue, check)
     value = 0.0
     for a in range(n):
         if sink_cap[a] > EPS:
@@ -765,7 +769,7 @@ def warm_blocks(depths, sink_rows, sources):  # pragma: no cover - compiled
 
 @nb.njit(parallel=True, cache=True)
 def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt,
-                bwd_idx, bwd_fwd, bwd_cnt, res, flow, check, out, cut_caps, worst,
+                bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
                 cuts):  # pragma: no cover
     """Solve problem ``p`` (``depths[p]``, ``sink_caps[sink_rows[p]]``, ``sources[p]``) into ``out[p]``.
 
@@ -812,12 +816,12 @@ def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, f
             value, capacity, bad = solve_one(
                 old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
                 bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w], sink_res, dead, label, count, cur,
-                path_u, path_r, queue, excess, bhead, bnext, in_s, check)
+                path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
             old = sources[p] if depth > 0 else -1
             out[p] = value
             cut_caps[p] = capacity
             worst[p] = bad
-            if keep:
+            if keep and certify:
                 bits = cuts[p]
                 bits[:] = 0
                 for bit in range(depth * n):
@@ -859,15 +863,25 @@ class LayeredMaxFlow:
         ``depths[p]`` may be at most ``L``; ``sink_caps`` is ``(S, n)``; ``uppers[p]``
         a known upper bound (a cut's capacity) on problem ``p``, or ``None``.
         """
-        return self.solve_certified(depths, sink_rows, sources, sink_caps, uppers, check=False).values
+        return self.solve_certified(depths, sink_rows, sources, sink_caps, uppers, certify=False).values
 
     def solve_certified(
-        self, depths, sink_rows, sources, sink_caps, uppers=None, *, check: bool = True, keep_cuts: bool = False
+        self,
+        depths,
+        sink_rows,
+        sources,
+        sink_caps,
+        uppers=None,
+        *,
+        certify: bool = True,
+        check: bool = True,
+        keep_cuts: bool = False,
     ) -> Solved:
         """:meth:`solve`, returning with each value its canonical cut's capacity and the flow check.
 
-        With ``check`` the kernel checks each flow (capacities, conservation) before
-        it lets go of it; with ``keep_cuts`` it returns each cut's source side as
+        With ``certify`` the kernel finds each value's canonical cut, and with
+        ``check`` it also checks each flow (capacities, conservation) before it
+        lets go of it; with ``keep_cuts`` it returns each cut's source side as
         packed bits (see :func:`solve_batch`).
         """
         sources = np.ascontiguousarray(sources, dtype=np.int64)
@@ -891,6 +905,7 @@ class LayeredMaxFlow:
                     *self.prepared,
                     self._res,
                     self._flow,
+                    bool(certify),
                     bool(check),
                     out,
                     cut_caps,

@@ -187,32 +187,35 @@ class FlowSolution:
         """Node layers between the source and the sink in ``(layer, output)``'s problems."""
         return int(layer) if output is None or output == "mean" else int(layer) - 1
 
-    def source_side(self, layer: int, output: int | str | None, source: int) -> np.ndarray:
-        """``(depth + 1, n)`` booleans: which nodes lie on the source's side of its canonical cut."""
+    def source_sides(self, layer: int, output: int | str | None) -> np.ndarray:
+        """``(n, depth + 1, n)`` booleans: ``[j, k, a]`` is node ``(k, a)`` on source ``j``'s side of its cut."""
         if self.cuts is None:
             raise AttnflowError("This flow solution kept no cuts: solve it with solve_flow(..., keep_cuts=True).")
         g = self._group(layer, output)
         n = self.n_tokens
         depth = self.depth(layer, output)
-        bits = np.unpackbits(self.cuts[g * n + source], bitorder="little")[: depth * n].astype(bool)
-        side = np.zeros((depth + 1, n), dtype=bool)
-        side[0, source] = True
-        side[1:] = bits.reshape(depth, n)
-        return side
+        bits = np.unpackbits(self.cuts[g * n : (g + 1) * n], axis=1, bitorder="little")[:, : depth * n]
+        sides = np.zeros((n, depth + 1, n), dtype=bool)
+        sides[np.arange(n), 0, np.arange(n)] = True
+        sides[:, 1:] = bits.reshape(n, depth, n).astype(bool)
+        return sides
+
+    def source_side(self, layer: int, output: int | str | None, source: int) -> np.ndarray:
+        """``(depth + 1, n)`` booleans: which nodes lie on ``source``'s side of its canonical cut."""
+        return self.source_sides(layer, output)[source]
+
+    def cut_breakdowns(self, layer: int, output: int | str | None) -> np.ndarray:
+        """``(n, depth + 1)``: ``[j, k]`` is the capacity of source ``j``'s cut arcs leaving node layer ``k``.
+
+        Column 0 is the source's own arcs (into layer 1), the last column the arcs
+        into the sink; a row sums to the cut's capacity. Recomputed from the graph,
+        in time linear in each cut's edges.
+        """
+        return _crossing(self.capacities, self.sink_capacities(layer, output), self.source_sides(layer, output))
 
     def cut_breakdown(self, layer: int, output: int | str | None, source: int) -> np.ndarray:
-        """``(depth + 1,)``: the capacity of the cut arcs leaving each node layer.
-
-        Entry 0 is the source's own arcs (into layer 1), the last entry the arcs
-        into the sink. Recomputed from the graph, in time linear in its edges.
-        """
-        side = self.source_side(layer, output, source)
-        depth = side.shape[0] - 1
-        parts = np.empty(depth + 1)
-        for k in range(depth):
-            parts[k] = self.capacities[k][np.ix_(~side[k + 1], side[k])].sum()
-        parts[depth] = self.sink_capacities(layer, output)[side[depth]].sum()
-        return parts
+        """One row of :meth:`cut_breakdowns`."""
+        return self.cut_breakdowns(layer, output)[source]
 
     def cut_kinds(self, layer: int, output: int | str | None, *, tolerance: float = 1e-9) -> list[str]:
         """What bounds each source's flow: ``"source"``, ``"output"`` or ``"inside"``.
@@ -227,8 +230,7 @@ class FlowSolution:
         sink_total = float(self.sink_capacities(layer, output).sum())
         values = self.row(layer, output)
         kinds = []
-        for source in range(self.n_tokens):
-            parts = self.cut_breakdown(layer, output, source)
+        for source, parts in enumerate(self.cut_breakdowns(layer, output)):
             if parts.sum() - parts[0] <= tolerance:
                 kinds.append("source")
             elif abs(values[source] - sink_total) <= tolerance:
@@ -251,12 +253,15 @@ def solve_flow(
 ) -> FlowSolution:
     """Exact attention flow with a certificate for every value: raw values, cuts, flow checks.
 
-    Parameters are those of :func:`attention_flow`; ``keep_cuts`` keeps each
-    cut's source side (``depth * n / 8`` bytes a problem). The compiled kernel
-    checks every flow it finds (capacities, conservation) before it lets go of
-    it, and an :class:`AttnflowError` is raised should one fail;
-    :func:`verify_flow` then checks every cut against the graph. With a
-    ``flow_func`` there are no certificates (``certified`` is false).
+    Parameters are those of :func:`attention_flow`. With ``keep_cuts`` (the
+    default) the compiled kernel finds each value's canonical cut and keeps its
+    source side (``depth * n / 8`` bytes a problem), and checks every flow it
+    finds (capacities, conservation) before it lets go of it: an
+    :class:`AttnflowError` is raised should one fail, and :func:`verify_flow`
+    then checks every cut against the graph. Without it (what
+    :func:`attention_flow` does) the values are the same but unproven, and come
+    faster where most problems are easy. With a ``flow_func`` there are no
+    certificates (``certified`` is false).
 
     Examples
     --------
@@ -307,7 +312,7 @@ def solve_flow(
         cut_capacities=solved.cut_capacities.reshape(len(groups), n),
         violations=solved.violations.reshape(len(groups), n),
         cuts=solved.cuts,
-        certified=flow_func is None,
+        certified=flow_func is None and keep_cuts,
     )
 
 
@@ -335,40 +340,53 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
     """
     from ._maxflow_kernel import CUT_TOL
 
-    if not solution.certified:
-        raise AttnflowError("This flow solution was computed with a flow_func and carries no certificates.")
+    if not solution.certified or solution.cuts is None:
+        raise AttnflowError(
+            "This flow solution carries no certificates: solve it with solve_flow(..., keep_cuts=True) "
+            "and the compiled kernel (no flow_func)."
+        )
     worst = 0.0
     for g, (layer, output) in enumerate(solution.groups):
-        row = solution.row(layer, output)
-        for source in range(solution.n_tokens):
-            value = float(row[source])
+        values = solution.row(layer, output)
+        sides = solution.source_sides(layer, output)
+        sink = solution.sink_capacities(layer, output)
+        capacities = _crossing(solution.capacities, sink, sides).sum(axis=1)
+        arcs = _crossing(solution.capacities > 0, sink > 0, sides, both_ways=True).sum(axis=1)
+        allowance = tolerance + CUT_TOL * arcs
+        gaps = np.abs(capacities - values)
+        for source in np.flatnonzero(~(solution.violations[g] <= tolerance) | ~(gaps <= allowance)):
             problem = f"layer {layer}, output {'mean' if output is None else output}, source {source}"
             if not solution.violations[g, source] <= tolerance:
                 raise AttnflowError(
                     f"Flow {problem}: the flow breaks a capacity or conservation by "
                     f"{solution.violations[g, source]:.2e}."
                 )
-            side = solution.source_side(layer, output, source)
-            capacity = float(solution.cut_breakdown(layer, output, source).sum())
-            allowance = tolerance + CUT_TOL * _crossing_arcs(solution, layer, output, side)
-            gap = abs(capacity - value)
-            if not gap <= allowance:
-                raise AttnflowError(
-                    f"Flow {problem}: value {value!r} but its cut has capacity {capacity!r} "
-                    f"(difference {gap:.2e}, allowed {allowance:.2e})."
-                )
-            worst = max(worst, gap)
+            raise AttnflowError(
+                f"Flow {problem}: value {values[source]!r} but its cut has capacity {capacities[source]!r} "
+                f"(difference {gaps[source]:.2e}, allowed {allowance[source]:.2e})."
+            )
+        worst = max(worst, float(gaps.max(initial=0.0)))
     return worst
 
 
-def _crossing_arcs(solution: FlowSolution, layer: int, output: int | None, side: np.ndarray) -> int:
-    """Arcs of positive capacity crossing the cut either way: the round-off allowance counts them."""
-    depth = side.shape[0] - 1
-    count = 0
+def _crossing(capacities: np.ndarray, sink: np.ndarray, sides: np.ndarray, *, both_ways: bool = False) -> np.ndarray:
+    """``(m, depth + 1)``: per cut, the capacity of its arcs leaving each node layer (matrix products).
+
+    ``sides``: ``(m, depth + 1, n)`` source sides. With ``both_ways`` the arcs
+    entering the source side count too (for counting the arcs that cross).
+    """
+    weights = np.asarray(capacities, dtype=np.float64)
+    depth = sides.shape[1] - 1
+    out = np.empty((sides.shape[0], depth + 1))
     for k in range(depth):
-        positive = solution.capacities[k] > 0
-        count += int(positive[np.ix_(~side[k + 1], side[k])].sum() + positive[np.ix_(side[k + 1], ~side[k])].sum())
-    return count + int((solution.sink_capacities(layer, output)[side[depth]] > 0).sum())
+        inside, above = sides[:, k].astype(np.float64), sides[:, k + 1]
+        leaving = inside @ weights[k].T  # [m, i]: capacity from the source side of layer k into (k + 1, i)
+        out[:, k] = np.where(above, 0.0, leaving).sum(axis=1)
+        if both_ways:
+            entering = (1.0 - inside) @ weights[k].T
+            out[:, k] += np.where(above, entering, 0.0).sum(axis=1)
+    out[:, depth] = sides[:, depth].astype(np.float64) @ np.asarray(sink, dtype=np.float64)
+    return out
 
 
 def _output_list(outputs: Any, n: int) -> list[int] | str:
@@ -451,7 +469,8 @@ def _solve(
         size = solver.n_workers * max(1, math.ceil(_CHUNK_SECONDS / (_SECONDS_PER_EDGE * edges)))
         stop = int(block_starts[np.searchsorted(block_starts, min(total, done + size))])
         part = solver.solve_certified(
-            depths[done:stop], rows[done:stop], flat_sources[done:stop], sink_caps, keep_cuts=keep_cuts
+            depths[done:stop], rows[done:stop], flat_sources[done:stop], sink_caps,
+            certify=keep_cuts, check=keep_cuts, keep_cuts=keep_cuts,
         )
         bad = np.flatnonzero(~(part.violations <= _VIOLATION_LIMIT))
         if bad.size:
@@ -502,12 +521,13 @@ def flow_annotated(
     n_layers = raw.shape[0]
     key = None if position == "mean" else position
     kinds = solution.cut_kinds(n_layers, key)
+    breakdowns = solution.cut_breakdowns(n_layers, key)
     labels = []
     for source, kind in enumerate(kinds):
         if kind != "inside":
             labels.append(kind)
             continue
-        parts = solution.cut_breakdown(n_layers, key, source)
+        parts = breakdowns[source]
         k = int(np.argmax(parts))
         labels.append(f"L{k}-{k + 1} {parts[k] / parts.sum():.0%}")
     notes = []
