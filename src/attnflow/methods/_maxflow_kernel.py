@@ -843,8 +843,9 @@ class LayeredMaxFlow:
     >>> solver = LayeredMaxFlow(cap)
     >>> solver.solve([0, 0], [0, 0], [0, 1], cap[0, [1]])  # to node (1, 1), depth 0
     array([0., 1.])
-    >>> solver.solve_certified([1], [0], [0], np.array([[1.0, 1.0]])).values   # into the sink via layer 1
-    array([1.])
+    >>> solved = solver.solve_certified([1], [0], [0], np.array([[1.0, 1.0]]))  # via layer 1 to a sink
+    >>> solved.values, solved.cut_capacities   # source 0 sends out 0.5: the cut is its own arcs
+    (array([0.5]), array([0.5]))
     """
 
     def __init__(self, cap: np.ndarray, n_workers: int | None = None) -> None:
