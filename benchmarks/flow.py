@@ -1,75 +1,82 @@
 """Exact attention flow: attnflow against the ways it has been computed before, side by side.
 
-    python benchmarks/flow.py            # every shape, about 8-10 minutes on 2 cores
-    python benchmarks/flow.py --quick    # three small shapes, about a minute
+    python benchmarks/flow.py            # every case, about 15 minutes on 2 cores
+    python benchmarks/flow.py --quick    # the small cases, a few minutes
     python benchmarks/flow.py --json results.json
 
-Solvers, all on the same graph (DESIGN.md §3, residual 0.5, random peaky
-attention with a sink token, seeded):
+Cases, real attention first: the bundled MiniLM (fixed texts of about 64, 128,
+256 and 512 tokens), the bundled SVA model (a test sentence) and digits-vit (a
+test image); then synthetic hard cases: banded attention (window +-4), shallow
+layers, and random peaky attention with a sink token. For each case three jobs:
+one output ([CLS], token 0) at the top layer, that output at every layer, and
+every output at every layer (the paper's ``compute_flows``; small inputs only).
+
+Solvers, all on the same graph (docs/design.md: residual 0.5, mean head fusion):
 
 - attnflow: ``attention_flow`` end to end (validation, graph, compiled kernel);
-- networkx Edmonds–Karp, what the paper's authors used, one problem at a time;
-- networkx preflow-push, networkx's default max-flow;
-- scipy ``maximum_flow`` (Dinic) on capacities scaled by ``--scale`` and rounded to
-  int32, as GlobEnc did: fast, but no longer exact (its error is reported).
+- scipy ``maximum_flow`` (Dinic) on capacities scaled by ``--scale`` and
+  rounded to int32, as GlobEnc did: not exact (its error is reported);
+- igraph ``maxflow_value``, float capacities, exact;
+- networkx preflow-push (networkx's default; the paper used networkx too),
+  where it can finish within its budget.
 
-Cases: one output token (position 0, every input as a source) and every output
-token, both at the top layer. The reference solvers are timed on as many
-problems as fit in a time budget and their totals extrapolated from those, which
-the table marks "(k)"; where not even one problem finished within the limit,
-the entry is a lower bound ("> t"). Accuracy: the largest difference between
-attnflow and networkx preflow-push over every problem networkx solved.
+attnflow's time is the best of a few calls after one warm-up call (the first
+call in a process also starts the worker threads). Reference solvers run one
+problem at a time, as many as fit in their time
+budget, and their totals are extrapolated from those (per layer depth); the
+table marks such entries "(k)" with k the problems actually solved. Accuracy:
+the largest difference between attnflow and igraph (exact) over every problem
+igraph solved. Ratios are reference time / attnflow time, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from attnflow import attention_flow  # noqa: E402
 from attnflow.graph import AttentionGraph  # noqa: E402
 
-SHAPES = [(6, 32), (12, 64), (12, 128), (12, 197), (24, 256), (24, 512)]
-QUICK_SHAPES = [(6, 32), (12, 64), (12, 128)]
-OUTPUT = 0
+SENTENCE = (
+    "Attention flow follows information through every layer of a transformer, and the keys to the "
+    "cabinet are on the table while the cabinet itself stands in the kitchen near the window. "
+)
+MINILM_TOKENS = (64, 128, 256, 512)
+QUICK_MINILM_TOKENS = (64, 128)
 
 
-def bench_attention(n_layers: int, n: int, seed: int, temperature: float = 0.5, sink: float = 2.0):
-    """Softmax of Gaussian logits over ``temperature``, key 0 boosted by ``sink``: ``(L, n, n)``."""
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(n_layers, n, n)) / temperature
-    logits[..., 0] += sink
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return weights / weights.sum(axis=-1, keepdims=True)
+@dataclass
+class Case:
+    name: str
+    attention: np.ndarray
+    jobs: tuple[str, ...]  # of "top", "layers", "all"
+    real: bool = True
 
 
 @dataclass
 class Timing:
-    """Total seconds for a case; ``measured`` problems were actually solved."""
-
     seconds: float | None = None
     measured: int = 0
     problems: int = 0
-    lower_bound: bool = False
-    note: str = ""
-    values: dict[int, float] = field(default_factory=dict)  # source -> value (one-output case)
+    values: dict = field(default_factory=dict)  # (layer, output, source) -> value
 
     def label(self) -> str:
         if self.seconds is None:
             return "-"
-        text = f"{'> ' if self.lower_bound else ''}{format_seconds(self.seconds)}"
-        if self.measured < self.problems and not self.lower_bound:
-            text += f" ({self.measured})"
-        return text
+        text = format_seconds(self.seconds)
+        return text if self.measured >= self.problems else f"{text} ({self.measured})"
 
 
 def format_seconds(seconds: float) -> str:
@@ -82,236 +89,299 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# --- reference solvers, run in a child process so a time limit can stop them -------------------
+# --- the cases ----------------------------------------------------------------------------------
 
 
-def _networkx_child(cap, algorithm_name, sources, budget, queue):
-    import networkx as nx
-    from networkx.algorithms import flow
+def minilm_text(tokens: int) -> str:
+    """The longest prefix (in words) of a repeated sentence that MiniLM tokenizes to at most ``tokens``."""
+    from attnflow.capture import load_model
 
-    from attnflow.methods._flow_reference import SINK, layered_graph
-
-    n_layers = cap.shape[0]
-    start = time.perf_counter()
-    graph = layered_graph(cap[: n_layers - 1], cap[n_layers - 1, OUTPUT])
-    queue.put(("build", time.perf_counter() - start))
-    algorithm = getattr(flow, algorithm_name)
-    spent = 0.0
-    for source in sources:
-        start = time.perf_counter()
-        value = nx.maximum_flow_value(graph, (0, int(source)), SINK, flow_func=algorithm)
-        seconds = time.perf_counter() - start
-        queue.put(("solve", int(source), value, seconds))
-        spent += seconds
-        if spent > budget:
-            break
-    queue.put(("done",))
-
-
-def time_networkx(cap, algorithm_name, budget, limit) -> tuple[Timing, float, int]:
-    """Per-problem seconds of a networkx algorithm; returns (one-output timing, per problem, k)."""
-    n = cap.shape[-1]
-    sources = np.random.default_rng(1).permutation(n)
-    queue: mp.Queue = mp.get_context("fork").Queue()
-    child = mp.get_context("fork").Process(
-        target=_networkx_child, args=(cap, algorithm_name, sources, budget, queue)
-    )
-    start = time.perf_counter()
-    child.start()
-    build = None
-    solved: list[tuple[int, float, float]] = []
-    finished = False
-    while time.perf_counter() - start < limit:
-        try:
-            message = queue.get(timeout=max(0.05, limit - (time.perf_counter() - start)))
-        except Exception:
-            break
-        if message[0] == "build":
-            build = message[1]
-        elif message[0] == "solve":
-            solved.append(message[1:])
+    tokenizer = load_model("minilm").tokenizer
+    words = (SENTENCE * 40).split()
+    lo, hi = 1, len(words)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(tokenizer(" ".join(words[:mid]))["input_ids"]) <= tokens:
+            lo = mid
         else:
-            finished = True
-            break
-    if not finished:
-        child.kill()
-    child.join()
-    timing = Timing(problems=n, measured=len(solved))
-    timing.values = {source: value for source, value, _ in solved}
-    if not solved:  # a lower bound: the first problem alone ran longer than what was left
-        elapsed = time.perf_counter() - start
-        timing.lower_bound = True
-        if build is None:
-            timing.note = "graph not built within the limit"
-            timing.seconds = elapsed
-            return timing, 0.0, 0
-        timing.note = "first problem did not finish"
-        per_problem = elapsed - build
-        timing.seconds = build + per_problem * n
-        return timing, per_problem, 0
-    per_problem = float(np.mean([seconds for _, _, seconds in solved]))
-    timing.seconds = (build or 0.0) + per_problem * n
-    return timing, per_problem, len(solved)
+            hi = mid - 1
+    return " ".join(words[:lo])
 
 
-def time_scipy(cap, scale, budget, exact_one) -> tuple[Timing, float, int, float]:
-    """Integer-scaled scipy Dinic: one-output timing, seconds per problem, k, max error."""
-    import scipy.sparse as sparse
-    from scipy.sparse.csgraph import maximum_flow
+def real_cases(quick: bool) -> list[Case]:
+    from attnflow.capture import capture_attention
+    from attnflow.capture.vision import capture_image_attention
+    from attnflow.tasks.digits import digits_test_set, to_pil
+    from attnflow.tasks.sva import generate
 
+    cases = []
+    for tokens in QUICK_MINILM_TOKENS if quick else MINILM_TOKENS:
+        captured = capture_attention(minilm_text(tokens), "minilm", truncate=True)
+        jobs = ("top", "layers", "all") if captured.n_tokens <= 128 else ("top", "layers")
+        cases.append(Case(f"MiniLM 6x{captured.n_tokens}", captured.attentions, jobs))
+    sentence = max(generate(20, split="test", seed=3), key=lambda e: len(e.text)).text
+    captured = capture_attention(sentence, "sva")
+    cases.append(Case(f"SVA 6x{captured.n_tokens}", captured.attentions, ("top", "layers", "all")))
+    image, _ = digits_test_set(1)
+    captured = capture_image_attention(to_pil(image[0]), "digits-vit")
+    shape = captured.attentions.shape
+    cases.append(Case(f"digits-vit {shape[0]}x{shape[-1]}", captured.attentions, ("top", "layers", "all")))
+    return cases
+
+
+def peaky(n_layers: int, n: int, seed: int, temperature: float = 0.5, sink: float = 2.0) -> np.ndarray:
+    """Softmax of Gaussian logits over ``temperature``, key 0 boosted by ``sink``: ``(L, n, n)``."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n_layers, n, n)) / temperature
+    logits[..., 0] += sink
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def banded(n_layers: int, n: int, window: int, seed: int) -> np.ndarray:
+    """Random positive weights inside a band ``|i - j| <= window``, rows normalised: ``(L, n, n)``."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    band = np.abs(idx[:, None] - idx[None, :]) <= window
+    weights = np.where(band, rng.random((n_layers, n, n)) + 0.05, 0.0)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def synthetic_cases(quick: bool) -> list[Case]:
+    cases = [
+        Case("banded 24x256", banded(24, 256, 4, 0), ("top",), real=False),
+        Case("shallow 3x128", peaky(3, 128, 1), ("top", "layers", "all"), real=False),
+        Case("random 12x128", peaky(12, 128, 0), ("top", "layers"), real=False),
+    ]
+    if not quick:
+        cases.append(Case("random 24x512", peaky(24, 512, 0), ("top",), real=False))
+    return cases
+
+
+# --- problems and reference solvers ---------------------------------------------------------------
+
+
+def groups_for(job: str, n_layers: int, n: int) -> list[tuple[int, int]]:
+    """The (layer, output) rows a job computes."""
+    if job == "top":
+        return [(n_layers, 0)]
+    if job == "layers":
+        return [(layer, 0) for layer in range(1, n_layers + 1)]
+    return [(layer, t) for layer in range(1, n_layers + 1) for t in range(n)]
+
+
+def problem_edges(cap: np.ndarray, layer: int, output: int):
+    """Edges ``(tail, head, capacity)`` of the problem into ``(layer, output)``; node ``k * n + j``, sink last."""
+    n = cap.shape[-1]
+    tails, heads, values = [], [], []
+    for k in range(layer - 1):
+        i, j = np.nonzero(cap[k])
+        tails.append(k * n + j)
+        heads.append((k + 1) * n + i)
+        values.append(cap[k][i, j])
+    sink = layer * n
+    a = np.nonzero(cap[layer - 1, output])[0]
+    tails.append((layer - 1) * n + a)
+    heads.append(np.full(a.size, sink))
+    values.append(cap[layer - 1, output, a])
+    return np.concatenate(tails), np.concatenate(heads), np.concatenate(values), sink + 1, sink
+
+
+class Scipy:
+    name = "scipy int"
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def prepare(self, cap, layer, output):
+        import scipy.sparse as sparse
+
+        tails, heads, values, size, sink = problem_edges(cap, layer, output)
+        ints = np.round(values * self.scale).astype(np.int32)
+        return sparse.csr_matrix((ints, (tails, heads)), shape=(size, size)), sink
+
+    def solve(self, prepared, source):
+        from scipy.sparse.csgraph import maximum_flow
+
+        graph, sink = prepared
+        return maximum_flow(graph, int(source), sink, method="dinic").flow_value / self.scale
+
+
+class Igraph:
+    name = "igraph"
+
+    def prepare(self, cap, layer, output):
+        import igraph
+
+        tails, heads, values, size, sink = problem_edges(cap, layer, output)
+        graph = igraph.Graph(n=size, edges=np.column_stack([tails, heads]).tolist(), directed=True)
+        return graph, values.tolist(), sink
+
+    def solve(self, prepared, source):
+        graph, capacity, sink = prepared
+        return graph.maxflow_value(int(source), sink, capacity=capacity)
+
+
+class Networkx:
+    name = "networkx"
+
+    def prepare(self, cap, layer, output):
+        import networkx as nx
+
+        tails, heads, values, _, sink = problem_edges(cap, layer, output)
+        graph = nx.DiGraph()
+        edges = zip(tails.tolist(), heads.tolist(), values.tolist(), strict=True)
+        graph.add_weighted_edges_from(edges, weight="capacity")
+        return graph, sink
+
+    def solve(self, prepared, source):
+        import networkx as nx
+
+        graph, sink = prepared
+        if int(source) not in graph:
+            return 0.0
+        return nx.maximum_flow_value(graph, int(source), sink)
+
+
+def time_reference(solver, cap, groups, budget: float, max_edges: float = np.inf) -> Timing:
+    """Solve as many problems as fit in ``budget`` (groups in a fixed random order), extrapolate per depth."""
     n_layers, n, _ = cap.shape
-    start = time.perf_counter()
-    layer, head, tail = np.nonzero(cap)
-    values = np.round(cap[layer, head, tail] * scale).astype(np.int32)
-    size = (n_layers + 1) * n
-    graph = sparse.csr_matrix(
-        (values, (layer * n + tail, (layer + 1) * n + head)), shape=(size, size)
-    )
-    build = time.perf_counter() - start
-    sink = n_layers * n + OUTPUT
-    solved = []
+    timing = Timing(problems=len(groups) * n)
+    if (max(layer for layer, _ in groups)) * n * n > max_edges:
+        return timing
+    order = np.random.default_rng(1).permutation(len(groups))
+    per_depth: dict[int, list[float]] = {}
     spent = 0.0
-    for source in np.random.default_rng(1).permutation(n):
+    for g in order:
+        layer, output = groups[g]
         start = time.perf_counter()
-        value = maximum_flow(graph, int(source), sink, method="dinic").flow_value / scale
-        seconds = time.perf_counter() - start
-        solved.append((int(source), value, seconds))
-        spent += seconds
+        prepared = solver.prepare(cap, layer, output)
+        build = time.perf_counter() - start
+        for source in np.random.default_rng(2).permutation(n):
+            start = time.perf_counter()
+            value = solver.solve(prepared, source)
+            seconds = time.perf_counter() - start + build / n
+            timing.values[(layer, output, int(source))] = value
+            per_depth.setdefault(layer, []).append(seconds)
+            spent += seconds
+            if spent > budget:
+                break
         if spent > budget:
             break
-    per_problem = float(np.mean([s for _, _, s in solved]))
-    timing = Timing(seconds=build + per_problem * n, measured=len(solved), problems=n)
-    error = max(abs(value - exact_one[source]) for source, value, _ in solved)
-    return timing, per_problem, len(solved), float(error)
+    timing.measured = sum(len(v) for v in per_depth.values())
+    everywhere = float(np.mean([s for v in per_depth.values() for s in v]))
+    total = 0.0
+    for layer, _ in groups:  # unmeasured depths: scaled from the mean by their edge count
+        if layer in per_depth:
+            total += float(np.mean(per_depth[layer])) * n
+        else:
+            measured_layers = np.mean(list(per_depth))
+            total += everywhere * max(layer, 1) / max(measured_layers, 1) * n
+    timing.seconds = total
+    return timing
 
 
-# --- the benchmark -----------------------------------------------------------------------------
-
-
-def time_attnflow(attention, outputs, repeats) -> float:
-    best = np.inf
+def time_attnflow(attention, job: str, repeats: int) -> tuple[float, np.ndarray]:
+    n_layers = attention.shape[0]
+    kwargs = {"top": {"outputs": 0, "layers": -1}, "layers": {"outputs": 0}, "all": {}}[job]
+    attention_flow(attention, normalize=False, **kwargs)  # warm: the first call also starts the threads
+    best, values = np.inf, None
     for _ in range(repeats):
         start = time.perf_counter()
-        attention_flow(attention, outputs=outputs, layers=-1, normalize=False)
+        values = attention_flow(attention, normalize=False, **kwargs)
         best = min(best, time.perf_counter() - start)
-    return best
+    assert values is not None and values.shape[0] == n_layers
+    return best, values
 
 
-def run_shape(n_layers, n, args) -> list[dict]:
-    attention = bench_attention(n_layers, n, args.seed)
-    cap = AttentionGraph.from_attentions(attention).capacities
-    exact_one = attention_flow(attention, outputs=OUTPUT, layers=-1, normalize=False)[-1, OUTPUT]
-    one = time_attnflow(attention, OUTPUT, 3 if n <= 256 else 1)
-
-    # Every output: run them all when that fits the budget, else a sample of outputs.
-    predicted = one * n
-    if predicted <= args.attnflow_budget:
-        start = time.perf_counter()
-        attention_flow(attention, outputs=None, layers=-1, normalize=False)
-        all_timing = Timing(time.perf_counter() - start, n * n, n * n)
-    else:
-        sample = max(2, int(args.attnflow_budget / one))
-        outputs = np.random.default_rng(2).choice(n, size=min(n, sample), replace=False)
-        start = time.perf_counter()
-        attention_flow(attention, outputs=list(outputs), layers=-1, normalize=False)
-        all_timing = Timing((time.perf_counter() - start) * n / len(outputs), n * len(outputs), n * n)
-
-    ek, ek_per, ek_k = time_networkx(cap, "edmonds_karp", args.ek_budget, args.ek_limit)
-    pp, pp_per, pp_k = time_networkx(cap, "preflow_push", args.nx_budget, args.nx_limit)
-    sp, sp_per, sp_k, sp_error = time_scipy(cap, args.scale, args.scipy_budget, exact_one)
-
-    checked = {**ek.values, **pp.values}
-    nx_error = max((abs(v - exact_one[s]) for s, v in checked.items()), default=float("nan"))
-
-    def all_from(one_timing: Timing, per: float, k: int) -> Timing:
-        if k == 0:  # not even one problem: per-problem lower bound times n^2 (or just the limit)
-            return Timing(per * n * n if per else one_timing.seconds, 0, n * n, lower_bound=True)
-        return Timing(per * n * n, k, n * n)
-
-    rows = []
-    for case, mine, ek_t, pp_t, sp_t in [
-        ("1 output", Timing(one, n, n), ek, pp, sp),
-        ("all outputs", all_timing, all_from(ek, ek_per, ek_k), all_from(pp, pp_per, pp_k),
-         all_from(sp, sp_per, sp_k)),
-    ]:
-        rows.append({
-            "L": n_layers, "n": n, "case": case, "problems": mine.problems,
-            "attnflow": asdict(mine) | {"values": None},
-            "edmonds_karp": asdict(ek_t) | {"values": None},
-            "preflow_push": asdict(pp_t) | {"values": None},
-            "scipy_int": asdict(sp_t) | {"values": None},
-            "scipy_max_error": sp_error,
-            "attnflow_max_error_vs_networkx": nx_error,
-            "networkx_problems_checked": len(checked),
-            "at_bound": float(np.mean(np.isclose(
-                exact_one, np.minimum(1.0, cap[0].sum(axis=0)), rtol=0, atol=1e-12))),
-            "_t": (mine, ek_t, pp_t, sp_t),
-        })
-    return rows
-
-
-def ratio(other: Timing, mine: Timing) -> str:
-    if other.seconds is None or not mine.seconds:
+def ratio(other: Timing, mine: float) -> str:
+    if other.seconds is None or not mine:
         return "-"
-    value = other.seconds / mine.seconds
-    text = f"{value:,.0f}x" if value >= 10 else f"{value:.1f}x"
-    return ("> " + text) if other.lower_bound else text
+    value = other.seconds / mine
+    return f"{value:,.0f}x" if value >= 10 else f"{value:.1f}x"
+
+
+def run_case(case: Case, args) -> list[dict]:
+    cap = AttentionGraph.from_attentions(case.attention).capacities
+    n_layers, n, _ = cap.shape
+    rows = []
+    for job in case.jobs:
+        groups = groups_for(job, n_layers, n)
+        seconds, values = time_attnflow(case.attention, job, 1 if n >= 256 or job == "all" else 5)
+        references = {
+            "scipy": time_reference(Scipy(args.scale), cap, groups, args.budget),
+            "igraph": time_reference(Igraph(), cap, groups, args.budget),
+            "networkx": time_reference(Networkx(), cap, groups, args.nx_budget, max_edges=args.nx_max_edges),
+        }
+
+        def error(timing: Timing, exact: np.ndarray = values) -> float:
+            diffs = [abs(v - exact[layer - 1, t, s]) for (layer, t, s), v in timing.values.items()]
+            return max(diffs) if diffs else float("nan")
+
+        rows.append({
+            "case": case.name, "real": case.real, "job": job, "problems": len(groups) * n,
+            "attnflow_s": seconds,
+            **{f"{name}_s": t.seconds for name, t in references.items()},
+            **{f"{name}_measured": t.measured for name, t in references.items()},
+            **{f"{name}_ratio": (t.seconds / seconds if t.seconds else None) for name, t in references.items()},
+            "max_error_vs_igraph": error(references["igraph"]),
+            "max_error_vs_networkx": error(references["networkx"]),
+            "scipy_error_vs_attnflow": error(references["scipy"]),
+            "_t": (seconds, references),
+        })
+        print(f"  {case.name:<20} {job:<7} attnflow {format_seconds(seconds):>10}  "
+              f"scipy {ratio(references['scipy'], seconds):>7}  igraph {ratio(references['igraph'], seconds):>7}",
+              flush=True)
+    return rows
 
 
 def print_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Exact attention flow to the top layer: attnflow vs networkx and scipy")
-    for column in ["L x n", "case", "problems", "attnflow", "nx Edmonds-Karp", "ratio",
-                   "nx preflow-push", "ratio", "scipy int", "ratio", "scipy max err",
-                   "attnflow err (k)"]:
+    jobs = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
+    table = Table(title="Exact attention flow: attnflow against scipy (integer), igraph and networkx")
+    for column in ["case", "job", "problems", "attnflow", "scipy int", "ratio", "igraph", "ratio",
+                   "networkx", "ratio", "err vs igraph", "scipy err"]:
         table.add_column(column, justify="right")
     for row in rows:
-        mine, ek, pp, sp = row["_t"]
+        mine, refs = row["_t"]
         table.add_row(
-            f"{row['L']} x {row['n']}", row["case"], f"{row['problems']:,}",
-            mine.label(), ek.label(), ratio(ek, mine), pp.label(), ratio(pp, mine),
-            sp.label(), ratio(sp, mine), f"{row['scipy_max_error']:.1e}",
-            f"{row['attnflow_max_error_vs_networkx']:.1e} ({row['networkx_problems_checked']})",
+            row["case"], jobs[row["job"]], f"{row['problems']:,}", format_seconds(mine),
+            refs["scipy"].label(), ratio(refs["scipy"], mine), refs["igraph"].label(), ratio(refs["igraph"], mine),
+            refs["networkx"].label(), ratio(refs["networkx"], mine),
+            f"{row['max_error_vs_igraph']:.1e}", f"{row['scipy_error_vs_attnflow']:.1e}",
         )
-    console = Console(width=200)
+    console = Console(width=220)
     console.print(table)
     console.print(
-        "(k): total extrapolated from k problems actually solved; > t: lower bound, no problem "
-        "finished within the time limit. attnflow err: largest |attnflow - networkx| over the k "
-        "problems networkx solved. scipy: capacities x scale rounded to int32."
+        "(k): total extrapolated from k problems actually solved. err vs igraph: largest |attnflow - igraph| "
+        "over the problems igraph solved (both exact). scipy: capacities x scale rounded to int32."
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="three small shapes, short budgets")
+    parser.add_argument("--quick", action="store_true", help="the small cases only")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1e6, help="integer scaling for scipy")
-    parser.add_argument("--ek-budget", type=float, default=20.0, help="seconds of EK per shape")
-    parser.add_argument("--ek-limit", type=float, default=45.0, help="hard limit per shape")
-    parser.add_argument("--nx-budget", type=float, default=10.0)
-    parser.add_argument("--nx-limit", type=float, default=40.0)
-    parser.add_argument("--scipy-budget", type=float, default=5.0)
-    parser.add_argument("--attnflow-budget", type=float, default=40.0)
+    parser.add_argument("--scale", type=float, default=2.0**20, help="integer scaling for scipy")
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds per case and job for scipy, igraph")
+    parser.add_argument("--nx-budget", type=float, default=4.0, help="seconds per case and job for networkx")
+    parser.add_argument("--nx-max-edges", type=float, default=4e5, help="skip networkx on larger graphs")
     args = parser.parse_args(argv)
-    shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.quick:
-        args.ek_budget, args.ek_limit, args.nx_budget, args.nx_limit = 3.0, 10.0, 3.0, 10.0
-        args.scipy_budget, args.attnflow_budget = 2.0, 10.0
+        args.budget, args.nx_budget = 3.0, 2.0
 
     import numba
 
     start = time.perf_counter()
-    attention_flow(bench_attention(2, 3, 0))  # load (or compile) the kernel once
-    print(f"kernel ready in {time.perf_counter() - start:.2f} s (compiled on first use, then "
-          f"cached); {numba.get_num_threads()} threads")
+    attention_flow(peaky(2, 3, 0))  # load (or compile) the kernel once
+    print(f"kernel ready in {time.perf_counter() - start:.2f} s (compiled on first use, then cached); "
+          f"{numba.get_num_threads()} threads")
     rows = []
-    for n_layers, n in shapes:
-        print(f"L={n_layers} n={n} ...", flush=True)
-        rows.extend(run_shape(n_layers, n, args))
+    for case in real_cases(args.quick) + synthetic_cases(args.quick):
+        print(f"{case.name} ...", flush=True)
+        rows.extend(run_case(case, args))
     print_table(rows)
     if args.json:
         clean = [{key: value for key, value in row.items() if key != "_t"} for row in rows]
