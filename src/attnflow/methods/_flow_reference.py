@@ -23,6 +23,20 @@ import numpy as np
 SINK = "sink"
 
 
+def _networkx() -> Any:
+    """networkx, an optional dependency (the reference solver only), with the install command if missing."""
+    try:
+        import networkx
+    except ImportError:
+        from ..errors import AttnflowError
+
+        raise AttnflowError(
+            "The networkx reference solver needs networkx: pip install 'attnflow[reference]' "
+            "(or pip install networkx). attnflow's own flow solver does not need it."
+        ) from None
+    return networkx
+
+
 def layered_graph(capacities: np.ndarray, sink_capacities: np.ndarray) -> Any:
     """The flow network as a ``networkx.DiGraph``: nodes ``(k, j)`` and ``"sink"``.
 
@@ -34,7 +48,7 @@ def layered_graph(capacities: np.ndarray, sink_capacities: np.ndarray) -> Any:
     >>> sorted(g.edges(data="capacity"))[:2]
     [((0, 0), (1, 0), 1.0), ((0, 0), (1, 1), 0.5)]
     """
-    import networkx as nx
+    nx = _networkx()
 
     capacities = np.asarray(capacities, dtype=np.float64)
     depth = capacities.shape[0]
@@ -68,8 +82,7 @@ def networkx_flow(
     >>> networkx_flow(cap[:0], cap[0, 1], [0, 1])
     array([0., 1.])
     """
-    import networkx as nx
-
+    nx = _networkx()
     graph = layered_graph(capacities, sink_capacities)
     values = np.zeros(len(sources))
     for position, source in enumerate(sources):
