@@ -108,6 +108,14 @@ def explain(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    max_flow_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-flow-seconds",
+            help="Refuse, before starting, a flow computation estimated to take longer than this.",
+            callback=number_range(0, None, low_open=True),
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
@@ -160,10 +168,12 @@ def explain(
     model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
     _check_depth(layer, model)
     captured = None
-    if wants_report:  # captured once: explain scores it, the report reuses it (and explain's scores)
+    if wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
         from ..capture import capture_attention
 
         captured = capture_attention(text, model, truncate=truncate)
+    if "flow" in method:
+        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -183,6 +193,32 @@ def explain(
         console.print(f"wrote {json_path}")
     if wants_report:
         _write_report(captured, result, method, layer, html_path, png_path, svg_path, options)
+
+
+def _check_flow_time(shape: tuple[int, ...], wants_report: bool, limit: float | None) -> None:
+    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``."""
+    from ..methods.flow import estimate_flow_seconds
+    from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
+
+    n_layers, n = int(shape[0]), int(shape[-1])
+    every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
+    seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else 1)
+    ways_out = "--method rollout (instant), a shorter text, or a larger --max-flow-seconds"
+    if limit is not None and seconds > limit:
+        raise AttnflowError(
+            f"Attention flow for {n} tokens and {n_layers} layers is estimated at {_duration(seconds)}, "
+            f"more than --max-flow-seconds {limit:g}: use {ways_out}."
+        )
+    if seconds > 60:
+        error_console.print(
+            f"note: attention flow for {n} tokens and {n_layers} layers will take about {_duration(seconds)} "
+            "(an estimate); progress is shown, Ctrl-C stops cleanly, and --method rollout is instant.",
+            highlight=False,
+        )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _write_report(

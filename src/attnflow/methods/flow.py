@@ -389,6 +389,32 @@ def _crossing(capacities: np.ndarray, sink: np.ndarray, sides: np.ndarray, *, bo
     return out
 
 
+#: Seconds per arc of a problem's graph and per thread, measured on MiniLM attention (high side).
+SECONDS_PER_ARC = 1.5e-8
+
+
+def estimate_flow_seconds(
+    n_layers: int, n: int, *, outputs: int = 1, layers: Sequence[int] | None = None, threads: int | None = None
+) -> float:
+    """A rough estimate (high side) of :func:`attention_flow`'s time for ``outputs`` outputs at ``layers``.
+
+    Each output at layer ``l`` is ``n`` problems on a graph of about ``l * n^2``
+    arcs; the kernel's time per arc, measured on the attention of real models
+    (``benchmarks/flow.py``), is ``SECONDS_PER_ARC`` per thread. Random
+    attention is usually much faster (most problems end in the first phase).
+
+    Examples
+    --------
+    >>> estimate_flow_seconds(6, 128, threads=2) < 1 < estimate_flow_seconds(24, 2048, threads=2)
+    True
+    """
+    import numba
+
+    wanted = range(1, n_layers + 1) if layers is None else layers
+    arcs = sum(int(layer) for layer in wanted) * float(n) ** 3 * max(1, int(outputs))
+    return arcs * SECONDS_PER_ARC / max(1, threads or numba.get_num_threads())
+
+
 def _output_list(outputs: Any, n: int) -> list[int] | str:
     """Resolve ``outputs`` to sorted distinct positions, or ``"mean"``."""
     if outputs is None:
