@@ -71,20 +71,31 @@ def test_attention_is_bidirectional(sva_model) -> None:
         assert np.all(mass.max(axis=(1, 2)) > 0.2)  # in every layer some query looks ahead
 
 
-def test_accuracy_on_fresh_test_sentences(sva_model) -> None:
-    examples = sva.generate(200, split="test", seed=2024)  # a seed training never used
+#: docs/reproduction.md and the README claim test accuracy 1.000 (2000 of 2000, and 1135 of 1135 with attractors).
+CLAIMED_ACCURACY = 1.0
+#: What the test allows below the claim: 1 %, that is 10 errors in 1000 sentences.
+MARGIN = 0.01
+
+
+def test_accuracy_on_fresh_held_out_sentences_is_the_claimed_one(sva_model) -> None:
+    examples = sva.generate(1000, split="test", seed=2024)  # test-split sentences under a seed training never used
     result = accuracy(sva_model.model, sva_model.tokenizer, examples)
-    assert result["n"] == 200
-    assert result["accuracy"] >= 0.9
-    assert result["n_attractors"] > 50
+    assert result["n"] == 1000 and result["n_attractors"] > 300
+    assert result["accuracy"] >= CLAIMED_ACCURACY - MARGIN, result
+    assert result["accuracy_attractors"] >= CLAIMED_ACCURACY - MARGIN, result
 
 
-def test_train_report_records_the_figures() -> None:
+def test_the_committed_train_report_is_what_the_model_does(sva_model) -> None:
+    """The docs' accuracy table comes from train_report.json: the report must state the claimed figure, and
+    the model itself must still reach it (minus the margin) on the report's own test sentences (the test
+    split, seed 0; the first 500 of its 2000, to keep the suite short; `make reproduce` reruns all)."""
     report = json.loads((bundled_sva_path() / "train_report.json").read_text())
-    assert report["test_accuracy"] >= 0.95
-    assert 0.0 <= report["test_accuracy_attractors"] <= 1.0
-    assert report["n_train"] > 0 and report["seed"] == 0
-    assert report["train_seconds"] > 0
+    assert report["seed"] == 0 and report["n_test"] == 2000 and report["train_seconds"] > 0
+    assert report["test_accuracy"] >= CLAIMED_ACCURACY and report["test_accuracy_attractors"] >= CLAIMED_ACCURACY
+    examples = sva.generate(500, split="test", seed=report["seed"])  # the first 500 of the report's 2000
+    result = accuracy(sva_model.model, sva_model.tokenizer, examples)
+    assert result["accuracy"] >= report["test_accuracy"] - MARGIN, result
+    assert result["accuracy_attractors"] >= report["test_accuracy_attractors"] - MARGIN, result
 
 
 @pytest.mark.slow

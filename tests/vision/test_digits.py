@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,16 +16,27 @@ from attnflow.tasks.digits import DIGITS_MODEL_DIR, digits_test_set, pixel_value
 pytestmark = pytest.mark.e2e
 
 
-def test_bundled_digits_vit_loads_offline_and_classifies():
+#: docs/vision.md and the README claim test accuracy 0.994 (358 of the 360 test images).
+CLAIMED_ACCURACY = 0.994
+#: What the test allows below the claim: about 3 more errors in 360 images.
+MARGIN = 0.01
+
+
+def test_bundled_digits_vit_classifies_the_held_out_digits_as_claimed():
+    """On the model itself: all 360 held-out test digits, at the claimed accuracy minus the margin,
+    and exactly what the committed train_report.json (the docs' source) records."""
     loaded = load_model("digits-vit")
     assert "digits-vit" in BUNDLED_MODELS and loaded.processor is not None and loaded.tokenizer is None
-    images, labels = digits_test_set(100)
+    images, labels = digits_test_set()
+    assert len(labels) == 360
     from attnflow.capture.vision import classify
 
     predicted = classify(loaded, pixel_values(images, loaded.processor)).argmax(-1)
-    assert (predicted == labels).mean() >= 0.9
+    measured = float((predicted == labels).mean())
+    assert measured >= CLAIMED_ACCURACY - MARGIN, measured
     report = json.loads((DIGITS_MODEL_DIR / "train_report.json").read_text())
-    assert report["test_accuracy"] >= 0.9 and report["n_test"] == 360
+    assert report["n_test"] == 360
+    assert abs(report["test_accuracy"] - measured) < 1e-6, (report["test_accuracy"], measured)
 
 
 def test_explain_image_on_a_digit_png(tmp_path):
@@ -91,15 +103,25 @@ def test_report_data_image_view_is_checked():
 
 
 @pytest.mark.slow
-def test_faithfulness_methods_beat_random_on_digits():
-    from attnflow.evaluate.image_faithfulness import image_faithfulness
+def test_faithfulness_every_method_beats_random_on_both_curves():
+    """The README's claim (docs/vision.md: 200 images), on the first 100 test digits, seed 0: every
+    method's mean deletion AUC is below the random order's and its insertion AUC above; and, as
+    docs/vision.md says, flow is the weakest of the three. `make reproduce` runs it on all 200."""
+    from attnflow.evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
 
-    images, labels = digits_test_set(12)
-    result = image_faithfulness(images, methods=("rollout", "grad-rollout"), labels=labels)
+    n = int(os.environ.get("ATTNFLOW_IMAGE_N", "100"))  # `make reproduce` sets 200, the docs' run
+    images, labels = digits_test_set(n)
+    result = image_faithfulness(images, methods=DEFAULT_METHODS, labels=labels, seed=0)
     summary = result.summary()
-    assert set(summary) == {"rollout", "grad-rollout", "random"}
+    assert set(summary) == {*DEFAULT_METHODS, "random"}
     assert result.fractions[0] == 0 and result.fractions[-1] == 1
     for values in result.deletion_auc.values():
         assert np.all((values >= 0) & (values <= 1))
-    assert summary["grad-rollout"]["deletion_auc"][0] < summary["random"]["deletion_auc"][0]
-    assert json.loads(json.dumps(result.to_dict()))["n_images"] == 12
+    deletion = {name: values["deletion_auc"][0] for name, values in summary.items()}
+    insertion = {name: values["insertion_auc"][0] for name, values in summary.items()}
+    for method in DEFAULT_METHODS:
+        assert deletion[method] < deletion["random"], (method, deletion)
+        assert insertion[method] > insertion["random"], (method, insertion)
+    for method in ("rollout", "grad-rollout"):
+        assert deletion[method] < deletion["flow"] and insertion[method] > insertion["flow"], (deletion, insertion)
+    assert json.loads(json.dumps(result.to_dict()))["n_images"] == n
