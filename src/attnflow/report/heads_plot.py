@@ -130,4 +130,5 @@ def plot_pruning_curves(sweep: Any, ax: Any = None, *, title: str | None = None)
     ax.set_ylim(-0.02, 1.05)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title or f"Head pruning · {getattr(sweep, 'model_name', '')}", fontsize=9)
+    fig.tight_layout()
     return fig
