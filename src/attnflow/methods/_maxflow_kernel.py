@@ -1,4 +1,4 @@
-"""Compiled exact max-flow on the layered attention graph (DESIGN.md §3, §5).
+"""Compiled exact max-flow on the layered attention graph (docs/design.md §3, §5).
 
 Why numba and not a C extension: numba is already a dependency and installs as
 a wheel on every platform the project supports; it compiles this module on

@@ -1,7 +1,7 @@
 """Attention flow (Abnar & Zuidema 2020, §3 of "Quantifying Attention Flow"), exact.
 
 ``F[l][t, j]`` is the value of the maximum flow from input node ``(0, j)`` to node
-``(l, t)`` in the layered attention graph (DESIGN.md §3, §5): one
+``(l, t)`` in the layered attention graph (docs/design.md §3, §5): one
 single-source, single-sink problem per entry, solved exactly in float64 by the
 compiled kernel in :mod:`._maxflow_kernel`.
 """
@@ -97,7 +97,7 @@ def attention_flow(
     Each entry is a separate maximum-flow problem on a graph of ``l * n^2``
     edges; the kernel stops a problem as soon as its flow reaches
     ``min(1, sum_i Ahat[1][i, j])``, which bounds it, and on graphs a few
-    layers deep most problems do (DESIGN.md §5). Raw flow into layer 1 equals
+    layers deep most problems do (docs/design.md §5). Raw flow into layer 1 equals
     ``Ahat[1]`` exactly.
 
     Examples
