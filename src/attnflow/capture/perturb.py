@@ -231,8 +231,8 @@ def integrated_gradients(
         Captum's convergence delta ``sum(attributions) - (S(x) - S(baseline))``;
         ``relative_delta``, ``delta / |S(x) - S(baseline)|`` (NaN when that is 0).
         Near 0 when ``n_steps`` is enough; on the bundled ``sva`` model the median
-        relative delta is about 25 % at 20 steps (docs/evaluation.md has the figure
-        at the default).
+        relative delta is 14 % at 20 steps and 0.5 % at 50 (docs/evaluation.md has
+        the command).
 
     Raises
     ------

@@ -53,9 +53,9 @@ GROUND_TRUTH_SUMMARIES: dict[str, str] = {
 }
 REMOVALS: tuple[str, ...] = ("delete", "blank")
 
-#: Default integration steps of integrated gradients (Gauss-Legendre). At 20 the
-#: bundled ``sva`` model's convergence delta is about 25 % of ``S(x) - S(baseline)``;
-#: see docs/evaluation.md for the measured figure at this default.
+#: Default integration steps of integrated gradients (Gauss-Legendre). On the bundled
+#: ``sva`` model the median convergence delta is 14 % of ``S(x) - S(baseline)`` at 20
+#: steps and 0.5 % at 50 (docs/evaluation.md has the command and the figures).
 IG_STEPS = 50
 #: A relative convergence delta above this raises :class:`IntegratedGradientsWarning`.
 IG_DELTA_WARNING = 0.05
