@@ -43,7 +43,7 @@ def l0_probability(log_alpha: Any) -> Any:
     --------
     >>> import torch
     >>> [round(float(p), 3) for p in l0_probability(torch.tensor([-10.0, 0.0, 10.0]))]
-    [0.0, 0.896, 1.0]
+    [0.0, 0.832, 1.0]
     """
     import torch
 
