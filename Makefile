@@ -42,6 +42,9 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow reproduce sva --n $(REPRODUCE_N) --out build/reproduce/sva
 	cp build/reproduce/sva/results.json docs/results/sva.json
 	$(PY) -m attnflow.evaluate.image_faithfulness --model digits-vit --n 200 --json docs/results/digits-faithfulness.json
+	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
+		--target "cosine:A sentence about animals." --out build/evaluate-minilm
+	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
 		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/test_doc_tables.py -k "not retrain"

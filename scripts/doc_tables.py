@@ -40,6 +40,7 @@ SOURCES: dict[str, str] = {
     "sva-train": "src/attnflow/tasks/bundled/sva/train_report.json",
     "digits-faithfulness": "docs/results/digits-faithfulness.json",
     "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
+    "evaluation-minilm": "docs/results/evaluation-minilm.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -185,6 +186,38 @@ def digits_train(report: dict[str, Any]) -> str:
     )
 
 
+def _signed(pair: Any) -> str:
+    """``+0.04 ± 0.32``, as ``attnflow evaluate`` prints it."""
+    mean, sd = (float("nan") if v is None else float(v) for v in pair)
+    if mean != mean:
+        return "–"
+    return f"{mean:+.2f} ± {sd:.2f}" if sd == sd else f"{mean:+.2f}"
+
+
+def evaluation_by_layer(truth: str) -> Callable[[dict[str, Any]], str]:
+    """An ``attnflow evaluate`` results file: correlation with ``truth`` per layer and method."""
+
+    def render(results: dict[str, Any]) -> str:
+        methods = results["methods"]
+        rows = ["| layer | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
+        for layer in range(results["n_layers"]):
+            cells = [_signed(results["correlation"][truth][m][layer]) for m in methods]
+            rows.append(f"| {layer + 1} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+    return render
+
+
+def evaluation_faithfulness(results: dict[str, Any]) -> str:
+    """An ``attnflow evaluate`` results file: AOPC comprehensiveness and sufficiency per method and random."""
+    rows = ["| method | AOPC comprehensiveness | AOPC sufficiency |", "|---|---:|---:|"]
+    for name, values in results["faithfulness"]["methods"].items():
+        rows.append(
+            f"| {name} | {_signed(values['aopc_comprehensiveness'])} | {_signed(values['aopc_sufficiency'])} |"
+        )
+    return "\n".join(rows)
+
+
 #: Every table: marker name -> (results file, renderer).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
@@ -200,6 +233,11 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "readme-sva": ("sva", readme_sva),
     "digits-faithfulness": ("digits-faithfulness", digits_faithfulness),
     "digits-train": ("digits-train", digits_train),
+    "minilm-blankout": ("evaluation-minilm", evaluation_by_layer("blankout")),
+    "minilm-gradient": ("evaluation-minilm", evaluation_by_layer("gradient")),
+    "minilm-grad_x_input": ("evaluation-minilm", evaluation_by_layer("grad_x_input")),
+    "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
+    "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
 }
 
 
