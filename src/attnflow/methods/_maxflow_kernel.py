@@ -89,8 +89,6 @@ BOUND_TOL = 1e-13
 CUT_TOL = 1e-13
 #: Push-relabel recomputes exact labels after this many passes over the arcs worth of work.
 RELABEL_EVERY = 8
-#: Start push-relabel from exact labels (a backward search) rather than layer distances.
-EXACT_START = True
 
 
 def prepare(cap: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -373,28 +371,6 @@ def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fw
 
 
 @nb.njit(cache=True)
-def _layer_labels(depth, n, n_lab, excess, label, count, cur, bhead, bnext):  # pragma: no cover
-    """Labels ``depth + 1 - k`` for layer ``k``: valid for any flow on a layered graph."""
-    for h in range(n_lab + 1):
-        count[h] = 0
-        bhead[h] = -1
-    top = -1
-    for k in range(1, depth + 1):
-        d = depth + 1 - k
-        for a in range(n):
-            u = k * n + a
-            label[u] = d
-            cur[u] = 0
-            count[d] += 1
-            if excess[u] > EPS:
-                bnext[u] = bhead[d]
-                bhead[d] = u
-                if d > top:
-                    top = d
-    return top
-
-
-@nb.njit(cache=True)
 def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
                   bwd_cnt, res, flow, sink_res, excess, label, count, cur, bhead, bnext,
                   queue):  # pragma: no cover - compiled
@@ -424,11 +400,8 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
             arcs += fwd_cnt[k, a]
     budget = RELABEL_EVERY * arcs + 8 * n
     work = 0
-    if EXACT_START:
-        top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt,
-                              res, flow, sink_res, excess, label, count, cur, bhead, bnext, queue)
-    else:
-        top = _layer_labels(depth, n, n_lab, excess, label, count, cur, bhead, bnext)
+    top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt,
+                          res, flow, sink_res, excess, label, count, cur, bhead, bnext, queue)
     while top >= 0 and total < target:
         if work > budget:
             work = 0
