@@ -1,21 +1,33 @@
-"""``attnflow reproduce sva`` on a small sample: the structure of the results and the paper's central claim."""
+"""``attnflow reproduce sva`` on a seeded sample: the structure of the results and every claim the docs make.
+
+The README and docs/reproduction.md report the full run (2000 sentences, ``make reproduce``;
+``docs/results/sva.json``). Here the first 200 of the same test sentences (seed 0) must show
+each claim the README makes, with margins stated next to each check; the full figures are
+in the committed results file, which ``tests/test_doc_tables.py`` holds the docs' tables to.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
-from attnflow.tasks.reproduce import GROUND_TRUTHS, PAPER, reproduce_sva
+from attnflow.tasks.reproduce import GROUND_TRUTHS, PAPER, PROTOCOLS, reproduce_sva
 
-N = 50
+#: Sentences the claims are checked on: 200 in the suite; `make reproduce` sets 2000 (the full run).
+N = int(os.environ.get("ATTNFLOW_REPRODUCE_N", "200"))
 
 
 @pytest.fixture(scope="module")
 def small_run():
-    """50 test sentences with the bundled model, every registered method. Do not modify."""
+    """N test sentences with the bundled model, every registered method. Do not modify."""
     return reproduce_sva(N, seed=0)
+
+
+def _top(run, truth: str, method: str, special: bool = False) -> float:
+    return float(run.evaluation.correlation(truth, method, special_tokens=special)[-1, 0])
 
 
 def test_results_have_the_evaluate_structure_plus_accuracy_and_plausibility(small_run) -> None:
@@ -36,14 +48,74 @@ def test_results_have_the_evaluate_structure_plus_accuracy_and_plausibility(smal
         assert len(rates) == 6 and all(0.0 <= r <= 1.0 for r in rates)
     assert 0.0 < plaus["chance"] <= 0.5
     assert d["paper"] == PAPER
+    assert set(d["protocols"]) == set(PROTOCOLS)
+    for truth in GROUND_TRUTHS:
+        for method in d["methods"]:
+            assert len(d["correlation_with_special_tokens"][truth][method]) == 6
+            # [CLS] scored: one more token per example, so the two protocols differ
+            assert d["correlation_with_special_tokens"][truth][method] != d["correlation"][truth][method]
+    assert set(d["saturation"]) >= {"n_examples", "all_tokens", "words", "examples_all_words", "tolerance"}
+    assert set(d["concentration"]) >= {"n_examples", "subject_share_median", "second_largest_median"}
 
 
-def test_central_claim_rollout_and_flow_beat_raw_attention_with_blankout_at_the_top_layer(small_run) -> None:
-    """The paper's Table 1: at layer 6, rollout (0.71) and flow (0.70) correlate with blank-out more than raw (0.29)."""
-    top = {m: small_run.evaluation.correlation("blankout", m)[-1, 0] for m in ("raw", "rollout", "flow")}
-    assert np.all(np.isfinite(list(top.values())))
-    assert top["rollout"] > top["raw"], top
-    assert top["flow"] > top["raw"], top
+@pytest.mark.parametrize("truth", GROUND_TRUTHS)
+def test_readme_claim_rollout_and_flow_track_the_model_far_better_than_raw_attention(small_run, truth) -> None:
+    """README: at the top layer rollout and flow correlate with both ground truths far better than raw
+    attention (full run: by 0.48 to 0.56). Checked: by at least 0.2, on 200 sentences."""
+    raw = _top(small_run, truth, "raw")
+    for method in ("rollout", "flow"):
+        assert _top(small_run, truth, method) - raw >= 0.2, (truth, method, raw)
+
+
+def test_readme_claim_the_gradient_column_matches_the_paper(small_run) -> None:
+    """README: with input gradients rollout and flow land on the paper's 0.54 and 0.61. Checked: within 0.1."""
+    for method in ("rollout", "flow"):
+        paper = PAPER["correlation"]["gradient"][method]
+        assert abs(_top(small_run, "gradient", method) - paper) <= 0.1, method
+
+
+def test_readme_claim_blankout_correlations_are_lower_than_the_papers(small_run) -> None:
+    """README: blank-out correlations are lower than the paper's (full run: 0.50 against 0.70-0.71)."""
+    for method in ("rollout", "flow"):
+        assert _top(small_run, "blankout", method) < PAPER["correlation"]["blankout"][method] - 0.1, method
+
+
+def test_readme_claim_the_model_is_perfect_and_leans_on_the_subject(small_run) -> None:
+    """README: test accuracy 1.00; docs/reproduction.md: the subject takes nearly all of the blank-out mass."""
+    assert small_run.accuracy["accuracy"] == 1.0 and small_run.accuracy["accuracy_attractors"] == 1.0
+    conc = small_run.concentration
+    assert conc["n_examples"] == N and conc["subject_share_median"] > 0.99 and conc["subject_first"] > 0.9
+    assert conc["second_largest_median"] < 1e-3
+
+
+def test_layer_one_ranks_the_words_alike_and_only_cls_separates_the_methods(small_run) -> None:
+    """docs/reproduction.md: at layer 1 raw, rollout and flow give the words the same ranking (the residual
+    only adds to [CLS]'s own score), so over the words their correlations are equal (rollout exactly,
+    example by example; flow up to round-off breaking exact ties between equal weights: within 0.005 on
+    average); with [CLS] scored, raw attention is above rollout and flow (500 sentences: by 0.10 to 0.17),
+    the pattern of the paper's layer 1. Checked: by at least 0.05."""
+    for truth in GROUND_TRUTHS:
+        for item in small_run.evaluation.examples:
+            first = {m: item.correlations[truth][m][0] for m in ("raw", "rollout")}
+            np.testing.assert_allclose(first["rollout"], first["raw"], atol=1e-12)
+        words = {m: small_run.evaluation.correlation(truth, m)[0, 0] for m in ("raw", "flow")}
+        assert abs(words["flow"] - words["raw"]) <= 0.005, (truth, words)
+        with_cls = {m: small_run.evaluation.correlation(truth, m, special_tokens=True)[0, 0] for m in ("raw", "flow")}
+        assert with_cls["raw"] - with_cls["flow"] >= 0.05, (truth, with_cls)
+
+
+def test_flow_into_cls_sits_at_its_bound_from_the_middle_layers_up(small_run) -> None:
+    """docs/reproduction.md: on the bundled model every token's raw flow into [CLS] is at its bound
+    min(1, first-layer column sum) in the top layers, so the flow column is first-layer attention received."""
+    sat = small_run.saturation
+    assert sat["n_examples"] == N and len(sat["words"]) == 6
+    assert sat["words"][-1] == 1.0 and sat["all_tokens"][-1] == 1.0
+    assert sat["words"][0] < 0.05  # layer 1 is the attention itself, not the bound
+
+
+def test_rollout_scores_the_subject_above_every_attractor(small_run) -> None:
+    """docs/reproduction.md: rollout puts the subject first at every layer (1.00)."""
+    assert all(rate == 1.0 for rate in small_run.plausibility["methods"]["rollout"])
 
 
 def test_files_and_tables(small_run) -> None:
@@ -51,6 +123,7 @@ def test_files_and_tables(small_run) -> None:
     assert set(files) == {"results.json", "tables.md", "examples.jsonl", "examples.csv"}
     text = files["tables.md"].decode()
     assert "Top layer (6) against the paper" in text and "| rollout |" in text
+    assert "[CLS] included" in text and "source bound" in text
     assert len(files["examples.jsonl"].decode().splitlines()) == N
 
 
