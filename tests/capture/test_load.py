@@ -56,9 +56,9 @@ def test_registered_bundle_loads_by_name(tiny_gpt2_path):
         assert loaded.name == "tiny-test-gpt2" and loaded.is_decoder
         assert "tiny-test-gpt2" in BUNDLED_MODELS
     finally:
-        from attnflow.capture import models
+        from attnflow import bundled
 
-        models._BUNDLED.pop("tiny-test-gpt2")
+        bundled._BUNDLED.pop("tiny-test-gpt2")
         BUNDLED_MODELS.pop("tiny-test-gpt2")
 
 

@@ -13,7 +13,7 @@ downstream receives plain numpy arrays laid out ``[layer, head, query, key]``.
 Examples
 --------
 >>> from attnflow.capture import BUNDLED_MODELS, capture_attention
->>> "minilm" in BUNDLED_MODELS      # later bundles (sva, digits-vit) register themselves too
+>>> "minilm" in BUNDLED_MODELS      # and sva, digits-vit (attnflow.bundled)
 True
 >>> capture_attention("hello").tokens
 ['[CLS]', 'hello', '[SEP]']
@@ -21,18 +21,9 @@ True
 
 from __future__ import annotations
 
+from ..bundled import BUNDLED_MODELS, DEFAULT_MODEL, register_bundled_model, resolve_bundled
 from ._eager import eager_attention
-from .models import (
-    BUNDLED_MODELS,
-    DEFAULT_MODEL,
-    LoadedModel,
-    is_causal_model,
-    load_model,
-    model_max_length,
-    quiet_transformers,
-    register_bundled_model,
-    resolve_bundled,
-)
+from .models import LoadedModel, is_causal_model, load_model, model_max_length, quiet_transformers
 from .text import CapturedAttention, capture_attention
 
 __all__ = [

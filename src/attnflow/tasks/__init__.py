@@ -21,38 +21,8 @@ True
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..capture.models import register_bundled_model
-from ..errors import AttnflowError
+from ..bundled import SVA_MODEL_DIR, bundled_sva_path
 from . import sva
 from .sva import SVAExample, generate, make_splits
-
-#: Folder of the bundled SVA model inside the installed package.
-SVA_MODEL_DIR = Path(__file__).resolve().parent / "bundled" / "sva"
-
-
-def bundled_sva_path() -> Path:
-    """The folder of the bundled SVA model; raises when the package was installed without it.
-
-    Examples
-    --------
-    >>> (bundled_sva_path() / "model.safetensors").is_file()
-    True
-    """
-    if not (SVA_MODEL_DIR / "config.json").is_file() or not any(SVA_MODEL_DIR.glob("*.safetensors")):
-        raise AttnflowError(
-            f"The bundled model 'sva' is missing from {str(SVA_MODEL_DIR)!r} (an installation without "
-            "package data?); reinstall attnflow, or train it afresh: python -m attnflow.tasks.sva_train DIR"
-        )
-    return SVA_MODEL_DIR
-
-
-register_bundled_model(
-    "sva",
-    "subject-verb agreement classifier (singular/plural verb) trained by attnflow on generated "
-    "sentences: the paper's 6-layer, 8-head, 128-wide bidirectional pre-LN transformer with a [CLS] token",
-    bundled_sva_path,
-)
 
 __all__ = ["SVA_MODEL_DIR", "SVAExample", "bundled_sva_path", "generate", "make_splits", "sva"]

@@ -44,40 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from ..capture.models import register_bundled_model
+from ..bundled import DIGITS_MODEL_DIR, bundled_digits_path  # noqa: F401  (re-exported: where the model lies)
 from ..errors import AttnflowError
 
 #: Folder of the bundled model inside the installed package.
-DIGITS_MODEL_DIR = Path(__file__).resolve().parent / "bundled" / "digits-vit"
 
 IMAGE_SIZE = 16
 PATCH_SIZE = 4
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
-
-
-def bundled_digits_path() -> Path:
-    """The folder of the bundled ``digits-vit`` model; raises when the package was installed without it.
-
-    Examples
-    --------
-    >>> (bundled_digits_path() / "preprocessor_config.json").is_file()
-    True
-    """
-    if not (DIGITS_MODEL_DIR / "config.json").is_file() or not any(DIGITS_MODEL_DIR.glob("*.safetensors")):
-        raise AttnflowError(
-            f"The bundled model 'digits-vit' is missing from {str(DIGITS_MODEL_DIR)!r} (an installation without "
-            "package data?); reinstall attnflow, or train it afresh: python -m attnflow.tasks.digits train DIR"
-        )
-    return DIGITS_MODEL_DIR
-
-
-register_bundled_model(
-    "digits-vit",
-    "handwritten digit classifier (0-9) trained by attnflow on scikit-learn's 8x8 digits: a 4-layer, 4-head, "
-    "64-wide ViT, 16x16 input, 4x4 patches (16 patches + [CLS])",
-    bundled_digits_path,
-)
 
 
 def _sklearn_digits() -> Any:
