@@ -370,6 +370,15 @@ def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fw
     return top
 
 
+@nb.njit(cache=True, inline="always")
+def _receive(v, delta, d, excess, bhead, bnext):  # pragma: no cover - compiled
+    """Node ``v`` (label ``d``) takes in ``delta``; it joins bucket ``d`` when it becomes active."""
+    if excess[v] <= EPS and excess[v] + delta > EPS:
+        bnext[v] = bhead[d]
+        bhead[d] = v
+    excess[v] += delta
+
+
 @nb.njit(cache=True)
 def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
                   bwd_cnt, res, flow, sink_res, excess, label, count, cur, bhead, bnext,
@@ -435,10 +444,7 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
                                 res[k, a, r] = resid - delta
                                 flow[k, i, fwd_back[k, a, r]] += delta
                                 e -= delta
-                                if excess[v] <= EPS and excess[v] + delta > EPS:
-                                    bnext[v] = bhead[d - 1]
-                                    bhead[d - 1] = v
-                                excess[v] += delta
+                                _receive(v, delta, d - 1, excess, bhead, bnext)
                                 if e <= EPS:
                                     break
                     elif d == 1 and sink_res[a] > EPS:
@@ -460,10 +466,7 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
                             flow[k - 1, a, rb] = f - delta
                             res[k - 1, b, bwd_fwd[k - 1, a, rb]] += delta
                             e -= delta
-                            if excess[v] <= EPS and excess[v] + delta > EPS:
-                                bnext[v] = bhead[d - 1]
-                                bhead[d - 1] = v
-                            excess[v] += delta
+                            _receive(v, delta, d - 1, excess, bhead, bnext)
                             if e <= EPS:
                                 break
                 r += 1
