@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = app(args=argv, standalone_mode=False, prog_name="attnflow")
     except AttnflowError as exc:
-        error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except (_Interrupted, KeyboardInterrupt):
-        error_console.print(_interrupted_message(before), highlight=False, soft_wrap=True)
+        error_console.print(_interrupted_message(before), highlight=False, markup=False, soft_wrap=True)
         return 130
     except typer.Exit as exc:
         return exc.exit_code

@@ -137,7 +137,7 @@ def explain(
     check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
     if image is not None:
         if target is not None and not target_needed(method, options):
-            error_console.print(f"note: {TARGET_IGNORED}", highlight=False)
+            error_console.print(f"note: {TARGET_IGNORED}", highlight=False, markup=False)
         if head_fusion == "importance":
             raise AttnflowError("--head-fusion importance is for texts; for an image give mean, max or min.")
         if svg_path is not None:
@@ -214,6 +214,7 @@ def _check_flow_time(shape: tuple[int, ...], wants_report: bool, limit: float | 
             f"note: attention flow for {n} tokens and {n_layers} layers will take about {_duration(seconds)} "
             "(an estimate); progress is shown, Ctrl-C stops cleanly, and --method rollout is instant.",
             highlight=False,
+            markup=False,
         )
 
 

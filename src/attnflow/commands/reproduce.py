@@ -75,7 +75,7 @@ def reproduce(
             seed=seed,
             methods=methods,
             progress=progress,
-            log=lambda line: error_console.print(line, highlight=False),
+            log=lambda line: error_console.print(line, highlight=False, markup=False),
         )
     for table in reproduction_tables(result):
         console.print(table)
