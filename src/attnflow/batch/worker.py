@@ -53,7 +53,12 @@ def set_threads(threads: int) -> None:
 
     Examples
     --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
     >>> set_threads(1)
+    >>> torch.get_num_threads()
+    1
+    >>> set_threads(before)   # as it was: later code in this process keeps its threads
     """
     import numba
     import torch

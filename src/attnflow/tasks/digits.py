@@ -226,9 +226,23 @@ def train(
         The training report.
     """
     import torch
+
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        return _train(out_dir, epochs, batch_size, learning_rate, weight_decay, max_shift, seed, int(threads),
+                      max_seconds, log)
+    finally:
+        torch.set_num_threads(saved_threads)  # the caller's setting, as sva_train.train does
+
+
+def _train(
+    out_dir: str | os.PathLike[str], epochs: int, batch_size: int, learning_rate: float, weight_decay: float,
+    max_shift: int, seed: int, threads: int, max_seconds: float, log: Any,
+) -> dict[str, Any]:
+    import torch
     import transformers
 
-    torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     started = time.perf_counter()
     images, labels = load_digit_images()
