@@ -217,7 +217,9 @@ class FlowSolution:
         """One row of :meth:`cut_breakdowns`."""
         return self.cut_breakdowns(layer, output)[source]
 
-    def cut_kinds(self, layer: int, output: int | str | None, *, tolerance: float = 1e-9) -> list[str]:
+    def cut_kinds(
+        self, layer: int, output: int | str | None, *, tolerance: float = 1e-9, breakdowns: np.ndarray | None = None
+    ) -> list[str]:
         """What bounds each source's flow: ``"source"``, ``"output"`` or ``"inside"``.
 
         ``"source"``: the canonical cut is the source's own arcs, so the flow is
@@ -225,12 +227,15 @@ class FlowSolution:
         and says nothing more; ``"output"``: the flow equals the capacity into the
         output, which bounds every token alike; ``"inside"``: a real bottleneck
         in between (:meth:`cut_breakdown` gives the layers its cut crosses).
-        Where two apply (a tie), the first in this order is given.
+        Where two apply (a tie), the first in this order is given. ``breakdowns``:
+        :meth:`cut_breakdowns` of the same layer and output, when already computed.
         """
         sink_total = float(self.sink_capacities(layer, output).sum())
         values = self.row(layer, output)
+        if breakdowns is None:
+            breakdowns = self.cut_breakdowns(layer, output)
         kinds = []
-        for source, parts in enumerate(self.cut_breakdowns(layer, output)):
+        for source, parts in enumerate(breakdowns):
             if parts.sum() - parts[0] <= tolerance:
                 kinds.append("source")
             elif abs(values[source] - sink_total) <= tolerance:
@@ -542,12 +547,13 @@ def flow_annotated(
     position = resolve_output(output, n)
     outputs: Any = "mean" if position == "mean" else [position]
     solution = solve_flow(attentions, outputs=outputs, keep_cuts=True, **options)
-    raw = solution.values if position == "mean" else solution.values[:, position, :]
-    scores = solution.normalized() if position == "mean" else solution.normalized()[:, position, :]
+    raw, scores = solution.values, solution.normalized()
+    if position != "mean":
+        raw, scores = raw[:, position, :], scores[:, position, :]
     n_layers = raw.shape[0]
     key = None if position == "mean" else position
-    kinds = solution.cut_kinds(n_layers, key)
-    breakdowns = solution.cut_breakdowns(n_layers, key)
+    breakdowns = solution.cut_breakdowns(n_layers, key)  # matrix products over every cut: once
+    kinds = solution.cut_kinds(n_layers, key, breakdowns=breakdowns)
     labels = []
     for source, kind in enumerate(kinds):
         if kind != "inside":
