@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from ._hooks import attention_output_projections
 from ._shapes import AttentionShape
 from .models import LoadedModel
 from .targets import run_model
@@ -52,8 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
 Objective = Literal["score", "log_probability"]
 OBJECTIVES: tuple[str, ...] = ("score", "log_probability")
 
-#: Last names of the modules that project the concatenated heads back to the hidden size.
-_PROJECTION_NAMES = frozenset({"dense", "o_proj", "out_proj", "c_proj", "out_lin"})
 #: Config attributes holding the number of attention heads, by architecture.
 _HEAD_ATTRS = ("num_attention_heads", "n_head", "n_heads", "num_heads")
 
@@ -118,43 +117,6 @@ class TargetGradients(AttentionShape):
                 f"TargetGradients has attention over {shape[-1]} tokens but {len(self.tokens)} tokens and "
                 f"{len(self.input_ids)} input ids."
             )
-
-
-def attention_output_projections(model: Any) -> list[Any]:
-    """The module of every layer that maps the concatenated heads back to the hidden size, in layer order.
-
-    Found by name: a module called ``dense``, ``o_proj``, ``out_proj``, ``c_proj`` or
-    ``out_lin`` under a module whose name contains ``attn`` or ``attention`` (not
-    cross-attention). Its input is ``(batch, n, H * head_dim)`` with head ``h`` in
-    the slice ``h * head_dim : (h + 1) * head_dim``, in every supported architecture.
-
-    Raises
-    ------
-    AttnflowError
-        When no such module is found (an architecture attnflow cannot mask).
-
-    Examples
-    --------
-    >>> from attnflow.capture import load_model
-    >>> len(attention_output_projections(load_model().model))
-    6
-    """
-    found = []
-    for name, module in model.named_modules():
-        parts = name.lower().split(".")
-        if not parts or parts[-1] not in _PROJECTION_NAMES:
-            continue
-        owners = parts[:-1]
-        if any("cross" in part for part in owners):
-            continue
-        if any("attn" in part or "attention" in part for part in owners):
-            found.append(module)
-    if not found:
-        raise AttnflowError(
-            f"Cannot find the attention output projections of {type(model).__name__} (modules named "
-            f"{', '.join(sorted(_PROJECTION_NAMES))} under an attention module); attnflow cannot mask its heads."
-        )
-    return found
 
 
 def count_heads(model: Any) -> int:
