@@ -142,6 +142,7 @@ def load_model(
         loads with ``AutoModelForSequenceClassification``, ``...ForCausalLM`` and
         ``...LMHeadModel`` with ``AutoModelForCausalLM``, ``...ForImageClassification``
         (and DeiT's ``...WithTeacher``) with ``AutoModelForImageClassification``,
+        encoder–decoder models (T5, BART, Marian) with ``AutoModelForSeq2SeqLM``,
         anything else with ``AutoModel``. Image models get their image processor
         (when the folder has one) instead of a tokenizer. Weights load from safetensors when the folder has them.
         The model is left in evaluation mode with its default attention
@@ -246,6 +247,9 @@ def _architecture_auto_class(config: Any) -> Any:
         return transformers.AutoModelForCausalLM
     if first.endswith(("ForImageClassification", "ForImageClassificationWithTeacher")):
         return transformers.AutoModelForImageClassification
+    seq2seq = transformers.AutoModelForSeq2SeqLM
+    if getattr(config, "is_encoder_decoder", False) and type(config) in seq2seq._model_mapping:
+        return seq2seq  # T5, BART, Marian, ...: the LM head the decoder predicts with
     return transformers.AutoModel
 
 
