@@ -125,3 +125,12 @@ def test_pruning_by_ranking_and_by_gates_from_the_command_line(run, tmp_path):
     assert "Pruning with stochastic gates" in text and "Pruning by importance ranking" in text
     status, _, err = run("--data", data, "--model", model, "--out", tmp_path / "again", "--penalty", 0.1)
     assert status == 2 and "need --prune or --gates" in err
+    status, out, err = run("--data", data, "--model", model, "--target", "predicted", "--out", tmp_path / "tuned",
+                           "--gates", "--fine-tune", "--model-learning-rate", 0.001, "--penalty", 0,
+                           "--gate-steps", 5, "--top", 0)
+    assert status == 0, err
+    tuned = json.loads((tmp_path / "tuned" / "gates.json").read_text())
+    assert tuned["fine_tune"] is True and tuned["settings"]["model_learning_rate"] == 0.001
+    assert "all_heads_accuracy" in tuned["rows"][0] and "model fine-tuned with the gates" in " ".join(out.split())
+    status, _, err = run("--data", data, "--model", model, "--out", tmp_path / "again2", "--fine-tune")
+    assert status == 2 and "--fine-tune trains the model with the head gates: it needs --gates." in err

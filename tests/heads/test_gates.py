@@ -77,3 +77,35 @@ def test_models_that_cannot_be_gated_get_one_line():
         gates.gate_pruning(["a b"], ["a b"], tiny_loaded("bert", "classification"), penalties=(-1,))
     with pytest.raises(AttnflowError, match="no examples"):
         gates.gate_pruning([], ["a b"], tiny_loaded("bert", "classification"))
+
+
+@pytest.mark.slow
+def test_fine_tuning_with_the_gates_learns_what_frozen_gates_cannot_and_restores_the_model():
+    """Gold labels that contradict every prediction of the model: gates on a frozen model cannot flip them
+    (closing heads only moves every input towards one class), fine-tuning the model with the gates can. Each
+    penalty starts from the original weights, and those are handed back bit for bit."""
+    loaded = tiny_loaded("bert", "classification")
+    with torch.no_grad():
+        logits = loaded.model(**loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
+        loaded.model.classifier.bias[0] -= float((logits[:, 0] - logits[:, 1]).median()) + 1e-3
+        predicted = loaded.model(**loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.argmax(-1)
+    assert 0 < int(predicted.sum()) < len(TEXTS)
+    flipped = [(text, loaded.model.config.id2label[1 - int(p)]) for text, p in zip(TEXTS, predicted, strict=True)]
+    before = {key: value.clone() for key, value in loaded.model.state_dict().items()}
+    options = dict(steps=60, learning_rate=0.2, batch_size=4, model_learning_rate=1e-2)
+    frozen = gates.gate_pruning(flipped, flipped, loaded, penalties=(0.0,), **options)
+    tuned = gates.gate_pruning(flipped, flipped, loaded, penalties=(50.0, 0.0), fine_tune=True, **options)
+    assert frozen.labels == tuned.labels == "gold labels" and frozen.unpruned_accuracy == 0.0
+    assert frozen.rows[0]["accuracy"] < 0.5 and not frozen.fine_tune and "all_heads_accuracy" not in frozen.rows[0]
+    huge, free = tuned.rows
+    assert free["accuracy"] == 1.0 and free["all_heads_accuracy"] == 1.0  # the fine-tuned model fits the labels
+    assert huge["n_kept"] == 0 and huge["accuracy"] == 0.5  # no head: every input looks the same to [CLS]
+    assert all(torch.equal(before[key], value) for key, value in loaded.model.state_dict().items())
+    assert all(p.requires_grad for p in loaded.model.parameters())
+    # the penalty 0 run after the penalty 50 one started from the original weights: the same as run alone
+    alone = gates.gate_pruning(flipped, flipped, loaded, penalties=(0.0,), fine_tune=True, **options).rows[0]
+    assert alone["gates"] == free["gates"] and alone["final_loss"] == free["final_loss"]
+    data = json.loads(json.dumps(tuned.to_dict()))
+    assert data["fine_tune"] is True and data["settings"]["model"].startswith("fine-tuned with the gates")
+    with pytest.raises(AttnflowError, match="model_learning_rate"):
+        gates.gate_pruning(flipped, flipped, loaded, fine_tune=True, model_learning_rate=0)

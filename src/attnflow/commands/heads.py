@@ -104,7 +104,8 @@ def heads(
     gates: Annotated[
         bool,
         typer.Option(
-            help="Also prune with stochastic L0 gates (classifiers only; the model stays frozen), one run per "
+            help="Also prune with stochastic L0 gates (classifiers only; the model stays frozen unless "
+            "--fine-tune), one run per "
             "--penalty, trained on --data and measured on --eval-data, beside importance ranking: gates.json, "
             "pruning.png.",
         ),
@@ -120,6 +121,21 @@ def heads(
     gate_steps: Annotated[
         int, typer.Option(help="Training steps of the gates per penalty.", callback=number_range(1))
     ] = 150,
+    fine_tune: Annotated[
+        bool,
+        typer.Option(
+            "--fine-tune",
+            help="With --gates: train the model's weights together with the gates, as Voita et al. do "
+            "(default: the model stays frozen, only the gates learn).",
+        ),
+    ] = False,
+    model_learning_rate: Annotated[
+        float,
+        typer.Option(
+            help="With --fine-tune: Adam's step size for the model's weights.",
+            callback=number_range(0, low_open=True),
+        ),
+    ] = 1e-4,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
@@ -138,6 +154,8 @@ def heads(
         raise AttnflowError(f"--penalty must be >= 0; got {', '.join(f'{p:g}' for p in penalty)}.")
     if (eval_data is not None or penalty) and not (prune or gates):
         raise AttnflowError("--eval-data and --penalty need --prune or --gates.")
+    if fine_tune and not gates:
+        raise AttnflowError("--fine-tune trains the model with the head gates: it needs --gates.")
     if top < 0:
         raise AttnflowError(f"The --top option must be >= 0; got {top}.")
     if frequencies is not None and not frequencies.is_file():
@@ -190,7 +208,8 @@ def heads(
         with progress_bar("training head gates") as progress:
             sweep = gate_pruning(
                 examples, held_out, model, penalties=tuple(penalty or DEFAULT_PENALTIES), steps=gate_steps,
-                importance=report, trust_remote_code=trust_remote_code, progress=progress,
+                importance=report, fine_tune=fine_tune, model_learning_rate=model_learning_rate,
+                trust_remote_code=trust_remote_code, progress=progress,
             )
         files["gates.json"] = (json.dumps(sweep.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
         files["pruning.png"] = figure_png(sweep.plot())
@@ -211,7 +230,8 @@ def heads(
         console.print("Pruning by importance ranking (value of the target; accuracy):", highlight=False)
         console.print(ranking.to_markdown(), highlight=False, soft_wrap=True, markup=False)
     if sweep is not None:
-        console.print(f"Pruning with stochastic gates ({sweep.labels}; model frozen):", highlight=False)
+        how = "model fine-tuned with the gates" if sweep.fine_tune else "model frozen"
+        console.print(f"Pruning with stochastic gates ({sweep.labels}; {how}):", highlight=False)
         console.print(sweep.to_markdown(), highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {', '.join(str(out / name) for name in files)}", highlight=False, soft_wrap=True)
 

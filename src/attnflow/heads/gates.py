@@ -7,10 +7,13 @@ exactly 0 or 1 with non-zero probability). The gates are trained on
 
     L = cross-entropy + lambda * sum over heads of P(g != 0)
 
-and the model itself stays **frozen**: only the ``L x H`` gate parameters learn (Voita
-et al. fine-tune the whole model with the gates; freezing is cheaper, runs on a CPU in
-minutes, and asks the narrower question of which of the trained model's heads it can
-do without). At the end a head is kept when its deterministic gate
+By default the model itself stays **frozen**: only the ``L x H`` gate parameters learn
+(cheaper, and it asks the narrow question of which of *this* model's heads it can do
+without). With ``fine_tune=True`` the model's parameters are trained together with the
+gates, as Voita et al. do (their own Adam step size, ``model_learning_rate``; dropout
+stays off, so a run is deterministic for a seed); every penalty starts from the
+original weights, and the original weights are put back at the end, also on an error.
+At the end a head is kept when its deterministic gate
 ``clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)`` exceeds 0.5, and the pruned
 model (kept heads 1, the others 0) is measured on held-out examples. Sweeping
 ``lambda`` takes the number of heads kept from all to a few.
@@ -90,8 +93,10 @@ class GateSweep:
     Each row: ``penalty``, ``n_kept``, ``kept`` (``[layer][head]`` booleans), ``gates``
     (the deterministic gates), ``accuracy`` of the gated model on the evaluation set,
     ``ranking_accuracy`` (the same number of heads kept by importance ranking: the most
-    important ones), ``final_loss`` (the last step's cross-entropy) and, when a
-    :class:`HeadReport` was given, ``kept_roles`` (``"L1H3: agreement"``, ...).
+    important ones, in the original model), ``final_loss`` (the last step's
+    cross-entropy) and, when a :class:`HeadReport` was given, ``kept_roles``
+    (``"L1H3: agreement"``, ...). With ``fine_tune`` also ``all_heads_accuracy``: the
+    fine-tuned model's accuracy with every head kept.
     """
 
     model_name: str
@@ -103,6 +108,7 @@ class GateSweep:
     settings: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     unpruned_accuracy: float | None = None
+    fine_tune: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +121,7 @@ class GateSweep:
             "n_train": self.n_train,
             "n_eval": self.n_eval,
             "settings": self.settings,
+            "fine_tune": self.fine_tune,
             "unpruned_accuracy": self.unpruned_accuracy,
             "rows": self.rows,
         }
@@ -171,6 +178,8 @@ def gate_pruning(
     seed: int = 0,
     importance: Any = None,
     report: Any = None,
+    fine_tune: bool = False,
+    model_learning_rate: float = 1e-4,
     tokenizer: Any = None,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -195,10 +204,22 @@ def gate_pruning(
     report
         A :class:`HeadReport` whose roles are listed for the heads each point keeps
         (defaults to ``importance`` when that is a report).
+    fine_tune, model_learning_rate
+        Train the model's parameters together with the gates (Adam, this step size),
+        as Voita et al. do; default frozen. The model is handed back with its
+        original weights.
 
     Returns
     -------
     GateSweep
+
+    Examples
+    --------
+    >>> from attnflow.tasks import sva
+    >>> data = [(e.text, e.label) for e in sva.generate(8, split="train", seed=1)]
+    >>> sweep = gate_pruning(data, data, "sva", penalties=(0.0,), steps=2, batch_size=4, fine_tune=True)
+    >>> sweep.fine_tune, sweep.rows[0]["n_kept"], sweep.rows[0]["accuracy"]
+    (True, 48, 1.0)
     """
     import torch
 
@@ -218,6 +239,9 @@ def gate_pruning(
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise AttnflowError(f"The '{name}' parameter must be a positive integer; got {value!r} instead.")
+    for name, value in (("learning_rate", learning_rate), ("model_learning_rate", model_learning_rate)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise AttnflowError(f"The '{name}' parameter must be a number > 0; got {value!r} instead.")
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     try:
         n_layers = len(attention_output_projections(loaded.model))
@@ -235,6 +259,9 @@ def gate_pruning(
     frozen = [(p, p.requires_grad) for p in net.parameters()]
     for parameter, _ in frozen:
         parameter.requires_grad_(False)
+    # fine-tuning changes the weights in place: keep the originals to start every penalty from and to hand back
+    original = {key: value.detach().clone() for key, value in net.state_dict().items()} if fine_tune else None
+    tuned = [p for p in net.parameters() if p.is_floating_point()] if fine_tune else []
     dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
 
     def logits_of(input_ids: Any, attention_mask: Any) -> Any:
@@ -286,8 +313,14 @@ def gate_pruning(
         sweep = GateSweep(
             model_name=loaded.name, n_layers=n_layers, n_heads=n_heads, labels=labels, n_train=len(train),
             n_eval=len(held_out), unpruned_accuracy=accuracy(ones),
+            fine_tune=bool(fine_tune),
             settings={
-                "model": "frozen (only the gates learn; Voita et al. fine-tune the model with them)",
+                "model": (
+                    f"fine-tuned with the gates (Adam, learning rate {model_learning_rate:g}; dropout off), as "
+                    "Voita et al.; every penalty starts from the original weights"
+                    if fine_tune else "frozen (only the gates learn; Voita et al. fine-tune the model with them)"
+                ),
+                "model_learning_rate": model_learning_rate if fine_tune else None,
                 "steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "init_log_alpha": init,
                 "seed": seed, "hard_concrete": {"beta": BETA, "gamma": GAMMA, "zeta": ZETA},
                 "kept": "deterministic gate > 0.5",
@@ -298,7 +331,13 @@ def gate_pruning(
         for index, penalty in enumerate(checked):
             generator = torch.Generator().manual_seed(seed)
             log_alpha = torch.full((n_layers, n_heads), float(init), dtype=torch.float64, requires_grad=True)
-            optimizer = torch.optim.Adam([log_alpha], lr=learning_rate)
+            groups: list[dict[str, Any]] = [{"params": [log_alpha], "lr": learning_rate}]
+            if fine_tune:
+                net.load_state_dict(original)
+                for parameter in tuned:
+                    parameter.requires_grad_(True)
+                groups.append({"params": tuned, "lr": model_learning_rate})
+            optimizer = torch.optim.Adam(groups)
             loss_value = float("nan")
             for _ in range(steps):
                 ids, attention, chunk = train_batches[int(torch.randint(len(train_batches), (1,), generator=generator))]
@@ -311,6 +350,8 @@ def gate_pruning(
                 total.backward()
                 optimizer.step()
                 loss_value = float(loss.detach())
+            for parameter in tuned:
+                parameter.requires_grad_(False)
             gates_now = deterministic_gates(log_alpha)
             kept = gates_now > 0.5
             row: dict[str, Any] = {
@@ -322,6 +363,9 @@ def gate_pruning(
                 "kept": kept.tolist(),
                 "gates": np.round(gates_now, 4).tolist(),
             }
+            if fine_tune:
+                row["all_heads_accuracy"] = accuracy(ones)
+                net.load_state_dict(original)  # the ranking comparison is on the original model
             if weights is not None:
                 order = np.argsort(-np.nan_to_num(weights, nan=0.0).ravel(), kind="stable")
                 mask = np.zeros(n_layers * n_heads)
@@ -336,6 +380,8 @@ def gate_pruning(
             if progress is not None:
                 progress(index + 1, n_rows)
     finally:
+        if original is not None:
+            net.load_state_dict(original)
         for parameter, flag in frozen:
             parameter.requires_grad_(flag)
         net.train(was_training)
