@@ -386,3 +386,27 @@ def _attention_tuple(loaded: LoadedModel, output: Any, batch: int, width: int) -
                 f"expected (batch={batch}, heads, {width}, {width}). attnflow cannot capture its attention."
             )
     return tuple(attentions)
+
+
+def capture_token_ids(input_ids: Sequence[int], model: Any = None, *, text: str = "") -> CapturedAttention:
+    """Capture the attention of token ids already made, e.g. a prompt and what a decoder generated after it.
+
+    ``input_ids`` go to the model as they are (no special tokens are added; the
+    tokenizer marks the special ones); ``text`` is recorded as the source text.
+
+    Examples
+    --------
+    >>> capture_token_ids([101, 7592, 102], "minilm").tokens
+    ['[CLS]', 'hello', '[SEP]']
+    """
+    import torch
+
+    loaded = load_model(model)
+    ids = [int(i) for i in input_ids]
+    if not ids or loaded.tokenizer is None:
+        raise AttnflowError("capture_token_ids needs at least one token id and a text model with a tokenizer.")
+    special = loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    encoded = _Encoded(text=text, input_ids=ids, special_mask=[int(m) for m in special], token_type_ids=None,
+                       truncated=False)
+    with eager_attention(loaded.model), torch.no_grad():
+        return _capture_batch(loaded, [encoded])[0]
