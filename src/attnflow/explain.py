@@ -259,6 +259,7 @@ def explain_attentions(
     scores: dict[str, np.ndarray] = {}
     notes: list[str] = []
     labels: dict[str, list[str]] = {}
+    solutions: dict[str, Any] = {}
     for method in chosen:
         options = {key: value for key, value in method_options.items() if key in method.options}
         if method.needs_gradients:
@@ -272,9 +273,11 @@ def explain_attentions(
         if progress is not None and "progress" in method.options:
             options["progress"] = progress
         if method.annotated is not None:
-            scores[method.name], method_notes, method_labels = method.annotated(array, position, **options)
+            scores[method.name], method_notes, method_labels, solution = method.annotated(array, position, **options)
             notes.extend(method_notes)
             labels.update(method_labels)
+            if solution is not None:
+                solutions[method.name] = solution
         else:
             scores[method.name] = method.scores(array, position, **options)
     return Explanation(
@@ -284,6 +287,7 @@ def explain_attentions(
         options={key: value for key, value in method_options.items()},
         notes=notes,
         token_labels=labels,
+        solutions=solutions,
     )
 
 

@@ -47,6 +47,11 @@ class Explanation:
         For an explained image (:func:`attnflow.explain_image`), where its tokens lie:
         ``{"source", "grid": [rows, cols], "patch_positions": [...], "size": [height, width],
         "model_size": [height, width], "cropped"}``; ``None`` for text.
+    solutions
+        ``{method: solution}``: what a method's computation leaves for later views,
+        in memory only, never written to JSON (flow: its
+        :class:`~attnflow.methods.flow.FlowSolution`, whose minimum cuts the HTML
+        report draws).
 
     Examples
     --------
@@ -66,6 +71,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     image: dict[str, Any] | None = None
     token_labels: dict[str, list[str]] = field(default_factory=dict)
+    solutions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)

@@ -147,6 +147,7 @@ def explain_image(
         text=captured.source,
         options=result.options,
         notes=notes,
+        solutions=result.solutions,
         image={
             "source": captured.source,
             "grid": list(captured.grid),

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import attnflow
+from attnflow.graph import add_residual
 from attnflow.report.data import report_data_from_capture, report_data_from_results
 from attnflow.report.html import write_html
 from tests.report.conftest import REPRODUCE_RESULTS, XSS_TOKENS, open_page, severe
@@ -35,6 +36,7 @@ def minilm_report(tmp_path_factory) -> tuple[Path, object]:
     path = tmp_path_factory.mktemp("browser") / "report.html"
     write_html(data, path)
     data.library_rollout = attnflow.rollout(captured.attentions)  # the library itself, beside the report's data
+    data.library_attentions = captured.attentions
     return path, data
 
 
@@ -88,7 +90,7 @@ def test_layer_and_output_controls_change_the_view(browser, minilm_report, tmp_p
     path, data = minilm_report
     assert not severe(open_page(browser, path))
     before = view(browser)
-    assert before["state"] == {"layer": 6, "output": 0, "graphMethod": "flow"}
+    assert before["state"] == {"layer": 6, "output": 0, "graphMethod": "flow", "cutSource": -1}
     assert before["body"] == ["6", "0"] and before["graph"][:2] == ["6", "0"]
     # the input shares the graph shows are the library's rollout, exactly, at the page's precision
     assert before["shares"] == page_precision(data.library_rollout[5, 0]).tolist()
@@ -124,10 +126,48 @@ def test_layer_and_output_controls_change_the_view(browser, minilm_report, tmp_p
     node = browser.find_element(By.CSS_SELECTOR, '#graph circle[data-layer="2"][data-position="2"]')
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", node)
     node.click()
-    assert view(browser)["state"] == {"layer": 2, "output": 2, "graphMethod": "flow"}
+    assert view(browser)["state"] == {"layer": 2, "output": 2, "graphMethod": "flow", "cutSource": -1}
     assert not severe(browser.get_log("browser"))
     shot = screenshot(browser, "report-changed.png", tmp_path)
     assert shot.exists()
+
+
+def expected_cut_edges(data, layer: int, source: int) -> int:
+    """The edges leaving ``source``'s cut side, counted here from the library's cut and the page's capacities."""
+    from attnflow.methods.flow import solve_flow
+
+    solution = solve_flow(data.library_attentions, outputs=[data.output], keep_cuts=True)
+    side = solution.source_sides(layer, data.output)[source]  # (layer, n): node layers 0..layer-1
+    capacities = add_residual(page_precision(data.attention), data.residual) > 0
+    edges = sum(int((side[k][None, :] & ~side[k + 1][:, None] & capacities[k]).sum()) for k in range(layer - 1))
+    return edges + int((side[layer - 1] & capacities[layer - 1, data.output]).sum())
+
+
+def test_a_flow_cut_is_drawn_for_the_token_whose_bar_is_clicked(browser, minilm_report):
+    from selenium.webdriver.common.by import By
+
+    path, data = minilm_report
+    assert not severe(open_page(browser, path))
+    kinds = data.flow_cuts["layers"][5]["kinds"]
+    assert len(kinds) == data.n_tokens and set(kinds) <= {"source", "output", "inside"}
+    for kind in dict.fromkeys(kinds):  # one token of every kind the top layer has
+        j = kinds.index(kind)
+        bar = browser.find_element(By.CSS_SELECTOR, f'#graph .score-bar[data-position="{j}"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", bar)
+        bar.click()
+        drawn = browser.execute_script(
+            "return [window.attnflowReport.state().cutSource, document.querySelectorAll('#graph .cut line').length, "
+            "document.getElementById('graph-caption').textContent]"
+        )
+        assert drawn[0] == j
+        assert drawn[1] == expected_cut_edges(data, 6, j) > 0
+        assert f"minimum cut proving the flow of #{j}" in drawn[2] and f"{kind}" in drawn[2]
+    browser.find_element(By.CSS_SELECTOR, f'#graph .score-bar[data-position="{j}"]').click()  # again: it goes away
+    assert browser.execute_script("return document.querySelectorAll('#graph .cut line').length") == 0
+    browser.execute_script("window.attnflowReport.setOutputToken(3)")
+    caption = browser.execute_script("return document.getElementById('graph-caption').textContent")
+    assert "Flow cuts are in this report for output token 0" in caption or "for token 0" in caption
+    assert not severe(browser.get_log("browser"))
 
 
 def test_hover_shows_the_value(browser, minilm_report):

@@ -525,10 +525,11 @@ def _solve(
 
 def flow_annotated(
     attentions: np.ndarray, output: int | str, **options: Any
-) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+) -> tuple[np.ndarray, list[str], dict[str, list[str]], FlowSolution]:
     """Flow scores for one output with what the cuts say about them, from one solve.
 
-    Returns ``(scores (L, n), notes, {"flow cut": label per token})``. The label
+    Returns ``(scores (L, n), notes, {"flow cut": label per token}, solution)``,
+    ``solution`` the :class:`FlowSolution` of every layer with its cuts. The label
     says what bounds each token's top-layer flow: ``source`` (the attention it
     receives in layer 1), ``output`` (the output's own capacity) or, for a cut
     inside, where most of its capacity lies: ``L4-5 60%`` is 60 % between node
@@ -539,7 +540,7 @@ def flow_annotated(
     Examples
     --------
     >>> a = np.full((3, 1, 4, 4), 0.25)
-    >>> scores, notes, labels = flow_annotated(a, 0)
+    >>> scores, notes, labels, solution = flow_annotated(a, 0)
     >>> labels["flow cut"]
     ['source', 'L0-1 43%', 'L0-1 43%', 'L0-1 43%']
     """
@@ -577,7 +578,7 @@ def flow_annotated(
             same_from -= 1
         if same_from < n_layers:
             notes.append(f"flow ranks the tokens identically from layer {same_from} upward.")
-    return scores, notes, {"flow cut": labels}
+    return scores, notes, {"flow cut": labels}, solution
 
 
 @register_method(

@@ -42,8 +42,10 @@ class Method:
     ``every_output``: the scores of every output at once, ``(L, n, n)``, or ``None``
     when the method computes one output at a time.
     ``annotated``: ``annotated(attentions, output, **options) -> (scores, notes,
-    token_labels)``, the scores with what a reader should know about them (see
-    :class:`attnflow.Explanation`), from the same computation; or ``None``.
+    token_labels, solution)``, the scores with what a reader should know about them (see
+    :class:`attnflow.Explanation`) and what later views can reuse (flow: its
+    :class:`~attnflow.methods.flow.FlowSolution`, whose cuts the HTML report draws; or
+    ``None``), from the same computation; or ``None``.
     """
 
     name: str
@@ -52,7 +54,7 @@ class Method:
     options: frozenset[str] = field(default_factory=frozenset)
     needs_gradients: bool = False
     every_output: ScoreFunction | None = None
-    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]]]] | None = None
+    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]], Any]] | None = None
 
     def scores_for_outputs(
         self,
@@ -112,7 +114,7 @@ def register_method(
     options: tuple[str, ...] = (),
     needs_gradients: bool = False,
     every_output: ScoreFunction | None = None,
-    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]]]] | None = None,
+    annotated: Callable[..., tuple[np.ndarray, list[str], dict[str, list[str]], Any]] | None = None,
 ) -> Callable[[ScoreFunction], ScoreFunction]:
     """Register ``scores`` under ``name``; used as a decorator by each method module.
 

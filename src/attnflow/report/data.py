@@ -41,7 +41,9 @@ from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..graph import HeadFusion, add_residual, as_attention_array, check_residual, fuse_heads, layer_list
 from ..methods import get_method, node_shares
+from ..methods.flow import solve_flow
 from ..outputs import resolve_output
+from .cuts import check_flow_cuts, flow_cuts
 from .evaluation import evaluation_summary
 
 FORMAT = "attnflow.report"
@@ -100,6 +102,10 @@ class ReportData:
         docstring); computed from ``attention`` when not given (for every output
         within ``ROUTE_ALL_OUTPUTS_BUDGET``, else for ``output``), ``None``
         without attention.
+    flow_cuts
+        The minimum cuts that prove the explained output's flow at every layer
+        (:func:`attnflow.report.cuts.flow_cuts`), which the graph draws for a
+        chosen input token; ``None`` without flow.
 
     Examples
     --------
@@ -126,6 +132,7 @@ class ReportData:
     source: str = ""
     image: dict[str, Any] | None = None
     shares: np.ndarray | None = None
+    flow_cuts: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -169,6 +176,7 @@ class ReportData:
         self.notes = [str(note) for note in self.notes]
         if self.image is not None:
             self.image = _image_view(self.image, n)
+        self.flow_cuts = check_flow_cuts(self.flow_cuts, n, n_layers) if self.attention is not None else None
         if self.attention is None:
             self.shares = None
         elif self.shares is None:
@@ -278,6 +286,7 @@ class ReportData:
             "source": self.source,
             "image": self.image,
             "shares": None if self.shares is None else self._shares_for_json(),
+            "flow_cuts": self.flow_cuts,
         }
 
     def _shares_for_json(self) -> list[Any]:
@@ -315,6 +324,7 @@ class ReportData:
                 source=str(data.get("source", "")),
                 image=data.get("image"),
                 shares=_shares_from_json(data.get("shares"), data),
+                flow_cuts=data.get("flow_cuts"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -428,8 +438,19 @@ def report_data(
     options = {"residual": residual, "head_fusion": head_fusion}
     notes: list[str] = []
     scores: dict[str, np.ndarray] = {}
+    cuts = None
     for method in chosen_methods:
         mine = given.get(method.name)
+        if method.name == "flow":  # the cuts that prove the explained output's flow, for the graph
+            solution = None if explanation is None else explanation.solutions.get("flow")
+            if solution is None:
+                solution = solve_flow(
+                    array, outputs="mean" if position == "mean" else [position], keep_cuts=True, progress=progress,
+                    **options,
+                )
+                values = solution.normalized()
+                mine = values if position == "mean" else values[:, position, :]
+            cuts = flow_cuts(solution, position, n_layers)
         if method.needs_gradients:
             if mine is None:
                 notes.append(
@@ -481,6 +502,7 @@ def report_data(
         n_heads=int(n_heads),
         notes=notes,
         source="attention",
+        flow_cuts=cuts,
     )
 
 

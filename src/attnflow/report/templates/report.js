@@ -23,7 +23,8 @@
     graphMethod: null,
     threshold: 0.08,
     scale: "layer",
-    ignoreSpecial: true
+    ignoreSpecial: true,
+    cutSource: -1
   };
 
   // ------------------------------------------------------------------ small helpers
@@ -226,6 +227,49 @@
     graphMethod.addEventListener("change", function () { state.graphMethod = graphMethod.value; renderGraph(); });
     var threshold = byId("threshold-range");
     threshold.addEventListener("input", function () { state.threshold = Number(threshold.value); renderGraph(); });
+    if (D.flow_cuts && D.attention) {
+      byId("cut-control").hidden = false;
+      var cutSelect = byId("cut-select");
+      cutSelect.appendChild(el("option", { value: "-1" }, "no token"));
+      D.tokens.forEach(function (token, j) { cutSelect.appendChild(el("option", { value: String(j) }, "#" + j + "  " + token)); });
+      cutSelect.addEventListener("change", function () { setCutSource(Number(cutSelect.value)); });
+    }
+  }
+
+  function setCutSource(j) {
+    state.cutSource = j;
+    var cutSelect = byId("cut-select");
+    if (cutSelect) { cutSelect.value = String(j); }
+    renderGraph();
+  }
+
+  // The minimum cut proving source j's flow to the explained output at this layer, or null:
+  // {kind, edges: [[l, i, j'], ...]} with edge (l-1, j') -> (l, i) leaving the cut's source side.
+  // View arithmetic on what the page received (the side, the capacities); no flow is computed here.
+  function cutOf(j, layer) {
+    var C = D.flow_cuts;
+    if (!C || j < 0 || outputKey() !== C.output) { return null; }
+    var entry = C.layers[layer - 1];
+    var mean = C.output === "mean";
+    var depth = mean ? layer : layer - 1;
+    var side = {};
+    side[j] = true;
+    entry.sides[j].forEach(function (node) { side[node] = true; });
+    var edges = [];
+    for (var k = 0; k <= depth; k++) {
+      for (var a = 0; a < n; a++) {
+        if (!side[k * n + a]) { continue; }
+        if (k === depth) {
+          if (!mean && CAP[layer - 1][C.output][a] > 0) { edges.push([layer, C.output, a]); }
+          if (mean) { edges.push([layer + 1, -1, a]); }
+          continue;
+        }
+        for (var b = 0; b < n; b++) {
+          if (!side[(k + 1) * n + b] && CAP[k][b][a] > 0) { edges.push([k + 1, b, a]); }
+        }
+      }
+    }
+    return { kind: entry.kinds[j], edges: edges };
   }
 
   function setOutput(k) {
@@ -516,6 +560,23 @@
       }));
     });
 
+    var cut = cutOf(state.cutSource, layer);
+    var gCut = sv("g", { "class": "cut" });
+    svg.appendChild(gCut);
+    if (cut) {
+      cut.edges.forEach(function (e) {
+        var toTop = e[1] < 0;  // the mean output's super-sink: a stub above the node
+        gCut.appendChild(sv("line", {
+          x1: x(e[2]), y1: y(e[0] - 1), x2: toTop ? x(e[2]) : x(e[1]), y2: toTop ? y(e[0] - 1) - rowH * 0.35 : y(e[0]),
+          stroke: "#111827", "stroke-width": 1.6, "stroke-dasharray": "4 3", "stroke-linecap": "round",
+          "data-tip": "cut edge of #" + state.cutSource + " " + tokenName(state.cutSource) + ": #" + e[2] + " " +
+            tokenName(e[2]) + " (layer " + (e[0] - 1) + ") \u2192 " +
+            (toTop ? "the mean output" : "#" + e[1] + " " + tokenName(e[1]) + " (layer " + e[0] + ")") +
+            "\ncapacity " + fmt(toTop ? 1 / n : CAP[e[0] - 1][e[1]][e[2]])
+        }));
+      });
+    }
+
     for (l = 0; l <= L; l++) {
       gLabels.appendChild(sv("text", {
         x: left - 16, y: y(l) + 4, "text-anchor": "end",
@@ -561,12 +622,18 @@
       for (i = 0; i < n; i++) {
         var value = row[i] === null ? 0 : row[i];
         var h = maxScore > 0 ? Math.max(1, barH * value / maxScore) : 1;
-        gLabels.appendChild(sv("rect", {
+        var bar = sv("rect", {
           x: x(i) - Math.min(9, colW * 0.3), y: barTop + barH - h, width: Math.min(18, colW * 0.6), height: h, rx: 2,
-          fill: methodColour(method), "fill-opacity": 0.85,
+          fill: methodColour(method), "fill-opacity": 0.85, "class": "score-bar", "data-position": i,
           "data-tip": method + " score of #" + i + " " + tokenName(i) + "\nfor " + outputLabel(key) +
-            " at layer " + layer + ": " + fmt(row[i], 4)
-        }));
+            " at layer " + layer + ": " + fmt(row[i], 4) + (D.flow_cuts ? "\nclick: draw its flow cut" : "")
+        });
+        gLabels.appendChild(bar);
+        if (D.flow_cuts) {
+          bar.addEventListener("click", (function (ii) {
+            return function () { setCutSource(state.cutSource === ii ? -1 : ii); };
+          })(i));
+        }
       }
     } else {
       gLabels.appendChild(sv("text", { x: left, y: barTop + barH / 2, "class": "layer-label" },
@@ -594,6 +661,21 @@
     caption.appendChild(document.createTextNode(" at layer " + layer +
       " reaches back through the residual-augmented graph (backward rollout" +
       (v ? "" : "; not in this report for this output, see the notes") + "). Click a node to explain it."));
+    if (D.flow_cuts) {
+      var cutText;
+      if (outputKey() !== D.flow_cuts.output) {
+        cutText = " Flow cuts are in this report for " + outputLabel(D.flow_cuts.output) + " only.";
+      } else if (!cut) {
+        cutText = " Click a bar (or choose a token above) to draw the minimum cut that proves its flow.";
+      } else {
+        var why = { source: "at the source: its flow is the attention it receives in layer 1",
+          output: "at the output: its flow is the output's own capacity",
+          inside: "inside: a real bottleneck between the token and the output" }[cut.kind] || cut.kind;
+        cutText = " Dashed: the minimum cut proving the flow of #" + state.cutSource + " " + tokenName(state.cutSource) +
+          " (" + cut.edges.length + " edges), " + why + ".";
+      }
+      caption.appendChild(document.createTextNode(cutText));
+    }
     byId("threshold-value").textContent = state.threshold.toFixed(2);
     var legendBar = byId("legend-bar");
     if (legendBar && method) { legendBar.style.background = methodColour(method); }
@@ -618,6 +700,10 @@
     }, "node's share of the output");
     item(function (i) { i.id = "legend-bar"; i.style.cssText = "width:9px;height:14px;border-radius:2px"; },
       "bars: the chosen method's score of each input token");
+    if (D.flow_cuts) {
+      item(function (i) { i.style.cssText = "width:26px;height:0;border-top:2px dashed #111827"; },
+        "a token's flow cut (click its bar)");
+    }
   }
 
   // ------------------------------------------------------------------ method comparison
@@ -897,7 +983,10 @@
 
   // for tests and for the curious: read the view's state from the console
   window.attnflowReport = {
-    state: function () { return { layer: state.layer, output: outputKey(), graphMethod: state.graphMethod }; },
+    state: function () {
+      return { layer: state.layer, output: outputKey(), graphMethod: state.graphMethod, cutSource: state.cutSource };
+    },
+    setCutSource: setCutSource,
     inputShares: function () {
       var v = D.attention ? shares(state.layer, state.k) : null;
       return v ? v[0] : null;
