@@ -26,7 +26,8 @@ class Explanation:
     scores
         ``{method: ndarray (L, n)}``; row ``l-1`` holds the scores after layer ``l``.
     output
-        The explained output: a token position or ``"mean"``.
+        The explained output: a token position, ``"mean"``, or ``"answer"`` for a
+        generated answer explained as a span (see ``generation``).
     target
         What a target-dependent method explained (``None`` when no method needs one).
     model_name
@@ -47,6 +48,18 @@ class Explanation:
         For an explained image (:func:`attnflow.explain_image`), where its tokens lie:
         ``{"source", "grid": [rows, cols], "patch_positions": [...], "size": [height, width],
         "model_size": [height, width], "cropped"}``; ``None`` for text.
+    generation
+        For a prompt a decoder continued (:func:`attnflow.generation.explain_generation`,
+        ``attnflow explain --generate N``): ``{"prompt_length": P, "answer", "answer_ids",
+        "stopped", "decoding", "rule"}``; ``tokens[:P]`` are the prompt, ``tokens[P:]`` the
+        answer. ``None`` otherwise.
+    answer_scores
+        With ``generation``: ``{method: ndarray (G, L, n)}``, the scores for each of the
+        ``G`` answer tokens, explained at the position that predicted it
+        (:meth:`answer_token`); ``scores`` holds their mean (``output="answer"``).
+    words
+        Word groups (:class:`attnflow.words.WordGroups`) when asked for (``--words``):
+        :meth:`word_scores` sums the pieces' scores into words.
     solutions
         ``{method: solution}``: what a method's computation leaves for later views,
         in memory only, never written to JSON (flow: its
@@ -72,10 +85,21 @@ class Explanation:
     image: dict[str, Any] | None = None
     token_labels: dict[str, list[str]] = field(default_factory=dict)
     solutions: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    generation: dict[str, Any] | None = None
+    answer_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    words: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
+        if self.words is not None:
+            from .words import WordGroups
+
+            words = self.words if isinstance(self.words, WordGroups) else WordGroups.from_dict(self.words, n)
+            if words.n_tokens != n:
+                raise AttnflowError(f"The word groups cover {words.n_tokens} tokens; the explanation has {n}.")
+            self.words = words
         self.scores = {name: _score_array(name, value) for name, value in self.scores.items()}
+        self._check_generation(n)
         layers = {value.shape[0] for value in self.scores.values() if value.ndim == 2}
         for name, value in self.scores.items():
             if value.ndim != 2 or value.shape[1] != n:
@@ -86,6 +110,90 @@ class Explanation:
         if len(layers) > 1:
             raise AttnflowError(f"All methods must score the same number of layers; got {sorted(layers)}.")
         self.special_positions = tuple(int(p) for p in self.special_positions)
+
+    def _check_generation(self, n: int) -> None:
+        if self.generation is None:
+            if self.output == "answer" or self.answer_scores:
+                raise AttnflowError("Output 'answer' and answer scores need a generation (prompt length and answer).")
+            return
+        record = self.generation
+        length = record.get("prompt_length") if isinstance(record, dict) else None
+        answer = record.get("answer_ids") if isinstance(record, dict) else None
+        if (
+            isinstance(length, bool) or not isinstance(length, int) or not isinstance(answer, list)
+            or not 1 <= length < n or length + len(answer) != n
+        ):
+            raise AttnflowError(
+                f"An explanation's 'generation' must give 'prompt_length' P >= 1 and 'answer_ids' filling the "
+                f"{n} tokens after it; got {record!r:.80}."
+            )
+        self.answer_scores = {name: _score_array(name, value) for name, value in self.answer_scores.items()}
+        for name, value in self.answer_scores.items():
+            if name not in self.scores or value.shape != (len(answer),) + self.scores[name].shape:
+                raise AttnflowError(
+                    f"Answer scores of method {name!r} must have shape (G, L, n) = "
+                    f"{(len(answer),) + self.scores.get(name, np.zeros((0, n))).shape}; got {value.shape}."
+                )
+
+    @property
+    def prompt_length(self) -> int | None:
+        """``P``: how many leading tokens are the prompt, for a generated answer; else ``None``."""
+        return None if self.generation is None else int(self.generation["prompt_length"])
+
+    def answer_token(self, k: int) -> Explanation:
+        """The explanation of answer token ``k`` (0-based) alone, at the position that predicted it.
+
+        Examples
+        --------
+        >>> e = Explanation(tokens=["a", "b", "c"], scores={"raw": [[0.5, 0.5, 0.0]]}, output="answer",
+        ...                 generation={"prompt_length": 2, "answer_ids": [7]},
+        ...                 answer_scores={"raw": [[[0.5, 0.5, 0.0]]]})
+        >>> e.answer_token(0).output
+        1
+        """
+        if self.generation is None or not self.answer_scores:
+            raise AttnflowError("This explanation holds no generated answer tokens (explain with generate=N).")
+        count = len(self.generation["answer_ids"])
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not -count <= k < count:
+            raise AttnflowError(f"The answer has {count} tokens; answer token {k!r} does not exist (0 to {count - 1}).")
+        k = int(k) % count
+        position = int(self.generation["prompt_length"]) - 1 + k
+        target = self.target
+        if isinstance(target, dict) and "token_ids" in target:
+            target = {key: value for key, value in target.items() if key not in ("token_ids", "log_probabilities")}
+            target["token_id"] = self.target["token_ids"][k]
+            if len(self.target.get("log_probabilities") or []) == count:
+                target["log_probability"] = self.target["log_probabilities"][k]
+        options = dict(self.options)
+        if isinstance(options.get("head_importance"), list) and len(options["head_importance"]) == count:
+            options["head_importance"] = options["head_importance"][k]
+        return Explanation(
+            tokens=list(self.tokens),
+            scores={name: value[k] for name, value in self.answer_scores.items()},
+            output=position,
+            target=target,
+            model_name=self.model_name,
+            special_positions=self.special_positions,
+            text=self.text,
+            options=options,
+            notes=list(self.notes),
+            generation={**self.generation, "explained": k},
+            words=self.words,
+        )
+
+    def word_scores(self, method: str, layer: int = -1) -> np.ndarray:
+        """Scores ``(W,)`` of one method after ``layer``, summed from pieces to words (needs ``words``).
+
+        Examples
+        --------
+        >>> e = Explanation(tokens=["a", "##b"], scores={"raw": [[0.25, 0.5]]}, output=0,
+        ...                 words={"labels": ["ab"], "groups": [[0, 1]]})
+        >>> e.word_scores("raw").tolist()
+        [0.75]
+        """
+        if self.words is None:
+            raise AttnflowError("This explanation has no word groups; explain with words=True (CLI: --words).")
+        return self.words.sum_scores(self.layer_scores(method, layer))
 
     @property
     def methods(self) -> list[str]:
@@ -140,6 +248,15 @@ class Explanation:
         extra: dict[str, Any] = {} if self.image is None else {"image": to_jsonable(self.image)}
         if self.token_labels:
             extra["token_labels"] = {name: list(labels) for name, labels in self.token_labels.items()}
+        if self.generation is not None:
+            extra["generation"] = to_jsonable(self.generation)
+            if self.answer_scores:
+                extra["answer_scores"] = {name: to_jsonable(value) for name, value in self.answer_scores.items()}
+        if self.words is not None:
+            extra["words"] = {
+                **self.words.to_dict(),
+                "scores": {name: to_jsonable(self.words.sum_scores(value)) for name, value in self.scores.items()},
+            }
         return {
             "format": "attnflow.explanation",
             "version": FORMAT_VERSION,
@@ -179,7 +296,8 @@ class Explanation:
             raise AttnflowError("This attnflow explanation's 'tokens' must be a list of strings.")
         n = len(data["tokens"])
         output = data.get("output")
-        if output != "mean" and (isinstance(output, bool) or not isinstance(output, int) or not 0 <= output < n):
+        named = output in ("mean", "answer")
+        if not named and (isinstance(output, bool) or not isinstance(output, int) or not 0 <= output < n):
             raise AttnflowError(
                 f"This attnflow explanation's 'output' must be a token index from 0 to {n - 1} or 'mean'; "
                 f"got {output!r}."
@@ -194,6 +312,12 @@ class Explanation:
                 raise AttnflowError(f"This attnflow explanation's {key!r} must be a {kind.__name__}.")
         if not all(isinstance(note, str) for note in data.get("notes") or []):
             raise AttnflowError("This attnflow explanation's 'notes' must be strings.")
+        generation = data.get("generation")
+        if generation is not None and not isinstance(generation, dict):
+            raise AttnflowError("This attnflow explanation's 'generation' must be an object.")
+        answers = data.get("answer_scores") or {}
+        if not isinstance(answers, dict):
+            raise AttnflowError("This attnflow explanation's 'answer_scores' must map each method to (G, L, n) scores.")
         labels = data.get("token_labels") or {}
         if not isinstance(labels, dict) or not all(
             isinstance(v, list) and len(v) == n and all(isinstance(x, str) for x in v) for v in labels.values()
@@ -211,6 +335,9 @@ class Explanation:
             notes=list(data.get("notes") or []),
             image=data.get("image"),
             token_labels={str(k): list(v) for k, v in labels.items()},
+            generation=generation,
+            answer_scores={name: _score_array(name, value) for name, value in answers.items()},
+            words=data.get("words"),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
