@@ -4,7 +4,10 @@ Shapes, written once:
 
 - ``CapturedAttention.attentions``: float64 ``(L, H, n, n)``; ``[l-1, h, i, j]`` is how
   much query ``i`` attends to key ``j`` in head ``h`` of layer ``l``. Rows sum to 1;
-  for decoders (``is_causal``) entries above the diagonal are 0.
+  for decoders (``is_causal``) entries above the diagonal are 0. With
+  ``heads="mean"`` (``"max"``, ``"min"``) the heads are fused while the model runs and
+  ``attentions`` is float32 ``(L, 1, n, n)``: one fused "head" per layer
+  (``head_fusion`` says which fusion).
 - ``tokens`` and ``input_ids``: length ``n``, special tokens included
   (``[CLS]`` / ``[SEP]`` for BERT, ``<s>`` / ``</s>`` for RoBERTa, ``<s>`` for Llama).
 - ``special_positions``: the indices in ``0..n-1`` of the special tokens.
@@ -23,6 +26,8 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._hooks import AttentionCall, attention_hooks
+from ._reduce import check_heads, reduce_layer
 from ._shapes import AttentionShape
 from .models import LoadedModel, load_model
 
@@ -55,14 +60,38 @@ class CapturedAttention(AttentionShape):
     text: str
     #: True when the text was cut to the model's maximum length (``truncate=True``).
     truncated: bool = False
+    #: ``None``: ``attentions`` holds every head, float64. ``"mean"``, ``"max"`` or ``"min"``:
+    #: the heads were fused while the model ran; ``attentions`` is float32 ``(L, 1, n, n)``.
+    head_fusion: str | None = None
+    #: The largest ``|row sum - 1|`` of the weights the model produced, corrected by
+    #: renormalising in float64 (about 1e-7 in float32, up to a few 1e-3 in bfloat16).
+    row_correction: float = 0.0
+    #: The model's number of heads per layer (``attentions.shape[1]`` unless fused).
+    model_heads: int | None = None
 
     def __post_init__(self) -> None:
-        attentions = np.asarray(self.attentions, dtype=np.float64)
+        if self.head_fusion is None:
+            attentions = np.asarray(self.attentions, dtype=np.float64)
+        else:
+            if self.head_fusion not in ("mean", "max", "min"):
+                raise AttnflowError(
+                    f"CapturedAttention.head_fusion must be None, 'mean', 'max' or 'min'; got {self.head_fusion!r}."
+                )
+            attentions = np.asarray(self.attentions, dtype=np.float32)
+            if attentions.ndim == 3:
+                attentions = attentions[:, None]
+            if attentions.ndim == 4 and attentions.shape[1] != 1:
+                raise AttnflowError(
+                    "CapturedAttention.attentions fused over heads must have shape (L, n, n) or (L, 1, n, n); "
+                    f"got {attentions.shape} instead."
+                )
         if attentions.ndim != 4 or attentions.shape[-1] != attentions.shape[-2]:
             raise AttnflowError(
                 "CapturedAttention.attentions must have shape (L, H, n, n); "
                 f"got {attentions.shape} instead."
             )
+        if self.model_heads is None:
+            self.model_heads = int(attentions.shape[1])
         n = attentions.shape[-1]
         if len(self.tokens) != n or len(self.input_ids) != n:
             raise AttnflowError(
@@ -85,6 +114,20 @@ class CapturedAttention(AttentionShape):
         special = set(self.special_positions)
         return tuple(i for i in range(self.n_tokens) if i not in special)
 
+    @property
+    def fused(self) -> np.ndarray:
+        """The head-fused attention ``(L, n, n)``: as captured when fused, else the mean over heads.
+
+        Examples
+        --------
+        >>> c = CapturedAttention(np.full((1, 2, 2, 2), 0.5), ["a", "b"], [1, 2], (), "toy", False, "a b")
+        >>> c.fused.shape
+        (1, 2, 2)
+        """
+        if self.head_fusion is not None:
+            return self.attentions[:, 0]
+        return self.attentions.mean(axis=1)
+
 
 @dataclass
 class _Encoded:
@@ -104,6 +147,7 @@ def capture_attention(
     truncate: bool = ...,
     batch_size: int = ...,
     trust_remote_code: bool = ...,
+    heads: str = ...,
 ) -> CapturedAttention: ...
 
 
@@ -116,6 +160,7 @@ def capture_attention(
     truncate: bool = ...,
     batch_size: int = ...,
     trust_remote_code: bool = ...,
+    heads: str = ...,
 ) -> list[CapturedAttention]: ...
 
 
@@ -127,6 +172,7 @@ def capture_attention(
     truncate: bool = False,
     batch_size: int = 16,
     trust_remote_code: bool = False,
+    heads: str = "all",
 ) -> CapturedAttention | list[CapturedAttention]:
     """Run a text model and return its attention weights for each text, padding removed.
 
@@ -149,13 +195,21 @@ def capture_attention(
         capturing one text at a time.
     trust_remote_code
         Passed to the loader; custom model code runs only when this is true.
+    heads
+        ``"all"`` (default): every head, float64 ``(L, H, n, n)``. ``"mean"``,
+        ``"max"`` or ``"min"``: the heads are fused layer by layer while the model
+        runs, and only the float32 ``(L, 1, n, n)`` result is kept; what raw
+        attention, rollout and flow with that ``head_fusion`` need, in ``1/(2H)``
+        of the memory.
 
     Returns
     -------
     CapturedAttention or list of CapturedAttention
-        ``attentions`` float64 ``(L, H, n, n)`` with rows summing to 1 (over
-        ``j <= i`` for decoders), the tokens as strings, their ids, the positions
-        of special tokens, the model's name and whether its attention is causal.
+        ``attentions`` float64 ``(L, H, n, n)`` (or fused float32 ``(L, 1, n, n)``)
+        with rows summing to 1 (over ``j <= i`` for decoders), the tokens as
+        strings, their ids, the positions of special tokens, the model's name,
+        whether its attention is causal, and ``row_correction``, the largest
+        ``|row sum - 1|`` renormalised away (half-precision models).
 
     Raises
     ------
@@ -172,6 +226,13 @@ def capture_attention(
     training mode and ``requires_grad`` flags are restored afterwards, also when
     an exception is raised. Gradients are not computed.
 
+    Capture is streamed: a forward hook on each attention module
+    (:func:`attnflow.capture._hooks.attention_hooks`) reduces that layer's weights
+    as soon as the layer has run and the model is not asked for
+    ``output_attentions``, so at most one layer's ``(H, n, n)`` weights are alive
+    at a time. The reduction runs on the model's device; rows are renormalised
+    in float64 (:mod:`attnflow.capture._reduce`).
+
     Examples
     --------
     >>> cap = capture_attention("Attention flows.")
@@ -181,8 +242,14 @@ def capture_attention(
     ((6, 12, 5, 5), (0, 4), 'minilm')
     >>> bool(np.allclose(cap.attentions.sum(-1), 1.0))
     True
+    >>> fused = capture_attention("Attention flows.", heads="mean")
+    >>> fused.attentions.shape, fused.attentions.dtype, fused.model_heads
+    ((6, 1, 5, 5), dtype('float32'), 12)
+    >>> bool(np.allclose(fused.fused, cap.attentions.mean(1), atol=1e-6))
+    True
     """
     single, items = _check_texts(texts)
+    heads = check_heads(heads)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise AttnflowError(
             f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead."
@@ -201,7 +268,7 @@ def capture_attention(
     results: list[CapturedAttention] = []
     with eager_attention(loaded.model), torch.no_grad():
         for start in range(0, len(encoded), int(batch_size)):
-            results.extend(_capture_batch(loaded, encoded[start : start + int(batch_size)]))
+            results.extend(_capture_batch(loaded, encoded[start : start + int(batch_size)], heads))
     return results[0] if single else results
 
 
@@ -307,7 +374,8 @@ def _pad_id(loaded: LoadedModel) -> int:
     return 0
 
 
-def _capture_batch(loaded: LoadedModel, batch: list[_Encoded]) -> list[CapturedAttention]:
+def _batch_inputs(loaded: LoadedModel, batch: list[_Encoded]) -> dict[str, Any]:
+    """The padded model inputs of a batch (right padding), on the model's device."""
     import torch
 
     model = loaded.model
@@ -330,22 +398,75 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded]) -> list[CapturedA
     device = getattr(model, "device", None)
     if device is not None:
         inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs
 
-    with model_failures(f"The model {loaded.name!r} failed while computing attention"):
-        output = model(**inputs, output_attentions=True, return_dict=True)
-    attentions = _attention_tuple(loaded, output, len(batch), width)
 
+class _LayerReducer:
+    """The hook of a streamed capture: reduces each layer's weights per example as the layer returns."""
+
+    def __init__(self, loaded: LoadedModel, batch: list[_Encoded], heads: str) -> None:
+        self.loaded = loaded
+        self.batch = batch
+        self.heads = heads
+        self.lengths = [len(item.input_ids) for item in batch]
+        self.layers: list[list[Any]] = [[] for _ in batch]
+        self.corrections = [0.0 for _ in batch]
+        self.n_heads: int | None = None
+
+    def __call__(self, call: AttentionCall) -> None:
+        import torch
+
+        weights = call.weights
+        width = max(self.lengths)
+        if (
+            not isinstance(weights, torch.Tensor)
+            or weights.ndim != 4
+            or weights.shape[0] != len(self.batch)
+            or tuple(weights.shape[-2:]) != (width, width)
+        ):
+            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+            raise AttnflowError(
+                f"The model {self.loaded.name!r} returned attention of layer {call.site.layer + 1} with shape "
+                f"{shape}; expected (batch={len(self.batch)}, heads, {width}, {width}). attnflow cannot capture "
+                "its attention."
+            )
+        self.n_heads = int(weights.shape[1])
+        with torch.no_grad():
+            for row, n in enumerate(self.lengths):
+                reduced = reduce_layer(weights[row, :, :n, :n].detach(), self.heads)
+                if reduced is None:
+                    raise AttnflowError(
+                        f"The model {self.loaded.name!r} produced NaN or infinite attention weights for the text "
+                        f"{self.batch[row].text[:40]!r}; a float16 model may overflow: load it in float32 or "
+                        "bfloat16 (CLI: --dtype float32)."
+                    )
+                self.layers[row].append(reduced[0])
+                self.corrections[row] = max(self.corrections[row], reduced[1])
+        return None
+
+
+def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all") -> list[CapturedAttention]:
+    import torch
+
+    model = loaded.model
+    inputs = _batch_inputs(loaded, batch)
+    reducer = _LayerReducer(loaded, batch, heads)
+    with (
+        attention_hooks(model, reducer, eager=False),
+        model_failures(f"The model {loaded.name!r} failed while computing attention"),
+    ):
+        model(**inputs, return_dict=True)
+    if not reducer.layers[0]:
+        raise AttnflowError(
+            f"The model {loaded.name!r} ({type(model).__name__}) returned no attention weights, "
+            "even with eager attention: its attention modules never ran. attnflow cannot capture its "
+            "attention. Encoder-decoder and non-transformer models are not supported."
+        )
     results = []
     for row, item in enumerate(batch):
-        n = lengths[row]
-        array = np.stack(
-            [layer[row, :, :n, :n].detach().cpu().to(torch.float64).numpy() for layer in attentions]
-        )
-        if not np.all(np.isfinite(array)):
-            raise AttnflowError(
-                f"The model {loaded.name!r} produced NaN or infinite attention weights for the text "
-                f"{item.text[:40]!r}; a float16 model may overflow: load it in float32."
-            )
+        layers = reducer.layers[row]
+        array = torch.stack(layers).numpy()
+        reducer.layers[row] = []
         results.append(
             CapturedAttention(
                 attentions=array,
@@ -356,9 +477,31 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded]) -> list[CapturedA
                 is_causal=loaded.is_decoder,
                 text=item.text,
                 truncated=item.truncated,
+                head_fusion=None if heads == "all" else heads,
+                row_correction=reducer.corrections[row],
+                model_heads=reducer.n_heads,
             )
         )
     return results
+
+
+def _capture_batch_returned(loaded: LoadedModel, batch: list[_Encoded]) -> list[np.ndarray]:
+    """The attention of a batch as ``output_attentions=True`` returns it, float64 ``(L, H, n, n)`` per text.
+
+    The capture attnflow did before streaming: the model keeps every layer's weights
+    until the forward ends. Kept as the reference the streamed capture is tested
+    against, and for ``benchmarks/capture.py``; call inside :func:`eager_attention`.
+    """
+    import torch
+
+    inputs = _batch_inputs(loaded, batch)
+    with model_failures(f"The model {loaded.name!r} failed while computing attention"):
+        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+    attentions = _attention_tuple(loaded, output, len(batch), inputs["input_ids"].shape[1])
+    return [
+        np.stack([layer[row, :, :n, :n].detach().cpu().to(torch.float64).numpy() for layer in attentions])
+        for row, n in enumerate(len(item.input_ids) for item in batch)
+    ]
 
 
 def _attention_tuple(loaded: LoadedModel, output: Any, batch: int, width: int) -> tuple[Any, ...]:
