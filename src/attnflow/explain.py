@@ -31,6 +31,8 @@ def explain(
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     captured: Any = None,
+    generate: int | None = None,
+    words: bool = False,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -63,6 +65,16 @@ def explain(
         The attention of ``text`` already captured with this model
         (:func:`attnflow.capture.capture_attention`), so it is not captured again
         (``attnflow explain --html`` reuses it for the report).
+    generate
+        For a decoder-only language model: continue ``text`` greedily by up to this
+        many tokens, then explain the answer (:mod:`attnflow.generation`). The result
+        has ``output="answer"``: ``scores`` are the mean over the answer tokens, each
+        explained at the position that predicted it (``answer_token(k)`` gives token
+        ``k`` alone; gradient methods explain its log-probability). ``output``,
+        ``target`` and ``captured`` cannot be given with it.
+    words
+        Also group the tokens into words (:mod:`attnflow.words`); ``word_scores``
+        sums the pieces' scores.
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -86,6 +98,19 @@ def explain(
             + (" (call explain once per text)." if several else ".")
         )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    if generate is not None:
+        from .generation import explain_generation
+
+        given = [name for name, value in (("output", output), ("target", target), ("captured", captured))
+                 if value is not None]
+        if given:
+            raise AttnflowError(
+                f"The {' and '.join(repr(g) for g in given)} parameter(s) cannot be given with 'generate': a generated "
+                "answer is explained at the positions that predicted its tokens, for their log-probabilities."
+            )
+        return explain_generation(
+            text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options
+        ).explanation
     if captured is None:
         captured = capture_attention(text, loaded, truncate=truncate)
     elif captured.text != text:
@@ -115,6 +140,10 @@ def explain(
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
+    if words:
+        from .words import word_groups
+
+        result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
     return result
 
 
