@@ -41,7 +41,8 @@ REPRODUCE_N ?= 2000
 reproduce: $(STAMP)
 	$(VENV)/bin/attnflow reproduce sva --n $(REPRODUCE_N) --out build/reproduce/sva
 	cp build/reproduce/sva/results.json docs/results/sva.json
-	$(PY) -m attnflow.evaluate.image_faithfulness --model digits-vit --n 200 --json docs/results/digits-faithfulness.json
+	$(VENV)/bin/attnflow evaluate --images digits --n 200 --out build/evaluate-digits
+	cp build/evaluate-digits/results.json docs/results/digits-faithfulness.json
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
 		--target "cosine:A sentence about animals." --out build/evaluate-minilm
 	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json

@@ -60,7 +60,7 @@ def bundled_sva_path() -> Path:
     >>> (bundled_sva_path() / "model.safetensors").is_file()
     True
     """
-    return _packaged("sva", SVA_MODEL_DIR, "python -m attnflow.tasks.sva_train DIR")
+    return _packaged("sva", SVA_MODEL_DIR, "attnflow train sva DIR")
 
 
 def bundled_digits_path() -> Path:
@@ -71,7 +71,7 @@ def bundled_digits_path() -> Path:
     >>> (bundled_digits_path() / "preprocessor_config.json").is_file()
     True
     """
-    return _packaged("digits-vit", DIGITS_MODEL_DIR, "python -m attnflow.tasks.digits train DIR")
+    return _packaged("digits-vit", DIGITS_MODEL_DIR, "attnflow train digits-vit DIR")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from .commands.explain import explain  # noqa: E402
 from .commands.heads import heads  # noqa: E402
 from .commands.report import report  # noqa: E402
 from .commands.reproduce import reproduce  # noqa: E402
+from .commands.train import samples, train  # noqa: E402
 
 
 class _Interrupted(Exception):
@@ -65,7 +66,9 @@ def _interruptible(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-_COMMANDS = {command.__name__: command for command in (explain, evaluate, report, heads, reproduce, batch)}
+_COMMANDS = {
+    command.__name__: command for command in (explain, evaluate, report, heads, reproduce, batch, train, samples)
+}
 for _command in _COMMANDS.values():
     app.command()(_interruptible(_command))
 

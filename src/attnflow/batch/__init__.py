@@ -4,6 +4,7 @@
   ``manifest.json`` and ``summary.json`` out; resumes where an interrupted run stopped.
 - :func:`read_dataset`: JSONL, CSV, Parquet, text files and ``datasets`` folders.
 - :func:`read_results`: the rows as a pandas DataFrame; :func:`read_explanation`: one row as an Explanation.
+- :func:`evaluation_result`: an evaluating run (``evaluation=``) as one ``EvaluationResult``.
 
 Examples
 --------
@@ -14,6 +15,7 @@ Examples
 
 from .data import Dataset, Record, read_dataset
 from .engines import ENGINES, available_cores, check_address
+from .evaluation import evaluation_result
 from .runner import BatchResult, model_fingerprint, read_explanation, read_results, run_batch
 from .worker import COLUMNS, ShardWorker, WorkSpec
 
@@ -27,6 +29,7 @@ __all__ = [
     "WorkSpec",
     "available_cores",
     "check_address",
+    "evaluation_result",
     "model_fingerprint",
     "read_dataset",
     "read_explanation",

@@ -232,3 +232,38 @@ def _read_saved_dataset(folder: Path, split: str | None) -> tuple[list[dict[str,
     elif split is not None:
         raise AttnflowError(f"The data set folder {str(folder)!r} has no splits; leave out --split.")
     return loaded.to_list(), tuple(loaded.column_names)
+
+
+#: File endings read as images from a folder (``attnflow evaluate --images``, ``attnflow batch --images``).
+IMAGE_FORMATS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files directly inside ``folder`` (by ending, case-insensitive), sorted by name.
+
+    A missing folder, a file, or a folder without images is an :class:`~attnflow.errors.AttnflowError`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.PNG", "a.jpg", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [p.name for p in image_files(folder)]
+    ['a.jpg', 'b.PNG']
+    """
+    path = Path(folder)
+    name = os.fspath(folder)
+    if not path.exists():
+        raise AttnflowError(f"The image folder {name!r} does not exist.")
+    if not path.is_dir():
+        raise AttnflowError(f"{name!r} is a file; --images takes a folder of images (or 'digits').")
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_FORMATS)
+    except OSError as exc:
+        raise AttnflowError(f"Cannot read the image folder {name!r}: {exc.strerror or exc}.") from None
+    if not files:
+        raise AttnflowError(
+            f"The folder {name!r} holds no images (files ending in {', '.join(IMAGE_FORMATS)})."
+        )
+    return files

@@ -142,10 +142,12 @@ def run_batch(
     evaluation
         ``True`` or a dict of :func:`attnflow.evaluate` options (``ground_truths``,
         ``faithfulness``, ``percents``, ``faithfulness_layer``, ``removal``, ``blank``,
-        ``random_repeats``, ``ig_steps``, ``seed``): each row is also evaluated, adding
+        ``random_repeats``, ``ig_steps``, ``seed``, ``batch_size``): each row is also evaluated, adding
         ``ground_truth_<name>`` (per token), ``spearman_<name>`` and faithfulness columns,
-        and their means to the summary. Row ``i``'s random baseline is seeded by
-        ``attnflow.batch.worker.evaluation_seed(seed, i)``, whatever its shard.
+        and their means to the summary. Row ``i`` is evaluated as example ``i`` of one
+        :func:`attnflow.evaluate` run over the data set (its random baseline seeded by
+        ``default_rng([seed, i])``), whatever its shard; :func:`attnflow.batch.evaluation_result`
+        reads the finished folder back as that run's ``EvaluationResult``.
     progress
         Called as ``progress(done, total)`` in examples, after each shard.
 
@@ -278,7 +280,7 @@ def run_batch(
 #: What ``evaluation=`` may set: options of :func:`attnflow.evaluate`.
 EVALUATION_OPTIONS: tuple[str, ...] = (
     "ground_truths", "blank", "faithfulness", "percents", "faithfulness_layer", "removal", "random_repeats",
-    "ig_steps", "seed",
+    "ig_steps", "seed", "batch_size",
 )
 
 

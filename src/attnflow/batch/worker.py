@@ -156,8 +156,12 @@ class ShardWorker:
     def _evaluation_table(self, shard: Shard) -> Any:
         """Rows with :func:`attnflow.evaluate`'s numbers: ground truths, Spearman per layer, faithfulness.
 
-        Each row is evaluated alone, with the random baseline seeded by ``evaluation_seed(seed, example)``,
-        so a row's numbers do not depend on the shard it falls in.
+        Each row is evaluated alone as example number ``example`` of the data set (its random baseline
+        seeded by ``default_rng([seed, example])``, as :func:`attnflow.evaluate` seeds it in one run
+        over every row), so a row's numbers do not depend on the shard it falls in. Besides the
+        numbers of ``EvaluationResult.to_dataframe`` each row holds ``special_positions`` and, at
+        the faithfulness layer, ``random_comprehensiveness_<k>``, ``random_sufficiency_<k>`` and
+        ``faithfulness_full``, so :func:`attnflow.batch.evaluation_result` rebuilds the result whole.
         """
         import pyarrow as pa
 
@@ -171,13 +175,15 @@ class ShardWorker:
         extra: dict[str, list[Any]] = {}
         truths: dict[str, list[Any]] = {}
         skipped: list[dict[str, Any]] = []
+        special: list[list[int]] = []
+        settings: dict[str, Any] | None = None
         n_layers = None
         for record in shard.records:
             try:
                 result = run_evaluate(
                     [Example(record.text or "", record.label)], self.loaded, list(spec.methods),
                     target=record.target if record.target is not None else spec.target, output=spec.output,
-                    truncate=spec.truncate, seed=evaluation_seed(seed, record.example), **options,
+                    truncate=spec.truncate, seed=seed, first_index=record.example, **options,
                     **spec.method_options,
                 )
             except AttnflowError as exc:
@@ -188,6 +194,11 @@ class ShardWorker:
             n_layers = result.n_layers
             described = json.dumps(_plain(example.target), sort_keys=True)
             numbers = [c for c in frame.columns if c not in _EVALUATION_SHARED]
+            settings = {
+                "target": result.target, "methods": list(result.methods), "ground_truths": list(result.ground_truths),
+                "n_layers": result.n_layers, "output": result.output, "percents": list(result.percents),
+                "faithfulness_layer": result.faithfulness_layer, "options": result.options,
+            }
             for row in frame.itertuples(index=False):
                 row = row._asdict()
                 method, layer = row["method"], int(row["layer"])
@@ -205,6 +216,16 @@ class ShardWorker:
                 for name in numbers:
                     value = row[name]
                     extra.setdefault(name, []).append(None if value is None else float(value))
+                special.append(list(example.special_positions))
+                if result.faithfulness_layer is not None:
+                    here = layer == result.faithfulness_layer and method in example.faithfulness
+                    random_scores = example.faithfulness.get("random") if here else None
+                    full = float(example.faithfulness[method].full) if here else None
+                    extra.setdefault("faithfulness_full", []).append(full)
+                    for i, k in enumerate(result.percents):
+                        for part in ("comprehensiveness", "sufficiency"):
+                            value = None if random_scores is None else float(getattr(random_scores, part)[i])
+                            extra.setdefault(f"random_{part}_{k}", []).append(value)
                 for truth, values in example.ground_truths.items():
                     truths.setdefault(f"ground_truth_{truth}", []).append(
                         [None if v != v else float(v) for v in values.tolist()]
@@ -213,7 +234,9 @@ class ShardWorker:
         arrays = {name: pa.array(base[name], type=kind) for name, kind in types.items()}
         arrays.update({name: pa.array(values, type=pa.float64()) for name, values in extra.items()})
         arrays.update({name: pa.array(values, type=pa.list_(pa.float64())) for name, values in truths.items()})
-        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+        arrays["special_positions"] = pa.array(special, type=pa.list_(pa.int32()))
+        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers,
+                    "evaluation": _plain(settings)}
         return pa.table(arrays).replace_schema_metadata({"attnflow": json.dumps(metadata)})
 
     def _target(self, spec: str | None) -> Any:
@@ -253,17 +276,6 @@ def schema(label_type: str) -> dict[str, Any]:
 _EVALUATION_SHARED = frozenset(
     {"example", "text", "label", "method", "layer", "n_tokens", "target_class", "target_label", "target_value"}
 )
-
-
-def evaluation_seed(seed: int, example: int) -> int:
-    """The seed of row ``example``'s random baseline in an evaluating batch run: fixed by the row, not its shard.
-
-    Examples
-    --------
-    >>> evaluation_seed(0, 5), evaluation_seed(1, 5)
-    (5, 1000008)
-    """
-    return (int(seed) * 1_000_003 + int(example)) % 2**63
 
 
 def _was_cut(loaded: Any, text: str | None) -> bool:

@@ -171,3 +171,20 @@ OVERWRITE_HELP = (
     "Replace existing output files even when they are not files attnflow wrote "
     "(its own results, reports and figures are replaced without it)."
 )
+
+
+def usage_error(ctx: typer.Context, message: str) -> Exception:
+    """A usage error of the command in ``ctx``: the CLI prints its usage line, then ``error: message`` (exit 2).
+
+    For mistakes a single option's callback cannot see (options that exclude each other).
+    """
+    usage = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
+    return usage(message, ctx)
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The parameters of ``ctx`` given on the command line (or by environment), not left at their defaults."""
+    return {
+        name for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    }

@@ -20,8 +20,10 @@ from .common import (
     check_output_option,
     choice,
     console,
+    given_options,
     number_range,
     progress_bar,
+    usage_error,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,18 +36,27 @@ OUTPUT_FILES = ("results.json", "examples.csv", "correlation.png")
 
 
 def evaluate(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data", "-d", help="Examples: .txt (a text a line), .jsonl or .csv (a 'text' column, optional 'label')."
-        ),
-    ],
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for results.json, examples.csv and correlation.png.")
     ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", "-d", help="Examples: .txt (a text a line), .jsonl or .csv (a 'text' column, optional 'label')."
+        ),
+    ] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            "--images",
+            help="Instead of --data: image faithfulness (deletion and insertion AUCs) on a folder of images, or "
+            "'digits' (the digits-vit test set).",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id."),
+        typer.Option("--model", "-m", help="Bundled name (minilm, sva, digits-vit), local folder or cached HF id."),
     ] = None,
     method: Annotated[
         list[str] | None,
@@ -123,6 +134,39 @@ def evaluate(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow the model folder's own Python code to run.")
     ] = False,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="With --images: the first N images [default: 200 digits; every image of a folder].",
+                     callback=number_range(1)),
+    ] = None,
+    fill: Annotated[
+        str, typer.Option(help="With --images: what a blanked patch becomes: black or mean.",
+                          callback=choice("black", "mean"))
+    ] = "black",
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Run in resumable shards under --out (manifest.json, scores/): local worker processes or ray "
+            "[default: one process, no shards].",
+            callback=choice("local", "ray"),
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="With --engine: workers, each loading the model once [default: one per core].",
+                                 callback=number_range(1))
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="With --engine: torch and numba threads per worker [default: cores / workers].",
+                                 callback=number_range(1))
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="With --engine ray: the cluster (HOST:PORT, auto, ray://...) [default: a local "
+                                 "Ray].")
+    ] = None,
+    shard_size: Annotated[
+        int, typer.Option(help="With --engine: examples per shard, the unit written at once and resumed.",
+                          callback=number_range(1))
+    ] = 16,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Compare methods with blank-out and gradient importance (Spearman, per layer) and measure faithfulness."""
@@ -130,7 +174,39 @@ def evaluate(
     from ..evaluate import evaluate as run_evaluate
     from ..evaluate.runner import IntegratedGradientsWarning
 
+    given = given_options(ctx)
+    if (data is None) == (images is None):
+        _usage(ctx, "Give exactly one of --data (texts) and --images (a folder of images, or digits).")
+    if images is not None:
+        wrong = sorted(given & _TEXT_ONLY)
+        if wrong:
+            _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for texts (--data), not for --images.")
+        evaluate_images(images, out, model, method, n, fill, faithfulness_layer, seed, residual, head_fusion,
+                        overwrite)
+        return
+    wrong = sorted(given & {"n", "fill"})
+    if wrong:
+        _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for --images, not for --data.")
+    if engine is None:
+        wrong = sorted(given & {"workers", "threads", "address", "shard_size"})
+        if wrong:
+            _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for a sharded run; add --engine local or ray.")
+    elif address is not None and engine != "ray":
+        _usage(ctx, "--address is for --engine ray.")
     check_input_file(data, "--data")
+    if engine is not None:
+        methods = check_methods(list(method)) if method else list(default_methods())
+        accepted = set().union(*(get_method(name).options for name in methods))
+        options = {k: v for k, v in (("residual", residual), ("head_fusion", head_fusion)) if k in accepted}
+        evaluation = {
+            "ground_truths": list(ground_truth) if ground_truth else list(_GROUND_TRUTHS), "blank": blank,
+            "faithfulness": faithfulness, "percents": list(percent) if percent else [10, 20, 30, 40, 50],
+            "faithfulness_layer": faithfulness_layer, "removal": removal, "ig_steps": ig_steps, "seed": seed,
+            "batch_size": batch_size,
+        }
+        evaluate_sharded(data, out, model, methods, target, output, truncate, trust_remote_code, engine, workers,
+                         threads, address, shard_size, overwrite, evaluation, options)
+        return
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=overwrite)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
@@ -160,18 +236,114 @@ def evaluate(
         )
     files = render_outputs(result)
     write_folder(out, files)
+    report_evaluation(result, out, files, sum(issubclass(w.category, IntegratedGradientsWarning) for w in caught))
+
+
+#: Options of texts only (not for --images), by parameter name.
+_TEXT_ONLY = frozenset({
+    "target", "ground_truth", "output", "blank", "faithfulness", "percent", "removal", "ig_steps", "batch_size",
+    "truncate", "trust_remote_code", "engine", "workers", "threads", "address", "shard_size",
+})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _usage(ctx: typer.Context, message: str) -> None:
+    raise usage_error(ctx, message)
+
+
+def report_evaluation(result: EvaluationResult, out: Path, files: dict[str, bytes], n_warned: int) -> None:
+    """Print the header, the tables and the integrated-gradients line; then what was written."""
     from rich.columns import Columns
 
     console.print(evaluation_header(result), highlight=False)
     tables = evaluation_tables(result)
-    correlation_tables = tables[: len(result.ground_truths)]
-    console.print(Columns(correlation_tables))  # side by side where the terminal is wide enough
+    console.print(Columns(tables[: len(result.ground_truths)]))  # side by side where the terminal is wide enough
     for table in tables[len(result.ground_truths) :]:
         console.print(table)
-    line = ig_delta_line(result, sum(issubclass(w.category, IntegratedGradientsWarning) for w in caught))
+    line = ig_delta_line(result, n_warned)
     if line:
         console.print(line, highlight=False)
     console.print(f"wrote {', '.join(str(out / name) for name in files)}")
+
+
+def evaluate_sharded(
+    data: Path, out: Path, model: str | None, methods: list[str], target: str | None, output: str | None,
+    truncate: bool, trust_remote_code: bool, engine: str, workers: int | None, threads: int | None,
+    address: str | None, shard_size: int, overwrite: bool, evaluation: dict[str, Any], options: dict[str, Any],
+) -> None:
+    """``attnflow evaluate --engine``: :func:`attnflow.batch.run_batch` with evaluation, then the usual outputs.
+
+    Shards, manifest and resume are the batch runner's (``OUT/manifest.json``, ``OUT/scores/``,
+    ``OUT/summary.json``); ``results.json``, ``examples.csv`` and ``correlation.png`` are made from
+    the finished rows (:func:`attnflow.batch.evaluation_result`).
+    """
+    from ..batch import evaluation_result, run_batch
+
+    check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=True)  # a file, or the data inside
+    with progress_bar("evaluating") as progress:
+        batch = run_batch(
+            data, out, model, methods, output=output, target=target, truncate=truncate, shard_size=shard_size,
+            engine=engine, workers=workers, threads=threads, address=address, overwrite=overwrite,
+            evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress, **options,
+        )
+    result = evaluation_result(out)
+    files = render_outputs(result)
+    write_folder(out, files)
+    summary, run = batch.summary, batch.summary["last_run"]
+    rate = f", {run['examples_per_second']:.2f} examples/s" if run["examples_per_second"] else ""
+    console.print(
+        f"{summary['n_examples']} examples evaluated ({run['examples']} in this run on {run['workers']} "
+        f"{run['engine']} worker(s){rate}), {summary['n_skipped']} skipped",
+        highlight=False,
+    )
+    for reason, count in summary["skipped_reasons"].items():
+        console.print(f"  skipped {count}: {reason}", highlight=False, markup=False)
+    n_warned = (result.to_dict().get("ig_delta") or {}).get("n_above_warning", 0)
+    report_evaluation(result, out, {**files, "summary.json": b"", "scores/": b""}, n_warned)
+
+
+def evaluate_images(
+    images: str, out: Path, model: str | None, method: list[str] | None, n: int | None, fill: str,
+    layer: int, seed: int, residual: float, head_fusion: str, overwrite: bool,
+) -> None:
+    """``attnflow evaluate --images``: deletion and insertion AUCs against a random order, into ``results.json``."""
+    import json
+
+    from ..evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
+
+    methods = check_methods(list(method)) if method else list(DEFAULT_METHODS)
+    accepted = set().union(*(get_method(name).options for name in methods))
+    options = {k: v for k, v in (("residual", residual), ("head_fusion", head_fusion)) if k in accepted}
+    labels = None
+    if images.strip().lower() == "digits":
+        from ..tasks.digits import digits_test_set
+
+        chosen, labels = digits_test_set(200 if n is None else n)
+        items: list[Any] = list(chosen)
+        source = f"the first {len(items)} digits-vit test images"
+    else:
+        from ..batch.data import image_files
+
+        items = list(image_files(images))[:n]
+        source = f"{len(items)} images of {images}"
+    check_output_folder(out, names=("results.json",), overwrite=overwrite)
+    with progress_bar("evaluating") as progress:
+        result = image_faithfulness(
+            items, model or "digits-vit", methods, layer=layer, fill=fill, seed=seed, labels=labels,
+            progress=progress, **options,
+        )
+    payload = dict(result.to_dict(), images=source)
+    write_folder(out, {"results.json": (json.dumps(payload, indent=2) + "\n").encode("utf-8")})
+    accuracy = "" if result.accuracy is None else f" · accuracy {result.accuracy:.3f}"
+    console.print(
+        f"model {result.model} · {source}{accuracy} · layer {result.layer} · fill {result.fill} · seed {result.seed}",
+        highlight=False, markup=False,
+    )
+    console.print(result.table(), highlight=False, markup=False)
+    console.print(f"wrote {out / 'results.json'}", highlight=False)
 
 
 def render_outputs(result: EvaluationResult) -> dict[str, bytes]:

@@ -15,14 +15,11 @@ registers) are not patches and are never ranked.
 
 Run it on the bundled digits model (what ``docs/vision.md`` reports)::
 
-    python -m attnflow.evaluate.image_faithfulness --model digits-vit --n 200
+    attnflow evaluate --images digits --n 200 --out DIR
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,47 +223,3 @@ def image_faithfulness(
         n_images=len(items),
         accuracy=float(np.mean(correct)) if correct else None,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m attnflow.evaluate.image_faithfulness``: the table on the digits test set (or image files)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m attnflow.evaluate.image_faithfulness",
-        description="Deletion and insertion AUCs of attention methods against a random order.",
-    )
-    parser.add_argument("images", nargs="*", help="image files (default: the digits test set)")
-    parser.add_argument("--model", default="digits-vit")
-    parser.add_argument("--method", action="append", dest="methods", help="repeat; default rollout, flow, grad-rollout")
-    parser.add_argument("--n", type=int, default=200, help="digits test images to use (without image files)")
-    parser.add_argument("--layer", type=int, default=-1)
-    parser.add_argument("--fill", default="black", choices=["black", "mean"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", dest="json_path", help="write the results (summary and mean curves) here")
-    args = parser.parse_args(argv)
-    labels = None
-    if args.images:
-        images: Sequence[Any] = args.images
-    else:
-        from ..tasks.digits import digits_test_set
-
-        images, labels = digits_test_set(args.n)
-    try:
-        result = image_faithfulness(
-            images, args.model, tuple(args.methods or DEFAULT_METHODS), layer=args.layer, fill=args.fill,
-            seed=args.seed, labels=labels,
-        )
-    except AttnflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    accuracy = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
-    print(f"{result.model}: {result.n_images} images{accuracy}, layer {result.layer}, fill {result.fill}")
-    print(result.table())
-    if args.json_path:
-        from ..io import write_text_atomic
-
-        write_text_atomic(args.json_path, json.dumps(result.to_dict(), indent=2))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -396,6 +396,7 @@ def evaluate(
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     with_special_tokens: bool = False,
+    first_index: int = 0,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -450,6 +451,11 @@ def evaluate(
         Also compute the ground truths at the special tokens and the correlations over
         every token, special ones included (:meth:`EvaluationResult.correlation` with
         ``special_tokens=True``). The default correlations and faithfulness are unchanged.
+    first_index
+        The number of the first example: example ``i`` is numbered ``first_index + i``
+        and its random baseline seeded by ``default_rng([seed, first_index + i])``, so a
+        slice of a data set evaluates exactly as those rows of the whole (``attnflow
+        batch --evaluate`` and ``attnflow evaluate --engine`` rely on it).
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -484,6 +490,7 @@ def evaluate(
     _check_int("ig_steps", ig_steps, minimum=1)
     _check_int("seed", seed, minimum=0)
     _check_int("faithfulness_layer", faithfulness_layer, minimum=None)
+    _check_int("first_index", first_index, minimum=0)
     if not isinstance(with_special_tokens, (bool, np.bool_)):
         raise AttnflowError(f"The 'with_special_tokens' parameter must be True or False; got {with_special_tokens!r}.")
     _check_method_options(names, method_options)
@@ -530,7 +537,8 @@ def evaluate(
             _resolve_layer(faithfulness_layer, captured[0].n_layers)  # fail before the first model run
         for offset, (example, capture) in enumerate(zip(batch, captured, strict=True)):
             n_layers = capture.n_layers
-            results.append(_evaluate_one(start + offset, example, capture, loaded, resolved, settings))
+            index = first_index + start + offset
+            results.append(_evaluate_one(index, example, capture, loaded, resolved, settings))
             if progress is not None:
                 progress(len(results), len(items))
     layer = _resolve_layer(faithfulness_layer, n_layers) if faithfulness else None

@@ -22,8 +22,8 @@ neither torch nor scikit-learn until they are needed.
 
 Train afresh (the bundled folder was made with the defaults)::
 
-    python -m attnflow.tasks.digits train DIR
-    python -m attnflow.tasks.digits images DIR --n 10     # test digits as PNG files, for --image
+    attnflow train digits-vit DIR
+    attnflow samples digits DIR --n 10     # test digits as PNG files, for explain --image
 
 Examples
 --------
@@ -34,10 +34,8 @@ True
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,20 +111,32 @@ def to_pil(image: np.ndarray) -> Any:
     return Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").convert("RGB")
 
 
-def save_digit_png(image: np.ndarray, path: str | os.PathLike[str], scale: int = 8) -> Path:
-    """Write an 8×8 digit as a PNG, enlarged ``scale`` times with nearest neighbours (atomically)."""
+def digit_png(image: np.ndarray, scale: int = 8) -> bytes:
+    """An 8×8 digit as PNG bytes, enlarged ``scale`` times with nearest neighbours.
+
+    Examples
+    --------
+    >>> images, _ = digits_test_set(1)
+    >>> digit_png(images[0])[:4]
+    b'\\x89PNG'
+    """
     import io
 
     from PIL import Image
-
-    from ..io import write_bytes_atomic
 
     pil = to_pil(image)
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
-    return write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_digit_png(image: np.ndarray, path: str | os.PathLike[str], scale: int = 8) -> Path:
+    """Write an 8×8 digit as a PNG, enlarged ``scale`` times with nearest neighbours (atomically)."""
+    from ..io import write_bytes_atomic
+
+    return write_bytes_atomic(path, digit_png(image, scale))
 
 
 def make_processor(image_size: int = IMAGE_SIZE) -> Any:
@@ -322,33 +332,3 @@ def _train(
     (folder / "train_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log(f"test accuracy {test_accuracy:.4f} after {epoch} epochs, {seconds:.0f} s; saved to {folder}")
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m attnflow.tasks.digits", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("train", help="train the digits ViT into DIR")
-    run.add_argument("out_dir")
-    run.add_argument("--epochs", type=int, default=150)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--threads", type=int, default=1)
-    run.add_argument("--max-seconds", type=float, default=540.0)
-    pictures = sub.add_parser("images", help="write test digits as PNG files into DIR")
-    pictures.add_argument("out_dir")
-    pictures.add_argument("--n", type=int, default=10)
-    pictures.add_argument("--scale", type=int, default=8)
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        train(args.out_dir, epochs=args.epochs, seed=args.seed, threads=args.threads, max_seconds=args.max_seconds)
-        return 0
-    folder = Path(args.out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    images, labels = digits_test_set(args.n)
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-        path = save_digit_png(image, folder / f"test{index:03d}-label{int(label)}.png", scale=args.scale)
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

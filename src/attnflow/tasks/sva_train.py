@@ -447,22 +447,3 @@ def save(
     if report is not None:
         (folder / "train_report.json").write_text(report.to_json(), encoding="utf-8")
     return folder
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m attnflow.tasks.sva_train OUT_DIR [--seed N] [--n-train N] [--epochs N] [--threads N]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Train the subject-verb agreement model on the CPU.")
-    parser.add_argument("out_dir")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=60_000)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    train(args.out_dir, seed=args.seed, n_train=args.n_train, epochs=args.epochs, threads=args.threads)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
