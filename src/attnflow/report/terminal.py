@@ -16,41 +16,92 @@ _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
 def _output_label(explanation: Explanation) -> str:
     if explanation.output == "mean":
         return "the mean of all positions"
+    generation = explanation.generation
+    if explanation.output == "answer" and generation is not None:
+        count = len(generation.get("answer_ids") or [])
+        return f"the answer {_quoted(generation.get('answer', ''))} (mean over its {count} tokens)"
     position = int(explanation.output)
+    if generation is not None and explanation.prompt_length is not None and position + 1 < len(explanation.tokens):
+        k = position + 1 - explanation.prompt_length
+        if k >= 0:
+            return (
+                f"the answer token {position + 1} ({explanation.tokens[position + 1]}), predicted at token "
+                f"{position} ({explanation.tokens[position]})"
+            )
     return f"token {position} ({explanation.tokens[position]})"
 
 
-def explanation_table(explanation: Explanation, layer: int = -1) -> Table:
+def _quoted(text: str, limit: int = 40) -> str:
+    flat = " ".join(str(text).split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool = False) -> Table:
     """One row per token; per method its score at ``layer`` and a bar scaled to that method's maximum.
+
+    For a generated answer (``explanation.generation``) a ``part`` column marks the
+    prompt and the answer (``answer ▸`` on the token being explained). With
+    ``words=True`` (the explanation must have word groups) a row is a word, its
+    score the sum of its pieces' scores and ``#`` its token positions.
 
     Examples
     --------
     >>> e = Explanation(tokens=["a", "b"], scores={"rollout": np.array([[0.7, 0.3]])}, output=0)
     >>> explanation_table(e).row_count
     2
+    >>> e = Explanation(tokens=["a", "##b"], scores={"rollout": np.array([[0.7, 0.3]])}, output=0,
+    ...                 words={"labels": ["ab"], "groups": [[0, 1]]})
+    >>> explanation_table(e, words=True).row_count
+    1
     """
+    if words and explanation.words is None:
+        from ..errors import AttnflowError
+
+        raise AttnflowError("This explanation has no word groups; explain with words=True (CLI: --words).")
     n_layers = explanation.n_layers
     shown = layer if layer > 0 else n_layers + 1 + layer
     title = f"Scores for {_output_label(explanation)} after layer {shown} of {n_layers}"
     if explanation.model_name:
         title += f" · {explanation.model_name}"
-    caption = "\n".join(f"note: {note}" for note in explanation.notes) or None
+    lines = [f"note: {note}" for note in explanation.notes]
+    if words:
+        lines.append(f"words: {explanation.words.rule}")
+    if explanation.generation is not None and explanation.output == "answer":
+        lines.append(f"answer: {explanation.generation.get('rule', '')}")
+    caption = "\n".join(lines) or None
     table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
     table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
     table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
+    prompt_length = explanation.prompt_length
+    if prompt_length is not None:
+        table.add_column("part", no_wrap=True, style="dim")
+    rows = [[p] for p in range(len(explanation.tokens))] if not words else explanation.words.groups
+    names = list(explanation.tokens) if not words else list(explanation.words.labels)
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
+        if words:
+            values = explanation.words.sum_scores(values)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
         colour = _COLOURS[index % len(_COLOURS)]
         table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
         table.add_column("", width=_BAR_WIDTH, no_wrap=True)
-    labels = explanation.token_labels if shown == n_layers else {}
+    labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
         table.add_column(name, no_wrap=True, style="dim")
-    for position, token in enumerate(explanation.tokens):
-        style = "dim" if position in explanation.special_positions else ""
-        cells: list = [str(position), Text(token, style=style)]
+    explained = None
+    if prompt_length is not None and isinstance(explanation.output, int):
+        explained = explanation.output + 1
+    for position, (group, token) in enumerate(zip(rows, names, strict=True)):
+        first = group[0]
+        style = "dim" if first in explanation.special_positions else ""
+        answer = prompt_length is not None and first >= prompt_length
+        if answer:
+            style = (style + " bold").strip()
+        index_text = str(first) if len(group) == 1 else f"{first}-{group[-1]}"
+        cells: list = [index_text, Text(token, style=style)]
+        if prompt_length is not None:
+            cells.append("answer ▸" if explained in group else ("answer" if answer else "prompt"))
         for index, (values, top) in enumerate(columns):
             value = values[position]
             colour = _COLOURS[index % len(_COLOURS)]
