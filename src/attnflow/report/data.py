@@ -106,6 +106,9 @@ class ReportData:
         The minimum cuts that prove the explained output's flow at every layer
         (:func:`attnflow.report.cuts.flow_cuts`), which the graph draws for a
         chosen input token; ``None`` without flow.
+    heads
+        The heads panel: every head's roles, importance, relevance and confidence
+        (:func:`attnflow.report.heads_panel.heads_panel`), or ``None``.
 
     Examples
     --------
@@ -133,6 +136,11 @@ class ReportData:
     image: dict[str, Any] | None = None
     shares: np.ndarray | None = None
     flow_cuts: dict[str, Any] | None = None
+    #: For a generated answer: tokens ``[:prompt_length]`` are the prompt, the rest the answer (the page marks them).
+    prompt_length: int | None = None
+    #: Word groups (:class:`attnflow.words.WordGroups` as a dict): the page shows each word's summed score.
+    words: dict[str, Any] | None = None
+    heads: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -174,9 +182,27 @@ class ReportData:
             raise AttnflowError(f"ReportData.special_positions must lie in 0..{n - 1}; got {self.special_positions}.")
         self.residual = check_residual(self.residual)
         self.notes = [str(note) for note in self.notes]
+        if self.prompt_length is not None and (
+            isinstance(self.prompt_length, bool) or not isinstance(self.prompt_length, int)
+            or not 1 <= self.prompt_length < n
+        ):
+            raise AttnflowError(f"ReportData.prompt_length must be from 1 to {n - 1}; got {self.prompt_length!r}.")
+        if self.words is not None:
+            from ..words import WordGroups
+
+            self.words = WordGroups.from_dict(self.words, n).to_dict()
         if self.image is not None:
             self.image = _image_view(self.image, n)
         self.flow_cuts = check_flow_cuts(self.flow_cuts, n, n_layers) if self.attention is not None else None
+        if self.heads is not None:
+            from .heads_panel import check_heads_panel
+
+            self.heads = check_heads_panel(self.heads)
+            if n_layers and self.heads["n_layers"] != n_layers:
+                raise AttnflowError(
+                    f"The heads panel has {self.heads['n_layers']} layers and this report {n_layers}: "
+                    "the head analysis is of another model."
+                )
         if self.attention is None:
             self.shares = None
         elif self.shares is None:
@@ -287,7 +313,18 @@ class ReportData:
             "image": self.image,
             "shares": None if self.shares is None else self._shares_for_json(),
             "flow_cuts": self.flow_cuts,
+            "prompt_length": self.prompt_length,
+            "words": None if self.words is None else self._words_for_json(),
+            "heads": self.heads,
         }
+
+    def _words_for_json(self) -> dict[str, Any]:
+        """The word groups with every method's scores summed to words, ``(L, K, W)`` (summed here, not in the page)."""
+        from ..words import WordGroups
+
+        assert self.words is not None
+        groups = WordGroups.from_dict(self.words)
+        return {**self.words, "scores": {name: _rounded(groups.sum_scores(v)) for name, v in self.scores.items()}}
 
     def _shares_for_json(self) -> list[Any]:
         """Per output: ``None`` when not computed, else per layer ``l`` the ``l`` rows of its nodes below."""
@@ -325,6 +362,9 @@ class ReportData:
                 image=data.get("image"),
                 shares=_shares_from_json(data.get("shares"), data),
                 flow_cuts=data.get("flow_cuts"),
+                prompt_length=data.get("prompt_length"),
+                words=data.get("words"),
+                heads=data.get("heads"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -540,6 +580,45 @@ def report_data_from_capture(
     )
 
 
+def mark_report(data: ReportData, explanation: Explanation) -> ReportData:
+    """Add an explanation's prompt/answer marks and word groups to report data of the same tokens.
+
+    For a generated answer, each answer token's scores (``explanation.answer_scores``)
+    fill the rows of the positions that predicted them, so gradient methods, which
+    attention alone cannot give, are shown for every answer token.
+
+    Examples
+    --------
+    >>> e = Explanation(tokens=["a", "b", "c"], scores={"raw": [[0.5, 0.5, 0.0]]}, output="answer",
+    ...                 generation={"prompt_length": 2, "answer_ids": [7]}, answer_scores={"raw": [[[0.5, 0.5, 0.0]]]})
+    >>> mark_report(report_data(np.full((1, 1, 3, 3), 1 / 3), ["a", "b", "c"], methods="raw"), e).prompt_length
+    2
+    """
+    import dataclasses
+
+    if list(explanation.tokens) != list(data.tokens):
+        raise AttnflowError("The explanation and the report data must be about the same tokens.")
+    scores = {name: value.copy() for name, value in data.scores.items()}
+    notes = list(data.notes)
+    length = explanation.prompt_length
+    for name, values in explanation.answer_scores.items():
+        if name not in scores:
+            continue
+        for k, row in enumerate(values):
+            if length - 1 + k in data.outputs:
+                scores[name][:, data.outputs.index(length - 1 + k)] = row
+        if get_method(name).needs_gradients:
+            notes = [note for note in notes if not note.startswith(f"Method {name} explains a target")]
+            notes.append(
+                f"Method {name} explains each generated token's log-probability and was computed at the positions "
+                "that predicted the answer tokens only; other outputs show it as not computed."
+            )
+    return dataclasses.replace(
+        data, scores=scores, notes=notes, prompt_length=length,
+        words=None if explanation.words is None else explanation.words.to_dict(), shares=data.shares,
+    )
+
+
 def report_data_from_explanation(explanation: Explanation, *, layer: int = -1) -> ReportData:
     """Report data from an :class:`~attnflow.Explanation`: its one output only, and no attention graph.
 
@@ -558,11 +637,25 @@ def report_data_from_explanation(explanation: Explanation, *, layer: int = -1) -
         "Run `attnflow explain TEXT --html FILE` for a report with every output and the attention graph."
     ]
     residual = options.get("residual", 0.5)
+    scores = {name: value[:, None, :] for name, value in explanation.scores.items()}
+    outputs: list[int | str] = [output]
+    if output == "answer":  # a generated answer: one output per answer token, where it was predicted
+        if not explanation.answer_scores:
+            raise AttnflowError("This explanation of a generated answer holds no per-token scores to show.")
+        scores = {name: np.moveaxis(value, 0, 1) for name, value in explanation.answer_scores.items()}
+        outputs = [explanation.prompt_length - 1 + k for k in range(len(explanation.generation["answer_ids"]))]
+        output = outputs[0]
+        notes = [
+            "Made from saved scores for the positions that predicted each answer token only: other outputs and the "
+            "attention graph need the attention (`attnflow explain TEXT --generate N --html FILE`)."
+        ]
     return ReportData(
         tokens=list(explanation.tokens),
-        scores={name: value[:, None, :] for name, value in explanation.scores.items()},
-        outputs=[output],
+        scores=scores,
+        outputs=outputs,
         output=output,
+        prompt_length=explanation.prompt_length,
+        words=None if explanation.words is None else explanation.words.to_dict(),
         layer=layer,
         residual=residual if isinstance(residual, (int, float)) else 0.5,
         head_fusion=str(options.get("head_fusion", "mean")),
