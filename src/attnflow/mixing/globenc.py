@@ -1,0 +1,65 @@
+"""``globenc``: norms through both layer norms of a post-LN encoder layer (Modarressi et al. 2022).
+
+GlobEnc ("Quantifying Global Token Attribution by Incorporating the Whole Encoder
+Layer", NAACL 2022) carries the decomposition of :mod:`attnflow.mixing.decompose`
+through the first layer norm (``L1_i``, Kobayashi et al. 2021) and then through the
+second (``L2_i``, after the feed-forward network), each with the scale of the actual
+input of that norm:
+
+    G_ij = || L2_i( L1_i( T_i(x_j) ) ) ||_2
+
+The feed-forward network's own contribution is not attributed to any token (it is
+the part of ``LN2``'s input not in the sum; the paper leaves it out the same way).
+Rows are normalised to sum to 1; the residual is inside (residual weight 0 in rollout
+and flow).
+
+Defined for post-LN encoders only (BERT, RoBERTa, DistilBERT, MiniLM, ELECTRA): in a
+pre-LN block (GPT-2, Llama, MegatronBert, ViT) the layer norms sit on the branches, not
+on the residual stream, so there is no "layer norm after the residual" to carry the
+vectors through, and no published adaptation; attnflow refuses it there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._capture import LayerTensors, MixingCapture
+from .decompose import (
+    attention_vectors,
+    layer_norm_scale,
+    normalise_rows,
+    row_blocks,
+    through_layer_norm,
+    transformed_values,
+)
+
+
+def globenc_vectors(
+    layer: LayerTensors, rows: slice = slice(None), transformed: np.ndarray | None = None
+) -> np.ndarray:
+    """``(rows, n, D)``: ``L2_i(L1_i(T_i(x_j)))``, each source token's share of the layer output (FFN left out)."""
+    queries = np.arange(layer.x.shape[0])[rows]
+    scale1 = layer_norm_scale(layer.ln1_input, layer.ln1)[queries]
+    scale2 = layer_norm_scale(layer.ln2_input, layer.ln2)[queries]
+    first = through_layer_norm(attention_vectors(layer, rows, transformed), scale1, layer.ln1)
+    return through_layer_norm(first, scale2, layer.ln2)
+
+
+def globenc_matrix(layer: LayerTensors, capture: MixingCapture | None = None) -> np.ndarray:
+    """``(n, n)``: ``||L2_i(L1_i(T_i(x_j)))||_2`` with rows normalised to 1 (post-LN layers only).
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model, capture_attention
+    >>> from attnflow.mixing._capture import capture_mixing
+    >>> lm = load_model()
+    >>> cap = capture_mixing(lm, capture_attention("Whole layer.", lm).input_ids)
+    >>> bool(np.allclose(globenc_matrix(cap.layers[-1]).sum(-1), 1.0))
+    True
+    """
+    n, width = layer.x.shape
+    transformed = transformed_values(layer)
+    norms = np.empty((n, n))
+    for rows in row_blocks(n, width):
+        norms[rows] = np.linalg.norm(globenc_vectors(layer, rows, transformed), axis=-1)
+    return normalise_rows(norms)

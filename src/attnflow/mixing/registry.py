@@ -1,0 +1,186 @@
+"""Context-mixing graphs by name: the one list the API, the CLI, the report and the tests read.
+
+A graph gives every layer a token-to-token matrix ``(n, n)``, ``[i, j]`` the share of
+position ``i``'s output after the layer that comes from position ``j`` before it. The
+aggregations (raw, rollout, flow) run over any graph. ``attention`` is the attention
+weights themselves, to which the methods add the residual with weight ``r``; every
+other graph already contains the residual stream, and runs with residual weight 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AttnflowError
+from ._capture import LayerTensors, MixingCapture
+from .alti import alti_matrix
+from .globenc import globenc_matrix
+from .norm import norm_matrix
+from .value_zeroing import value_zeroing_matrices
+
+#: The graph methods have always run on; results keep their plain names (``rollout``).
+ATTENTION = "attention"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A registered context-mixing graph.
+
+    ``layer_matrix(layer, capture) -> (n, n)`` builds one layer's matrix from captured
+    tensors; ``model_matrices(capture) -> (L, n, n)`` builds them all when the graph
+    reruns the model (value zeroing). ``layouts`` are the block layouts (``"post-ln"``,
+    ``"pre-ln"``, ``None`` for an unknown one) the graph is defined for; ``undefined``
+    says why it is not for the others.
+    """
+
+    name: str
+    summary: str
+    reference: str
+    residual: str
+    normalisation: str
+    layouts: frozenset[str | None]
+    undefined: str = ""
+    layer_matrix: Callable[[LayerTensors, MixingCapture], np.ndarray] | None = None
+    model_matrices: Callable[[MixingCapture], np.ndarray] | None = None
+
+    @property
+    def adds_residual(self) -> bool:
+        """Whether the methods add the residual themselves (weight ``r``): only for ``attention``."""
+        return self.name == ATTENTION
+
+    def check(self, capture: MixingCapture) -> None:
+        """Raise :class:`AttnflowError` naming why when the graph is not defined for this model."""
+        if capture.layout not in self.layouts:
+            layout = capture.layout or "of an unknown block layout"
+            raise AttnflowError(
+                f"The {self.name!r} graph is not defined for {capture.model_type} ({layout} blocks): {self.undefined}"
+            )
+
+    def matrices(self, capture: MixingCapture) -> np.ndarray:
+        """``(L, n, n)`` for ``capture`` (``(L, H, n, n)`` attention weights for ``attention``)."""
+        self.check(capture)
+        if self.name == ATTENTION:
+            return capture.attentions
+        if self.model_matrices is not None:
+            return self.model_matrices(capture)
+        return np.stack([self.layer_matrix(layer, capture) for layer in capture.layers])
+
+
+_REGISTRY: dict[str, Graph] = {}
+
+
+def register_graph(graph: Graph) -> Graph:
+    """Add ``graph`` to the registry (names are unique)."""
+    if graph.name in _REGISTRY:
+        raise RuntimeError(f"graph {graph.name!r} is registered twice")
+    _REGISTRY[graph.name] = graph
+    return graph
+
+
+def available_graphs() -> tuple[str, ...]:
+    """Names of every registered graph, ``attention`` first.
+
+    Examples
+    --------
+    >>> available_graphs()
+    ('attention', 'norm', 'globenc', 'alti', 'value-zeroing')
+    """
+    return tuple(_REGISTRY)
+
+
+def get_graph(name: str) -> Graph:
+    """Look a graph up by name, with an error listing the alternatives.
+
+    Examples
+    --------
+    >>> get_graph("alti").reference.split(";")[0]
+    'Ferrando et al. 2022, Measuring the Mixing of Contextual Information in the Transformer'
+    """
+    if isinstance(name, str) and name.strip().lower() in _REGISTRY:
+        return _REGISTRY[name.strip().lower()]
+    raise AttnflowError(f"Unknown graph {name!r}; available: {', '.join(available_graphs())}.")
+
+
+def result_key(graph: str, method: str) -> str:
+    """The name a method's result over ``graph`` is stored under: ``rollout``, ``alti/rollout``.
+
+    Examples
+    --------
+    >>> result_key("attention", "flow"), result_key("alti", "flow")
+    ('flow', 'alti/flow')
+    """
+    return method if graph == ATTENTION else f"{graph}/{method}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(graph, method)`` of a result name made by :func:`result_key`.
+
+    Examples
+    --------
+    >>> split_key("alti/flow"), split_key("rollout")
+    (('alti', 'flow'), ('attention', 'rollout'))
+    """
+    graph, _, method = key.rpartition("/")
+    return (graph or ATTENTION), method
+
+
+_ALL = frozenset({"post-ln", "pre-ln", None})
+_KNOWN = frozenset({"post-ln", "pre-ln"})
+_UNKNOWN_LAYOUT = (
+    "attnflow knows where the layer norms sit in BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT "
+    "(post-LN) and MegatronBert, GPT-2, Llama, Mistral, Qwen2, ViT, DeiT (pre-LN); value-zeroing needs none."
+)
+
+register_graph(Graph(
+    ATTENTION,
+    "the attention weights (heads fused by head_fusion)",
+    "Abnar & Zuidema 2020, Quantifying Attention Flow in Transformers",
+    "added by the method: rownorm((1 - r) A + r I), r = --residual (0.5)",
+    "softmax rows sum to 1",
+    _ALL,
+))
+register_graph(Graph(
+    "norm",
+    "||sum_h alpha_ij v_j W_O + [i=j] x_i||: transformed-vector norms, residual inside",
+    "Kobayashi et al. 2020, Attention is Not Only a Weight; residual as in Kobayashi et al. 2021",
+    "inside: the residual stream x_i is added to token i's own vector",
+    "each row divided by its sum",
+    _KNOWN,
+    _UNKNOWN_LAYOUT,
+    layer_matrix=norm_matrix,
+))
+register_graph(Graph(
+    "globenc",
+    "norms carried through both layer norms of the encoder layer (FFN left out)",
+    "Modarressi et al. 2022, GlobEnc: Quantifying Global Token Attribution by Incorporating the Whole Encoder Layer",
+    "inside: residual vector, then both layer norms' linear parts with their actual scales",
+    "each row divided by its sum",
+    frozenset({"post-ln"}),
+    "GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vectors through the layer norms "
+    "that follow each residual connection); a pre-LN block normalises the branches, not the residual stream, "
+    "and no adaptation has been published. Use alti or norm, which are defined for pre-LN blocks.",
+    layer_matrix=globenc_matrix,
+))
+register_graph(Graph(
+    "alti",
+    "max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1): Manhattan distance of each token's vector to the output",
+    "Ferrando et al. 2022, Measuring the Mixing of Contextual Information in the Transformer; "
+    "pre-LN / decoders: Ferrando et al. 2023, Explaining How Transformers Use Context to Build Predictions",
+    "inside: token i's vector carries the residual x_i",
+    "clipped at 0, each row divided by its sum",
+    _KNOWN,
+    _UNKNOWN_LAYOUT,
+    layer_matrix=alti_matrix,
+))
+register_graph(Graph(
+    "value-zeroing",
+    "1 - cos(x~_i, x~_i with token j's value vector zeroed): the whole layer rerun, batched",
+    "Mohebbi et al. 2023, Quantifying Context Mixing in Transformers",
+    "inside: zeroing j's value leaves its residual stream",
+    "each row divided by its sum",
+    _ALL,
+    model_matrices=value_zeroing_matrices,
+))
