@@ -6,13 +6,9 @@ The Ray tests start a real head (``ray start --head --block`` on 127.0.0.1) and 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +17,12 @@ import pytest
 
 from attnflow.batch import read_results, run_batch
 from attnflow.errors import AttnflowError
+from tests.batch.conftest import RAY_ENV, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("batch-engines")]  # one reference run, one head
 
 METHODS = ["raw", "rollout", "flow"]
 ROOT = Path(__file__).resolve().parents[2]
-# The test head, its drivers and this process agree on Ray's authentication mode whatever ~/.ray holds:
-# off (the head listens on loopback only, for the length of these tests).
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 # A run that kills itself (SIGKILL, no clean-up) once `kill_at` examples are written.
 KILLED_RUN = """
@@ -87,51 +81,6 @@ def test_local_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(referen
     same_rows(_killed_then_resumed(data, tmp_path / "killed", "local", None), expected)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    """A real Ray head on loopback with 2 CPUs, started for these tests and stopped after them."""
-    pytest.importorskip("ray")
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
-    command = [
-        str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
-        "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-        f"--temp-dir={temp}",
-    ]
-    env = {**os.environ, **RAY_ENV}
-    head = subprocess.Popen(command, start_new_session=True, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    address = f"127.0.0.1:{port}"
-    try:
-        while True:  # until the head answers (or dies)
-            if head.poll() is not None:
-                pytest.fail(f"ray start --head exited: {head.stderr.read()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        yield address
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        try:
-            os.killpg(head.pid, signal.SIGKILL)  # anything of the session still alive
-        except ProcessLookupError:
-            pass
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def test_ray_gives_the_rows_of_one_process(reference, tmp_path):
     data, expected = reference  # no address: a Ray of 2 workers started for this run and stopped after it
     before = os.environ.get("RAY_AUTH_MODE")
@@ -152,4 +101,4 @@ def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
     pytest.importorskip("ray")
     data, _ = reference
     with pytest.raises(AttnflowError, match=r"Cannot reach a Ray cluster at '127\.0\.0\.1:\d+'"):
-        run_batch(data, tmp_path / "out", None, ["raw"], engine="ray", address=f"127.0.0.1:{_free_port()}")
+        run_batch(data, tmp_path / "out", None, ["raw"], engine="ray", address=f"127.0.0.1:{free_port()}")
