@@ -117,6 +117,30 @@ def explain(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    generate: Annotated[
+        int | None,
+        typer.Option(
+            "--generate",
+            help="Generate N tokens greedily, then explain them (decoder-only: continue the prompt; "
+            "encoder–decoder: generate the target).",
+            callback=number_range(1, None),
+        ),
+    ] = None,
+    answer: Annotated[
+        str,
+        typer.Option(
+            "--answer",
+            help="With --generate: explain the answer span together (span), or each generated token (each).",
+            callback=choice("span", "each"),
+        ),
+    ] = "span",
+    words: Annotated[
+        bool,
+        typer.Option(
+            "--words",
+            help="Sum subword scores to words (pieces no whitespace separates) in the table, JSON and report.",
+        ),
+    ] = False,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -135,6 +159,16 @@ def explain(
             + ("; got both." if text is not None else "; got neither.")
         )
     check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
+    if image is not None and (generate is not None or words):
+        raise AttnflowError(f"{'--generate' if generate is not None else '--words'} is for texts, not --image.")
+    if generate is None and answer != "span":
+        raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
+    if generate is not None and (output is not None or target is not None):
+        given = " and ".join(name for name, value in (("--output", output), ("--target", target)) if value is not None)
+        raise AttnflowError(
+            f"{given} cannot be given with --generate: each generated token is explained at the position that "
+            "predicted it, for its log-probability."
+        )
     if image is not None:
         if target is not None and not target_needed(method, options):
             error_console.print(f"note: {TARGET_IGNORED}", highlight=False, markup=False)
@@ -167,6 +201,12 @@ def explain(
         check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
     model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
     _check_depth(layer, model)
+    if generate is not None:
+        _explain_generated(
+            text, model, generate, answer, words, method, layer, truncate, max_flow_seconds,
+            json_path, html_path, png_path, svg_path, options,
+        )
+        return
     captured = None
     if wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
         from ..capture import capture_attention
@@ -185,9 +225,10 @@ def explain(
             trust_remote_code=trust_remote_code,
             progress=progress,
             captured=captured,
+            words=words,
             **options,
         )
-    console.print(explanation_table(result, layer=layer))
+    console.print(explanation_table(result, layer=layer, words=words))
     if json_path is not None:
         result.to_json(json_path)
         console.print(f"wrote {json_path}")
@@ -195,14 +236,63 @@ def explain(
         _write_report(captured, result, method, layer, html_path, png_path, svg_path, options)
 
 
-def _check_flow_time(shape: tuple[int, ...], wants_report: bool, limit: float | None) -> None:
+def _explain_generated(
+    text: str,
+    model: Any,
+    count: int,
+    answer: str,
+    words: bool,
+    methods: list[str],
+    layer: int,
+    truncate: bool,
+    max_flow_seconds: float | None,
+    json_path: Path | None,
+    html_path: Path | None,
+    png_path: Path | None,
+    svg_path: Path | None,
+    options: dict[str, Any],
+) -> None:
+    """``explain --generate N``: continue the prompt, then the table(s), JSON and report of the answer."""
+    from ..generation import check_generator, explain_generation
+    from ..report.terminal import explanation_table
+
+    check_generator(model)
+    if "flow" in methods:
+        depth = model_depth(model) or 1
+        prompt = len(model.tokenizer(text)["input_ids"])
+        _check_flow_time((depth, 1, prompt + count, prompt + count), False, max_flow_seconds, outputs=count)
+    with progress_bar("generating and explaining") as progress:
+        found = explain_generation(
+            text, model, count, methods, truncate=truncate, progress=progress, words=words, **options
+        )
+    generation, result = found.generation, found.explanation
+    stop = "its end-of-sequence token" if generation.stopped == "eos" else f"{len(generation.answer_ids)} tokens"
+    console.print(
+        f"answer ({stop}, greedy): {generation.answer!r}", highlight=False, markup=False, soft_wrap=True
+    )
+    if answer == "each":
+        for k in range(len(generation.answer_ids)):
+            console.print(explanation_table(result.answer_token(k), layer=layer, words=words))
+    else:
+        console.print(explanation_table(result, layer=layer, words=words))
+    if json_path is not None:
+        result.to_json(json_path)
+        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
+    if any(path is not None for path in (html_path, png_path, svg_path)):
+        first = result.answer_token(0)
+        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result)
+
+
+def _check_flow_time(
+    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1
+) -> None:
     """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``."""
     from ..methods.flow import estimate_flow_seconds
     from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
-    seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else 1)
+    seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else outputs)
     ways_out = "--method rollout (instant), a shorter text, or a larger --max-flow-seconds"
     if limit is not None and seconds > limit:
         raise AttnflowError(
@@ -231,11 +321,15 @@ def _write_report(
     png_path: Path | None,
     svg_path: Path | None,
     options: dict[str, Any],
+    *,
+    explanation: Explanation | None = None,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
     The explained output keeps the scores ``explain`` computed (gradient-based
-    methods included); the report computes only the other outputs.
+    methods included); the report computes only the other outputs. For a generated
+    answer, ``explanation`` is the whole answer's (``result`` its first token's): the
+    report marks the prompt and the answer, and shows every answer token's scores.
     """
     from ..report.data import report_data_from_capture
     from .report import write_report_files
@@ -245,6 +339,10 @@ def _write_report(
             captured, methods=methods, output=result.output, layer=layer, progress=progress, explanation=result,
             **_fusion(options, result),
         )
+    if explanation is not None or result.words is not None:
+        from ..report.data import mark_report
+
+        data = mark_report(data, explanation if explanation is not None else result)
     for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
