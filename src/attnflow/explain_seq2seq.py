@@ -1,0 +1,298 @@
+"""Explain an encoder–decoder model: which source tokens and target-prefix tokens a prediction rests on.
+
+``attnflow.explain(source, model, decoder_text=...)`` (or ``generate=N``) lands here
+for T5, BART, Marian and other ``AutoModelForSeq2SeqLM`` models. The methods run on
+the combined graph of :mod:`attnflow.methods.seq2seq`; the result is a
+:class:`Seq2SeqExplanation`, whose tokens are the source tokens followed by the
+decoder positions, scored after every *decoder* layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import AttnflowError
+from .explanation import Explanation
+from .io import to_jsonable
+
+#: The methods that run on the combined encoder–decoder graph.
+SEQ2SEQ_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
+_OPTIONS = frozenset({"residual", "head_fusion"})
+
+
+@dataclass
+class Seq2SeqExplanation(Explanation):
+    """An :class:`Explanation` of one decoder position of an encoder–decoder model.
+
+    ``tokens`` are the ``ns`` source tokens then the ``nt`` decoder positions
+    (position 0 is the decoder start token); ``scores[method]`` is ``(Ld, ns + nt)``,
+    row ``l-1`` after decoder layer ``l``; ``output`` is the explained decoder
+    position's index in ``tokens`` (``ns + t``). ``seq2seq`` records
+    ``{"source_length", "target_text", "generated", "position", "predicts",
+    "encoder_layers", "decoder_layers", "source_share": {method: [per layer]}}``:
+    ``source_share`` is the part of each row's total on the source tokens.
+
+    Examples
+    --------
+    >>> e = Seq2SeqExplanation(tokens=["a", "</s>", "<pad>", "b"], scores={"raw": [[0.4, 0.1, 0.5, 0.0]]},
+    ...                        output=2, seq2seq={"source_length": 2})
+    >>> e.source_tokens, e.target_tokens, e.source_share("raw").tolist()
+    (['a', '</s>'], ['<pad>', 'b'], [0.5])
+    """
+
+    seq2seq: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        record = self.seq2seq
+        length = record.get("source_length") if isinstance(record, dict) else None
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length < len(self.tokens):
+            raise AttnflowError(
+                "A Seq2SeqExplanation needs seq2seq={'source_length': ns} with 1 <= ns < the number of tokens."
+            )
+
+    @property
+    def source_length(self) -> int:
+        return int(self.seq2seq["source_length"])  # type: ignore[index]
+
+    @property
+    def source_tokens(self) -> list[str]:
+        return self.tokens[: self.source_length]
+
+    @property
+    def target_tokens(self) -> list[str]:
+        return self.tokens[self.source_length :]
+
+    def source_share(self, method: str) -> np.ndarray:
+        """Per decoder layer, the part of ``method``'s row total that lies on the source tokens, ``(Ld,)``."""
+        values = self.scores[method] if method in self.scores else self.layer_scores(method)
+        totals = np.nansum(values, axis=1)
+        source = np.nansum(values[:, : self.source_length], axis=1)
+        return np.divide(source, totals, out=np.full_like(totals, np.nan), where=totals > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["seq2seq"] = to_jsonable(self.seq2seq)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqExplanation:
+        """Read :meth:`to_dict`'s output back (a plain explanation's JSON is refused in one line)."""
+        if not isinstance(data, dict) or not isinstance(data.get("seq2seq"), dict):
+            raise AttnflowError("This JSON is not an encoder-decoder explanation (no 'seq2seq' record).")
+        base = Explanation.from_dict(data)
+        fields = {name: getattr(base, name) for name in base.__dataclass_fields__ if name != "solutions"}
+        return cls(**fields, seq2seq=dict(data["seq2seq"]))
+
+
+def resolve_decoder_position(output: Any, n_target: int) -> int:
+    """The decoder position to explain: ``None`` (the one before the last target token), an index, or ``"last"``.
+
+    Negative indices count from the end. ``"last"`` is the final position, which
+    predicts the token after the target.
+
+    Examples
+    --------
+    >>> resolve_decoder_position(None, 4), resolve_decoder_position(-1, 4), resolve_decoder_position("1", 4)
+    (2, 3, 1)
+    """
+    if output is None:
+        return n_target - 2
+    if isinstance(output, str):
+        key = output.strip().lower()
+        if key == "last":
+            return n_target - 1
+        try:
+            output = int(key)
+        except ValueError:
+            raise AttnflowError(
+                f"For an encoder-decoder model the output is a decoder position (0 to {n_target - 1}, negative from "
+                f"the end) or 'last'; got {output!r}."
+            ) from None
+    if isinstance(output, bool) or not isinstance(output, (int, np.integer)) or not -n_target <= output < n_target:
+        raise AttnflowError(
+            f"The output must be a decoder position from 0 to {n_target - 1} (or -{n_target} to -1); got {output!r}."
+        )
+    return int(output) % n_target
+
+
+def _target_token(captured: Any, loaded: Any, position: int, target: Any) -> tuple[int, str]:
+    """The token id whose log-probability grad-rollout explains, and how it was chosen."""
+    tokenizer = loaded.tokenizer
+    if target is None or (isinstance(target, str) and target.strip().lower() == "next"):
+        if position + 1 < captured.n_target:
+            return captured.target_ids[position + 1], "next"
+        target = "predicted"
+    if isinstance(target, str) and target.strip().lower() == "predicted":
+        import torch
+
+        from .capture._eager import eager_attention
+        from .capture.seq2seq import _forward
+
+        with eager_attention(loaded.model), torch.no_grad():
+            logits = _forward(loaded, captured.source_ids, captured.target_ids, output_attentions=False).logits
+        return int(logits[0, position].argmax()), "predicted"
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if not 0 <= int(target) < len(tokenizer):
+            raise AttnflowError(f"The target token id must be from 0 to {len(tokenizer) - 1}; got {target}.")
+        return int(target), "token id"
+    if isinstance(target, str):
+        ids = tokenizer.convert_tokens_to_ids([target.strip()])
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if ids and ids[0] is not None and (ids[0] != unk or target.strip() == tokenizer.unk_token):
+            return int(ids[0]), "token"
+    raise AttnflowError(
+        "For an encoder-decoder model the target is 'next' (the target token after the explained position; the "
+        f"default), 'predicted', a token of the vocabulary or a token id; got {target!r}."
+    )
+
+
+def seq2seq_scores(
+    captured: Any,
+    methods: Sequence[str],
+    position: int,
+    *,
+    model: Any = None,
+    target: Any = None,
+    residual: float = 0.5,
+    head_fusion: str = "mean",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each method's scores ``(Ld, ns + nt)`` for decoder ``position`` of a :class:`Seq2SeqAttention`.
+
+    ``grad-rollout`` needs ``model`` (the gradients of the target token's
+    log-probability, :func:`attnflow.capture.seq2seq.seq2seq_gradients`).
+
+    Examples
+    --------
+    >>> from attnflow.capture.seq2seq import capture_seq2seq
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> scores = seq2seq_scores(cap, ["rollout", "flow"], 2)
+    >>> scores["rollout"].shape, bool(np.allclose(scores["flow"].sum(axis=1), 1.0))
+    ((2, 8), True)
+    """
+    from .methods.seq2seq import seq2seq_flow, seq2seq_grad_rollout, seq2seq_raw, seq2seq_rollout
+
+    unknown = [name for name in methods if name not in SEQ2SEQ_METHODS]
+    if unknown:
+        raise AttnflowError(
+            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)}."
+        )
+    arrays = (captured.encoder, captured.decoder, captured.cross)
+    scores: dict[str, np.ndarray] = {}
+    for name in methods:
+        if name == "raw":
+            scores[name] = seq2seq_raw(*arrays, head_fusion=head_fusion)[:, position]
+        elif name == "rollout":
+            scores[name] = seq2seq_rollout(*arrays, residual=residual, head_fusion=head_fusion)[:, position]
+        elif name == "flow":
+            scores[name] = seq2seq_flow(
+                *arrays, outputs=[position], residual=residual, head_fusion=head_fusion, progress=progress
+            )[:, position]
+        else:
+            if model is None:
+                raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
+            from .capture.seq2seq import seq2seq_gradients
+
+            token_id, _ = _target_token(captured, model, position, target)
+            grads = seq2seq_gradients(captured, model, position, token_id=token_id)
+            scores[name] = seq2seq_grad_rollout(*arrays, (grads.encoder, grads.decoder, grads.cross))[:, position]
+    return scores
+
+
+def explain_seq2seq(
+    source: str,
+    model: Any = None,
+    methods: Sequence[str] | str = ("raw", "rollout"),
+    output: Any = None,
+    target: Any = None,
+    *,
+    decoder_text: str | None = None,
+    generate: int | None = None,
+    tokenizer: Any = None,
+    truncate: bool = False,
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    captured: Any = None,
+    **method_options: Any,
+) -> Seq2SeqExplanation:
+    """Explain one decoder position of an encoder–decoder model over the source and the target prefix.
+
+    Parameters are those of :func:`attnflow.explain`, plus ``decoder_text`` (the
+    target, read with teacher forcing) or ``generate`` (let the model write at most
+    ``N`` tokens greedily). ``output``: a decoder position (default: the one before
+    the last target token, which predicts it), negative from the end, or
+    ``"last"``. ``target`` (grad-rollout): ``"next"`` (default: the target token
+    after the position), ``"predicted"``, a vocabulary token or id.
+    ``method_options``: ``residual`` and ``head_fusion`` (``mean``, ``max``, ``min``).
+
+    Examples
+    --------
+    >>> e = explain_seq2seq("7 2 9", "reverse", ["rollout"], decoder_text="9 2 7")
+    >>> e.source_tokens, e.target_tokens, e.seq2seq["predicts"]
+    (['7', '2', '9', '</s>'], ['<pad>', '9', '2', '7'], '7')
+    >>> e.scores["rollout"].shape
+    (2, 8)
+    """
+    from .capture import load_model
+    from .capture.seq2seq import capture_seq2seq
+    from .explain import method_names
+
+    names = list(dict.fromkeys(method_names(methods)))
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    unknown_options = set(method_options) - _OPTIONS - {"discard_ratio", "start_layer"}
+    if unknown_options:
+        raise AttnflowError(f"Unknown option(s) {sorted(unknown_options)} for an encoder-decoder model.")
+    for key in ("discard_ratio", "start_layer"):
+        if method_options.get(key) not in (None, 0, 0.0, 1):
+            raise AttnflowError(f"The option {key!r} is not supported for encoder-decoder models.")
+    options = {k: v for k, v in method_options.items() if k in _OPTIONS}
+    if options.get("head_fusion") == "importance":
+        raise AttnflowError(
+            "head_fusion='importance' is not supported for encoder-decoder models; use mean, max or min."
+        )
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    if captured is None:
+        captured = capture_seq2seq(source, loaded, decoder_text=decoder_text, generate=generate, truncate=truncate)
+    position = resolve_decoder_position(output, captured.n_target)
+    scores = seq2seq_scores(
+        captured, names, position, model=loaded, target=target, progress=progress, **options
+    )
+    ns = captured.n_source
+    recorded_target: Any = target
+    if "grad-rollout" in names:
+        token_id, how = _target_token(captured, loaded, position, target)
+        recorded_target = {"kind": how, "token_id": token_id, "token": loaded.tokenizer.convert_ids_to_tokens(token_id)}
+    predicts = captured.target_tokens[position + 1] if position + 1 < captured.n_target else None
+    result = Seq2SeqExplanation(
+        tokens=[*captured.source_tokens, *captured.target_tokens],
+        scores=scores,
+        output=ns + position,
+        target=recorded_target,
+        model_name=captured.model_name,
+        special_positions=(*captured.source_special, *(ns + p for p in captured.target_special)),
+        text=captured.source_text,
+        options=dict(method_options),
+        seq2seq={
+            "source_length": ns,
+            "target_text": captured.target_text,
+            "generated": captured.generated,
+            "position": position,
+            "predicts": predicts,
+            "log_probability": captured.log_probabilities[position] if predicts is not None else None,
+            "encoder_layers": captured.n_encoder_layers,
+            "decoder_layers": captured.n_decoder_layers,
+            "truncated": captured.truncated,
+        },
+    )
+    result.seq2seq["source_share"] = {name: result.source_share(name).tolist() for name in names}
+    if target is not None and "grad-rollout" not in names:
+        from .explain import TARGET_IGNORED
+
+        result.notes.append(TARGET_IGNORED)
+    return result

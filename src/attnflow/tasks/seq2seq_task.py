@@ -1,0 +1,284 @@
+"""The bundled ``reverse`` model: a tiny Marian encoder–decoder that writes a digit sequence backwards.
+
+Source: 3 to 8 distinct digits separated by spaces (``"7 2 9"``); target: the same
+digits reversed (``"9 2 7"``). The aligned source token of every target token is
+known: target token ``k`` (0-based) copies source token ``n - 1 - k``. That makes
+it a known answer for the combined encoder–decoder graph (docs/seq2seq.md): a
+method is *plausible* on a target token when the source token it ranks first is
+the aligned one.
+
+The model is a ``MarianMTModel`` (2 encoder and 2 decoder layers, 2 heads, width
+64, sinusoidal positions) with a word-level tokenizer over the ten digits,
+trained here on the CPU in about a minute by :func:`train` with its defaults::
+
+    python -m attnflow.tasks.seq2seq_task train DIR          # the bundled model
+    python -m attnflow.tasks.seq2seq_task plausibility OUT.json [--model DIR]
+
+The second command writes the plausibility report that docs/seq2seq.md's table is
+made from (``docs/results/seq2seq-reverse.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import AttnflowError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
+DIGITS: tuple[str, ...] = tuple(str(d) for d in range(10))
+MIN_LENGTH, MAX_LENGTH = 3, 8
+MAX_POSITIONS = 16
+
+
+@dataclass(frozen=True)
+class Example:
+    """One reversal: ``source`` digits, ``target`` the same reversed."""
+
+    source: tuple[str, ...]
+
+    @property
+    def target(self) -> tuple[str, ...]:
+        return tuple(reversed(self.source))
+
+    @property
+    def source_text(self) -> str:
+        return " ".join(self.source)
+
+    @property
+    def target_text(self) -> str:
+        return " ".join(self.target)
+
+    def aligned(self, k: int) -> int:
+        """The source position (0-based, among the digits) that target token ``k`` copies."""
+        return len(self.source) - 1 - k
+
+
+def make_examples(count: int, seed: int = 0) -> list[Example]:
+    """``count`` random reversals of 3 to 8 distinct digits, reproducible from ``seed``.
+
+    Examples
+    --------
+    >>> ex = make_examples(1, seed=3)[0]
+    >>> ex.source_text, ex.target_text, ex.aligned(0) == len(ex.source) - 1
+    ('9 8 2 7', '7 2 8 9', True)
+    """
+    rng = random.Random(seed)
+    return [Example(tuple(rng.sample(DIGITS, rng.randint(MIN_LENGTH, MAX_LENGTH)))) for _ in range(count)]
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: ``</s>`` 0, ``<unk>`` 1, ``<pad>`` 2, digits 3-12; appends ``</s>``.
+
+    Examples
+    --------
+    >>> tok = build_tokenizer()
+    >>> tok.convert_ids_to_tokens(tok("7 2 9")["input_ids"])
+    ['7', '2', '9', '</s>']
+    """
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate([EOS, UNK, PAD, *DIGITS])}
+    tok = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 0)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, unk_token=UNK, pad_token=PAD, model_max_length=MAX_POSITIONS
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> PreTrainedModel:
+    """The untrained ``MarianMTModel``: 2 + 2 layers, 2 heads, width 64, feed-forward 128."""
+    import torch
+    import transformers as tf
+
+    config = tf.MarianConfig(
+        vocab_size=len(tokenizer), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=MAX_POSITIONS,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=tokenizer.eos_token_id,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, scale_embedding=True,
+        architectures=["MarianMTModel"],
+    )
+    torch.manual_seed(seed)
+    return tf.MarianMTModel(config)
+
+
+@dataclass
+class TrainReport:
+    """What :func:`train` measured: exact-match accuracy of greedy decoding on held-out sources."""
+
+    seed: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+    test_examples: int
+    exact_match: float
+    token_accuracy: float
+    seconds: float
+    torch_version: str
+    python: str
+
+
+def _batch(tokenizer: Any, examples: Sequence[Example]) -> dict[str, Any]:
+    sources = tokenizer([e.source_text for e in examples], padding=True, return_tensors="pt")
+    labels = tokenizer(text_target=[e.target_text for e in examples], padding=True, return_tensors="pt")["input_ids"]
+    labels[labels == tokenizer.pad_token_id] = -100
+    return {"input_ids": sources["input_ids"], "attention_mask": sources["attention_mask"], "labels": labels}
+
+
+def greedy(model: Any, tokenizer: Any, examples: Sequence[Example]) -> list[tuple[str, ...]]:
+    """Greedy decodes (``do_sample=False``) of each example's source, as digit tuples."""
+    import torch
+
+    inputs = tokenizer([e.source_text for e in examples], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=MAX_LENGTH + 1, do_sample=False, num_beams=1)
+    return [tuple(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out]
+
+
+def train(
+    folder: str | Path,
+    *,
+    steps: int = 2500,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    test_examples: int = 500,
+) -> TrainReport:
+    """Train the reversal model and save it (safetensors, tokenizer, ``train_report.json``) to ``folder``.
+
+    Adam with linear warm-up (5 % of the steps) and linear decay; fresh random
+    examples every step (seeded); test sources are drawn with another seed.
+    """
+    import torch
+
+    from ..capture import quiet_transformers
+
+    threads = torch.get_num_threads()
+    started = time.perf_counter()
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    rng_seed = seed * 1_000_003 + 17
+    for step in range(steps):
+        batch = _batch(tokenizer, make_examples(batch_size, seed=rng_seed + step))
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    model.eval()
+    test = make_examples(test_examples, seed=10_000 + seed)
+    decoded = greedy(model, tokenizer, test)
+    exact = float(np.mean([d == e.target for d, e in zip(decoded, test, strict=True)]))
+    tokens = [
+        float(np.mean([a == b for a, b in zip(d + ("",) * len(e.target), e.target, strict=False)]))
+        for d, e in zip(decoded, test, strict=True)
+    ]
+    report = TrainReport(
+        seed=seed, steps=steps, batch_size=batch_size, learning_rate=learning_rate, test_examples=test_examples,
+        exact_match=round(exact, 4), token_accuracy=round(float(np.mean(tokens)), 4),
+        seconds=round(time.perf_counter() - started, 1), torch_version=torch.__version__,
+        python=platform.python_version(),
+    )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+    (folder / "train_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    torch.set_num_threads(threads)
+    return report
+
+
+#: The methods the plausibility report compares, in its column order.
+PLAUSIBILITY_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
+
+
+def plausibility(
+    model: Any = "reverse", *, count: int = 200, seed: int = 20_000, methods: Sequence[str] = PLAUSIBILITY_METHODS
+) -> dict[str, Any]:
+    """How often each method ranks the aligned source token first, per decoder layer.
+
+    For ``count`` held-out reversals (drawn with ``seed``), every target token's
+    prediction is explained (teacher forcing on the correct target) with each
+    method on the combined encoder–decoder graph (:mod:`attnflow.methods.seq2seq`),
+    and the top-scoring *source digit* (``</s>`` and the target side left out) is
+    compared with the aligned one. Returns a JSON-ready dict:
+    ``{"methods": {method: [share per decoder layer]}, "examples", "predictions", ...}``.
+    """
+    from ..capture import load_model
+    from ..capture.seq2seq import capture_seq2seq
+    from ..methods.seq2seq import seq2seq_scores
+
+    loaded = load_model(model)
+    examples = make_examples(count, seed=seed)
+    hits: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    correct = 0
+    predictions = 0
+    for example in examples:
+        captured = capture_seq2seq(example.source_text, loaded, decoder_text=example.target_text)
+        log_probs = np.asarray(captured.log_probabilities)
+        correct += int(np.sum(log_probs > np.log(0.5)))
+        for k in range(len(example.target)):
+            position = k  # decoder position k predicts target token k (position 0 is the start token)
+            predictions += 1
+            scores = seq2seq_scores(captured, methods, position, model=loaded)
+            for method in methods:
+                source_scores = scores[method][:, : len(example.source)]  # digits only: </s> is last
+                hits[method].append(np.argmax(source_scores, axis=1) == example.aligned(k))
+    return {
+        "format": "attnflow.seq2seq-plausibility",
+        "version": 1,
+        "model": str(loaded.name),
+        "command": "python -m attnflow.tasks.seq2seq_task plausibility docs/results/seq2seq-reverse.json",
+        "examples": count,
+        "seed": seed,
+        "predictions": predictions,
+        "model_confident": round(correct / predictions, 4),
+        "decoder_layers": int(loaded.model.config.decoder_layers),
+        "methods": {m: [round(float(v), 4) for v in np.mean(hits[m], axis=0)] for m in methods},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``train DIR`` or ``plausibility OUT.json [--model DIR] [--count N]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) >= 2 and args[0] == "train":
+        print(json.dumps(asdict(train(args[1])), indent=2))
+        return 0
+    if len(args) >= 2 and args[0] == "plausibility":
+        options = dict(zip(args[2::2], args[3::2], strict=False))
+        result = plausibility(options.get("--model", "reverse"), count=int(options.get("--count", 200)))
+        from ..io import write_text_atomic
+
+        write_text_atomic(args[1], json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["methods"], indent=2))
+        return 0
+    raise AttnflowError("usage: python -m attnflow.tasks.seq2seq_task train DIR | plausibility OUT.json [--model DIR]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
