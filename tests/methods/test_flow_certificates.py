@@ -95,6 +95,22 @@ def test_values_are_those_of_attention_flow_and_do_not_depend_on_threads_or_comp
     )
 
 
+def test_the_serial_and_the_parallel_loop_give_the_same_bits(monkeypatch):
+    from attnflow.methods import _maxflow_kernel as kernel
+
+    attention = random_attention(np.random.default_rng(5), 4, 2, 48, temperature=0.4)
+    capacities = solve_flow(attention, outputs=0, layers=1).capacities
+    problems = (np.repeat([2, 3], 48), np.repeat([0, 1], 48), np.tile(np.arange(48), 2), capacities[[2, 3], 5])
+    solver = LayeredMaxFlow(capacities[:3], n_workers=2)
+    monkeypatch.setattr(kernel, "SERIAL_WORK", np.inf)  # every batch on the calling thread
+    serial = solver.solve_certified(*problems, keep_cuts=True)
+    monkeypatch.setattr(kernel, "SERIAL_WORK", -1.0)  # every batch shared between the threads
+    shared = solver.solve_certified(*problems, keep_cuts=True)
+    for mine, theirs in zip(serial, shared):
+        np.testing.assert_array_equal(mine, theirs)
+    assert serial.values.max() > 0
+
+
 @pytest.mark.slow
 def test_certified_where_networkx_cannot_go_random_24_by_512():
     rng = np.random.default_rng(0)

@@ -89,6 +89,8 @@ BOUND_TOL = 1e-13
 CUT_TOL = 1e-13
 #: Push-relabel recomputes exact labels after this many passes over the arcs worth of work.
 RELABEL_EVERY = 8
+#: Batches whose problems span at most this many arc slots run on the calling thread.
+SERIAL_WORK = 1 << 20
 
 
 def prepare(cap: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -743,6 +745,51 @@ def warm_blocks(depths, sink_rows, sources):  # pragma: no cover - compiled
     return starts[: n_blocks + 1]
 
 
+@nb.njit(cache=True)
+def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back,
+                 fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
+                 cuts):  # pragma: no cover - compiled
+    """Problems ``first..stop-1`` (one warm-start block) with the work arrays ``res``, ``flow``."""
+    n_layers, n, _ = cap_s.shape
+    n_all = (n_layers + 1) * n + 1
+    keep = cuts.shape[0] == out.shape[0]
+    # The scratch arrays are O(L n), small beside a problem.
+    dead = np.empty(n_all, np.bool_)
+    in_s = np.empty(n_all, np.bool_)
+    label = np.empty(n_all, np.int64)
+    count = np.empty(n_all + 2, np.int64)
+    cur = np.empty(n_all, np.int64)
+    path_u = np.empty(n_all, np.int64)
+    path_r = np.empty(n_all, np.int64)
+    queue = np.empty(n_all, np.int64)
+    excess = np.empty(n_all)
+    bhead = np.empty(n_all + 2, np.int64)
+    bnext = np.empty(n_all, np.int64)
+    sink_res = np.empty(n)
+    depth = depths[first]
+    sink_cap = sink_caps[sink_rows[first]]
+    for a in range(n):
+        sink_res[a] = sink_cap[a] if sink_cap[a] > EPS else 0.0
+    old = -1
+    for p in range(first, stop):
+        value, capacity, bad = solve_one(
+            old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
+            bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, dead, label, count, cur,
+            path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
+        old = sources[p] if depth > 0 else -1
+        out[p] = value
+        cut_caps[p] = capacity
+        worst[p] = bad
+        if keep and certify:
+            bits = cuts[p]
+            bits[:] = 0
+            for bit in range(depth * n):
+                if in_s[n + bit]:
+                    bits[bit >> 3] |= np.uint8(1 << (bit & 7))
+    if old >= 0:
+        _clear(depth, n, cap_s, res, flow, sink_res, sink_cap)
+
+
 @nb.njit(parallel=True, cache=True)
 def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt,
                 bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
@@ -760,51 +807,31 @@ def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, f
     carries over. The thread with id ``w`` uses slot ``w``; ``W`` must be at
     least the number of threads running the loop.
     """
-    n_layers, n, _ = cap_s.shape
-    m = sources.shape[0]
-    n_all = (n_layers + 1) * n + 1
-    keep = cuts.shape[0] == m
     starts = warm_blocks(depths, sink_rows, sources)
     # Blocks are handed to the threads one at a time, so a thread the OS deschedules does not
-    # hold back a fixed share of the work; each thread uses the work arrays of its own id. The
-    # scratch arrays below are O(L n), small beside a problem.
+    # hold back a fixed share of the work; each thread uses the work arrays of its own id.
     for block in nb.prange(starts.shape[0] - 1):
         w = nb.get_thread_id()
-        dead = np.empty(n_all, np.bool_)
-        in_s = np.empty(n_all, np.bool_)
-        label = np.empty(n_all, np.int64)
-        count = np.empty(n_all + 2, np.int64)
-        cur = np.empty(n_all, np.int64)
-        path_u = np.empty(n_all, np.int64)
-        path_r = np.empty(n_all, np.int64)
-        queue = np.empty(n_all, np.int64)
-        excess = np.empty(n_all)
-        bhead = np.empty(n_all + 2, np.int64)
-        bnext = np.empty(n_all, np.int64)
-        sink_res = np.empty(n)
-        first = starts[block]
-        depth = depths[first]
-        sink_cap = sink_caps[sink_rows[first]]
-        for a in range(n):
-            sink_res[a] = sink_cap[a] if sink_cap[a] > EPS else 0.0
-        old = -1
-        for p in range(first, starts[block + 1]):
-            value, capacity, bad = solve_one(
-                old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
-                bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w], sink_res, dead, label, count, cur,
-                path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
-            old = sources[p] if depth > 0 else -1
-            out[p] = value
-            cut_caps[p] = capacity
-            worst[p] = bad
-            if keep and certify:
-                bits = cuts[p]
-                bits[:] = 0
-                for bit in range(depth * n):
-                    if in_s[n + bit]:
-                        bits[bit >> 3] |= np.uint8(1 << (bit & 7))
-        if old >= 0:
-            _clear(depth, n, cap_s, res[w], flow[w], sink_res, sink_cap)
+        _solve_block(starts[block], starts[block + 1], depths, uppers, sink_rows, sources, sink_caps,
+                     cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w],
+                     certify, check, out, cut_caps, worst, cuts)
+
+
+@nb.njit(cache=True)
+def solve_serial(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt,
+                 bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
+                 cuts):  # pragma: no cover
+    """:func:`solve_batch` on the calling thread, with work slot 0: for batches too small to share.
+
+    Waking the worker threads costs tens of microseconds on an idle machine and
+    milliseconds on a busy one, more than a small batch takes; the blocks and so
+    the values are the same either way.
+    """
+    starts = warm_blocks(depths, sink_rows, sources)
+    for block in range(starts.shape[0] - 1):
+        _solve_block(starts[block], starts[block + 1], depths, uppers, sink_rows, sources, sink_caps,
+                     cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[0], flow[0],
+                     certify, check, out, cut_caps, worst, cuts)
 
 
 class LayeredMaxFlow:
@@ -868,27 +895,35 @@ class LayeredMaxFlow:
         cut_caps = np.empty(m)
         worst = np.empty(m)
         cuts = np.zeros((m if keep_cuts else 0, (self.n_layers * self.n + 7) // 8), np.uint8)
+        depths = np.ascontiguousarray(depths, dtype=np.int64)
+        arguments = (
+            depths,
+            uppers,
+            np.ascontiguousarray(sink_rows, dtype=np.int64),
+            sources,
+            np.ascontiguousarray(sink_caps, dtype=np.float64),
+            *self.prepared,
+            self._res,
+            self._flow,
+            bool(certify),
+            bool(check),
+            out,
+            cut_caps,
+            worst,
+            cuts,
+        )
+        # Arc slots the problems can touch (a depth-0 problem reads one capacity per node): a
+        # bound on their work, known before solving.
+        work = (float(depths.sum()) * self.n + depths.shape[0]) * self.n
+        if self.n_workers == 1 or work <= SERIAL_WORK:
+            solve_serial(*arguments)
+            return Solved(out, cut_caps, worst, cuts if keep_cuts else None)
         threads = nb.get_num_threads()
         if threads > self.n_workers:  # each thread needs its own work arrays
             nb.set_num_threads(self.n_workers)
         try:
             with nb.parallel_chunksize(1):
-                solve_batch(
-                    np.ascontiguousarray(depths, dtype=np.int64),
-                    uppers,
-                    np.ascontiguousarray(sink_rows, dtype=np.int64),
-                    sources,
-                    np.ascontiguousarray(sink_caps, dtype=np.float64),
-                    *self.prepared,
-                    self._res,
-                    self._flow,
-                    bool(certify),
-                    bool(check),
-                    out,
-                    cut_caps,
-                    worst,
-                    cuts,
-                )
+                solve_batch(*arguments)
         finally:
             nb.set_num_threads(threads)
         return Solved(out, cut_caps, worst, cuts if keep_cuts else None)
