@@ -44,6 +44,13 @@ def report(
     ] = None,
     layer: Annotated[int, typer.Option(help="Layer shown first (1-based; -1 = top).")] = -1,
     title: Annotated[str | None, typer.Option(help="The page's title [default: the explained text].")] = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option(
+            "--heads",
+            help="Add a heads panel (each head's roles and importance) from the heads.json `attnflow heads` wrote.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Make a self-contained HTML report (token heatmaps, attention graph, evaluation) from a results JSON."""
@@ -54,8 +61,15 @@ def report(
     from ..io import check_input_file
 
     check_input_file(results, "results")
-    check_report_paths(out, png, svg, inputs=[results], overwrite=overwrite)
+    check_input_file(heads, "--heads")
+    if heads is not None and out is None:
+        raise AttnflowError("--heads adds a panel to the HTML report: give --out FILE.html too.")
+    check_report_paths(out, png, svg, inputs=[results, heads], overwrite=overwrite)
     data = load_report_data(results, layer=layer)
+    if heads is not None:
+        from ..report.heads_panel import heads_panel
+
+        add_heads_panel(data, heads_panel(heads))
     if data.attention is None and (png is not None or svg is not None) and data.methods:
         error_console.print(
             "note: no attention graph figure: these results hold scores only (explain --json); "
@@ -64,6 +78,25 @@ def report(
         )
     for path in write_report_files(data, html=out, png=png, svg=svg, title=title):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+def add_heads_panel(data: ReportData, panel: dict) -> None:
+    """Attach a heads panel (:func:`attnflow.report.heads_panel.heads_panel`) to report data, checked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from attnflow.report.data import report_data
+    >>> d = report_data(np.full((1, 1, 2, 2), 0.5))
+    >>> add_heads_panel(d, {"n_layers": 2, "n_heads": 1, "roles": [[[]], [[]]]})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The heads panel has 2 layers and this report 1: ... of another model.
+    """
+    import dataclasses
+
+    checked = dataclasses.replace(data, heads=panel)  # runs the checks, the layer count against the report's
+    data.heads = checked.heads
 
 
 def write_report_files(

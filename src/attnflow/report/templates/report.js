@@ -952,6 +952,79 @@
       "sufficiency: the drop when only they are kept (lower is better)."));
   }
 
+  // ------------------------------------------------------------------ heads
+
+  function sig(v) {
+    if (v === null || v === undefined || !isFinite(v)) { return "\u2013"; }
+    return Math.abs(v) >= 0.01 || v === 0 ? Number(v).toFixed(3) : Number(v).toPrecision(2);
+  }
+
+  function headName(l, h) { return "L" + (l + 1) + "H" + (h + 1); }
+
+  function renderHeads() {
+    var P = D.heads;
+    if (!P) { return; }
+    byId("sec-heads").hidden = false;
+    var top = 0, order = [];
+    P.importance.forEach(function (row, l) {
+      row.forEach(function (v, h) {
+        if (v !== null) { top = Math.max(top, v); order.push([v, l, h]); }
+      });
+    });
+    order.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1] || a[2] - b[2]; });
+    var rank = {};
+    order.forEach(function (item, i) { rank[item[1] + "," + item[2]] = i + 1; });
+    var total = P.n_layers * P.n_heads;
+    var meta = [];
+    if (P.model) { meta.push("model " + P.model); }
+    if (P.target) { meta.push("target " + P.target); }
+    meta.push(P.n_examples + (P.n_examples === 1 ? " example" : " examples"));
+    if (P.source) { meta.push(P.source); }
+    var th = P.thresholds || {};
+    byId("heads-caption").textContent = meta.join(" \u00b7 ") + ". Each cell is one head: its roles by Voita et al.'s " +
+      "definitions (previous / next: the maximum attention on that neighbour in at least " +
+      fmt(th.positional, 2) + " of the queries; rare: on the rarest token in at least " + fmt(th.rare, 2) +
+      "; a relation: beats that relation's positional baseline by " + fmt(th.syntactic_margin, 2) +
+      ") and its importance (mean |dS/d\u03be|, Michel et al.), which the colour shows, scaled to the largest. " +
+      "Hover a head for its relevance and confidence.";
+    var table = byId("heads-grid");
+    clear(table);
+    var thead = el("thead"), head = el("tr");
+    head.appendChild(el("th", null, "layer"));
+    for (var h = 0; h < P.n_heads; h++) { head.appendChild(el("th", { "class": "num" }, "head " + (h + 1))); }
+    thead.appendChild(head);
+    table.appendChild(thead);
+    var body = el("tbody");
+    P.roles.forEach(function (row, l) {
+      var tr = el("tr");
+      tr.appendChild(el("td", { "class": "heads-layer" }, String(l + 1)));
+      row.forEach(function (labels, h) {
+        var v = P.importance[l][h];
+        var t = v === null || !(top > 0) ? 0 : v / top;
+        var cell = el("td", {
+          "class": "head-cell" + (labels.length ? " has-role" : ""),
+          "data-layer": l + 1, "data-head": h + 1,
+          "data-tip": "layer " + (l + 1) + " \u00b7 head " + (h + 1) +
+            "\nroles: " + (labels.length ? labels.join(", ") : "none") +
+            "\nimportance " + sig(v) + (rank[l + "," + h] ? " (rank " + rank[l + "," + h] + " of " + total + ")" : "") +
+            "\nrelevance " + sig(P.relevance[l][h]) + " \u00b7 confidence " + sig(P.confidence[l][h])
+        });
+        cell.style.background = ramp(t);
+        cell.style.color = inkOn(t);
+        cell.appendChild(el("span", { "class": "head-roles" }, labels.length ? labels.join(", ") : "\u2013"));
+        cell.appendChild(el("span", { "class": "head-score" }, sig(v)));
+        tr.appendChild(cell);
+      });
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    var best = order.slice(0, Math.min(5, order.length)).map(function (item) {
+      var labels = P.roles[item[1]][item[2]];
+      return headName(item[1], item[2]) + " (" + (labels.length ? labels.join(", ") : "no role") + ")";
+    });
+    byId("heads-top").textContent = best.length ? "Most important: " + best.join(" \u00b7 ") + "." : "";
+  }
+
   // ------------------------------------------------------------------ wiring
 
   function update() {
@@ -978,6 +1051,7 @@
     update();
   }
   renderEvaluation();
+  renderHeads();
   document.querySelector(".ramp-bar").style.background =
     "linear-gradient(to right, " + [0, 0.2, 0.4, 0.6, 0.8, 1].map(ramp).join(", ") + ")";
 
