@@ -1,0 +1,270 @@
+"""Capture memory and time on long inputs: streamed capture against output_attentions=True, side by side.
+
+    python benchmarks/capture.py                     # 512, 1024, 2048 tokens (about 3 minutes on 2 cores)
+    python benchmarks/capture.py --long              # also 4096 tokens (needs about 20 GB for the old way)
+    python benchmarks/capture.py --tokens 512 --json docs/results/capture-benchmark.json
+    python benchmarks/capture.py --device cuda       # GPU: torch.cuda.max_memory_allocated
+
+The model is a random-initialised Llama config (8 layers, 8 heads, hidden 256,
+4 key/value heads, intermediate 512, seed 0) with the sentencepiece-style tokenizer
+of the test suite's tiny Llama; the input is a text cut to exactly ``n`` tokens.
+Every measurement runs in a fresh Python process, so that peak RSS is that of one
+job: the model is loaded, one short warm-up capture runs, the RSS is read, then
+the job, then the peak RSS (``ru_maxrss``). "Beyond the model" is peak RSS minus
+the RSS after loading (on CUDA: ``max_memory_allocated`` minus the memory
+allocated after loading). Jobs, for each ``n``:
+
+- ``forward``: one plain forward pass with eager attention (``torch.no_grad``), no capture;
+- ``streamed``: ``capture_attention(text, model, heads="mean")``, the head-fused
+  float32 ``(L, 1, n, n)``, reduced layer by layer in forward hooks;
+- ``returned``: the capture attnflow did before streaming, the model asked for
+  ``output_attentions=True`` and every layer converted to float64 ``(L, H, n, n)``;
+- ``rollout``: ``attnflow.rollout`` on the streamed capture (time only);
+- ``timing``: the plain forward and the streamed capture alternately in one process
+  (time only): the "time ratio" column, streamed / forward, is taken from it so that
+  both are measured under the same load.
+
+The targets of issue 12: streamed memory beyond the model at most ``2 * L n^2 * 4``
+bytes (twice the fused float32 array) plus one layer's scores and weights
+``2 * H n^2 * 4``; streamed time at most 1.5 times the plain forward. The 8 B-shape
+extrapolation (32 layers, 32 heads) scales the measured streamed and returned
+memory by the arrays each keeps: ``L n^2 * 4`` fused against ``L H n^2 * (4 + 8)``.
+Each job runs three times in its process: the time is the fastest run, the memory the peak
+over both. Times vary by tens of percent on a shared machine; the ratios compare jobs
+of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+LAYERS, HEADS, HIDDEN, KV_HEADS, INTERMEDIATE = 8, 8, 256, 4, 512
+TOKENS = (512, 1024, 2048)
+LONG_TOKENS = (4096,)
+JOBS = ("forward", "streamed", "returned", "rollout", "timing")
+MB = 1024 * 1024
+#: Each job runs this many times in its process; its time is the fastest run, its memory the peak.
+REPEATS = 3
+WORDS = (
+    "attention flows through every layer of a transformer and the keys to the cabinet are on the table "
+    "while the author of the books that the critics praise is here numbers like 42 and 2020 appear too "
+).split()
+
+
+def build_model(folder: Path) -> Path:
+    """Save the random Llama and its tokenizer to ``folder`` (a few seconds)."""
+    import torch
+    import transformers as tf
+
+    from attnflow.capture import quiet_transformers
+    from tests.tiny_models import build_tokenizer
+
+    tokenizer = build_tokenizer("llama")
+    tokenizer.model_max_length = 8192
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    with quiet_transformers():
+        model = tf.LlamaForCausalLM(config).eval()
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def text_of(tokenizer: Any, n: int) -> str:
+    """A text of exactly ``n`` tokens, the BOS token included."""
+    words, count = [], 0
+    while count < n:
+        words.extend(WORDS)
+        count = len(tokenizer(" ".join(words))["input_ids"])
+    ids = tokenizer(" ".join(words))["input_ids"][1:n]
+    text = tokenizer.decode(ids)
+    while len(tokenizer(text)["input_ids"]) > n:
+        ids = ids[:-1]
+        text = tokenizer.decode(ids)
+    return text
+
+
+def worker(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str, Any]:
+    """One job in this process; returns its time and memory."""
+    import torch
+
+    import attnflow
+    from attnflow.capture import capture_attention, eager_attention, load_model
+    from attnflow.capture.text import _capture_batch_returned, _encode
+
+    torch.manual_seed(0)
+    loaded = load_model(folder)
+    loaded.model.to(device=device, dtype=getattr(torch, dtype))
+    text = text_of(loaded.tokenizer, n)
+    tokens = len(loaded.tokenizer(text)["input_ids"])
+    encoded = _encode(loaded, text, False, None)
+    ids = torch.tensor([encoded.input_ids], device=device)
+    capture_attention("warm up", loaded, heads="mean")
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / MB
+    base_rss = _rss_mb()
+    result: dict[str, Any] = {"job": job, "tokens": tokens}
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        if job == "forward":
+            with eager_attention(loaded.model), torch.no_grad():
+                loaded.model(input_ids=ids, use_cache=False)
+        elif job == "streamed":
+            captured = capture_attention(text, loaded, heads="mean")
+            result["row_correction"] = captured.row_correction
+            del captured
+        elif job == "returned":
+            with eager_attention(loaded.model), torch.no_grad():
+                _capture_batch_returned(loaded, [encoded])
+        elif job == "rollout":
+            captured = capture_attention(text, loaded, heads="mean")
+            start = time.perf_counter()
+            attnflow.rollout(captured.attentions)
+            del captured
+        elif job == "timing":  # forward and streamed capture alternately, in the same process
+            with eager_attention(loaded.model), torch.no_grad():
+                loaded.model(input_ids=ids, use_cache=False)
+            result.setdefault("forward_times", []).append(time.perf_counter() - start)
+            start = time.perf_counter()
+            capture_attention(text, loaded, heads="mean")
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    result["seconds"] = min(times)
+    if job == "timing":
+        result["forward_seconds"] = min(result.pop("forward_times"))
+    result["peak_beyond_model_mb"] = (
+        torch.cuda.max_memory_allocated() / MB - base if cuda else _peak_mb() - base_rss
+    )
+    result["rss_after_loading_mb"] = base_rss
+    return result
+
+
+def run_job(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", job, "--folder", str(folder), "--tokens", str(n),
+               "--device", device, "--dtype", dtype]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"job {job} at {n} tokens failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def targets(n: int) -> dict[str, float]:
+    fused = LAYERS * n * n * 4 / MB
+    layer = 2 * HEADS * n * n * 4 / MB
+    return {"fused_mb": fused, "memory_target_mb": 2 * fused + layer}
+
+
+def extrapolate(row: dict[str, Any], layers: int = 32, heads: int = 32) -> dict[str, float]:
+    """The 8 B shape (32 layers, 32 heads): the arrays each capture keeps, at this ``n``."""
+    n = row["tokens"]
+    return {
+        "streamed_gb": (layers * n * n * 4 + 2 * heads * n * n * 4) / 1024**3,
+        "returned_gb": layers * heads * n * n * (4 + 8) / 1024**3,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| tokens | plain forward | streamed capture | time ratio | streamed memory | target | "
+        "output_attentions=True | its memory | rollout | 8 B shape: streamed / returned |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        big = extrapolate(row)
+        lines.append(
+            f"| {row['tokens']} | {row['forward_s']:.2f} s | {row['streamed_s']:.2f} s | "
+            f"{row['ratio_streamed_s'] / row['ratio_forward_s']:.2f} | {row['streamed_mb']:.0f} MB | "
+            f"≤ {row['memory_target_mb']:.0f} MB | {row['returned_s']:.2f} s | {row['returned_mb']:.0f} MB | "
+            f"{row['rollout_s']:.2f} s | {big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, action="append", help="token counts (default 512 1024 2048)")
+    parser.add_argument("--long", action="store_true", help="also 4096 tokens")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.folder, args.worker, args.tokens[0], args.device, args.dtype)))
+        return 0
+    tokens = tuple(args.tokens or TOKENS) + (LONG_TOKENS if args.long else ())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_model(Path(tmp) / "llama")
+        for n in tokens:
+            row: dict[str, Any] = {"tokens": n, **targets(n)}
+            for job in JOBS:
+                found = run_job(folder, job, n, args.device, args.dtype)
+                row["tokens"] = found["tokens"]
+                row[f"{job}_s"] = found["seconds"]
+                row[f"{job}_mb"] = found["peak_beyond_model_mb"]
+                if job == "timing":
+                    row["ratio_forward_s"], row["ratio_streamed_s"] = found["forward_seconds"], found["seconds"]
+                if "row_correction" in found:
+                    row["row_correction"] = found["row_correction"]
+                print(f"{n} tokens, {job}: {found['seconds']:.2f} s, {found['peak_beyond_model_mb']:.0f} MB",
+                      file=sys.stderr, flush=True)
+            row["extrapolated_8b"] = extrapolate(row)
+            rows.append(row)
+    print(table(rows))
+    if args.json is not None:
+        import torch
+
+        payload = {
+            "command": "python benchmarks/capture.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "model": {"layers": LAYERS, "heads": HEADS, "hidden": HIDDEN, "kv_heads": KV_HEADS,
+                      "intermediate": INTERMEDIATE, "seed": 0},
+            "device": args.device,
+            "dtype": args.dtype,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+            "date": time.strftime("%Y-%m-%d"),
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
