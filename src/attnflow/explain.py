@@ -33,6 +33,7 @@ def explain(
     captured: Any = None,
     generate: int | None = None,
     words: bool = False,
+    graph: Sequence[str] | str | None = None,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -75,6 +76,14 @@ def explain(
     words
         Also group the tokens into words (:mod:`attnflow.words`); ``word_scores``
         sums the pieces' scores.
+    graph
+        The token-to-token graph the methods run over, or a list of them
+        (:mod:`attnflow.mixing`): ``"attention"`` (default: the attention weights,
+        the methods add the residual), ``"norm"``, ``"globenc"``, ``"alti"``,
+        ``"value-zeroing"`` (context-mixing graphs with the residual inside).
+        Results over a context-mixing graph are keyed ``GRAPH/METHOD``
+        (``"alti/rollout"``); over attention they keep the method's name.
+        ``residual`` and gradient methods are for the attention graph only.
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -117,26 +126,36 @@ def explain(
         raise AttnflowError("The 'captured' attention must be of the text being explained.")
     if output is None:
         output = "last" if captured.is_causal else "cls"
+    from .mixing import ATTENTION, graph_names
+
+    graphs = graph_names(graph)
+    if graphs != [ATTENTION]:
+        check_graph_options(graphs, methods, method_options)
     gradients, options, bound = None, dict(method_options), None
     if target_needed(methods, method_options):
         from .capture.targets import resolve_target
 
         bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
         gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
-    result = explain_attentions(
-        captured.attentions,
-        captured.tokens,
-        methods=methods,
-        output=output,
-        progress=progress,
-        gradients=gradients,
-        **options,
-    )
+    if graphs == [ATTENTION]:
+        result = explain_attentions(
+            captured.attentions,
+            captured.tokens,
+            methods=methods,
+            output=output,
+            progress=progress,
+            gradients=gradients,
+            **options,
+        )
+    else:
+        result = _explain_graphs(graphs, loaded, captured, methods, output, progress, gradients, options)
     if bound is not None:
         result.options = _recorded_options(method_options, options)
     elif target is not None:
         result.notes.append(TARGET_IGNORED)
     result.target = bound.describe() if bound is not None else target
+    if graphs != [ATTENTION]:
+        result.options["graph"] = list(graphs)
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
@@ -145,6 +164,68 @@ def explain(
 
         result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
     return result
+
+
+def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, method_options: dict[str, Any]) -> None:
+    """Refuse what only the attention graph takes: ``residual``, and methods that need attention gradients.
+
+    Examples
+    --------
+    >>> check_graph_options(["alti"], ["rollout"], {"residual": 0.3})
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'residual' option weighs the residual added to attention weights; the \
+alti graph already contains the residual stream. Leave it out, or use graph='attention' only.
+    """
+    others = [name for name in graphs if name != "attention"]
+    if not others:
+        return
+    if "residual" in method_options and method_options["residual"] is not None:
+        raise AttnflowError(
+            "The 'residual' option weighs the residual added to attention weights; the "
+            f"{', '.join(others)} graph{'s' if len(others) > 1 else ''} already contain"
+            f"{'' if len(others) > 1 else 's'} the residual stream. Leave it out, or use graph='attention' only."
+        )
+    gradient_methods = [name for name in method_names(methods) if get_method(name).needs_gradients]
+    if gradient_methods:
+        raise AttnflowError(
+            f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
+            f"graph only; drop the {', '.join(others)} graph or the method."
+        )
+
+
+def _explain_graphs(
+    graphs: Sequence[str], loaded: Any, captured: Any, methods: Sequence[str] | str, output: Any,
+    progress: Any, gradients: Any, options: dict[str, Any],
+) -> Explanation:
+    """Run ``methods`` over each graph and merge the results, keyed ``GRAPH/METHOD`` off the attention graph."""
+    from .mixing import ATTENTION, capture_mixing, get_graph, result_key
+
+    scores: dict[str, np.ndarray] = {}
+    labels: dict[str, list[str]] = {}
+    solutions: dict[str, Any] = {}
+    notes: list[str] = []
+    capture, position = None, output
+    for name in graphs:
+        if name == ATTENTION:
+            part = explain_attentions(captured.attentions, captured.tokens, methods=methods, output=output,
+                                      progress=progress, gradients=gradients, **options)
+        else:
+            if capture is None:  # one hooked forward pass serves every analytic graph
+                capture = capture_mixing(loaded, captured.input_ids)
+            kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
+            part = explain_attentions(get_graph(name).matrices(capture), captured.tokens, methods=methods,
+                                      output=output, progress=progress, residual=0.0, **kept)
+        prefix = "" if name == ATTENTION else f"{name} graph: "
+        scores.update({result_key(name, key): value for key, value in part.scores.items()})
+        labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
+        solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
+        notes.extend(prefix + note for note in part.notes)
+        position = part.output
+    if options.get("head_fusion") not in (None, "mean") and ATTENTION in graphs:
+        notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
+    return Explanation(tokens=list(captured.tokens), scores=scores, output=position, options=dict(options),
+                       notes=notes, token_labels=labels, solutions=solutions)
 
 
 def method_names(methods: Sequence[str] | str) -> list[str]:
