@@ -16,6 +16,9 @@
   var methods = Object.keys(D.scores || {});
   var special = {};
   (D.special_positions || []).forEach(function (p) { special[p] = true; });
+  // a generated answer: tokens from prompt_length on are the answer (marked); words: pieces summed in Python
+  var promptLength = typeof D.prompt_length === "number" ? D.prompt_length : null;
+  function isAnswer(j) { return promptLength !== null && j >= promptLength; }
 
   var state = {
     k: Math.max(0, indexOfOutput(D.output)),
@@ -90,6 +93,10 @@
 
   function outputLabel(key) {
     if (key === "mean") { return "the mean of all positions"; }
+    if (promptLength !== null && key >= promptLength - 1 && key + 1 < n) {
+      return "token " + key + " \u201c" + tokenName(key) + "\u201d, which predicted the answer token " + (key + 1) +
+        " \u201c" + tokenName(key + 1) + "\u201d";
+    }
     return "token " + key + " \u201c" + tokenName(key) + "\u201d";
   }
 
@@ -304,6 +311,13 @@
     caption.appendChild(el("b", null, outputLabel(key)));
     caption.appendChild(document.createTextNode(" after layer " + state.layer + " of " + L +
       ", by method. Darker is more. Click a token to explain it instead; hover for the value."));
+    if (promptLength !== null) {
+      caption.appendChild(document.createTextNode(" The first " + promptLength + " tokens are the prompt; the " +
+        "underlined ones after them the answer the model generated (the token an output predicted is boxed)."));
+    }
+    if (D.words) {
+      caption.appendChild(document.createTextNode(" Words: " + D.words.rule + "."));
+    }
     methods.forEach(function (method) {
       var name = el("div", { "class": "method-name" });
       name.appendChild(el("span", { "class": "swatch", style: null }));
@@ -318,10 +332,12 @@
         var scale = scaler(method, row);
         D.tokens.forEach(function (token, j) {
           var t = scale(row[j]);
-          var classes = "tok" + (special[j] ? " special" : "") + (key === j ? " is-output" : "");
+          var classes = "tok" + (special[j] ? " special" : "") + (key === j ? " is-output" : "") +
+            (isAnswer(j) ? " answer" : "") + (isAnswer(j) && key + 1 === j ? " is-predicted" : "");
           var chip = el("span", {
             "class": classes,
-            "data-tip": method + " \u00b7 layer " + state.layer + "\n#" + j + " " + token + ": " + fmt(row[j], 4)
+            "data-tip": method + " \u00b7 layer " + state.layer + "\n#" + j + " " + token + ": " + fmt(row[j], 4) +
+              (promptLength === null ? "" : (isAnswer(j) ? "\n(answer)" : "\n(prompt)"))
           }, token);
           chip.style.background = ramp(t);
           chip.style.color = inkOn(t);
@@ -330,9 +346,34 @@
         });
       }
       box.appendChild(sentence);
+      if (D.words && D.words.scores && D.words.scores[method]) { renderWords(box, method); }
     });
     byId("ramp-min").textContent = state.scale === "range" ? "layer min" : "0";
     byId("ramp-max").textContent = state.scale === "map" ? "map max" : "layer max";
+  }
+
+  function renderWords(box, method) {
+    // each word's score as computed in Python (the sum of its pieces'), scaled to this row's maximum
+    var row = D.words.scores[method][state.layer - 1][state.k];
+    var top = 0;
+    row.forEach(function (v, w) {
+      if (v !== null && !(state.ignoreSpecial && special[D.words.groups[w][0]])) { top = Math.max(top, v); }
+    });
+    box.appendChild(el("div", { "class": "method-name words-label" }, "\u2003words"));
+    var sentence = el("div", { "class": "sentence words" });
+    D.words.labels.forEach(function (label, w) {
+      var group = D.words.groups[w];
+      var t = row[w] === null || !(top > 0) ? 0 : Math.max(0, Math.min(1, row[w] / top));
+      var chip = el("span", {
+        "class": "tok" + (special[group[0]] ? " special" : "") + (isAnswer(group[0]) ? " answer" : ""),
+        "data-tip": method + " \u00b7 layer " + state.layer + "\nword \u201c" + label + "\u201d (tokens " + group[0] +
+          (group.length > 1 ? "\u2013" + group[group.length - 1] : "") + "): " + fmt(row[w], 4)
+      }, label);
+      chip.style.background = ramp(t);
+      chip.style.color = inkOn(t);
+      sentence.appendChild(chip);
+    });
+    box.appendChild(sentence);
   }
 
   // ------------------------------------------------------------------ heatmaps
