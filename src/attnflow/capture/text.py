@@ -449,6 +449,25 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
     import torch
 
     model = loaded.model
+    if heads == "all":
+        from ._hooks import attention_sites
+
+        try:
+            attention_sites(model)
+        except AttnflowError:  # no attention modules to hook: what the model returns, per head
+            return [
+                CapturedAttention(
+                    attentions=array,
+                    tokens=list(loaded.tokenizer.convert_ids_to_tokens(item.input_ids)),
+                    input_ids=item.input_ids,
+                    special_positions=tuple(i for i, m in enumerate(item.special_mask) if m),
+                    model_name=loaded.name,
+                    is_causal=loaded.is_decoder,
+                    text=item.text,
+                    truncated=item.truncated,
+                )
+                for item, array in zip(batch, _capture_batch_returned(loaded, batch), strict=True)
+            ]
     inputs = _batch_inputs(loaded, batch)
     reducer = _LayerReducer(loaded, batch, heads)
     with (
