@@ -106,7 +106,7 @@ def test_the_serial_and_the_parallel_loop_give_the_same_bits(monkeypatch):
     serial = solver.solve_certified(*problems, keep_cuts=True)
     monkeypatch.setattr(kernel, "SERIAL_WORK", -1.0)  # every batch shared between the threads
     shared = solver.solve_certified(*problems, keep_cuts=True)
-    for mine, theirs in zip(serial, shared):
+    for mine, theirs in zip(serial, shared, strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert serial.values.max() > 0
 
