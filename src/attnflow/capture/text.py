@@ -445,6 +445,21 @@ class _LayerReducer:
         return None
 
 
+def _captured(loaded: LoadedModel, item: _Encoded, array: Any, **extra: Any) -> CapturedAttention:
+    """One text's :class:`CapturedAttention` from its encoding and its attention array."""
+    return CapturedAttention(
+        attentions=array,
+        tokens=list(loaded.tokenizer.convert_ids_to_tokens(item.input_ids)),
+        input_ids=item.input_ids,
+        special_positions=tuple(i for i, m in enumerate(item.special_mask) if m),
+        model_name=loaded.name,
+        is_causal=loaded.is_decoder,
+        text=item.text,
+        truncated=item.truncated,
+        **extra,
+    )
+
+
 def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all") -> list[CapturedAttention]:
     import torch
 
@@ -456,16 +471,7 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
             attention_sites(model)
         except AttnflowError:  # no attention modules to hook: what the model returns, per head
             return [
-                CapturedAttention(
-                    attentions=array,
-                    tokens=list(loaded.tokenizer.convert_ids_to_tokens(item.input_ids)),
-                    input_ids=item.input_ids,
-                    special_positions=tuple(i for i, m in enumerate(item.special_mask) if m),
-                    model_name=loaded.name,
-                    is_causal=loaded.is_decoder,
-                    text=item.text,
-                    truncated=item.truncated,
-                )
+                _captured(loaded, item, array)
                 for item, array in zip(batch, _capture_batch_returned(loaded, batch), strict=True)
             ]
     inputs = _batch_inputs(loaded, batch)
@@ -487,15 +493,10 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
         array = torch.stack(layers).numpy()
         reducer.layers[row] = []
         results.append(
-            CapturedAttention(
-                attentions=array,
-                tokens=list(loaded.tokenizer.convert_ids_to_tokens(item.input_ids)),
-                input_ids=item.input_ids,
-                special_positions=tuple(i for i, m in enumerate(item.special_mask) if m),
-                model_name=loaded.name,
-                is_causal=loaded.is_decoder,
-                text=item.text,
-                truncated=item.truncated,
+            _captured(
+                loaded,
+                item,
+                array,
                 head_fusion=None if heads == "all" else heads,
                 row_correction=reducer.corrections[row],
                 model_heads=reducer.n_heads,
