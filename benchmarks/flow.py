@@ -110,7 +110,7 @@ def minilm_text(tokens: int) -> str:
 
 def real_cases(quick: bool) -> list[Case]:
     from attnflow.capture import capture_attention
-    from attnflow.capture.vision import capture_image_attention
+    from attnflow.capture.image import capture_image_attention
     from attnflow.tasks.digits import digits_test_set, to_pil
     from attnflow.tasks.sva import generate
 

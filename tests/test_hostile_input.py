@@ -487,7 +487,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
-    from attnflow.capture.vision import load_image
+    from attnflow.capture.image import load_image
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png_header_only(20000, 20000))
@@ -502,7 +502,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_pillow_own_bomb_error_is_one_line(tmp_path, monkeypatch):
     from PIL import Image
 
-    import attnflow.capture.vision as capture_vision
+    import attnflow.capture.image as capture_vision
 
     monkeypatch.setattr(capture_vision, "MAX_IMAGE_PIXELS", 10**12)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
@@ -522,7 +522,7 @@ def test_explain_image_bomb_from_the_command_line(capsys, tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"GIF89a", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"<svg/>"])
 def test_files_that_are_not_images(tmp_path, content):
-    from attnflow.capture.vision import load_image
+    from attnflow.capture.image import load_image
 
     path = tmp_path / "x.png"
     path.write_bytes(content)
@@ -845,7 +845,7 @@ def test_an_interrupt_while_renaming_leaves_the_old_file_and_no_temporary(tmp_pa
 def test_ctrl_c_during_the_methods_writes_no_json(capsys, monkeypatch, tmp_path):
     import sys
 
-    explain_module = sys.modules["attnflow.explain"]  # the package's attribute of that name is the function
+    explain_module = sys.modules["attnflow.explainers.text"]
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from . import evaluate
 from .errors import AttnflowError
-from .explain import explain, explain_attentions
+from .explainers.image import explain_image
+from .explainers.text import explain, explain_attentions
 from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
 from .methods.flow import FlowSolution, attention_flow, solve_flow, verify_flow
 from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
-from .vision import explain_image
 
 __version__ = "0.1.0"
 

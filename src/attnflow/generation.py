@@ -315,8 +315,8 @@ def explain_generation(
     """
     from .capture import load_model
     from .capture.text import capture_token_ids
-    from .explain import _wants_importance as wants_importance
-    from .explain import explain_attentions, method_names
+    from .explainers.text import _wants_importance as wants_importance
+    from .explainers.text import explain_attentions, method_names
     from .methods import get_method
 
     names = method_names(methods)

@@ -11,8 +11,8 @@ import torch
 import attnflow
 from attnflow import AttnflowError
 from attnflow.capture import load_model
+from attnflow.capture.image import _needs_interpolation, capture_image_attention, grid_of, prefix_labels
 from attnflow.capture.image_perturb import patch_blankout, perturbation_curves
-from attnflow.capture.vision import _needs_interpolation, capture_image_attention, grid_of, prefix_labels
 from tests.vision.tiny_vision import DECIDING_PATCH, grey_image
 
 

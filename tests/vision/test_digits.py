@@ -29,7 +29,7 @@ def test_bundled_digits_vit_classifies_the_held_out_digits_as_claimed():
     assert "digits-vit" in BUNDLED_MODELS and loaded.processor is not None and loaded.tokenizer is None
     images, labels = digits_test_set()
     assert len(labels) == 360
-    from attnflow.capture.vision import classify
+    from attnflow.capture.image import classify
 
     predicted = classify(loaded, pixel_values(images, loaded.processor)).argmax(-1)
     measured = float((predicted == labels).mean())

@@ -203,7 +203,7 @@ def run_batch(
     evaluation_options = _evaluation_options(evaluation)
     with quiet_transformers():
         loaded = load_model(model, trust_remote_code=trust_remote_code)
-    from ..explain import target_needed
+    from ..explainers.text import target_needed
 
     if evaluation_options is not None or target_needed(names, method_options):
         from ..capture.targets import resolve_target

@@ -103,7 +103,7 @@ class ShardWorker:
         import pyarrow as pa
 
         from ..capture import capture_attention
-        from ..explain import explain_attentions, target_inputs, target_needed
+        from ..explainers.text import explain_attentions, target_inputs, target_needed
 
         spec = self.spec
         if spec.evaluation is not None:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
+from .image import _normalisation, classify
 from .models import LoadedModel
-from .vision import _normalisation, classify
 
 FILLS: tuple[str, ...] = ("black", "mean")
 

@@ -147,8 +147,8 @@ def explain(
     With --image, --png OUT.png writes the image with each method's heatmap over it.
     """
     from ..capture import load_model
-    from ..explain import TARGET_IGNORED, target_needed
-    from ..explain import explain as run_explain
+    from ..explainers.text import TARGET_IGNORED, target_needed
+    from ..explainers.text import explain as run_explain
     from ..io import check_output_file
     from ..report.terminal import explanation_table
 
@@ -185,7 +185,7 @@ def explain(
             what = exc.strerror or str(exc)
         if what:
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
-        from ..capture.vision import DEFAULT_IMAGE_MODEL
+        from ..capture.image import DEFAULT_IMAGE_MODEL
 
         loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
         _check_depth(layer, loaded)
@@ -384,8 +384,8 @@ def _explain_image(
     options: dict[str, Any],
 ) -> None:
     """``explain --image``: the table of patch scores, and the overlay PNG / JSON / HTML report when asked."""
+    from ..explainers.image import explain_image
     from ..report.terminal import explanation_table
-    from ..vision import explain_image
 
     size = _parse_size(image_size)
     with progress_bar("explaining") as progress:
@@ -424,7 +424,7 @@ def method_list(methods: list[str]) -> list[str]:
 
 
 def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
-    """Report data for an :class:`attnflow.vision.ImageExplanation`: every output, and the image view."""
+    """Report data for an :class:`attnflow.explainers.image.ImageExplanation`: every output, and the image view."""
     from ..report.data import report_data
     from ..report.image import image_view
 

@@ -174,7 +174,7 @@ def image_faithfulness(
     """
     from ..capture import load_model
     from ..capture.image_perturb import perturbation_curves
-    from ..vision import explain_image
+    from ..explainers.image import explain_image
 
     names = list(dict.fromkeys(methods))
     if "random" in names:
@@ -190,7 +190,7 @@ def image_faithfulness(
     for index, image in enumerate(items):
         explanation = explain_image(image, loaded, methods=names, output=output, target="predicted", **method_options)
         captured = explanation.captured
-        from ..capture.vision import classify
+        from ..capture.image import classify
 
         probabilities = classify(loaded, captured.pixel_values)[0]
         predicted = int(probabilities.argmax())

@@ -589,7 +589,7 @@ def _evaluate_one(
     index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
 ) -> ExampleResult:
     from ..capture import perturb
-    from ..explain import explain_attentions, target_inputs, target_needed
+    from ..explainers.text import explain_attentions, target_inputs, target_needed
 
     ids = list(capture.input_ids)
     content = list(capture.content_positions)

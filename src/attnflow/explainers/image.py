@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AttnflowError
-from .explanation import Explanation
+from ..errors import AttnflowError
+from ..explanation import Explanation
 
 DEFAULT_IMAGE_METHODS: tuple[str, ...] = ("rollout",)
 
@@ -22,7 +22,7 @@ class ImageExplanation(Explanation):
 
     ``image`` (the metadata: grid, patch positions, sizes) is saved in the JSON;
     ``captured`` (the pixels and attention, an
-    :class:`attnflow.capture.vision.CapturedImageAttention`) is not.
+    :class:`attnflow.capture.image.CapturedImageAttention`) is not.
     """
 
     captured: Any = field(default=None, repr=False, compare=False)
@@ -36,7 +36,7 @@ class ImageExplanation(Explanation):
 
     def overlay(self, method: str | None = None, layer: int = -1, alpha: float = 0.5, **options: Any) -> np.ndarray:
         """The heatmap of ``method`` (default: the first) after ``layer`` over the image, RGB uint8 ``(H, W, 3)``."""
-        from .report.image import overlay
+        from ..report.image import overlay
 
         name = method or self.methods[0]
         return overlay(self.picture(), self.grid_scores(name, layer), alpha, **options)
@@ -45,8 +45,8 @@ class ImageExplanation(Explanation):
         self, path: str | os.PathLike[str], methods: Sequence[str] | None = None, layer: int = -1, alpha: float = 0.5
     ) -> Path:
         """Write the image and one overlay per method (default: all), side by side, as a PNG (atomically)."""
-        from .io import write_bytes_atomic
-        from .report.image import overlay_figure
+        from ..io import write_bytes_atomic
+        from ..report.image import overlay_figure
 
         names = list(methods) if methods else self.methods
         maps = {name: self.grid_scores(name, layer) for name in names}
@@ -108,9 +108,9 @@ def explain_image(
     >>> e.image["grid"], e.grid_scores("rollout").shape, e.tokens[0]
     ([4, 4], (4, 4), '[CLS]')
     """
-    from .capture import load_model
-    from .capture.vision import DEFAULT_IMAGE_MODEL, capture_image_attention, image_attention_gradients
-    from .explain import explain_attentions, target_needed
+    from ..capture import load_model
+    from ..capture.image import DEFAULT_IMAGE_MODEL, capture_image_attention, image_attention_gradients
+    from .text import explain_attentions, target_needed
 
     if isinstance(method_options.get("head_fusion"), str) and method_options["head_fusion"].lower() == "importance":
         raise AttnflowError(

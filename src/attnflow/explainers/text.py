@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AttnflowError
-from .explanation import Explanation
-from .graph import as_attention_array
-from .methods import available_methods, get_method
-from .outputs import Output, resolve_output
+from ..errors import AttnflowError
+from ..explanation import Explanation
+from ..graph import as_attention_array
+from ..methods import available_methods, get_method
+from ..outputs import Output, resolve_output
 
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
 
@@ -98,7 +98,7 @@ def explain(
     >>> e.tokens[0], e.scores["rollout"].shape
     ('[CLS]', (6, 6))
     """
-    from .capture import capture_attention, load_model
+    from ..capture import capture_attention, load_model
 
     if not isinstance(text, str):
         several = isinstance(text, (list, tuple))
@@ -108,7 +108,7 @@ def explain(
         )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     if generate is not None:
-        from .generation import explain_generation
+        from ..generation import explain_generation
 
         given = [name for name, value in (("output", output), ("target", target), ("captured", captured))
                  if value is not None]
@@ -126,14 +126,14 @@ def explain(
         raise AttnflowError("The 'captured' attention must be of the text being explained.")
     if output is None:
         output = "last" if captured.is_causal else "cls"
-    from .mixing import ATTENTION, graph_names
+    from ..mixing import ATTENTION, graph_names
 
     graphs = graph_names(graph)
     if graphs != [ATTENTION]:
         check_graph_options(graphs, methods, method_options)
     gradients, options, bound = None, dict(method_options), None
     if target_needed(methods, method_options):
-        from .capture.targets import resolve_target
+        from ..capture.targets import resolve_target
 
         bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
         gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
@@ -160,7 +160,7 @@ def explain(
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
     if words:
-        from .words import word_groups
+        from ..words import word_groups
 
         result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
     return result
@@ -199,7 +199,7 @@ def _explain_graphs(
     progress: Any, gradients: Any, options: dict[str, Any],
 ) -> Explanation:
     """Run ``methods`` over each graph and merge the results, keyed ``GRAPH/METHOD`` off the attention graph."""
-    from .mixing import ATTENTION, capture_mixing, get_graph, result_key
+    from ..mixing import ATTENTION, capture_mixing, get_graph, result_key
 
     scores: dict[str, np.ndarray] = {}
     labels: dict[str, list[str]] = {}
@@ -274,7 +274,7 @@ def target_inputs(
     the ``(L, H)`` head importance on this input (and recorded under ``"head_importance"``).
     Used by :func:`explain` and :func:`attnflow.evaluate`, so both compute the same thing.
     """
-    from .capture.gradients import target_gradients
+    from ..capture.gradients import target_gradients
 
     names = method_names(methods)
     options = dict(method_options)
@@ -282,7 +282,7 @@ def target_inputs(
     if any(get_method(name).needs_gradients for name in names):
         gradients = target_gradients(loaded, bound, input_ids, objective="score", head_gradients=False).gradients
     if _wants_importance(method_options):
-        from .heads.analysis import fusion_weights
+        from ..heads.analysis import fusion_weights
 
         found = target_gradients(loaded, bound, input_ids, objective="log_probability")
         options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
@@ -358,7 +358,7 @@ def explain_attentions(
         )
     grads = None
     if gradients is not None:
-        from .graph import _to_numpy
+        from ..graph import _to_numpy
 
         grads = _to_numpy(gradients, "gradients")
         if grads.shape != array.shape:

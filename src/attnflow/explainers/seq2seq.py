@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AttnflowError
-from .explanation import Explanation
-from .io import to_jsonable
+from ..errors import AttnflowError
+from ..explanation import Explanation
+from ..io import to_jsonable
 
 #: The methods that run on the combined encoder–decoder graph.
 SEQ2SEQ_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
@@ -130,8 +130,8 @@ def _target_token(captured: Any, loaded: Any, position: int, target: Any) -> tup
     if isinstance(target, str) and target.strip().lower() == "predicted":
         import torch
 
-        from .capture._eager import eager_attention
-        from .capture.seq2seq import _forward
+        from ..capture._eager import eager_attention
+        from ..capture.seq2seq import _forward
 
         with eager_attention(loaded.model), torch.no_grad():
             logits = _forward(loaded, captured.source_ids, captured.target_ids, output_attentions=False).logits
@@ -175,7 +175,7 @@ def seq2seq_scores(
     >>> scores["rollout"].shape, bool(np.allclose(scores["flow"].sum(axis=1), 1.0))
     ((2, 8), True)
     """
-    from .methods.seq2seq import seq2seq_flow, seq2seq_grad_rollout, seq2seq_raw, seq2seq_rollout
+    from ..methods.seq2seq import seq2seq_flow, seq2seq_grad_rollout, seq2seq_raw, seq2seq_rollout
 
     unknown = [name for name in methods if name not in SEQ2SEQ_METHODS]
     if unknown:
@@ -196,7 +196,7 @@ def seq2seq_scores(
         else:
             if model is None:
                 raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
-            from .capture.seq2seq import seq2seq_gradients
+            from ..capture.seq2seq import seq2seq_gradients
 
             token_id, _ = _target_token(captured, model, position, target)
             grads = seq2seq_gradients(captured, model, position, token_id=token_id)
@@ -238,9 +238,9 @@ def explain_seq2seq(
     >>> e.scores["rollout"].shape
     (2, 8)
     """
-    from .capture import load_model
-    from .capture.seq2seq import capture_seq2seq
-    from .explain import method_names
+    from ..capture import load_model
+    from ..capture.seq2seq import capture_seq2seq
+    from .text import method_names
 
     names = list(dict.fromkeys(method_names(methods)))
     if not names:
@@ -292,7 +292,7 @@ def explain_seq2seq(
     )
     result.seq2seq["source_share"] = {name: result.source_share(name).tolist() for name in names}
     if target is not None and "grad-rollout" not in names:
-        from .explain import TARGET_IGNORED
+        from .text import TARGET_IGNORED
 
         result.notes.append(TARGET_IGNORED)
     return result
