@@ -296,3 +296,63 @@ def explain_seq2seq(
 
         result.notes.append(TARGET_IGNORED)
     return result
+
+
+def explain_seq2seq_call(
+    text: str,
+    loaded: Any,
+    methods: Sequence[str] | str,
+    output: Any,
+    target: Any,
+    *,
+    decoder_text: str | None,
+    generate: int | None,
+    truncate: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    captured: Any = None,
+    words: bool = False,
+    graph: Any = None,
+    **method_options: Any,
+) -> Seq2SeqExplanation:
+    """What :func:`attnflow.explain` does with ``decoder_text=`` or an encoder–decoder model: check, then explain.
+
+    One-line errors for ``decoder_text`` on an encoder-only or decoder-only model,
+    an encoder–decoder model given neither ``decoder_text`` nor ``generate`` (or
+    both), and the options that are for one sequence only (``words``, ``graph``).
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> explain_seq2seq_call("7 2 9", load_model("reverse"), "rollout", None, None, decoder_text=None, generate=None)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The model 'reverse' is an encoder-decoder model: give the target with \
+decoder_text='...' (CLI: --decoder-text) or let it write one with generate=N (CLI: --generate N).
+    """
+    from ..capture.seq2seq import Seq2SeqAttention, require_seq2seq
+
+    require_seq2seq(loaded, "decoder_text" if decoder_text is not None else "generate")
+    if decoder_text is None and generate is None:
+        raise AttnflowError(
+            f"The model {loaded.name!r} is an encoder-decoder model: give the target with decoder_text='...' "
+            "(CLI: --decoder-text) or let it write one with generate=N (CLI: --generate N)."
+        )
+    if decoder_text is not None and generate is not None:
+        raise AttnflowError(
+            "Give one of decoder_text (the target to read) and generate (N tokens to write), not both."
+        )
+    if words:
+        raise AttnflowError("words=True (--words) is not supported for encoder-decoder models yet.")
+    if graph is not None and graph not in ("attention", ["attention"], ("attention",)):
+        raise AttnflowError(
+            "Context-mixing graphs (graph=..., --graph) are not supported for encoder-decoder models; "
+            "the methods run on the combined attention graph."
+        )
+    if captured is not None and (not isinstance(captured, Seq2SeqAttention) or captured.source_text != text):
+        raise AttnflowError(
+            "The 'captured' attention must be attnflow.capture.seq2seq.capture_seq2seq's result for this source."
+        )
+    return explain_seq2seq(
+        text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
+        progress=progress, captured=captured, **method_options,
+    )

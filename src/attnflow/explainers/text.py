@@ -34,6 +34,7 @@ def explain(
     generate: int | None = None,
     words: bool = False,
     graph: Sequence[str] | str | None = None,
+    decoder_text: str | None = None,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -84,6 +85,13 @@ def explain(
         Results over a context-mixing graph are keyed ``GRAPH/METHOD``
         (``"alti/rollout"``); over attention they keep the method's name.
         ``residual`` and gradient methods are for the attention graph only.
+    decoder_text
+        For an encoder–decoder model (T5, BART, Marian): the target the decoder
+        reads (teacher forcing); ``text`` is the source. Or give ``generate=N`` to
+        let the model write the target greedily. The result is a
+        :class:`attnflow.explainers.seq2seq.Seq2SeqExplanation` over the source and
+        target tokens (:func:`attnflow.explainers.seq2seq.explain_seq2seq`, which
+        says what ``output`` and ``target`` mean there).
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -107,6 +115,15 @@ def explain(
             + (" (call explain once per text)." if several else ".")
         )
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    from ..capture.seq2seq import is_seq2seq_model
+
+    if decoder_text is not None or is_seq2seq_model(loaded):
+        from .seq2seq import explain_seq2seq_call
+
+        return explain_seq2seq_call(
+            text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
+            progress=progress, captured=captured, words=words, graph=graph, **method_options,
+        )
     if generate is not None:
         from ..generation import explain_generation
 
