@@ -41,6 +41,7 @@ SOURCES: dict[str, str] = {
     "digits-faithfulness": "docs/results/digits-faithfulness.json",
     "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
     "evaluation-minilm": "docs/results/evaluation-minilm.json",
+    "heads-gates-sva": "docs/results/heads-gates-sva.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -218,6 +219,16 @@ def evaluation_faithfulness(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def heads_gates(results: dict[str, Any]) -> str:
+    """Stochastic-gate pruning on SVA, the model frozen against fine-tuned with the gates.
+
+    ``python -m attnflow.heads.gate_comparison`` wrote the results and prints this table too.
+    """
+    from attnflow.heads.gate_comparison import to_markdown
+
+    return to_markdown(results)
+
+
 #: Every table: marker name -> (results file, renderer).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
@@ -238,6 +249,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-grad_x_input": ("evaluation-minilm", evaluation_by_layer("grad_x_input")),
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
+    "heads-gates-sva": ("heads-gates-sva", heads_gates),
 }
 
 
