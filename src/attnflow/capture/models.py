@@ -119,6 +119,8 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None = None,
     *,
     trust_remote_code: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> LoadedModel:
     """Load a model and its tokenizer offline, or wrap ones already loaded.
 
@@ -134,6 +136,15 @@ def load_model(
         saved with the model.
     trust_remote_code
         Allow models whose config asks for code from their folder. Off by default.
+    dtype
+        ``"bfloat16"``, ``"float16"`` or ``"float32"``: load the weights in that
+        precision (folders load straight into it; a model object is converted in
+        place). ``None`` (default): as saved.
+    device
+        ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"auto"`` (``cuda`` when torch sees a
+        GPU, else ``cpu``): move the model there (a model object in place).
+        ``None`` (default): where it is (``cpu`` for folders). ``"cuda"`` without a
+        GPU is an error.
 
     Returns
     -------
@@ -164,16 +175,117 @@ def load_model(
     >>> lm.model.config.num_hidden_layers, lm.model.config.num_attention_heads
     (6, 12)
     """
+    torch_dtype = resolve_dtype(dtype)
+    torch_device = resolve_device(device)
     if isinstance(model, LoadedModel):
-        if tokenizer is None:
-            return model
-        return replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code))
+        if tokenizer is not None:
+            model = replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code))
+        return place_model(model, torch_dtype, torch_device)
     if model is None:
-        return _load_folder(resolve_bundled(DEFAULT_MODEL), DEFAULT_MODEL, tokenizer, trust_remote_code)
-    if isinstance(model, (str, os.PathLike)):
+        loaded = _load_folder(
+            resolve_bundled(DEFAULT_MODEL), DEFAULT_MODEL, tokenizer, trust_remote_code, torch_dtype
+        )
+    elif isinstance(model, (str, os.PathLike)):
         folder, name = _locate(model)
-        return _load_folder(folder, name, tokenizer, trust_remote_code)
-    return _wrap_model_object(model, tokenizer, trust_remote_code)
+        loaded = _load_folder(folder, name, tokenizer, trust_remote_code, torch_dtype)
+    else:
+        loaded = _wrap_model_object(model, tokenizer, trust_remote_code)
+    return place_model(loaded, torch_dtype, torch_device)
+
+
+#: What ``dtype=`` (``--dtype``) accepts.
+DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
+#: What ``device=`` (``--device``) accepts, besides ``"cuda:N"``.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def resolve_dtype(dtype: Any) -> Any:
+    """``"bfloat16"`` / ``"float16"`` / ``"float32"`` (or a torch dtype) as a torch dtype; ``None`` stays ``None``.
+
+    Examples
+    --------
+    >>> resolve_dtype("bfloat16"), resolve_dtype(None)
+    (torch.bfloat16, None)
+    """
+    if dtype is None:
+        return None
+    import torch
+
+    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "float32": torch.float32, "fp32": torch.float32, "float": torch.float32}
+    if isinstance(dtype, torch.dtype) and dtype in table.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.strip().lower() in table:
+        return table[dtype.strip().lower()]
+    raise AttnflowError(f"The 'dtype' parameter must be one of {', '.join(DTYPES)} or None; got {dtype!r} instead.")
+
+
+def resolve_device(device: Any) -> Any:
+    """``"auto"`` / ``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` as a torch device; ``None`` stays ``None``.
+
+    ``"auto"`` is ``cuda`` when torch sees a GPU, else ``cpu``. Asking for ``cuda``
+    without one is an :class:`AttnflowError` that names the way out.
+
+    Examples
+    --------
+    >>> resolve_device("cpu"), resolve_device(None)
+    (device(type='cpu'), None)
+    """
+    if device is None:
+        return None
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    key = device.strip().lower() if isinstance(device, str) else None
+    if key == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if key == "cpu":
+        return torch.device("cpu")
+    if key is not None and (key == "cuda" or (key.startswith("cuda:") and key[5:].isdigit())):
+        if not torch.cuda.is_available():
+            raise AttnflowError(
+                f"The device {device!r} needs a CUDA GPU, but torch sees none (torch.cuda.is_available() is False"
+                f"{'' if torch.version.cuda else '; this torch is a CPU-only build'}); use device='cpu' or 'auto' "
+                "(CLI: --device cpu)."
+            )
+        index = int(key[5:]) if ":" in key else 0
+        if index >= torch.cuda.device_count():
+            raise AttnflowError(
+                f"The device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1}."
+            )
+        return torch.device(key)
+    raise AttnflowError(
+        f"The 'device' parameter must be one of {', '.join(DEVICES)}, 'cuda:N' or None; got {device!r} instead."
+    )
+
+
+def place_model(loaded: LoadedModel, dtype: Any = None, device: Any = None) -> LoadedModel:
+    """Convert ``loaded.model`` to ``dtype`` and move it to ``device`` (in place), when they are given.
+
+    Examples
+    --------
+    >>> lm = place_model(load_model(), resolve_dtype("bfloat16"))
+    >>> next(lm.model.parameters()).dtype
+    torch.bfloat16
+    """
+    if dtype is None and device is None:
+        return loaded
+    model = loaded.model
+    params = next(iter(model.parameters()), None)
+    if params is not None and (dtype is None or params.dtype == dtype) and (
+        device is None or params.device == device
+    ):
+        return loaded
+    try:
+        model.to(**{k: v for k, v in (("dtype", dtype), ("device", device)) if v is not None})
+    except Exception as exc:  # out of GPU memory, a model that refuses the dtype
+        raise AttnflowError(
+            f"Could not put the model {loaded.name!r} on {device or 'its device'} in {dtype or 'its dtype'}: "
+            f"{first_line(exc)}"
+        ) from None
+    return loaded
 
 
 def _locate(model: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -275,6 +387,7 @@ def _load_folder(
     name: str,
     tokenizer: PreTrainedTokenizerBase | str | os.PathLike[str] | None,
     trust_remote_code: bool,
+    dtype: Any = None,
 ) -> LoadedModel:
     import transformers
 
@@ -294,6 +407,8 @@ def _load_folder(
         kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
         if any(folder.glob("*.safetensors")):
             kwargs["use_safetensors"] = True
+        if dtype is not None:
+            kwargs["dtype"] = dtype
         try:
             loaded = auto_class.from_pretrained(folder, config=config, **kwargs)
         except Exception as exc:

@@ -148,6 +148,8 @@ def capture_attention(
     batch_size: int = ...,
     trust_remote_code: bool = ...,
     heads: str = ...,
+    dtype: str | None = ...,
+    device: str | None = ...,
 ) -> CapturedAttention: ...
 
 
@@ -161,6 +163,8 @@ def capture_attention(
     batch_size: int = ...,
     trust_remote_code: bool = ...,
     heads: str = ...,
+    dtype: str | None = ...,
+    device: str | None = ...,
 ) -> list[CapturedAttention]: ...
 
 
@@ -173,6 +177,8 @@ def capture_attention(
     batch_size: int = 16,
     trust_remote_code: bool = False,
     heads: str = "all",
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> CapturedAttention | list[CapturedAttention]:
     """Run a text model and return its attention weights for each text, padding removed.
 
@@ -201,6 +207,12 @@ def capture_attention(
         runs, and only the float32 ``(L, 1, n, n)`` result is kept; what raw
         attention, rollout and flow with that ``head_fusion`` need, in ``1/(2H)``
         of the memory.
+    dtype, device
+        Load (or convert, or move) the model in this precision and onto this
+        device first, as :func:`attnflow.capture.load_model` does: ``"bfloat16"``,
+        ``"float16"``, ``"float32"``; ``"cpu"``, ``"cuda"``, ``"auto"``. The
+        per-layer reduction runs on the model's device; only its result comes
+        to the CPU.
 
     Returns
     -------
@@ -254,7 +266,7 @@ def capture_attention(
         raise AttnflowError(
             f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead."
         )
-    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     if loaded.tokenizer is None:
         raise AttnflowError(
             f"The model {loaded.name!r} is an image model (it has no tokenizer); explain an image with "
