@@ -10,6 +10,7 @@ import typer
 
 from ..errors import AttnflowError
 from ..methods import available_methods
+from ..mixing.registry import available_graphs
 from .common import (
     CLI_HEAD_FUSIONS,
     HEAD_FUSION_HELP,
@@ -36,7 +37,17 @@ def _check_size_option(value: str | None) -> str | None:
 
 
 def explain(
-    text: Annotated[str | None, typer.Argument(help="The text to explain (or give --image).")] = None,
+    text: Annotated[
+        str | None, typer.Argument(help="The text to explain (or give --image); an encoder-decoder model's source.")
+    ] = None,
+    decoder_text: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder-text",
+            help="Encoder-decoder models (T5, BART, Marian): the target the decoder reads; --output picks the "
+            "decoder position to explain [default: the one predicting the last target token].",
+        ),
+    ] = None,
     image: Annotated[
         Path | None,
         typer.Option(
@@ -58,6 +69,15 @@ def explain(
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
+    graph: Annotated[
+        list[str],
+        typer.Option(
+            "--graph",
+            help="Token-to-token graph the methods run over; repeat for several (results named GRAPH/METHOD, "
+            f"attention keeps plain names). Available: {', '.join(available_graphs())}.",
+            callback=choice(*available_graphs()),
+        ),
+    ] = ["attention"],  # noqa: B006
     output: Annotated[
         str | None,
         typer.Option(
@@ -69,8 +89,12 @@ def explain(
         int, typer.Option(help="Layer to show (1-based; -1 = top).", callback=check_layer_option)
     ] = -1,
     residual: Annotated[
-        float, typer.Option(help="Residual weight r in (1-r)*A + r*I.", callback=number_range(0, 1))
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
+            callback=number_range(0, 1),
+        ),
+    ] = None,
     head_fusion: Annotated[
         str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
     ] = "mean",
@@ -152,23 +176,21 @@ def explain(
     from ..io import check_output_file
     from ..report.terminal import explanation_table
 
-    options = {"residual": residual, "head_fusion": head_fusion}
+    options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
+    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None)
+    if graphs != ["attention"]:
+        del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
     if (text is None) == (image is None):
         raise AttnflowError(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
             + ("; got both." if text is not None else "; got neither.")
         )
     check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
-    if image is not None and (generate is not None or words):
-        raise AttnflowError(f"{'--generate' if generate is not None else '--words'} is for texts, not --image.")
+    if image is not None and (generate is not None or words or decoder_text is not None):
+        given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
+        raise AttnflowError(f"{given} is for texts, not --image.")
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
-    if generate is not None and (output is not None or target is not None):
-        given = " and ".join(name for name, value in (("--output", output), ("--target", target)) if value is not None)
-        raise AttnflowError(
-            f"{given} cannot be given with --generate: each generated token is explained at the position that "
-            "predicted it, for its log-probability."
-        )
     if image is not None:
         if target is not None and not target_needed(method, options):
             error_console.print(f"note: {TARGET_IGNORED}", highlight=False, markup=False)
@@ -195,11 +217,31 @@ def explain(
         )
         return
     wants_report = any(path is not None for path in (html_path, png_path, svg_path))
+    if wants_report and graphs != ["attention"]:
+        raise AttnflowError(
+            "--html, --png and --svg draw the attention graph; the report of a context-mixing graph "
+            f"({', '.join(g for g in graphs if g != 'attention')}) is not available yet: use --json or the table."
+        )
     if wants_report:
         from .report import check_report_paths
 
         check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
     model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
+    from ..capture.seq2seq import is_seq2seq_model
+
+    if decoder_text is not None or is_seq2seq_model(model):
+        explain_seq2seq_command(
+            text, model, decoder_text=decoder_text, generate=generate, methods=method, output=output, target=target,
+            layer=layer, truncate=truncate, max_flow_seconds=max_flow_seconds, json_path=json_path,
+            html_path=html_path, png_path=png_path, svg_path=svg_path, answer=answer, words=words, options=options,
+        )
+        return
+    if generate is not None and (output is not None or target is not None):
+        given = " and ".join(name for name, value in (("--output", output), ("--target", target)) if value is not None)
+        raise AttnflowError(
+            f"{given} cannot be given with --generate: each generated token is explained at the position that "
+            "predicted it, for its log-probability."
+        )
     _check_depth(layer, model)
     if generate is not None:
         _explain_generated(
@@ -213,7 +255,7 @@ def explain(
 
         captured = capture_attention(text, model, truncate=truncate)
     if "flow" in method:
-        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds)
+        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -226,6 +268,7 @@ def explain(
             progress=progress,
             captured=captured,
             words=words,
+            graph=graphs,
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
@@ -234,6 +277,46 @@ def explain(
         console.print(f"wrote {json_path}")
     if wants_report:
         _write_report(captured, result, method, layer, html_path, png_path, svg_path, options)
+
+
+def check_graphs(
+    graphs: list[str], methods: list[str], residual: float | None, *, image: bool = False, generate: bool = False
+) -> list[str]:
+    """``--graph`` against the other options, before any model loads: the graphs, duplicates dropped.
+
+    ``--residual`` weighs the residual added to attention weights, so it is refused with a
+    context-mixing graph (which contains the residual stream); so are gradient methods
+    (they weigh attention weights), ``--image`` and ``--generate``.
+
+    Examples
+    --------
+    >>> check_graphs(["alti", "attention", "alti"], ["rollout"], None)
+    ['alti', 'attention']
+    """
+    from ..methods import get_method
+
+    chosen = list(dict.fromkeys(graphs or ["attention"]))
+    others = [name for name in chosen if name != "attention"]
+    if not others:
+        return chosen
+    named = f"--graph {' --graph '.join(others)}"
+    if residual is not None:
+        raise AttnflowError(
+            f"--residual weighs the residual added to attention weights; {named} already contains the residual "
+            "stream: leave --residual out, or use --graph attention only."
+        )
+    gradient = [name for name in methods if get_method(name).needs_gradients]
+    if gradient:
+        raise AttnflowError(
+            f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention graph "
+            f"only; drop {named} or the method."
+        )
+    if image or generate:
+        raise AttnflowError(
+            f"{named} is for a text's own tokens; {'--image' if image else '--generate'} runs on the attention "
+            "graph only."
+        )
+    return chosen
 
 
 def _explain_generated(

@@ -54,6 +54,10 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
     >>> explanation_table(e, words=True).row_count
     1
     """
+    if getattr(explanation, "seq2seq", None) is not None:  # encoder-decoder: source and target sections
+        from .seq2seq import seq2seq_table
+
+        return seq2seq_table(explanation, layer)
     if words and explanation.words is None:
         from ..errors import AttnflowError
 
@@ -64,6 +68,10 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
     if explanation.model_name:
         title += f" · {explanation.model_name}"
     lines = [f"note: {note}" for note in explanation.notes]
+    graphs = (explanation.options or {}).get("graph")
+    if graphs:
+        lines.insert(0, f"graphs: {', '.join(map(str, graphs))} (a column GRAPH/METHOD runs METHOD over GRAPH; "
+                     "plain names run over attention)")
     if words:
         lines.append(f"words: {explanation.words.rule}")
     if explanation.generation is not None and explanation.output == "answer":
