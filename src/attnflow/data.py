@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AttnflowError
+from .errors import AttnflowError
 
 FILE_FORMATS: tuple[str, ...] = (".jsonl", ".csv", ".parquet", ".txt")
 
