@@ -134,3 +134,8 @@ def test_cli_unknown_graph_is_a_usage_error_listing_the_graphs(capsys):
     status, _, err = run_cli(capsys, "explain", "hello", "--graph", "nope")
     assert status == 2
     assert "attention, norm, globenc, alti, value-zeroing" in " ".join(err.split())
+
+
+def test_generate_with_a_graph_is_refused(tiny_gpt2_path):
+    with pytest.raises(AttnflowError, match="cannot be given with 'generate'"):
+        attnflow.explain("the keys", tiny_gpt2_path, graph="alti", generate=2)

@@ -126,6 +126,13 @@ def explain(
         )
     if generate is not None:
         from ..generation import explain_generation
+        from ..mixing import ATTENTION, graph_names
+
+        if graph is not None and graph_names(graph) != [ATTENTION]:
+            raise AttnflowError(
+                "The 'graph' parameter cannot be given with 'generate' for a decoder-only model: a generated answer "
+                "is explained over the attention graph only."
+            )
 
         given = [name for name, value in (("output", output), ("target", target), ("captured", captured))
                  if value is not None]
