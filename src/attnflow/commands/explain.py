@@ -533,3 +533,76 @@ def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
     if options.get("head_fusion") == "importance" and "head_importance" in result.options:
         return {**options, "head_fusion": result.options["head_importance"]}
     return options
+
+
+def explain_seq2seq_command(
+    text: str,
+    model: Any,
+    *,
+    decoder_text: str | None,
+    generate: int | None,
+    methods: list[str],
+    output: str | None,
+    target: str | None,
+    layer: int,
+    truncate: bool,
+    max_flow_seconds: float | None,
+    json_path: Path | None,
+    html_path: Path | None,
+    png_path: Path | None,
+    svg_path: Path | None,
+    answer: str,
+    words: bool,
+    options: dict[str, Any],
+) -> None:
+    """``explain --decoder-text TARGET`` / ``--generate N`` on an encoder–decoder model: the table, JSON, report.
+
+    ``TEXT`` is the source. ``--output`` is a decoder position (default: the one that
+    predicts the last target token), ``--layer`` a decoder layer, ``--target`` what
+    grad-rollout explains (``next``, ``predicted`` or a vocabulary token).
+    """
+    from ..capture.seq2seq import capture_seq2seq, require_seq2seq
+    from ..explainers.text import explain as run_explain
+    from ..report.terminal import explanation_table
+
+    require_seq2seq(model, "--decoder-text" if decoder_text is not None else "--generate")
+    if decoder_text is None and generate is None:
+        raise AttnflowError(
+            f"The model {model.name!r} is an encoder-decoder model: give the target with --decoder-text TEXT, or let "
+            "it write one with --generate N."
+        )
+    if decoder_text is not None and generate is not None:
+        raise AttnflowError("Give one of --decoder-text (the target to read) and --generate N, not both.")
+    refused = [name for name, on in (("--answer each", answer != "span"), ("--words", words),
+                                     ("--png", png_path is not None), ("--svg", svg_path is not None)) if on]
+    if refused:
+        raise AttnflowError(
+            f"{refused[0]} is not available for encoder-decoder models; --output picks the decoder position, "
+            "--json and --html write the explanation."
+        )
+    if options.get("head_fusion") == "importance":
+        raise AttnflowError(
+            "--head-fusion importance is not available for encoder-decoder models; use mean, max or min."
+        )
+    captured = capture_seq2seq(text, model, decoder_text=decoder_text, generate=generate, truncate=truncate)
+    check_layer(layer, captured.n_decoder_layers)
+    if "flow" in methods:
+        depth = captured.n_encoder_layers + 2 * captured.n_decoder_layers  # the layered graph's layers
+        nodes = captured.n_source + captured.n_target
+        _check_flow_time((depth, 1, nodes, nodes), False, max_flow_seconds)
+    with progress_bar("explaining") as progress:
+        result = run_explain(
+            text, model, methods=methods, output=output, target=target, decoder_text=decoder_text, generate=generate,
+            truncate=truncate, progress=progress, captured=captured, **options,
+        )
+    if captured.generated:
+        console.print(
+            f"target ({captured.n_target - 1} tokens, greedy): {captured.target_text!r}",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    console.print(explanation_table(result, layer=layer))
+    if json_path is not None:
+        result.to_json(json_path)
+        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
+    if html_path is not None:
+        raise AttnflowError("--html is not available for encoder-decoder models yet; use --json.")

@@ -231,7 +231,7 @@ def plausibility(
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq
-    from ..methods.seq2seq import seq2seq_scores
+    from ..explainers.seq2seq import seq2seq_scores
 
     loaded = load_model(model)
     examples = make_examples(count, seed=seed)
