@@ -2,13 +2,19 @@
 
 The rule (the same for WordPiece, byte-level BPE and SentencePiece tokenizers):
 
-- a **word** is a maximal run of pieces that no whitespace separates in the text:
-  a piece joins the word before it when it starts right where the previous piece
-  ends, neither of them touching whitespace there. ``"don't"`` is one word
-  (WordPiece writes ``don ' t``), ``"world,"`` is one word (the comma joins the
-  word it follows), ``"New York"`` is two;
-- a special token (``[CLS]``, ``<s>``, ...) is a group of its own, and so is a
-  piece that is only whitespace (a newline token): neither is part of a word;
+- the **words** are the text's whitespace-separated words (``str.split``): a
+  word is the run of pieces whose characters fall in one of them. ``"don't"`` is
+  one word (WordPiece writes ``don ' t``), ``"world,"`` is one word (the comma
+  joins the word it follows), ``"New York"`` is two. The word marks the
+  tokenizers write are read, not guessed: byte-level BPE's ``Ġ`` (``Ġke ys`` is
+  ``keys``), SentencePiece's ``▁`` (``▁New`` starts a word), WordPiece's ``##``;
+- a special token (``[CLS]``, ``<s>``, ``<|endoftext|>``; not ``<unk>``, which
+  stands for text) is a group of its own, and so is a piece that is only
+  whitespace (a lone ``Ġ`` or ``▁``, a newline ``Ċ`` or ``<0x0A>``): neither is
+  part of a word;
+- a piece that adds no character by itself (the first bytes of a character that
+  byte fallback splits into several pieces) belongs to the word of the piece
+  that completes it;
 - when a prompt and a generated answer are joined, no word spans the boundary;
 - a word's **score** is the sum of its pieces' scores (rollout's shares of a word
   are the shares of its pieces added up, so they still sum to one over the groups).
@@ -16,8 +22,10 @@ The rule (the same for WordPiece, byte-level BPE and SentencePiece tokenizers):
 Where the pieces lie in the text comes from the tokenizer's character offsets
 (fast tokenizers) for the text it encoded, and otherwise from decoding the ids
 piece by piece (a generated answer has ids, no text): the piece's text is what
-decoding one more id adds. WordPiece's ``##`` marks, byte-level BPE's ``Ġ`` and
-SentencePiece's ``▁`` are thereby read the way the tokenizer's own decoder reads them.
+decoding one more id adds. Decoding reads BPE's ``Ġ`` and SentencePiece's ``▁``
+as spaces exactly as the offsets do; WordPiece's decoder writes a space before
+every piece not marked ``##``, so decoded WordPiece ids (no text given) split
+``don ' t`` into three words.
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ from .errors import AttnflowError
 
 #: The grouping rule, as recorded in every explanation with words.
 WORD_RULE = (
-    "a word is a maximal run of pieces no whitespace separates in the text; special tokens and whitespace-only "
-    "pieces are groups of their own; a word's score is the sum of its pieces' scores"
+    "a word is the run of pieces whose characters fall in one whitespace-separated word of the text; special "
+    "tokens and whitespace-only pieces are groups of their own; a word's score is the sum of its pieces' scores"
 )
 
 
@@ -146,59 +154,113 @@ def word_groups(
     ids = [int(i) for i in input_ids]
     if not ids:
         raise AttnflowError("Cannot group an empty token sequence into words.")
+    n = len(ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    special = [bool(m) for m in tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)]
-    boundary = prompt_length
-    spans = _offset_spans(tokenizer, ids, text) if text is not None else None
-    # surfaces[i]: the piece's text; joins[i]: whether piece i continues the word of piece i-1
-    surfaces: list[str] = []
-    joins: list[bool] = []
-    known = 0 if spans is None else len(spans)
-    for i in range(len(ids)):
-        if i < known:
-            assert spans is not None and text is not None
-            start, end = spans[i]
-            surface = text[start:end]
-            previous = spans[i - 1] if i else None
-            gap = "" if previous is None else text[previous[1] : start]
-            contiguous = previous is not None and gap == "" and start >= previous[1]
-        else:
-            surface = _decoded_piece(tokenizer, ids, i)
-            contiguous = i > 0
-        joins.append(
-            i > 0
-            and contiguous
-            and not special[i]
-            and not special[i - 1]
-            and i != boundary
-            and bool(surface)
-            and not surface[0].isspace()
-            and bool(surfaces[i - 1])
-            and not surfaces[i - 1][-1].isspace()
-        )
-        surfaces.append(surface)
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    mask = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    special = [bool(m) and ids[i] != unknown for i, m in enumerate(mask)]
+    # a piece written as whitespace only (a lone Ġ or ▁, Ċ): a group of its own, whatever its offsets say
+    # (SentencePiece gives the ▁ it prepends the first character's offsets; RoBERTa trims Ġ's to nothing)
+    alone = [is_special or _blank_piece(piece) for is_special, piece in zip(special, pieces, strict=True)]
+    boundary = prompt_length if prompt_length is not None and 0 < prompt_length < n else n
+    spans = _offset_spans(tokenizer, ids[:boundary], text) if text is not None else []
+    known = len(spans)
+    # segments: (first, last + 1, the segment's text, each piece's (start, end) in it); no word spans two
+    segments: list[tuple[int, int, str, list[tuple[int, int]]]] = []
+    if known:
+        segments.append((0, known, text or "", spans))
+    for first, last in ((known, boundary), (boundary, n)):
+        if first < last:
+            segments.append((first, last, *_decoded_spans(tokenizer, ids, first, last, alone)))
     labels: list[str] = []
     groups: list[list[int]] = []
-    for i, join in enumerate(joins):
-        if join:
-            groups[-1].append(i)
-            labels[-1] += surfaces[i]
-        else:
-            groups.append([i])
-            labels.append(surfaces[i])
-    labels = [
-        label.strip() if label.strip() and not special[group[0]] else pieces[group[0]]
-        for label, group in zip(labels, groups, strict=True)
-    ]
+    for first, last, segment_text, segment_spans in segments:
+        for group, label in _group_segment(first, segment_text, segment_spans, alone[first:last]):
+            groups.append(group)
+            labels.append(label if label is not None else pieces[group[0]])
     return WordGroups(labels, groups)
 
 
-def _offset_spans(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, int]] | None:
-    """Character spans of the leading pieces of ``ids`` that encode ``text``, or ``None`` without offsets."""
+def _group_segment(
+    first: int, text: str, spans: list[tuple[int, int]], alone: list[bool]
+) -> list[tuple[list[int], str | None]]:
+    """Group one segment's pieces by the whitespace-separated words of its text; ``None`` labels: the piece's own.
+
+    ``alone[i]``: piece ``i`` is a group of its own (a special token, a whitespace piece).
+    """
+    word_of = [-1] * len(text)  # each character's word (-1: whitespace)
+    count = -1
+    for index, char in enumerate(text):
+        if not char.isspace():
+            if index == 0 or text[index - 1].isspace():
+                count += 1
+            word_of[index] = count
+    # each piece: ("alone", None) for special / whitespace-only, ("word", (lo, hi)) or ("empty", None)
+    kinds: list[tuple[str, tuple[int, int] | None]] = []
+    for (start, end), by_itself in zip(spans, alone, strict=True):
+        if by_itself:
+            kinds.append(("alone", None))
+            continue
+        words = [word_of[c] for c in range(max(start, 0), min(end, len(text))) if word_of[c] >= 0]
+        if words:
+            kinds.append(("word", (min(words), max(words))))
+        elif end > start:
+            kinds.append(("alone", None))
+        else:
+            kinds.append(("empty", None))
+    found: list[tuple[list[int], tuple[int, int] | None]] = []  # (positions, word range or None)
+    pending: list[int] = []  # empty pieces waiting for the piece that completes them
+    for offset, (kind, words) in enumerate(kinds):
+        position = first + offset
+        if kind == "empty":
+            pending.append(position)
+            continue
+        if kind == "word" and words is not None:
+            last = found[-1] if found else None
+            if last is not None and last[1] is not None and words[0] <= last[1][1]:
+                found[-1] = (last[0] + pending + [position], (last[1][0], max(last[1][1], words[1])))
+            else:
+                found.append((pending + [position], words))
+            pending = []
+            continue
+        if pending:  # empty pieces before a special or whitespace piece: they end the word before them
+            if found and found[-1][1] is not None:
+                found[-1] = (found[-1][0] + pending, found[-1][1])
+            else:
+                found.append((pending, None))
+            pending = []
+        found.append(([position], None))
+    if pending:
+        if found and found[-1][1] is not None:
+            found[-1] = (found[-1][0] + pending, found[-1][1])
+        else:
+            found.append((pending, None))
+    result: list[tuple[list[int], str | None]] = []
+    for positions, words in found:
+        if words is None:
+            result.append((positions, None))
+            continue
+        covered = [spans[p - first] for p in positions if spans[p - first][1] > spans[p - first][0]]
+        label = text[min(a for a, _ in covered) : max(b for _, b in covered)].strip()
+        result.append((positions, label or None))
+    return result
+
+
+#: How byte-level BPE and SentencePiece write whitespace in a piece (space, tab, newlines; SentencePiece's ▁).
+_WHITESPACE_MARKS = frozenset("▁ĠĉĊċČč")
+
+
+def _blank_piece(piece: str) -> bool:
+    """Whether a piece, as the tokenizer writes it, is whitespace only (``Ġ``, ``▁``, ``Ċ``, ``" "``)."""
+    return bool(piece) and all(c.isspace() or c in _WHITESPACE_MARKS for c in piece)
+
+
+def _offset_spans(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, int]]:
+    """Character spans of the leading pieces of ``ids`` that encode ``text`` (none without offsets)."""
     try:
         encoding = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, verbose=False)
     except (NotImplementedError, ValueError, TypeError):  # slow tokenizers give no offsets
-        return None
+        return []
     mine = [int(i) for i in encoding["input_ids"]]
     count = 0
     while count < min(len(mine), len(ids)) and mine[count] == ids[count]:
@@ -208,13 +270,41 @@ def _offset_spans(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, 
     return [(int(a), int(b)) for a, b in encoding["offset_mapping"][:count]]
 
 
-def _decoded_piece(tokenizer: Any, ids: list[int], i: int) -> str:
-    """What decoding id ``i`` adds to the ids before it (a few ids of context, so SentencePiece keeps its spaces)."""
-    start = max(0, i - 4)
-    before = tokenizer.decode(ids[start:i], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    after = tokenizer.decode(ids[start : i + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    if i > start and after.startswith(before):
-        return after[len(before) :]
-    if i == start:
-        return after
-    return tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(ids[i])])
+def _decoded_spans(
+    tokenizer: Any, ids: list[int], first: int, last: int, alone: list[bool]
+) -> tuple[str, list[tuple[int, int]]]:
+    """The text pieces ``first..last-1`` decode to, and each piece's span in it (pieces kept alone: empty)."""
+    text = ""
+    spans: list[tuple[int, int]] = []
+    for i in range(first, last):
+        surface = "" if alone[i] else _decoded_piece(tokenizer, ids, i, first)
+        spans.append((len(text), len(text) + len(surface)))
+        text += surface
+    return text, spans
+
+
+def _decoded_piece(tokenizer: Any, ids: list[int], i: int, first: int = 0) -> str:
+    """What decoding id ``i`` adds to the ids before it (a few ids of context, so SentencePiece keeps its spaces).
+
+    An incomplete character (a byte-fallback piece that only starts one) adds nothing: the piece
+    completing it adds the whole character.
+    """
+    start = max(first, i - 4)
+
+    def decode(part: list[int]) -> str:
+        return str(tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+    after = decode(ids[start : i + 1])
+    if i > start:
+        before = decode(ids[start:i]).rstrip("\ufffd")
+        surface = after[len(before) :] if after.startswith(before) else after[_common_prefix(before, after) :]
+    else:
+        surface = after
+    return "" if surface.strip("\ufffd") == "" and surface else surface
+
+
+def _common_prefix(a: str, b: str) -> int:
+    count = 0
+    while count < min(len(a), len(b)) and a[count] == b[count]:
+        count += 1
+    return count
