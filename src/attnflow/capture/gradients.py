@@ -380,3 +380,97 @@ def _objective(bound: BoundTarget, outputs: Any, attention_mask: torch.Tensor, o
     if objective == "log_probability" and bound.target.kind in ("class", "next_token"):
         return bound.from_outputs(outputs, attention_mask, "value").log()
     return bound.from_outputs(outputs, attention_mask, "score")
+
+
+def weighted_attention(loaded: LoadedModel, bound: BoundTarget, input_ids: Sequence[int]) -> Any:
+    """``mean_h max(0, dS/dA ⊙ A)`` per layer for the target's score: what grad-rollout needs, and only that.
+
+    One forward and one backward pass, as :func:`target_gradients` with
+    ``objective="score"``, but neither ``dS/dA`` nor ``A`` is kept per head: a forward
+    hook on each attention module (:func:`attnflow.capture._hooks.attention_hooks`)
+    registers a gradient hook on that layer's weights, and when the backward pass
+    reaches them the hook reduces ``(H, n, n)`` to the fused ``(n, n)`` in float64,
+    head by head, on the model's device; only that comes to the CPU. Autograd
+    still keeps what the backward pass needs (each layer's weights, as the model
+    saved them); the ``(L, H, n, n)`` float64 gradients and attentions of
+    :func:`target_gradients` are never made. Rows further than
+    :data:`attnflow.capture._reduce.EXACT_ROWS` from 1 (half-precision weights) are
+    renormalised in float64 first, as capture does.
+
+    Returns
+    -------
+    attnflow.methods.grad_rollout.WeightedAttention
+        float64 ``(L, n, n)``; zero for a layer the score does not depend on.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> from attnflow.capture.targets import resolve_target
+    >>> lm = load_model()
+    >>> ids = lm.tokenizer("Heads matter.")["input_ids"]
+    >>> bound = resolve_target("norm", lm).bind(lm, ids)
+    >>> w = weighted_attention(lm, bound, ids)
+    >>> g = target_gradients(lm, bound, ids, head_gradients=False)
+    >>> w.shape, bool(np.allclose(w.values, np.maximum(g.gradients * g.attentions, 0).mean(1), atol=1e-12))
+    ((6, 5, 5), True)
+    """
+    import torch
+
+    from ..methods.grad_rollout import WeightedAttention
+    from ._hooks import attention_hooks
+    from ._reduce import EXACT_ROWS
+
+    model = loaded.model
+    ids = [int(i) for i in input_ids]
+    if not ids:
+        raise AttnflowError("Cannot differentiate a target on an empty token sequence.")
+    n = len(ids)
+    device = getattr(model, "device", None)
+    tensor = torch.tensor([ids], dtype=torch.long, device=device)
+    attention_mask = torch.ones_like(tensor)
+    reduced: dict[int, Any] = {}
+    first: list[Any] = []
+
+    def reduce(layer: int, weights: Any) -> Any:
+        def on_gradient(grad: Any) -> None:
+            acc = torch.zeros((n, n), dtype=torch.float64, device=grad.device)
+            heads = weights.shape[1]
+            sums = weights[0].detach().sum(-1, dtype=torch.float64)
+            exact = weights.dtype in (torch.float32, torch.float64) and float((sums - 1).abs().max()) <= EXACT_ROWS
+            for head in range(heads):
+                a = weights[0, head].detach().to(torch.float64)
+                if not exact:  # as capture does: half-precision rows renormalised in float64
+                    a = a / sums[head].clamp_min(1e-300)[:, None]
+                acc += (grad[0, head].to(torch.float64) * a).clamp_min_(0.0)
+                del a
+            reduced[layer] = (acc / heads).cpu().numpy()
+            return None
+
+        return on_gradient
+
+    def on_layer(call: Any) -> None:
+        weights = call.weights
+        if not isinstance(weights, torch.Tensor) or tuple(weights.shape[-2:]) != (n, n) or weights.shape[0] != 1:
+            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+            raise AttnflowError(
+                f"The model {loaded.name!r} returned attention of layer {call.site.layer + 1} with shape {shape}; "
+                f"expected (1, heads, {n}, {n}). attnflow cannot capture its attention."
+            )
+        if weights.requires_grad:
+            weights.register_hook(reduce(call.site.layer, weights))
+            if not first:
+                first.append(weights)
+        return None
+
+    with attention_hooks(model, on_layer) as sites, torch.enable_grad():
+        outputs = run_model(model, bound.target, input_ids=tensor, attention_mask=attention_mask)
+        value = _objective(bound, outputs, attention_mask, "score")[0]
+        if value.requires_grad and first:
+            # Differentiating for the first layer's weights sends the backward pass through every later
+            # layer's weights too, so every hook fires; nothing else is kept.
+            torch.autograd.grad(value, first, allow_unused=True)
+        del outputs, value, first[:]
+    values = np.zeros((len(sites), n, n))
+    for layer, array in reduced.items():
+        values[layer] = array
+    return WeightedAttention(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,41 @@ from ..errors import AttnflowError
 from ..graph import as_attention_array
 from ..outputs import select_output
 from .registry import register_method
+
+
+@dataclass(frozen=True)
+class WeightedAttention:
+    """What grad-rollout keeps of a target's attention gradients: ``mean_h max(0, dy/dA[l, h] * A[l, h])``.
+
+    ``values`` is float64 ``(L, n, n)``, one fused map per layer, reduced while the
+    backward pass ran (:func:`attnflow.capture.gradients.weighted_attention`)
+    instead of keeping ``dy/dA`` ``(L, H, n, n)``. Give it to :func:`grad_rollout`
+    (or ``explain_attentions(..., gradients=)``) in place of the gradients; the
+    attentions then only fix the shape, so a head-fused capture serves.
+
+    Examples
+    --------
+    >>> a = np.array([[[[0.5, 0.5], [0.0, 1.0]]]])
+    >>> g = np.array([[[[-1.0, 2.0], [0.0, 3.0]]]])
+    >>> w = WeightedAttention(np.maximum(a * g, 0).mean(1))
+    >>> bool(np.array_equal(grad_rollout(a, w), grad_rollout(a, g)))
+    True
+    """
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 3 or values.shape[-1] != values.shape[-2]:
+            raise AttnflowError(f"WeightedAttention.values must have shape (L, n, n); got {values.shape}.")
+        if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+            raise AttnflowError("WeightedAttention.values must be finite and non-negative.")
+        object.__setattr__(self, "values", values)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(L, n, n)``."""
+        return tuple(self.values.shape)
 
 
 def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
@@ -27,7 +63,10 @@ def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
         arrays); numpy or torch. Rows must sum to 1.
     gradients
         ``(L, H, n, n)``: ``dy/dA`` for the target ``y``, same layout
-        (:func:`attnflow.capture.gradients.target_gradients` computes it).
+        (:func:`attnflow.capture.gradients.target_gradients` computes it); or a
+        :class:`WeightedAttention`, ``Abar`` already reduced layer by layer
+        (:func:`attnflow.capture.gradients.weighted_attention`), for which
+        ``attentions`` only needs the same ``L`` and ``n`` (any ``H``).
 
     Returns
     -------
@@ -66,6 +105,13 @@ def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
            [0., 4.]])
     """
     array = as_attention_array(attentions)
+    if isinstance(gradients, WeightedAttention):
+        if gradients.shape != (array.shape[0], *array.shape[2:]):
+            raise AttnflowError(
+                f"The weighted attention has shape {gradients.shape}; the attentions {array.shape} need "
+                f"{(array.shape[0], *array.shape[2:])} (L, n, n)."
+            )
+        return _roll(gradients.values)
     grads = np.asarray(
         gradients.detach().cpu().double().numpy() if hasattr(gradients, "detach") else gradients, dtype=np.float64
     )
@@ -78,7 +124,11 @@ def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
         )
     if not np.all(np.isfinite(grads)):
         raise AttnflowError("The 'gradients' parameter contains NaN or infinite values.")
-    fused = np.maximum(grads * array, 0.0).mean(axis=1)
+    return _roll(np.maximum(grads * array, 0.0).mean(axis=1))
+
+
+def _roll(fused: np.ndarray) -> np.ndarray:
+    """``R = I``, then ``R = R + Abar[l] @ R`` for each layer; every layer's ``R``, ``(L, n, n)``."""
     n_layers, n = fused.shape[0], fused.shape[-1]
     result = np.empty((n_layers, n, n))
     relevance = np.eye(n)
