@@ -160,10 +160,12 @@ class Explanation:
         position = int(self.generation["prompt_length"]) - 1 + k
         target = self.target
         if isinstance(target, dict) and "token_ids" in target:
-            target = {key: value for key, value in target.items() if key not in ("token_ids", "log_probabilities")}
+            target = {key: value for key, value in target.items()
+                      if key not in ("token_ids", "log_probabilities", "logits")}
             target["token_id"] = self.target["token_ids"][k]
-            if len(self.target.get("log_probabilities") or []) == count:
-                target["log_probability"] = self.target["log_probabilities"][k]
+            for many, one in (("logits", "logit"), ("log_probabilities", "log_probability")):
+                if len(self.target.get(many) or []) == count:
+                    target[one] = self.target[many][k]
         options = dict(self.options)
         if isinstance(options.get("head_importance"), list) and len(options["head_importance"]) == count:
             options["head_importance"] = options["head_importance"][k]

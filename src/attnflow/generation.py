@@ -10,8 +10,10 @@ generated tokens; ``n = P + G``):
   from. Explaining answer token ``k`` explains output position ``P + k - 1``,
   over the prompt and the answer tokens before it (causal attention gives
   position ``P + k - 1`` nothing from later tokens, so their scores are 0);
-- gradient methods (``grad-rollout``, ``head_fusion="importance"``) explain the
-  log-probability of answer token ``k`` at position ``P + k - 1``;
+- target-dependent methods explain answer token ``k`` at position ``P + k - 1``
+  as :func:`attnflow.explain` explains a next token: ``grad-rollout`` weighs
+  attention by the gradient of its logit, ``head_fusion="importance"`` by that of
+  its log-probability;
 - the *answer span* is explained by the mean of its tokens' explanations: the
   score of token ``j`` for the span is the mean over ``k`` of its score for
   answer token ``k`` (for raw attention and rollout this equals the method applied
@@ -300,8 +302,9 @@ def explain_generation(
     """Generate greedily after ``prompt``, then explain every answer token and the answer span.
 
     Answer token ``k`` is explained at the position that predicted it (``P + k - 1``)
-    over the prompt and the answer tokens before it; gradient methods explain its
-    log-probability there. The span's scores are the mean over the answer tokens
+    over the prompt and the answer tokens before it; ``grad-rollout`` differentiates
+    its logit there, ``head_fusion="importance"`` its log-probability (as
+    :func:`attnflow.explain` does for a next token). The span's scores are the mean over the answer tokens
     (:data:`SPAN_RULE`). ``methods``, ``progress`` and ``method_options`` are as
     for :func:`attnflow.explain`; ``words=True`` adds word groups
     (:mod:`attnflow.words`).
@@ -331,14 +334,18 @@ def explain_generation(
     positions = generation.predicting_positions
     per_token: list[Any] = []
     weights: list[Any] = []
+    logits: list[float] = []
     values: list[float] = []
     for k, position in enumerate(positions):
         gradients, options = None, dict(method_options)
-        if needs_gradients or importance:
-            found, padded = answer_gradients(loaded, ids, generation.prompt_length + k, head_gradients=importance)
+        if needs_gradients:
+            found, gradients = answer_gradients(loaded, ids, generation.prompt_length + k, objective="score")
+            logits.append(found.value)
+        if importance:
+            found, _ = answer_gradients(
+                loaded, ids, generation.prompt_length + k, objective="log_probability", head_gradients=importance
+            )
             values.append(found.value)
-            if needs_gradients:
-                gradients = padded
             if importance:
                 from .heads.analysis import fusion_weights
 
@@ -367,10 +374,16 @@ def explain_generation(
             "spec": "generated",
             "kind": "next_token",
             "head": "causal_lm",
-            "measure": "log-probability of each generated token at the position that predicted it",
+            "measure": (
+                "each generated token at the position that predicted it: grad-rollout its logit, head "
+                "importance its log-probability"
+            ),
             "token_ids": list(generation.answer_ids),
-            "log_probabilities": values,
         }
+        if logits:
+            target["logits"] = logits
+        if values:
+            target["log_probabilities"] = values
     recorded = dict(method_options)
     if importance:
         recorded["head_fusion"] = "importance"
@@ -397,11 +410,13 @@ def explain_generation(
 
 
 def answer_gradients(
-    loaded: Any, input_ids: Sequence[int], position: int, *, head_gradients: bool = False
+    loaded: Any, input_ids: Sequence[int], position: int, *, objective: str = "score", head_gradients: bool = False
 ) -> tuple[Any, np.ndarray]:
-    """The gradient of the log-probability of the token at ``position``, read where it was predicted.
+    """The gradient of the token at ``position``'s logit (or log-probability), read where it was predicted.
 
-    ``S = log p(input_ids[position] | input_ids[:position])``, the causal model's
+    ``S`` is the logit of ``input_ids[position]`` given ``input_ids[:position]``
+    (``objective="score"``, what ``grad-rollout`` uses), or its log-probability
+    (``objective="log_probability"``, what head importance uses): the causal model's
     output at position ``position - 1``. It is differentiated on the prefix
     ``input_ids[:position]`` (all that output depends on), and the gradient is
     padded with zeros to the whole sequence of ``n`` tokens: the entries left at 0
@@ -430,7 +445,7 @@ def answer_gradients(
     token = ids[position]
     target = Target(TargetSpec("index", token), "causal_lm", "next_token", index=token, model_name=loaded.name)
     found = target_gradients(
-        loaded, BoundTarget(target, token, None), ids[:position], objective="log_probability",
+        loaded, BoundTarget(target, token, None), ids[:position], objective=objective,  # type: ignore[arg-type]
         head_gradients=head_gradients,
     )
     padded = np.zeros(found.gradients.shape[:2] + (n, n))

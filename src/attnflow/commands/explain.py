@@ -240,7 +240,7 @@ def explain(
         given = " and ".join(name for name, value in (("--output", output), ("--target", target)) if value is not None)
         raise AttnflowError(
             f"{given} cannot be given with --generate: each generated token is explained at the position that "
-            "predicted it, for its log-probability."
+            "predicted it, for that token."
         )
     _check_depth(layer, model)
     if generate is not None:

@@ -72,7 +72,7 @@ def explain(
         many tokens, then explain the answer (:mod:`attnflow.generation`). The result
         has ``output="answer"``: ``scores`` are the mean over the answer tokens, each
         explained at the position that predicted it (``answer_token(k)`` gives token
-        ``k`` alone; gradient methods explain its log-probability). ``output``,
+        ``k`` alone; ``grad-rollout`` explains its logit, head importance its log-probability). ``output``,
         ``target`` and ``captured`` cannot be given with it.
     words
         Also group the tokens into words (:mod:`attnflow.words`); ``word_scores``
@@ -139,7 +139,7 @@ def explain(
         if given:
             raise AttnflowError(
                 f"The {' and '.join(repr(g) for g in given)} parameter(s) cannot be given with 'generate': a generated "
-                "answer is explained at the positions that predicted its tokens, for their log-probabilities."
+                "answer is explained at the positions that predicted its tokens, for those tokens."
             )
         return explain_generation(
             text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options

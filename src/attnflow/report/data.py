@@ -610,7 +610,7 @@ def mark_report(data: ReportData, explanation: Explanation) -> ReportData:
         if get_method(name).needs_gradients:
             notes = [note for note in notes if not note.startswith(f"Method {name} explains a target")]
             notes.append(
-                f"Method {name} explains each generated token's log-probability and was computed at the positions "
+                f"Method {name} explains each generated token (its logit) and was computed at the positions "
                 "that predicted the answer tokens only; other outputs show it as not computed."
             )
     return dataclasses.replace(
