@@ -35,6 +35,8 @@ def explain(
     words: bool = False,
     graph: Sequence[str] | str | None = None,
     decoder_text: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -92,6 +94,12 @@ def explain(
         :class:`attnflow.explainers.seq2seq.Seq2SeqExplanation` over the source and
         target tokens (:func:`attnflow.explainers.seq2seq.explain_seq2seq`, which
         says what ``output`` and ``target`` mean there).
+    dtype, device
+        Load the model in this precision (``"bfloat16"``, ``"float16"``, ``"float32"``;
+        ``None``: as saved) and on this device (``"cpu"``, ``"cuda"``, ``"auto"``;
+        ``None``: where it is), as :func:`attnflow.capture.load_model` does. Rows of
+        half-precision attention are renormalised in float64; a note gives the
+        largest correction (docs/capture.md).
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -114,7 +122,7 @@ def explain(
             f"The 'text' parameter must be one string; got {type(text).__name__}"
             + (" (call explain once per text)." if several else ".")
         )
-    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(loaded):
@@ -144,10 +152,18 @@ def explain(
         return explain_generation(
             text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options
         ).explanation
+    from ..capture.plan import capture_heads, fits
+
+    heads = capture_heads(methods, method_options)  # fused while the model runs when the methods allow it
     if captured is None:
-        captured = capture_attention(text, loaded, truncate=truncate)
+        captured = capture_attention(text, loaded, truncate=truncate, heads=heads)
     elif captured.text != text:
         raise AttnflowError("The 'captured' attention must be of the text being explained.")
+    elif not fits(captured, heads):
+        raise AttnflowError(
+            f"The 'captured' attention holds the heads fused by {captured.head_fusion!r}; these methods and options "
+            f"need {'every head' if heads == 'all' else repr(heads)}: capture with heads='all'."
+        )
     if output is None:
         output = "last" if captured.is_causal else "cls"
     from ..mixing import ATTENTION, graph_names
@@ -183,11 +199,34 @@ def explain(
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
+    note = correction_note(captured)
+    if note:
+        result.notes.append(note)
     if words:
         from ..words import word_groups
 
         result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
     return result
+
+
+def correction_note(captured: Any) -> str | None:
+    """The note for attention rows renormalised in float64 (half-precision models), or ``None`` when they were exact.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> correction_note(SimpleNamespace(row_correction=0.0028))
+    'attention rows renormalised in float64: the model's rows summed to 1 within 0.0028 (half precision).'
+    """
+    from ..capture._reduce import EXACT_ROWS
+
+    correction = float(getattr(captured, "row_correction", 0.0) or 0.0)
+    if correction <= EXACT_ROWS:
+        return None
+    return (
+        f"attention rows renormalised in float64: the model's rows summed to 1 within {correction:.2g} "
+        "(half precision)."
+    )
 
 
 def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, method_options: dict[str, Any]) -> None:
@@ -289,11 +328,13 @@ def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) 
 
 def target_inputs(
     loaded: Any, bound: Any, input_ids: Sequence[int], methods: Sequence[str] | str, method_options: dict[str, Any]
-) -> tuple[np.ndarray | None, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     """What the target gives the methods for one input: attention gradients and importance weights.
 
-    Returns ``(gradients, options)``: ``gradients`` is ``dS/dA`` ``(L, H, n, n)`` of the
-    target's score (Chefer et al.) when a chosen method needs it, else ``None``;
+    Returns ``(gradients, options)``: ``gradients`` is what grad-rollout reads of ``dS/dA``
+    for the target's score (Chefer et al.), ``mean_h max(0, dS/dA * A)`` per layer as a
+    :class:`attnflow.methods.grad_rollout.WeightedAttention` ``(L, n, n)``, when a chosen
+    method needs it, else ``None``;
     ``options`` is ``method_options`` with ``head_fusion="importance"`` replaced by
     the ``(L, H)`` head importance on this input (and recorded under ``"head_importance"``).
     Used by :func:`explain` and :func:`attnflow.evaluate`, so both compute the same thing.
@@ -304,7 +345,10 @@ def target_inputs(
     options = dict(method_options)
     gradients = None
     if any(get_method(name).needs_gradients for name in names):
-        gradients = target_gradients(loaded, bound, input_ids, objective="score", head_gradients=False).gradients
+        from ..capture.gradients import weighted_attention
+
+        # grad-rollout reads mean_h max(0, dS/dA * A) only: reduced layer by layer in the backward pass
+        gradients = weighted_attention(loaded, bound, input_ids)
     if _wants_importance(method_options):
         from ..heads.analysis import fusion_weights
 
@@ -339,7 +383,8 @@ def explain_attentions(
     """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
 
     ``gradients`` (``(L, H, n, n)``, the target's gradient with respect to each
-    attention weight) is given to the methods that need it (``grad-rollout``);
+    attention weight, or a :class:`attnflow.methods.grad_rollout.WeightedAttention`)
+    is given to the methods that need it (``grad-rollout``);
     without it they are refused. ``head_fusion`` may be an ``(L, H)`` array of
     head weights, e.g. ``attnflow.heads.analyze_heads(...).importance``.
 
@@ -381,7 +426,11 @@ def explain_attentions(
             "target=...), or pass the (L, H) head weights, e.g. attnflow.heads.analyze_heads(...).importance."
         )
     grads = None
-    if gradients is not None:
+    from ..methods.grad_rollout import WeightedAttention
+
+    if isinstance(gradients, WeightedAttention):
+        grads = gradients  # grad_rollout checks its (L, n, n) against the attentions
+    elif gradients is not None:
         from ..graph import _to_numpy
 
         grads = _to_numpy(gradients, "gradients")
