@@ -10,6 +10,7 @@ import typer
 
 from ..io import check_input_file, check_output_folder, write_folder
 from ..methods import available_methods, get_method
+from ..mixing.registry import available_graphs
 from .common import (
     CLI_HEAD_FUSIONS,
     HEAD_FUSION_HELP,
@@ -65,6 +66,16 @@ def evaluate(
             help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} "
             "(default: raw, rollout and flow).",
             callback=check_method_option,
+        ),
+    ] = None,
+    graph: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--graph",
+            help="Token-to-token graph the methods run over; repeat for several (each method judged per graph, "
+            f"named GRAPH/METHOD; attention keeps plain names). Available: {', '.join(available_graphs())} "
+            "(default: attention).",
+            callback=choice(*available_graphs()),
         ),
     ] = None,
     target: Annotated[
@@ -193,6 +204,19 @@ def evaluate(
             _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for a sharded run; add --engine local or ray.")
     elif address is not None and engine != "ray":
         _usage(ctx, "--address is for --engine ray.")
+    graphs = list(dict.fromkeys(graph or ["attention"]))
+    others = [name for name in graphs if name != "attention"]
+    if others:
+        named = "--graph " + " --graph ".join(others)
+        if engine is not None:
+            _usage(ctx, f"{named}: a sharded run (--engine) evaluates the attention graph only.")
+        if "residual" in given:
+            _usage(ctx, f"--residual weighs the residual added to attention weights; {named} already contains the "
+                   "residual stream: leave --residual out, or use --graph attention only.")
+        gradient = [name for name in (method or []) if get_method(name).needs_gradients]
+        if gradient:
+            _usage(ctx, f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention "
+                   f"graph only; drop {named} or the method.")
     check_input_file(data, "--data")
     if engine is not None:
         methods = check_methods(list(method)) if method else list(default_methods())
@@ -212,6 +236,8 @@ def evaluate(
     methods = check_methods(list(method)) if method else list(default_methods())
     accepted = set().union(*(get_method(name).options for name in methods))
     options = {key: value for key, value in (("residual", residual), ("head_fusion", head_fusion)) if key in accepted}
+    if others:  # the context-mixing graphs contain the residual; the attention graph takes the default
+        options.pop("residual", None)
     with progress_bar("evaluating") as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IntegratedGradientsWarning)
         result = run_evaluate(
@@ -232,6 +258,7 @@ def evaluate(
             truncate=truncate,
             trust_remote_code=trust_remote_code,
             progress=progress,
+            graphs=graphs,
             **options,
         )
     files = render_outputs(result)
@@ -241,8 +268,8 @@ def evaluate(
 
 #: Options of texts only (not for --images), by parameter name.
 _TEXT_ONLY = frozenset({
-    "target", "ground_truth", "output", "blank", "faithfulness", "percent", "removal", "ig_steps", "batch_size",
-    "truncate", "trust_remote_code", "engine", "workers", "threads", "address", "shard_size",
+    "graph", "target", "ground_truth", "output", "blank", "faithfulness", "percent", "removal", "ig_steps",
+    "batch_size", "truncate", "trust_remote_code", "engine", "workers", "threads", "address", "shard_size",
 })
 
 

@@ -397,6 +397,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     with_special_tokens: bool = False,
     first_index: int = 0,
+    graphs: Sequence[str] | str | None = None,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -456,6 +457,12 @@ def evaluate(
         and its random baseline seeded by ``default_rng([seed, first_index + i])``, so a
         slice of a data set evaluates exactly as those rows of the whole (``attnflow
         batch --evaluate`` and ``attnflow evaluate --engine`` rely on it).
+    graphs
+        The token-to-token graph(s) the methods run over (:mod:`attnflow.mixing`; default
+        ``"attention"``). Each method over a context-mixing graph is judged as its own
+        entry, named ``GRAPH/METHOD`` (``"alti/rollout"``) in ``methods`` and every table;
+        over attention methods keep their names. ``residual`` and gradient methods are
+        for the attention graph only, as in :func:`attnflow.explain`.
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -494,6 +501,14 @@ def evaluate(
     if not isinstance(with_special_tokens, (bool, np.bool_)):
         raise AttnflowError(f"The 'with_special_tokens' parameter must be True or False; got {with_special_tokens!r}.")
     _check_method_options(names, method_options)
+    from ..mixing import ATTENTION, graph_names, result_key
+
+    graph_list = graph_names(graphs)
+    if graph_list != [ATTENTION]:
+        from ..explainers.text import check_graph_options
+
+        check_graph_options(graph_list, names, method_options)
+    keys = [result_key(graph, name) for graph in graph_list for name in names]
 
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     resolved = resolve_target(target, loaded)
@@ -526,6 +541,8 @@ def evaluate(
         seed=seed,
         method_options=method_options,
         with_special_tokens=bool(with_special_tokens),
+        graphs=graph_list,
+        keys=keys,
     )
     results: list[ExampleResult] = []
     n_layers = 0
@@ -553,10 +570,12 @@ def evaluate(
         "with_special_tokens": bool(with_special_tokens),
         **method_options,
     }
+    if graph_list != [ATTENTION]:
+        options["graphs"] = list(graph_list)
     return EvaluationResult(
         model_name=loaded.name,
         target=resolved.describe(),
-        methods=names,
+        methods=keys,
         ground_truths=truths,
         n_layers=n_layers,
         output=output,
@@ -583,6 +602,12 @@ class _Settings:
     seed: int
     method_options: dict[str, Any]
     with_special_tokens: bool = False
+    graphs: list[str] = field(default_factory=lambda: ["attention"])
+    #: The result names, ``GRAPH/METHOD`` off the attention graph (``methods`` when it is the only one).
+    keys: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.keys = self.keys or list(self.methods)
 
 
 def _evaluate_one(
@@ -597,10 +622,17 @@ def _evaluate_one(
     gradients, options = None, settings.method_options
     if target_needed(settings.methods, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, settings.methods, options)
-    explanation = explain_attentions(
-        capture.attentions, capture.tokens, methods=settings.methods, output=settings.output, gradients=gradients,
-        **options,
-    )
+    if settings.graphs == ["attention"]:
+        explanation = explain_attentions(
+            capture.attentions, capture.tokens, methods=settings.methods, output=settings.output,
+            gradients=gradients, **options,
+        )
+    else:  # one hooked forward pass per example serves every analytic graph
+        from ..explainers.text import _explain_graphs
+
+        explanation = _explain_graphs(
+            settings.graphs, loaded, capture, settings.methods, settings.output, None, gradients, dict(options)
+        )
     scores = explanation.scores
     n = len(ids)
     every = list(range(n))
@@ -637,13 +669,13 @@ def _evaluate_one(
                 stacklevel=3,
             )
     correlations = {
-        truth: {method: layer_correlations(scores[method], truths[truth], content) for method in settings.methods}
+        truth: {method: layer_correlations(scores[method], truths[truth], content) for method in settings.keys}
         for truth in settings.truths
     }
     correlations_all = None
     if settings.with_special_tokens:
         correlations_all = {
-            truth: {method: layer_correlations(scores[method], truths_all[truth], every) for method in settings.methods}
+            truth: {method: layer_correlations(scores[method], truths_all[truth], every) for method in settings.keys}
             for truth in settings.truths
         }
     faith: dict[str, FaithfulnessScores] = {}
@@ -655,7 +687,7 @@ def _evaluate_one(
             return perturb.score_sequences(loaded, bound, sequences, kind="value", batch_size=settings.batch_size)
 
         faith = faithfulness_many(
-            {method: scores[method][layer - 1] for method in settings.methods},
+            {method: scores[method][layer - 1] for method in settings.keys},
             predict,
             candidates=content,
             percents=settings.percents,
