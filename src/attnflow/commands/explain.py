@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..capture.models import DEVICES, DTYPES
 from ..errors import AttnflowError
 from ..methods import available_methods
 from ..mixing.registry import available_graphs
@@ -165,6 +166,24 @@ def explain(
             help="Sum subword scores to words (pieces no whitespace separates) in the table, JSON and report.",
         ),
     ] = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype",
+            help="Load the model in bfloat16, float16 or float32 [default: as saved]; half-precision rows are "
+            "renormalised in float64 (a note gives the correction).",
+            callback=choice(*DTYPES),
+        ),
+    ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Run the model on cuda, cpu, or auto (cuda when torch sees a GPU); only the head-fused "
+            "attention comes back to the CPU.",
+            callback=choice(*DEVICES),
+        ),
+    ] = "auto",
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -209,7 +228,11 @@ def explain(
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
         from ..capture.image import DEFAULT_IMAGE_MODEL
 
-        loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
+        if dtype is not None:
+            raise AttnflowError("--dtype is for texts; image models run in the precision they were saved in.")
+        loaded = load_model(
+            DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, device=device
+        )
         _check_depth(layer, loaded)
         _explain_image(
             image, loaded, method, output, layer, target, image_size, trust_remote_code,
@@ -226,7 +249,8 @@ def explain(
         from .report import check_report_paths
 
         check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
-    model = load_model(model, trust_remote_code=trust_remote_code)  # once: explain and the report share it
+    # once: explain and the report share it
+    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
@@ -252,8 +276,9 @@ def explain(
     captured = None
     if wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
         from ..capture import capture_attention
+        from ..capture.plan import capture_heads
 
-        captured = capture_attention(text, model, truncate=truncate)
+        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(method, options))
     if "flow" in method:
         _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
     with progress_bar("explaining") as progress:
@@ -426,6 +451,8 @@ def _write_report(
         from ..report.data import mark_report
 
         data = mark_report(data, explanation if explanation is not None else result)
+    if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
+        data = dataclasses.replace(data, n_heads=captured.model_heads)
     for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
