@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,16 +24,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..tasks.reproduce import Reproduction
 
-TASKS = ("sva",)
+TASKS = ("sva", "reverse")
 #: What ``--out`` receives (``model/`` too with ``--retrain``).
 OUTPUT_FILES = ("results.json", "tables.md", "examples.jsonl", "examples.csv", "correlation_by_layer.png")
 
 
 def reproduce(
-    task: Annotated[str, typer.Argument(help="What to reproduce: sva (subject-verb agreement, the paper's Table 1).")],
+    task: Annotated[
+        str,
+        typer.Argument(
+            help="What to reproduce: sva (subject-verb agreement, the paper's Table 1), or reverse (the bundled "
+            "encoder-decoder model: how often each method puts the aligned source digit first, per layer)."
+        ),
+    ],
     n: Annotated[
-        int, typer.Option("--n", help="Test sentences to evaluate (the paper: 2000).", callback=number_range(1))
-    ] = 2000,
+        int | None,
+        typer.Option(
+            "--n", help="Test examples to evaluate [default: 2000 for sva (as the paper), 200 for reverse].",
+            callback=number_range(1),
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -63,6 +73,10 @@ def reproduce(
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
+    if task.strip().lower() == "reverse":
+        _reproduce_reverse(200 if n is None else n, out, retrain, seed, method, overwrite)
+        return
+    n = 2000 if n is None else n
     check_output_folder(out, names=OUTPUT_FILES, overwrite=overwrite)
     if retrain and out is None:
         raise AttnflowError("--retrain needs --out DIR: the new model is saved in DIR/model.")
@@ -164,3 +178,36 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
         table.add_row(m, *(_rate(r) for r in rates))
     tables.append(table)
     return tables
+
+
+def _reproduce_reverse(
+    n: int, out: Path | None, retrain: bool, seed: int, method: list[str] | None, overwrite: bool
+) -> None:
+    """``attnflow reproduce reverse``: plausibility per decoder layer on held-out reversals (docs/seq2seq.md)."""
+    import json
+
+    from ..io import check_output_folder, write_folder
+    from ..tasks.seq2seq_task import PLAUSIBILITY_METHODS, plausibility, plausibility_table, train
+
+    check_output_folder(out, names=("results.json",), overwrite=overwrite)
+    if retrain and out is None:
+        raise AttnflowError("--retrain needs --out DIR: the new model is saved in DIR/model.")
+    methods = list(dict.fromkeys(method)) if method else list(PLAUSIBILITY_METHODS)
+    wrong = [m for m in methods if m not in PLAUSIBILITY_METHODS]
+    if wrong:
+        raise AttnflowError(
+            f"--method {wrong[0]} does not run on encoder-decoder models; available: {', '.join(PLAUSIBILITY_METHODS)}."
+        )
+    model: Any = "reverse"
+    if retrain:
+        assert out is not None
+        error_console.print(f"training the reversal model into {out / 'model'} (seed {seed})", highlight=False)
+        report = train(out / "model", seed=seed)
+        error_console.print(f"exact match {report.exact_match:.3f} on {report.test_examples} held-out sources")
+        model = out / "model"
+    with progress_bar("explaining reversals") as progress:
+        result = plausibility(model, count=n, seed=20_000 + seed, methods=methods, progress=progress)
+    console.print(plausibility_table(result))
+    if out is not None:
+        write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
+        console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)

@@ -25,7 +25,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,49 +218,116 @@ PLAUSIBILITY_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout
 
 
 def plausibility(
-    model: Any = "reverse", *, count: int = 200, seed: int = 20_000, methods: Sequence[str] = PLAUSIBILITY_METHODS
+    model: Any = "reverse",
+    *,
+    count: int = 200,
+    seed: int = 20_000,
+    methods: Sequence[str] = PLAUSIBILITY_METHODS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """How often each method ranks the aligned source token first, per decoder layer.
 
-    For ``count`` held-out reversals (drawn with ``seed``), every target token's
-    prediction is explained (teacher forcing on the correct target) with each
-    method on the combined encoder–decoder graph (:mod:`attnflow.methods.seq2seq`),
-    and the top-scoring *source digit* (``</s>`` and the target side left out) is
-    compared with the aligned one. Returns a JSON-ready dict:
-    ``{"methods": {method: [share per decoder layer]}, "examples", "predictions", ...}``.
+    For ``count`` held-out reversals (drawn with ``seed``; training used seeds below
+    10 000 and the test set 10 000 + seed), every target token's prediction is
+    explained (teacher forcing on the correct target, residual 0.5, mean over heads)
+    with each method on the combined encoder–decoder graph
+    (:mod:`attnflow.methods.seq2seq`), and the top-scoring *source digit* (``</s>``
+    and the target side left out) is compared with the aligned one; ties count as
+    misses unless the aligned digit is the only maximum. Returns a JSON-ready dict:
+    ``{"methods": {method: [share per decoder layer]}, "chance", "predictions", ...}``;
+    ``chance`` is the share a random ranking of the source digits would get.
+
+    Examples
+    --------
+    >>> result = plausibility(count=2, methods=("raw", "rollout"))
+    >>> result["predictions"], sorted(result["methods"]), len(result["methods"]["rollout"])
+    (11, ['raw', 'rollout'], 2)
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq
     from ..explainers.seq2seq import seq2seq_scores
+    from ..methods.seq2seq import seq2seq_flow, seq2seq_raw, seq2seq_rollout
 
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise AttnflowError(f"The number of examples must be a positive integer; got {count!r}.")
+    unknown = [m for m in methods if m not in PLAUSIBILITY_METHODS]
+    if unknown or not methods:
+        raise AttnflowError(f"Plausibility is measured for {', '.join(PLAUSIBILITY_METHODS)}; got {list(methods)}.")
     loaded = load_model(model)
     examples = make_examples(count, seed=seed)
     hits: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    correct = 0
-    predictions = 0
-    for example in examples:
+    confident = predictions = 0
+    chance = 0.0
+    for index, example in enumerate(examples):
         captured = capture_seq2seq(example.source_text, loaded, decoder_text=example.target_text)
-        log_probs = np.asarray(captured.log_probabilities)
-        correct += int(np.sum(log_probs > np.log(0.5)))
-        for k in range(len(example.target)):
-            position = k  # decoder position k predicts target token k (position 0 is the start token)
+        arrays = (captured.encoder, captured.decoder, captured.cross)
+        confident += int(np.sum(np.asarray(captured.log_probabilities[: len(example.target)]) > np.log(0.5)))
+        table: dict[str, np.ndarray] = {}  # (Ld, nt, N): all decoder positions at once
+        if "raw" in methods:
+            table["raw"] = seq2seq_raw(*arrays)
+        if "rollout" in methods:
+            table["rollout"] = seq2seq_rollout(*arrays)
+        if "flow" in methods:
+            table["flow"] = seq2seq_flow(*arrays, outputs=list(range(len(example.target))))
+        n = len(example.source)
+        for k in range(len(example.target)):  # decoder position k predicts target token k (0 is the start token)
             predictions += 1
-            scores = seq2seq_scores(captured, methods, position, model=loaded)
+            chance += 1.0 / n
             for method in methods:
-                source_scores = scores[method][:, : len(example.source)]  # digits only: </s> is last
-                hits[method].append(np.argmax(source_scores, axis=1) == example.aligned(k))
+                if method in table:
+                    scores = table[method][:, k]
+                else:
+                    scores = seq2seq_scores(captured, [method], k, model=loaded)[method]
+                digits = scores[:, :n]  # the digits only: </s> is the last source token
+                top = digits.max(axis=1, keepdims=True)
+                unique = (digits == top).sum(axis=1) == 1
+                hits[method].append((np.argmax(digits, axis=1) == example.aligned(k)) & unique)
+        if progress is not None:
+            progress(index + 1, count)
     return {
         "format": "attnflow.seq2seq-plausibility",
         "version": 1,
         "model": str(loaded.name),
-        "command": "python -m attnflow.tasks.seq2seq_task plausibility docs/results/seq2seq-reverse.json",
+        "command": "attnflow reproduce reverse --out DIR (writes DIR/results.json; "
+        "docs/results/seq2seq-reverse.json is that file)",
         "examples": count,
         "seed": seed,
         "predictions": predictions,
-        "model_confident": round(correct / predictions, 4),
-        "decoder_layers": int(loaded.model.config.decoder_layers),
+        "model_confident": round(confident / predictions, 4),
+        "chance": round(chance / predictions, 4),
+        "encoder_layers": int(captured.n_encoder_layers),
+        "decoder_layers": int(captured.n_decoder_layers),
+        "residual": 0.5,
+        "head_fusion": "mean",
         "methods": {m: [round(float(v), 4) for v in np.mean(hits[m], axis=0)] for m in methods},
     }
+
+
+def plausibility_table(result: dict[str, Any]) -> Any:
+    """The terminal table of :func:`plausibility`'s result: one row per method, one column per decoder layer.
+
+    Examples
+    --------
+    >>> plausibility_table({"methods": {"raw": [0.1, 0.9]}, "examples": 2, "predictions": 9, "chance": 0.2,
+    ...                     "model_confident": 1.0}).row_count
+    1
+    """
+    from rich.table import Table
+
+    layers = len(next(iter(result["methods"].values())))
+    table = Table(
+        title=f"Aligned source digit ranked first, per decoder layer ({result['examples']} held-out reversals, "
+        f"{result['predictions']} target tokens)",
+        caption=f"random ranking {result['chance']:.2f}; the model gives the correct digit p > 0.5 on "
+        f"{result['model_confident']:.1%} of the tokens",
+        title_justify="left", caption_justify="left", header_style="bold",
+    )
+    table.add_column("method")
+    for layer in range(layers):
+        table.add_column(f"L{layer + 1}", justify="right")
+    for method, rates in result["methods"].items():
+        table.add_row(method, *(f"{rate:.2f}" for rate in rates))
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) >= 2 and args[0] == "plausibility":
         options = dict(zip(args[2::2], args[3::2], strict=False))
         result = plausibility(options.get("--model", "reverse"), count=int(options.get("--count", 200)))
+        result["command"] = "python -m attnflow.tasks.seq2seq_task plausibility " + " ".join(args[1:])
         from ..io import write_text_atomic
 
         write_text_atomic(args[1], json.dumps(result, indent=2) + "\n")
