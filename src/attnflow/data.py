@@ -1,20 +1,28 @@
-"""Data sets for :func:`attnflow.batch.run_batch`: every row of a file, nothing dropped silently.
+"""Data sets, read one way for every command: ``attnflow batch``, ``attnflow evaluate`` and the Python API.
 
 Formats (the path decides):
 
 - ``.jsonl``: one JSON object per line; blank lines are skipped;
 - ``.csv``: a header row, then one example per row;
 - ``.parquet``: a Parquet file (pyarrow);
-- ``.txt``: one text per line (no label or target columns);
+- ``.txt``: one text per line (no label or target columns); blank lines are skipped;
 - a folder written by Hugging Face ``datasets``' ``save_to_disk`` (needs the
   ``datasets`` package: ``pip install attnflow[datasets]``); a ``DatasetDict``
   folder needs ``split``.
 
-Rows keep their position in the file (``example``, 0-based, counting only
-non-blank lines of a ``.jsonl``/``.txt``). A row whose text is missing or blank is
-not an error here: it is returned with ``text=None`` and skipped (and counted) by
-the run. A missing text column, an unreadable file or an empty data set is an
-:class:`~attnflow.errors.AttnflowError`.
+The text column is ``text`` unless chosen (matched case-insensitively when no
+column has exactly that name). Rows keep their position in the file
+(``example``, 0-based, counting only non-blank lines of a ``.jsonl``/``.txt``).
+A row whose text is missing or blank is not an error: :func:`read_dataset`
+returns it with ``text=None``, and every reader skips it and counts it with its
+reason (:func:`read_examples`' ``skipped``, ``summary.json`` of a batch run).
+:func:`screen_texts` gives the other reasons a row cannot be explained (no
+tokens, too long). A missing text column, an unreadable file or an empty data set
+is an :class:`~attnflow.errors.AttnflowError`, the same line whichever command
+reads it.
+
+Images: :func:`image_files` lists a folder's images (``attnflow evaluate
+--images``, ``attnflow batch --images``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +96,7 @@ def read_dataset(
     file = Path(path)
     name = os.fspath(path)
     if not file.exists():
-        raise AttnflowError(f"The data set {name!r} does not exist.")
+        raise AttnflowError(f"Cannot read the data file {name!r}: it does not exist.")
     if file.is_dir():
         rows, columns = _read_saved_dataset(file, split)
     else:
@@ -100,12 +109,15 @@ def read_dataset(
         reader = {".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}[suffix]
         rows, columns = reader(file)
     if not rows:
-        raise AttnflowError(f"The data set {name!r} holds no rows.")
+        raise AttnflowError(f"The data set {name!r} holds no examples (no rows).")
+    text_column = _column(text_column, columns)
     if text_column not in columns:
         raise AttnflowError(
-            f"The data set {name!r} has no text column {text_column!r}; its columns are {list(columns)} "
+            f"The data set {name!r} has no {text_column!r} column (the texts); its columns are {list(columns)} "
             "(choose one with --text-column)."
         )
+    if label_column is not None:
+        label_column = _column(label_column, columns)
     if target_column is not None and target_column not in columns:
         raise AttnflowError(
             f"The data set {name!r} has no target column {target_column!r}; its columns are {list(columns)}."
@@ -121,6 +133,14 @@ def read_dataset(
         digest.update(json.dumps([record.text, record.label, record.target], ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return Dataset(name, tuple(records), tuple(columns), digest.hexdigest())
+
+
+def _column(name: str, columns: Sequence[str]) -> str:
+    """``name``, or the one column equal to it up to case and surrounding spaces (else ``name`` unchanged)."""
+    if name in columns:
+        return name
+    matches = [c for c in columns if str(c).strip().lower() == name.strip().lower()]
+    return matches[0] if len(matches) == 1 else name
 
 
 def _missing(value: Any) -> bool:
@@ -155,7 +175,9 @@ def _read_bytes(file: Path) -> str:
     try:
         return file.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise AttnflowError(f"The data file {str(file)!r} is not UTF-8 text (byte {exc.start}).") from None
+        raise AttnflowError(
+            f"The data file {str(file)!r} is not UTF-8 text (byte {exc.start} cannot be decoded)."
+        ) from None
     except OSError as exc:
         raise AttnflowError(f"Cannot read the data file {str(file)!r}: {exc.strerror or exc}.") from None
 
@@ -201,7 +223,7 @@ def _read_parquet(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
 
 
 def _read_txt(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    rows = [{"text": line} for line in _read_bytes(file).splitlines() if line.strip()]
+    rows = [{"text": line.strip()} for line in _read_bytes(file).splitlines() if line.strip()]
     return rows, ("text",)
 
 
@@ -210,14 +232,15 @@ def _read_saved_dataset(folder: Path, split: str | None) -> tuple[list[dict[str,
         import datasets
     except ImportError:
         raise AttnflowError(
-            f"{str(folder)!r} is a folder; reading a Hugging Face datasets folder needs the datasets package: "
+            f"The data set {str(folder)!r} is a folder; reading a Hugging Face datasets folder needs the "
+            "datasets package: "
             "pip install 'datasets>=2.14' (attnflow's optional extra named datasets)."
         ) from None
     try:
         loaded = datasets.load_from_disk(str(folder))
     except Exception as exc:  # FileNotFoundError and datasets' own errors
         raise AttnflowError(
-            f"The folder {str(folder)!r} is not a data set saved by datasets' save_to_disk: "
+            f"The data set {str(folder)!r} is a folder but not one saved by datasets' save_to_disk: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
     if isinstance(loaded, datasets.DatasetDict):
@@ -267,3 +290,184 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
             f"The folder {name!r} holds no images (files ending in {', '.join(IMAGE_FORMATS)})."
         )
     return files
+
+
+# ---------------------------------------------------------------------------- examples (attnflow.evaluate)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One text to evaluate on, with its gold label when the data has one."""
+
+    text: str
+    label: str | int | None = None
+
+
+class Examples(list):  # type: ignore[type-arg]
+    """The examples of a data set (a list of :class:`Example`), with the rows left out and why.
+
+    ``skipped`` lists ``{"example": row, "reason": ...}`` for every row of the file
+    that has no example here (``"empty text"``); ``source`` names the file.
+    """
+
+    def __init__(self, items: Iterable[Example] = (), skipped: Sequence[dict[str, Any]] = (), source: str = ""):
+        super().__init__(items)
+        self.skipped: list[dict[str, Any]] = [dict(s) for s in skipped]
+        self.source = source
+
+
+#: The file endings :func:`read_examples` (and :func:`as_examples` for a path given as a string) reads.
+FORMATS: tuple[str, ...] = (".txt", ".jsonl", ".csv", ".parquet")
+
+
+def read_examples(
+    path: str | os.PathLike[str],
+    *,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    split: str | None = None,
+) -> Examples:
+    """Read the examples of a data set with :func:`read_dataset`; rows without a text are skipped and counted.
+
+    Raises
+    ------
+    AttnflowError
+        As :func:`read_dataset` (a missing or unreadable file, an unknown extension,
+        text that is not UTF-8, a malformed JSON line, no text column, no rows), and
+        when no row has a text.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "data.jsonl"
+    >>> _ = path.write_text('{"text": "Good film.", "label": "positive"}\\n{"text": " "}\\n{"text": "Bad."}\\n')
+    >>> examples = read_examples(path)
+    >>> examples
+    [Example(text='Good film.', label='positive'), Example(text='Bad.', label=None)]
+    >>> examples.skipped
+    [{'example': 1, 'reason': 'empty text'}]
+    """
+    dataset = read_dataset(path, text_column=text_column, label_column=label_column, split=split)
+    kept = [Example(r.text, r.label) for r in dataset.records if r.text is not None]
+    skipped = [{"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None]
+    if not kept:
+        raise AttnflowError(
+            f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped (empty text)."
+        )
+    return Examples(kept, skipped, dataset.source)
+
+
+def screen_texts(texts: Sequence[str], loaded: Any, *, truncate: bool = False) -> list[str | None]:
+    """Per text, why it cannot be explained with ``loaded`` (``None`` when it can): no tokens, or too long.
+
+    The reasons are the ones ``summary.json`` of ``attnflow batch`` counts:
+    ``"no tokens (the tokenizer keeps nothing)"`` (only special tokens are left) and
+    ``"too long (more than N tokens)"`` (unless ``truncate``).
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> screen_texts(["Dogs bark.", "\\u200b", "word " * 600], load_model())
+    [None, 'no tokens (the tokenizer keeps nothing)', 'too long (more than 512 tokens)']
+    """
+    return [reason for reason, _ in screen_lengths(texts, loaded, truncate=truncate)]
+
+
+def screen_lengths(texts: Sequence[str], loaded: Any, *, truncate: bool = False) -> list[tuple[str | None, int]]:
+    """:func:`screen_texts` with each text's number of tokens (special tokens included, before truncation)."""
+    from .capture.models import quiet_transformers
+
+    if loaded.tokenizer is None:
+        raise AttnflowError(f"The model {loaded.name!r} is an image model; it explains images, not texts.")
+    out: list[tuple[str | None, int]] = []
+    with quiet_transformers():
+        for start in range(0, len(texts), 1024):
+            chunk = list(texts[start : start + 1024])
+            encoded = loaded.tokenizer(chunk, add_special_tokens=True, return_special_tokens_mask=True)
+            for ids, mask in zip(encoded["input_ids"], encoded["special_tokens_mask"], strict=True):
+                if all(int(m) for m in mask):
+                    out.append(("no tokens (the tokenizer keeps nothing)", len(ids)))
+                elif loaded.max_length is not None and len(ids) > loaded.max_length and not truncate:
+                    out.append((f"too long (more than {loaded.max_length} tokens)", len(ids)))
+                else:
+                    out.append((None, len(ids)))
+    return out
+
+
+def as_examples(examples: Any) -> list[Example]:
+    """Turn what ``attnflow.evaluate`` accepts into a list of :class:`Example`.
+
+    Accepted: a :class:`pathlib.Path` (read with :func:`read_examples`); a string
+    naming an existing ``.txt``/``.jsonl``/``.csv``/``.parquet`` file (read too); any other
+    string (one text); or an iterable of strings, :class:`Example`, ``(text, label)``
+    pairs or dicts with ``"text"`` and optional ``"label"``; or a pandas DataFrame
+    with a ``text`` column. Examples given in Python must each have a text (an
+    empty one is an error: there is no file row to count it against).
+
+    Examples
+    --------
+    >>> as_examples(["A cat.", ("A dog.", 1), {"text": "A fox.", "label": "pos"}])
+    [Example(text='A cat.', label=None), Example(text='A dog.', label=1), Example(text='A fox.', label='pos')]
+    """
+    if isinstance(examples, Examples):
+        return examples
+    if isinstance(examples, os.PathLike):
+        return read_examples(examples)
+    if isinstance(examples, str):
+        candidate = Path(examples)
+        if candidate.suffix.lower() in FORMATS and "\n" not in examples and candidate.is_file():
+            return read_examples(candidate)
+        return [_example(examples, None, "The text")]
+    if hasattr(examples, "columns") and hasattr(examples, "to_dict"):  # a pandas DataFrame
+        columns = {str(c).strip().lower(): c for c in examples.columns}
+        if "text" not in columns:
+            raise AttnflowError(
+                f"The 'examples' DataFrame has no 'text' column; its columns are {list(examples.columns)}."
+            )
+        labels = examples[columns["label"]].tolist() if "label" in columns else [None] * len(examples)
+        items: Iterable[Any] = list(zip(examples[columns["text"]].tolist(), labels, strict=True))
+    elif isinstance(examples, Iterable):
+        items = list(examples)
+    else:
+        raise AttnflowError(
+            "The 'examples' parameter must be a path, a text, or a list of texts, (text, label) pairs, "
+            f"dicts or Examples; got {type(examples).__name__} instead."
+        )
+    out = []
+    for index, item in enumerate(items):
+        where = f"Example {index}"
+        if isinstance(item, Example):
+            out.append(_example(item.text, item.label, where))
+        elif isinstance(item, str):
+            out.append(_example(item, None, where))
+        elif isinstance(item, dict):
+            if "text" not in item:
+                raise AttnflowError(f"{where} is a dict without a 'text' key; it has {sorted(item)}.")
+            out.append(_example(item["text"], item.get("label"), where))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            out.append(_example(item[0], item[1], where))
+        else:
+            raise AttnflowError(
+                f"{where} must be a text, a (text, label) pair, a dict or an Example; got {type(item).__name__}."
+            )
+    if not out:
+        raise AttnflowError("The 'examples' parameter holds no examples; give at least one text.")
+    return out
+
+
+def _example(text: Any, label: Any, where: str) -> Example:
+    if not isinstance(text, str):
+        raise AttnflowError(f"{where} must have a string text; got {type(text).__name__} instead.")
+    if not text.strip():
+        raise AttnflowError(f"{where} has an empty text; give a text with at least one word.")
+    if _missing(label) or (isinstance(label, str) and not label.strip()):
+        return Example(text, None)
+    if isinstance(label, bool):
+        return Example(text, int(label))
+    if isinstance(label, (str, int)):
+        return Example(text, label)
+    if isinstance(label, float) and label.is_integer():
+        return Example(text, int(label))
+    if hasattr(label, "__index__"):
+        return Example(text, int(label))
+    raise AttnflowError(f"{where} has a label of type {type(label).__name__}; give a label name or an index.")

@@ -60,7 +60,7 @@ def test_skipped_rows_are_listed(run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--text-column", "sentence"], "has no text column 'sentence'; its columns are ['text', 'label']"),
+        (["--text-column", "sentence"], "has no 'sentence' column (the texts); its columns are ['text', 'label']"),
         (["--engine", "ray", "--address", "127.0.0.1:@PORT@"], "Cannot reach a Ray cluster at '127.0.0.1:@PORT@'"),
         (["--engine", "ray", "--address", "nowhere"], "The Ray address 'nowhere' must be HOST:PORT"),
         (["--workers", "0"], "'workers' parameter must be a positive integer"),

@@ -71,9 +71,9 @@ def test_fingerprint_follows_the_content(tmp_path):
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        ('{"sentence": "a"}\n', "d.jsonl", r"no text column 'text'; its columns are \['sentence'\]"),
-        ("", "d.jsonl", "holds no rows"),
-        ("text\n", "d.csv", "holds no rows"),
+        ('{"sentence": "a"}\n', "d.jsonl", r"no 'text' column \(the texts\); its columns are \['sentence'\]"),
+        ("", "d.jsonl", "holds no examples"),
+        ("text\n", "d.csv", "holds no examples"),
         ('{"text": "a"}\nnot json\n', "d.jsonl", "Line 2 of .* is not valid JSON"),
         ("a", "d.xlsx", "must end in .jsonl, .csv, .parquet, .txt"),
     ],

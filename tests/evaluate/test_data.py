@@ -1,4 +1,4 @@
-"""Reading examples from .txt, .jsonl and .csv, and the errors for bad files."""
+"""Reading examples from .txt, .jsonl, .csv and .parquet (attnflow.data, shared with batch); errors for bad files."""
 
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ def test_csv_text_and_label_columns(tmp_path):
         ("d.csv", "text,label\n", "holds no examples"),
         ("d.jsonl", "", "holds no examples"),
         ("d.csv", "sentence,label\nhi,1\n", "no 'text' column"),
-        ("d.jsonl", '{"sentence": "hi"}\n', "Line 1 .* no 'text' field"),
+        ("d.jsonl", '{"sentence": "hi"}\n', r"no 'text' column \(the texts\); its columns are \['sentence'\]"),
         ("d.jsonl", '{"text": "ok"}\n{"text": \n', "Line 2 .* not valid JSON"),
         ("d.jsonl", '["text"]\n', "must be a JSON object"),
-        ("d.jsonl", '{"text": 3}\n', "string text"),
-        ("d.csv", "text,label\nfine,1\n  ,2\n", "Row 3 .* empty text"),
+        ("d.csv", "text,label\n  ,1\n,2\n", r"No row of .* can be explained: 2 rows skipped \(empty text\)"),
+        ("d.jsonl", '{"text": "a", "label": [1]}\n', "Row 0 .* label of type list"),
         ("d.tsv", "text\nhi\n", "must end in"),
     ],
 )
@@ -50,6 +50,44 @@ def test_bad_files_give_one_clear_error(tmp_path, name, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(AttnflowError, match=message):
         read_examples(path)
+
+
+def test_rows_without_a_text_are_skipped_and_counted_like_batch(tmp_path):
+    """The reader batch uses: an empty or missing text is a skipped row with its reason, never an error or a gap."""
+    from attnflow.batch import read_dataset
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nfine,1\n  ,2\nalso fine,\n", encoding="utf-8")
+    examples = read_examples(path)
+    assert examples == [Example("fine", "1"), Example("also fine", None)]
+    assert examples.skipped == [{"example": 1, "reason": "empty text"}]
+    assert [r.example for r in read_dataset(path).records if r.text is None] == [1]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "a"}\n{"sentence": "b"}\n{"text": 3}\n')
+    examples = read_examples(jsonl)
+    assert examples == [Example("a"), Example("3")] and examples.skipped == [{"example": 1, "reason": "empty text"}]
+    assert as_examples(examples) is examples  # already read: kept with its skipped rows
+
+
+def test_parquet_files_and_other_columns(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"sentence": ["x y", "z"], "y": [0, 1]}).to_parquet(path)
+    assert read_examples(path, text_column="sentence", label_column="y") == [Example("x y", 0), Example("z", 1)]
+    with pytest.raises(AttnflowError, match="no 'text' column"):
+        as_examples(str(path))
+
+
+def test_the_same_error_lines_as_batch(tmp_path):
+    from attnflow.batch import read_dataset
+
+    for name, content in (("a.jsonl", '{"sentence": "hi"}\n'), ("b.txt", "\n\n"), ("c.csv", "text\n")):
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.raises(AttnflowError) as from_evaluate:
+            read_examples(path)
+        with pytest.raises(AttnflowError) as from_batch:
+            read_dataset(path)
+        assert str(from_evaluate.value) == str(from_batch.value)
 
 
 def test_missing_unreadable_and_binary_files(tmp_path):

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data import Dataset, Record, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
-from .data import Dataset, Record, read_dataset
 from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
 from .worker import Shard, WorkSpec
 
@@ -471,7 +471,7 @@ def _plan(
     loaded: Any, dataset: Dataset, options: dict[str, Any], fingerprint: str, truncate: bool, shard_size: int
 ) -> dict[str, Any]:
     """Skip rows that cannot be explained (with the reason), sort the rest by length, cut them into shards."""
-    from ..capture.models import quiet_transformers
+    from ..data import screen_lengths
 
     if loaded.tokenizer is None:
         raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
@@ -479,20 +479,12 @@ def _plan(
     present = [r for r in dataset.records if r.text is not None]
     skipped.extend({"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None)
     lengths: dict[int, int] = {}
-    with quiet_transformers():
-        for start in range(0, len(present), 1024):
-            chunk = present[start : start + 1024]
-            encoded = loaded.tokenizer(
-                [r.text for r in chunk], add_special_tokens=True, return_special_tokens_mask=True
-            )
-            for record, ids, mask in zip(chunk, encoded["input_ids"], encoded["special_tokens_mask"], strict=True):
-                if all(int(m) for m in mask):
-                    skipped.append({"example": record.example, "reason": "no tokens (the tokenizer keeps nothing)"})
-                elif loaded.max_length is not None and len(ids) > loaded.max_length and not truncate:
-                    reason = f"too long (more than {loaded.max_length} tokens)"
-                    skipped.append({"example": record.example, "reason": reason})
-                else:
-                    lengths[record.example] = min(len(ids), loaded.max_length or len(ids))
+    screened = screen_lengths([r.text for r in present], loaded, truncate=truncate)
+    for record, (reason, n_ids) in zip(present, screened, strict=True):
+        if reason is not None:
+            skipped.append({"example": record.example, "reason": reason})
+        else:
+            lengths[record.example] = min(n_ids, loaded.max_length or n_ids)
     if not lengths:
         raise AttnflowError(
             f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped "

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data import Record
 from ..errors import AttnflowError
-from .data import Record
 
 #: The Parquet columns, in order (``label`` is int64 or string, fixed per run by the data set).
 COLUMNS: tuple[str, ...] = (
