@@ -42,6 +42,8 @@ SOURCES: dict[str, str] = {
     "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
     "evaluation-minilm": "docs/results/evaluation-minilm.json",
     "heads-gates-sva": "docs/results/heads-gates-sva.json",
+    "heads-sva": "docs/results/heads-sva.json",
+    "heads-minilm": "docs/results/heads-minilm.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -229,6 +231,33 @@ def heads_gates(results: dict[str, Any]) -> str:
     return to_markdown(results)
 
 
+def heads_top(results: dict[str, Any], count: int = 8) -> str:
+    """An ``attnflow heads`` heads.json: the most important heads with their roles and role scores."""
+    scores = results["scores"]
+    order = sorted(
+        ((layer, head) for layer in range(results["n_layers"]) for head in range(results["n_heads"])),
+        key=lambda lh: -scores["importance"][lh[0]][lh[1]],
+    )
+    rows = [
+        "| rank | head | roles | importance | relevance | confidence | previous_max | next_max | rare_max |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rank, (layer, head) in enumerate(order[:count], start=1):
+        roles = ", ".join(results["roles"][layer][head]) or "–"
+        cells = [f"{scores['importance'][layer][head]:.3g}"] + [
+            _rate(scores[name][layer][head]) for name in ("relevance", "confidence", "previous_max", "next_max",
+                                                          "rare_max")
+        ]
+        rows.append(f"| {rank} | L{layer + 1}H{head + 1} | {roles} | " + " | ".join(cells) + " |")
+    ranks = [rank for rank, (layer, head) in enumerate(order, start=1) if results["roles"][layer][head]]
+    total = results["n_layers"] * results["n_heads"]
+    rows.append(
+        f"| | {len(ranks)} of {total} heads have a role; their importance ranks: "
+        f"{', '.join(map(str, ranks)) or 'none'} | | | | | | | |"
+    )
+    return "\n".join(rows)
+
+
 #: Every table: marker name -> (results file, renderer).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
@@ -250,6 +279,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
     "heads-gates-sva": ("heads-gates-sva", heads_gates),
+    "heads-top-sva": ("heads-sva", heads_top),
+    "heads-top-minilm": ("heads-minilm", heads_top),
 }
 
 
