@@ -41,6 +41,8 @@ REPRODUCE_N ?= 2000
 reproduce: $(STAMP)
 	$(VENV)/bin/attnflow reproduce sva --n $(REPRODUCE_N) --out build/reproduce/sva
 	cp build/reproduce/sva/results.json docs/results/sva.json
+	$(VENV)/bin/attnflow reproduce reverse --n 200 --out build/reproduce/reverse
+	cp build/reproduce/reverse/results.json docs/results/seq2seq-reverse.json
 	$(VENV)/bin/attnflow evaluate --images digits --n 200 --out build/evaluate-digits
 	cp build/evaluate-digits/results.json docs/results/digits-faithfulness.json
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
@@ -48,7 +50,8 @@ reproduce: $(STAMP)
 	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
-		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/test_doc_tables.py -k "not retrain"
+		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/seq2seq/test_plausibility.py \
+		tests/test_doc_tables.py -k "not retrain"
 
 docs-tables: $(STAMP)
 	$(PY) scripts/doc_tables.py
