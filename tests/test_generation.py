@@ -103,9 +103,7 @@ def test_generation_stops_at_the_end_of_sequence_token_and_keeps_it(decoder):
         sign = float(torch.sign(hidden.hidden_states[-1][0, -1, 0]))
         head.weight[eos, 0] = 1e4 * sign
     found = generate(PROMPT, loaded, 4)
-    assert found.answer_ids[0] == eos
-    if len(found.answer_ids) == 1:
-        assert found.stopped == "eos"
+    assert found.answer_ids == [eos] and found.stopped == "eos"
 
 
 # ---------------------------------------------------------------------------- what is explained
@@ -207,6 +205,7 @@ def test_the_span_of_raw_and_rollout_is_the_method_on_the_mean_predicting_row(de
 # ---------------------------------------------------------------------------- the command line
 
 
+@pytest.mark.slow
 def test_cli_table_marks_the_prompt_and_the_answer_and_json_keeps_them(capsys, tmp_path, tiny_gpt2_path):
     path = tmp_path / "answer.json"
     status, out, err = run_cli(
