@@ -215,8 +215,8 @@ def correction_note(captured: Any) -> str | None:
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> correction_note(SimpleNamespace(row_correction=0.0028))
-    'attention rows renormalised in float64: the model's rows summed to 1 within 0.0028 (half precision).'
+    >>> print(correction_note(SimpleNamespace(row_correction=0.0028)))
+    attention rows renormalised in float64: the model's rows summed to 1 within 0.0028 (half precision).
     """
     from ..capture._reduce import EXACT_ROWS
 
