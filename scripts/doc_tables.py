@@ -41,6 +41,8 @@ SOURCES: dict[str, str] = {
     "digits-faithfulness": "docs/results/digits-faithfulness.json",
     "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
     "evaluation-minilm": "docs/results/evaluation-minilm.json",
+    "seq2seq-reverse": "docs/results/seq2seq-reverse.json",
+    "reverse-train": "src/attnflow/tasks/bundled/reverse/train_report.json",
     "heads-gates-sva": "docs/results/heads-gates-sva.json",
     "heads-sva": "docs/results/heads-sva.json",
     "heads-minilm": "docs/results/heads-minilm.json",
@@ -258,6 +260,32 @@ def heads_top(results: dict[str, Any], count: int = 8) -> str:
     return "\n".join(rows)
 
 
+def seq2seq_plausibility(results: dict[str, Any]) -> str:
+    """``attnflow reproduce reverse``: how often each method ranks the aligned source digit first, per layer."""
+    n = results["decoder_layers"]
+    rows = ["| method | " + " | ".join(f"decoder layer {layer + 1}" for layer in range(n)) + " |",
+            "|---|" + "---:|" * n]
+    for m, rates in results["methods"].items():
+        rows.append(f"| {m} | " + " | ".join(_rate(r) for r in rates) + " |")
+    rows.append("| random ranking | " + " | ".join(_rate(results["chance"]) for _ in range(n)) + " |")
+    return "\n".join(rows)
+
+
+def reverse_train(report: dict[str, Any]) -> str:
+    """The bundled reverse model's accuracy (its train_report.json)."""
+    return "\n".join(
+        [
+            "| | |",
+            "|---|---|",
+            f"| exact match, greedy decoding ({report['test_examples']} held-out sources) | "
+            f"**{report['exact_match']:.3f}** |",
+            f"| token accuracy | {report['token_accuracy']:.3f} |",
+            f"| training | {report['steps']} steps of {report['batch_size']} examples, {report['seconds']:.0f} s on "
+            "the CPU |",
+        ]
+    )
+
+
 #: Every table: marker name -> (results file, renderer).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
@@ -279,6 +307,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
     "heads-gates-sva": ("heads-gates-sva", heads_gates),
+    "seq2seq-reverse": ("seq2seq-reverse", seq2seq_plausibility),
+    "reverse-train": ("reverse-train", reverse_train),
     "heads-top-sva": ("heads-sva", heads_top),
     "heads-top-minilm": ("heads-minilm", heads_top),
 }
