@@ -184,6 +184,21 @@ def explain(
             callback=choice(*DEVICES),
         ),
     ] = "auto",
+    heads: Annotated[
+        bool,
+        typer.Option(
+            "--heads",
+            help="With --html: add the heads panel, each head's roles (Voita et al.), importance, relevance and "
+            "confidence, computed for this text and --target.",
+        ),
+    ] = False,
+    heads_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--heads-file",
+            help="With --html: the heads panel from a heads.json `attnflow heads` wrote, instead of computing it.",
+        ),
+    ] = None,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -208,6 +223,7 @@ def explain(
     if image is not None and (generate is not None or words or decoder_text is not None):
         given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
         raise AttnflowError(f"{given} is for texts, not --image.")
+    check_heads_options(heads, heads_file, html_path, image)
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
     if image is not None:
@@ -254,6 +270,8 @@ def explain(
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
+        if heads or heads_file is not None:
+            raise AttnflowError("--heads and --heads-file are for encoder or decoder-only models, not encoder-decoder.")
         explain_seq2seq_command(
             text, model, decoder_text=decoder_text, generate=generate, methods=method, output=output, target=target,
             layer=layer, truncate=truncate, max_flow_seconds=max_flow_seconds, json_path=json_path,
@@ -267,6 +285,8 @@ def explain(
             "predicted it, for that token."
         )
     _check_depth(layer, model)
+    if generate is not None and (heads or heads_file is not None):
+        raise AttnflowError("--heads and --heads-file are for an explained text, not --generate.")
     if generate is not None:
         _explain_generated(
             text, model, generate, answer, words, method, layer, truncate, max_flow_seconds,
@@ -301,7 +321,62 @@ def explain(
         result.to_json(json_path)
         console.print(f"wrote {json_path}")
     if wants_report:
-        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options)
+        panel = heads_panel_for(text, model, target, truncate, heads, heads_file)
+        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options, heads=panel)
+
+
+def check_heads_options(heads: bool, heads_file: Path | None, html_path: Path | None, image: Path | None) -> None:
+    """``--heads`` / ``--heads-file`` against the other options, before any model loads.
+
+    Examples
+    --------
+    >>> check_heads_options(True, None, None, None)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: --heads adds the heads panel to a text's HTML report: give --html FILE.html too.
+    """
+    if not heads and heads_file is None:
+        return
+    flag = "--heads-file" if heads_file is not None else "--heads"
+    if image is not None:
+        raise AttnflowError(f"{flag} adds the heads panel to a text's HTML report; it is for texts, not --image.")
+    if html_path is None:
+        raise AttnflowError(f"{flag} adds the heads panel to a text's HTML report: give --html FILE.html too.")
+    if heads and heads_file is not None:
+        raise AttnflowError("Give --heads (computed for this text) or --heads-file FILE (read), not both.")
+    if heads_file is not None:
+        from ..io import check_input_file
+
+        check_input_file(heads_file, "--heads-file")
+
+
+def heads_panel_for(
+    text: str, model: Any, target: str | None, truncate: bool, compute: bool, heads_file: Path | None
+) -> dict[str, Any] | None:
+    """The report's heads panel: read from ``heads_file``, computed for ``text`` when ``compute``, else ``None``.
+
+    Computed, it is :func:`attnflow.heads.analyze_heads` on this one text for ``target``
+    (the model's default when ``None``): importance, relevance, confidence and the
+    positional roles. The rare-word role is left out (one text has no word frequencies:
+    every word ties) and syntactic roles need parses; ``attnflow heads`` over a data set
+    gives both, and ``--heads-file`` shows its heads.json.
+    """
+    from ..report.heads_panel import heads_panel
+
+    if heads_file is not None:
+        return heads_panel(heads_file)
+    if not compute:
+        return None
+    from ..heads import analyze_heads
+
+    with progress_bar("analysing the heads") as progress:
+        report = analyze_heads([text], model, target, truncate=truncate, progress=progress)
+    panel = heads_panel(report)
+    # one text gives no word frequencies (its words tie), so "the least frequent token" would be its first
+    panel["roles"] = [[[label for label in cell if label != "rare"] for cell in row] for row in panel["roles"]]
+    panel["source"] = ("computed for this text (no rare-word role: one text has no word frequencies; "
+                       "attnflow heads --frequencies gives them)")
+    return panel
 
 
 def check_graphs(
@@ -431,6 +506,7 @@ def _write_report(
     options: dict[str, Any],
     *,
     explanation: Explanation | None = None,
+    heads: dict[str, Any] | None = None,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
@@ -438,6 +514,7 @@ def _write_report(
     methods included); the report computes only the other outputs. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
     report marks the prompt and the answer, and shows every answer token's scores.
+    ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
     from .report import write_report_files
@@ -453,6 +530,10 @@ def _write_report(
         data = mark_report(data, explanation if explanation is not None else result)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
+    if heads is not None:
+        from .report import add_heads_panel
+
+        add_heads_panel(data, heads)
     for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 

@@ -203,6 +203,11 @@ class ReportData:
                     f"The heads panel has {self.heads['n_layers']} layers and this report {n_layers}: "
                     "the head analysis is of another model."
                 )
+            if self.n_heads and self.heads["n_heads"] != self.n_heads:
+                raise AttnflowError(
+                    f"The heads panel has {self.heads['n_heads']} heads per layer and this report's model "
+                    f"{self.n_heads}: the head analysis is of another model."
+                )
         if self.attention is None:
             self.shares = None
         elif self.shares is None:
