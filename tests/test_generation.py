@@ -243,8 +243,8 @@ def test_cli_answer_each_prints_one_table_per_answer_token(capsys, tiny_llama_pa
     e = attnflow.explain(PROMPT, str(tiny_llama_path), methods="raw", generate=3)
     P = e.prompt_length
     flat = " ".join(out.split())  # titles wrap at the terminal's width
-    titles = re.findall(r"Scores for the answer token (\d+) \((.*?)\), predicted at token (\d+)", flat)
-    assert [(int(a), int(b)) for a, _, b in titles] == [(P + k, P - 1 + k) for k in range(3)]
+    titles = re.findall(r"Scores for answer token (\d) of 3 \(token (\d+), .*?\), predicted at token (\d+)", flat)
+    assert [tuple(map(int, t)) for t in titles] == [(k + 1, P + k, P - 1 + k) for k in range(3)]
     tables = out.split("Scores for ")[1:]
     for k, table in enumerate(tables):
         rows = [row for row in table.splitlines() if row.startswith("│")]

@@ -24,9 +24,10 @@ def _output_label(explanation: Explanation) -> str:
     if generation is not None and explanation.prompt_length is not None and position + 1 < len(explanation.tokens):
         k = position + 1 - explanation.prompt_length
         if k >= 0:
+            count = len(generation.get("answer_ids") or [])
             return (
-                f"the answer token {position + 1} ({explanation.tokens[position + 1]}), predicted at token "
-                f"{position} ({explanation.tokens[position]})"
+                f"answer token {k + 1} of {count} (token {position + 1}, {explanation.tokens[position + 1]}), "
+                f"predicted at token {position} ({explanation.tokens[position]})"
             )
     return f"token {position} ({explanation.tokens[position]})"
 
