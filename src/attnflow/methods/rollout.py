@@ -148,6 +148,41 @@ def rollout_every_output(attentions: np.ndarray, **options: Any) -> np.ndarray:
     every_output=rollout_every_output,
 )
 def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
-    """Rollout scores of every input token for one output: ``(L, n)``."""
+    """Rollout scores of every input token for one output: ``(L, n)``.
+
+    Only the output's row of each layer's product is computed, right to left:
+    ``e_t @ Ahat[l] @ ... @ Ahat[s]`` (``e_t`` the output's one-hot row, or ``1/n``
+    for ``"mean"``), ``L(L+1)/2`` vector-matrix products instead of ``L`` matrix
+    products: the same numbers as ``rollout(...)[:, t]``, in ``O(L^2 n^2)`` instead of
+    ``O(L n^3)`` (seconds at 4096 tokens).
+    """
+    from ..outputs import resolve_output
+
     keep = output if isinstance(output, int) else None
-    return select_output(rollout(attentions, keep_token=keep, **options), output)
+    start_layer = options.pop("start_layer", 1)
+    graph = AttentionGraph.from_attentions(
+        attentions, residual=options.pop("residual", 0.5), head_fusion=options.pop("head_fusion", "mean"),
+        discard_ratio=options.pop("discard_ratio", 0.0), keep_column=keep,
+    )
+    if options:
+        raise AttnflowError(f"rollout got unknown options {sorted(options)}.")
+    n_layers, n = graph.n_layers, graph.n_tokens
+    if isinstance(start_layer, bool) or not isinstance(start_layer, (int, np.integer)) or not (
+        1 <= start_layer <= n_layers
+    ):
+        raise AttnflowError(
+            f"The 'start_layer' parameter must be an integer from 1 to {n_layers}; got {start_layer!r} instead."
+        )
+    position = resolve_output(output, n)
+    if position == "mean":
+        first = np.full(n, 1.0 / n)
+    else:
+        first = np.zeros(n)
+        first[position] = 1.0
+    result = np.full((n_layers, n), np.nan)
+    for layer in range(start_layer - 1, n_layers):
+        row = first
+        for k in range(layer, start_layer - 2, -1):
+            row = row @ graph.capacities[k]
+        result[layer] = row
+    return result
