@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ..graph import AttentionGraph, HeadFusion
-from ..outputs import select_output
+from ..outputs import resolve_output
 from .registry import register_method
 
 
@@ -156,7 +156,6 @@ def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) ->
     products: the same numbers as ``rollout(...)[:, t]``, in ``O(L^2 n^2)`` instead of
     ``O(L n^3)`` (seconds at 4096 tokens).
     """
-    from ..outputs import resolve_output
 
     keep = output if isinstance(output, int) else None
     start_layer = options.pop("start_layer", 1)
