@@ -47,7 +47,7 @@ def test_the_panel_carries_the_reports_roles_and_scores_and_survives_json(sva_he
     sva_heads.to_json(path)  # what `attnflow heads` writes
     from_file = heads_panel(path)
     assert {**from_file, "source": ""} == {**panel, "source": ""} and from_file["source"] == "heads.json"
-    data = report_data(random_attention(np.random.default_rng(0), 6, 2, 4), methods="rollout")
+    data = report_data(random_attention(np.random.default_rng(0), 6, 8, 4), methods="rollout")
     data.heads = panel
     again = ReportData.from_dict(json.loads(json.dumps(data.to_dict())))
     assert again.heads == panel
