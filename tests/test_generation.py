@@ -379,3 +379,45 @@ def test_the_page_underlines_the_answer_and_boxes_the_predicted_token(browser, a
     assert shown["wordAnswer"] == [g[0] >= P for g in e.words.groups]
     assert f"The first {P} tokens are the prompt" in shown["caption"] and "Words: " in shown["caption"]
 
+
+
+# ---------------------------------------------------------------------------- the docs show what the commands print
+
+DOCS = [Path(__file__).resolve().parents[1] / name for name in ("docs/generation.md", "README.md")]
+OUTPUT_BLOCK = re.compile(r"<!-- attnflow-output: (.*?) -->\n```\n(.*?)```", re.S)
+
+
+def command_output(args: str, folder: Path) -> str:
+    """What ``attnflow ARGS`` prints, run in ``folder`` (where ``tiny-gpt2`` is), 100 columns wide."""
+    import shlex
+    import subprocess
+    import sys
+
+    env = {"COLUMNS": "100", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "attnflow", *shlex.split(args)], capture_output=True, text=True,
+                         env=env, cwd=folder, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return "\n".join(line.rstrip() for line in run.stdout.splitlines()).strip()
+
+
+@pytest.fixture(scope="module")
+def docs_folder(tmp_path_factory) -> Path:
+    """A folder holding ``tiny-gpt2``, the model the docs' commands use (as the docs say to build it)."""
+    from tests.tiny_models import save_tiny_model
+
+    folder = tmp_path_factory.mktemp("docs")
+    save_tiny_model("gpt2", folder / "tiny-gpt2")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", DOCS, ids=lambda p: p.name)
+def test_the_docs_show_what_the_commands_print(document, docs_folder):
+    blocks = OUTPUT_BLOCK.findall(document.read_text(encoding="utf-8"))
+    assert blocks or document.name == "README.md", f"{document.name} lost its output blocks"
+    for args, shown in blocks:
+        if "--generate" not in args and "--words" not in args:
+            continue
+        assert command_output(args, docs_folder) == shown.strip(), (
+            f"rerun `attnflow {args}` and paste its output into {document.name} (see docs/generation.md)")
