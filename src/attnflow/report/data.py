@@ -141,6 +141,10 @@ class ReportData:
     #: Word groups (:class:`attnflow.words.WordGroups` as a dict): the page shows each word's summed score.
     words: dict[str, Any] | None = None
     heads: dict[str, Any] | None = None
+    #: For an encoder-decoder model: tokens ``[:source_length]`` are the source, the rest the decoder positions.
+    source_length: int | None = None
+    #: A name per layer of ``attention`` (an encoder-decoder model's layered graph: encoder layers, sublayers).
+    layer_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -187,6 +191,17 @@ class ReportData:
             or not 1 <= self.prompt_length < n
         ):
             raise AttnflowError(f"ReportData.prompt_length must be from 1 to {n - 1}; got {self.prompt_length!r}.")
+        if self.source_length is not None and (
+            isinstance(self.source_length, bool) or not isinstance(self.source_length, int)
+            or not 1 <= self.source_length < n
+        ):
+            raise AttnflowError(f"ReportData.source_length must be from 1 to {n - 1}; got {self.source_length!r}.")
+        if self.layer_names is not None:
+            self.layer_names = [str(name) for name in self.layer_names]
+            if len(self.layer_names) != self.n_layers:
+                raise AttnflowError(
+                    f"ReportData.layer_names must name each of the {self.n_layers} layers; got {len(self.layer_names)}."
+                )
         if self.words is not None:
             from ..words import WordGroups
 
@@ -321,6 +336,8 @@ class ReportData:
             "prompt_length": self.prompt_length,
             "words": None if self.words is None else self._words_for_json(),
             "heads": self.heads,
+            "source_length": self.source_length,
+            "layer_names": self.layer_names,
         }
 
     def _words_for_json(self) -> dict[str, Any]:
@@ -370,6 +387,8 @@ class ReportData:
                 prompt_length=data.get("prompt_length"),
                 words=data.get("words"),
                 heads=data.get("heads"),
+                source_length=data.get("source_length"),
+                layer_names=data.get("layer_names"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
