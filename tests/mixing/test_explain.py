@@ -139,3 +139,23 @@ def test_cli_unknown_graph_is_a_usage_error_listing_the_graphs(capsys):
 def test_generate_with_a_graph_is_refused(tiny_gpt2_path):
     with pytest.raises(AttnflowError, match="cannot be given with 'generate'"):
         attnflow.explain("the keys", tiny_gpt2_path, graph="alti", generate=2)
+
+
+@pytest.mark.slow
+def test_flow_saturation_counts_tokens_at_their_first_layer_bound(minilm):
+    """The share flow_saturation gives equals networkx max-flow values compared with min(1, column sum of layer 1)."""
+    from attnflow.graph import add_residual, fuse_heads
+    from attnflow.mixing.saturation import flow_saturation
+
+    found = flow_saturation([TEXT], minilm, graphs=["attention", "norm"])
+    ids = capture_attention(TEXT, minilm).input_ids
+    shares = {}
+    for name in ("attention", "norm"):
+        matrices = graph_matrices(name, minilm, ids)
+        if name == "attention":
+            matrices = add_residual(fuse_heads(matrices, "mean"), 0.5)
+        flow = _flow_reference(matrices, 0)
+        bound = np.minimum(1.0, matrices[0].sum(axis=0))
+        shares[name] = float(np.mean(np.abs(flow - bound) <= 1e-9))
+        assert found["graphs"][name]["all_tokens"] == pytest.approx(shares[name])
+    assert shares["norm"] > 0  # the check can tell: some tokens are at their bound over the norm graph
