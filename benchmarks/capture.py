@@ -19,10 +19,16 @@ allocated after loading). Jobs, for each ``n``:
   float32 ``(L, 1, n, n)``, reduced layer by layer in forward hooks;
 - ``returned``: the capture attnflow did before streaming, the model asked for
   ``output_attentions=True`` and every layer converted to float64 ``(L, H, n, n)``;
-- ``rollout``: ``attnflow.rollout`` on the streamed capture (time only);
+- ``rollout``: the rollout scores of the last output (what ``attnflow.explain``
+  computes: one row of each layer's product), on the streamed capture (time only);
 - ``timing``: the plain forward and the streamed capture alternately in one process
   (time only): the "time ratio" column, streamed / forward, is taken from it so that
-  both are measured under the same load.
+  both are measured under the same load;
+- ``explain``: ``attnflow.explain(text, model, methods=("raw", "rollout"))`` end to
+  end (capture fused while the model runs, then the methods), time and memory;
+- ``grad``: ``attnflow.explain(text, model, methods="grad-rollout")`` end to end (the
+  fused capture, one forward and backward pass reduced to ``mean_h max(0, dS/dA A)``
+  per layer), time and memory.
 
 The targets of issue 12: streamed memory beyond the model at most ``2 * L n^2 * 4``
 bytes (twice the fused float32 array) plus one layer's scores and weights
@@ -58,7 +64,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 LAYERS, HEADS, HIDDEN, KV_HEADS, INTERMEDIATE = 8, 8, 256, 4, 512
 TOKENS = (512, 1024, 2048)
 LONG_TOKENS = (4096,)
-JOBS = ("forward", "streamed", "returned", "rollout", "timing")
+JOBS = ("forward", "streamed", "returned", "rollout", "timing", "explain", "grad")
 MB = 1024 * 1024
 #: Each job runs this many times in its process; its time is the fastest run, its memory the peak.
 REPEATS = 3
@@ -114,7 +120,7 @@ def text_of(tokenizer: Any, n: int) -> str:
     return text
 
 
-def worker(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str, Any]:
+def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int = REPEATS) -> dict[str, Any]:
     """One job in this process; returns its time and memory."""
     import torch
 
@@ -138,7 +144,7 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str,
     base_rss = _rss_mb()
     result: dict[str, Any] = {"job": job, "tokens": tokens}
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         if job == "forward":
             with eager_attention(loaded.model), torch.no_grad():
@@ -151,10 +157,16 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str,
             with eager_attention(loaded.model), torch.no_grad():
                 _capture_batch_returned(loaded, [encoded])
         elif job == "rollout":
+            from attnflow.methods.rollout import rollout_scores
+
             captured = capture_attention(text, loaded, heads="mean")
             start = time.perf_counter()
-            attnflow.rollout(captured.attentions)
+            rollout_scores(captured.attentions, "last")
             del captured
+        elif job == "explain":
+            attnflow.explain(text, loaded, methods=("raw", "rollout"))
+        elif job == "grad":
+            attnflow.explain(text, loaded, methods="grad-rollout", target="predicted")
         elif job == "timing":  # forward and streamed capture alternately, in the same process
             with eager_attention(loaded.model), torch.no_grad():
                 loaded.model(input_ids=ids, use_cache=False)
@@ -174,9 +186,9 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str,
     return result
 
 
-def run_job(folder: Path, job: str, n: int, device: str, dtype: str) -> dict[str, Any]:
+def run_job(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int = REPEATS) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", job, "--folder", str(folder), "--tokens", str(n),
-               "--device", device, "--dtype", dtype]
+               "--device", device, "--dtype", dtype, "--repeats", str(repeats)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"job {job} at {n} tokens failed:\n{done.stderr[-2000:]}")
@@ -199,18 +211,30 @@ def extrapolate(row: dict[str, Any], layers: int = 32, heads: int = 32) -> dict[
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """The markdown table of the README and docs/capture.md; a job not run shows as ``-``."""
+
+    def value(row: dict[str, Any], key: str, unit: str, digits: int = 2) -> str:
+        return f"{row[key]:.{digits}f} {unit}" if key in row else "-"
+
     lines = [
         "| tokens | plain forward | streamed capture | time ratio | streamed memory | target | "
-        "output_attentions=True | its memory | rollout | 8 B shape: streamed / returned |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "output_attentions=True | its memory | rollout | explain raw+rollout | explain grad-rollout | "
+        "8 B shape: streamed / returned |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         big = extrapolate(row)
+        ratio = (
+            f"{row['ratio_streamed_s'] / row['ratio_forward_s']:.2f}" if "ratio_forward_s" in row else "-"
+        )
         lines.append(
-            f"| {row['tokens']} | {row['forward_s']:.2f} s | {row['streamed_s']:.2f} s | "
-            f"{row['ratio_streamed_s'] / row['ratio_forward_s']:.2f} | {row['streamed_mb']:.0f} MB | "
-            f"≤ {row['memory_target_mb']:.0f} MB | {row['returned_s']:.2f} s | {row['returned_mb']:.0f} MB | "
-            f"{row['rollout_s']:.2f} s | {big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
+            f"| {row['tokens']} | {value(row, 'forward_s', 's')} | {value(row, 'streamed_s', 's')} | {ratio} | "
+            f"{value(row, 'streamed_mb', 'MB', 0)} | ≤ {row['memory_target_mb']:.0f} MB | "
+            f"{value(row, 'returned_s', 's')} | {value(row, 'returned_mb', 'MB', 0)} | "
+            f"{value(row, 'rollout_s', 's')} | "
+            f"{value(row, 'explain_s', 's')}, {value(row, 'explain_mb', 'MB', 0)} | "
+            f"{value(row, 'grad_s', 's')}, {value(row, 'grad_mb', 'MB', 0)} | "
+            f"{big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
         )
     return "\n".join(lines)
 
@@ -222,20 +246,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--jobs", help=f"comma-separated jobs (default: all of {','.join(JOBS)}; "
+                        "'returned' is skipped at 4096 tokens unless named)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs per job (default {REPEATS})")
     parser.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.folder, args.worker, args.tokens[0], args.device, args.dtype)))
+        print(json.dumps(worker(args.folder, args.worker, args.tokens[0], args.device, args.dtype, args.repeats)))
         return 0
     tokens = tuple(args.tokens or TOKENS) + (LONG_TOKENS if args.long else ())
+    load_at_start = list(os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "llama")
         for n in tokens:
             row: dict[str, Any] = {"tokens": n, **targets(n)}
-            for job in JOBS:
-                found = run_job(folder, job, n, args.device, args.dtype)
+            asked = tuple(args.jobs.split(",")) if args.jobs else None
+            jobs = asked or tuple(job for job in JOBS if job != "returned" or n < 4096)
+            for job in jobs:
+                if job not in JOBS:
+                    raise SystemExit(f"unknown job {job!r}; jobs: {', '.join(JOBS)}")
+                found = run_job(folder, job, n, args.device, args.dtype, args.repeats)
                 row["tokens"] = found["tokens"]
                 row[f"{job}_s"] = found["seconds"]
                 row[f"{job}_mb"] = found["peak_beyond_model_mb"]
@@ -259,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
             "date": time.strftime("%Y-%m-%d"),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()),
+            "repeats": args.repeats,
             "rows": rows,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
