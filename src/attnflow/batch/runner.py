@@ -90,7 +90,7 @@ def model_fingerprint(loaded: Any) -> str:
 
 
 def run_batch(
-    data: str | os.PathLike[str] | Dataset,
+    data: str | os.PathLike[str] | Dataset | None,
     out: str | os.PathLike[str],
     model: Any = None,
     methods: Sequence[str] | str = ("raw", "rollout"),
@@ -112,6 +112,7 @@ def run_batch(
     evaluation: bool | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    images: str | os.PathLike[str] | None = None,
     **method_options: Any,
 ) -> BatchResult:
     """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
@@ -120,7 +121,13 @@ def run_batch(
     ----------
     data
         A ``.jsonl``, ``.csv``, ``.parquet`` or ``.txt`` file, a ``datasets`` folder
-        (:func:`attnflow.batch.read_dataset`), or a :class:`Dataset`.
+        (:func:`attnflow.batch.read_dataset`), or a :class:`Dataset`; ``None`` with ``images``.
+    images
+        Instead of ``data``: a folder of images (:func:`attnflow.data.image_files`), explained
+        with an image model (default ``digits-vit``) as :func:`attnflow.explain_image` does; one
+        row per image x method x layer, with the image's file name in ``image`` and its patch
+        grid in ``grid`` (``text`` and ``label`` are null). An image that cannot be read or
+        explained is skipped with the reason. Not with ``evaluation``.
     out
         The output folder (created if missing).
     model
@@ -188,16 +195,31 @@ def run_batch(
         _positive("threads", threads)
     if address is not None and engine != "ray":
         raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
+    if (data is None) == (images is None):
+        raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
+    if images is not None and evaluation not in (None, False):
+        raise AttnflowError(
+            "Evaluating every row (--evaluate) is for texts; `attnflow evaluate --images FOLDER` judges images "
+            "(deletion and insertion AUCs)."
+        )
     out = Path(out)
     check_output_folder(out)
-    if not isinstance(data, Dataset) and _inside(Path(data), out):
+    source = images if images is not None else data
+    if not isinstance(source, Dataset) and _inside(Path(source), out):
         raise AttnflowError(
-            f"The data set {os.fspath(data)!r} lies among the files of the output folder {str(out)!r}; "
+            f"The data set {os.fspath(source)!r} lies among the files of the output folder {str(out)!r}; "
             "move it or choose another --out."
         )
-    dataset = data if isinstance(data, Dataset) else read_dataset(
-        data, text_column=text_column, label_column=label_column, target_column=target_column, split=split
-    )
+    if images is not None:
+        from ..capture.image import DEFAULT_IMAGE_MODEL
+        from ..data import read_image_folder
+
+        dataset = read_image_folder(images)
+        model = DEFAULT_IMAGE_MODEL if model is None else model
+    else:
+        dataset = data if isinstance(data, Dataset) else read_dataset(
+            data, text_column=text_column, label_column=label_column, target_column=target_column, split=split
+        )
     if not isinstance(model, (str, os.PathLike, type(None))) and not (engine == "local" and workers == 1):
         raise AttnflowError("Give the model as a name or folder: worker processes load it themselves.")
     evaluation_options = _evaluation_options(evaluation)
@@ -205,7 +227,7 @@ def run_batch(
         loaded = load_model(model, trust_remote_code=trust_remote_code)
     from ..explainers.text import target_needed
 
-    if evaluation_options is not None or target_needed(names, method_options):
+    if images is None and (evaluation_options is not None or target_needed(names, method_options)):
         from ..capture.targets import resolve_target
 
         resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
@@ -223,6 +245,8 @@ def run_batch(
         "method_options": to_jsonable(method_options),
         "evaluation": to_jsonable(evaluation_options),
     }
+    if images is not None:
+        options["images"] = True  # only then: the manifests of text runs keep their options
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
     if manifest is None:
@@ -253,7 +277,7 @@ def run_batch(
         methods=tuple(names), output=output, target=target, method_options=dict(method_options),
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
-        evaluation=evaluation_options,
+        evaluation=evaluation_options, images=images is not None,
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -367,7 +391,7 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
         output=output,
         target=json.loads(target) if isinstance(target, str) else None,
         model_name=str(manifest.get("model", {}).get("name", "")),
-        text=str(first["text"]),
+        text=str(first["image"]) if "image" in rows.columns else str(first["text"]),
         options=dict(manifest.get("options", {}).get("method_options", {})),
     )
 
@@ -447,9 +471,9 @@ def _open_folder(
             )
         return None
     old = manifest["options"]
-    changed = [key for key in options if old.get(key) != options[key]]
+    changed = [key for key in dict.fromkeys([*options, *old]) if old.get(key) != options.get(key)]
     if changed:
-        detail = "; ".join(f"{key}: {old.get(key)!r} -> {options[key]!r}" for key in changed)
+        detail = "; ".join(f"{key}: {old.get(key)!r} -> {options.get(key)!r}" for key in changed)
         raise AttnflowError(
             f"The output folder {str(out)!r} holds a run with other options ({detail}); rerun with the same options "
             "to resume, pass --overwrite to replace it, or choose another --out."
@@ -473,6 +497,8 @@ def _plan(
     """Skip rows that cannot be explained (with the reason), sort the rest by length, cut them into shards."""
     from ..data import screen_lengths
 
+    if options.get("images"):
+        return _manifest(loaded, dataset, options, fingerprint, [], [r.example for r in dataset.records], shard_size)
     if loaded.tokenizer is None:
         raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
     skipped: list[dict[str, Any]] = []
@@ -491,6 +517,18 @@ def _plan(
             f"({', '.join(sorted({s['reason'] for s in skipped}))})."
         )
     ordered = sorted(lengths, key=lambda example: (lengths[example], example))
+    return _manifest(loaded, dataset, options, fingerprint, skipped, ordered, shard_size)
+
+
+def _manifest(
+    loaded: Any, dataset: Dataset, options: dict[str, Any], fingerprint: str, skipped: list[dict[str, Any]],
+    ordered: list[int], shard_size: int,
+) -> dict[str, Any]:
+    """The manifest of a new run: the rows ``ordered`` cut into shards of ``shard_size``."""
+    if options.get("images") and not loaded.is_vision:
+        raise AttnflowError(
+            f"The model {loaded.name!r} takes text; --images needs an image model (ViT-style, e.g. digits-vit)."
+        )
     shards = [
         {"shard": number, "examples": ordered[start : start + shard_size]}
         for number, start in enumerate(range(0, len(ordered), shard_size))

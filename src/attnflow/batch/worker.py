@@ -22,6 +22,10 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+#: The columns image runs (``--images``) add: the file name and the patch grid ``[rows, cols]``.
+IMAGE_COLUMNS: tuple[str, ...] = ("image", "grid")
+
+
 @dataclass(frozen=True)
 class WorkSpec:
     """Everything a worker needs besides the shards: plain values, so it pickles to any process or machine."""
@@ -38,6 +42,8 @@ class WorkSpec:
     trust_remote_code: bool = False
     #: ``None``, or the options of :func:`attnflow.evaluate` (ground truths, faithfulness, ...) to compute per row.
     evaluation: dict[str, Any] | None = None
+    #: The rows are images (each record's ``text`` is the image's path), explained as ``explain_image`` does.
+    images: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class ShardWorker:
         spec = self.spec
         if spec.evaluation is not None:
             return self._evaluation_table(shard)
+        if spec.images:
+            return self._image_table(shard)
         columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         skipped: list[dict[str, Any]] = []
         n_layers = None
@@ -151,6 +159,55 @@ class ShardWorker:
         metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
         return pa.table(
             {name: pa.array(columns[name], type=kind) for name, kind in schema(spec.label_type).items()},
+        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+
+    def _image_table(self, shard: Shard) -> Any:
+        """Rows of images: as :meth:`table`, with ``image`` (the file name) and ``grid`` (patch rows, columns).
+
+        Each image is explained alone by :func:`attnflow.explain_image` (no batches), so a
+        row equals that call's scores exactly; one that fails (an unreadable file) is skipped
+        with attnflow's message.
+        """
+        import pyarrow as pa
+
+        from ..explainers.image import explain_image
+
+        spec = self.spec
+        columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *IMAGE_COLUMNS)}
+        skipped: list[dict[str, Any]] = []
+        n_layers = None
+        for record in shard.records:
+            path = record.text or ""
+            try:
+                explanation = explain_image(
+                    path, self.loaded, methods=list(spec.methods), output="cls" if spec.output is None else spec.output,
+                    target=record.target if record.target is not None else spec.target, **spec.method_options,
+                )
+            except AttnflowError as exc:
+                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                continue
+            n_layers = explanation.n_layers
+            described = None if explanation.target is None else json.dumps(_plain(explanation.target), sort_keys=True)
+            for method in spec.methods:
+                values = explanation.scores[method]
+                for layer in range(values.shape[0]):
+                    columns["example"].append(record.example)
+                    columns["text"].append(None)
+                    columns["label"].append(None)
+                    columns["method"].append(method)
+                    columns["layer"].append(layer + 1)
+                    columns["output"].append(str(explanation.output))
+                    columns["n_tokens"].append(len(explanation.tokens))
+                    columns["tokens"].append(list(explanation.tokens))
+                    columns["scores"].append(values[layer].tolist())
+                    columns["target"].append(described)
+                    columns["truncated"].append(False)
+                    columns["image"].append(os.path.basename(path))
+                    columns["grid"].append([int(v) for v in explanation.image["grid"]])
+        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+        types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
+        return pa.table(
+            {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
         ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
 
     def _evaluation_table(self, shard: Shard) -> Any:

@@ -14,16 +14,24 @@ from .common import check_methods, console, error_console
 
 
 def batch(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for manifest.json, scores/part-*.parquet and summary.json.")
+    ],
     data: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--data", "-d",
             help="Data set: .jsonl, .csv, .parquet, .txt, or a folder saved by datasets' save_to_disk.",
         ),
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for manifest.json, scores/part-*.parquet and summary.json.")
-    ],
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Instead of --data: a folder of images (.png, .jpg, ...), explained with an image model "
+            "[default model: digits-vit]; one row per image x method x layer.",
+        ),
+    ] = None,
     method: Annotated[
         list[str],
         typer.Option(
@@ -31,7 +39,10 @@ def batch(
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id.")
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Bundled name (minilm; digits-vit for --images), local folder or cached HF id."
+        ),
     ] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
     label_column: Annotated[str, typer.Option(help="Column holding gold labels (used when present).")] = "label",
@@ -108,9 +119,13 @@ def batch(
         from ..errors import AttnflowError
 
         raise AttnflowError("--ground-truth and --ig-steps are for --evaluate; add --evaluate or leave them out.")
+    if (data is None) == (images is None):
+        from ..errors import AttnflowError
+
+        raise AttnflowError("Give --data FILE (texts) or --images FOLDER, exactly one of them.")
     with progress_bar() as progress:
         result = run_batch(
-            data, out, model, method,
+            data, out, model, method, images=images,
             output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
