@@ -713,4 +713,9 @@ def explain_seq2seq_command(
         result.to_json(json_path)
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if html_path is not None:
-        raise AttnflowError("--html is not available for encoder-decoder models yet; use --json.")
+        from ..report.html import write_html
+        from ..report.seq2seq import seq2seq_report_data
+
+        with progress_bar("preparing the report") as progress:
+            data = seq2seq_report_data(result, captured, layer=layer, progress=progress, **options)
+        console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)

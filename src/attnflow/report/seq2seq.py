@@ -95,3 +95,113 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
 
 def _number(value: float) -> str:
     return "–" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def layer_names(n_encoder_layers: int, n_decoder_layers: int) -> list[str]:
+    """Names of the layered encoder–decoder graph's layers: encoder layers, then each decoder layer's sublayers.
+
+    Examples
+    --------
+    >>> layer_names(1, 2)
+    ['enc 1', 'dec 1 self', 'dec 1 cross', 'dec 2 self', 'dec 2 cross']
+    """
+    names = [f"enc {layer}" for layer in range(1, n_encoder_layers + 1)]
+    for layer in range(1, n_decoder_layers + 1):
+        names += [f"dec {layer} self", f"dec {layer} cross"]
+    return names
+
+
+#: The note the HTML report of an encoder–decoder model carries.
+GRAPH_NOTE = (
+    "Encoder-decoder model: the graph's layers are the encoder's layers, then each decoder layer's self-attention "
+    "and cross-attention sublayers; the source tokens (left) are carried up through the decoder by identity edges, "
+    "the decoder positions (right) up through the encoder, and the residual is inside the edges. Teal edges are "
+    "cross-attention. Scores at a decoder layer are the explanation's (after its cross-attention sublayer); "
+    "rollout and flow are also shown at the other layers; raw and grad-rollout only at the decoder layers."
+)
+
+
+def seq2seq_report_data(
+    explanation: Any,
+    captured: Any,
+    *,
+    layer: int = -1,
+    residual: float = 0.5,
+    head_fusion: str = "mean",
+    progress: Any = None,
+) -> Any:
+    """Report data for an encoder–decoder explanation: the layered graph, the two sequences, every target output.
+
+    The page's graph is :class:`attnflow.methods.seq2seq.Seq2SeqGraph` (residual
+    inside the edges, so the report's own residual is 0); its tokens are the
+    source then the decoder positions (``source_length`` marks them) and its
+    outputs every decoder position. The explained position keeps the
+    explanation's scores at each decoder layer; rollout (and flow, within
+    :data:`attnflow.report.data.FLOW_ALL_OUTPUTS_BUDGET`) are computed for every
+    output and graph layer, raw for every output at the decoder layers;
+    grad-rollout is the explained output's only.
+
+    Examples
+    --------
+    >>> from attnflow.capture.seq2seq import capture_seq2seq
+    >>> from attnflow.explainers.seq2seq import explain_seq2seq
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> e = explain_seq2seq("7 2 9", "reverse", ["rollout"], captured=cap, decoder_text="9 2 7")
+    >>> data = seq2seq_report_data(e, cap)
+    >>> data.n_layers, data.source_length, data.layer_names[-1], data.outputs
+    (6, 4, 'dec 2 cross', [4, 5, 6, 7])
+    """
+    from ..methods.flow import solve_flow
+    from ..methods.seq2seq import Seq2SeqGraph, seq2seq_raw
+    from .data import FLOW_ALL_OUTPUTS_BUDGET, ReportData
+
+    graph = Seq2SeqGraph.from_attentions(
+        captured.encoder, captured.decoder, captured.cross, residual=residual, head_fusion=head_fusion  # type: ignore[arg-type]
+    )
+    cap = graph.capacities
+    depth, n = cap.shape[0], graph.n_nodes
+    ns, nt = graph.n_source, graph.n_target
+    decoder = [graph.decoder_layer(d) for d in range(1, graph.n_decoder_layers + 1)]  # 1-based graph layers
+    position = int(explanation.output) - ns
+    notes = [GRAPH_NOTE, *explanation.notes]
+    scores: dict[str, np.ndarray] = {}
+    for method in explanation.methods:
+        full = np.full((depth, nt, n), np.nan)
+        if method == "rollout":
+            current = np.eye(n)
+            for k in range(depth):
+                current = cap[k] @ current
+                full[k] = current[ns:]
+        elif method == "flow" and float(depth) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET:
+            solution = solve_flow(
+                cap, outputs=list(range(ns, n)), layers=list(range(1, depth + 1)), residual=0.0, progress=progress,
+                keep_cuts=False,
+            )
+            full[:] = solution.normalized()[:, ns:, :]
+        elif method == "raw":
+            raw = seq2seq_raw(captured.encoder, captured.decoder, captured.cross, head_fusion=head_fusion)  # type: ignore[arg-type]
+            for index, k in enumerate(decoder):
+                full[k - 1] = raw[index]
+        elif method == "flow":
+            notes.append("flow is in this report for the explained decoder position only (a long input).")
+        for index, k in enumerate(decoder):  # the explained output: exactly the explanation's numbers
+            full[k - 1, position] = explanation.scores[method][index]
+        scores[method] = full
+    shown = decoder[(layer if layer > 0 else len(decoder) + 1 + layer) - 1]
+    return ReportData(
+        tokens=list(explanation.tokens),
+        scores=scores,
+        outputs=list(range(ns, n)),
+        output=ns + position,
+        layer=shown,
+        attention=cap,
+        residual=0.0,
+        head_fusion=head_fusion,
+        special_positions=tuple(explanation.special_positions),
+        model_name=explanation.model_name,
+        text=f"{captured.source_text} → {captured.target_text}",
+        notes=notes,
+        source="attnflow explain (encoder-decoder)",
+        source_length=ns,
+        layer_names=layer_names(graph.n_encoder_layers, graph.n_decoder_layers),
+    )

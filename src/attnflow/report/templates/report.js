@@ -19,6 +19,13 @@
   // a generated answer: tokens from prompt_length on are the answer (marked); words: pieces summed in Python
   var promptLength = typeof D.prompt_length === "number" ? D.prompt_length : null;
   function isAnswer(j) { return promptLength !== null && j >= promptLength; }
+  // an encoder-decoder model: tokens before source_length are the source, the rest the decoder positions;
+  // layer_names name the layers of its layered graph (encoder layers, then each decoder layer's sublayers)
+  var sourceLength = typeof D.source_length === "number" ? D.source_length : null;
+  function isTarget(j) { return sourceLength !== null && j >= sourceLength; }
+  function sideOf(j) { return sourceLength === null ? "" : (isTarget(j) ? "\n(target)" : "\n(source)"); }
+  function layerName(l) { return D.layer_names && D.layer_names[l - 1] ? D.layer_names[l - 1] : "layer " + l; }
+  function isCross(l, i, j) { return sourceLength !== null && j < sourceLength && i >= sourceLength; }
 
   var state = {
     k: Math.max(0, indexOfOutput(D.output)),
@@ -318,6 +325,10 @@
     if (D.words) {
       caption.appendChild(document.createTextNode(" Words: " + D.words.rule + "."));
     }
+    if (sourceLength !== null) {
+      caption.appendChild(document.createTextNode(" The first " + sourceLength + " tokens are the source (the " +
+        "encoder's input); the ones after the gap the decoder positions (the first is the decoder start token)."));
+    }
     methods.forEach(function (method) {
       var name = el("div", { "class": "method-name" });
       name.appendChild(el("span", { "class": "swatch", style: null }));
@@ -333,11 +344,12 @@
         D.tokens.forEach(function (token, j) {
           var t = scale(row[j]);
           var classes = "tok" + (special[j] ? " special" : "") + (key === j ? " is-output" : "") +
-            (isAnswer(j) ? " answer" : "") + (isAnswer(j) && key + 1 === j ? " is-predicted" : "");
+            (isAnswer(j) ? " answer" : "") + (isAnswer(j) && key + 1 === j ? " is-predicted" : "") +
+            (isTarget(j) ? " target" : "") + (sourceLength !== null && j === sourceLength ? " target-start" : "");
           var chip = el("span", {
             "class": classes,
-            "data-tip": method + " \u00b7 layer " + state.layer + "\n#" + j + " " + token + ": " + fmt(row[j], 4) +
-              (promptLength === null ? "" : (isAnswer(j) ? "\n(answer)" : "\n(prompt)"))
+            "data-tip": method + " \u00b7 " + layerName(state.layer) + "\n#" + j + " " + token + ": " + fmt(row[j], 4) +
+              (promptLength === null ? "" : (isAnswer(j) ? "\n(answer)" : "\n(prompt)")) + sideOf(j)
           }, token);
           chip.style.background = ramp(t);
           chip.style.color = inkOn(t);
@@ -409,7 +421,7 @@
       for (var j = 0; j < n; j++) { grid.appendChild(el("div", { "class": "hm-marker" }, key === j ? "\u25bc" : "")); }
       for (var layer = L; layer >= 1; layer--) {
         var label = el("div", { "class": "hm-row-label" + (layer === state.layer ? " current" : ""), "data-layer": layer },
-          "layer " + layer);
+          layerName(layer));
         label.addEventListener("click", setLayer.bind(null, layer));
         grid.appendChild(label);
         var row = scoresRow(method, layer, state.k);
@@ -543,7 +555,7 @@
     var colW = Math.max(30, Math.min(74, 1060 / Math.max(n, 1)));
     var rowH = Math.max(54, Math.min(84, 560 / Math.max(L, 1)));
     var labelLen = D.tokens.reduce(function (a, t) { return Math.max(a, t.length); }, 1);
-    var left = 78, right = 24, top = 28, barH = 46;
+    var left = D.layer_names ? 104 : 78, right = 24, top = 28, barH = 46;
     var bottom = barH + 22 + Math.min(110, 14 + labelLen * 6.2);
     var width = left + n * colW + right;
     var height = top + L * rowH + bottom;
@@ -569,8 +581,8 @@
           if (w < state.threshold || w <= 0) { continue; }
           shown++;
           gEdges.appendChild(sv("line", {
-            x1: x(j), y1: y(l - 1), x2: x(i), y2: y(l),
-            stroke: "#8b93a7", "stroke-opacity": (0.12 + 0.55 * w).toFixed(3),
+            x1: x(j), y1: y(l - 1), x2: x(i), y2: y(l), "class": isCross(l, i, j) ? "cross-edge" : null,
+            stroke: isCross(l, i, j) ? "#0d9488" : "#8b93a7", "stroke-opacity": (0.12 + 0.55 * w).toFixed(3),
             "stroke-width": (0.4 + 4.2 * w).toFixed(2), "stroke-linecap": "round"
           }));
         }
@@ -622,7 +634,7 @@
       gLabels.appendChild(sv("text", {
         x: left - 16, y: y(l) + 4, "text-anchor": "end",
         "class": "layer-label" + (l === layer ? " current" : "")
-      }, l === 0 ? "input" : "layer " + l));
+      }, l === 0 ? "input" : layerName(l)));
       var top_ = 0;
       if (v && l <= layer) { for (i = 0; i < n; i++) { top_ = Math.max(top_, v[l][i]); } }
       for (i = 0; i < n; i++) {
@@ -635,7 +647,8 @@
           stroke: isOut ? "#1e2230" : (active ? "#c2410c" : "#c8cdd9"),
           "stroke-width": isOut ? 2.4 : (active ? 0.9 : 0.8),
           "data-layer": l, "data-position": i,
-          "data-tip": "#" + i + " " + tokenName(i) + " \u00b7 " + (l === 0 ? "input" : "layer " + l) +
+          "data-tip": "#" + i + " " + tokenName(i) + sideOf(i).replace("\n", " ") + " \u00b7 " +
+            (l === 0 ? "input" : layerName(l)) +
             (active ? "\nshare of the output (rollout): " + fmt(v[l][i], 4) :
               (v ? "\nabove the chosen layer" : "\nroute not in this report (see the notes)")) +
             (l > 0 ? "\nclick: explain this token at this layer" : "\nclick: explain this token")
@@ -694,6 +707,14 @@
       gLabels.appendChild(text);
     }
 
+    if (sourceLength !== null) {
+      var divide = (x(sourceLength - 1) + x(sourceLength)) / 2;
+      gLabels.appendChild(sv("line", { x1: divide, y1: top - 20, x2: divide, y2: y(0) + 8, stroke: "#c8cdd9",
+        "stroke-dasharray": "3 4", "class": "side-divider" }));
+      gLabels.appendChild(sv("text", { x: divide - 8, y: top - 10, "text-anchor": "end", "class": "layer-label" },
+        "source"));
+      gLabels.appendChild(sv("text", { x: divide + 8, y: top - 10, "class": "layer-label" }, "target"));
+    }
     var caption = byId("graph-caption");
     clear(caption);
     caption.appendChild(document.createTextNode("Nodes are tokens at each layer; grey edges are the fused attention (width \u221d weight, " +
