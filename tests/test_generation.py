@@ -259,6 +259,7 @@ def test_cli_answer_each_prints_one_table_per_answer_token(capsys, tiny_llama_pa
     "args, message",
     [
         (["--model", "minilm", "--generate", "2"], "Cannot generate with 'minilm' (BertModel): it is an encoder"),
+        (["--model", "digits-vit", "--generate", "2"], "(ViTForImageClassification): it is an image model"),
         (["--generate", "0"], "--generate"),
         (["--generate", "2", "--output", "last"], "--output cannot be given with --generate"),
         (["--generate", "2", "--target", "predicted"], "--target cannot be given with --generate"),
