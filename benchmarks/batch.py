@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     cores = available_cores()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load = round(os.getloadavg()[0], 2)  # other jobs on the machine: the numbers are only as good as this is low
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = sva.write_jsonl(sva.generate(args.n, split="test", seed=0), folder / "sva.jsonl")
@@ -81,7 +84,8 @@ def main() -> None:
     for r in results:
         print(f"{r['run']:<22} {r['wall_s']:>8.2f} {r['wall_examples_per_s']:>12.2f} "
               f"{r['steady_examples_per_s']:>14.2f}")
-    report = {"n": args.n, "model": args.model, "cores": cores, "runs": results, "rows_equal": equal}
+    report = {"n": args.n, "model": args.model, "cores": cores, "date": started,
+              "load_average_1min_at_start": load, "runs": results, "rows_equal": equal}
     local = next((r for r in results if r["engine"] == "local" and r["workers"] == 2), None)
     ray_run = next((r for r in results if r["engine"] == "ray"), None)
     if local and ray_run:
