@@ -548,3 +548,133 @@ def seq2seq_gradients(
         start += len(group)
         arrays.append(np.stack(part))
     return Seq2SeqGradients(arrays[0], arrays[1], arrays[2], position, int(token_id), float(score.detach()))
+
+
+def _blank_id(loaded: LoadedModel) -> int:
+    tokenizer = loaded.tokenizer
+    for candidate in (getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "pad_token_id", None)):
+        if isinstance(candidate, int) and candidate >= 0:
+            return candidate
+    raise AttnflowError(f"The tokenizer of the model {loaded.name!r} has no unknown or pad token to blank out with.")
+
+
+def _target_score_inputs(
+    captured: Seq2SeqAttention, position: int | None, token_id: int | None
+) -> tuple[int, int]:
+    nt = captured.n_target
+    position = captured.predicted_position if position is None else int(position)
+    if not 0 <= position < nt:
+        raise AttnflowError(f"The decoder position must be from 0 to {nt - 1}; got {position}.")
+    if token_id is None:
+        if position + 1 >= nt:
+            raise AttnflowError(
+                f"Decoder position {position} is the last one: its next token is not in the target; give token_id."
+            )
+        token_id = captured.target_ids[position + 1]
+    return position, int(token_id)
+
+
+def seq2seq_blankout(
+    captured: Seq2SeqAttention,
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None,
+    position: int | None = None,
+    *,
+    token_id: int | None = None,
+) -> np.ndarray:
+    """Blank-out of the source tokens: ``|S - S(source token j replaced by the blank token)|``, ``(ns,)``.
+
+    ``S`` is the log-probability of ``token_id`` (default: the target token after
+    ``position``) at decoder ``position`` (default: the one before the last target
+    token), the target read with teacher forcing. The blank token is the
+    tokenizer's unknown token (``<unk>``, as the paper's ``[UNK]``), else its pad
+    token. Special source tokens get NaN and are never blanked. All blanked
+    sources run as one batch.
+
+    Examples
+    --------
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> values = seq2seq_blankout(cap, "reverse")
+    >>> int(np.nanargmax(values)), bool(np.isnan(values[-1]))   # '7' is the digit being written; '</s>' special
+    (0, True)
+    """
+    import torch
+
+    loaded = load_model(model)
+    require_seq2seq(loaded)
+    position, token_id = _target_score_inputs(captured, position, token_id)
+    blank = _blank_id(loaded)
+    content = [j for j in range(captured.n_source) if j not in set(captured.source_special)]
+    rows = [list(captured.source_ids)] + [
+        [blank if i == j else t for i, t in enumerate(captured.source_ids)] for j in content
+    ]
+    model_ = loaded.model
+    device = getattr(model_, "device", None)
+    inputs = torch.tensor(rows, dtype=torch.long, device=device)
+    decoder = torch.tensor([captured.target_ids] * len(rows), dtype=torch.long, device=device)
+    with eager_attention(model_), torch.no_grad(), model_failures(
+        f"The model {loaded.name!r} failed while blanking out source tokens"
+    ):
+        logits = model_(
+            input_ids=inputs, attention_mask=torch.ones_like(inputs), decoder_input_ids=decoder, use_cache=False,
+            return_dict=True,
+        ).logits
+    scores = torch.log_softmax(logits[:, position].to(torch.float64), dim=-1)[:, token_id].cpu().numpy()
+    out = np.full(captured.n_source, np.nan)
+    out[content] = np.abs(scores[0] - scores[1:])
+    return out
+
+
+def seq2seq_input_gradients(
+    captured: Seq2SeqAttention,
+    model: str | os.PathLike[str] | LoadedModel | PreTrainedModel | None,
+    position: int | None = None,
+    *,
+    token_id: int | None = None,
+) -> np.ndarray:
+    """Input gradients of the source tokens: ``|sum_d dS/de_jd|``, ``(ns,)``, ``e_j`` the encoder's token embedding.
+
+    ``S`` as in :func:`seq2seq_blankout`. ``e_j`` is the output of the encoder's
+    token-embedding module (before any embedding scale the model applies, which
+    multiplies every token's gradient alike). Special source tokens get NaN.
+
+    Examples
+    --------
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> values = seq2seq_input_gradients(cap, "reverse")
+    >>> values.shape, bool(np.all(values[:3] > 0)), bool(np.isnan(values[-1]))
+    ((4,), True, True)
+    """
+    import torch
+
+    loaded = load_model(model)
+    require_seq2seq(loaded)
+    position, token_id = _target_score_inputs(captured, position, token_id)
+    encoder = loaded.model.get_encoder()
+    embedding = getattr(encoder, "embed_tokens", None)
+    if not isinstance(embedding, torch.nn.Module):
+        raise AttnflowError(
+            f"The model {loaded.name!r} has no encoder token embedding (encoder.embed_tokens); attnflow cannot "
+            "take input gradients of its source."
+        )
+    seen: list[Any] = []
+
+    def keep(_module: Any, _inputs: Any, output: Any) -> Any:
+        if not seen:  # the encoder's call comes first; a shared embedding is called again by the decoder
+            seen.append(output)
+        return output
+
+    handle = embedding.register_forward_hook(keep)
+    try:
+        with eager_attention(loaded.model), torch.enable_grad():
+            for param in loaded.model.parameters():
+                param.requires_grad_(True)  # restored by eager_attention
+            output = _forward(loaded, captured.source_ids, captured.target_ids, output_attentions=False)
+            score = torch.log_softmax(output.logits[0, position].to(torch.float64), dim=-1)[token_id]
+            (grad,) = torch.autograd.grad(score, seen[0])
+            grad = grad[0].detach().to(torch.float64).sum(-1).abs().cpu().numpy()
+    finally:
+        handle.remove()
+    out = np.full(captured.n_source, np.nan)
+    content = [j for j in range(captured.n_source) if j not in set(captured.source_special)]
+    out[content] = grad[content]
+    return out

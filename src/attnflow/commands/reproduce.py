@@ -208,6 +208,13 @@ def _reproduce_reverse(
     with progress_bar("explaining reversals") as progress:
         result = plausibility(model, count=n, seed=20_000 + seed, methods=methods, progress=progress)
     console.print(plausibility_table(result))
+    from ..evaluate.seq2seq import evaluate_seq2seq
+    from ..tasks.seq2seq_task import CORRELATION_EXAMPLES, correlation_table, make_examples
+
+    pairs = [(e.source_text, e.target_text) for e in make_examples(min(n, CORRELATION_EXAMPLES), 20_000 + seed)]
+    with progress_bar("blank-out and input gradients") as progress:
+        result["correlation"] = evaluate_seq2seq(pairs, model, methods, progress=progress)
+    console.print(correlation_table(result["correlation"]))
     if out is not None:
         write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
         console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)

@@ -330,6 +330,39 @@ def plausibility_table(result: dict[str, Any]) -> Any:
     return table
 
 
+#: ``attnflow reproduce reverse`` correlates with blank-out and input gradients on this many of its examples.
+CORRELATION_EXAMPLES = 50
+
+
+def correlation_table(result: dict[str, Any]) -> Any:
+    """The terminal table of :func:`attnflow.evaluate.seq2seq.evaluate_seq2seq`'s result: mean ± sd per layer.
+
+    Examples
+    --------
+    >>> correlation_table({"methods": ["raw"], "ground_truths": ["blankout"], "decoder_layers": 1, "examples": 1,
+    ...                    "predictions": 3, "correlation": {"blankout": {"raw": [[0.5, 0.1]]}}}).row_count
+    1
+    """
+    from rich.table import Table
+
+    table = Table(
+        title=f"Spearman ρ of the source scores with each ground truth ({result['examples']} reversals, "
+        f"{result['predictions']} target tokens) · mean ± sd",
+        title_justify="left", header_style="bold",
+    )
+    table.add_column("method")
+    for truth in result["ground_truths"]:
+        for layer in range(result["decoder_layers"]):
+            table.add_column(f"{truth} L{layer + 1}", justify="right")
+    for method in result["methods"]:
+        cells = []
+        for truth in result["ground_truths"]:
+            for mean, sd in result["correlation"][truth][method]:
+                cells.append("–" if mean is None else f"{mean:.2f} ± {0.0 if sd is None else sd:.2f}")
+        table.add_row(method, *cells)
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``train DIR`` or ``plausibility OUT.json [--model DIR] [--count N]``."""
     args = list(sys.argv[1:] if argv is None else argv)
