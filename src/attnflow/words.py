@@ -277,30 +277,38 @@ def _decoded_spans(
     text = ""
     spans: list[tuple[int, int]] = []
     for i in range(first, last):
-        surface = "" if alone[i] else _decoded_piece(tokenizer, ids, i, first)
+        surface = "" if alone[i] else _decoded_piece(tokenizer, ids, i, first, last)
         spans.append((len(text), len(text) + len(surface)))
         text += surface
     return text, spans
 
 
-def _decoded_piece(tokenizer: Any, ids: list[int], i: int, first: int = 0) -> str:
-    """What decoding id ``i`` adds to the ids before it (a few ids of context, so SentencePiece keeps its spaces).
+#: Ids of context on each side when a piece is decoded (a character is at most 4 byte-fallback pieces).
+_CONTEXT = 8
 
-    An incomplete character (a byte-fallback piece that only starts one) adds nothing: the piece
-    completing it adds the whole character.
+
+def _decoded_piece(tokenizer: Any, ids: list[int], i: int, first: int = 0, last: int | None = None) -> str:
+    """What id ``i`` adds to the text the ids around it decode to (a few ids of context on each side).
+
+    Within a window of ids, the text is that of the whole window; the ids up to ``j`` reach as far
+    into it as their own decoding agrees with it (never less than the ids before them). An id that
+    only starts a character (byte fallback) thereby adds nothing, and the one completing it the
+    whole character; SentencePiece's spaces are read with their context.
     """
-    start = max(first, i - 4)
+    last = len(ids) if last is None else last
+    start = max(first, i - _CONTEXT)
 
     def decode(part: list[int]) -> str:
         return str(tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
-    after = decode(ids[start : i + 1])
-    if i > start:
-        before = decode(ids[start:i]).rstrip("\ufffd")
-        surface = after[len(before) :] if after.startswith(before) else after[_common_prefix(before, after) :]
-    else:
-        surface = after
-    return "" if surface.strip("\ufffd") == "" and surface else surface
+    window = decode(ids[start : min(last, i + 1 + _CONTEXT)])
+    reach = 0
+    before = 0
+    for j in range(start, i + 1):
+        reach = max(reach, _common_prefix(decode(ids[start : j + 1]), window))
+        if j == i - 1:
+            before = reach
+    return window[before:reach]
 
 
 def _common_prefix(a: str, b: str) -> int:
