@@ -335,13 +335,18 @@ class Examples(list):  # type: ignore[type-arg]
     """The examples of a data set (a list of :class:`Example`), with the rows left out and why.
 
     ``skipped`` lists ``{"example": row, "reason": ...}`` for every row of the file
-    that has no example here (``"empty text"``); ``source`` names the file.
+    that has no example here (``"empty text"``); ``rows`` gives each example's row in
+    the file; ``source`` names the file.
     """
 
-    def __init__(self, items: Iterable[Example] = (), skipped: Sequence[dict[str, Any]] = (), source: str = ""):
+    def __init__(
+        self, items: Iterable[Example] = (), skipped: Sequence[dict[str, Any]] = (), source: str = "",
+        rows: Sequence[int] | None = None,
+    ):
         super().__init__(items)
         self.skipped: list[dict[str, Any]] = [dict(s) for s in skipped]
         self.source = source
+        self.rows: list[int] = list(range(len(self))) if rows is None else [int(r) for r in rows]
 
 
 #: The file endings :func:`read_examples` (and :func:`as_examples` for a path given as a string) reads.
@@ -382,7 +387,38 @@ def read_examples(
         raise AttnflowError(
             f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped (empty text)."
         )
-    return Examples(kept, skipped, dataset.source)
+    rows = [r.example for r in dataset.records if r.text is not None]
+    return Examples(kept, skipped, dataset.source, rows)
+
+
+def screen_examples(examples: Examples, loaded: Any, *, truncate: bool = False) -> Examples:
+    """``examples`` without the rows ``loaded`` cannot explain (:func:`screen_texts`), which join ``skipped``.
+
+    What ``attnflow evaluate --data`` runs on: the rows ``attnflow batch`` would explain,
+    the others counted with the same reasons.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> kept = screen_examples(Examples([Example("Dogs bark."), Example("\u200b")]), load_model())
+    >>> kept, kept.rows
+    ([Example(text='Dogs bark.', label=None)], [0])
+    >>> kept.skipped
+    [{'example': 1, 'reason': 'no tokens (the tokenizer keeps nothing)'}]
+    """
+    reasons = screen_texts([e.text for e in examples], loaded, truncate=truncate)
+    kept = [(e, row) for e, row, why in zip(examples, examples.rows, reasons, strict=True) if why is None]
+    skipped = examples.skipped + [
+        {"example": row, "reason": why}
+        for row, why in zip(examples.rows, reasons, strict=True) if why is not None
+    ]
+    if not kept:
+        raise AttnflowError(
+            f"No row of {examples.source!r} can be explained: {len(skipped)} rows skipped "
+            f"({', '.join(sorted({s['reason'] for s in skipped}))})."
+        )
+    return Examples([e for e, _ in kept], sorted(skipped, key=lambda s: s["example"]), examples.source,
+                    [row for _, row in kept])
 
 
 def screen_texts(texts: Sequence[str], loaded: Any, *, truncate: bool = False) -> list[str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pandas as pd
@@ -125,3 +126,21 @@ def test_as_examples_forms(tmp_path):
         as_examples([{"label": 1}])
     with pytest.raises(AttnflowError, match="no 'text' column"):
         as_examples(pd.DataFrame({"sentence": ["a"]}))
+
+
+@pytest.mark.e2e
+def test_evaluate_skips_and_counts_the_rows_batch_skips(tmp_path, capsys):
+    """attnflow evaluate --data: an empty and a too-long row are skipped with batch's reasons, the rest evaluated."""
+    from attnflow import cli
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "Dogs bark."}, {"text": " "}, {"text": "word " * 600}, {"text": "A cat sat."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    status = cli.main(["evaluate", "--data", str(path), "--out", str(tmp_path / "out"), "--method", "rollout",
+                       "--ground-truth", "blankout", "--no-faithfulness", "--target", "norm"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert status == 0
+    assert "skipped 1 row(s) of the data file: empty text (rows 1, from 0)" in printed
+    assert "skipped 1 row(s) of the data file: too long (more than 512 tokens) (rows 2, from 0)" in printed
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["n_examples"] == 2

@@ -234,6 +234,13 @@ def evaluate(
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=overwrite)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
+    from ..capture import load_model
+    from ..capture.models import quiet_transformers
+    from ..data import screen_examples
+
+    with quiet_transformers():
+        model = load_model(model, trust_remote_code=trust_remote_code)  # once: screened here, evaluated below
+    examples = screen_examples(examples, model, truncate=truncate)  # the rows batch skips, counted alike
     accepted = set().union(*(get_method(name).options for name in methods))
     options = {key: value for key, value in (("residual", residual), ("head_fusion", head_fusion)) if key in accepted}
     if others:  # the context-mixing graphs contain the residual; the attention graph takes the default
@@ -264,6 +271,24 @@ def evaluate(
     files = render_outputs(result)
     write_folder(out, files)
     report_evaluation(result, out, files, sum(issubclass(w.category, IntegratedGradientsWarning) for w in caught))
+    report_skipped(examples.skipped)
+
+
+def report_skipped(skipped: list[dict[str, Any]]) -> None:
+    """One line per reason: how many rows of the data file were skipped, and which (as ``attnflow batch`` counts).
+
+    Examples
+    --------
+    >>> report_skipped([{"example": 3, "reason": "empty text"}])
+    skipped 1 row(s) of the data file: empty text (rows 3, from 0)
+    """
+    reasons: dict[str, list[int]] = {}
+    for item in skipped:
+        reasons.setdefault(item["reason"], []).append(int(item["example"]))
+    for reason, rows in reasons.items():
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        console.print(f"skipped {len(rows)} row(s) of the data file: {reason} (rows {shown}, from 0)",
+                      highlight=False, markup=False)
 
 
 #: Options of texts only (not for --images), by parameter name.

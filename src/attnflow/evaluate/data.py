@@ -11,6 +11,6 @@ Examples
 [Example(text='A cat.', label=None)]
 """
 
-from ..data import FORMATS, Example, Examples, as_examples, read_examples, screen_texts
+from ..data import FORMATS, Example, Examples, as_examples, read_examples, screen_examples, screen_texts
 
-__all__ = ["FORMATS", "Example", "Examples", "as_examples", "read_examples", "screen_texts"]
+__all__ = ["FORMATS", "Example", "Examples", "as_examples", "read_examples", "screen_examples", "screen_texts"]
