@@ -422,3 +422,22 @@ def test_the_docs_show_what_the_commands_print(document, docs_folder):
             continue
         assert command_output(args, docs_folder) == shown.strip(), (
             f"rerun `attnflow {args}` and paste its output into {document.name} (see docs/generation.md)")
+
+
+def test_the_report_shows_grad_rollout_for_every_answer_token(capsys, tmp_path, tiny_llama_path):
+    """grad-rollout needs the answer token's gradient: the report has it at the predicting positions only."""
+    path = tmp_path / "g.html"
+    status = main(["explain", PROMPT, "--model", str(tiny_llama_path), "--generate", "2", "--method",
+                   "grad-rollout", "--html", str(path)])
+    assert status == 0, capsys.readouterr().err
+    e = attnflow.explain(PROMPT, str(tiny_llama_path), methods="grad-rollout", generate=2)
+    data = _page_data(path)
+    outputs = [str(o) for o in data["outputs"]]
+    values = np.array(data["scores"]["grad-rollout"], dtype=float)  # (L, outputs, n), NaN: not computed
+    predicting = {str(e.prompt_length - 1 + k): k for k in range(2)}
+    for column, output in enumerate(outputs):
+        if output in predicting:
+            assert np.allclose(values[:, column], e.answer_scores["grad-rollout"][predicting[output]], atol=1e-6)
+        else:
+            assert np.all(np.isnan(values[:, column])), output
+    assert any("computed at the positions that predicted the answer tokens" in note for note in data["notes"])

@@ -247,3 +247,22 @@ def test_without_words_the_table_has_token_rows(capsys, minilm):
     assert status == 0 and "words:" not in out
     pieces = len(minilm.tokenizer(SENTENCE)["input_ids"])
     assert sum(line.startswith("│") for line in out.splitlines()) == pieces  # one row per piece
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=TEXT, answer=TEXT)
+def test_a_prompt_and_a_generated_answer_group_apart(tokenizers, name, prompt, answer):
+    """Prompt pieces group by the prompt's offsets, answer pieces by decoding; no word spans the two."""
+    tok = tokenizers[name]
+    prompt_ids = tok(prompt)["input_ids"]
+    answer_ids = tok(answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        return
+    P = len(prompt_ids)
+    words = word_groups(tok, prompt_ids + answer_ids, prompt, prompt_length=P)
+    assert all(group[-1] < P or group[0] >= P for group in words.groups)
+    head = [g for g in words.groups if g[0] < P]
+    assert head == word_groups(tok, prompt_ids, prompt).groups
+    tail = [[p - P for p in g] for g in words.groups if g[0] >= P]
+    assert tail == word_groups(tok, answer_ids).groups
