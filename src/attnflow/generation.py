@@ -64,8 +64,8 @@ class Generation:
     answer
         The generated text (``answer_ids`` decoded, special tokens dropped).
     stopped
-        ``"length"`` (``max_new_tokens`` were generated) or ``"eos"`` (the model
-        generated its end-of-sequence token first).
+        ``"eos"`` (the answer ends with the model's end-of-sequence token, kept)
+        or ``"length"`` (``max_new_tokens`` were generated without it).
     model_name
         The model's name or folder.
 
@@ -250,7 +250,7 @@ def generate(
             sequences = net.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
     answer_ids = [int(i) for i in sequences[0, len(prompt_ids) :].tolist()]
     eos = _eos_ids(net)
-    stopped = "eos" if answer_ids and answer_ids[-1] in eos and len(answer_ids) < count else "length"
+    stopped = "eos" if answer_ids and answer_ids[-1] in eos else "length"
     if not answer_ids:  # pragma: no cover - generate always adds at least one token
         raise AttnflowError(f"The model {loaded.name!r} generated no tokens after the prompt.")
     answer = loaded.tokenizer.decode(answer_ids, skip_special_tokens=True)
