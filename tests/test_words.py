@@ -266,3 +266,21 @@ def test_a_prompt_and_a_generated_answer_group_apart(tokenizers, name, prompt, a
     assert head == word_groups(tok, prompt_ids, prompt).groups
     tail = [[p - P for p in g] for g in words.groups if g[0] >= P]
     assert tail == word_groups(tok, answer_ids).groups
+
+
+def test_the_docs_word_table_is_what_the_tokenizers_give(tokenizers):
+    import ast
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "generation.md").read_text(encoding="utf-8")
+    table = text.split("<!-- word-rule-table")[1].split("\n\n")[0].splitlines()[3:]
+    families = {"WordPiece": "bert", "byte-level BPE": "gpt2", "SentencePiece BPE": "llama",
+                "SentencePiece Unigram": "t5"}
+    assert len(table) == len(families)
+    for row in table:
+        family, source, pieces, words = (cell.strip() for cell in row.strip("|").split("|"))
+        tok = tokenizers[next(name for key, name in families.items() if family.startswith(key))]
+        sentence = ast.literal_eval(source.strip("`"))
+        ids = tok(sentence)["input_ids"]
+        assert " ".join(tok.convert_ids_to_tokens(ids)) == pieces.strip("`"), family
+        assert word_groups(tok, ids, sentence).labels == [w.strip("`") for w in words.split(" · ")], family
