@@ -441,3 +441,17 @@ def test_the_report_shows_grad_rollout_for_every_answer_token(capsys, tmp_path, 
         else:
             assert np.all(np.isnan(values[:, column])), output
     assert any("computed at the positions that predicted the answer tokens" in note for note in data["notes"])
+
+
+def test_attnflow_report_from_the_json_of_an_answer_keeps_the_marks_and_words(capsys, tmp_path, tiny_gpt2_path):
+    saved, page = tmp_path / "answer.json", tmp_path / "answer.html"
+    assert main(["explain", "Hello world, this is", "--model", str(tiny_gpt2_path), "--generate", "3", "--method",
+                 "rollout", "--words", "--json", str(saved)]) == 0
+    assert main(["report", str(saved), "-o", str(page)]) == 0, capsys.readouterr().err
+    e = attnflow.Explanation.from_json(saved)
+    data = _page_data(page)
+    P = e.prompt_length
+    assert data["prompt_length"] == P and data["words"]["groups"] == e.words.groups
+    assert [int(o) for o in data["outputs"]] == [P - 1, P, P + 1]  # one output per answer token
+    for k in range(3):
+        assert np.allclose(np.array(data["scores"]["rollout"])[:, k], e.answer_scores["rollout"][k], atol=1e-6)
