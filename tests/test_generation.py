@@ -293,6 +293,12 @@ def test_api_mistakes_are_clear_errors(tiny_gpt2_path, minilm):
         attnflow.explain(PROMPT, str(tiny_gpt2_path), generate=2, output="last")
     with pytest.raises(AttnflowError, match="accepts at most 64 tokens"):
         attnflow.explain(PROMPT, str(tiny_gpt2_path), generate=64)
+    long = "word " * 70
+    with pytest.raises(AttnflowError, match=r"The prompt has 141 tokens and 4 more are asked for, 145 in all, but the "
+                       r"model .* accepts at most 64: ask for at most 0 tokens, shorten the prompt, or pass truncate"):
+        attnflow.explain(long, str(tiny_gpt2_path), generate=4)
+    cut = attnflow.explain(long, str(tiny_gpt2_path), methods="raw", generate=4, truncate=True)
+    assert cut.prompt_length == 60 and len(cut.tokens) == 64  # the prompt is cut, the answer kept whole
     with pytest.raises(AttnflowError, match="Unknown method"):
         attnflow.explain(PROMPT, str(tiny_gpt2_path), methods="nope", generate=2)
     with pytest.raises(AttnflowError, match="does not exist"):

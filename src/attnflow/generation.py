@@ -222,13 +222,11 @@ def generate(
             f"Cannot generate {count} tokens: the model {loaded.name!r} accepts at most {limit} tokens, "
             "prompt included; ask for fewer."
         )
-    room = None if limit is None else limit - count
-    if truncate and room is not None:
-        from dataclasses import replace
+    from dataclasses import replace
 
-        encoded = _encode(replace(loaded, max_length=room), prompt, True, None)
-    else:
-        encoded = _encode(loaded, prompt, False, None)
+    room = None if limit is None else limit - count
+    # truncate: the prompt is cut to leave room for the answer; otherwise the check below says what fits
+    encoded = _encode(replace(loaded, max_length=room if truncate else None), prompt, truncate, None)
     prompt_ids = encoded.input_ids
     if limit is not None and len(prompt_ids) + count > limit:
         raise AttnflowError(
