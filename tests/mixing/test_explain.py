@@ -120,7 +120,6 @@ def test_cli_attention_graph_is_today_s_output(capsys, tmp_path):
         (["--graph", "alti", "--residual", "0.3"], "--residual weighs the residual added to attention weights"),
         (["--graph", "norm", "--method", "grad-rollout"], "--method grad-rollout weighs attention weights"),
         (["--graph", "alti", "--generate", "2"], "--generate runs on the attention graph only"),
-        (["--graph", "alti", "--html", "x.html"], "report of a context-mixing graph"),
     ],
 )
 def test_cli_graph_mistakes_are_one_line_before_any_model_loads(capsys, args, message):

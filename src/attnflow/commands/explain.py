@@ -256,11 +256,6 @@ def explain(
         )
         return
     wants_report = any(path is not None for path in (html_path, png_path, svg_path))
-    if wants_report and graphs != ["attention"]:
-        raise AttnflowError(
-            "--html, --png and --svg draw the attention graph; the report of a context-mixing graph "
-            f"({', '.join(g for g in graphs if g != 'attention')}) is not available yet: use --json or the table."
-        )
     if wants_report:
         from .report import check_report_paths
 
@@ -270,6 +265,9 @@ def explain(
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
+        if graphs != ["attention"]:
+            raise AttnflowError("--graph with a context-mixing graph is for encoder or decoder-only models, not "
+                                "encoder-decoder.")
         if heads or heads_file is not None:
             raise AttnflowError("--heads and --heads-file are for encoder or decoder-only models, not encoder-decoder.")
         explain_seq2seq_command(
@@ -322,7 +320,8 @@ def explain(
         console.print(f"wrote {json_path}")
     if wants_report:
         panel = heads_panel_for(text, model, target, truncate, heads, heads_file)
-        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options, heads=panel)
+        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options, heads=panel,
+                      graphs=graphs, loaded=model)
 
 
 def check_heads_options(heads: bool, heads_file: Path | None, html_path: Path | None, image: Path | None) -> None:
@@ -507,8 +506,13 @@ def _write_report(
     *,
     explanation: Explanation | None = None,
     heads: dict[str, Any] | None = None,
+    graphs: list[str] | None = None,
+    loaded: Any = None,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
+
+    With context-mixing ``graphs`` (and the ``loaded`` model), each graph's methods join
+    the page as ``GRAPH/METHOD`` (:func:`attnflow.mixing.report.report_with_graphs`).
 
     The explained output keeps the scores ``explain`` computed (gradient-based
     methods included); the report computes only the other outputs. For a generated
@@ -520,10 +524,18 @@ def _write_report(
     from .report import write_report_files
 
     with progress_bar("preparing the report") as progress:
-        data = report_data_from_capture(
-            captured, methods=methods, output=result.output, layer=layer, progress=progress, explanation=result,
-            **_fusion(options, result),
-        )
+        if graphs and graphs != ["attention"]:
+            from ..mixing.report import report_with_graphs
+
+            data = report_with_graphs(
+                captured, loaded, graphs, methods, output=result.output, layer=layer, progress=progress,
+                explanation=result, **_fusion(options, result),
+            )
+        else:
+            data = report_data_from_capture(
+                captured, methods=methods, output=result.output, layer=layer, progress=progress,
+                explanation=result, **_fusion(options, result),
+            )
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
 

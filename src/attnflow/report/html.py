@@ -94,6 +94,7 @@ def render_html(data: ReportData, *, title: str | None = None) -> str:
     payload["summaries"] = {
         name: get_method(name).summary for name in data.methods if name in available_methods()
     }
+    payload["summaries"].update(_graph_summaries(data.methods))
     heading = title if title is not None else _default_heading(data)
     script = "\n" + _template("report.js") + "\n"
     if "</script" in script.lower() or "<!--" in script:
@@ -135,6 +136,27 @@ def write_html(data: ReportData, path: str | os.PathLike[str], *, title: str | N
     if Path(path).is_dir():
         raise AttnflowError(f"Cannot write the report to {os.fspath(path)!r}: it is a folder; give a file name.")
     return write_text_atomic(path, render_html(data, title=title))
+
+
+def _graph_summaries(names: list[str]) -> dict[str, str]:
+    """Summaries of ``GRAPH/METHOD`` entries: the method's, then the graph's and its reference.
+
+    Examples
+    --------
+    >>> _graph_summaries(["rollout", "alti/rollout"])["alti/rollout"][:40]
+    'attention rollout: products of residual-'
+    """
+    from ..methods import available_methods, get_method
+    from ..mixing.registry import available_graphs, get_graph, split_key
+
+    out = {}
+    for name in names:
+        graph, method = split_key(name)
+        if "/" in name and graph in available_graphs() and method in available_methods():
+            chosen = get_graph(graph)
+            out[name] = (f"{get_method(method).summary}; here over the {graph} graph: {chosen.summary} "
+                         f"({chosen.reference.split(';')[0]}).")
+    return out
 
 
 def _default_heading(data: ReportData) -> str:
