@@ -474,3 +474,161 @@ def weighted_attention(loaded: LoadedModel, bound: BoundTarget, input_ids: Seque
     for layer, array in reduced.items():
         values[layer] = array
     return WeightedAttention(values)
+
+
+@dataclass
+class HeadGradients(AttentionShape):
+    """One example's attention and head-mask gradient from a batched pass (:func:`batch_head_gradients`).
+
+    ``attentions`` float64 ``(L, H, n, n)`` and ``head_gradients`` float64 ``(L, H)``,
+    as in :class:`TargetGradients`, without the attention gradients.
+    """
+
+    attentions: np.ndarray
+    head_gradients: np.ndarray
+    objective: str
+    value: float
+    tokens: list[str]
+    input_ids: list[int]
+    special_positions: tuple[int, ...]
+    target: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _batched_head_mask(model: Any, mask: Any) -> Iterator[Any]:
+    """:func:`head_mask` with one mask per example: ``mask`` ``(B, L, H)`` scales head ``h`` of row ``b``."""
+    projections = attention_output_projections(model)
+    n_heads = count_heads(model)
+
+    def make_hook(layer: int) -> Any:
+        def scale_heads(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            hidden = args[0]
+            width = hidden.shape[-1]
+            if width % n_heads:
+                raise AttnflowError(
+                    f"The attention output projection of layer {layer + 1} takes {width} features, not a "
+                    f"multiple of {n_heads} heads; attnflow cannot mask the heads of this model."
+                )
+            split = hidden.reshape(*hidden.shape[:-1], n_heads, width // n_heads)
+            scale = mask[:, layer].to(hidden.dtype)[:, None, :, None]  # (B, 1, H, 1) against (B, n, H, d)
+            return ((split * scale).reshape(hidden.shape), *args[1:])
+
+        return scale_heads
+
+    handles = []
+    try:
+        for layer, module in enumerate(projections):
+            handles.append(module.register_forward_pre_hook(make_hook(layer)))
+        yield mask
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def batch_head_gradients(
+    loaded: LoadedModel,
+    bounds: Sequence[BoundTarget],
+    input_ids: Sequence[Sequence[int]],
+    *,
+    objective: Objective = "log_probability",
+) -> list[HeadGradients]:
+    """Attention and head-mask gradients of several examples in one padded forward and backward pass.
+
+    What :func:`target_gradients` gives one example at a time (its ``attentions`` and
+    ``head_gradients``), for a batch: the inputs are padded on the right, each
+    example gets its own ``(L, H)`` head mask (a ``(B, L, H)`` tensor scaling each
+    row's heads), and the sum of the examples' objectives is differentiated once.
+    Rows of a batch do not interact, so ``d(sum)/dxi[b]`` is example ``b``'s own
+    gradient. A model whose real tokens attend to the padding (one that ignores the
+    attention mask) is run one example at a time instead.
+    ``tests/capture/test_batched_heads.py`` checks the results against one example
+    at a time.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> from attnflow.capture.targets import resolve_target
+    >>> lm = load_model()
+    >>> ids = [lm.tokenizer(t)["input_ids"] for t in ("Heads matter.", "Batches of heads matter too.")]
+    >>> target = resolve_target("norm", lm)
+    >>> found = batch_head_gradients(lm, [target.bind(lm, i) for i in ids], ids)
+    >>> one = target_gradients(lm, target.bind(lm, ids[1]), ids[1], objective="log_probability")
+    >>> found[1].attentions.shape, bool(np.allclose(found[1].head_gradients, one.head_gradients, atol=1e-5))
+    ((6, 12, 9, 9), True)
+    """
+    import torch
+
+    if objective not in OBJECTIVES:
+        raise AttnflowError(f"The 'objective' parameter must be one of {', '.join(OBJECTIVES)}; got {objective!r}.")
+    rows = [[int(i) for i in ids] for ids in input_ids]
+    if not rows or len(rows) != len(bounds) or any(not ids for ids in rows):
+        raise AttnflowError("batch_head_gradients needs one bound target per example and non-empty token ids.")
+    from .text import _batch_inputs, _Encoded
+
+    model = loaded.model
+
+    batch = [_Encoded("", ids, [0] * len(ids), None, False) for ids in rows]
+    inputs = _batch_inputs(loaded, batch)
+    width = inputs["input_ids"].shape[1]
+    attention_mask = inputs["attention_mask"]
+    n_layers, n_heads = len(attention_output_projections(model)), count_heads(model)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eager_attention(model))
+        stack.enter_context(torch.enable_grad())
+        ones = torch.ones(len(rows), n_layers, n_heads, dtype=torch.float64, device=attention_mask.device)
+        mask = stack.enter_context(_batched_head_mask(model, ones.requires_grad_(True)))
+        outputs = run_model(
+            model, bounds[0].target, input_ids=inputs["input_ids"], attention_mask=attention_mask,
+            output_attentions=True,
+        )
+        attentions = _attention_tuple_batch(loaded, outputs, len(rows), width)
+        leaks = len(rows) > 1 and _attends_to_padding(attentions, [len(ids) for ids in rows])
+        if not leaks:
+            values = [_objective(bound, outputs, attention_mask, objective)[row] for row, bound in enumerate(bounds)]
+            total = torch.stack(values).sum()
+            grads = torch.autograd.grad(total, [mask], allow_unused=True) if total.requires_grad else (None,)
+        del outputs
+    if leaks:  # a model that ignores the attention mask: padding would change its numbers, so one at a time
+        return [found for row in range(len(rows))
+                for found in batch_head_gradients(loaded, [bounds[row]], [rows[row]], objective=objective)]
+    mask_grad = grads[0]
+    special_tokens = [
+        loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True) for ids in rows
+    ]
+    found = []
+    for row, ids in enumerate(rows):
+        n = len(ids)
+        found.append(
+            HeadGradients(
+                attentions=np.stack(
+                    [layer[row, :, :n, :n].detach().cpu().to(torch.float64).numpy() for layer in attentions]
+                ),
+                head_gradients=(
+                    np.zeros((n_layers, n_heads))
+                    if mask_grad is None
+                    else mask_grad[row].detach().cpu().to(torch.float64).numpy()
+                ),
+                objective=objective,
+                value=float(values[row].detach()),
+                tokens=list(loaded.tokenizer.convert_ids_to_tokens(ids)),
+                input_ids=ids,
+                special_positions=tuple(i for i, m in enumerate(special_tokens[row]) if m),
+                target=bounds[row].describe(),
+            )
+        )
+    return found
+
+
+def _attends_to_padding(attentions: Sequence[Any], lengths: Sequence[int]) -> bool:
+    """Whether any real query of a padded batch gives weight to a padding key (the model ignores the mask)."""
+    width = attentions[0].shape[-1]
+    for row, n in enumerate(lengths):
+        if n < width and any(float(layer[row, :, :n, n:].detach().abs().max()) > 1e-6 for layer in attentions):
+            return True
+    return False
+
+
+def _attention_tuple_batch(loaded: LoadedModel, outputs: Any, batch: int, width: int) -> tuple[Any, ...]:
+    from .text import _attention_tuple
+
+    return _attention_tuple(loaded, outputs, batch, width)

@@ -392,6 +392,7 @@ def analyze_heads(
     truncate: bool = False,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 8,
 ) -> HeadReport:
     """Score every head of a model over a set of examples: importance, confidence and roles.
 
@@ -421,6 +422,9 @@ def analyze_heads(
         The share of attention a share-based role (:attr:`HeadReport.share_roles`) needs.
     progress
         Called as ``progress(done, total)`` after each example.
+    batch_size
+        Examples per forward and backward pass (padded; the same numbers as one at a
+        time, :func:`attnflow.capture.gradients.batch_head_gradients`).
 
     Returns
     -------
@@ -435,7 +439,7 @@ def analyze_heads(
     'counted over the data set itself (2 examples, 10 tokens)'
     """
     from ..capture import load_model
-    from ..capture.gradients import target_gradients
+    from ..capture.gradients import batch_head_gradients
     from ..capture.targets import resolve_target
     from ..capture.text import _encode
     from ..evaluate.data import as_examples
@@ -481,9 +485,15 @@ def analyze_heads(
     relevance = None
     n_tokens = 0
     counter = syntax.SyntacticCounter()
-    for index, (item, enc) in enumerate(zip(items, encoded, strict=True)):
-        bound = resolved.bind(loaded, enc.input_ids, item.label if resolved.uses_gold else None)
-        found_gradients = target_gradients(loaded, bound, enc.input_ids, objective="log_probability")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AttnflowError(f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead.")
+    batch: list[Any] = []
+    for index, enc in enumerate(encoded):
+        if not batch:  # the next batch_size examples, in one padded forward and backward pass
+            chunk = list(zip(items[index : index + batch_size], encoded[index : index + batch_size], strict=True))
+            bounds = [resolved.bind(loaded, e.input_ids, i.label if resolved.uses_gold else None) for i, e in chunk]
+            batch = batch_head_gradients(loaded, bounds, [e.input_ids for _, e in chunk], objective="log_probability")
+        found_gradients = batch.pop(0)
         attentions = found_gradients.attentions
         n = found_gradients.n_tokens
         n_tokens += n
