@@ -4,6 +4,9 @@
     python benchmarks/capture.py --long              # also 4096 tokens (needs about 20 GB for the old way)
     python benchmarks/capture.py --tokens 512 --json docs/results/capture-benchmark.json
     python benchmarks/capture.py --device cuda       # GPU: torch.cuda.max_memory_allocated
+    python benchmarks/capture.py --tokens 4096 --repeats 1 --json docs/results/capture-long.json
+    python benchmarks/capture.py --precision --json docs/results/capture-precision.json   # bf16/fp16 vs fp32
+    python benchmarks/capture.py --heads --json docs/results/heads-batching.json         # analyze_heads batched
 
 The model is a random-initialised Llama config (8 layers, 8 heads, hidden 256,
 4 key/value heads, intermediate 512, seed 0) with the sentencepiece-style tokenizer
@@ -186,6 +189,81 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int
     return result
 
 
+PRECISION_TEXTS = (
+    "The keys to the cabinet are on the table.",
+    "Attention flows through every layer of a transformer.",
+    "The author of the books that the critics praise is here.",
+)
+
+
+def precision() -> dict[str, Any]:
+    """Half precision against float32 on the bundled MiniLM: the numbers docs/capture.md quotes.
+
+    For each dtype and method (raw, rollout, flow, grad-rollout for the ``norm`` target):
+    the largest ``|score - float32 score|`` over the texts, layers and tokens, relative
+    to the largest float32 score of that method and text; the least Spearman
+    correlation of a layer's scores; and the largest row correction capture reported.
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    import attnflow
+    from attnflow.capture import capture_attention, load_model
+
+    methods = ("raw", "rollout", "flow", "grad-rollout")
+    reference = load_model()
+    out: dict[str, Any] = {"model": "minilm", "texts": list(PRECISION_TEXTS), "target": "norm"}
+    for dtype in ("bfloat16", "float16"):
+        half = load_model(dtype=dtype)
+        found: dict[str, Any] = {name: {"max_relative_difference": 0.0, "min_spearman": 1.0} for name in methods}
+        correction = 0.0
+        for text in PRECISION_TEXTS:
+            want = attnflow.explain(text, reference, methods=methods, target="norm")
+            got = attnflow.explain(text, half, methods=methods, target="norm")
+            correction = max(correction, capture_attention(text, half, heads="mean").row_correction)
+            for name in methods:
+                a, b = want.scores[name], got.scores[name]
+                entry = found[name]
+                entry["max_relative_difference"] = max(
+                    entry["max_relative_difference"], float(np.abs(a - b).max() / np.abs(a).max())
+                )
+                entry["min_spearman"] = min(
+                    entry["min_spearman"], min(float(spearmanr(a[layer], b[layer])[0]) for layer in range(len(a)))
+                )
+        out[dtype] = {"methods": found, "max_row_correction": correction}
+    return out
+
+
+def heads_batching(n_examples: int = 32, batch_size: int = 8, repeats: int = 2) -> dict[str, Any]:
+    """``analyze_heads`` one example at a time against batches, alternately in this process, on MiniLM.
+
+    The examples are sentences of 6 to 20 words cut from :data:`WORDS`; the target is
+    ``norm`` (MiniLM is a bare encoder). Returns the fastest of ``repeats`` runs of
+    each and checks that both give the same importance.
+    """
+    import numpy as np
+
+    from attnflow.capture import load_model
+    from attnflow.heads import analyze_heads
+
+    loaded = load_model()
+    texts = [" ".join(WORDS[i % 30 : i % 30 + 6 + i % 15]) for i in range(n_examples)]
+    analyze_heads(texts[:2], loaded, target="norm")  # warm up
+    times: dict[int, list[float]] = {1: [], batch_size: []}
+    reports = {}
+    for _ in range(repeats):
+        for size in (1, batch_size):
+            start = time.perf_counter()
+            reports[size] = analyze_heads(texts, loaded, target="norm", batch_size=size)
+            times[size].append(time.perf_counter() - start)
+    same = float(np.abs(reports[1].importance - reports[batch_size].importance).max()
+                 / np.abs(reports[1].importance).max())
+    one, batched = min(times[1]), min(times[batch_size])
+    return {"model": "minilm", "examples": n_examples, "batch_size": batch_size, "repeats": repeats,
+            "one_at_a_time_s": one, "batched_s": batched, "speedup": one / batched,
+            "importance_max_relative_difference": same}
+
+
 def run_job(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int = REPEATS) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", job, "--folder", str(folder), "--tokens", str(n),
                "--device", device, "--dtype", dtype, "--repeats", str(repeats)]
@@ -248,12 +326,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--jobs", help=f"comma-separated jobs (default: all of {','.join(JOBS)}; "
                         "'returned' is skipped at 4096 tokens unless named)")
+    parser.add_argument("--precision", action="store_true",
+                        help="only compare bfloat16 and float16 with float32 on MiniLM (about a minute)")
+    parser.add_argument("--heads", action="store_true",
+                        help="only time analyze_heads one example at a time against batches of 8 (MiniLM)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs per job (default {REPEATS})")
     parser.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.folder, args.worker, args.tokens[0], args.device, args.dtype, args.repeats)))
+        return 0
+    if args.precision or args.heads:
+        found = precision() if args.precision else heads_batching(repeats=args.repeats)
+        print(json.dumps(found, indent=2))
+        if args.json is not None:
+            found["command"] = "python benchmarks/capture.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            found["date"] = time.strftime("%Y-%m-%d")
+            found["load_average"] = list(os.getloadavg())
+            args.json.write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
         return 0
     tokens = tuple(args.tokens or TOKENS) + (LONG_TOKENS if args.long else ())
     load_at_start = list(os.getloadavg())
