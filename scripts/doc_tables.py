@@ -41,6 +41,9 @@ SOURCES: dict[str, str] = {
     "digits-faithfulness": "docs/results/digits-faithfulness.json",
     "digits-train": "src/attnflow/tasks/bundled/digits-vit/train_report.json",
     "evaluation-minilm": "docs/results/evaluation-minilm.json",
+    "mixing-minilm": "docs/results/mixing-minilm.json",
+    "mixing-sva": "docs/results/mixing-sva.json",
+    "mixing-saturation": "docs/results/mixing-saturation.json",
     "seq2seq-reverse": "docs/results/seq2seq-reverse.json",
     "reverse-train": "src/attnflow/tasks/bundled/reverse/train_report.json",
     "heads-gates-sva": "docs/results/heads-gates-sva.json",
@@ -271,6 +274,19 @@ def seq2seq_plausibility(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def seq2seq_correlation(results: dict[str, Any]) -> str:
+    """``attnflow reproduce reverse``: Spearman with blank-out and input gradients, per decoder layer and method."""
+    found = results["correlation"]
+    n = found["decoder_layers"]
+    truths = found["ground_truths"]
+    header = "| method | " + " | ".join(f"{_TRUTH[t]}: layer {layer + 1}" for t in truths for layer in range(n))
+    rows = [header + " |", "|---|" + "---:|" * (n * len(truths))]
+    for m in found["methods"]:
+        cells = [_pair(found["correlation"][t][m][layer]) for t in truths for layer in range(n)]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def reverse_train(report: dict[str, Any]) -> str:
     """The bundled reverse model's accuracy (its train_report.json)."""
     return "\n".join(
@@ -284,6 +300,46 @@ def reverse_train(report: dict[str, Any]) -> str:
             "the CPU |",
         ]
     )
+
+
+_TRUTH_SHORT = {"blankout": "blank-out", "gradient": "gradient", "grad_x_input": "grad × input",
+                "integrated_gradients": "integrated gradients"}
+
+
+def mixing_top(results: dict[str, Any]) -> str:
+    """An ``attnflow evaluate --graph ...`` results file: per GRAPH/METHOD, the top layer's correlations and AOPCs."""
+    top, truths = results["n_layers"] - 1, results["ground_truths"]
+    faith = results["faithfulness"]["methods"]
+    header = "| graph | method | " + " | ".join(f"ρ {_TRUTH_SHORT[t]}" for t in truths)
+    header += " | AOPC comp. ↑ | AOPC suff. ↓ |" if faith else " |"
+    rows = [header, "|---|---|" + "---:|" * (len(truths) + (2 if faith else 0))]
+    for key in results["methods"]:
+        graph, _, method = key.rpartition("/")
+        cells = [_signed(results["correlation"][t][key][top]) for t in truths]
+        if faith:
+            cells += [_signed(faith[key]["aopc_comprehensiveness"]), _signed(faith[key]["aopc_sufficiency"])]
+        rows.append(f"| {graph or 'attention'} | {method} | " + " | ".join(cells) + " |")
+    if faith and "random" in faith:
+        blank = " | ".join("" for _ in truths)
+        rows.append(f"| random | | {blank} | {_signed(faith['random']['aopc_comprehensiveness'])} | "
+                    f"{_signed(faith['random']['aopc_sufficiency'])} |")
+    return "\n".join(rows)
+
+
+def mixing_saturation(results: dict[str, Any]) -> str:
+    """``docs/results/mixing-saturation.json``: per graph, the share of top-layer flow values at their source bound."""
+    runs = [(model, output, found) for model, entry in results["models"].items()
+            for output, found in entry["outputs"].items()]
+    graphs = list(dict.fromkeys(name for _, _, found in runs for name in found["graphs"]))
+    rows = ["| graph | " + " | ".join(f"{model}, {output}: words (every token)" for model, output, _ in runs) + " |",
+            "|---|" + "---:|" * len(runs)]
+    for name in graphs:
+        cells = []
+        for _, _, found in runs:
+            share = found["graphs"].get(name)
+            cells.append("not defined" if share is None else f"{share['words']:.2f} ({share['all_tokens']:.2f})")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 #: Every table: marker name -> (results file, renderer).
@@ -306,8 +362,12 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-grad_x_input": ("evaluation-minilm", evaluation_by_layer("grad_x_input")),
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
+    "mixing-minilm": ("mixing-minilm", mixing_top),
+    "mixing-sva": ("mixing-sva", mixing_top),
+    "mixing-saturation": ("mixing-saturation", mixing_saturation),
     "heads-gates-sva": ("heads-gates-sva", heads_gates),
     "seq2seq-reverse": ("seq2seq-reverse", seq2seq_plausibility),
+    "seq2seq-reverse-correlation": ("seq2seq-reverse", seq2seq_correlation),
     "reverse-train": ("reverse-train", reverse_train),
     "heads-top-sva": ("heads-sva", heads_top),
     "heads-top-minilm": ("heads-minilm", heads_top),
