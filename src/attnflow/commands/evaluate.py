@@ -240,6 +240,11 @@ def evaluate(
 
     with quiet_transformers():
         model = load_model(model, trust_remote_code=trust_remote_code)  # once: screened here, evaluated below
+    from ..capture.seq2seq import is_seq2seq_model
+
+    if is_seq2seq_model(model):
+        evaluate_seq2seq_data(ctx, data, out, model, methods, given)
+        return
     examples = screen_examples(examples, model, truncate=truncate)  # the rows batch skips, counted alike
     accepted = set().union(*(get_method(name).options for name in methods))
     options = {key: value for key, value in (("residual", residual), ("head_fusion", head_fusion)) if key in accepted}
@@ -508,3 +513,44 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
 
 def _nan_pair(pair: list[float | None]) -> list[float]:
     return [float("nan") if v is None else v for v in pair]
+
+
+#: The options an encoder-decoder evaluation takes (the others are refused in one line).
+_SEQ2SEQ_OPTIONS = frozenset({"data", "out", "model", "method", "overwrite", "trust_remote_code"})
+
+
+def evaluate_seq2seq_data(
+    ctx: typer.Context, data: Path, out: Path, model: Any, methods: list[str], given: set[str]
+) -> None:
+    """``attnflow evaluate --data PAIRS --model ENCODER-DECODER``: Spearman with blank-out and input gradients.
+
+    The data's ``text`` column is the source and its ``target`` column the target
+    text; every target token is explained at the position that predicts it, its
+    log-probability the scalar (:func:`attnflow.evaluate.seq2seq.evaluate_seq2seq`).
+    Writes ``results.json`` into ``--out``.
+    """
+    import json
+
+    from ..data import read_dataset
+    from ..evaluate.seq2seq import evaluate_seq2seq
+    from ..tasks.seq2seq_task import correlation_table
+
+    wrong = sorted(given - _SEQ2SEQ_OPTIONS)
+    if wrong:
+        _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: not available for an encoder-decoder model, whose "
+               "evaluation takes --data (text and target columns), --method and --out.")
+    from ..errors import AttnflowError
+
+    dataset = read_dataset(data, target_column="target")  # the target texts: a missing column is one line
+    pairs = [(r.text, r.target) for r in dataset.records if r.text and r.target]
+    if not pairs:
+        raise AttnflowError(f"No row of {dataset.source!r} has both a text and a target.")
+    skipped = len(dataset.records) - len(pairs)
+    with progress_bar("evaluating") as progress:
+        result = evaluate_seq2seq(pairs, model, methods, progress=progress)
+    result["skipped_rows"] = skipped
+    write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
+    console.print(correlation_table(result))
+    if skipped:
+        console.print(f"skipped {skipped} rows without a text or a target", highlight=False)
+    console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)
