@@ -346,7 +346,7 @@ def correlation_table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(
-        title=f"Spearman ρ of the source scores with each ground truth ({result["examples"]} pairs, "
+        title=f"Spearman ρ of the source scores with each ground truth ({result['examples']} pairs, "
         f"{result['predictions']} target tokens) · mean ± sd",
         title_justify="left", header_style="bold",
     )
