@@ -157,8 +157,9 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
                 message = str(cause) if isinstance(cause, AttnflowError) else str(exc).strip().splitlines()[-1]
                 raise AttnflowError(message) from None
             except RayError as exc:
+                reason = " ".join(str(exc).split())[:300]
                 raise AttnflowError(
-                    f"A Ray worker failed ({type(exc).__name__}); finished shards are kept: rerun to resume."
+                    f"A Ray worker failed ({type(exc).__name__}: {reason}); finished shards are kept: rerun to resume."
                 ) from None
             done(number, data)
             if queue:
