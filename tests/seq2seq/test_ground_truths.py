@@ -106,3 +106,28 @@ def test_evaluate_seq2seq_bad_input(seq2seq_paths, tiny_gpt2_path):
         evaluate_seq2seq([("1 2", "2 1")], "reverse", positions="first")
     with pytest.raises(AttnflowError, match="decoder-only"):
         evaluate_seq2seq([("1 2", "2 1")], tiny_gpt2_path)
+
+
+@pytest.mark.e2e
+def test_attnflow_evaluate_on_pairs(capsys, tmp_path):
+    import json
+
+    from attnflow.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"text": "7 2 9", "target": "9 2 7"}\n{"text": "5 6"}\n')
+    out = tmp_path / "out"
+    status = main(["evaluate", "--data", str(data), "--model", "reverse", "--method", "rollout", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    result = json.loads((out / "results.json").read_text())
+    assert result["predictions"] == 3 and result["skipped_rows"] == 1 and result["methods"] == ["rollout"]
+    expected = evaluate_seq2seq([("7 2 9", "9 2 7")], "reverse", ["rollout"])
+    assert result["correlation"] == expected["correlation"]
+    status = main(["evaluate", "--data", str(data), "--model", "reverse", "--faithfulness", "--out", str(out),
+                   "--overwrite"])
+    assert status != 0 and "not available for an encoder-decoder model" in " ".join(capsys.readouterr().err.split())
+    (tmp_path / "texts.jsonl").write_text('{"text": "7 2 9"}\n')
+    status = main(["evaluate", "--data", str(tmp_path / "texts.jsonl"), "--model", "reverse", "--out", str(out),
+                   "--overwrite"])
+    assert status != 0 and "no target column 'target'" in capsys.readouterr().err
