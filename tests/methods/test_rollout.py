@@ -173,3 +173,22 @@ def test_bad_options_are_rejected(options, message):
 
 def test_error_is_a_value_error():
     assert issubclass(AttnflowError, ValueError)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 7), layers=st.integers(1, 4), residual=st.floats(0.0, 1.0))
+def test_output_walk_is_rollout_from_every_layer_up(seed, n, layers, residual):
+    from attnflow.graph import AttentionGraph
+    from attnflow.methods import get_method, node_shares
+    from attnflow.methods.rollout import output_walk
+
+    attention = random_attention(np.random.default_rng(seed), layers, 2, n)
+    capacities = AttentionGraph.from_attentions(attention, residual=residual).capacities
+    every = node_shares(attention, residual=residual)
+    for output in (0, n - 1, "mean"):
+        walk = output_walk(capacities, output)
+        expected = every.mean(axis=2) if output == "mean" else every[:, :, output]
+        np.testing.assert_allclose(walk, expected, atol=1e-12)  # NaN where k >= l in both
+        # the one-output method reads the walk: the same numbers, bit for bit
+        scores = get_method("rollout").scores(attention, output, residual=residual)
+        assert np.array_equal(scores, walk[:, 0])

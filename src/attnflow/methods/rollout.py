@@ -172,16 +172,40 @@ def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) ->
         raise AttnflowError(
             f"The 'start_layer' parameter must be an integer from 1 to {n_layers}; got {start_layer!r} instead."
         )
+    walk = output_walk(graph.capacities, output, down_to=start_layer - 1)
+    result = np.full((n_layers, n), np.nan)
+    result[start_layer - 1 :] = walk[start_layer - 1 :, start_layer - 1]
+    return result
+
+
+def output_walk(capacities: np.ndarray, output: int | str, *, down_to: int = 0) -> np.ndarray:
+    """One output's shares walked down the graph: ``(L, L, n)``, ``[l-1, k] = e_t @ Ahat[l] @ ... @ Ahat[k+1]``.
+
+    ``e_t`` is the output's one-hot row (``1/n`` everywhere for ``"mean"``) and
+    ``Ahat[m] = capacities[m-1]``; entries with ``k >= l`` or ``k < down_to`` are NaN.
+    ``[l-1, 0]`` is rollout's row ``t`` at layer ``l`` (rollout with ``start_layer=k+1`` for
+    ``[l-1, k]``), computed by vector-matrix products only: :func:`rollout_scores` and the
+    report's route highlight both read this walk, so the scores a page shows and the
+    route it draws are the same numbers.
+
+    Examples
+    --------
+    >>> a = np.array([[[0.0, 1.0], [0.0, 1.0]]] * 2)
+    >>> caps = AttentionGraph.from_attentions(a, residual=0.5).capacities
+    >>> output_walk(caps, 0)[1].tolist()   # output 0 after layer 2: from the input, from layer 1
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
+    n_layers, n = capacities.shape[0], capacities.shape[-1]
     position = resolve_output(output, n)
     if position == "mean":
         first = np.full(n, 1.0 / n)
     else:
         first = np.zeros(n)
         first[position] = 1.0
-    result = np.full((n_layers, n), np.nan)
-    for layer in range(start_layer - 1, n_layers):
+    walk = np.full((n_layers, n_layers, n), np.nan)
+    for layer in range(n_layers):
         row = first
-        for k in range(layer, start_layer - 2, -1):
-            row = row @ graph.capacities[k]
-        result[layer] = row
-    return result
+        for k in range(layer, down_to - 1, -1):
+            row = row @ capacities[k]
+            walk[layer, k] = row
+    return walk

@@ -39,9 +39,18 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ..explanation import Explanation
-from ..graph import HeadFusion, add_residual, as_attention_array, check_residual, fuse_heads, layer_list
+from ..graph import (
+    AttentionGraph,
+    HeadFusion,
+    add_residual,
+    as_attention_array,
+    check_residual,
+    fuse_heads,
+    layer_list,
+)
 from ..methods import get_method, node_shares
 from ..methods.flow import solve_flow
+from ..methods.rollout import output_walk
 from ..outputs import resolve_output
 from .cuts import check_flow_cuts, flow_cuts
 from .evaluation import evaluation_summary
@@ -850,10 +859,13 @@ def _graph_shares(
     """The node shares of :attr:`ReportData.shares`, from the library's rollout, and a note when limited."""
     n_layers, n = attention.shape[0], attention.shape[-1]
     every = node_shares(attention, residual=residual)
+    capacities = AttentionGraph.from_attentions(attention, residual=residual).capacities
     everything = n_layers * (n_layers + 1) / 2 * len(outputs) * n <= ROUTE_ALL_OUTPUTS_BUDGET
     shares = np.full((n_layers, n_layers, len(outputs), n), np.nan)
     for index, key in enumerate(outputs):
-        if everything or key == output:
+        if key == output:  # its scores come from rollout_scores, which reads the same walk
+            shares[:, :, index] = output_walk(capacities, key)
+        elif everything:  # the other outputs' scores come from rollout's matrix products, as these
             shares[:, :, index] = every.mean(axis=2) if key == "mean" else every[:, :, key]
     if everything or not outputs:
         return shares, ""
