@@ -218,3 +218,23 @@ def test_the_table_in_docs_seq2seq_is_what_the_command_prints():
     assert run.returncode == 0, run.stderr
     shown = "\n".join(line.rstrip() for line in run.stdout.splitlines()).strip()
     assert shown == "\n".join(line.rstrip() for line in block.group(1).splitlines()).strip()
+
+
+def test_the_model_is_left_as_it_was(seq2seq_paths):
+    """sdpa is switched to eager for the capture and back; training mode and requires_grad flags are restored."""
+    from attnflow.capture import load_model
+    from attnflow.capture.seq2seq import capture_seq2seq, seq2seq_gradients, seq2seq_input_gradients
+
+    loaded = load_model(seq2seq_paths["bart"])
+    model = loaded.model
+    assert model.config._attn_implementation == "sdpa"
+    model.train()
+    for p in list(model.parameters())[::2]:
+        p.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    captured = capture_seq2seq(SOURCES["bart"], loaded, decoder_text=TARGETS["bart"])
+    seq2seq_gradients(captured, loaded)
+    seq2seq_input_gradients(captured, loaded)
+    assert model.config._attn_implementation == "sdpa" and model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+    np.testing.assert_allclose(captured.cross.sum(-1), 1.0, atol=1e-5)  # eager weights were captured
