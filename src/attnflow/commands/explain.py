@@ -120,7 +120,10 @@ def explain(
     truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
     target: Annotated[
         str | None,
-        typer.Option(help="What grad-rollout explains: predicted (default), a class index or label."),
+        typer.Option(
+            help="What grad-rollout explains: predicted (default), a class index or label; for an encoder-decoder "
+            "model next (default: the target token after --output), predicted or a vocabulary token."
+        ),
     ] = None,
     image_size: Annotated[
         str | None,
