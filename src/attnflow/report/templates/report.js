@@ -25,6 +25,7 @@
   function isTarget(j) { return sourceLength !== null && j >= sourceLength; }
   function sideOf(j) { return sourceLength === null ? "" : (isTarget(j) ? "\n(target)" : "\n(source)"); }
   function layerName(l) { return D.layer_names && D.layer_names[l - 1] ? D.layer_names[l - 1] : "layer " + l; }
+  function layerOf(l) { return (D.layer_names ? layerName(l) + ", graph layer " : "layer ") + l + " of " + L; }
   function isCross(l, i, j) { return sourceLength !== null && j < sourceLength && i >= sourceLength; }
 
   var state = {
@@ -316,7 +317,7 @@
     clear(caption);
     caption.appendChild(document.createTextNode("How much each input token contributes to "));
     caption.appendChild(el("b", null, outputLabel(key)));
-    caption.appendChild(document.createTextNode(" after layer " + state.layer + " of " + L +
+    caption.appendChild(document.createTextNode(" after " + layerOf(state.layer) +
       ", by method. Darker is more. Click a token to explain it instead; hover for the value."));
     if (promptLength !== null) {
       caption.appendChild(document.createTextNode(" The first " + promptLength + " tokens are the prompt; the " +
@@ -467,7 +468,7 @@
     clear(caption);
     caption.appendChild(document.createTextNode("Each patch coloured by its score for "));
     caption.appendChild(el("b", null, outputLabel(key)));
-    caption.appendChild(document.createTextNode(" after layer " + state.layer + " of " + L +
+    caption.appendChild(document.createTextNode(" after " + layerOf(state.layer) +
       " (special tokens such as [CLS] are not patches and are not shown). Click a patch to explain it instead."));
     var rows = IMG.grid[0], cols = IMG.grid[1];
     var width = IMG.width || 192, height = IMG.height || 192;
