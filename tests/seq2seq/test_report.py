@@ -87,4 +87,5 @@ def test_the_page_shows_both_sequences_and_the_cross_edges(browser, report, tmp_
     assert seen["cross"] == expected > 0
     assert "source" in seen["sides"] and "target" in seen["sides"] and "dec 1 cross" in seen["sides"]
     assert "The first 5 tokens are the source" in seen["caption"]
+    assert "after dec 2 cross, graph layer 6 of 6" in seen["caption"]
     assert not severe(browser.get_log("browser"))
