@@ -241,7 +241,7 @@ def plausibility(
     --------
     >>> result = plausibility(count=2, methods=("raw", "rollout"))
     >>> result["predictions"], sorted(result["methods"]), len(result["methods"]["rollout"])
-    (11, ['raw', 'rollout'], 2)
+    (9, ['raw', 'rollout'], 2)
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq
