@@ -83,7 +83,7 @@ def bundled_reverse_path() -> Path:
     >>> (bundled_reverse_path() / "model.safetensors").is_file()
     True
     """
-    return _packaged("reverse", REVERSE_MODEL_DIR, "python -m attnflow.tasks.seq2seq_task train DIR")
+    return _packaged("reverse", REVERSE_MODEL_DIR, "attnflow train reverse DIR")
 
 
 @dataclass(frozen=True)

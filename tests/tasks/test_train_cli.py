@@ -22,7 +22,9 @@ def run(capsys, *args: object) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "bert", "OUT"], "Invalid value for 'MODEL': must be one of sva, digits-vit; got 'bert'."),
+        (["train", "bert", "OUT"], "Invalid value for 'MODEL': must be one of sva, digits-vit, reverse; got 'bert'."),
+        (["train", "reverse", "OUT", "--epochs", "2"], "reverse trains for --steps"),
+        (["train", "sva", "OUT", "--steps", "2"], "--steps is for reverse"),
         (["train", "digits-vit", "OUT", "--n-train", "5"], "--n-train is for sva"),
         (["train", "sva", "OUT", "--max-seconds", "5"], "--max-seconds is for digits-vit"),
         (["train", "sva", "OUT", "--epochs", "0"], "Invalid value for '--epochs'"),
@@ -74,3 +76,18 @@ def test_train_sva_writes_a_model_folder_that_loads(capsys, tmp_path):
     status, _, err = run(capsys, *again)
     assert status == 2 and "pass --overwrite to replace it" in err
     assert run(capsys, *again, "--overwrite")[0] == 0
+
+
+@pytest.mark.slow
+def test_train_reverse_writes_an_encoder_decoder_folder_that_loads_and_explains(capsys, tmp_path):
+    status, out, err = run(capsys, "train", "reverse", tmp_path / "model", "--steps", 30, "--seed", 2,
+                           "--threads", 1)
+    assert status == 0, err
+    report = json.loads((tmp_path / "model" / "train_report.json").read_text())
+    assert report["steps"] == 30 and report["seed"] == 2
+    assert f"exact match {report['exact_match']:.4f}" in out
+    loaded = load_model(tmp_path / "model")
+    assert loaded.model.config.is_encoder_decoder
+    status, out, err = run(capsys, "explain", "--model", tmp_path / "model", "1 2 3", "--decoder-text", "3 2 1",
+                           "--method", "rollout")
+    assert status == 0, err

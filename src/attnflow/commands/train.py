@@ -10,16 +10,21 @@ import typer
 from .common import OVERWRITE_HELP, console, error_console, number_range, usage_error
 
 #: What ``attnflow train`` can train: the bundled models made by attnflow.
-TRAINABLE = ("sva", "digits-vit")
+TRAINABLE = ("sva", "digits-vit", "reverse")
 #: The defaults of each model's training (those the bundled folders were made with).
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sva": {"epochs": 4, "threads": 2, "seed": 0, "n_train": 60_000},
     "digits-vit": {"epochs": 150, "threads": 1, "seed": 0, "max_seconds": 540.0},
+    "reverse": {"threads": 2, "seed": 0, "steps": 2500},
 }
 #: Files a training run writes into its folder (an existing one is refused unless ``--overwrite``).
 TRAIN_FILES: dict[str, tuple[str, ...]] = {
     "sva": ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "train_report.json"),
     "digits-vit": ("config.json", "model.safetensors", "preprocessor_config.json", "train_report.json"),
+    "reverse": (
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "train_report.json",
+    ),
 }
 SAMPLE_TASKS = ("digits",)
 
@@ -32,7 +37,8 @@ def train(
     ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(metavar="MODEL",
-                            help="The model to train: sva (subject-verb agreement) or digits-vit (8x8 digits ViT).")
+                            help="The model to train: sva (subject-verb agreement), digits-vit (8x8 digits ViT) "
+                            "or reverse (digit-reversal encoder-decoder).")
     ],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to save the model in (created; a Hugging Face "
                                         "model folder).")],
@@ -43,7 +49,7 @@ def train(
                                  callback=number_range(1))
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="torch threads [default: 2 for sva, 1 for digits-vit].",
+        int | None, typer.Option(help="torch threads [default: 2 for sva and reverse, 1 for digits-vit].",
                                  callback=number_range(1))
     ] = None,
     n_train: Annotated[
@@ -52,6 +58,10 @@ def train(
     max_seconds: Annotated[
         float | None, typer.Option(help="digits-vit only: stop after this many seconds [default: 540].",
                                    callback=number_range(0, low_open=True))
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="reverse only: optimiser steps on fresh random digit strings [default: 2500].",
+                                 callback=number_range(1))
     ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
@@ -67,9 +77,17 @@ def train(
         _usage(ctx, "--max-seconds is for digits-vit; sva trains for --epochs.")
     if name == "digits-vit" and n_train is not None:
         _usage(ctx, "--n-train is for sva; digits-vit trains on the 1,437 training digits.")
+    if name == "reverse" and (epochs, n_train, max_seconds) != (None, None, None):
+        _usage(ctx, "reverse trains for --steps on fresh random digit strings; --epochs, --n-train and "
+               "--max-seconds are for sva and digits-vit.")
+    if name != "reverse" and steps is not None:
+        _usage(ctx, f"--steps is for reverse; {name} trains for --epochs.")
     check_output_folder(out, "OUT", names=TRAIN_FILES[name], overwrite=overwrite)
     chosen = {key: value for key, value in TRAIN_DEFAULTS[name].items()}
-    given = {"seed": seed, "epochs": epochs, "threads": threads, "n_train": n_train, "max_seconds": max_seconds}
+    given = {
+        "seed": seed, "epochs": epochs, "threads": threads, "n_train": n_train, "max_seconds": max_seconds,
+        "steps": steps,
+    }
     chosen.update({key: value for key, value in given.items() if value is not None})
 
     def log(line: str) -> None:
@@ -80,12 +98,21 @@ def train(
 
         _, _, report = train_sva(out, log=log, **chosen)
         accuracy, seconds = report.test_accuracy, report.train_seconds
+    elif name == "reverse":
+        import torch
+
+        from ..tasks.seq2seq_task import train as train_reverse
+
+        torch.set_num_threads(chosen["threads"])
+        reverse_report = train_reverse(out, seed=chosen["seed"], steps=chosen["steps"])
+        accuracy, seconds = reverse_report.exact_match, reverse_report.seconds
     else:
         from ..tasks.digits import train as train_digits
 
         summary = train_digits(out, log=log, **chosen)
         accuracy, seconds = summary["test_accuracy"], summary["seconds"]
-    console.print(f"{name}: test accuracy {accuracy:.4f} after {seconds:.0f} s", highlight=False)
+    measure = "exact match" if name == "reverse" else "test accuracy"
+    console.print(f"{name}: {measure} {accuracy:.4f} after {seconds:.0f} s", highlight=False)
     console.print(f"wrote {out} (model and train_report.json)", highlight=False, soft_wrap=True)
 
 
