@@ -229,7 +229,7 @@ def evaluation_faithfulness(results: dict[str, Any]) -> str:
 def heads_gates(results: dict[str, Any]) -> str:
     """Stochastic-gate pruning on SVA, the model frozen against fine-tuned with the gates.
 
-    ``python -m attnflow.heads.gate_comparison`` wrote the results and prints this table too.
+    ``attnflow reproduce heads-gates --out DIR`` wrote the results and prints this table too.
     """
     from attnflow.heads.gate_comparison import to_markdown
 

@@ -157,3 +157,13 @@ def test_retrain_trains_saves_and_judges_a_new_model(tmp_path) -> None:
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert r.evaluation.n_layers == 2 and r.train_report["steps"] == 2
     assert r.to_dict()["model_folder"] == str(tmp_path / "model")
+
+
+def test_heads_gates_refuses_what_it_does_not_take(capsys, tmp_path) -> None:
+    from attnflow import cli
+
+    for extra in (["--method", "rollout"], ["--retrain"]):
+        status = cli.main(["reproduce", "heads-gates", "--out", str(tmp_path / "g"), *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert status != 0 and f"{extra[0]} is not for heads-gates" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())

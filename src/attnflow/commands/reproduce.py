@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..tasks.reproduce import Reproduction
 
-TASKS = ("sva", "reverse")
+TASKS = ("sva", "reverse", "heads-gates")
 #: What ``--out`` receives (``model/`` too with ``--retrain``).
 OUTPUT_FILES = ("results.json", "tables.md", "examples.jsonl", "examples.csv", "correlation_by_layer.png")
 
@@ -33,14 +33,17 @@ def reproduce(
     task: Annotated[
         str,
         typer.Argument(
-            help="What to reproduce: sva (subject-verb agreement, the paper's Table 1), or reverse (the bundled "
-            "encoder-decoder model: how often each method puts the aligned source digit first, per layer)."
+            help="What to reproduce: sva (subject-verb agreement, the paper's Table 1), reverse (the bundled "
+            "encoder-decoder model: how often each method puts the aligned source digit first, per layer), or "
+            "heads-gates (Voita et al.'s stochastic-gate pruning on sva, the model frozen and fine-tuned)."
         ),
     ],
     n: Annotated[
         int | None,
         typer.Option(
-            "--n", help="Test examples to evaluate [default: 2000 for sva (as the paper), 200 for reverse].",
+            "--n",
+            help="Test examples to evaluate [default: 2000 for sva (as the paper), 200 for reverse, 300 for "
+            "heads-gates].",
             callback=number_range(1),
         ),
     ] = None,
@@ -75,6 +78,9 @@ def reproduce(
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
     if task.strip().lower() == "reverse":
         _reproduce_reverse(200 if n is None else n, out, retrain, seed, method, overwrite)
+        return
+    if task.strip().lower() == "heads-gates":
+        _reproduce_heads_gates(n, out, retrain, seed, method, overwrite)
         return
     n = 2000 if n is None else n
     check_output_folder(out, names=OUTPUT_FILES, overwrite=overwrite)
@@ -218,3 +224,31 @@ def _reproduce_reverse(
     if out is not None:
         write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
         console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)
+
+
+def _reproduce_heads_gates(
+    n: int | None, out: Path | None, retrain: bool, seed: int, method: list[str] | None, overwrite: bool
+) -> None:
+    """``attnflow reproduce heads-gates``: gates frozen against fine-tuned on sva (docs/heads.md)."""
+    import json
+
+    from ..heads.gate_comparison import DEFAULTS, compare, to_markdown
+    from ..io import check_output_folder, write_folder
+
+    if retrain or method:
+        raise AttnflowError(
+            f"{'--retrain' if retrain else '--method'} is not for heads-gates: it prunes the bundled sva model's heads."
+        )
+    check_output_folder(out, names=("results.json", "tables.md"), overwrite=overwrite)
+    error_console.print("head analysis (the roles and the ranking), then the gate sweeps; a few minutes",
+                        highlight=False)
+    result = compare(n_eval=DEFAULTS["n_eval"] if n is None else n, seed=seed)
+    result["command"] = "attnflow reproduce heads-gates --out DIR (docs/results/heads-gates-sva.json: DIR/results.json)"
+    table = to_markdown(result)
+    console.print(table, highlight=False, markup=False, soft_wrap=True)
+    if out is not None:
+        write_folder(out, {
+            "results.json": (json.dumps(result, indent=1, allow_nan=False) + "\n").encode(),
+            "tables.md": (table + "\n").encode(),
+        })
+        console.print(f"wrote {out / 'results.json'}, {out / 'tables.md'}", highlight=False, soft_wrap=True)

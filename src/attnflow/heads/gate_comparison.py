@@ -3,7 +3,7 @@
 The experiment behind ``docs/results/heads-gates-sva.json`` and the table in
 ``docs/heads.md`` (a few minutes on two CPU cores)::
 
-    python -m attnflow.heads.gate_comparison --json docs/results/heads-gates-sva.json
+    attnflow reproduce heads-gates --out DIR    # DIR/results.json is docs/results/heads-gates-sva.json
 
 Both runs see the same training and held-out sentences, penalties, steps, batches and
 gate noise (one seed); they differ only in whether the model's weights learn with the
@@ -14,11 +14,8 @@ sentences with the generator's dependency arcs.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 FORMAT = "attnflow.head_gates_comparison"
@@ -115,26 +112,3 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{listed or '–'} |"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m attnflow.heads.gate_comparison --json FILE [--table]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, required=True, help="Where to write the results.")
-    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
-    parser.add_argument("--penalty", type=float, action="append", help="A penalty (repeat).")
-    parser.add_argument("--table", action="store_true", help="Only print the table of an existing --json file.")
-    args = parser.parse_args(argv)
-    if args.table:
-        print(to_markdown(json.loads(args.json.read_text(encoding="utf-8"))))
-        return 0
-    from ..io import write_text_atomic
-
-    result = compare(steps=args.steps, penalties=tuple(args.penalty or DEFAULTS["penalties"]))
-    write_text_atomic(args.json, json.dumps(result, indent=1, allow_nan=False) + "\n")
-    print(to_markdown(result))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
