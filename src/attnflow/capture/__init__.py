@@ -6,7 +6,9 @@ downstream receives plain numpy arrays laid out ``[layer, head, query, key]``.
 - :func:`load_model`: a bundled name, folder, cached hub id or model object ->
   :class:`LoadedModel` (model, tokenizer, name, is_decoder, max_length).
 - :func:`capture_attention`: text(s) -> :class:`CapturedAttention` per text,
-  float64 ``(L, H, n, n)`` with padding removed.
+  float64 ``(L, H, n, n)`` with padding removed; ``heads="mean"`` fuses the heads
+  layer by layer while the model runs (float32 ``(L, 1, n, n)``), ``dtype=`` and
+  ``device=`` load the model in half precision or on a GPU (docs/capture.md).
 - :func:`eager_attention`: a context manager that runs a model with eager
   attention and restores it afterwards.
 
