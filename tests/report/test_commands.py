@@ -176,6 +176,6 @@ def test_explain_takes_a_capture_of_its_own_text_only():
     captured = capture_attention(TEXT)
     e = attnflow.explain(TEXT, methods="rollout", captured=captured)
     # one output's rollout multiplies rows, not matrices (methods.rollout.output_walk): equal up to the order of sums
-    np.testing.assert_allclose(e.scores["rollout"], attnflow.rollout(captured.attentions)[:, 0, :], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(e.scores["rollout"], attnflow.rollout(captured.attentions)[:, 0, :], rtol=0, atol=1e-12)
     with pytest.raises(AttnflowError, match="must be of the text being explained"):
         attnflow.explain("Another text.", methods="rollout", captured=captured)
