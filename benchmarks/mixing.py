@@ -1,7 +1,10 @@
 """What a context-mixing graph costs against the plain attention capture, on the bundled MiniLM.
 
-    python benchmarks/mixing.py                   # 2 texts (12 and about 60 tokens), best of 5 (under a minute)
+    python benchmarks/mixing.py --threads 1       # 2 texts (12 and 59 tokens), best of 5 (under a minute)
     python benchmarks/mixing.py --repeats 9 --json mixing-benchmark.json
+
+On a shared machine give ``--threads 1``: multi-threaded kernels then vary by an order
+of magnitude from run to run.
 
 For each text, in one process, every job runs ``--repeats`` times in turn (capture,
 then each graph, then again), and the fastest run counts:
@@ -16,7 +19,8 @@ then each graph, then again), and the fastest run counts:
 
 The ratio is each job's time over ``capture``'s, measured in the same run. The
 issue's target: a graph costs at most a few forward passes; value zeroing one
-batched pass per token. Times vary by tens of percent on a shared machine.
+batched pass per token: value zeroing runs one chunk of copies per layer, each copy
+through its own layer only. Times vary by tens of percent on a shared machine.
 """
 
 from __future__ import annotations

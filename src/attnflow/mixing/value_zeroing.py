@@ -15,8 +15,11 @@ weight 0. Defined for every architecture: only the value projection is touched.
 
 The reruns are batched: one copy of the input per (layer, token), all run in one
 model call per chunk of ``batch_size`` copies, with a hook zeroing copy ``k``'s token
-in its layer only (earlier layers are unchanged, so layer ``l`` sees its original
-input) and the forward stopped after the chunk's deepest layer. Each chunk carries
+in its layer only and the forward stopped after the chunk's deepest layer. The layers
+below the chunk's shallowest are the same in every copy, so they run once, on the
+input alone, and a hook widens that layer's input (and its masks and positions) to
+the copies. A chunk holds one layer's tokens, so its copies run that layer only: a
+token costs one layer pass per layer, one forward pass in all. Each chunk carries
 one unzeroed copy, so the original and zeroed outputs come from the same batched
 kernels. In a decoder, outputs before ``j`` cannot depend on ``j``: those entries are
 exactly 0.
@@ -64,13 +67,14 @@ def zeroed_outputs(capture: MixingCapture, batch_size: int = DEFAULT_BATCH_SIZE)
     modules = layer_modules(loaded.model)
     n_layers, n = len(modules), capture.n_tokens
     width = capture.layers[0].output.shape[-1]
-    jobs = [(layer, token) for layer in range(n_layers) for token in range(n)]
     zeroed = np.empty((n_layers, n, n, width))
     original = np.empty((n_layers, n, width))
     per_chunk = int(batch_size) - 1
     with eager_attention(loaded.model):  # evaluation mode (no dropout), restored afterwards
-        for start in range(0, len(jobs), per_chunk):
-            _run_chunk(capture, modules, jobs[start : start + per_chunk], original, zeroed)
+        for layer in range(n_layers):  # a chunk holds one layer's tokens: the copies run that layer only
+            for start in range(0, n, per_chunk):
+                chunk = [(layer, token) for token in range(start, min(n, start + per_chunk))]
+                _run_chunk(capture, modules, chunk, original, zeroed)
     return original, zeroed
 
 
@@ -82,6 +86,7 @@ def _run_chunk(
 
     copies = len(chunk) + 1
     deepest = max(layer for layer, _ in chunk)
+    shallowest = min(layer for layer, _ in chunk)
     by_layer: dict[int, list[tuple[int, int]]] = {}
     for copy, (layer, token) in enumerate(chunk, start=1):
         by_layer.setdefault(layer, []).append((copy, token))
@@ -100,23 +105,35 @@ def _run_chunk(
 
     def read_output(layer: int, output: object) -> None:
         hidden = output[0] if isinstance(output, (tuple, list)) else output
+        if layer < shallowest:
+            return
         original[layer] = hidden[0].detach().cpu().double().numpy()
         for copy, token in by_layer.get(layer, ()):
             zeroed[layer, token] = hidden[copy].detach().cpu().double().numpy()
         if layer == deepest:
             raise _Stop
 
+    def widen(value: object) -> object:
+        """A batch-of-one tensor (hidden states, masks, positions) as ``copies`` copies; tuples element-wise."""
+        if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[0] == 1:
+            return value.repeat(copies, *([1] * (value.ndim - 1)))
+        if isinstance(value, tuple):
+            return tuple(widen(item) for item in value)
+        return value
+
+    def split(module: object, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # the layers below the chunk's shallowest see the same input in every copy: they run once, and the
+        # copies start at that layer's input (what it reads is exactly the unzeroed model's)
+        return tuple(widen(a) for a in args), {key: widen(value) for key, value in kwargs.items()}
+
     handles = []
     try:
         for layer, parts in enumerate(modules):
             handles.append(parts.value.register_forward_hook(lambda m, a, o, layer=layer: zero_values(layer, o)))
             handles.append(parts.block.register_forward_hook(lambda m, a, o, layer=layer: read_output(layer, o)))
-        batch = {
-            key: value.repeat(copies, *([1] * (value.ndim - 1))) if isinstance(value, torch.Tensor) else value
-            for key, value in capture.inputs.items()
-        }
+        handles.append(modules[shallowest].block.register_forward_pre_hook(split, with_kwargs=True))
         try:
-            run_model(capture.loaded, batch)
+            run_model(capture.loaded, dict(capture.inputs))
         except _Stop:
             pass
     finally:
