@@ -45,6 +45,9 @@ reproduce: $(STAMP)
 	cp build/reproduce/reverse/results.json docs/results/seq2seq-reverse.json
 	$(VENV)/bin/attnflow reproduce heads-gates --out build/reproduce/heads-gates
 	cp build/reproduce/heads-gates/results.json docs/results/heads-gates-sva.json
+	$(VENV)/bin/attnflow reproduce mixing-saturation --data docs/results/five-sentences.txt \
+		--out build/reproduce/mixing-saturation
+	cp build/reproduce/mixing-saturation/results.json docs/results/mixing-saturation.json
 	$(VENV)/bin/attnflow evaluate --images digits --n 200 --out build/evaluate-digits
 	cp build/evaluate-digits/results.json docs/results/digits-faithfulness.json
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \

@@ -167,3 +167,31 @@ def test_heads_gates_refuses_what_it_does_not_take(capsys, tmp_path) -> None:
         err = " ".join(capsys.readouterr().err.split())
         assert status != 0 and f"{extra[0]} is not for heads-gates" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+def test_mixing_saturation_needs_its_data_and_refuses_what_it_does_not_take(capsys, tmp_path) -> None:
+    from attnflow import cli
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    for extra, message in (
+        ([], "mixing-saturation needs --data FILE"),
+        (["--data", str(tmp_path / "missing.txt")], "is not a file"),
+        (["--data", str(empty)], "holds no text"),
+        (["--data", str(empty), "--method", "flow"], "--method is not for mixing-saturation"),
+    ):
+        status = cli.main(["reproduce", "mixing-saturation", "--out", str(tmp_path / "s"), *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert status != 0 and message in err and "Traceback" not in err
+    status = cli.main(["reproduce", "sva", "--data", str(empty)])
+    assert status != 0 and "--data is for mixing-saturation" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+
+
+def test_mixing_saturation_writes_what_flow_saturation_finds(tmp_path) -> None:
+    from attnflow.mixing.saturation import committed_saturation, flow_saturation
+
+    texts = ["The cat sat on the mat."]
+    found = committed_saturation(texts, "one.txt", n_sva=2)
+    assert found["models"]["minilm"]["outputs"]["mean"] == flow_saturation(texts, "minilm", output="mean")
+    assert found["models"]["sva"]["outputs"]["cls"]["n_examples"] == 2

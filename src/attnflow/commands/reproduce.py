@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..tasks.reproduce import Reproduction
 
-TASKS = ("sva", "reverse", "heads-gates")
+TASKS = ("sva", "reverse", "heads-gates", "mixing-saturation")
 #: What ``--out`` receives (``model/`` too with ``--retrain``).
 OUTPUT_FILES = ("results.json", "tables.md", "examples.jsonl", "examples.csv", "correlation_by_layer.png")
 
@@ -35,7 +35,9 @@ def reproduce(
         typer.Argument(
             help="What to reproduce: sva (subject-verb agreement, the paper's Table 1), reverse (the bundled "
             "encoder-decoder model: how often each method puts the aligned source digit first, per layer), or "
-            "heads-gates (Voita et al.'s stochastic-gate pruning on sva, the model frozen and fine-tuned)."
+            "heads-gates (Voita et al.'s stochastic-gate pruning on sva, the model frozen and fine-tuned), or "
+            "mixing-saturation (how often top-layer flow over each context-mixing graph sits at its first-layer "
+            "bound, on MiniLM and sva)."
         ),
     ],
     n: Annotated[
@@ -43,7 +45,7 @@ def reproduce(
         typer.Option(
             "--n",
             help="Test examples to evaluate [default: 2000 for sva (as the paper), 200 for reverse, 300 for "
-            "heads-gates].",
+            "heads-gates, 200 sva sentences for mixing-saturation].",
             callback=number_range(1),
         ),
     ] = None,
@@ -68,6 +70,11 @@ def reproduce(
             callback=check_method_option,
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="mixing-saturation only: the texts MiniLM explains, one per line "
+                     "(the committed run: docs/results/five-sentences.txt)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
@@ -76,6 +83,11 @@ def reproduce(
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
+    if task.strip().lower() == "mixing-saturation":
+        _reproduce_saturation(n, out, data, retrain, method, overwrite)
+        return
+    if data is not None:
+        raise AttnflowError("--data is for mixing-saturation; the other tasks generate their own examples.")
     if task.strip().lower() == "reverse":
         _reproduce_reverse(200 if n is None else n, out, retrain, seed, method, overwrite)
         return
@@ -252,3 +264,38 @@ def _reproduce_heads_gates(
             "tables.md": (table + "\n").encode(),
         })
         console.print(f"wrote {out / 'results.json'}, {out / 'tables.md'}", highlight=False, soft_wrap=True)
+
+
+def _reproduce_saturation(
+    n: int | None, out: Path | None, data: Path | None, retrain: bool, method: list[str] | None, overwrite: bool
+) -> None:
+    """``attnflow reproduce mixing-saturation``: flow at its first-layer bound per graph (docs/mixing.md)."""
+    import json
+
+    from ..io import check_output_folder, write_folder
+    from ..mixing.saturation import committed_saturation
+
+    if retrain or method:
+        raise AttnflowError(
+            f"{'--retrain' if retrain else '--method'} is not for mixing-saturation: it runs flow over every graph "
+            "of the bundled minilm and sva."
+        )
+    if data is None:
+        raise AttnflowError("mixing-saturation needs --data FILE: MiniLM's texts, one per line "
+                            "(the committed run: docs/results/five-sentences.txt).")
+    if not data.is_file():
+        raise AttnflowError(f"--data {str(data)!r} is not a file.")
+    texts = [line for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise AttnflowError(f"--data {str(data)!r} holds no text.")
+    check_output_folder(out, names=("results.json",), overwrite=overwrite)
+    with progress_bar("flow over every graph") as progress:
+        result = committed_saturation(texts, data.as_posix(), 200 if n is None else n, progress=progress)
+    for model, run in result["models"].items():
+        for output, found in run["outputs"].items():
+            shares = ", ".join(f"{graph} {row['all_tokens']:.2f}" for graph, row in found["graphs"].items())
+            console.print(f"{model}, output {output}: share of top-layer flow at its bound: {shares}",
+                          highlight=False, soft_wrap=True)
+    if out is not None:
+        write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
+        console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)

@@ -6,8 +6,9 @@ that bound, flow says only how much the first layer mixes it in. :func:`flow_sat
 counts, per graph, how many top-layer flow values sit at their bound
 (:func:`attnflow.methods.flow.saturated_sources`), over a set of texts.
 
-Run ``python -m attnflow.mixing.saturation --out docs/results/mixing-saturation.json`` for
-the committed numbers: the bundled MiniLM on ``docs/results/five-sentences.txt`` (outputs
+Run ``attnflow reproduce mixing-saturation --data docs/results/five-sentences.txt --out DIR``
+for the committed numbers (``DIR/results.json`` is ``docs/results/mixing-saturation.json``):
+the bundled MiniLM on the five sentences (outputs
 ``[CLS]`` and the mean, which ``attnflow evaluate`` explains for a cosine target) and the
 bundled ``sva`` on its first 200 test sentences (output ``[CLS]``, what it classifies), every
 graph defined for the model.
@@ -21,11 +22,7 @@ Examples
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ..errors import AttnflowError
@@ -93,40 +90,38 @@ def flow_saturation(
     }
 
 
-def committed_saturation() -> dict[str, Any]:
-    """What ``docs/results/mixing-saturation.json`` holds: MiniLM's five sentences and 200 sva test sentences."""
+def committed_saturation(
+    minilm_texts: Sequence[str], minilm_data: str, n_sva: int = 200, progress: Any = None
+) -> dict[str, Any]:
+    """What ``docs/results/mixing-saturation.json`` holds: MiniLM on ``minilm_texts`` and ``n_sva`` sva test sentences.
+
+    ``progress(done, total)`` is called after each of the three runs.
+    """
     from ..tasks import sva
 
-    root = Path(__file__).resolve().parents[3]
-    five = (root / "docs" / "results" / "five-sentences.txt").read_text(encoding="utf-8").split("\n")
-    five = [line for line in five if line.strip()]
-    sentences = [example.text for example in sva.generate(200, split="test", seed=0)]
+    sentences = [example.text for example in sva.generate(n_sva, split="test", seed=0)]
+    runs: dict[str, Any] = {}
+    done = 0
+
+    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal done
+        found = flow_saturation(*args, **kwargs)
+        done += 1
+        if progress is not None:
+            progress(done, 3)
+        return found
+
+    runs["minilm"] = {
+        "data": minilm_data,
+        "outputs": {output: run(minilm_texts, "minilm", output=output) for output in ("cls", "mean")},
+    }
+    runs["sva"] = {
+        "data": f"the first {n_sva} sva test sentences (seed 0)",
+        "outputs": {"cls": run(sentences, "sva", output="cls")},
+    }
     return {
         "format": "attnflow.mixing-saturation",
         "version": 1,
-        "command": "python -m attnflow.mixing.saturation --out docs/results/mixing-saturation.json",
-        "models": {
-            "minilm": {
-                "data": "docs/results/five-sentences.txt",
-                "outputs": {output: flow_saturation(five, "minilm", output=output) for output in ("cls", "mean")},
-            },
-            "sva": {
-                "data": "the first 200 sva test sentences (seed 0)",
-                "outputs": {"cls": flow_saturation(sentences, "sva", output="cls")},
-            },
-        },
+        "command": "attnflow reproduce mixing-saturation --data docs/results/five-sentences.txt --out DIR",
+        "models": runs,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m attnflow.mixing.saturation", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    args = parser.parse_args(argv)
-    text = json.dumps(committed_saturation(), indent=2) + "\n"
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
