@@ -32,7 +32,7 @@ Scaling head ``h``'s context vector by ``xi`` is exactly what the old
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -200,29 +200,8 @@ def head_mask(model: Any, mask: Any) -> Iterator[Any]:
     device = next((p.device for p in model.parameters()), None)
     tensor = tensor.to(dtype=dtype, device=device)
 
-    def make_hook(layer: int) -> Any:
-        def scale_heads(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            hidden = args[0]
-            width = hidden.shape[-1]
-            if width % n_heads:
-                raise AttnflowError(
-                    f"The attention output projection of layer {layer + 1} takes {width} features, not a "
-                    f"multiple of {n_heads} heads; attnflow cannot mask the heads of this model."
-                )
-            split = hidden.reshape(*hidden.shape[:-1], n_heads, width // n_heads)
-            scaled = (split * tensor[layer].to(hidden.dtype)[:, None]).reshape(hidden.shape)
-            return (scaled, *args[1:])
-
-        return scale_heads
-
-    handles = []
-    try:
-        for layer, module in enumerate(projections):
-            handles.append(module.register_forward_pre_hook(make_hook(layer)))
+    with _scaled_heads(projections, n_heads, lambda layer, hidden: tensor[layer].to(hidden.dtype)[:, None]):
         yield tensor
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def target_gradients(
@@ -500,6 +479,19 @@ def _batched_head_mask(model: Any, mask: Any) -> Iterator[Any]:
     projections = attention_output_projections(model)
     n_heads = count_heads(model)
 
+    # (B, 1, H, 1) against the projection's input split to (B, n, H, d)
+    with _scaled_heads(projections, n_heads, lambda layer, hidden: mask[:, layer].to(hidden.dtype)[:, None, :, None]):
+        yield mask
+
+
+@contextlib.contextmanager
+def _scaled_heads(projections: Sequence[Any], n_heads: int, scale: Callable[[int, Any], Any]) -> Iterator[None]:
+    """Forward pre-hooks that multiply each head's slice of the output projections' input by ``scale(layer, x)``.
+
+    The one mechanism under :func:`head_mask` (one ``(L, H)`` mask) and the batched
+    head gradients (one mask per example); removed on leaving, also through an exception.
+    """
+
     def make_hook(layer: int) -> Any:
         def scale_heads(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
             hidden = args[0]
@@ -510,8 +502,7 @@ def _batched_head_mask(model: Any, mask: Any) -> Iterator[Any]:
                     f"multiple of {n_heads} heads; attnflow cannot mask the heads of this model."
                 )
             split = hidden.reshape(*hidden.shape[:-1], n_heads, width // n_heads)
-            scale = mask[:, layer].to(hidden.dtype)[:, None, :, None]  # (B, 1, H, 1) against (B, n, H, d)
-            return ((split * scale).reshape(hidden.shape), *args[1:])
+            return ((split * scale(layer, hidden)).reshape(hidden.shape), *args[1:])
 
         return scale_heads
 
@@ -519,7 +510,7 @@ def _batched_head_mask(model: Any, mask: Any) -> Iterator[Any]:
     try:
         for layer, module in enumerate(projections):
             handles.append(module.register_forward_pre_hook(make_hook(layer)))
-        yield mask
+        yield
     finally:
         for handle in handles:
             handle.remove()
