@@ -563,19 +563,25 @@ def _attention_tuple(loaded: LoadedModel, output: Any, batch: int, width: int) -
     return tuple(attentions)
 
 
-def capture_token_ids(input_ids: Sequence[int], model: Any = None, *, text: str = "") -> CapturedAttention:
+def capture_token_ids(
+    input_ids: Sequence[int], model: Any = None, *, text: str = "", heads: str = "all"
+) -> CapturedAttention:
     """Capture the attention of token ids already made, e.g. a prompt and what a decoder generated after it.
 
     ``input_ids`` go to the model as they are (no special tokens are added; the
-    tokenizer marks the special ones); ``text`` is recorded as the source text.
+    tokenizer marks the special ones); ``text`` is recorded as the source text;
+    ``heads`` is as for :func:`capture_attention` (``"mean"``: fused while the model runs).
 
     Examples
     --------
     >>> capture_token_ids([101, 7592, 102], "minilm").tokens
     ['[CLS]', 'hello', '[SEP]']
+    >>> capture_token_ids([101, 7592, 102], "minilm", heads="mean").attentions.shape
+    (6, 1, 3, 3)
     """
     import torch
 
+    heads = check_heads(heads)
     loaded = load_model(model)
     ids = [int(i) for i in input_ids]
     if not ids or loaded.tokenizer is None:
@@ -584,4 +590,4 @@ def capture_token_ids(input_ids: Sequence[int], model: Any = None, *, text: str 
     encoded = _Encoded(text=text, input_ids=ids, special_mask=[int(m) for m in special], token_type_ids=None,
                        truncated=False)
     with eager_attention(loaded.model), torch.no_grad():
-        return _capture_batch(loaded, [encoded])[0]
+        return _capture_batch(loaded, [encoded], heads)[0]
