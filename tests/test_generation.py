@@ -202,6 +202,26 @@ def test_the_span_of_raw_and_rollout_is_the_method_on_the_mean_predicting_row(de
     assert np.allclose(found.explanation.scores["rollout"], rolled, atol=1e-12)
 
 
+def test_the_head_fused_capture_gives_the_scores_of_every_head(decoder, monkeypatch):
+    """Mean fusion while the model runs (float32 ``(L, 1, n, n)``) equals capturing every head, within float32."""
+    import attnflow.capture.plan as plan
+
+    _, path = decoder
+    loaded = attnflow.capture.load_model(path)
+    methods = ("raw", "rollout", "flow", "grad-rollout")
+    fused = explain_generation(PROMPT, loaded, 3, methods=methods)
+    monkeypatch.setattr(plan, "capture_heads", lambda *args, **kwargs: "all")
+    full = explain_generation(PROMPT, loaded, 3, methods=methods)
+    assert fused.captured.head_fusion == "mean" and fused.captured.attentions.dtype == np.float32
+    assert full.captured.head_fusion is None and full.captured.attentions.shape[1] == 4
+    assert fused.captured.attentions.shape[1] == 1 and fused.captured.model_heads == 4
+    assert fused.generation.answer_ids == full.generation.answer_ids
+    for name in methods:
+        assert np.allclose(fused.explanation.answer_scores[name], full.explanation.answer_scores[name], atol=1e-6)
+        assert np.allclose(fused.explanation.scores[name], full.explanation.scores[name], atol=1e-6), name
+    assert fused.explanation.target["logits"] == pytest.approx(full.explanation.target["logits"], abs=1e-4)
+
+
 # ---------------------------------------------------------------------------- the command line
 
 

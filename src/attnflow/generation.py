@@ -326,7 +326,11 @@ def explain_generation(
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     generation = generate(prompt, loaded, max_new_tokens, truncate=truncate)
     ids = generation.input_ids
-    captured = capture_token_ids(ids, loaded, text=prompt)
+    from .capture.plan import capture_heads
+
+    # fused while the model runs when the methods read only the head mean (bounded memory on long answers)
+    heads = capture_heads(names, method_options)
+    captured = capture_token_ids(ids, loaded, text=prompt, heads=heads)
     needs_gradients = any(get_method(name).needs_gradients for name in names)
     importance = wants_importance(method_options)
     positions = generation.predicting_positions
@@ -334,9 +338,13 @@ def explain_generation(
     weights: list[Any] = []
     logits: list[float] = []
     values: list[float] = []
+    if needs_gradients and heads != "all":
+        logits = answer_logits(loaded, ids, generation.prompt_length)
     for k, position in enumerate(positions):
         gradients, options = None, dict(method_options)
-        if needs_gradients:
+        if needs_gradients and heads != "all":
+            gradients = answer_weighted_attention(loaded, ids, generation.prompt_length + k)
+        elif needs_gradients:
             found, gradients = answer_gradients(loaded, ids, generation.prompt_length + k, objective="score")
             logits.append(found.value)
         if importance:
@@ -407,6 +415,74 @@ def explain_generation(
     return GenerationExplanation(generation, captured, explanation)
 
 
+def _check_position(input_ids: Sequence[int], position: Any) -> list[int]:
+    ids = [int(i) for i in input_ids]
+    n = len(ids)
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 1 <= position < n:
+        raise AttnflowError(f"The 'position' parameter must be a position from 1 to {n - 1}; got {position!r}.")
+    return ids
+
+
+def _bound_token(loaded: Any, token: int) -> Any:
+    """The next-token target for ``token`` (its logit, or log-probability, at the position that predicts it)."""
+    from .capture.targets import BoundTarget, Target, TargetSpec
+
+    target = Target(TargetSpec("index", token), "causal_lm", "next_token", index=token, model_name=loaded.name)
+    return BoundTarget(target, token, None)  # type: ignore[arg-type]
+
+
+def answer_weighted_attention(loaded: Any, input_ids: Sequence[int], position: int) -> Any:
+    """What grad-rollout reads for the token at ``position``: ``mean_h max(0, dS/dA ⊙ A)``, padded to ``n``.
+
+    As :func:`answer_gradients` with ``objective="score"``, but reduced layer by layer in
+    the backward pass (:func:`attnflow.capture.gradients.weighted_attention`) on the
+    prefix ``input_ids[:position]``: float64 ``(L, n, n)`` instead of ``dS/dA``
+    ``(L, H, n, n)``. The entries outside the prefix are 0, as ``dS/dA`` is there.
+
+    Examples
+    --------
+    >>> answer_weighted_attention(None, [1, 2], 2)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'position' parameter must be a position from 1 to 1; got 2.
+    """
+    from .capture.gradients import weighted_attention
+    from .methods.grad_rollout import WeightedAttention
+
+    ids = _check_position(input_ids, position)
+    n = len(ids)
+    found = weighted_attention(loaded, _bound_token(loaded, ids[position]), ids[:position])
+    padded = np.zeros((found.shape[0], n, n))
+    padded[:, :position, :position] = found.values
+    return WeightedAttention(padded)
+
+
+def answer_logits(loaded: Any, input_ids: Sequence[int], prompt_length: int) -> list[float]:
+    """The logit of each answer token ``input_ids[P:]`` at the position that predicted it, from one forward pass.
+
+    A causal model's output at position ``P + k - 1`` depends on the tokens up to it
+    only, so this equals the logit :func:`answer_gradients` differentiates on each prefix.
+
+    Examples
+    --------
+    >>> answer_logits(None, [1, 2], 2)
+    []
+    """
+    import torch
+
+    ids = [int(i) for i in input_ids]
+    if prompt_length >= len(ids):
+        return []
+    from .capture import eager_attention, quiet_transformers
+
+    net = loaded.model
+    tensor = torch.tensor([ids], dtype=torch.long, device=getattr(net, "device", None))
+    with eager_attention(net), torch.no_grad(), quiet_transformers():
+        logits = net(input_ids=tensor, attention_mask=torch.ones_like(tensor), return_dict=True).logits[0]
+    rows = torch.arange(prompt_length - 1, len(ids) - 1)
+    return [float(v) for v in logits[rows, torch.tensor(ids[prompt_length:])].double().cpu().tolist()]
+
+
 def answer_gradients(
     loaded: Any, input_ids: Sequence[int], position: int, *, objective: str = "score", head_gradients: bool = False
 ) -> tuple[Any, np.ndarray]:
@@ -434,16 +510,11 @@ def answer_gradients(
     attnflow.errors.AttnflowError: The 'position' parameter must be a position from 1 to 1; got 0.
     """
     from .capture.gradients import target_gradients
-    from .capture.targets import BoundTarget, Target, TargetSpec
 
-    ids = [int(i) for i in input_ids]
+    ids = _check_position(input_ids, position)
     n = len(ids)
-    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 1 <= position < n:
-        raise AttnflowError(f"The 'position' parameter must be a position from 1 to {n - 1}; got {position!r}.")
-    token = ids[position]
-    target = Target(TargetSpec("index", token), "causal_lm", "next_token", index=token, model_name=loaded.name)
     found = target_gradients(
-        loaded, BoundTarget(target, token, None), ids[:position], objective=objective,  # type: ignore[arg-type]
+        loaded, _bound_token(loaded, ids[position]), ids[:position], objective=objective,
         head_gradients=head_gradients,
     )
     padded = np.zeros(found.gradients.shape[:2] + (n, n))
