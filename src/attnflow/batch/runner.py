@@ -113,6 +113,7 @@ def run_batch(
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     images: str | os.PathLike[str] | None = None,
+    graphs: Sequence[str] | str | None = None,
     **method_options: Any,
 ) -> BatchResult:
     """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
@@ -130,6 +131,13 @@ def run_batch(
         explained is skipped with the reason. Not with ``evaluation``.
     out
         The output folder (created if missing).
+    graphs
+        The token-to-token graph(s) the methods run over, as in :func:`attnflow.explain`
+        (:mod:`attnflow.mixing`; default ``"attention"``). Rows over a context-mixing graph
+        have ``GRAPH/METHOD`` in the ``method`` column (``"alti/rollout"``); over attention
+        the method's plain name. ``residual``, gradient methods and ``images`` are for the
+        attention graph only. The graphs are recorded in the manifest, so a resume with
+        other graphs is refused unless ``overwrite``.
     model
         A bundled name, folder or cached hub id (``None``: MiniLM). In-process runs
         (``engine="local", workers=1``) also take an :class:`attnflow.capture.LoadedModel`.
@@ -197,6 +205,18 @@ def run_batch(
         raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
     if (data is None) == (images is None):
         raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
+    from ..mixing import ATTENTION, graph_names
+
+    graph_list = graph_names(graphs)
+    if graph_list != [ATTENTION]:
+        from ..explainers.text import check_graph_options
+
+        check_graph_options(graph_list, names, method_options)
+        if images is not None:
+            others = ", ".join(name for name in graph_list if name != ATTENTION)
+            raise AttnflowError(
+                f"The {others} graph is for a text's own tokens; images (--images) run on the attention graph only."
+            )
     if images is not None and evaluation not in (None, False):
         raise AttnflowError(
             "Evaluating every row (--evaluate) is for texts; `attnflow evaluate --images FOLDER` judges images "
@@ -247,6 +267,8 @@ def run_batch(
     }
     if images is not None:
         options["images"] = True  # only then: the manifests of text runs keep their options
+    if graph_list != [ATTENTION]:
+        options["graphs"] = list(graph_list)  # only then, likewise: attention-only manifests keep their options
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
     if manifest is None:
@@ -277,7 +299,7 @@ def run_batch(
         methods=tuple(names), output=output, target=target, method_options=dict(method_options),
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
-        evaluation=evaluation_options, images=images is not None,
+        evaluation=evaluation_options, images=images is not None, graphs=tuple(graph_list),
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -359,7 +381,7 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     if not files:
         return pd.DataFrame(columns=list(_columns()))
     frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    order = {name: i for i, name in enumerate(manifest["options"]["methods"])}
+    order = {name: i for i, name in enumerate(result_keys(manifest["options"]))}
     frame["_method"] = frame["method"].map(order)
     return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
 
@@ -394,6 +416,20 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
         text=str(first["image"]) if "image" in rows.columns else str(first["text"]),
         options=dict(manifest.get("options", {}).get("method_options", {})),
     )
+
+
+def result_keys(options: dict[str, Any]) -> list[str]:
+    """The ``method`` column's values of a run with these manifest options, in order: ``GRAPH/METHOD`` per graph.
+
+    Examples
+    --------
+    >>> result_keys({"methods": ["raw", "rollout"], "graphs": ["attention", "alti"]})
+    ['raw', 'rollout', 'alti/raw', 'alti/rollout']
+    """
+    from ..mixing import ATTENTION, result_key
+
+    graphs = options.get("graphs") or [ATTENTION]
+    return [result_key(graph, method) for graph in graphs for method in options["methods"]]
 
 
 def _inside(data: Path, out: Path) -> bool:

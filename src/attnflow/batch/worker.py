@@ -44,6 +44,8 @@ class WorkSpec:
     evaluation: dict[str, Any] | None = None
     #: The rows are images (each record's ``text`` is the image's path), explained as ``explain_image`` does.
     images: bool = False
+    #: The token-to-token graphs the methods run over (:mod:`attnflow.mixing`), as ``attnflow.explain(graph=...)``.
+    graphs: tuple[str, ...] = ("attention",)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ class ShardWorker:
         import pyarrow as pa
 
         from ..capture import capture_attention
-        from ..explainers.text import explain_attentions, target_inputs, target_needed
+        from ..explainers.text import _explain_graphs, explain_attentions, target_inputs, target_needed
+        from ..mixing import ATTENTION, result_key
 
         spec = self.spec
         if spec.evaluation is not None:
@@ -134,15 +137,20 @@ class ShardWorker:
                         self.loaded, bound, capture.input_ids, spec.methods, spec.method_options
                     )
                     described = json.dumps(_plain(bound.describe()), sort_keys=True)
-                explanation = explain_attentions(
-                    capture.attentions, capture.tokens, methods=list(spec.methods), output=output,
-                    gradients=gradients, **options,
-                )
+                if list(spec.graphs) == [ATTENTION]:
+                    explanation = explain_attentions(
+                        capture.attentions, capture.tokens, methods=list(spec.methods), output=output,
+                        gradients=gradients, **options,
+                    )
+                else:  # as attnflow.explain(graph=...): one hooked pass of this text alone serves every graph
+                    explanation = _explain_graphs(
+                        list(spec.graphs), self.loaded, capture, list(spec.methods), output, None, gradients, options
+                    )
             except AttnflowError as exc:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
-            for method in spec.methods:
+            for method in [result_key(graph, name) for graph in spec.graphs for name in spec.methods]:
                 values = explanation.scores[method]
                 for layer in range(values.shape[0]):
                     columns["example"].append(record.example)
@@ -240,8 +248,8 @@ class ShardWorker:
                 result = run_evaluate(
                     [Example(record.text or "", record.label)], self.loaded, list(spec.methods),
                     target=record.target if record.target is not None else spec.target, output=spec.output,
-                    truncate=spec.truncate, seed=seed, first_index=record.example, **options,
-                    **spec.method_options,
+                    truncate=spec.truncate, seed=seed, first_index=record.example, graphs=list(spec.graphs),
+                    **options, **spec.method_options,
                 )
             except AttnflowError as exc:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from ..methods import available_methods
-from .common import check_methods, console, error_console
+from ..mixing.registry import available_graphs
+from .common import check_methods, choice, console, error_console
 
 
 def batch(
@@ -38,6 +39,15 @@ def batch(
             "--method", help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}."
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
+    graph: Annotated[
+        list[str],
+        typer.Option(
+            "--graph",
+            help="Token-to-token graph the methods run over; repeat for several (rows' method GRAPH/METHOD, "
+            f"attention keeps plain names). Available: {', '.join(available_graphs())}.",
+            callback=choice(*available_graphs()),
+        ),
+    ] = ["attention"],  # noqa: B006
     model: Annotated[
         str | None,
         typer.Option(
@@ -57,7 +67,9 @@ def batch(
     target: Annotated[
         str | None, typer.Option(help="What grad-rollout explains: predicted (default), a class index, a label, gold.")
     ] = None,
-    residual: Annotated[float, typer.Option(help="Residual weight r in (1-r)*A + r*I.")] = 0.5,
+    residual: Annotated[
+        float | None, typer.Option(help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].")
+    ] = None,
     head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max, min or importance.")] = "mean",
     truncate: Annotated[
         bool, typer.Option(help="Cut texts longer than the model's maximum (else they are skipped).")
@@ -102,9 +114,13 @@ def batch(
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
+    from .explain import check_graphs
 
     check_methods(method)
-    options = {"residual": residual, "head_fusion": head_fusion}
+    graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
+    options: dict[str, object] = {"head_fusion": head_fusion}
+    if graphs == ["attention"]:  # the context-mixing graphs contain the residual
+        options["residual"] = 0.5 if residual is None else residual
     from ..methods import get_method
 
     accepted = set().union(*(get_method(name).options for name in method))
@@ -125,7 +141,7 @@ def batch(
         raise AttnflowError("Give --data FILE (texts) or --images FOLDER, exactly one of them.")
     with progress_bar() as progress:
         result = run_batch(
-            data, out, model, method, images=images,
+            data, out, model, method, images=images, graphs=graphs,
             output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
