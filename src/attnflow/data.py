@@ -43,12 +43,17 @@ FILE_FORMATS: tuple[str, ...] = (".jsonl", ".csv", ".parquet", ".txt")
 
 @dataclass(frozen=True)
 class Record:
-    """One row of a data set: its position, its text (``None`` when missing) and optional label and target."""
+    """One row of a data set: its position, its text (``None`` when missing), optional label and target.
+
+    ``decoder`` is the row's decoder text (an encoder–decoder model's target, read with
+    teacher forcing) when :func:`read_dataset` was given a ``decoder_column``.
+    """
 
     example: int
     text: str | None
     label: str | int | None = None
     target: str | None = None
+    decoder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +83,15 @@ def read_dataset(
     label_column: str | None = "label",
     target_column: str | None = None,
     split: str | None = None,
+    decoder_column: str | None = None,
 ) -> Dataset:
     """Read every row of a JSONL, CSV, Parquet or text file, or a ``datasets`` folder.
 
     ``label_column`` is used when the data has it (the default ``"label"`` is
     optional); ``target_column``, when given, must exist: each row's value is that
     example's target spec (a class index or label; see :mod:`attnflow.capture.targets`).
+    ``decoder_column``, when given, must exist too: each row's decoder text
+    (``Record.decoder``, ``None`` when blank), which then counts in the fingerprint.
 
     Examples
     --------
@@ -122,15 +130,21 @@ def read_dataset(
         raise AttnflowError(
             f"The data set {name!r} has no target column {target_column!r}; its columns are {list(columns)}."
         )
+    if decoder_column is not None and decoder_column not in columns:
+        raise AttnflowError(
+            f"The data set {name!r} has no decoder column {decoder_column!r}; its columns are {list(columns)}."
+        )
     use_label = label_column is not None and label_column in columns
     records = []
     for index, row in enumerate(rows):
         label = _label(row.get(label_column), index, name) if use_label else None
         target = _cell_text(row.get(target_column)) if target_column is not None else None
-        records.append(Record(index, _cell_text(row.get(text_column)), label, target))
+        decoder = _cell_text(row.get(decoder_column)) if decoder_column is not None else None
+        records.append(Record(index, _cell_text(row.get(text_column)), label, target, decoder))
     digest = hashlib.sha256()
     for record in records:
-        digest.update(json.dumps([record.text, record.label, record.target], ensure_ascii=False).encode("utf-8"))
+        cells = [record.text, record.label, record.target] + ([record.decoder] if decoder_column is not None else [])
+        digest.update(json.dumps(cells, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return Dataset(name, tuple(records), tuple(columns), digest.hexdigest())
 
