@@ -247,10 +247,9 @@ def explain(
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
         from ..capture.image import DEFAULT_IMAGE_MODEL
 
-        if dtype is not None:
-            raise AttnflowError("--dtype is for texts; image models run in the precision they were saved in.")
-        loaded = load_model(
-            DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, device=device
+        loaded = load_model(  # in --dtype: half-precision rows are renormalised in float64, with a note
+            DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, dtype=dtype,
+            device=device,
         )
         _check_depth(layer, loaded)
         _explain_image(
