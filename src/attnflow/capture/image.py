@@ -86,6 +86,9 @@ class CapturedImageAttention(AttentionShape):
     cropped
         True when the processor cropped the image, so ``grid`` lines up with
         ``model_image`` but not with the whole ``image``.
+    row_correction
+        The largest ``|row sum - 1|`` of the weights the model produced, corrected by
+        renormalising in float64 (about 1e-7 in float32, up to a few 1e-3 in bfloat16).
 
     Examples
     --------
@@ -106,6 +109,7 @@ class CapturedImageAttention(AttentionShape):
     pixel_values: Any = field(default=None, repr=False)
     source: str = ""
     cropped: bool = False
+    row_correction: float = 0.0
 
     def __post_init__(self) -> None:
         attentions = np.asarray(self.attentions, dtype=np.float64)
@@ -429,9 +433,17 @@ def prepare_image(
     *,
     size: Any = None,
     trust_remote_code: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> tuple[LoadedModel, Any, Any, str, bool]:
-    """Load the model and the image and preprocess: ``(loaded, pil_image, pixel_values, source, cropped)``."""
-    loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
+    """Load the model (in ``dtype``, on ``device``) and the image, and preprocess.
+
+    Returns ``(loaded, pil_image, pixel_values, source, cropped)``.
+    """
+    loaded = load_model(
+        DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, dtype=dtype,
+        device=device,
+    )
     check_vision_model(loaded)
     size = _check_size(size)
     check_attention_size(loaded, size)
@@ -479,6 +491,8 @@ def capture_image_attention(
     *,
     size: Any = None,
     trust_remote_code: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> CapturedImageAttention:
     """Run an image model on one image and return its attention with the patch grid.
 
@@ -495,6 +509,12 @@ def capture_image_attention(
         of the patch size; non-square is fine). Position embeddings are interpolated.
     trust_remote_code
         As for :func:`attnflow.capture.load_model`.
+    dtype, device
+        Load (or convert, or move) the model in this precision and onto this device
+        first, as :func:`attnflow.capture.load_model` does (``"bfloat16"``,
+        ``"float16"``, ``"float32"``; ``"cpu"``, ``"cuda"``, ``"auto"``). Rows of
+        half-precision weights are renormalised in float64; the largest correction
+        is ``row_correction``.
 
     Returns
     -------
@@ -515,15 +535,13 @@ def capture_image_attention(
     import torch
 
     loaded, pil, pixel_values, source, cropped = prepare_image(
-        image, model, size=size, trust_remote_code=trust_remote_code
+        image, model, size=size, trust_remote_code=trust_remote_code, dtype=dtype, device=device
     )
     grid = grid_of(loaded, pixel_values)
     with eager_attention(loaded.model), torch.no_grad():
         output = _image_forward(loaded, pixel_values, _needs_interpolation(loaded, pixel_values))
         layers = _attention_layers(loaded, output)
-    array = np.stack([layer[0].detach().cpu().to(torch.float64).numpy() for layer in layers])
-    if not np.all(np.isfinite(array)):
-        raise AttnflowError(f"The model {loaded.name!r} produced NaN or infinite attention weights for the image.")
+        array, correction = _renormalised(loaded, layers)
     labels, special, patches = _layout(loaded, array.shape[-1], grid)
     return CapturedImageAttention(
         attentions=array,
@@ -537,7 +555,30 @@ def capture_image_attention(
         pixel_values=pixel_values,
         source=source,
         cropped=cropped,
+        row_correction=correction,
     )
+
+
+def _renormalised(loaded: LoadedModel, layers: Sequence[Any]) -> tuple[np.ndarray, float]:
+    """Each layer's weights of the first image, float64 ``(L, H, n, n)`` with rows renormalised; the largest correction.
+
+    As text capture does (:func:`attnflow.capture._reduce.reduce_layer`): float32 rows
+    within ``EXACT_ROWS`` of 1 are kept as they are; half-precision rows are divided by
+    their float64 sums.
+    """
+    from ._reduce import reduce_layer
+
+    arrays, correction = [], 0.0
+    for layer in layers:
+        reduced = reduce_layer(layer[0].detach(), "all")
+        if reduced is None:
+            raise AttnflowError(
+                f"The model {loaded.name!r} produced NaN or infinite attention weights for the image; a float16 "
+                "model may overflow: load it in float32 or bfloat16 (CLI: --dtype float32)."
+            )
+        arrays.append(reduced[0].numpy())
+        correction = max(correction, reduced[1])
+    return np.stack(arrays), correction
 
 
 def resolve_image_target(loaded: LoadedModel, target: Any, logits: Any) -> tuple[int, str]:
@@ -616,7 +657,7 @@ def image_attention_gradients(loaded: LoadedModel, pixel_values: Any, target: An
         return np.stack([item[0].detach().cpu().to(torch.float64).numpy() for item in items])
 
     return ImageGradients(
-        attentions=to_numpy(layers),
+        attentions=_renormalised(loaded, layers)[0],
         gradients=to_numpy(attention_grads),
         target={"kind": "class", "class": index, "label": label, "value": probability, "score": float(score.detach())},
     )

@@ -69,6 +69,8 @@ def explain_image(
     size: Any = None,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
     **method_options: Any,
 ) -> ImageExplanation:
     """Explain which image patches a ViT-style model's output draws on, with each method in ``methods``.
@@ -91,6 +93,11 @@ def explain_image(
     size
         ``(height, width)`` to resize the image to instead of the processor's size
         (multiples of the patch size; position embeddings are interpolated).
+    dtype, device
+        Load (or convert, or move) the model in this precision and onto this device,
+        as :func:`attnflow.capture.load_model` does: ``"bfloat16"``, ``"float16"``,
+        ``"float32"``; ``"cpu"``, ``"cuda"``, ``"auto"``. Half-precision rows are
+        renormalised in float64 and the correction is noted in ``notes``.
     **method_options
         ``residual``, ``head_fusion`` (mean, max, min or weights), ``discard_ratio``, ``start_layer``.
 
@@ -110,13 +117,16 @@ def explain_image(
     """
     from ..capture import load_model
     from ..capture.image import DEFAULT_IMAGE_MODEL, capture_image_attention, image_attention_gradients
-    from .text import explain_attentions, target_needed
+    from .text import correction_note, explain_attentions, target_needed
 
     if isinstance(method_options.get("head_fusion"), str) and method_options["head_fusion"].lower() == "importance":
         raise AttnflowError(
             "head_fusion='importance' is available for text only; for images give mean, max, min or (L, H) weights."
         )
-    loaded = load_model(DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code)
+    loaded = load_model(
+        DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, dtype=dtype,
+        device=device,
+    )
     captured = capture_image_attention(path, loaded, size=size)
     gradients, described = None, target
     if target_needed(methods, method_options):
@@ -136,6 +146,9 @@ def explain_image(
         notes.append(
             "The model's image processor crops the image; the maps line up with the cropped image the model saw."
         )
+    note = correction_note(captured)
+    if note:
+        notes.append(note)
     model_size = [int(v) for v in captured.pixel_values.shape[-2:]]
     return ImageExplanation(
         tokens=result.tokens,
