@@ -195,3 +195,86 @@ def test_mixing_saturation_writes_what_flow_saturation_finds(tmp_path) -> None:
     found = committed_saturation(texts, "one.txt", n_sva=2)
     assert found["models"]["minilm"]["outputs"]["mean"] == flow_saturation(texts, "minilm", output="mean")
     assert found["models"]["sva"]["outputs"]["cls"]["n_examples"] == 2
+
+
+@pytest.fixture(scope="module")
+def graph_run():
+    """Four sentences with the attention graph and two context-mixing graphs (raw, rollout, flow over each)."""
+    return reproduce_sva(4, seed=0, graphs=["alti", "value-zeroing"])
+
+
+def test_graph_rows_are_explain_over_that_graph_correlated_the_same_way(graph_run) -> None:
+    """Each GRAPH/METHOD row: the scores of attnflow.explain(text, "sva", graph=G) against the same ground
+    truths, Spearman over the words and over every token, example by example."""
+    import attnflow
+    from attnflow.evaluate.correlation import layer_correlations
+
+    evaluation = graph_run.evaluation
+    methods = ("raw", "rollout", "flow")
+    keys = [*methods, *(f"{g}/{m}" for g in ("alti", "value-zeroing") for m in methods)]
+    assert evaluation.methods == keys
+    for item in evaluation.examples:
+        e = attnflow.explain(item.text, "sva", methods=methods, graph=["alti", "value-zeroing"])
+        every = list(range(len(item.tokens)))
+        for key in keys[3:]:
+            np.testing.assert_allclose(item.scores[key], e.scores[key], atol=1e-12)
+            for truth in GROUND_TRUTHS:
+                words = layer_correlations(e.scores[key], item.ground_truths[truth], item.content_positions)
+                np.testing.assert_allclose(item.correlations[truth][key], words, atol=1e-12)
+                cls = layer_correlations(e.scores[key], item.ground_truths_all[truth], every)
+                np.testing.assert_allclose(item.correlations_all[truth][key], cls, atol=1e-12)
+    d = json.loads(graph_run.to_json())
+    assert set(d["correlation"]["blankout"]) == set(keys) and set(d["plausibility"]["methods"]) == set(keys)
+    assert "| alti/rollout |" in graph_run.tables_markdown()
+
+
+def test_graph_saturation_is_flow_over_the_graph_at_its_first_layer_bound(graph_run) -> None:
+    """saturation["graphs"][G]: per layer, the share of raw flow into [CLS] over G's matrices that equals
+    min(1, column sum of G's first-layer matrix), recomputed here from attnflow.mixing."""
+    from attnflow.methods.flow import attention_flow
+    from attnflow.mixing import mixing_graph
+
+    shares = graph_run.saturation["graphs"]
+    assert set(shares) == {"alti", "value-zeroing"}
+    for graph in shares:
+        found = []
+        for example in graph_run.examples:
+            m = mixing_graph(example.text, "sva", graph=graph).matrices
+            bound = np.minimum(1.0, m[0].sum(axis=0))
+            raw = attention_flow(m, outputs=[0], residual=0.0, normalize=False)[:, 0, :]
+            found.append(np.abs(raw - bound) <= 1e-9)
+        np.testing.assert_allclose(shares[graph]["all_tokens"], np.concatenate(found, axis=1).mean(axis=1))
+        assert shares[graph]["all_tokens"][0] < 1.0 and len(shares[graph]["words"]) == 6
+    assert "alti: words" in graph_run.tables_markdown()
+
+
+def test_a_graph_undefined_for_the_model_is_one_line_naming_why() -> None:
+    from attnflow.errors import AttnflowError
+
+    with pytest.raises(AttnflowError, match=r"'globenc' graph is not defined for megatron-bert \(pre-ln blocks\)"
+                       r": GlobEnc is defined for post-LN encoders") as info:
+        reproduce_sva(4, graphs=["globenc"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(AttnflowError, match="grad-rollout"):
+        reproduce_sva(4, graphs=["alti"], methods=["rollout", "grad-rollout"])
+
+
+def test_the_cli_takes_graph_for_sva_only(tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from attnflow.commands.reproduce import reproduce
+
+    app = typer.Typer()
+    app.command()(reproduce)
+    app.command("noop")(lambda: None)
+    out = tmp_path / "sva"
+    run = CliRunner().invoke(app, ["reproduce", "sva", "--n", "2", "--out", str(out), "--method", "rollout",
+                                   "--graph", "norm"])
+    assert run.exit_code == 0, run.output
+    d = json.loads((out / "results.json").read_text())
+    assert d["methods"] == ["rollout", "norm/rollout"] and d["options"]["graphs"] == ["attention", "norm"]
+    run = CliRunner().invoke(app, ["reproduce", "sva", "--n", "2", "--graph", "globenc"])
+    assert run.exit_code != 0 and "not defined for megatron-bert" in str(run.exception)  # the CLI prints it
+    run = CliRunner().invoke(app, ["reproduce", "reverse", "--graph", "alti"])
+    assert run.exit_code != 0 and "--graph is for sva" in str(run.exception)

@@ -9,10 +9,12 @@ import typer
 
 from ..errors import AttnflowError
 from ..methods import available_methods
+from ..mixing.registry import available_graphs
 from .common import (
     OVERWRITE_HELP,
     check_method_option,
     check_methods,
+    choice,
     console,
     error_console,
     number_range,
@@ -75,6 +77,16 @@ def reproduce(
         typer.Option("--data", help="mixing-saturation only: the texts MiniLM explains, one per line "
                      "(the committed run: docs/results/five-sentences.txt)."),
     ] = None,
+    graph: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--graph",
+            help="sva only: a context-mixing graph to judge too; repeat for several (rows GRAPH/METHOD, flow at "
+            f"its bound per graph; default methods then raw, rollout, flow). Available: "
+            f"{', '.join(g for g in available_graphs() if g != 'attention')}.",
+            callback=choice(*available_graphs()),
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
@@ -83,6 +95,8 @@ def reproduce(
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
+    if graph and task.strip().lower() != "sva":
+        raise AttnflowError(f"--graph is for sva; {task.strip().lower()} does not take it.")
     if task.strip().lower() == "mixing-saturation":
         _reproduce_saturation(n, out, data, retrain, method, overwrite)
         return
@@ -108,6 +122,7 @@ def reproduce(
             methods=methods,
             progress=progress,
             log=lambda line: error_console.print(line, highlight=False, markup=False),
+            graphs=list(graph) if graph else None,
         )
     for table in reproduction_tables(result):
         console.print(table)
@@ -179,6 +194,9 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
             table.add_column(f"L{layer + 1}", justify="right")
         table.add_row("every token", *(f"{v:.3f}" for v in saturation["all_tokens"]))
         table.add_row("words", *(f"{v:.3f}" for v in saturation["words"]))
+        for name, shares in saturation.get("graphs", {}).items():
+            table.add_row(f"{name}: every token", *(f"{v:.3f}" for v in shares["all_tokens"]))
+            table.add_row(f"{name}: words", *(f"{v:.3f}" for v in shares["words"]))
         tables.append(table)
     plaus = result.plausibility
     references = ", ".join(f"{t} {_rate(r)}" for t, r in plaus["ground_truths"].items())

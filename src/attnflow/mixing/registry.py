@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,10 +54,32 @@ class Graph:
 
     def check(self, capture: MixingCapture) -> None:
         """Raise :class:`AttnflowError` naming why when the graph is not defined for this model."""
-        if capture.layout not in self.layouts:
-            layout = capture.layout or "of an unknown block layout"
+        self._check_layout(capture.layout, capture.model_type)
+
+    def check_model(self, model: Any) -> None:
+        """:meth:`check` before any capture: from a transformers model (or ``LoadedModel``) alone.
+
+        Examples
+        --------
+        >>> from attnflow.capture import load_model
+        >>> get_graph("globenc").check_model(load_model("sva"))
+        Traceback (most recent call last):
+        ...
+        attnflow.errors.AttnflowError: The 'globenc' graph is not defined for megatron-bert (pre-ln blocks): \
+GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vectors through the layer norms that \
+follow each residual connection); a pre-LN block normalises the branches, not the residual stream, and no \
+adaptation has been published. Use alti or norm, which are defined for pre-LN blocks.
+        """
+        from ._capture import layout_of, model_type
+
+        module = getattr(model, "model", model)
+        self._check_layout(layout_of(module), model_type(module))
+
+    def _check_layout(self, layout: str | None, kind: str) -> None:
+        if layout not in self.layouts:
+            described = layout or "of an unknown block layout"
             raise AttnflowError(
-                f"The {self.name!r} graph is not defined for {capture.model_type} ({layout} blocks): {self.undefined}"
+                f"The {self.name!r} graph is not defined for {kind} ({described} blocks): {self.undefined}"
             )
 
     def matrices(self, capture: MixingCapture) -> np.ndarray:

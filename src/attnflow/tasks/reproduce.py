@@ -143,6 +143,7 @@ def reproduce_sva(
     train_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    graphs: Sequence[str] | str | None = None,
 ) -> Reproduction:
     """Run the paper's SVA evaluation: correlation tables, accuracy and subject-first rates.
 
@@ -171,6 +172,14 @@ def reproduce_sva(
         Called as ``progress(done, total)`` after each example.
     log
         Called with a line of progress for training.
+    graphs
+        Context-mixing graphs (:mod:`attnflow.mixing`: ``norm``, ``alti``, ...) to judge
+        too: every method also runs over each graph, as ``GRAPH/METHOD`` rows
+        (``alti/rollout``) in every table, correlated exactly as the attention rows, and
+        ``saturation["graphs"]`` holds each graph's share of flow values at their bound.
+        With graphs the default methods are raw, rollout and flow (gradient methods are
+        for the attention graph only). A graph not defined for the model (GlobEnc on
+        the pre-LN ``sva``) is an :class:`AttnflowError` before any example runs.
 
     Returns
     -------
@@ -189,11 +198,18 @@ def reproduce_sva(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise AttnflowError(f"The 'n' parameter must be a positive integer; got {n!r} instead.")
+    from ..mixing import ATTENTION, get_graph, graph_names
+
+    others = [] if graphs is None else [g for g in graph_names(graphs) if g != ATTENTION]
     if methods is None:  # the paper's three first, in its order, then any other registered method
         paper_order = [m for m in ("raw", "rollout", "flow") if m in available_methods()]
-        names = paper_order + [m for m in available_methods() if m not in paper_order]
+        names = paper_order + ([] if others else [m for m in available_methods() if m not in paper_order])
     else:
         names = list(methods)
+    if others:
+        from ..explainers.text import check_graph_options
+
+        check_graph_options(others, names, {})
     seconds: dict[str, float] = {}
     train_report: dict[str, Any] | None = None
     folder: Path | None = None
@@ -209,6 +225,8 @@ def reproduce_sva(
         train_report = json.loads(report.to_json())
         model = folder = Path(train_dir)
     loaded = load_model(model)
+    for name in others:  # before any example: GlobEnc on a pre-LN model is refused here, naming why
+        get_graph(name).check_model(loaded)
     if folder is None and loaded.path is not None and (loaded.path / "train_report.json").is_file():
         train_report = json.loads((loaded.path / "train_report.json").read_text(encoding="utf-8"))
     examples = sva.generate(n, split="test", seed=seed)
@@ -221,9 +239,12 @@ def reproduce_sva(
         faithfulness=False,
         progress=progress,
         with_special_tokens=True,
+        graphs=[ATTENTION, *others] if others else None,
     )
     seconds["evaluate"] = time.perf_counter() - start
     saturation = flow_saturation(loaded, examples) if "flow" in names else {}
+    if saturation and others:
+        saturation["graphs"] = graph_saturation(loaded, examples, others)
     acc = model_accuracy(loaded.model, loaded.tokenizer, examples)
     return Reproduction(
         evaluation=result,
@@ -330,6 +351,46 @@ def flow_saturation(loaded: Any, examples: Sequence[sva.SVAExample], *, chunk: i
         "words": words.mean(axis=1).tolist(),
         "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in at_bound], axis=0).tolist(),
     }
+
+
+def graph_saturation(loaded: Any, examples: Sequence[sva.SVAExample], graphs: Sequence[str]) -> dict[str, Any]:
+    """:func:`flow_saturation` over context-mixing graphs: per graph and layer, the share at the bound.
+
+    The graphs contain the residual stream, so their flow runs with residual weight 0 and
+    the bound is ``min(1, sum_i M_1[i, j])``, the first layer's column sum of the graph's
+    own matrix. One hooked forward pass per example serves every analytic graph.
+
+    Returns
+    -------
+    dict
+        ``{graph: {"all_tokens": [...], "words": [...], "examples_all_words": [...]}}``,
+        each list one share per layer, as in :func:`flow_saturation`.
+    """
+    from ..capture import capture_attention
+    from ..graph import AttentionGraph
+    from ..methods.flow import attention_flow
+    from ..mixing import capture_mixing, get_graph
+
+    at_bound: dict[str, list[np.ndarray]] = {name: [] for name in graphs}
+    for example in examples:
+        captured = capture_attention(example.text, loaded)
+        mixing = capture_mixing(loaded, captured.input_ids)
+        for name in graphs:
+            matrices = get_graph(name).matrices(mixing)
+            capacities = AttentionGraph.from_attentions(matrices, residual=0.0).capacities[0]
+            bound = np.minimum(1.0, capacities.sum(axis=0))
+            raw = attention_flow(matrices, outputs=[0], residual=0.0, normalize=False)[:, 0, :]
+            at_bound[name].append(np.abs(raw - bound[None, :]) <= SATURATION_TOLERANCE)
+    out: dict[str, Any] = {}
+    for name, found in at_bound.items():
+        if not found:
+            continue
+        out[name] = {
+            "all_tokens": np.concatenate(found, axis=1).mean(axis=1).tolist(),
+            "words": np.concatenate([b[:, 1:] for b in found], axis=1).mean(axis=1).tolist(),
+            "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in found], axis=0).tolist(),
+        }
+    return out
 
 
 def blankout_concentration(result: EvaluationResult, examples: Sequence[sva.SVAExample]) -> dict[str, Any]:
@@ -482,6 +543,9 @@ def saturation_table(saturation: dict[str, Any]) -> str:
         "| sentences with every word at the bound | "
         + " | ".join(f"{v:.3f}" for v in saturation["examples_all_words"]) + " |",
     ]
+    for graph, shares in saturation.get("graphs", {}).items():
+        rows.append(f"| {graph}: every token | " + " | ".join(f"{v:.3f}" for v in shares["all_tokens"]) + " |")
+        rows.append(f"| {graph}: words | " + " | ".join(f"{v:.3f}" for v in shares["words"]) + " |")
     return "\n".join(rows)
 
 
