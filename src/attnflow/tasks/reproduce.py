@@ -19,6 +19,10 @@ attnflow's rule everywhere, and over every token with ``[CLS]`` included, which 
 Table 1 appears to use (its layer-1 row has raw attention far above rollout and flow, which
 only ``[CLS]``'s own score can cause: at layer 1 the three rank the words alike).
 
+With ``graphs=["alti", ...]`` (CLI: ``--graph``) every method also runs over each
+context-mixing graph of :mod:`attnflow.mixing`, as ``GRAPH/METHOD`` rows of every table,
+and ``saturation["graphs"]`` gives each graph's share of flow at its bound.
+
 The paper's numbers are in :data:`PAPER`; only the top layer is quoted (docs/design.md,
 "Ground truth and the paper's claim").
 """
