@@ -114,6 +114,7 @@ def run_batch(
     progress: Callable[[int, int], None] | None = None,
     images: str | os.PathLike[str] | None = None,
     graphs: Sequence[str] | str | None = None,
+    decoder_column: str | None = None,
     **method_options: Any,
 ) -> BatchResult:
     """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
@@ -138,6 +139,14 @@ def run_batch(
         the method's plain name. ``residual``, gradient methods and ``images`` are for the
         attention graph only. The graphs are recorded in the manifest, so a resume with
         other graphs is refused unless ``overwrite``.
+    decoder_column
+        For an encoder–decoder model (T5, BART, Marian; the bundled ``reverse``): the column
+        of each row's target, read by the decoder with teacher forcing while ``text_column``
+        is the source, as ``attnflow.explain(source, model, decoder_text=...)``
+        (:func:`attnflow.explainers.seq2seq.explain_seq2seq`). One row per example x method x
+        *decoder* layer; ``tokens`` are the source tokens then the decoder positions, with
+        ``source_length`` and ``decoder_text`` columns. Required for such a model, refused
+        for any other; a row with a blank decoder text is skipped with the reason.
     model
         A bundled name, folder or cached hub id (``None``: MiniLM). In-process runs
         (``engine="local", workers=1``) also take an :class:`attnflow.capture.LoadedModel`.
@@ -217,6 +226,22 @@ def run_batch(
             raise AttnflowError(
                 f"The {others} graph is for a text's own tokens; images (--images) run on the attention graph only."
             )
+    if decoder_column is not None:
+        from ..explainers.seq2seq import SEQ2SEQ_METHODS
+
+        given = [label for label, used in (("images (--images)", images is not None),
+                 ("evaluation (--evaluate)", evaluation not in (None, False)),
+                 ("a context-mixing graph (--graph)", graph_list != [ATTENTION])) if used]
+        if given:
+            raise AttnflowError(
+                f"A decoder column (--decoder-column) is for encoder-decoder texts; {given[0]} cannot be given with it."
+            )
+        unsupported = [name for name in names if name not in SEQ2SEQ_METHODS]
+        if unsupported:
+            raise AttnflowError(
+                f"Method {unsupported[0]!r} does not run on encoder-decoder models; choose among "
+                f"{', '.join(SEQ2SEQ_METHODS)}."
+            )
     if images is not None and evaluation not in (None, False):
         raise AttnflowError(
             "Evaluating every row (--evaluate) is for texts; `attnflow evaluate --images FOLDER` judges images "
@@ -238,16 +263,26 @@ def run_batch(
         model = DEFAULT_IMAGE_MODEL if model is None else model
     else:
         dataset = data if isinstance(data, Dataset) else read_dataset(
-            data, text_column=text_column, label_column=label_column, target_column=target_column, split=split
+            data, text_column=text_column, label_column=label_column, target_column=target_column, split=split,
+            decoder_column=decoder_column,
         )
     if not isinstance(model, (str, os.PathLike, type(None))) and not (engine == "local" and workers == 1):
         raise AttnflowError("Give the model as a name or folder: worker processes load it themselves.")
     evaluation_options = _evaluation_options(evaluation)
     with quiet_transformers():
         loaded = load_model(model, trust_remote_code=trust_remote_code)
+    from ..capture.seq2seq import is_seq2seq_model, require_seq2seq
     from ..explainers.text import target_needed
 
-    if images is None and (evaluation_options is not None or target_needed(names, method_options)):
+    if decoder_column is not None:
+        require_seq2seq(loaded, "A decoder column (--decoder-column)")
+    elif is_seq2seq_model(loaded):
+        raise AttnflowError(
+            f"The model {loaded.name!r} is an encoder-decoder model: name the column of each row's target with "
+            "decoder_column= (CLI: --decoder-column COL); the text column is the source."
+        )
+    wants_target = evaluation_options is not None or target_needed(names, method_options)
+    if images is None and decoder_column is None and wants_target:
         from ..capture.targets import resolve_target
 
         resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
@@ -269,6 +304,8 @@ def run_batch(
         options["images"] = True  # only then: the manifests of text runs keep their options
     if graph_list != [ATTENTION]:
         options["graphs"] = list(graph_list)  # only then, likewise: attention-only manifests keep their options
+    if decoder_column is not None:
+        options["decoder_column"] = decoder_column
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
     if manifest is None:
@@ -300,6 +337,7 @@ def run_batch(
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
         evaluation=evaluation_options, images=images is not None, graphs=tuple(graph_list),
+        seq2seq=decoder_column is not None,
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -407,6 +445,17 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
     }
     output = int(first["output"]) if str(first["output"]).lstrip("-").isdigit() else str(first["output"])
     target = first["target"]
+    if "source_length" in rows.columns:  # an encoder-decoder run
+        from ..explainers.seq2seq import Seq2SeqExplanation
+
+        return Seq2SeqExplanation(
+            tokens=[str(t) for t in first["tokens"]], scores=scores, output=output,
+            target=json.loads(target) if isinstance(target, str) else None,
+            model_name=str(manifest.get("model", {}).get("name", "")), text=str(first["text"]),
+            options=dict(manifest.get("options", {}).get("method_options", {})),
+            seq2seq={"source_length": int(first["source_length"]), "target_text": str(first["decoder_text"]),
+                     "predicts": first["predicts"]},
+        )
     return Explanation(
         tokens=[str(t) for t in first["tokens"]],
         scores=scores,
@@ -540,6 +589,9 @@ def _plan(
     skipped: list[dict[str, Any]] = []
     present = [r for r in dataset.records if r.text is not None]
     skipped.extend({"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None)
+    if options.get("decoder_column") is not None:
+        skipped.extend({"example": r.example, "reason": "empty decoder text"} for r in present if r.decoder is None)
+        present = [r for r in present if r.decoder is not None]
     lengths: dict[int, int] = {}
     screened = screen_lengths([r.text for r in present], loaded, truncate=truncate)
     for record, (reason, n_ids) in zip(present, screened, strict=True):

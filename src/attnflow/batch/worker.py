@@ -25,6 +25,10 @@ COLUMNS: tuple[str, ...] = (
 #: The columns image runs (``--images``) add: the file name and the patch grid ``[rows, cols]``.
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "grid")
 
+#: The columns encoder-decoder runs (``--decoder-column``) add: the row's decoder text, the number of
+#: source tokens (``tokens[:source_length]``; the rest are decoder positions) and the token predicted.
+SEQ2SEQ_COLUMNS: tuple[str, ...] = ("decoder_text", "source_length", "predicts")
+
 
 @dataclass(frozen=True)
 class WorkSpec:
@@ -46,6 +50,8 @@ class WorkSpec:
     images: bool = False
     #: The token-to-token graphs the methods run over (:mod:`attnflow.mixing`), as ``attnflow.explain(graph=...)``.
     graphs: tuple[str, ...] = ("attention",)
+    #: An encoder-decoder run: each record's ``text`` is the source, its ``decoder`` the target read by the decoder.
+    seq2seq: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class ShardWorker:
             return self._evaluation_table(shard)
         if spec.images:
             return self._image_table(shard)
+        if spec.seq2seq:
+            return self._seq2seq_table(shard)
         columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         skipped: list[dict[str, Any]] = []
         n_layers = None
@@ -214,6 +222,58 @@ class ShardWorker:
                     columns["grid"].append([int(v) for v in explanation.image["grid"]])
         metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
         types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
+        return pa.table(
+            {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
+        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+
+    def _seq2seq_table(self, shard: Shard) -> Any:
+        """Rows of an encoder-decoder model: one per example x method x decoder layer.
+
+        Each row is explained alone by :func:`attnflow.explainers.seq2seq.explain_seq2seq`
+        (``decoder_text`` from the record), so a row equals ``attnflow.explain(source, model,
+        decoder_text=...)``; one that fails (a target too long) is skipped with attnflow's message.
+        """
+        import pyarrow as pa
+
+        from ..explainers.seq2seq import explain_seq2seq
+
+        spec = self.spec
+        columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *SEQ2SEQ_COLUMNS)}
+        skipped: list[dict[str, Any]] = []
+        n_layers = None
+        for record in shard.records:
+            try:
+                explanation = explain_seq2seq(
+                    record.text or "", self.loaded, list(spec.methods), spec.output,
+                    record.target if record.target is not None else spec.target,
+                    decoder_text=record.decoder, truncate=spec.truncate, **spec.method_options,
+                )
+            except AttnflowError as exc:
+                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                continue
+            n_layers = explanation.n_layers
+            described = None if explanation.target is None else json.dumps(_plain(explanation.target), sort_keys=True)
+            info = explanation.seq2seq or {}
+            for method in spec.methods:
+                values = explanation.scores[method]
+                for layer in range(values.shape[0]):
+                    columns["example"].append(record.example)
+                    columns["text"].append(record.text)
+                    columns["label"].append(_label(record.label, spec.label_type))
+                    columns["method"].append(method)
+                    columns["layer"].append(layer + 1)
+                    columns["output"].append(str(explanation.output))
+                    columns["n_tokens"].append(len(explanation.tokens))
+                    columns["tokens"].append(list(explanation.tokens))
+                    columns["scores"].append(values[layer].tolist())
+                    columns["target"].append(described)
+                    columns["truncated"].append(bool(info.get("truncated")))
+                    columns["decoder_text"].append(record.decoder)
+                    columns["source_length"].append(explanation.source_length)
+                    columns["predicts"].append(info.get("predicts"))
+        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+        types = {**schema(spec.label_type), "decoder_text": pa.string(), "source_length": pa.int32(),
+                 "predicts": pa.string()}
         return pa.table(
             {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
         ).replace_schema_metadata({"attnflow": json.dumps(metadata)})

@@ -60,6 +60,13 @@ def batch(
         str | None, typer.Option(help="Column holding each row's target (a class index or label).")
     ] = None,
     split: Annotated[str | None, typer.Option(help="Split of a datasets folder (DatasetDict).")] = None,
+    decoder_column: Annotated[
+        str | None,
+        typer.Option(
+            help="For an encoder-decoder model (T5, BART, Marian, reverse): the column of each row's target, read by "
+            "the decoder; the text column is the source. One row per example x method x decoder layer.",
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders]."),
@@ -141,7 +148,7 @@ def batch(
         raise AttnflowError("Give --data FILE (texts) or --images FOLDER, exactly one of them.")
     with progress_bar() as progress:
         result = run_batch(
-            data, out, model, method, images=images, graphs=graphs,
+            data, out, model, method, images=images, graphs=graphs, decoder_column=decoder_column,
             output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
