@@ -112,3 +112,17 @@ def test_cli_graph_rows(capsys, tmp_path):
     assert list(dict.fromkeys(read_results(out)["method"])) == ["rollout", "alti/rollout"]
     options = json.loads((out / "manifest.json").read_text())["options"]
     assert options["graphs"] == ["attention", "alti"] and "residual" not in options["method_options"]  # as explain
+
+
+def test_evaluating_rows_over_graphs_equals_attnflow_evaluate(minilm, tmp_path):
+    data = write_jsonl(tmp_path / "two.jsonl", [{"text": t} for t in TEXTS[:2]])
+    options = {"ground_truths": ["gradient"], "faithfulness": False}
+    result = run_batch(data, tmp_path / "out", minilm, "rollout", graphs=["attention", "alti"], evaluation=options,
+                       workers=1)
+    frame = result.dataframe()
+    expected = attnflow.evaluate(TEXTS[:2], minilm, ["rollout"], graphs=["attention", "alti"], **options).to_dataframe()
+    assert set(result.summary["evaluation"]["correlation"]["gradient"]) == {"rollout", "alti/rollout"}
+    for key in ("rollout", "alti/rollout"):
+        got = frame[frame["method"] == key].sort_values(["example", "layer"])["spearman_gradient"].to_numpy()
+        want = expected[expected["method"] == key].sort_values(["example", "layer"])["spearman_gradient"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-9)
