@@ -273,7 +273,9 @@ class GenerationExplanation:
     generation
         The prompt and answer (:class:`Generation`).
     captured
-        The attention of the whole sequence (:class:`attnflow.capture.CapturedAttention`).
+        The attention of the whole sequence (:class:`attnflow.capture.CapturedAttention`):
+        the head mean, float32 ``(L, 1, n, n)``, fused while the model ran, when the
+        methods read only that (:func:`attnflow.capture.plan.capture_heads`), else every head.
     explanation
         The :class:`attnflow.Explanation` of the answer span (``output="answer"``),
         holding every answer token's scores too (:meth:`attnflow.Explanation.answer_token`).
@@ -305,7 +307,11 @@ def explain_generation(
     :func:`attnflow.explain` does for a next token). The span's scores are the mean over the answer tokens
     (:data:`SPAN_RULE`). ``methods``, ``progress`` and ``method_options`` are as
     for :func:`attnflow.explain`; ``words=True`` adds word groups
-    (:mod:`attnflow.words`).
+    (:mod:`attnflow.words`). When the methods read the attention only through its
+    head mean, the sequence is captured fused (bounded memory on long answers) and
+    grad-rollout reads ``mean_h max(0, dS/dA ⊙ A)`` reduced in the backward pass
+    (:func:`answer_weighted_attention`); the scores are those of every head within
+    float32 round-off.
 
     Examples
     --------
