@@ -49,6 +49,8 @@ SOURCES: dict[str, str] = {
     "heads-gates-sva": "docs/results/heads-gates-sva.json",
     "heads-sva": "docs/results/heads-sva.json",
     "heads-minilm": "docs/results/heads-minilm.json",
+    "capture-precision": "docs/results/capture-precision.json",
+    "image-precision": "docs/results/image-precision.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -343,6 +345,40 @@ def mixing_saturation(results: dict[str, Any]) -> str:
 
 
 #: Every table: marker name -> (results file, renderer).
+_PRECISION_METHODS = ("raw", "rollout", "flow", "grad-rollout")
+
+
+def capture_precision(results: dict[str, Any]) -> str:
+    """``benchmarks/capture.py --precision``: half precision against float32 on MiniLM (docs/capture.md)."""
+    rows = [
+        "| dtype | largest row correction | raw | rollout | flow | grad-rollout | least Spearman per layer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dtype in ("bfloat16", "float16"):
+        found = results[dtype]["methods"]
+        cells = [f"{100 * found[m]['max_relative_difference']:.3f} %" for m in _PRECISION_METHODS]
+        least = min(found[m]["min_spearman"] for m in _PRECISION_METHODS)
+        correction = results[dtype]["max_row_correction"]
+        rows.append(f"| {dtype} | {correction:.1e} | " + " | ".join(cells) + f" | {least:.3f} |")
+    return "\n".join(rows)
+
+
+def image_precision(results: dict[str, Any]) -> str:
+    """``benchmarks/image_precision.py``: half precision against float32 on digits-vit (docs/vision.md)."""
+    rows = [
+        "| dtype | largest row correction | raw | rollout | flow | grad-rollout | least Spearman per layer | "
+        "same class |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        cells = [f"{100 * row['relative'][m]:.3f} %" for m in _PRECISION_METHODS]
+        rows.append(
+            f"| {row['dtype']} | {row['row_correction']:.1e} | " + " | ".join(cells)
+            + f" | {row['least_spearman']:.3f} | {row['same_prediction']} of {row['digits']} |"
+        )
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -371,6 +407,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "reverse-train": ("reverse-train", reverse_train),
     "heads-top-sva": ("heads-sva", heads_top),
     "heads-top-minilm": ("heads-minilm", heads_top),
+    "capture-precision": ("capture-precision", capture_precision),
+    "image-precision": ("image-precision", image_precision),
 }
 
 
