@@ -92,6 +92,9 @@ def test_cli_graph_mistakes_are_usage_errors_before_any_model_loads(capsys, tmp_
     assert message in " ".join(err.split()) and not (tmp_path / "out").exists()
 
 
-def test_cli_graph_is_for_texts_not_images(capsys, tmp_path):
-    status, _, err = run_cli(capsys, "evaluate", "--images", "digits", "--graph", "alti", "--out", str(tmp_path / "o"))
-    assert status == 2 and "--graph" in err and "not for --images" in " ".join(err.split())
+def test_cli_graph_mistakes_with_images_are_usage_errors(capsys, tmp_path):
+    """--images takes --graph (tests/mixing/test_image.py); its attention-only options are refused alike."""
+    status, _, err = run_cli(capsys, "evaluate", "--images", "digits", "--graph", "alti", "--method", "grad-rollout",
+                             "--out", str(tmp_path / "o"))
+    assert status == 2 and "runs on the attention graph only" in " ".join(err.split())
+    assert not (tmp_path / "o").exists()

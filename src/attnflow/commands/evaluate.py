@@ -193,7 +193,7 @@ def evaluate(
         if wrong:
             _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for texts (--data), not for --images.")
         evaluate_images(images, out, model, method, n, fill, faithfulness_layer, seed, residual, head_fusion,
-                        overwrite)
+                        overwrite, _checked_graphs(ctx, graph, given, method, engine))
         return
     wrong = sorted(given & {"n", "fill"})
     if wrong:
@@ -204,19 +204,8 @@ def evaluate(
             _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: for a sharded run; add --engine local or ray.")
     elif address is not None and engine != "ray":
         _usage(ctx, "--address is for --engine ray.")
-    graphs = list(dict.fromkeys(graph or ["attention"]))
+    graphs = _checked_graphs(ctx, graph, given, method, engine)
     others = [name for name in graphs if name != "attention"]
-    if others:
-        named = "--graph " + " --graph ".join(others)
-        if engine is not None:
-            _usage(ctx, f"{named}: a sharded run (--engine) evaluates the attention graph only.")
-        if "residual" in given:
-            _usage(ctx, f"--residual weighs the residual added to attention weights; {named} already contains the "
-                   "residual stream: leave --residual out, or use --graph attention only.")
-        gradient = [name for name in (method or []) if get_method(name).needs_gradients]
-        if gradient:
-            _usage(ctx, f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention "
-                   f"graph only; drop {named} or the method.")
     check_input_file(data, "--data")
     if engine is not None:
         methods = check_methods(list(method)) if method else list(default_methods())
@@ -296,9 +285,29 @@ def report_skipped(skipped: list[dict[str, Any]]) -> None:
                       highlight=False, markup=False)
 
 
+def _checked_graphs(
+    ctx: typer.Context, graph: list[str] | None, given: set[str], method: list[str] | None, engine: str | None
+) -> list[str]:
+    """The ``--graph`` list (default ``["attention"]``), refusing what only the attention graph takes."""
+    graphs = list(dict.fromkeys(graph or ["attention"]))
+    others = [name for name in graphs if name != "attention"]
+    if others:
+        named = "--graph " + " --graph ".join(others)
+        if engine is not None:
+            _usage(ctx, f"{named}: a sharded run (--engine) evaluates the attention graph only.")
+        if "residual" in given:
+            _usage(ctx, f"--residual weighs the residual added to attention weights; {named} already contains the "
+                   "residual stream: leave --residual out, or use --graph attention only.")
+        gradient = [name for name in (method or []) if get_method(name).needs_gradients]
+        if gradient:
+            _usage(ctx, f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention "
+                   f"graph only; drop {named} or the method.")
+    return graphs
+
+
 #: Options of texts only (not for --images), by parameter name.
 _TEXT_ONLY = frozenset({
-    "graph", "target", "ground_truth", "output", "blank", "faithfulness", "percent", "removal", "ig_steps",
+    "target", "ground_truth", "output", "blank", "faithfulness", "percent", "removal", "ig_steps",
     "batch_size", "truncate", "trust_remote_code", "engine", "workers", "threads", "address", "shard_size",
 })
 
@@ -364,16 +373,23 @@ def evaluate_sharded(
 
 def evaluate_images(
     images: str, out: Path, model: str | None, method: list[str] | None, n: int | None, fill: str,
-    layer: int, seed: int, residual: float, head_fusion: str, overwrite: bool,
+    layer: int, seed: int, residual: float, head_fusion: str, overwrite: bool, graphs: list[str] | None = None,
 ) -> None:
-    """``attnflow evaluate --images``: deletion and insertion AUCs against a random order, into ``results.json``."""
+    """``attnflow evaluate --images``: deletion and insertion AUCs against a random order, into ``results.json``.
+
+    With a context-mixing ``--graph`` the default methods are those that run on any graph (not grad-rollout)."""
     import json
 
     from ..evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
 
-    methods = check_methods(list(method)) if method else list(DEFAULT_METHODS)
+    graphs = graphs or ["attention"]
+    others = [name for name in graphs if name != "attention"]
+    defaults = [name for name in DEFAULT_METHODS if not (others and get_method(name).needs_gradients)]
+    methods = check_methods(list(method)) if method else defaults
     accepted = set().union(*(get_method(name).options for name in methods))
     options = {k: v for k, v in (("residual", residual), ("head_fusion", head_fusion)) if k in accepted}
+    if others:  # the context-mixing graphs contain the residual; the attention graph takes the default
+        options.pop("residual", None)
     labels = None
     if images.strip().lower() == "digits":
         from ..tasks.digits import digits_test_set
@@ -390,7 +406,7 @@ def evaluate_images(
     with progress_bar("evaluating") as progress:
         result = image_faithfulness(
             items, model or "digits-vit", methods, layer=layer, fill=fill, seed=seed, labels=labels,
-            progress=progress, **options,
+            progress=progress, graphs=graphs, **options,
         )
     payload = dict(result.to_dict(), images=source)
     write_folder(out, {"results.json": (json.dumps(payload, indent=2) + "\n").encode("utf-8")})

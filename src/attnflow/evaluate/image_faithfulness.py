@@ -16,6 +16,11 @@ registers) are not patches and are never ranked.
 Run it on the bundled digits model (what ``docs/vision.md`` reports)::
 
     attnflow evaluate --images digits --n 200 --out DIR
+
+``graphs=["alti", ...]`` (CLI: ``--graph``) ranks the patches by each method over each
+context-mixing graph of :mod:`attnflow.mixing` too, named ``GRAPH/METHOD``. ViT and DeiT
+blocks are pre-LN: ``norm``, ``alti`` and ``value-zeroing`` are defined for them, built
+from one hooked forward pass over the image's pixels; ``globenc`` is refused, naming why.
 """
 
 from __future__ import annotations
@@ -145,6 +150,7 @@ def image_faithfulness(
     max_steps: int = 64,
     labels: Sequence[int] | None = None,
     progress: Any = None,
+    graphs: Sequence[str] | str | None = None,
     **method_options: Any,
 ) -> ImageFaithfulness:
     """Deletion and insertion AUCs of each method, and of a random order, over ``images``.
@@ -163,6 +169,11 @@ def image_faithfulness(
         ``"black"`` or ``"mean"``: what a blanked patch becomes.
     labels
         The images' true classes, to report the model's accuracy on them (optional).
+    graphs
+        The token-to-token graph(s) the methods run over (default ``"attention"``);
+        results over a context-mixing graph are named ``GRAPH/METHOD`` (``alti/flow``).
+        ``residual`` and gradient methods are for the attention graph only, and a graph
+        not defined for the model (``globenc`` on ViT) is an error before any image runs.
 
     Examples
     --------
@@ -171,17 +182,29 @@ def image_faithfulness(
     >>> result = image_faithfulness(images, methods=("rollout",))
     >>> sorted(result.summary()), result.fractions.shape
     (['random', 'rollout'], (17,))
+    >>> sorted(image_faithfulness(images, methods=("rollout",), graphs=["attention", "alti"]).summary())
+    ['alti/rollout', 'random', 'rollout']
     """
     from ..capture import load_model
     from ..capture.image_perturb import perturbation_curves
     from ..explainers.image import explain_image
+    from ..explainers.text import check_graph_options, explain_attentions
+    from ..mixing import ATTENTION, capture_mixing, get_graph, graph_names, result_key
+    from ..report.image import patch_scores
 
     names = list(dict.fromkeys(methods))
     if "random" in names:
         raise AttnflowError("'random' is the baseline and always included; do not list it among the methods.")
+    graph_list = graph_names(graphs)
+    others = [name for name in graph_list if name != ATTENTION]
+    check_graph_options(others, names, method_options)
     loaded = load_model(model)
-    deletion: dict[str, list[np.ndarray]] = {name: [] for name in [*names, "random"]}
-    insertion: dict[str, list[np.ndarray]] = {name: [] for name in [*names, "random"]}
+    for name in others:  # before any image: globenc on a pre-LN ViT is refused here, naming why
+        get_graph(name).check_model(loaded)
+    keys = [result_key(graph, name) for graph in graph_list for name in names]
+    kept = {key: value for key, value in method_options.items() if key not in ("residual", "head_fusion")}
+    deletion: dict[str, list[np.ndarray]] = {name: [] for name in [*keys, "random"]}
+    insertion: dict[str, list[np.ndarray]] = {name: [] for name in [*keys, "random"]}
     correct = []
     fractions = np.zeros(0)
     items = list(images)
@@ -197,7 +220,17 @@ def image_faithfulness(
         if labels is not None:
             correct.append(predicted == int(labels[index]))
         rows, cols = captured.grid
-        orders = {name: patch_order(explanation.grid_scores(name, layer)) for name in names}
+        orders: dict[str, np.ndarray] = {}
+        if ATTENTION in graph_list:
+            orders.update({name: patch_order(explanation.grid_scores(name, layer)) for name in names})
+        if others:  # one hooked forward pass over the pixels serves every analytic graph
+            mixing = capture_mixing(loaded, inputs={"pixel_values": captured.pixel_values})
+            for graph in others:
+                part = explain_attentions(get_graph(graph).matrices(mixing), captured.tokens, methods=names,
+                                          output=output, residual=0.0, **kept)
+                for name in names:
+                    grid = patch_scores(part.layer_scores(name, layer), captured.patch_positions, captured.grid)
+                    orders[result_key(graph, name)] = patch_order(grid)
         orders["random"] = random_order(rows * cols, seed, index)
         for name, order in orders.items():
             fractions, down, up = perturbation_curves(
@@ -211,7 +244,7 @@ def image_faithfulness(
     chosen_layer = layer if layer > 0 else n_layers + layer + 1
     return ImageFaithfulness(
         model=loaded.name,
-        methods=names,
+        methods=keys,
         layer=int(chosen_layer),
         fill=fill,
         seed=int(seed),
