@@ -50,6 +50,9 @@ reproduce: $(STAMP)
 	cp build/reproduce/mixing-saturation/results.json docs/results/mixing-saturation.json
 	$(VENV)/bin/attnflow evaluate --images digits --n 200 --out build/evaluate-digits
 	cp build/evaluate-digits/results.json docs/results/digits-faithfulness.json
+	$(VENV)/bin/attnflow evaluate --images digits --n 200 --graph attention --graph norm --graph alti \
+		--graph value-zeroing --out build/evaluate-digits-graphs
+	cp build/evaluate-digits-graphs/results.json docs/results/mixing-digits.json
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
 		--target "cosine:A sentence about animals." --out build/evaluate-minilm
 	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json
