@@ -82,6 +82,13 @@ def test_bad_graph_options_fail_before_the_model_loads(tmp_path, kwargs, message
     assert not (tmp_path / "out").exists()
 
 
+def test_a_graph_the_model_does_not_define_fails_once_and_writes_nothing(tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "the keys to the cabinet are here"}])
+    with pytest.raises(AttnflowError, match="'globenc' graph is not defined for megatron-bert"):
+        run_batch(data, tmp_path / "out", "sva", "rollout", graphs=["attention", "globenc"], workers=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_images_take_the_attention_graph_only(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(AttnflowError, match="images .--images. run on the attention graph only"):

@@ -286,6 +286,11 @@ def run_batch(
         from ..capture.targets import resolve_target
 
         resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
+    from ..mixing import get_graph
+
+    for name in graph_list:  # so does a graph the model's blocks do not define
+        if name != ATTENTION:
+            get_graph(name).check_model(loaded)
     options = {
         "methods": names,
         "output": output,
