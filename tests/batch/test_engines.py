@@ -115,3 +115,25 @@ def test_an_unreachable_ray_address_is_one_line(reference, tmp_path):
     data, _ = reference
     with pytest.raises(AttnflowError, match=r"Cannot reach a Ray cluster at '127\.0\.0\.1:\d+'"):
         run_batch(data, tmp_path / "out", None, ["raw"], engine="ray", address=f"127.0.0.1:{free_port()}")
+
+
+def test_ray_runs_context_mixing_graphs_and_encoder_decoder_pairs_as_one_process(ray_head, tmp_path, monkeypatch):
+    """The options issue 15 lists beside images (graphs, sequence-to-sequence pairs) on the real head: equal rows."""
+    from tests.batch.conftest import write_jsonl
+
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    texts = write_jsonl(tmp_path / "texts.jsonl", [{"text": "The keys are on the table."}, {"text": "Dogs bark."}])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"text": "7 2 9", "target": "9 2 7"},
+                                                    {"text": "1 5 3", "target": "3 5 1"}])
+    runs = [
+        (texts, None, ["rollout", "flow"], {"graphs": ["attention", "alti"]}),
+        (pairs, "reverse", ["rollout", "flow"], {"decoder_column": "target"}),
+    ]
+    for index, (data, model, methods, options) in enumerate(runs):
+        one = run_batch(data, tmp_path / f"one{index}", model, methods, shard_size=1, workers=1, threads=1, **options)
+        ray = run_batch(data, tmp_path / f"ray{index}", model, methods, shard_size=1, workers=2, threads=1,
+                        engine="ray", address=ray_head, **options)
+        assert ray.summary["last_run"]["engine"] == "ray"
+        same_rows(read_results(tmp_path / f"ray{index}"), read_results(tmp_path / f"one{index}"))
+        assert len(one.dataframe()) > 0
