@@ -99,3 +99,25 @@ def test_a_target_the_model_cannot_give_fails_once(tmp_path, capsys):
                        "--target", "predicted", "--workers", "1"])
     assert status == 2 and "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_one_process_run_numbers_a_data_file_by_its_rows_as_the_shards_do(evaluated, minilm):
+    """Row 1 is empty and skipped: example 2 keeps its number, and so its random baseline, in both runs."""
+    from attnflow.data import read_examples
+
+    data, _, result = evaluated
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(result.summary["last_run"]["threads_per_worker"])
+    try:
+        whole = evaluate_module.evaluate(read_examples(data), minilm, ["raw", "rollout"], target="norm", **OPTIONS)
+    finally:
+        torch.set_num_threads(before)
+    table, frame = whole.to_dataframe(), result.dataframe()
+    assert sorted(set(table.example)) == sorted(set(frame.example)) == [0, 2]
+    for example in (0, 2):
+        ours = table[table.example == example].reset_index(drop=True)
+        theirs = frame[frame.example == example].reset_index(drop=True)
+        for column in ("random_aopc_sufficiency", "random_aopc_comprehensiveness", "aopc_sufficiency"):
+            np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float), atol=1e-9)

@@ -443,7 +443,9 @@ def evaluate(
         Sequences per forward pass; ``None`` fits as many as :data:`attnflow.capture.perturb.MAX_BATCH_TOKENS`
         tokens allow, halving on an out-of-memory error.
     seed
-        Seed of the random baseline (example ``i`` uses ``default_rng([seed, i])``).
+        Seed of the random baseline (example ``i`` uses ``default_rng([seed, i])``; the
+        examples of a data file, :class:`attnflow.data.Examples`, are numbered by their
+        row in the file, skipped rows included, as the sharded engines number them).
     truncate, trust_remote_code, tokenizer
         As in :func:`attnflow.explain`.
     progress
@@ -547,6 +549,7 @@ def evaluate(
     results: list[ExampleResult] = []
     n_layers = 0
     chunk = 16
+    rows = getattr(items, "rows", None)  # a data file's examples keep their row: the sharded run's numbers
     for start in range(0, len(items), chunk):
         batch = items[start : start + chunk]
         captured = capture_attention([e.text for e in batch], loaded, truncate=truncate, batch_size=chunk)
@@ -554,7 +557,7 @@ def evaluate(
             _resolve_layer(faithfulness_layer, captured[0].n_layers)  # fail before the first model run
         for offset, (example, capture) in enumerate(zip(batch, captured, strict=True)):
             n_layers = capture.n_layers
-            index = first_index + start + offset
+            index = first_index + (start + offset if rows is None else rows[start + offset])
             results.append(_evaluate_one(index, example, capture, loaded, resolved, settings))
             if progress is not None:
                 progress(len(results), len(items))
