@@ -114,8 +114,6 @@ class ShardWorker:
 
     def table(self, shard: Shard) -> Any:
         """The shard's rows as a pyarrow Table, one row per example x method x layer."""
-        import pyarrow as pa
-
         from ..capture import capture_attention
         from ..explainers.text import _explain_graphs, explain_attentions, target_inputs, target_needed
         from ..mixing import ATTENTION, result_key
@@ -134,6 +132,7 @@ class ShardWorker:
             [r.text for r in shard.records], self.loaded, truncate=spec.truncate, batch_size=spec.batch_size
         )
         wants_target = target_needed(spec.methods, spec.method_options)
+        keys = [result_key(graph, name) for graph in spec.graphs for name in spec.methods]
         for record, capture in zip(shard.records, captured, strict=True):
             output = spec.output if spec.output is not None else ("last" if capture.is_causal else "cls")
             gradients, options, described = None, dict(spec.method_options), None
@@ -144,7 +143,7 @@ class ShardWorker:
                     gradients, options = target_inputs(
                         self.loaded, bound, capture.input_ids, spec.methods, spec.method_options
                     )
-                    described = json.dumps(_plain(bound.describe()), sort_keys=True)
+                    described = _described(bound.describe())
                 if list(spec.graphs) == [ATTENTION]:
                     explanation = explain_attentions(
                         capture.attentions, capture.tokens, methods=list(spec.methods), output=output,
@@ -158,24 +157,12 @@ class ShardWorker:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
-            for method in [result_key(graph, name) for graph in spec.graphs for name in spec.methods]:
-                values = explanation.scores[method]
-                for layer in range(values.shape[0]):
-                    columns["example"].append(record.example)
-                    columns["text"].append(record.text)
-                    columns["label"].append(_label(record.label, spec.label_type))
-                    columns["method"].append(method)
-                    columns["layer"].append(layer + 1)
-                    columns["output"].append(str(explanation.output))
-                    columns["n_tokens"].append(len(capture.tokens))
-                    columns["tokens"].append(list(capture.tokens))
-                    columns["scores"].append(values[layer].tolist())
-                    columns["target"].append(described)
-                    columns["truncated"].append(bool(capture.truncated))
-        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
-        return pa.table(
-            {name: pa.array(columns[name], type=kind) for name, kind in schema(spec.label_type).items()},
-        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+            _add_rows(
+                columns, explanation.scores, keys, explanation.output, capture.tokens, example=record.example,
+                text=record.text, label=_label(record.label, spec.label_type), target=described,
+                truncated=bool(capture.truncated),
+            )
+        return _shard_table(columns, schema(spec.label_type), shard, skipped, n_layers)
 
     def _image_table(self, shard: Shard) -> Any:
         """Rows of images: as :meth:`table`, with ``image`` (the file name) and ``grid`` (patch rows, columns).
@@ -203,28 +190,13 @@ class ShardWorker:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
-            described = None if explanation.target is None else json.dumps(_plain(explanation.target), sort_keys=True)
-            for method in spec.methods:
-                values = explanation.scores[method]
-                for layer in range(values.shape[0]):
-                    columns["example"].append(record.example)
-                    columns["text"].append(None)
-                    columns["label"].append(None)
-                    columns["method"].append(method)
-                    columns["layer"].append(layer + 1)
-                    columns["output"].append(str(explanation.output))
-                    columns["n_tokens"].append(len(explanation.tokens))
-                    columns["tokens"].append(list(explanation.tokens))
-                    columns["scores"].append(values[layer].tolist())
-                    columns["target"].append(described)
-                    columns["truncated"].append(False)
-                    columns["image"].append(os.path.basename(path))
-                    columns["grid"].append([int(v) for v in explanation.image["grid"]])
-        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+            _add_rows(
+                columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
+                example=record.example, text=None, label=None, target=_described(explanation.target), truncated=False,
+                image=os.path.basename(path), grid=[int(v) for v in explanation.image["grid"]],
+            )
         types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
-        return pa.table(
-            {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
-        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+        return _shard_table(columns, types, shard, skipped, n_layers)
 
     def _seq2seq_table(self, shard: Shard) -> Any:
         """Rows of an encoder-decoder model: one per example x method x decoder layer.
@@ -252,31 +224,16 @@ class ShardWorker:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
-            described = None if explanation.target is None else json.dumps(_plain(explanation.target), sort_keys=True)
             info = explanation.seq2seq or {}
-            for method in spec.methods:
-                values = explanation.scores[method]
-                for layer in range(values.shape[0]):
-                    columns["example"].append(record.example)
-                    columns["text"].append(record.text)
-                    columns["label"].append(_label(record.label, spec.label_type))
-                    columns["method"].append(method)
-                    columns["layer"].append(layer + 1)
-                    columns["output"].append(str(explanation.output))
-                    columns["n_tokens"].append(len(explanation.tokens))
-                    columns["tokens"].append(list(explanation.tokens))
-                    columns["scores"].append(values[layer].tolist())
-                    columns["target"].append(described)
-                    columns["truncated"].append(bool(info.get("truncated")))
-                    columns["decoder_text"].append(record.decoder)
-                    columns["source_length"].append(explanation.source_length)
-                    columns["predicts"].append(info.get("predicts"))
-        metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+            _add_rows(
+                columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
+                example=record.example, text=record.text, label=_label(record.label, spec.label_type),
+                target=_described(explanation.target), truncated=bool(info.get("truncated")),
+                decoder_text=record.decoder, source_length=explanation.source_length, predicts=info.get("predicts"),
+            )
         types = {**schema(spec.label_type), "decoder_text": pa.string(), "source_length": pa.int32(),
                  "predicts": pa.string()}
-        return pa.table(
-            {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
-        ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+        return _shard_table(columns, types, shard, skipped, n_layers)
 
     def _evaluation_table(self, shard: Shard) -> Any:
         """Rows with :func:`attnflow.evaluate`'s numbers: ground truths, Spearman per layer, faithfulness.
@@ -407,6 +364,40 @@ def _was_cut(loaded: Any, text: str | None) -> bool:
     limit = loaded.max_length
     return bool(text) and limit is not None and len(loaded.tokenizer(text)["input_ids"]) > limit
 
+
+
+def _add_rows(
+    columns: dict[str, list[Any]], scores: Any, methods: Any, output: Any, tokens: Any, **cells: Any
+) -> None:
+    """One example's rows into ``columns``: one per method x layer of ``scores``, with ``cells`` repeated on each."""
+    for method in methods:
+        values = scores[method]
+        for layer in range(values.shape[0]):
+            columns["method"].append(method)
+            columns["layer"].append(layer + 1)
+            columns["output"].append(str(output))
+            columns["n_tokens"].append(len(tokens))
+            columns["tokens"].append(list(tokens))
+            columns["scores"].append(values[layer].tolist())
+            for name, value in cells.items():
+                columns[name].append(value)
+
+
+def _shard_table(
+    columns: dict[str, list[Any]], types: dict[str, Any], shard: Shard, skipped: list[dict[str, Any]], n_layers: Any
+) -> Any:
+    """The pyarrow Table of a shard's rows, the shard's bookkeeping in its ``attnflow`` metadata."""
+    import pyarrow as pa
+
+    metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+    return pa.table(
+        {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
+    ).replace_schema_metadata({"attnflow": json.dumps(metadata)})
+
+
+def _described(target: Any) -> str | None:
+    """A target as the ``target`` column holds it: canonical JSON, or ``None``."""
+    return None if target is None else json.dumps(_plain(target), sort_keys=True)
 
 def _label(label: Any, label_type: str) -> Any:
     if label is None or label_type == "int":
