@@ -520,16 +520,7 @@ def seq2seq_gradients(
 
     loaded = load_model(model, tokenizer)
     require_seq2seq(loaded)
-    nt = captured.n_target
-    position = captured.predicted_position if position is None else int(position)
-    if not 0 <= position < nt:
-        raise AttnflowError(f"The decoder position must be from 0 to {nt - 1}; got {position}.")
-    if token_id is None:
-        if position + 1 >= nt:
-            raise AttnflowError(
-                f"Decoder position {position} is the last one: its next token is not in the target; give token_id."
-            )
-        token_id = captured.target_ids[position + 1]
+    position, token_id = _target_score_inputs(captured, position, token_id)
     with eager_attention(loaded.model), torch.enable_grad():
         for param in loaded.model.parameters():
             param.requires_grad_(True)  # restored by eager_attention
