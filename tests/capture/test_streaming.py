@@ -131,20 +131,24 @@ def test_reduce_layer_reference():
     assert reduce_layer(torch.full((1, 2, 2), float("nan")), "mean") is None
 
 
-def test_nan_weights_are_a_clear_error(tiny_loaded, monkeypatch):
+@pytest.mark.parametrize("heads", ["mean", "all"])
+def test_nan_weights_are_a_clear_error(tiny_loaded, heads):
+    """NaN hidden states reach the attention of layer 1; both capture paths name the fix (--dtype)."""
     sites = []
     with attention_hooks(tiny_loaded, lambda call: None) as found:
         sites.extend(found)
-    module = sites[0].module
-    original = module.forward
 
-    def poisoned(*args, **kwargs):
-        out, weights = original(*args, **kwargs)
-        return out, weights * float("nan")
+    def poisoned(module, args, kwargs):
+        if args:
+            return (args[0] * float("nan"), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"] * float("nan")}
 
-    monkeypatch.setattr(module, "forward", poisoned)
-    with pytest.raises(AttnflowError, match="NaN or infinite attention weights.*--dtype"):
-        capture_attention("Attention flows.", tiny_loaded, heads="mean")
+    handle = sites[0].module.register_forward_pre_hook(poisoned, with_kwargs=True)
+    try:
+        with pytest.raises(AttnflowError, match="NaN or infinite attention weights.*--dtype"):
+            capture_attention("Attention flows.", tiny_loaded, heads=heads)
+    finally:
+        handle.remove()
     assert foreign_hooks(tiny_loaded.model) == {}
 
 

@@ -66,6 +66,28 @@ def eager_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
     >>> model.config._attn_implementation
     'sdpa'
     """
+    with attention_implementation(model, "eager"):
+        yield model
+
+
+@contextlib.contextmanager
+def attention_implementation(model: PreTrainedModel, implementation: str) -> Iterator[PreTrainedModel]:
+    """Inside the block, ``model`` uses the attention ``implementation`` and is in evaluation mode.
+
+    ``"eager"`` goes through ``set_attn_implementation`` (which validates it and
+    reaches sub-models) and then the configs; any other name, one attnflow
+    registered in transformers' attention interface
+    (:mod:`attnflow.capture._fused_attention`), is set on every config directly.
+    Everything is restored on leaving, as :func:`eager_attention` says.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> model = load_model().model
+    >>> with attention_implementation(model, "eager"):
+    ...     model.config._attn_implementation
+    'eager'
+    """
     from transformers import PreTrainedModel
 
     if not isinstance(model, PreTrainedModel):
@@ -78,7 +100,7 @@ def eager_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
     saved_training = [(module, module.training) for module in model.modules()]
     saved_grad = [(param, param.requires_grad) for param in model.parameters()]
     try:
-        _switch_to_eager(model, configs)
+        _switch(model, configs, implementation)
         model.eval()
         yield model
     finally:
@@ -95,15 +117,15 @@ def eager_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
                 param.requires_grad_(requires_grad)
 
 
-def _switch_to_eager(model: Any, configs: list[Any]) -> None:
-    if all(_implementation(config) == "eager" for config in configs):
+def _switch(model: Any, configs: list[Any], implementation: str) -> None:
+    if all(_implementation(config) == implementation for config in configs):
         return
     setter = getattr(model, "set_attn_implementation", None)
-    if callable(setter):
+    if implementation == "eager" and callable(setter):
         with quiet_transformers(), contextlib.suppress(Exception):
             # Validates and dispatches to sub-models; models that cannot switch dynamically
             # only log a warning, which the loop below covers.
             setter("eager")
     for config in configs:
-        if _implementation(config) != "eager":
-            setattr(config, _ATTR, "eager")
+        if _implementation(config) != implementation:
+            setattr(config, _ATTR, implementation)

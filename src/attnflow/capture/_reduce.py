@@ -1,7 +1,9 @@
 """Reduce one layer's attention weights while the model runs: fuse heads, renormalise rows.
 
-Called from the hooks of :mod:`attnflow.capture._hooks` once per layer and example, so
-that only the reduced result outlives the layer:
+Called once per layer and example, from the hooks of :mod:`attnflow.capture._hooks`
+(:func:`reduce_layer`, every head at once) or from the attention function of
+:mod:`attnflow.capture._fused_attention` (:class:`LayerAccumulator`, a group of heads
+at a time), so that only the reduced result outlives the layer:
 
 - ``heads="mean"`` / ``"max"`` / ``"min"``: the head-fused ``(n, n)`` in float32;
 - ``heads="all"``: the per-head ``(H, n, n)`` in float64 (what capture returned before).
@@ -10,9 +12,10 @@ Rows are renormalised to sum to 1. Softmax in float32 leaves rows within about
 ``1e-7`` of 1; bfloat16 and float16 weights (half-precision models) leave them up to
 a few ``1e-3`` off. The row sums are taken in float64 and their largest deviation
 from 1, the *correction*, is returned so the caller can report it. Weights already
-within :data:`EXACT_ROWS` of 1 in float32 or float64 are fused directly (one pass,
-no copy per head); others are divided by their row sums head by head in float64,
-which keeps the extra memory at two ``(n, n)`` float64 arrays whatever ``H`` is.
+within :data:`EXACT_ROWS` of 1 in float32 or float64 are fused as they are; others
+are divided by their row sums head by head in float64. Either way the heads are
+folded into one float64 ``(n, n)``, which keeps the extra memory at two ``(n, n)``
+float64 arrays whatever ``H`` is.
 The reduction runs on the weights' device (a GPU when the model is on one); only
 the result is moved to the CPU.
 """
@@ -45,12 +48,99 @@ def check_heads(heads: Any) -> str:
     return heads
 
 
+class LayerAccumulator:
+    """Fuse one example's heads of one layer as they arrive, a group of heads at a time.
+
+    ``add`` takes weights ``(heads_in_group, width, width)`` (any float dtype, any
+    device) and keeps the top-left ``n`` by ``n`` block (all of it when ``n`` is
+    ``None``), the example's own tokens in a right-padded batch. Each head is renormalised in float64 unless its rows
+    already sum to 1 within :data:`EXACT_ROWS` (float32 and float64 weights), and
+    folded into one float64 ``(n, n)``: summed for ``"mean"``, the running maximum
+    or minimum otherwise. ``close`` writes the fused float32 result into ``out`` (or
+    a new CPU tensor) and frees the float64 sum, so a finished layer costs only its
+    float32 ``(n, n)``.
+
+    Attributes
+    ----------
+    correction
+        The largest ``|row sum - 1|`` of the weights as given.
+    finite
+        ``False`` once a head had a NaN or infinite row.
+
+    Examples
+    --------
+    >>> import torch
+    >>> acc = LayerAccumulator("mean", 2)
+    >>> acc.add(torch.tensor([[[0.5, 0.5], [0.2, 0.8]]]))
+    >>> acc.add(torch.tensor([[[1.0, 0.0], [0.4, 0.6]]]))
+    >>> [round(v, 3) for v in acc.close()[1].tolist()]
+    [0.3, 0.7]
+    """
+
+    def __init__(self, heads: str, n: int | None = None, out: Any = None) -> None:
+        if heads not in HEAD_MODES[1:]:
+            raise AttnflowError(f"LayerAccumulator fuses with 'mean', 'max' or 'min'; got {heads!r}.")
+        self.heads = heads
+        self.n = None if n is None else int(n)
+        self.out = out
+        self.correction = 0.0
+        self.finite = True
+        self.count = 0
+        self._sum: Any = None
+
+    def add(self, weights: Any) -> None:
+        """Fold a group of heads' weights ``(heads_in_group, width, width)`` into the layer's fusion."""
+        import torch
+
+        if not self.finite:
+            return
+        block = weights if self.n is None else weights[:, : self.n, : self.n]
+        sums = block.sum(-1, dtype=torch.float64)
+        if not bool(torch.isfinite(sums).all()):
+            self.finite = False
+            self._sum = None
+            return
+        correction = float((sums - 1.0).abs().max()) if sums.numel() else 0.0
+        self.correction = max(self.correction, correction)
+        exact = block.dtype in (torch.float32, torch.float64) and correction <= EXACT_ROWS
+        for head in range(block.shape[0]):
+            values = block[head] if exact else block[head].to(torch.float64) / sums[head].clamp_min(1e-300)[:, None]
+            if self._sum is None:
+                self._sum = values.to(torch.float64, copy=True)
+            elif self.heads == "mean":
+                self._sum.add_(values)
+            elif self.heads == "max":
+                torch.maximum(self._sum, values.to(torch.float64), out=self._sum)
+            else:
+                torch.minimum(self._sum, values.to(torch.float64), out=self._sum)
+            del values
+        self.count += int(block.shape[0])
+
+    def close(self) -> Any:
+        """The fused float32 ``(n, n)`` on the CPU (``out`` when given); ``None`` when not finite or empty."""
+        import torch
+
+        if not self.finite or self._sum is None:
+            self._sum = None
+            return None
+        fused = self._sum
+        self._sum = None
+        if self.heads == "mean":
+            fused /= self.count
+        if self.out is None:
+            self.out = fused.to(device="cpu", dtype=torch.float32)
+        else:
+            self.out.copy_(fused)
+        return self.out
+
+
 def reduce_layer(weights: Any, heads: str = "mean") -> tuple[Any, float] | None:
     """Reduce one example's weights of one layer, ``(H, n_query, n_key)``; ``None`` when not finite.
 
     Returns the reduced tensor on the CPU (float32 ``(n_query, n_key)`` for a fusion,
     float64 ``(H, n_query, n_key)`` for ``"all"``) and the largest ``|row sum - 1|``
-    of the weights as given, before renormalising.
+    of the weights as given, before renormalising. A fusion is a
+    :class:`LayerAccumulator` fed every head at once.
 
     Examples
     --------
@@ -62,36 +152,16 @@ def reduce_layer(weights: Any, heads: str = "mean") -> tuple[Any, float] | None:
     """
     import torch
 
+    if heads != "all":
+        accumulator = LayerAccumulator(heads)
+        accumulator.add(weights)
+        fused = accumulator.close()
+        return None if fused is None else (fused, accumulator.correction)
     sums = weights.sum(-1, dtype=torch.float64)
     if not bool(torch.isfinite(sums).all()):
         return None
     correction = float((sums - 1.0).abs().max()) if sums.numel() else 0.0
-    exact = weights.dtype in (torch.float32, torch.float64) and correction <= EXACT_ROWS
-    if heads == "all":
-        out = weights.to(torch.float64)
-        if not exact:
-            out = out / sums.clamp_min(1e-300)[..., None]
-        return out.cpu(), correction
-    if exact:
-        if heads == "mean":
-            fused = weights.mean(0)
-        elif heads == "max":
-            fused = weights.amax(0)
-        else:
-            fused = weights.amin(0)
-        return fused.to(torch.float32).cpu(), correction
-    acc = None
-    for head in range(weights.shape[0]):
-        normalised = weights[head].to(torch.float64) / sums[head].clamp_min(1e-300)[:, None]
-        if acc is None:
-            acc = normalised
-        elif heads == "mean":
-            acc += normalised
-        elif heads == "max":
-            torch.maximum(acc, normalised, out=acc)
-        else:
-            torch.minimum(acc, normalised, out=acc)
-        del normalised
-    if heads == "mean":
-        acc /= weights.shape[0]
-    return acc.to(torch.float32).cpu(), correction
+    out = weights.to(torch.float64)
+    if not (weights.dtype in (torch.float32, torch.float64) and correction <= EXACT_ROWS):
+        out = out / sums.clamp_min(1e-300)[..., None]
+    return out.cpu(), correction

@@ -26,8 +26,9 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._fused_attention import fused_attention, streamable
 from ._hooks import AttentionCall, attention_hooks
-from ._reduce import check_heads, reduce_layer
+from ._reduce import LayerAccumulator, check_heads, reduce_layer
 from ._shapes import AttentionShape
 from .models import LoadedModel, load_model
 
@@ -486,6 +487,8 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
                 _captured(loaded, item, array)
                 for item, array in zip(batch, _capture_batch_returned(loaded, batch), strict=True)
             ]
+    elif streamable(model):
+        return _capture_batch_fused(loaded, batch, heads)
     inputs = _batch_inputs(loaded, batch)
     reducer = _LayerReducer(loaded, batch, heads)
     with (
@@ -512,6 +515,58 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
                 head_fusion=None if heads == "all" else heads,
                 row_correction=reducer.corrections[row],
                 model_heads=reducer.n_heads,
+            )
+        )
+    return results
+
+
+def _capture_batch_fused(loaded: LoadedModel, batch: list[_Encoded], heads: str) -> list[CapturedAttention]:
+    """The head-fused capture through attnflow's attention function: no layer's ``(H, n, n)`` exists.
+
+    Each example's float32 ``(L, n, n)`` is allocated once and every layer's fusion
+    is written into it as soon as the layer has run
+    (:mod:`attnflow.capture._fused_attention`).
+    """
+    import torch
+
+    from ._hooks import attention_sites
+
+    model = loaded.model
+    n_layers = len(attention_sites(model))
+    lengths = [len(item.input_ids) for item in batch]
+    arrays = [torch.empty((n_layers, n, n), dtype=torch.float32) for n in lengths]
+    layers = [
+        [LayerAccumulator(heads, n, out=array[layer]) for n, array in zip(lengths, arrays, strict=True)]
+        for layer in range(n_layers)
+    ]
+    inputs = _batch_inputs(loaded, batch)
+    with (
+        fused_attention(model, layers),
+        model_failures(f"The model {loaded.name!r} failed while computing attention"),
+    ):
+        model(**inputs, return_dict=True)
+    results = []
+    for row, (item, array) in enumerate(zip(batch, arrays, strict=True)):
+        accumulators = [layers[layer][row] for layer in range(n_layers)]
+        if not all(accumulator.finite for accumulator in accumulators):
+            raise AttnflowError(
+                f"The model {loaded.name!r} produced NaN or infinite attention weights for the text "
+                f"{item.text[:40]!r}; a float16 model may overflow: load it in float32 or "
+                "bfloat16 (CLI: --dtype float32)."
+            )
+        if any(accumulator.count == 0 for accumulator in accumulators):
+            raise AttnflowError(
+                f"The model {loaded.name!r} ({type(model).__name__}) did not run every attention layer; "
+                "attnflow cannot capture its attention."
+            )
+        results.append(
+            _captured(
+                loaded,
+                item,
+                array.numpy(),
+                head_fusion=heads,
+                row_correction=max(accumulator.correction for accumulator in accumulators),
+                model_heads=accumulators[0].count,
             )
         )
     return results
