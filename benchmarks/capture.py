@@ -12,7 +12,8 @@ The model is a random-initialised Llama config (8 layers, 8 heads, hidden 256,
 4 key/value heads, intermediate 512, seed 0) with the sentencepiece-style tokenizer
 of the test suite's tiny Llama; the input is a text cut to exactly ``n`` tokens.
 Every measurement runs in a fresh Python process, so that peak RSS is that of one
-job: the model is loaded, one short warm-up capture runs, the RSS is read, then
+job: the model is loaded, a warm-up runs (one plain forward and one capture of a
+256-token text, then freed memory is handed back to the system), the RSS is read, then
 the job, then the peak RSS (``ru_maxrss``). "Beyond the model" is peak RSS minus
 the RSS after loading (on CUDA: ``max_memory_allocated`` minus the memory
 allocated after loading). Jobs, for each ``n``:
@@ -46,6 +47,7 @@ of the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -71,6 +73,8 @@ JOBS = ("forward", "streamed", "returned", "rollout", "timing", "explain", "grad
 MB = 1024 * 1024
 #: Each job runs this many times in its process; its time is the fastest run, its memory the peak.
 REPEATS = 3
+#: The warm-up text's length (shorter than every measured input).
+WARM_UP_TOKENS = 256
 WORDS = (
     "attention flows through every layer of a transformer and the keys to the cabinet are on the table "
     "while the author of the books that the critics praise is here numbers like 42 and 2020 appear too "
@@ -123,6 +127,34 @@ def text_of(tokenizer: Any, n: int) -> str:
     return text
 
 
+def _trim_heap() -> None:
+    """Give memory freed so far back to the operating system (glibc), so the baseline RSS holds none."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+def warm_up(loaded: Any, text: str, device: Any) -> None:
+    """One plain forward and one capture of a shorter text, so one-time costs precede the baseline.
+
+    The first sizeable forward starts torch's thread pool and the matrix kernels' buffers,
+    which stay for the life of the process whatever runs next; they are not the
+    memory of a job. Freed memory is then returned to the system, so that what a job
+    reuses of it still counts against the job.
+    """
+    import torch
+
+    from attnflow.capture import capture_attention, eager_attention
+
+    ids = torch.tensor([loaded.tokenizer(text)["input_ids"]], device=device)
+    with eager_attention(loaded.model), torch.no_grad():
+        loaded.model(input_ids=ids, use_cache=False)
+    capture_attention(text, loaded, heads="mean")
+    _trim_heap()
+
+
 def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int = REPEATS) -> dict[str, Any]:
     """One job in this process; returns its time and memory."""
     import torch
@@ -138,7 +170,7 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int
     tokens = len(loaded.tokenizer(text)["input_ids"])
     encoded = _encode(loaded, text, False, None)
     ids = torch.tensor([encoded.input_ids], device=device)
-    capture_attention("warm up", loaded, heads="mean")
+    warm_up(loaded, text_of(loaded.tokenizer, min(n, WARM_UP_TOKENS)), ids.device)
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
@@ -289,32 +321,10 @@ def extrapolate(row: dict[str, Any], layers: int = 32, heads: int = 32) -> dict[
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table of the README and docs/capture.md; a job not run shows as ``-``."""
+    """The markdown table of docs/capture.md (``scripts/doc_tables.py`` renders it from the JSON file)."""
+    from scripts.doc_tables import capture_table
 
-    def value(row: dict[str, Any], key: str, unit: str, digits: int = 2) -> str:
-        return f"{row[key]:.{digits}f} {unit}" if key in row else "-"
-
-    lines = [
-        "| tokens | plain forward | streamed capture | time ratio | streamed memory | target | "
-        "output_attentions=True | its memory | rollout | explain raw+rollout | explain grad-rollout | "
-        "8 B shape: streamed / returned |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        big = extrapolate(row)
-        ratio = (
-            f"{row['ratio_streamed_s'] / row['ratio_forward_s']:.2f}" if "ratio_forward_s" in row else "-"
-        )
-        lines.append(
-            f"| {row['tokens']} | {value(row, 'forward_s', 's')} | {value(row, 'streamed_s', 's')} | {ratio} | "
-            f"{value(row, 'streamed_mb', 'MB', 0)} | ≤ {row['memory_target_mb']:.0f} MB | "
-            f"{value(row, 'returned_s', 's')} | {value(row, 'returned_mb', 'MB', 0)} | "
-            f"{value(row, 'rollout_s', 's')} | "
-            f"{value(row, 'explain_s', 's')}, {value(row, 'explain_mb', 'MB', 0)} | "
-            f"{value(row, 'grad_s', 's')}, {value(row, 'grad_mb', 'MB', 0)} | "
-            f"{big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
-        )
-    return "\n".join(lines)
+    return capture_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

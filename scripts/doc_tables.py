@@ -52,6 +52,9 @@ SOURCES: dict[str, str] = {
     "heads-minilm": "docs/results/heads-minilm.json",
     "capture-precision": "docs/results/capture-precision.json",
     "image-precision": "docs/results/image-precision.json",
+    "capture-benchmark": "docs/results/capture-benchmark.json",
+    "capture-timing": "docs/results/capture-timing.json",
+    "capture-long": "docs/results/capture-long.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -380,6 +383,64 @@ def image_precision(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _cell(row: dict[str, Any], key: str, unit: str, digits: int = 2) -> str:
+    return f"{row[key]:.{digits}f} {unit}" if key in row else "-"
+
+
+def capture_table(rows: list[dict[str, Any]]) -> str:
+    """Every job of ``benchmarks/capture.py`` per length (docs/capture.md); a job not run shows as ``-``."""
+    lines = [
+        "| tokens | plain forward | streamed capture | time ratio | streamed memory | target | "
+        "output_attentions=True | its memory | rollout | explain raw+rollout | explain grad-rollout | "
+        "8 B shape: streamed / returned |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        big = row["extrapolated_8b"]
+        ratio = f"{row['ratio_streamed_s'] / row['ratio_forward_s']:.2f}" if "ratio_forward_s" in row else "-"
+        lines.append(
+            f"| {row['tokens']} | {_cell(row, 'forward_s', 's')} | {_cell(row, 'streamed_s', 's')} | {ratio} | "
+            f"{_cell(row, 'streamed_mb', 'MB', 0)} | ≤ {row['memory_target_mb']:.0f} MB | "
+            f"{_cell(row, 'returned_s', 's')} | {_cell(row, 'returned_mb', 'MB', 0)} | "
+            f"{_cell(row, 'rollout_s', 's')} | "
+            f"{_cell(row, 'explain_s', 's')}, {_cell(row, 'explain_mb', 'MB', 0)} | "
+            f"{_cell(row, 'grad_s', 's')}, {_cell(row, 'grad_mb', 'MB', 0)} | "
+            f"{big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def capture_benchmark(results: dict[str, Any]) -> str:
+    """``benchmarks/capture.py --json``: the full table of one run."""
+    return capture_table(results["rows"])
+
+
+def capture_memory(results: dict[str, Any]) -> str:
+    """The README's memory table from the same run: fused against every head, and the 8 B shape."""
+    lines = [
+        "| tokens | memory beyond the model: heads fused while the model runs | target | plain eager forward, "
+        "nothing kept | every head, `output_attentions=True` | 8 B shape (32 × 32 heads): fused / every head |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        big = row["extrapolated_8b"]
+        lines.append(
+            f"| {row['tokens']} | {_cell(row, 'streamed_mb', 'MB', 0)} | ≤ {row['memory_target_mb']:.0f} MB | "
+            f"{_cell(row, 'forward_mb', 'MB', 0)} | {_cell(row, 'returned_mb', 'MB', 0)} | "
+            f"{big['streamed_gb']:.1f} GB / {big['returned_gb']:.0f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def capture_timing(results: dict[str, Any]) -> str:
+    """``benchmarks/capture.py --jobs timing``: plain forward and streamed capture alternately, their ratio."""
+    lines = ["| tokens | plain eager forward | streamed capture | ratio |", "|---|---:|---:|---:|"]
+    for row in results["rows"]:
+        forward, streamed = row["ratio_forward_s"], row["ratio_streamed_s"]
+        lines.append(f"| {row['tokens']} | {forward:.2f} s | {streamed:.2f} s | {streamed / forward:.2f} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -411,6 +472,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "heads-top-minilm": ("heads-minilm", heads_top),
     "capture-precision": ("capture-precision", capture_precision),
     "image-precision": ("image-precision", image_precision),
+    "capture-benchmark": ("capture-benchmark", capture_benchmark),
+    "capture-memory": ("capture-benchmark", capture_memory),
+    "capture-timing": ("capture-timing", capture_timing),
+    "capture-long": ("capture-long", capture_benchmark),
 }
 
 
