@@ -11,16 +11,21 @@
 The model is a random-initialised Llama config (8 layers, 8 heads, hidden 256,
 4 key/value heads, intermediate 512, seed 0) with the sentencepiece-style tokenizer
 of the test suite's tiny Llama; the input is a text cut to exactly ``n`` tokens.
-Every measurement runs in a fresh Python process, so that peak RSS is that of one
-job: the model is loaded, a warm-up runs (one plain forward and one capture of a
-256-token text, then freed memory is handed back to the system), the RSS is read, then
-the job, then the peak RSS (``ru_maxrss``). "Beyond the model" is peak RSS minus
-the RSS after loading (on CUDA: ``max_memory_allocated`` minus the memory
-allocated after loading). Jobs, for each ``n``:
+Every job runs in a fresh Python process: the model is loaded, a warm-up runs (one
+plain forward and one capture of a 256-token text: torch's thread pool and the
+matrix kernels' buffers are made once per process, whatever runs next), and then
+the job runs ``--repeats`` times. Before each run, memory freed so far is handed
+back to the system (``malloc_trim``), the RSS is read, and the kernel's peak RSS is
+set back to it (``/proc/self/clear_refs``); after the run the peak RSS (``VmHWM``)
+minus that RSS is the run's memory "beyond the model". So each run is charged what
+it needs, not what glibc kept cached from the run before (which moved the same
+job's figure by tens of MB from one process to the next). On CUDA it is
+``max_memory_allocated`` minus the memory allocated before the run. Jobs, for each ``n``:
 
 - ``forward``: one plain forward pass with eager attention (``torch.no_grad``), no capture;
 - ``streamed``: ``capture_attention(text, model, heads="mean")``, the head-fused
-  float32 ``(L, 1, n, n)``, reduced layer by layer in forward hooks;
+  float32 ``(L, 1, n, n)``, folded while the model runs by attnflow's registered
+  attention function (one group of heads and block of query rows at a time);
 - ``returned``: the capture attnflow did before streaming, the model asked for
   ``output_attentions=True`` and every layer converted to float64 ``(L, H, n, n)``;
 - ``rollout``: the rollout scores of the last output (what ``attnflow.explain``
@@ -39,8 +44,8 @@ bytes (twice the fused float32 array) plus one layer's scores and weights
 ``2 * H n^2 * 4``; streamed time at most 1.5 times the plain forward. The 8 B-shape
 extrapolation (32 layers, 32 heads) scales the measured streamed and returned
 memory by the arrays each keeps: ``L n^2 * 4`` fused against ``L H n^2 * (4 + 8)``.
-Each job runs three times in its process: the time is the fastest run, the memory the peak
-over both. Times vary by tens of percent on a shared machine; the ratios compare jobs
+Each job runs three times in its process (``--repeats``): the time is the fastest run,
+the memory the largest. Times vary by tens of percent on a shared machine; the ratios compare jobs
 of the same run.
 """
 
@@ -110,7 +115,21 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    """The process's peak RSS since the last :func:`_reset_peak` (``VmHWM``), or since it started."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kilobytes
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _reset_peak() -> bool:
+    """Set the kernel's peak RSS of this process back to its current RSS; ``False`` where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def text_of(tokenizer: Any, n: int) -> str:
@@ -172,14 +191,21 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int
     ids = torch.tensor([encoded.input_ids], device=device)
     warm_up(loaded, text_of(loaded.tokenizer, min(n, WARM_UP_TOKENS)), ids.device)
     cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() / MB
     base_rss = _rss_mb()
     result: dict[str, Any] = {"job": job, "tokens": tokens}
-    times = []
+    times, peaks = [], []
     for _ in range(repeats):
+        # Each run's peak beyond the memory held just before it, with what earlier runs
+        # freed handed back first: the memory one run needs, whatever glibc kept cached.
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() / MB
+        else:
+            _trim_heap()
+            base = _rss_mb()
+            if not _reset_peak() and peaks:
+                base = base_rss
         start = time.perf_counter()
         if job == "forward":
             with eager_attention(loaded.model), torch.no_grad():
@@ -211,12 +237,11 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        peaks.append(torch.cuda.max_memory_allocated() / MB - base if cuda else _peak_mb() - base)
     result["seconds"] = min(times)
     if job == "timing":
         result["forward_seconds"] = min(result.pop("forward_times"))
-    result["peak_beyond_model_mb"] = (
-        torch.cuda.max_memory_allocated() / MB - base if cuda else _peak_mb() - base_rss
-    )
+    result["peak_beyond_model_mb"] = max(peaks)
     result["rss_after_loading_mb"] = base_rss
     return result
 

@@ -62,9 +62,9 @@ class _Recording(LayerAccumulator):
         super().__init__("mean", n)
         self.shapes: list[tuple[int, ...]] = []
 
-    def add(self, weights):
-        self.shapes.append(tuple(weights.shape))
-        super().add(weights)
+    def add(self, weights, start=0):
+        self.shapes.append((*weights.shape, start))
+        super().add(weights, start)
 
 
 def _run_fused(model, inputs, lengths):
@@ -89,7 +89,10 @@ def _check_model(model, inputs, lengths, group=1):
             want = fuse_heads(returned[row, :, :n, :n].double().numpy()[None], "mean")[0]
             np.testing.assert_allclose(accumulator.out.numpy(), want, atol=1e-6, rtol=0)
             assert accumulator.count == heads
-            assert [shape[0] for shape in accumulator.shapes] == [group] * (heads // group)
+            assert {shape[0] for shape in accumulator.shapes} == {group}
+            assert sum(shape[-1] == 0 for shape in accumulator.shapes) == heads // group
+            rows_seen = sum(shape[1] for shape in accumulator.shapes)
+            assert rows_seen == returned.shape[2] * heads // group
     return layers
 
 
@@ -103,11 +106,25 @@ def test_grouped_query_decoders(kind):
     _check_model(model, {"input_ids": ids, "attention_mask": mask, "use_cache": False}, [12, 7], group=2)
 
 
+@pytest.mark.parametrize("kind", ["mistral", "qwen2"])
+def test_query_rows_in_blocks(kind, monkeypatch):
+    """A long input's query rows go to eager attention in blocks; outputs and fused weights do not change."""
+    import attnflow.capture._fused_attention as fused_module
+
+    monkeypatch.setattr(fused_module, "CALL_ELEMENTS", 2 * 12 * 5)
+    model = _decoder(kind)
+    ids = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0
+    layers = _check_model(model, {"input_ids": ids, "attention_mask": mask, "use_cache": False}, [9, 12], group=2)
+    assert {shape[1] for layer in layers for acc in layer for shape in acc.shapes} == {5, 2}
+
+
 @pytest.mark.parametrize("kind", ["vit", "deit", "dinov2"])
 def test_image_models(kind):
     model = _vision(kind)
     pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    n = model.embeddings.position_embeddings.shape[1] + (1 if kind == "deit" else 0)
+    n = model.embeddings.position_embeddings.shape[1]
     _check_model(model, {"pixel_values": pixels}, [n, n])
 
 

@@ -8,9 +8,11 @@ transformers' attention interface allows: it registers an attention
 implementation, :data:`IMPLEMENTATION`, that runs the model's **own** eager
 attention function on one group of heads at a time (the query heads that share a
 key/value head: one head without grouped-query attention, two in a Llama with
-half as many key/value heads), hands each group's weights to an accumulator and
-drops them, and concatenates the groups' outputs. What is alive at once is the
-fused result, one layer's accumulator and one group's scores and weights.
+half as many key/value heads), and on a long input on one block of query rows at
+a time (each row's softmax is its own; :data:`CALL_ELEMENTS`), hands each call's
+weights to an accumulator and drops them, and concatenates the outputs. What is
+alive at once is the fused result and one call's scores and weights (at most a few
+MB), besides the eager mask.
 
 Why the model's own function, group by group. Calling the architecture's
 ``eager_attention_forward`` keeps its details (scaling, key/value repetition,
@@ -60,6 +62,10 @@ from ._hooks import attention_sites
 
 #: The name the implementation is registered under in transformers' attention interfaces.
 IMPLEMENTATION = "attnflow_fused"
+
+#: At most this many scores per eager call (4 MB of float32): a long input's query rows are
+#: taken in blocks, since every row's softmax is its own.
+CALL_ELEMENTS = 1 << 20
 
 #: Modelling modules whose ``eager_attention_forward`` computes each head on its own
 #: (scores, optional key/value repetition, additive mask, softmax, dropout, values),
@@ -151,21 +157,28 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
             f"{groups} key/value heads; attnflow expects the query heads to be a multiple of the key/value heads."
         )
     size = heads // groups
+    n_query, n_key = int(query.shape[2]), int(key.shape[2])
+    rows = max(1, min(n_query, CALL_ELEMENTS // max(1, size * n_key)))
+    mask_rows = attention_mask is not None and attention_mask.ndim == 4 and attention_mask.shape[-2] == n_query
     outputs = []
     for group in range(groups):
-        out, weights = eager(
-            module,
-            query[:, group * size : (group + 1) * size],
-            key[:, group : group + 1],
-            value[:, group : group + 1],
-            attention_mask,
-            **kwargs,
-        )
-        with torch.no_grad():
-            for row, accumulator in enumerate(accumulators):
-                accumulator.add(weights[row].detach())
-        del weights
-        outputs.append(out)
+        pieces = []
+        for start in range(0, n_query, rows):
+            stop = min(n_query, start + rows)
+            out, weights = eager(
+                module,
+                query[:, group * size : (group + 1) * size, start:stop],
+                key[:, group : group + 1],
+                value[:, group : group + 1],
+                attention_mask[:, :, start:stop] if mask_rows else attention_mask,
+                **kwargs,
+            )
+            with torch.no_grad():
+                for row, accumulator in enumerate(accumulators):
+                    accumulator.add(weights[row].detach(), start)
+            del weights
+            pieces.append(out)
+        outputs.append(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1))
     for accumulator in accumulators:
         accumulator.close()
     return torch.cat(outputs, dim=2), None

@@ -1,8 +1,9 @@
 """Find the attention modules of a transformers model and hook them, layer by layer.
 
 This is the one place in attnflow that knows where attention lives inside a model.
-Everything that needs per-layer attention while the model runs (streaming capture,
-gradient capture, context-mixing graphs, encoder-decoder capture) goes through it:
+Everything that needs per-layer attention while the model runs (per-head and
+hooked capture, gradient capture, context-mixing graphs, encoder-decoder capture)
+goes through it, and :mod:`attnflow.capture._fused_attention` uses its sites:
 
 - :func:`attention_sites`: the modules that compute attention weights, one per layer,
   in the order they run, each with where its weights sit in its output.
@@ -26,15 +27,18 @@ cross-attention), ``LlamaAttention``, ``ViTAttention``, ``DeiTAttention``,
 ``Dinov2Attention``; each returns ``(output, weights)`` with ``weights`` of shape
 ``(batch, H, n, n)``.
 
-Why forward hooks and not a registered attention function. transformers' attention
-interface (``AttentionInterface.register`` / ``ALL_ATTENTION_FUNCTIONS``) would let a
-custom function see query, key and value, but MegatronBert does not dispatch through
-it, and each architecture's eager function has its own details (GPT-2's optional
-layer-index scaling, Llama's key/value head repetition, relative positions in BERT);
-re-implementing them risks results that differ from the model's own. A forward hook
-on the attention module sees the very weights the model multiplied its values with,
-and, since the model is not asked for ``output_attentions``, nothing keeps them once
-the hook has reduced them: at most one layer's ``(H, n, n)`` scores and weights are
+Hooks and the registered attention function. The head-fused capture of the
+architectures whose eager attention treats heads independently runs through
+:mod:`attnflow.capture._fused_attention` instead: an attention function registered
+in transformers' ``AttentionInterface`` that calls the model's own eager function
+one key/value group of heads at a time, so that no layer's ``(H, n, n)`` exists.
+Everything else comes here: per-head capture, the backward pass of the gradient
+methods (autograd needs the weights), the context-mixing graphs, and the models
+that do not dispatch through the interface (MegatronBert) or whose eager path has
+its own details (GPT-2 with ``reorder_and_upcast_attn``). A forward hook on the
+attention module sees the very weights the model multiplied its values with, and,
+since the model is not asked for ``output_attentions``, nothing keeps them once the
+hook has reduced them: at most one layer's ``(H, n, n)`` scores and weights are
 alive at a time in a no-grad forward.
 
 Examples

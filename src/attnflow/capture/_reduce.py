@@ -52,9 +52,10 @@ def check_heads(heads: Any) -> str:
 class LayerAccumulator:
     """Fuse one example's heads of one layer as they arrive, a group of heads at a time.
 
-    ``add`` takes weights ``(heads_in_group, width, width)`` (any float dtype, any
-    device) and keeps the top-left ``n`` by ``n`` block (all of it when ``n`` is
-    ``None``), the example's own tokens in a right-padded batch. Each head is
+    ``add`` takes weights ``(heads_in_group, rows, width)`` (any float dtype, any
+    device) of query rows ``start:start + rows`` and keeps what falls in the
+    top-left ``n`` by ``n`` block (all of it when ``n`` is ``None``), the example's
+    own tokens in a right-padded batch. Every query row must come once per head. Each head is
     renormalised in float64 unless its rows already sum to 1 within
     :data:`EXACT_ROWS` (float32 and float64 weights), and folded into one float32
     ``(n, n)``: summed for ``"mean"``, the running maximum or minimum otherwise.
@@ -90,13 +91,16 @@ class LayerAccumulator:
         self.count = 0
         self._sum: Any = None
 
-    def add(self, weights: Any) -> None:
-        """Fold a group of heads' weights ``(heads_in_group, width, width)`` into the layer's fusion."""
+    def add(self, weights: Any, start: int = 0) -> None:
+        """Fold weights ``(heads_in_group, rows, width)`` of the layer's query rows ``start:start + rows``."""
         import torch
 
         if not self.finite:
             return
-        block = weights if self.n is None else weights[:, : self.n, : self.n]
+        rows = int(weights.shape[1])
+        n = rows + start if self.n is None else self.n
+        keys = int(weights.shape[2]) if self.n is None else self.n
+        block = weights[:, : max(0, min(rows, n - start)), :keys]
         # float32 rows are summed in float32 (a float64 sum would copy the block) and
         # compared with 1 in float64; half-precision rows are summed in float64.
         if block.dtype == torch.float32:
@@ -107,31 +111,35 @@ class LayerAccumulator:
             self.finite = False
             self._sum = None
             return
+        if start == 0:
+            self.count += int(block.shape[0])
+        if not block.shape[1]:
+            return
         correction = float((sums - 1.0).abs().max()) if sums.numel() else 0.0
         self.correction = max(self.correction, correction)
         exact = block.dtype in (torch.float32, torch.float64) and correction <= EXACT_ROWS
+        if self._sum is None:
+            self._sum = self._buffer(n, keys, block.device)
+        target = self._sum[start : start + block.shape[1]]
         for head in range(block.shape[0]):
             values = block[head] if exact else block[head].to(torch.float64) / sums[head].clamp_min(1e-300)[:, None]
-            if self._sum is None:
-                self._sum = self._buffer(values)
-                self._sum.copy_(values)
-            elif self.heads == "mean":
-                self._sum.add_(values)
+            if self.heads == "mean":
+                target.add_(values)
             elif self.heads == "max":
-                torch.maximum(self._sum, values.to(torch.float32), out=self._sum)
+                torch.maximum(target, values.to(torch.float32), out=target)
             else:
-                torch.minimum(self._sum, values.to(torch.float32), out=self._sum)
+                torch.minimum(target, values.to(torch.float32), out=target)
             del values
-        self.count += int(block.shape[0])
 
-    def _buffer(self, like: Any) -> Any:
+    def _buffer(self, n: int, keys: int, device: Any) -> Any:
         """Where the fusion is folded: ``out`` itself when it is float32 on the weights' device."""
         import torch
 
         out = self.out
-        if out is not None and out.dtype == torch.float32 and out.device == like.device:
-            return out
-        return torch.empty(like.shape, dtype=torch.float32, device=like.device)
+        if not (out is not None and out.dtype == torch.float32 and out.device == device):
+            out = torch.empty((n, keys), dtype=torch.float32, device=device)
+        start = {"mean": 0.0, "max": float("-inf"), "min": float("inf")}[self.heads]
+        return out.fill_(start)
 
     def close(self) -> Any:
         """The fused float32 ``(n, n)`` on the CPU (``out`` when given); ``None`` when not finite or empty."""
