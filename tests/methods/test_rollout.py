@@ -192,3 +192,26 @@ def test_output_walk_is_rollout_from_every_layer_up(seed, n, layers, residual):
         # the one-output method reads the walk: the same numbers, bit for bit
         scores = get_method("rollout").scores(attention, output, residual=residual)
         assert np.array_equal(scores, walk[:, 0])
+
+
+def test_fused_capture_is_read_in_place_not_copied():
+    """A one-head (fused) capture gives the scores of fusing it, and the scores do not hold the whole array."""
+    from attnflow.graph import AttentionGraph, add_residual, fused_layers
+    from attnflow.methods.raw import raw_attention, raw_scores
+
+    rng = np.random.default_rng(7)
+    fused = rng.random((3, 1, 6, 6)).astype(np.float32)
+    fused /= fused.sum(-1, keepdims=True)
+    per_head = np.repeat(fused.astype(np.float64), 4, axis=1)  # four equal heads: the same mean
+    for fusion in ("mean", "max", "min"):
+        np.testing.assert_allclose(fused_layers(fused.astype(np.float64), fusion), fused[:, 0], atol=0)
+        graph = AttentionGraph.from_attentions(fused, head_fusion=fusion)
+        np.testing.assert_allclose(graph.capacities, add_residual(per_head.mean(1), 0.5), atol=1e-7)
+        np.testing.assert_allclose(raw_scores(fused, 2, head_fusion=fusion), per_head.mean(1)[:, 2], atol=1e-7)
+    scores = raw_scores(fused, "last")
+    assert scores.base is None or scores.base.size == scores.size
+    scores[0, 0] = 5.0  # a copy the caller owns
+    np.testing.assert_allclose(raw_attention(fused)[:, -1], per_head.mean(1)[:, -1], atol=1e-7)
+    view = fused_layers(per_head[:, :1])
+    with pytest.raises(ValueError):
+        view[0, 0, 0] = 1.0

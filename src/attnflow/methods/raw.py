@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import HeadFusion, as_attention_array, fuse_heads
+from ..errors import AttnflowError
+from ..graph import HeadFusion, as_attention_array, fuse_heads, fused_layers
 from ..outputs import select_output
 from .registry import register_method
 
@@ -34,5 +35,12 @@ def raw_attention(attentions: Any, *, head_fusion: HeadFusion | np.ndarray = "me
     every_output=raw_attention,
 )
 def raw_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
-    """Raw attention scores of every input token for one output: ``(L, n)``."""
-    return select_output(raw_attention(attentions, **options), output)
+    """Raw attention scores of every input token for one output: ``(L, n)``.
+
+    Only that output's rows are kept (a copy): a fused capture is read in place
+    (:func:`attnflow.graph.fused_layers`), never copied whole.
+    """
+    head_fusion = options.pop("head_fusion", "mean")
+    if options:
+        raise AttnflowError(f"raw got unknown options {sorted(options)}.")
+    return np.array(select_output(fused_layers(as_attention_array(attentions), head_fusion), output))
