@@ -152,6 +152,8 @@ def synthetic_cases(quick: bool) -> list[Case]:
         Case("banded 24x256", banded(24, 256, 4, 0), ("top",), real=False),
         Case("shallow 3x128", peaky(3, 128, 1), ("top", "layers", "all"), real=False),
         Case("random 12x128", peaky(12, 128, 0), ("top", "layers"), real=False),
+        # The shape of ViT-B/16 at 224 pixels: 12 layers, 196 patches and [CLS].
+        Case("ViT-B/16 shape 12x197", peaky(12, 197, 2), ("top", "layers"), real=False),
     ]
     if not quick:
         cases.append(Case("random 24x512", peaky(24, 512, 0), ("top",), real=False))

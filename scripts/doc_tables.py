@@ -55,6 +55,7 @@ SOURCES: dict[str, str] = {
     "capture-benchmark": "docs/results/capture-benchmark.json",
     "capture-timing": "docs/results/capture-timing.json",
     "capture-long": "docs/results/capture-long.json",
+    "flow-benchmark": "docs/results/flow-benchmark.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -445,6 +446,42 @@ def capture_timing(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _duration(seconds: float) -> str:
+    """A time as ``benchmarks/flow.py`` prints it: ms, s, min or h."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_FLOW_JOBS = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
+
+
+def flow_benchmark(results: Any) -> str:
+    """``benchmarks/flow.py --json``: attnflow's kernel against scipy, igraph and networkx (README)."""
+    lines = [
+        "| attention | job | problems | attnflow | scipy (integer) | ratio | igraph | ratio | networkx | ratio | "
+        "largest error vs igraph |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results:
+        cells = [row["case"], _FLOW_JOBS[row["job"]], f"{row['problems']:,}", _duration(row["attnflow_s"])]
+        for solver in ("scipy", "igraph", "networkx"):
+            seconds, measured = row[f"{solver}_s"], row[f"{solver}_measured"]
+            if seconds is None:
+                cells += ["–", "–"]
+                continue
+            partial = f" ({measured})" if measured < row["problems"] else ""
+            ratio = row[f"{solver}_ratio"]
+            cells += [_duration(seconds) + partial, f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.1f}×"]
+        cells.append(f"{row['max_error_vs_igraph']:.0e}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -480,6 +517,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-memory": ("capture-benchmark", capture_memory),
     "capture-timing": ("capture-timing", capture_timing),
     "capture-long": ("capture-long", capture_benchmark),
+    "flow-benchmark": ("flow-benchmark", flow_benchmark),
 }
 
 
