@@ -1,6 +1,6 @@
 """Exact attention flow: attnflow against the ways it has been computed before, side by side.
 
-    python benchmarks/flow.py            # every case, about 15 minutes on 2 cores
+    python benchmarks/flow.py            # every case, about 6 minutes on 2 idle cores
     python benchmarks/flow.py --quick    # the small cases, a few minutes
     python benchmarks/flow.py --json results.json
 

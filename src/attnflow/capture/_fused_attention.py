@@ -63,11 +63,28 @@ from ._hooks import attention_sites
 #: The name the implementation is registered under in transformers' attention interfaces.
 IMPLEMENTATION = "attnflow_fused"
 
-#: At most this many scores per eager call (1 MB of float32): a long input's query rows are
-#: taken in blocks, since every row's softmax is its own. Blocks this small are reused by
-#: the allocator call after call (larger ones left tens of MB cached in glibc's heap at
-#: 1024 tokens) and stay in cache, which makes the capture faster than one eager forward.
+#: At most this many scores per eager call on the CPU (1 MB of float32): a long input's query
+#: rows are taken in blocks, since every row's softmax is its own. Blocks this small are
+#: reused by the allocator call after call (larger ones left tens of MB cached in glibc's
+#: heap at 1024 tokens) and stay in cache, which makes the capture faster than one eager
+#: forward.
 CALL_ELEMENTS = 1 << 18
+#: The same on a GPU (256 MB of float32): there each call costs a few kernel launches and a
+#: synchronisation, so blocks are as large as memory allows; a GPU's caching allocator does
+#: not fragment the way glibc's heap does.
+DEVICE_CALL_ELEMENTS = 1 << 26
+
+
+def call_elements(device: Any) -> int:
+    """How many scores one eager call may make on ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> call_elements(torch.device("cpu")) < call_elements(torch.device("cuda"))
+    True
+    """
+    return CALL_ELEMENTS if getattr(device, "type", str(device)) == "cpu" else DEVICE_CALL_ELEMENTS
 
 #: Modelling modules whose ``eager_attention_forward`` computes each head on its own
 #: (scores, optional key/value repetition, additive mask, softmax, dropout, values),
@@ -160,7 +177,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
         )
     size = heads // groups
     n_query, n_key = int(query.shape[2]), int(key.shape[2])
-    rows = max(1, min(n_query, CALL_ELEMENTS // max(1, size * n_key)))
+    rows = max(1, min(n_query, call_elements(query.device) // max(1, size * n_key)))
     mask_rows = attention_mask is not None and attention_mask.ndim == 4 and attention_mask.shape[-2] == n_query
     outputs = []
     for group in range(groups):
