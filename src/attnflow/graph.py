@@ -265,7 +265,21 @@ def discard_lowest(fused: np.ndarray, ratio: float, keep_column: int | None = No
     return out
 
 
-def add_residual(fused: np.ndarray, residual: float = 0.5) -> np.ndarray:
+def _fresh(array: np.ndarray, source: Any) -> bool:
+    """Whether ``array`` (made from ``source`` by :func:`as_attention_array`) shares no memory with it."""
+    if isinstance(source, np.ndarray):
+        return not np.may_share_memory(array, source)
+    if hasattr(source, "detach") and hasattr(source, "cpu"):  # a torch tensor
+        if str(getattr(source, "device", "cpu")) != "cpu":
+            return True
+        try:
+            return not np.may_share_memory(array, source.detach().numpy())
+        except (RuntimeError, TypeError):
+            return False
+    return isinstance(source, (list, tuple))  # stacked or converted: always a new array
+
+
+def add_residual(fused: np.ndarray, residual: float = 0.5, *, in_place: bool = False) -> np.ndarray:
     """``Ahat = rownorm((1 - r) * Abar + r * I)``: the residual connection as attention to self.
 
     When the rows of ``Abar`` sum to 1 (no discarding) the normalisation changes
@@ -279,8 +293,13 @@ def add_residual(fused: np.ndarray, residual: float = 0.5) -> np.ndarray:
     """
     n = fused.shape[-1]
     # One (L, n, n) array, updated in place (at 4096 tokens each temporary is 128 MB a layer); the same
-    # numbers as (1 - r) * Abar + r * I: off the diagonal r * 0 adds exactly nothing.
-    augmented = (1.0 - residual) * np.asarray(fused, dtype=np.float64)
+    # numbers as (1 - r) * Abar + r * I: off the diagonal r * 0 adds exactly nothing. With
+    # ``in_place`` (the caller owns a float64 ``fused``) that array is the result.
+    if in_place and fused.dtype == np.float64 and fused.flags.writeable:
+        augmented = fused
+        augmented *= 1.0 - residual
+    else:
+        augmented = (1.0 - residual) * np.asarray(fused, dtype=np.float64)
     diagonal = np.arange(n)
     augmented[..., diagonal, diagonal] += residual
     sums = augmented.sum(axis=-1, keepdims=True)
@@ -352,9 +371,19 @@ class AttentionGraph:
         """Validate, fuse heads, optionally discard, add the residual."""
         residual = check_residual(residual)
         discard_ratio = check_ratio(discard_ratio)
-        fused = fused_layers(as_attention_array(attentions), head_fusion)
-        fused = discard_lowest(fused, discard_ratio, keep_column)
-        return cls(add_residual(fused, residual))
+        array = as_attention_array(attentions)
+        if array.shape[1] == 1 and isinstance(head_fusion, str) and head_fusion in HEAD_FUSIONS:
+            fused, owned = array[:, 0], _fresh(array, attentions)  # one head: already fused
+        else:
+            fused, owned = fuse_heads(array, head_fusion), True
+        del array
+        if discard_ratio > 0:
+            fused, owned = discard_lowest(fused, discard_ratio, keep_column), True
+        else:
+            check_keep_token(keep_column, fused.shape[-1])
+        # A float64 array made here (from float32 attention, a fusion or a discard) takes the
+        # residual in place: at 4096 tokens that is 128 MB a layer not copied again.
+        return cls(add_residual(fused, residual, in_place=owned))
 
 
 def layer_list(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:

@@ -215,3 +215,23 @@ def test_fused_capture_is_read_in_place_not_copied():
     view = fused_layers(per_head[:, :1])
     with pytest.raises(ValueError):
         view[0, 0, 0] = 1.0
+
+
+def test_the_residual_is_added_in_place_only_to_arrays_made_here():
+    """Float32 attention is converted, so its copy takes the residual in place; a caller's float64 is left alone."""
+    from attnflow.graph import AttentionGraph
+
+    rng = np.random.default_rng(11)
+    weights = rng.random((2, 1, 5, 5))
+    weights /= weights.sum(-1, keepdims=True)
+    mine = weights.copy()
+    tensor = torch.tensor(weights)
+    want = AttentionGraph.from_attentions(weights.astype(np.float32).astype(np.float64).copy()).capacities
+    for source in (weights, tensor, weights.astype(np.float32), weights[:, 0], list(weights)):
+        got = AttentionGraph.from_attentions(source, discard_ratio=0.0).capacities
+        np.testing.assert_allclose(got, want, atol=1e-7)
+    np.testing.assert_array_equal(weights, mine)
+    np.testing.assert_array_equal(tensor.numpy(), mine)
+    discarded = AttentionGraph.from_attentions(weights, discard_ratio=0.2, keep_column=0).capacities
+    np.testing.assert_array_equal(weights, mine)
+    np.testing.assert_allclose(discarded.sum(-1), 1.0)
