@@ -180,12 +180,15 @@ def fuse_heads(
     return np.einsum("lh,lhij->lij", weights / totals, attentions)
 
 
-def fused_layers(attentions: np.ndarray, head_fusion: HeadFusion | np.ndarray = "mean") -> np.ndarray:
-    """:func:`fuse_heads`, but a read-only view of ``attentions`` when it holds one head (already fused).
+def fused_layers(
+    attentions: np.ndarray, head_fusion: HeadFusion | np.ndarray = "mean", *, writeable: bool = False
+) -> np.ndarray:
+    """:func:`fuse_heads`, but a view of ``attentions`` when it holds one head (already fused).
 
     The mean, maximum and minimum of one head are that head, so a capture fused while
     the model ran is used as it is instead of copied: at 4096 tokens a float64
-    ``(L, n, n)`` copy is 128 MB a layer. Do not write into the result.
+    ``(L, n, n)`` copy is 128 MB a layer. The view is read-only unless ``writeable``
+    (for a caller that owns ``attentions``).
 
     Examples
     --------
@@ -195,7 +198,7 @@ def fused_layers(attentions: np.ndarray, head_fusion: HeadFusion | np.ndarray = 
     """
     if attentions.shape[1] == 1 and isinstance(head_fusion, str) and head_fusion in HEAD_FUSIONS:
         view = attentions[:, 0]
-        view.flags.writeable = False
+        view.flags.writeable = writeable and attentions.flags.writeable
         return view
     return fuse_heads(attentions, head_fusion)
 
@@ -294,7 +297,7 @@ def add_residual(fused: np.ndarray, residual: float = 0.5, *, in_place: bool = F
     n = fused.shape[-1]
     # One (L, n, n) array, updated in place (at 4096 tokens each temporary is 128 MB a layer); the same
     # numbers as (1 - r) * Abar + r * I: off the diagonal r * 0 adds exactly nothing. With
-    # ``in_place`` (the caller owns a float64 ``fused``) that array is the result.
+    # ``in_place`` a writeable float64 ``fused`` (one its caller owns) is that array.
     if in_place and fused.dtype == np.float64 and fused.flags.writeable:
         augmented = fused
         augmented *= 1.0 - residual
@@ -372,18 +375,12 @@ class AttentionGraph:
         residual = check_residual(residual)
         discard_ratio = check_ratio(discard_ratio)
         array = as_attention_array(attentions)
-        if array.shape[1] == 1 and isinstance(head_fusion, str) and head_fusion in HEAD_FUSIONS:
-            fused, owned = array[:, 0], _fresh(array, attentions)  # one head: already fused
-        else:
-            fused, owned = fuse_heads(array, head_fusion), True
+        fused = fused_layers(array, head_fusion, writeable=_fresh(array, attentions))
         del array
-        if discard_ratio > 0:
-            fused, owned = discard_lowest(fused, discard_ratio, keep_column), True
-        else:
-            check_keep_token(keep_column, fused.shape[-1])
-        # A float64 array made here (from float32 attention, a fusion or a discard) takes the
-        # residual in place: at 4096 tokens that is 128 MB a layer not copied again.
-        return cls(add_residual(fused, residual, in_place=owned))
+        fused = discard_lowest(fused, discard_ratio, keep_column)
+        # Only an array made here is writeable (converted from float32 attention, fused or
+        # discarded); it takes the residual in place: at 4096 tokens 128 MB a layer not copied.
+        return cls(add_residual(fused, residual, in_place=True))
 
 
 def layer_list(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
