@@ -424,6 +424,15 @@ def _batch_inputs(loaded: LoadedModel, batch: list[_Encoded]) -> dict[str, Any]:
     return inputs
 
 
+def _not_finite(loaded: LoadedModel, item: _Encoded) -> AttnflowError:
+    """The error for a text whose attention weights had a NaN or infinite row, naming the fix."""
+    return AttnflowError(
+        f"The model {loaded.name!r} produced NaN or infinite attention weights for the text "
+        f"{item.text[:40]!r}; a float16 model may overflow: load it in float32 or "
+        "bfloat16 (CLI: --dtype float32)."
+    )
+
+
 class _LayerReducer:
     """The hook of a streamed capture: reduces each layer's weights per example as the layer returns."""
 
@@ -458,11 +467,7 @@ class _LayerReducer:
             for row, n in enumerate(self.lengths):
                 reduced = reduce_layer(weights[row, :, :n, :n].detach(), self.heads)
                 if reduced is None:
-                    raise AttnflowError(
-                        f"The model {self.loaded.name!r} produced NaN or infinite attention weights for the text "
-                        f"{self.batch[row].text[:40]!r}; a float16 model may overflow: load it in float32 or "
-                        "bfloat16 (CLI: --dtype float32)."
-                    )
+                    raise _not_finite(self.loaded, self.batch[row])
                 self.layers[row].append(reduced[0])
                 self.corrections[row] = max(self.corrections[row], reduced[1])
         return None
@@ -559,11 +564,7 @@ def _capture_batch_fused(loaded: LoadedModel, batch: list[_Encoded], heads: str)
     for row, (item, array) in enumerate(zip(batch, arrays, strict=True)):
         accumulators = [layers[layer][row] for layer in range(n_layers)]
         if not all(accumulator.finite for accumulator in accumulators):
-            raise AttnflowError(
-                f"The model {loaded.name!r} produced NaN or infinite attention weights for the text "
-                f"{item.text[:40]!r}; a float16 model may overflow: load it in float32 or "
-                "bfloat16 (CLI: --dtype float32)."
-            )
+            raise _not_finite(loaded, item)
         if any(accumulator.count == 0 for accumulator in accumulators):
             raise AttnflowError(
                 f"The model {loaded.name!r} ({type(model).__name__}) did not run every attention layer; "
