@@ -42,12 +42,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from attnflow import attention_flow  # noqa: E402
 from attnflow.graph import AttentionGraph  # noqa: E402
+from scripts.doc_tables import FLOW_JOBS, duration  # noqa: E402  (the README's table prints the same way)
 
 SENTENCE = (
     "Attention flow follows information through every layer of a transformer, and the keys to the "
@@ -75,18 +77,8 @@ class Timing:
     def label(self) -> str:
         if self.seconds is None:
             return "-"
-        text = format_seconds(self.seconds)
+        text = duration(self.seconds)
         return text if self.measured >= self.problems else f"{text} ({self.measured})"
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # --- the cases ----------------------------------------------------------------------------------
@@ -331,7 +323,7 @@ def run_case(case: Case, args) -> list[dict]:
             "scipy_error_vs_attnflow": error(references["scipy"]),
             "_t": (seconds, references),
         })
-        print(f"  {case.name:<20} {job:<7} attnflow {format_seconds(seconds):>10}  "
+        print(f"  {case.name:<20} {job:<7} attnflow {duration(seconds):>10}  "
               f"scipy {ratio(references['scipy'], seconds):>7}  igraph {ratio(references['igraph'], seconds):>7}",
               flush=True)
     return rows
@@ -341,7 +333,6 @@ def print_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    jobs = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
     table = Table(title="Exact attention flow: attnflow against scipy (integer), igraph and networkx")
     for column in ["case", "job", "problems", "attnflow", "scipy int", "ratio", "igraph", "ratio",
                    "networkx", "ratio", "err vs igraph", "scipy err"]:
@@ -349,7 +340,7 @@ def print_table(rows: list[dict]) -> None:
     for row in rows:
         mine, refs = row["_t"]
         table.add_row(
-            row["case"], jobs[row["job"]], f"{row['problems']:,}", format_seconds(mine),
+            row["case"], FLOW_JOBS[row["job"]], f"{row['problems']:,}", duration(mine),
             refs["scipy"].label(), ratio(refs["scipy"], mine), refs["igraph"].label(), ratio(refs["igraph"], mine),
             refs["networkx"].label(), ratio(refs["networkx"], mine),
             f"{row['max_error_vs_igraph']:.1e}", f"{row['scipy_error_vs_attnflow']:.1e}",

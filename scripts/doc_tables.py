@@ -446,8 +446,8 @@ def capture_timing(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
-    """A time as ``benchmarks/flow.py`` prints it: ms, s, min or h."""
+def duration(seconds: float) -> str:
+    """A time in ms, s, min or h, as the flow table and ``benchmarks/flow.py`` print it."""
     if seconds < 1:
         return f"{seconds * 1e3:.1f} ms"
     if seconds < 120:
@@ -457,7 +457,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-_FLOW_JOBS = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
+FLOW_JOBS = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
 
 
 def flow_benchmark(results: Any) -> str:
@@ -468,7 +468,7 @@ def flow_benchmark(results: Any) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results:
-        cells = [row["case"], _FLOW_JOBS[row["job"]], f"{row['problems']:,}", _duration(row["attnflow_s"])]
+        cells = [row["case"], FLOW_JOBS[row["job"]], f"{row['problems']:,}", duration(row["attnflow_s"])]
         for solver in ("scipy", "igraph", "networkx"):
             seconds, measured = row[f"{solver}_s"], row[f"{solver}_measured"]
             if seconds is None:
@@ -476,7 +476,7 @@ def flow_benchmark(results: Any) -> str:
                 continue
             partial = f" ({measured})" if measured < row["problems"] else ""
             ratio = row[f"{solver}_ratio"]
-            cells += [_duration(seconds) + partial, f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.1f}×"]
+            cells += [duration(seconds) + partial, f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.1f}×"]
         cells.append(f"{row['max_error_vs_igraph']:.0e}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
