@@ -331,6 +331,11 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
     arc crossing the cut). A feasible flow and a cut of equal capacity prove
     each other optimal (max-flow min-cut), with no second solver.
 
+    A :class:`~attnflow.methods.flow_bounds.FlowBounds` is checked the same
+    way at both ends of each interval: its lower bound's flow passed the
+    kernel's check, its upper bound is the recomputed capacity of the cut kept
+    for it, and the lower bound does not exceed it.
+
     Raises
     ------
     AttnflowError
@@ -350,15 +355,27 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
             "This flow solution carries no certificates: solve it with solve_flow(..., keep_cuts=True) "
             "and the compiled kernel (no flow_func)."
         )
+    bounds = getattr(solution, "upper", None) is not None  # a FlowBounds: check both ends of each interval
     worst = 0.0
     for g, (layer, output) in enumerate(solution.groups):
         values = solution.row(layer, output)
+        if bounds:
+            values = solution.upper[layer - 1] if output is None else solution.upper[layer - 1, output]
+            lower = solution.lower[layer - 1] if output is None else solution.lower[layer - 1, output]
         sides = solution.source_sides(layer, output)
         sink = solution.sink_capacities(layer, output)
         capacities = _crossing(solution.capacities, sink, sides).sum(axis=1)
         arcs = _crossing(solution.capacities > 0, sink > 0, sides, both_ways=True).sum(axis=1)
         allowance = tolerance + CUT_TOL * arcs
         gaps = np.abs(capacities - values)
+        if bounds:  # the lower bound is a checked flow's value, so it cannot exceed a cut's capacity
+            crossed = np.flatnonzero(~(lower <= capacities + allowance))
+            if crossed.size:
+                source = int(crossed[0])
+                raise AttnflowError(
+                    f"Flow layer {layer}, output {'mean' if output is None else output}, source {source}: lower bound "
+                    f"{lower[source]!r} above the upper bound's cut capacity {capacities[source]!r}."
+                )
         for source in np.flatnonzero(~(solution.violations[g] <= tolerance) | ~(gaps <= allowance)):
             problem = f"layer {layer}, output {'mean' if output is None else output}, source {source}"
             if not solution.violations[g, source] <= tolerance:
