@@ -28,3 +28,14 @@ def float32_sum_bound(terms: int, *, scale: float = 1.0, depth: int = 1) -> floa
     2304
     """
     return depth * terms * EPS32 * scale
+
+
+def model_float32_bound(config) -> float:
+    """Two float32 runs of one model that reduce in other orders (batch shape, padding, kernel).
+
+    Each layer's projections reduce over ``hidden_size`` terms of O(1) activations (they follow
+    a LayerNorm), and the hidden state that reaches layer ``l`` carries the differences of the
+    ``l - 1`` layers below it; attention weights are at most 1, so they differ by no more:
+    ``num_hidden_layers * hidden_size * eps32``.
+    """
+    return float32_sum_bound(config.hidden_size, depth=config.num_hidden_layers)

@@ -21,7 +21,7 @@ from attnflow.capture.text import _capture_batch_returned, _encode
 from attnflow.graph import fuse_heads
 from tests.capture.test_hooks import megatron_loaded
 from tests.tiny_models import foreign_hooks
-from tests.tolerances import float32_sum_bound
+from tests.tolerances import float32_sum_bound, model_float32_bound
 
 TEXTS = [
     "The keys to the cabinet are on the table.",
@@ -36,21 +36,9 @@ def _reference(loaded, texts=TEXTS):
         return _capture_batch_returned(loaded, encoded)
 
 
-def _tolerance(loaded) -> float:
-    """The streamed and the returned capture run the same float32 model on other batch shapes.
-
-    Each layer's matrix products then reduce over ``hidden_size`` terms in another order (the
-    batch shape, and the CPU's oneDNN kernel, choose it), so the hidden states that reach layer
-    ``l`` differ by up to ``l * hidden_size * eps32`` (activations are O(1) after each LayerNorm),
-    and attention weights, which are at most 1, by no more than that.
-    """
-    config = loaded.model.config
-    return float32_sum_bound(config.hidden_size, depth=config.num_hidden_layers)
-
-
 def _check_equal(loaded):
     reference = _reference(loaded)
-    atol = _tolerance(loaded)
+    atol = model_float32_bound(loaded.model.config)  # other batch shapes: another reduction order
     every = capture_attention(TEXTS, loaded, heads="all")
     for got, want in zip(every, reference, strict=True):
         assert got.head_fusion is None and got.attentions.dtype == np.float64
