@@ -57,8 +57,9 @@ class FlowBounds(FlowSolution):
     ``cut_capacities`` holds the same upper bounds per problem. ``values`` is the
     middle of each interval, not a proven value. ``complete`` is false when a
     time budget stopped the refinement: the intervals are then still proven,
-    only wider than asked. ``rounds``: sparse solves; ``arcs``: arcs of the
-    last sparse graph, of ``arcs_full`` in the full one.
+    only wider than asked. ``rounds``: sparse solves; ``arcs_first`` and
+    ``arcs``: arcs of the first and the last sparse graph, of ``arcs_full`` in
+    the full one (those below the largest depth).
 
     Examples
     --------
@@ -75,6 +76,7 @@ class FlowBounds(FlowSolution):
     tolerance: float = 0.0
     complete: bool = True
     rounds: int = 0
+    arcs_first: int = 0
     arcs: int = 0
     arcs_full: int = 0
 
@@ -110,6 +112,7 @@ def solve_flow_bounds(
     seconds: float | None = None,
     progress: Progress | None = None,
     graph: AttentionGraph | None = None,
+    drop: float | None = None,
 ) -> FlowBounds:
     """Attention flow as certified intervals of width at most ``tolerance`` times the output's capacity.
 
@@ -124,6 +127,10 @@ def solve_flow_bounds(
         false). ``None``: no budget.
     graph
         The :class:`~attnflow.graph.AttentionGraph` of ``attentions``, when already built.
+    drop
+        The first sparse graph leaves out the arcs below ``drop / n`` of the
+        output's capacity (at most ``drop`` of a row's mass); ``None``: the
+        tolerance. A larger value starts sparser and adds more back.
 
     Examples
     --------
@@ -151,7 +158,7 @@ def solve_flow_bounds(
     mean = positions == "mean"
     groups: list[tuple[int, int | None]] = []
     sink_rows = []
-    for layer in wanted_layers:
+    for layer in sorted(wanted_layers, reverse=True):  # the top first: a budget is spent where users look
         if mean:
             groups.append((layer, None))
             sink_rows.append(np.full(n, 1.0 / n))
@@ -185,11 +192,10 @@ def solve_flow_bounds(
     flat = depths == 0
     lower[flat] = upper[flat] = np.where(sinks[rows[flat], sources[flat]] > 0, sinks[rows[flat], sources[flat]], 0.0)
 
-    kept = np.zeros(full.shape, dtype=bool)
-    if max_depth:
-        kept |= full >= tolerance * sinks.sum(axis=1).min() / n
+    drop = tolerance if drop is None else check_flow_tolerance(drop, "drop", allow_zero=False)
+    kept = full >= drop * sinks.sum(axis=1).min() / n
     rounds = 0
-    arcs = int(np.count_nonzero(kept))
+    arcs = arcs_first = int(np.count_nonzero(kept))
     pending = np.flatnonzero(upper - lower > widest)
     while pending.size and time.perf_counter() < deadline:
         rounds += 1
@@ -228,11 +234,11 @@ def solve_flow_bounds(
             break
         kept |= add
     complete = not pending.size
-    return _bounds(graph, groups, mean, n, lower, upper, cuts, violations, tolerance, complete, rounds, arcs,
-                   int(np.count_nonzero(full > 0)))
+    return _bounds(graph, groups, mean, n, lower, upper, cuts, violations, tolerance, complete, rounds,
+                   (arcs_first, arcs, int(np.count_nonzero(full > 0))))
 
 
-def _bounds(graph, groups, mean, n, lower, upper, cuts, violations, tolerance, complete, rounds, arcs, arcs_full):
+def _bounds(graph, groups, mean, n, lower, upper, cuts, violations, tolerance, complete, rounds, arcs):
     """Lay the per-problem bounds out as :class:`FlowSolution` does."""
     n_layers = graph.n_layers
     shape = (n_layers, n) if mean else (n_layers, n, n)
@@ -256,8 +262,9 @@ def _bounds(graph, groups, mean, n, lower, upper, cuts, violations, tolerance, c
         tolerance=tolerance,
         complete=complete,
         rounds=rounds,
-        arcs=arcs,
-        arcs_full=arcs_full,
+        arcs_first=arcs[0],
+        arcs=arcs[1],
+        arcs_full=arcs[2],
     )
 
 
