@@ -648,9 +648,7 @@ def _bounds_annotated(attentions, position, outputs, tolerance, seconds, notes, 
     from .flow_bounds import solve_flow_bounds
 
     bounds = solve_flow_bounds(attentions, outputs=outputs, tolerance=tolerance, seconds=seconds, **options)
-    low, high = bounds.normalized_bounds()
-    if position != "mean":
-        low, high = low[:, position, :], high[:, position, :]
+    low, high = bounds.score_bounds(position)
     scores = (low + high) / 2
     n = scores.shape[1]
     labels, _ = _cut_labels(bounds, bounds.upper if position == "mean" else bounds.upper[:, position, :],

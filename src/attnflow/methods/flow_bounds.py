@@ -101,6 +101,14 @@ class FlowBounds(FlowSolution):
         return np.where(nan, np.nan, low), np.where(nan, np.nan, np.minimum(high, 1.0))
 
 
+    def score_bounds(self, output: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(lower, upper)``, each ``(L, n)``: :meth:`normalized_bounds` of one output (``None``: the mean)."""
+        low, high = self.normalized_bounds()
+        if output is None or output == "mean":
+            return low, high
+        return low[:, int(output), :], high[:, int(output), :]
+
+
 def solve_flow_bounds(
     attentions: Any,
     *,
