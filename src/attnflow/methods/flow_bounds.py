@@ -91,22 +91,24 @@ class FlowBounds(FlowSolution):
         ``lower_j / (lower_j + sum of the others' upper)`` and
         ``upper_j / (upper_j + sum of the others' lower)`` bound it.
         """
-        lower, upper = self.lower, self.upper
-        others_up = np.nansum(upper, axis=-1, keepdims=True) - upper
-        others_low = np.nansum(lower, axis=-1, keepdims=True) - lower
-        with np.errstate(invalid="ignore", divide="ignore"):
-            low = np.where(lower > 0, lower / (lower + others_up), 0.0)
-            high = np.where(upper > 0, upper / (upper + np.maximum(others_low, 0.0)), 0.0)
-        nan = np.isnan(lower)
-        return np.where(nan, np.nan, low), np.where(nan, np.nan, np.minimum(high, 1.0))
-
+        return _normalized(self.lower, self.upper)
 
     def score_bounds(self, output: int | str | None) -> tuple[np.ndarray, np.ndarray]:
         """``(lower, upper)``, each ``(L, n)``: :meth:`normalized_bounds` of one output (``None``: the mean)."""
-        low, high = self.normalized_bounds()
         if output is None or output == "mean":
-            return low, high
-        return low[:, int(output), :], high[:, int(output), :]
+            return _normalized(self.lower, self.upper)
+        return _normalized(self.lower[:, int(output), :], self.upper[:, int(output), :])
+
+
+def _normalized(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`FlowBounds.normalized_bounds` of arrays whose last axis is the sources."""
+    others_up = np.nansum(upper, axis=-1, keepdims=True) - upper
+    others_low = np.maximum(np.nansum(lower, axis=-1, keepdims=True) - lower, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(lower > 0, lower / (lower + others_up), 0.0)
+        high = np.where(upper > 0, np.minimum(upper / (upper + others_low), 1.0), 0.0)
+    nan = np.isnan(lower)
+    return np.where(nan, np.nan, low), np.where(nan, np.nan, high)
 
 
 def solve_flow_bounds(
