@@ -54,3 +54,22 @@ def test_tolerance_zero_gives_the_exact_scores(capsys, tmp_path):
     assert run_cli(capsys, "explain", TEXT, "--method", "flow", "--flow-tolerance", "0", "--json", str(zero))[0] == 0
     first, second = (json.loads(p.read_text()) for p in (exact, zero))
     assert first["scores"] == second["scores"] and "flow_lower" not in second
+
+
+def test_the_report_carries_the_intervals_to_draw(capsys, tmp_path):
+    from attnflow.report.data import ReportData
+
+    page = tmp_path / "report.html"
+    code, out, err = run_cli(capsys, "explain", TEXT, "--method", "flow", "--flow-tolerance", "0.001",
+                             "--html", str(page))
+    assert code == 0, err
+    html = page.read_text()
+    assert '"bounds"' in html and "certified in [" in html  # the data, and the page's drawing code
+    marker = '<script type="application/json" id="attnflow-data">'
+    start = html.index(marker) + len(marker)
+    data = json.loads(html[start : html.index("</script>", start)])
+    again = ReportData.from_dict(data)
+    bounds = again.bounds["flow"]
+    scores = again.scores["flow"][:, bounds["k"], :]
+    # the page's numbers are rounded for size: compare with that rounding's allowance
+    assert np.all(bounds["lower"] <= scores + 1e-6) and np.all(scores <= bounds["upper"] + 1e-6)

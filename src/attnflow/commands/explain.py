@@ -682,7 +682,11 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
 
 
 def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
-    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps."""
+    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps.
+
+    The flow options stay with explain: the report takes its flow from the explanation.
+    """
+    options = {key: value for key, value in options.items() if key not in ("flow_tolerance", "flow_seconds")}
     if options.get("head_fusion") == "importance" and "head_importance" in result.options:
         return {**options, "head_fusion": result.options["head_importance"]}
     return options
