@@ -57,6 +57,7 @@ SOURCES: dict[str, str] = {
     "capture-long": "docs/results/capture-long.json",
     "flow-benchmark": "docs/results/flow-benchmark.json",
     "flow-long": "docs/results/flow-long.json",
+    "flow-smollm2": "docs/results/flow-smollm2.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -483,6 +484,11 @@ def flow_benchmark(results: Any) -> str:
     return "\n".join(lines)
 
 
+def flow_smollm2(results: Any) -> str:
+    """``benchmarks/flow.py --smollm2 --json``: the 30-layer LM, explained at its last position (docs/flow.md)."""
+    return flow_benchmark(results).replace("[CLS]", "last position")
+
+
 def flow_long(results: Any) -> str:
     """``benchmarks/flow_long.py --json``: certified flow intervals on long prompts (docs/flow.md)."""
     lines = [
@@ -538,6 +544,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-long": ("capture-long", capture_benchmark),
     "flow-benchmark": ("flow-benchmark", flow_benchmark),
     "flow-long": ("flow-long", flow_long),
+    "flow-smollm2": ("flow-smollm2", flow_smollm2),
 }
 
 
