@@ -116,7 +116,10 @@ def heads(
     ] = None,
     penalty: Annotated[
         list[float] | None,
-        typer.Option("--penalty", help="A gate penalty lambda (repeat; default 0, 0.003, 0.01, 0.03, 0.1, 0.3)."),
+        typer.Option(
+            "--penalty", help="A gate penalty lambda (repeat; default 0, 0.003, 0.01, 0.03, 0.1, 0.3).",
+            callback=number_range(0, float("inf"), high_open=True),
+        ),
     ] = None,
     gate_steps: Annotated[
         int, typer.Option(help="Training steps of the gates per penalty.", callback=number_range(1))

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .stacking import StackingTable
-from .terminal import add_key_columns, add_score_columns
+from .terminal import add_key_columns, add_score_columns, visible
 
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
@@ -82,7 +82,7 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
         if index == explanation.output:
             style = (style + " bold").strip()
         part = "source" if source else ("target ▸" if index == explanation.output else "target")
-        cells: list[Any] = [str(index if source else index - ns), Text(name, style=style), part]
+        cells: list[Any] = [str(index if source else index - ns), Text(visible(name), style=style), part]
         for number, (values, top) in enumerate(columns):
             value = values[index]
             if np.isnan(value):

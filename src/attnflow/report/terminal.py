@@ -61,6 +61,20 @@ def _label_block(name: str, methods: list[str]) -> dict[str, str]:
     return {"block": method, "group": _graph(method)}
 
 
+def visible(label: str) -> str:
+    r"""``label`` safe to print: control and format characters (a terminal escape, a NUL) as Python escapes.
+
+    Words and tokens come from the user's text; an escape sequence in it would
+    otherwise recolour or move the terminal's cursor. Combining marks are kept.
+
+    Examples
+    --------
+    >>> print(visible("x\x1b[31mRED"))
+    x\x1b[31mRED
+    """
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in str(label))
+
+
 def _quoted(text: str, limit: int = 40) -> str:
     flat = " ".join(str(text).split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
@@ -133,7 +147,7 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         if answer:
             style = (style + " bold").strip()
         index_text = str(first) if len(group) == 1 else f"{first}-{group[-1]}"
-        cells: list = [index_text, Text(token, style=style)]
+        cells: list = [index_text, Text(visible(token), style=style)]
         if prompt_length is not None:
             cells.append("answer ▸" if explained in group else ("answer" if answer else "prompt"))
         for index, (values, top) in enumerate(columns):
