@@ -23,6 +23,7 @@ from rich.table import Table
 
 from attnflow.cli import main
 from attnflow.report.stacking import StackingTable
+from attnflow.report.terminal import score_text
 
 WIDTH = 80
 
@@ -142,7 +143,7 @@ def _run(capsys, *args) -> str:
 
 
 def _assert_scores_shown(out: str, json_path: Path, keys: tuple[str, ...] = ("#", "token")) -> dict[str, list[str]]:
-    """Every token and every top-layer score in the JSON is in the printed table, to 3 decimals."""
+    """Every token and every top-layer score in the JSON is in the printed table, as :func:`score_text` prints it."""
     assert_within(out)
     data = json.loads(json_path.read_text())
     columns = merged(read_tables(out), keys)
@@ -152,7 +153,7 @@ def _assert_scores_shown(out: str, json_path: Path, keys: tuple[str, ...] = ("#"
     assert shown == [" ".join(str(token).split()) for token in tokens]
     for method, layers in data["scores"].items():
         top = np.asarray(layers[-1], dtype=float)
-        expected = ["–" if np.isnan(v) else f"{v:.3f}" for v in top]
+        expected = ["–" if np.isnan(v) else score_text(v) for v in top]
         assert columns[method] == expected, method
     for name, labels in (data.get("token_labels") or {}).items():
         assert columns[name] == list(labels), name

@@ -629,9 +629,12 @@ def _explain_image(
     rows, cols = result.image["grid"]
     console.print(
         f"patch grid {rows}x{cols}; special tokens: "
-        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'}",
+        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'} (scored, no bar)",
         highlight=False,
     )
+    line = prediction_line(getattr(result.captured, "prediction", None), result.target)
+    if line:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if png_path is not None:
         console.print(f"wrote {result.to_png(png_path, layer=layer)}", highlight=False, soft_wrap=True)
     if json_path is not None:
@@ -642,6 +645,28 @@ def _explain_image(
 
         data = image_report_data(result, layer=layer, **options)
         console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+
+
+def prediction_line(prediction: dict[str, Any] | None, target: Any) -> str | None:
+    """What an image classifier predicted, and the class grad-rollout explains when that is another one.
+
+    Examples
+    --------
+    >>> prediction_line({"class": 7, "label": "7", "probability": 0.9561}, None)
+    'predicted class 7 (probability 0.956)'
+    >>> prediction_line({"class": 1, "label": "cat", "probability": 0.5}, {"class": 0, "label": "dog"})
+    "predicted class 1 'cat' (probability 0.500); grad-rollout explains class 0 'dog'"
+    """
+    if not prediction:
+        return None
+
+    def named(index: Any, label: Any) -> str:
+        return f"class {index}" + ("" if str(label) == str(index) else f" {str(label)!r}")
+
+    line = f"predicted {named(prediction['class'], prediction['label'])} (probability {prediction['probability']:.3f})"
+    if isinstance(target, dict) and "class" in target and target["class"] != prediction["class"]:
+        line += f"; grad-rollout explains {named(target['class'], target.get('label', target['class']))}"
+    return line
 
 
 def method_list(methods: list[str]) -> list[str]:

@@ -154,6 +154,9 @@ class ReportData:
     source_length: int | None = None
     #: A name per layer of ``attention`` (an encoder-decoder model's layered graph: encoder layers, sublayers).
     layer_names: list[str] | None = None
+    #: The residual weight the explanation ran with, where the page's graph holds it inside its edges (an
+    #: encoder-decoder model's layered graph, ``residual`` 0): the page's header shows this one.
+    run_residual: float | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -347,6 +350,7 @@ class ReportData:
             "heads": self.heads,
             "source_length": self.source_length,
             "layer_names": self.layer_names,
+            "run_residual": self.run_residual,
         }
 
     def _words_for_json(self) -> dict[str, Any]:
@@ -398,6 +402,7 @@ class ReportData:
                 heads=data.get("heads"),
                 source_length=data.get("source_length"),
                 layer_names=data.get("layer_names"),
+                run_residual=data.get("run_residual"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):

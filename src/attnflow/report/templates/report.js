@@ -182,11 +182,18 @@
     var meta = byId("meta");
     var items = [];
     if (D.model) { items.push(["model", D.model]); }
-    if (L) { items.push(["layers", String(L)]); }
+    if (L && D.layer_names) {  // an encoder-decoder model: its own layers, not the layered graph's
+      var encoder = D.layer_names.filter(function (name) { return name.indexOf("enc ") === 0; }).length;
+      var decoder = D.layer_names.filter(function (name) { return / cross$/.test(name); }).length;
+      items.push(["layers", encoder + " encoder + " + decoder + " decoder"]);
+    } else if (L) { items.push(["layers", String(L)]); }
     if (D.n_heads) { items.push(["heads", String(D.n_heads)]); }
     if (n) { items.push(["tokens", String(n)]); }
     if (methods.length) { items.push(["methods", methods.join(", ")]); }
-    if (D.attention) { items.push(["residual", String(D.residual)]); items.push(["head fusion", D.head_fusion]); }
+    if (D.attention) {
+      var r = D.run_residual !== null && D.run_residual !== undefined ? D.run_residual : D.residual;
+      items.push(["residual", String(r)]); items.push(["head fusion", D.head_fusion]);
+    }
     if (D.is_causal) { items.push(["", "decoder (causal)"]); }
     if (D.evaluation) {
       if (D.evaluation.target) { items.push(["target", D.evaluation.target]); }
