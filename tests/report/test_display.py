@@ -90,3 +90,50 @@ def test_the_png_has_one_colour_bar_per_map_with_its_range(tmp_path):
     lower = pixels[int(pixels.shape[0] * 0.6):]
     varied = [row for row in lower if len({tuple(p) for p in row}) > 60]
     assert varied, "no colour bar under the maps"
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    from tests.tiny_models import save_tiny_model
+
+    return save_tiny_model("gpt2", tmp_path_factory.mktemp("gpt2") / "tiny-gpt2")
+
+
+@pytest.mark.parametrize("answer", ["span", "each"])
+def test_the_generation_report_opens_on_what_the_terminal_printed(capsys, tmp_path, tiny_gpt2, answer):
+    page, path = tmp_path / "g.html", tmp_path / "g.json"
+    out = _run(capsys, "explain", "Hello world, this is", "--model", tiny_gpt2, "--generate", "3", "--answer", answer,
+               "--method", "rollout", "--method", "grad-rollout", "--json", path, "--html", page)
+    data = _page_data(page)
+    explanation = json.loads(path.read_text())
+    assert "answer" in data["outputs"]  # the span is in the page either way
+    column = data["outputs"].index("answer")
+    for method in ("rollout", "grad-rollout"):
+        span = np.asarray(explanation["scores"][method], dtype=float)
+        shown = np.array([[np.nan if v is None else v for v in layer[column]] for layer in data["scores"][method]])
+        np.testing.assert_allclose(shown, span, atol=5e-7)  # the page rounds to 6 decimals
+    if answer == "span":
+        assert data["output"] == "answer" and "(mean over its 3 tokens)" in out
+        table = merged(read_tables(out), ("#", "token", "part"))
+        assert table["rollout"] == [score_text(v) for v in np.asarray(explanation["scores"]["rollout"][-1])]
+    else:
+        assert data["output"] == explanation["generation"]["prompt_length"] - 1  # the first answer token's table
+    assert data["shares"][column] is None  # a span has no single route
+
+
+def test_the_page_shows_tokens_without_word_marks(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = (Path(__file__).resolve().parents[2] / "src/attnflow/report/templates/report.js").read_text()
+    function = re.search(r"function displayToken\(t\) \{.*?\n  \}", script, re.S).group(0)
+    tokens = ["\u0120world", "\u2581New", "\u0120", "\u010a", "##ing", "[CLS]", "plain"]
+    program = f"{function}\nconsole.log(JSON.stringify({json.dumps(tokens)}.map(displayToken)))"
+    run = subprocess.run([node, "-e", program], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == ["world", "New", "\u2423", "\u21b5", "##ing", "[CLS]", "plain"]
+    assert "NAMES.forEach" in script and "return NAMES[i]" in script  # every token label goes through it

@@ -475,7 +475,8 @@ def _explain_generated(
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if any(path is not None for path in (html_path, png_path, svg_path)):
         first = result.answer_token(0)
-        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result)
+        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
+                      open_on_answer=answer == "span")
 
 
 def _check_flow_time(
@@ -530,6 +531,7 @@ def _write_report(
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
     loaded: Any = None,
+    open_on_answer: bool = True,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
@@ -539,7 +541,8 @@ def _write_report(
     The explained output keeps the scores ``explain`` computed (gradient-based
     methods included); the report computes only the other outputs. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
-    report marks the prompt and the answer, and shows every answer token's scores.
+    report marks the prompt and the answer, and shows every answer token's scores and
+    the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
@@ -561,7 +564,7 @@ def _write_report(
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
 
-        data = mark_report(data, explanation if explanation is not None else result)
+        data = mark_report(data, explanation if explanation is not None else result, open_on_answer=open_on_answer)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
     if heads is not None:
