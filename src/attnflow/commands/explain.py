@@ -195,6 +195,14 @@ def explain(
             "confidence, computed for this text and --target.",
         ),
     ] = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Wrap the text in the tokenizer's chat template (a user turn, then the assistant's prompt), as "
+            "instruct models are prompted; the template's tokens are scored too and shown as special tokens.",
+        ),
+    ] = False,
     heads_file: Annotated[
         Path | None,
         typer.Option(
@@ -223,9 +231,12 @@ def explain(
             + ("; got both." if text is not None else "; got neither.")
         )
     check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
-    if image is not None and (generate is not None or words or decoder_text is not None):
-        given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
+    if image is not None and (generate is not None or words or decoder_text is not None or chat):
+        given = "--generate" if generate is not None else "--words" if words else "--chat" if chat else "--decoder-text"
         raise AttnflowError(f"{given} is for texts, not --image.")
+    if chat and decoder_text is not None:
+        raise AttnflowError("--chat is for decoder-only chat models; an encoder-decoder model's --decoder-text has "
+                            "no chat template.")
     check_heads_options(heads, heads_file, html_path, image)
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
@@ -263,7 +274,7 @@ def explain(
 
         check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
     # once: explain and the report share it
-    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
+    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device, chat=chat)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):

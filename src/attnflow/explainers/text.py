@@ -205,7 +205,7 @@ def explain(
     if words:
         from ..words import word_groups
 
-        result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
+        result.words = word_groups(loaded, captured.input_ids, captured.text)
     return result
 
 
