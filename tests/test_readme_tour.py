@@ -24,3 +24,26 @@ def test_the_tour_table_is_what_make_demo_prints():
     assert run.returncode == 0, run.stderr
     shown = "\n".join(line.rstrip() for line in run.stdout.splitlines()).strip()
     assert shown == block.group(1).strip(), "rerun `attnflow explain` (make demo) and paste its table into README.md"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
+def test_the_tour_answer_of_smollm2_is_what_the_command_prints(smollm2_path):
+    """The README's real-LM entry, rerun on this run's conversion of SmolLM2 ($ATTNFLOW_CACHE, set by conftest)."""
+    import os
+    import shlex
+
+    from attnflow.smollm2 import CACHE_ENV
+
+    block = re.search(r"<!-- tour-smollm2: (.*?) -->\n```\n(.*?)```", README.read_text(), re.S)
+    assert block, "the README lost its SmolLM2 tour block"
+    env = {"COLUMNS": "100", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PATH": "/usr/bin:/bin", CACHE_ENV: os.environ[CACHE_ENV],
+           **{key: os.environ[key] for key in ("PYTHONPATH",) if key in os.environ}}  # this attnflow, not another
+    run = subprocess.run([sys.executable, "-m", "attnflow", *shlex.split(block.group(1))], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "converting" not in run.stderr  # the run's one conversion was made by the fixture
+    shown = "\n".join(line.rstrip() for line in run.stdout.splitlines()).strip()
+    assert shown == block.group(2).strip(), f"rerun `attnflow {block.group(1)}` (100 columns), paste it in"
