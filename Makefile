@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean setup reproduce docs-tables
+.PHONY: demo test test-isa lint bench clean setup reproduce docs-tables
 
 setup: $(STAMP)
 
@@ -31,6 +31,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-browser.sh
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# A one-off check, not part of `make test`: the suite under other float32 reduction orders, the way
+# another CPU would round (one torch thread; oneDNN's SSE4.1 and AVX2 kernels instead of AVX-512).
+test-isa: $(STAMP)
+	bash scripts/install-browser.sh
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q
+	ONEDNN_MAX_CPU_ISA=SSE41 $(PY) -m pytest -n 2 --dist loadgroup -q
+	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
