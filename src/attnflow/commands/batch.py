@@ -51,7 +51,7 @@ def batch(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --images), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --images), folder or cached HF id."
         ),
     ] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",

@@ -57,7 +57,7 @@ def evaluate(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm, sva, digits-vit), local folder or cached HF id."),
+        typer.Option("--model", "-m", help="Bundled name (minilm, sva, smollm2, digits-vit), folder or cached HF id."),
     ] = None,
     method: Annotated[
         list[str] | None,

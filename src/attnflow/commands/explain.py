@@ -59,7 +59,7 @@ def explain(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --image), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --image), folder or cached HF id."
         ),
     ] = None,
     method: Annotated[
