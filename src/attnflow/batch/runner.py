@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset, Record, read_dataset
+from ..data import EMPTY_TEXT, Dataset, Record, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
 from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
@@ -593,7 +593,7 @@ def _plan(
         raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
     skipped: list[dict[str, Any]] = []
     present = [r for r in dataset.records if r.text is not None]
-    skipped.extend({"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None)
+    skipped.extend({"example": r.example, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None)
     if options.get("decoder_column") is not None:
         skipped.extend({"example": r.example, "reason": "empty decoder text"} for r in present if r.decoder is None)
         present = [r for r in present if r.decoder is not None]

@@ -121,8 +121,10 @@ def batch(
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
+    from ..io import check_input_file
     from .explain import check_graphs
 
+    check_input_file(data, "--data")
     check_methods(method)
     graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
     options: dict[str, object] = {"head_fusion": head_fusion}
