@@ -262,18 +262,17 @@ def check_data_file(file: str | os.PathLike[str]) -> None:
 def _read_bytes(file: Path) -> str:
     try:
         content = file.read_bytes()
-        nul = content.find(b"\0")
-        if nul >= 0:
-            raise AttnflowError(
-                f"The data file {str(file)!r} holds a NUL byte (byte {nul}): it is not a text file."
-            )
-        return content.decode("utf-8-sig")
+        text = content.decode("utf-8-sig")  # first: UTF-16 text holds NULs, and "not UTF-8" says more
     except UnicodeDecodeError as exc:
         raise AttnflowError(
             f"The data file {str(file)!r} is not UTF-8 text (byte {exc.start} cannot be decoded)."
         ) from None
     except OSError as exc:
         raise AttnflowError(f"Cannot read the data file {str(file)!r}: {exc.strerror or exc}.") from None
+    nul = content.find(b"\0")
+    if nul >= 0:
+        raise AttnflowError(f"The data file {str(file)!r} holds a NUL byte (byte {nul}): it is not a text file.")
+    return text
 
 
 def _lines(text: str) -> list[str]:
