@@ -153,3 +153,43 @@ def test_a_results_json_with_a_byte_order_mark_reads(tmp_path):
     path = tmp_path / "r.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"format": "attnflow.explanation", "version": 1}).encode())
     assert read_json(path) == {"format": "attnflow.explanation", "version": 1}
+
+
+# ------------------------------------------------------------------ batch options, refused before any model (item 5)
+
+BAD_BATCH_VALUES = [
+    (["--head-fusion", "foo"], "--head-fusion", "mean, max, min, importance"),
+    (["--residual", "7"], "--residual", "[0, 1]"),
+    (["--residual", "nan"], "--residual", "[0, 1]"),
+    (["--method", "nope"], "--method", "Unknown method 'nope'"),
+    (["--output", "first"], "--output", "cls, last, mean"),
+    (["--engine", "spark"], "--engine", "local, ray"),
+    (["--batch-size", "0"], "--batch-size", "[1, inf]"),
+    (["--shard-size", "0"], "--shard-size", "[1, inf]"),
+]
+
+
+@pytest.mark.parametrize("args, option, message", BAD_BATCH_VALUES)
+def test_bad_batch_values_are_usage_errors_before_any_model(capsys, no_model, tmp_path, args, option, message):  # noqa: F811
+    data = tmp_path / "d.txt"
+    data.write_text("Dogs bark.\n")
+    status, out, err = run_cli(capsys, "batch", "--data", data, "--out", tmp_path / "out", *args)
+    assert status == 2, err
+    assert f"Invalid value for '{option}" in flat(err) and message in flat(err), err
+    assert "Traceback" not in err + out and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"head_fusion": "foo"}, "'head_fusion' parameter must be one of mean, max, min, 'importance'"),
+     ({"residual": 7}, "'residual' parameter must be a number in \\[0, 1\\]"),
+     ({"discard_ratio": 1.5}, "discard_ratio")],
+)
+def test_run_batch_refuses_bad_method_options_before_any_model(no_model, tmp_path, options, message):  # noqa: F811
+    from attnflow.batch import run_batch
+
+    data = tmp_path / "d.txt"
+    data.write_text("Dogs bark.\n")
+    with pytest.raises(AttnflowError, match=message):
+        run_batch(data, tmp_path / "out", methods="rollout", workers=1, **options)
+    assert not (tmp_path / "out").exists()
