@@ -428,7 +428,7 @@ def read_json(path: PathLike, what: str = "results file") -> Any:
             f"Cannot read {what} {name!r}: it is a folder (for evaluate's output, give its results.json)."
         )
     try:
-        with open(name, encoding="utf-8") as handle:
+        with open(name, encoding="utf-8-sig") as handle:  # a byte-order mark, as some editors save, is no fault
             return json.load(handle, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise AttnflowError(f"Cannot read {what} {name!r}: it is not UTF-8 text (not a JSON file).") from None
