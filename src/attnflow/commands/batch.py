@@ -133,7 +133,8 @@ def batch(
         list[str] | None,
         typer.Option(
             "--ground-truth",
-            help="With --evaluate: blankout, gradient, grad_x_input or integrated_gradients; repeat (default: all).",
+            help="With --evaluate: blankout, gradient, saliency, grad_x_input or integrated_gradients; "
+            "repeat (default: all).",
         ),
     ] = None,
     faithfulness: Annotated[

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..evaluate import EvaluationResult
 
-_GROUND_TRUTHS = ("blankout", "gradient", "grad_x_input", "integrated_gradients")
+_GROUND_TRUTHS = ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients")
 OUTPUT_FILES = ("results.json", "examples.csv", "correlation.png")
 
 

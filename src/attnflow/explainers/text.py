@@ -312,8 +312,12 @@ def _explain_graphs(
             if capture is None:  # one hooked forward pass serves every analytic graph
                 capture = capture_mixing(loaded, captured.input_ids)
             kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
-            part = explain_attentions(get_graph(name).matrices(capture), captured.tokens, methods=methods,
+            graph = get_graph(name)
+            part = explain_attentions(graph.matrices(capture), captured.tokens, methods=methods,
                                       output=output, progress=progress, residual=0.0, **kept)
+            product = graph.rollout_scores(capture, part.output) if "rollout" in part.scores else None
+            if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
+                part.scores["rollout"] = product
         prefix = "" if name == ATTENTION else f"{name} graph: "
         scores.update({result_key(name, key): value for key, value in part.scores.items()})
         labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
