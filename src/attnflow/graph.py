@@ -64,7 +64,12 @@ def _to_numpy(value: Any, name: str, keep_float32: bool = False) -> np.ndarray:
 
 
 def as_attention_array(attentions: Any, *, name: str = "attentions", keep_float32: bool = False) -> np.ndarray:
-    """Validate attention and return it as float64 ``(L, H, n, n)`` (a float32 array as it is with ``keep_float32``).
+    """Validate attention and return it as float64 ``(L, H, n, n)``.
+
+    With ``keep_float32``, one head of float32 (a capture fused while the model ran) is
+    validated and returned as it is, not copied: at 8192 tokens SmolLM2's is 8 GB, 16 GB in
+    float64. Readers that fuse it (:func:`fused_layers`) keep it; every computation on it
+    converts what it needs.
 
     Accepts ``(L, H, n, n)``, already fused ``(L, n, n)`` (returned with ``H = 1``),
     or a list of per-layer arrays of shape ``(H, n, n)`` or ``(n, n)``; numpy
@@ -133,6 +138,8 @@ def as_attention_array(attentions: Any, *, name: str = "attentions", keep_float3
             f"padding removed); row {row} of head {head} in layer {layer + 1} sums to "
             f"{row_sums[layer, head, row]:.6g}. Remove padding positions or pass softmax weights."
         )
+    if array.dtype != np.float64 and n_heads != 1:  # several heads are fused in float64
+        array = array.astype(np.float64)
     return array
 
 

@@ -259,3 +259,14 @@ def test_rollout_of_one_output_makes_no_float64_copy_of_the_capture():
     assert peak < 3 * layer64 + layers * layers * n * 8 < layers * layer64  # a whole copy would be L * layer64
     # float64 products of rows that sum to 1 within n * eps32 (float32 input): the same within L * n * eps32
     np.testing.assert_allclose(scores, want, atol=layers * n * np.finfo(np.float32).eps)
+    # explain_attentions hands the float32 capture to raw and rollout as it is
+    from attnflow import explain_attentions
+
+    tracemalloc.start()
+    try:
+        explained = explain_attentions(fused, methods=["raw", "rollout"], output="last")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * layer64 + 2 * layers * layers * n * 8
+    np.testing.assert_array_equal(explained.scores["rollout"], scores)

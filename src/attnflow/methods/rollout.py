@@ -175,8 +175,7 @@ def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) ->
         # Each layer's capacities made when the walk reaches it: no float64 copy of the whole capture.
         array = as_attention_array(attentions, keep_float32=True)  # a float32 capture is validated, not copied
         check_keep_token(keep, array.shape[-1])
-        fused = fused_layers(array if array.shape[1] == 1 else array.astype(np.float64), head_fusion)
-        capacities: Any = ResidualLayers(fused, residual)
+        capacities: Any = ResidualLayers(fused_layers(array, head_fusion), residual)
     else:
         capacities = AttentionGraph.from_attentions(
             attentions, residual=residual, head_fusion=head_fusion, discard_ratio=discard_ratio, keep_column=keep
