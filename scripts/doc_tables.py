@@ -56,6 +56,7 @@ SOURCES: dict[str, str] = {
     "capture-timing": "docs/results/capture-timing.json",
     "capture-long": "docs/results/capture-long.json",
     "flow-benchmark": "docs/results/flow-benchmark.json",
+    "capture-smollm2": "docs/results/capture-smollm2.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
@@ -446,6 +447,25 @@ def capture_timing(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def capture_smollm2(results: dict[str, Any]) -> str:
+    """``benchmarks/capture.py --smollm2``: the real LM's fused capture and last-position rollout, or why not."""
+    lines = [
+        "| tokens | fused capture (float32) | capture time | its memory beyond the model | rollout of the last "
+        "position | its memory beyond the capture | load average before / after |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in results["rows"]:
+        load = f"{row['load_average_before'][0]:.1f} / {row['load_average_after'][0]:.1f}"
+        if "skipped" in row:
+            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | not run: {row['skipped']} | | | | {load} |")
+            continue
+        lines.append(
+            f"| {row['tokens']} | {row['capture_array_mb']:.0f} MB | {duration(row['streamed_s'])} | "
+            f"{row['streamed_mb']:.0f} MB | {duration(row['rollout_s'])} | {row['rollout_mb']:.0f} MB | {load} |"
+        )
+    return "\n".join(lines)
+
+
 def duration(seconds: float) -> str:
     """A time in ms, s, min or h, as the flow table and ``benchmarks/flow.py`` print it."""
     if seconds < 1:
@@ -518,6 +538,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-timing": ("capture-timing", capture_timing),
     "capture-long": ("capture-long", capture_benchmark),
     "flow-benchmark": ("flow-benchmark", flow_benchmark),
+    "capture-smollm2": ("capture-smollm2", capture_smollm2),
 }
 
 
