@@ -486,7 +486,8 @@ def _explain_generated(
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if any(path is not None for path in (html_path, png_path, svg_path)):
         first = result.answer_token(0)
-        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result)
+        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
+                      open_on_answer=answer == "span")
 
 
 def _check_flow_time(
@@ -541,6 +542,7 @@ def _write_report(
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
     loaded: Any = None,
+    open_on_answer: bool = True,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
@@ -550,7 +552,8 @@ def _write_report(
     The explained output keeps the scores ``explain`` computed (gradient-based
     methods included); the report computes only the other outputs. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
-    report marks the prompt and the answer, and shows every answer token's scores.
+    report marks the prompt and the answer, and shows every answer token's scores and
+    the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
@@ -572,7 +575,7 @@ def _write_report(
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
 
-        data = mark_report(data, explanation if explanation is not None else result)
+        data = mark_report(data, explanation if explanation is not None else result, open_on_answer=open_on_answer)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
     if heads is not None:
@@ -640,9 +643,12 @@ def _explain_image(
     rows, cols = result.image["grid"]
     console.print(
         f"patch grid {rows}x{cols}; special tokens: "
-        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'}",
+        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'} (scored, no bar)",
         highlight=False,
     )
+    line = prediction_line(getattr(result.captured, "prediction", None), result.target)
+    if line:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if png_path is not None:
         console.print(f"wrote {result.to_png(png_path, layer=layer)}", highlight=False, soft_wrap=True)
     if json_path is not None:
@@ -653,6 +659,28 @@ def _explain_image(
 
         data = image_report_data(result, layer=layer, **options)
         console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+
+
+def prediction_line(prediction: dict[str, Any] | None, target: Any) -> str | None:
+    """What an image classifier predicted, and the class grad-rollout explains when that is another one.
+
+    Examples
+    --------
+    >>> prediction_line({"class": 7, "label": "7", "probability": 0.9561}, None)
+    'predicted class 7 (probability 0.956)'
+    >>> prediction_line({"class": 1, "label": "cat", "probability": 0.5}, {"class": 0, "label": "dog"})
+    "predicted class 1 'cat' (probability 0.500); grad-rollout explains class 0 'dog'"
+    """
+    if not prediction:
+        return None
+
+    def named(index: Any, label: Any) -> str:
+        return f"class {index}" + ("" if str(label) == str(index) else f" {str(label)!r}")
+
+    line = f"predicted {named(prediction['class'], prediction['label'])} (probability {prediction['probability']:.3f})"
+    if isinstance(target, dict) and "class" in target and target["class"] != prediction["class"]:
+        line += f"; grad-rollout explains {named(target['class'], target.get('label', target['class']))}"
+    return line
 
 
 def method_list(methods: list[str]) -> list[str]:
