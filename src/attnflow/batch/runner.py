@@ -35,7 +35,7 @@ from typing import Any
 from ..data import EMPTY_TEXT, Dataset, Record, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
-from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
+from .engines import ENGINES, available_cores, parse_address, run_in_process, run_local, run_ray
 from .worker import Shard, WorkSpec
 
 #: Version 2: shards name their run (``run`` in their metadata) and carry page checksums.
@@ -225,6 +225,8 @@ def run_batch(
         _positive("threads", threads)
     if address is not None and engine != "ray":
         raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
+    if address is not None and address != "auto":
+        parse_address(address)  # its form now; whether a cluster answers there, before connecting
     if (data is None) == (images is None):
         raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
     from ..mixing import ATTENTION, graph_names
