@@ -209,3 +209,16 @@ def test_ray_addresses_that_gave_tracebacks_are_one_line_before_any_model(capsys
                              address)
     assert status == 2 and message in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_examples_csv_never_holds_a_live_formula():
+    import io
+
+    import pandas as pd
+
+    from attnflow.io import csv_bytes
+
+    texts = ["=HYPERLINK(\"http://x\",\"click\")", "+1", "-cmd", "@SUM(A1)", "\tx", "plain", "a=b"]
+    back = pd.read_csv(io.BytesIO(csv_bytes(pd.DataFrame({"text": texts, "score": [-0.5] * 7}))))
+    assert back.text.tolist() == ["'" + t for t in texts[:4]] + ["'\tx", "plain", "a=b"]
+    assert back.score.tolist() == [-0.5] * 7  # numbers stay numbers
