@@ -99,6 +99,13 @@ def batch(
     head_fusion: Annotated[
         str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
     ] = "mean",
+    words: Annotated[
+        bool,
+        typer.Option(
+            "--words",
+            help="Also sum each row's scores to words (pieces no whitespace separates): columns words, word_scores.",
+        ),
+    ] = False,
     truncate: Annotated[
         bool, typer.Option(help="Cut texts longer than the model's maximum (else they are skipped).")
     ] = False,
@@ -177,7 +184,7 @@ def batch(
     with progress_bar() as progress:
         result = run_batch(
             data, out, model, method, images=images, graphs=graphs, decoder_column=decoder_column,
-            output=output, target=target, text_column=text_column, label_column=label_column,
+            words=words, output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
             overwrite=overwrite, evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..io import check_input_file, check_output_folder, write_folder
+from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
 from ..methods import available_methods, get_method
 from ..mixing.registry import available_graphs
 from .common import (
@@ -425,7 +425,7 @@ def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
 
     return {
         "results.json": (result.to_json() + "\n").encode("utf-8"),
-        "examples.csv": result.to_dataframe().to_csv(index=False).encode("utf-8"),
+        "examples.csv": csv_bytes(result.to_dataframe()),
         "correlation.png": figure_png(result.plot()),
     }
 
