@@ -93,7 +93,9 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
             values = explanation.words.sum_scores(values)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
         colour = _COLOURS[index % len(_COLOURS)]
-        table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
+        inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
+        table.add_column(f"{method} (input)" if method in inputs else method, justify="right", style=colour,
+                         no_wrap=True, min_width=5)
         table.add_column("", width=_BAR_WIDTH, no_wrap=True)
     labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
