@@ -108,8 +108,9 @@ def test_layer_one_ranks_the_words_alike_and_only_cls_separates_the_methods(smal
             np.testing.assert_allclose(first["rollout"], first["raw"], atol=1e-12)
         words = {m: small_run.evaluation.correlation(truth, m)[0, 0] for m in ("raw", "flow")}
         assert abs(words["flow"] - words["raw"]) <= 0.005, (truth, words)
-        with_cls = {m: small_run.evaluation.correlation(truth, m, special_tokens=True)[0, 0] for m in ("raw", "flow")}
-        assert with_cls["raw"] - with_cls["flow"] >= 0.05, (truth, with_cls)
+    # the [CLS] pattern is claimed for blank-out (the docs' figures); [CLS]'s gradient yardsticks are not claimed
+    with_cls = {m: small_run.evaluation.correlation("blankout", m, special_tokens=True)[0, 0] for m in ("raw", "flow")}
+    assert with_cls["raw"] - with_cls["flow"] >= 0.05, with_cls
 
 
 def test_flow_into_cls_sits_at_its_bound_from_the_middle_layers_up(small_run) -> None:
