@@ -155,10 +155,16 @@ def batch(
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
     from ..io import check_input_file
+    from ..errors import AttnflowError
+    from ..methods.attribution import is_attribution
     from .explain import check_graphs
 
     check_input_file(data, "--data")
     check_methods(method)
+    attribution = [name for name in method if is_attribution(name)]
+    if attribution:  # they need the model per row; attnflow batch runs attention methods only, for now
+        raise AttnflowError(f"--method {attribution[0]} is an attribution method; attnflow batch does not run them "
+                            "yet: use attnflow evaluate or attnflow explain.")
     graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
     options: dict[str, object] = {"head_fusion": head_fusion}
     if graphs == ["attention"]:  # the context-mixing graphs contain the residual

@@ -66,7 +66,9 @@ def explain(
         list[str],
         typer.Option(
             "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}; attribution "
+            "methods (the input, no layers): saliency, grad-x-input, integrated-gradients, occlusion, "
+            "gradient-shap, lime, random.",
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
@@ -210,6 +212,11 @@ def explain(
             help="With --html: the heads panel from a heads.json `attnflow heads` wrote, instead of computing it.",
         ),
     ] = None,
+    ig_steps: Annotated[int, typer.Option(help="Integration steps of --method integrated-gradients.")] = 50,
+    lime_samples: Annotated[int, typer.Option(help="Samples of --method lime.")] = 200,
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes --method occlusion or lime may run on the text.")
+    ] = 1000,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -219,10 +226,21 @@ def explain(
     from ..explainers.text import TARGET_IGNORED, target_needed
     from ..explainers.text import explain as run_explain
     from ..io import check_output_file
+    from ..methods.attribution import check_attribution_options, split_methods
     from ..report.terminal import explanation_table
 
+    attention_methods, attribution_methods = split_methods(method)
+    check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
+                              max_passes=max_passes)
+    if attribution_methods:
+        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
+                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
+                 if value is not None]
+        if given:
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
+                                f"--json; it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
-    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None,
+    graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
@@ -312,7 +330,7 @@ def explain(
         from ..capture import capture_attention
         from ..capture.plan import capture_heads
 
-        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(method, options))
+        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
     if "flow" in method:
         _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
     with progress_bar("explaining") as progress:
@@ -328,6 +346,8 @@ def explain(
             captured=captured,
             words=words,
             graph=graphs,
+            **({"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+               if attribution_methods else {}),
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
