@@ -58,6 +58,7 @@ SOURCES: dict[str, str] = {
     "capture-long": "docs/results/capture-long.json",
     "flow-benchmark": "docs/results/flow-benchmark.json",
     "capture-smollm2": "docs/results/capture-smollm2.json",
+    "flow-long": "docs/results/flow-long.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients", "saliency": "saliency ‖g‖",
@@ -535,6 +536,24 @@ def flow_benchmark(results: Any) -> str:
     return "\n".join(lines)
 
 
+def flow_long(results: Any) -> str:
+    """``benchmarks/flow_long.py --json``: certified flow intervals on long prompts (docs/flow.md)."""
+    lines = [
+        "| model | layers | tokens | tolerance | solver (wall) | CPU | rounds | arcs: first / last sparse graph, "
+        "full graph | widest interval | complete | exact solver's estimate | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|",
+    ]
+    for row in results:
+        arcs = f"{row['arcs_first']:,} / {row['arcs_last']:,}, {row['arcs_full']:,}"
+        lines.append(
+            f"| {row['model']} | {row['layers']} | {row['tokens']:,} | {row['tolerance']:g} | "
+            f"{duration(row['solver_s'])} | {duration(row['cpu_s'])} | {row['rounds']} | {arcs} | "
+            f"{row['widest']:.1e} | {'yes' if row['complete'] else 'no (budget)'} | "
+            f"{duration(row['exact_estimate_s'])} | {row['load']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -577,6 +596,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-long": ("capture-long", capture_benchmark),
     "flow-benchmark": ("flow-benchmark", flow_benchmark),
     "capture-smollm2": ("capture-smollm2", capture_smollm2),
+    "flow-long": ("flow-long", flow_long),
 }
 
 

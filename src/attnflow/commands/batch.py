@@ -154,8 +154,8 @@ def batch(
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
-    from ..io import check_input_file
     from ..errors import AttnflowError
+    from ..io import check_input_file
     from ..methods.attribution import is_attribution
     from .explain import check_graphs
 

@@ -146,6 +146,24 @@ def explain(
             callback=number_range(0, None, low_open=True),
         ),
     ] = None,
+    flow_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-tolerance",
+            help="Flow as certified intervals at most this wide (a fraction of the output's capacity); 0: exact. "
+            "[default: exact when its estimate fits --flow-seconds, else 0.001]",
+            callback=number_range(0, 1, high_open=True),
+        ),
+    ] = None,
+    flow_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-seconds",
+            help="Time budget of certified flow: when it runs out, the intervals proven so far are shown, with a "
+            "note. [default: 60 for the choice of exact flow, no limit on intervals]",
+            callback=number_range(0, None, low_open=True),
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     generate: Annotated[
         int | None,
@@ -244,6 +262,12 @@ def explain(
                           head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
+    if flow_tolerance is not None or flow_seconds is not None:
+        given = "--flow-tolerance" if flow_tolerance is not None else "--flow-seconds"
+        if image is not None or generate is not None or decoder_text is not None or "flow" not in method:
+            raise AttnflowError(f"{given} is for --method flow on a text (not --image, --generate or --decoder-text).")
+        options.update({key: value for key, value in (("flow_tolerance", flow_tolerance),
+                                                     ("flow_seconds", flow_seconds)) if value is not None})
     if (text is None) == (image is None):
         raise AttnflowError(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
@@ -332,7 +356,8 @@ def explain(
 
         captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
     if "flow" in method:
-        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
+        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs),
+                         tolerance=flow_tolerance, budget=flow_seconds)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -511,15 +536,21 @@ def _explain_generated(
 
 
 def _check_flow_time(
-    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1
+    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1,
+    tolerance: float | None = None, budget: float | None = None,
 ) -> None:
-    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``."""
-    from ..methods.flow import estimate_flow_seconds
+    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``.
+
+    Certified intervals (``--flow-tolerance`` above 0) have their own budget, ``--flow-seconds``.
+    """
+    from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
     from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
     seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else outputs)
+    if tolerance or (tolerance is None and estimate_flow_seconds(n_layers, n) > (budget or EXACT_SECONDS)):
+        return  # certified intervals: flow_annotated says so in a note
     ways_out = "--method rollout (instant), a shorter text, or a larger --max-flow-seconds"
     if limit is not None and seconds > limit:
         raise AttnflowError(
@@ -730,7 +761,11 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
 
 
 def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
-    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps."""
+    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps.
+
+    The flow options stay with explain: the report takes its flow from the explanation.
+    """
+    options = {key: value for key, value in options.items() if key not in ("flow_tolerance", "flow_seconds")}
     if options.get("head_fusion") == "importance" and "head_importance" in result.options:
         return {**options, "head_fusion": result.options["head_importance"]}
     return options

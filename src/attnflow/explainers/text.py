@@ -345,6 +345,7 @@ def _explain_graphs(
     scores: dict[str, np.ndarray] = {}
     labels: dict[str, list[str]] = {}
     solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     notes: list[str] = []
     capture, position = None, output
     for name in graphs:
@@ -365,12 +366,13 @@ def _explain_graphs(
         scores.update({result_key(name, key): value for key, value in part.scores.items()})
         labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
         solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
+        bounds.update({result_key(name, key): value for key, value in part.bounds.items()})
         notes.extend(prefix + note for note in part.notes)
         position = part.output
     if not _mean_fusion(options.get("head_fusion")) and ATTENTION in graphs:
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
     return Explanation(tokens=list(captured.tokens), scores=scores, output=position, options=dict(options),
-                       notes=notes, token_labels=labels, solutions=solutions)
+                       notes=notes, token_labels=labels, solutions=solutions, bounds=bounds)
 
 
 def method_names(methods: Sequence[str] | str) -> list[str]:
@@ -527,6 +529,7 @@ def explain_attentions(
     notes: list[str] = []
     labels: dict[str, list[str]] = {}
     solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for method in chosen:
         options = {key: value for key, value in method_options.items() if key in method.options}
         if method.needs_gradients:
@@ -545,6 +548,8 @@ def explain_attentions(
             labels.update(method_labels)
             if solution is not None:
                 solutions[method.name] = solution
+            if hasattr(solution, "score_bounds"):  # certified intervals around each score
+                bounds[method.name] = solution.score_bounds(position)
         else:
             scores[method.name] = method.scores(array, position, **options)
     return Explanation(
@@ -555,6 +560,7 @@ def explain_attentions(
         notes=notes,
         token_labels=labels,
         solutions=solutions,
+        bounds=bounds,
     )
 
 

@@ -44,7 +44,8 @@ def add_key_columns(table: Table, *, part: bool) -> None:
 def add_score_columns(table: Table, method: str, colour: str, title: str | None = None) -> None:
     """A method's score and bar columns, one block (a ``GRAPH/METHOD`` method's block is in that graph's group)."""
     block = {"block": method, "group": _graph(method)} if isinstance(table, StackingTable) else {}
-    table.add_column(method if title is None else title, justify="right", style=colour, no_wrap=True, min_width=5, **block)
+    table.add_column(method if title is None else title, justify="right", style=colour, no_wrap=True, min_width=5,
+                     **block)
     table.add_column("", width=_BAR_WIDTH, no_wrap=True, **block)
 
 
