@@ -21,6 +21,7 @@ import attnflow
 from attnflow.cli import main
 from attnflow.errors import AttnflowError
 from attnflow.generation import SPAN_RULE, explain_generation, generate
+from tests.printed import printouts_differ
 from tests.report.conftest import browser  # noqa: F401  (the session's headless chromium, for the page test)
 
 pytestmark = pytest.mark.e2e
@@ -435,10 +436,10 @@ def command_outputs(commands: list[str], folder: Path) -> list[str]:
     import subprocess
     import sys
 
-    env = {"COLUMNS": "100", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PATH": "/usr/bin:/bin"}
-    run = subprocess.run([sys.executable, "-c", _RUNNER, *commands], capture_output=True, text=True, env=env,
-                         cwd=folder, timeout=600)
+    from tests.printed import cli_env
+
+    run = subprocess.run([sys.executable, "-c", _RUNNER, *commands], capture_output=True, text=True,
+                         env=cli_env(100), cwd=folder, timeout=600)
     assert run.returncode == 0, run.stderr
     parts = run.stdout.split("@@ attnflow-output\n")[1:]
     assert len(parts) == len(commands), run.stdout
@@ -462,8 +463,9 @@ def test_the_docs_show_what_the_commands_print(docs_folder):
     assert {document.name for document, _, _ in blocks} == {"generation.md", "README.md"}, "output blocks lost"
     outputs = command_outputs([args for _, args, _ in blocks], docs_folder)
     for (document, args, shown), output in zip(blocks, outputs, strict=True):
-        assert output == shown.strip(), (
-            f"rerun `attnflow {args}` and paste its output into {document.name} (see docs/generation.md)")
+        difference = printouts_differ(output, shown)
+        assert difference is None, (
+            f"rerun `attnflow {args}` and paste its output into {document.name} (see docs/generation.md): {difference}")
 
 
 def test_the_report_shows_grad_rollout_for_every_answer_token(capsys, tmp_path, tiny_llama_path):

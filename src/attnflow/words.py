@@ -150,6 +150,9 @@ def word_groups(
     >>> word_groups(tok, ids, "Don't panic, New York!").labels
     ['[CLS]', "Don't", 'panic,', 'New', 'York!', '[SEP]']
     """
+    from .capture.chat import special_tokens_mask
+
+    mask = special_tokens_mask(tokenizer, input_ids) if input_ids else []  # a chat template's tokens too
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     ids = [int(i) for i in input_ids]
     if not ids:
@@ -157,7 +160,6 @@ def word_groups(
     n = len(ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
     unknown = getattr(tokenizer, "unk_token_id", None)
-    mask = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
     special = [bool(m) and ids[i] != unknown for i, m in enumerate(mask)]
     # a piece written as whitespace only (a lone Ġ or ▁, Ċ): a group of its own, whatever its offsets say
     # (SentencePiece gives the ▁ it prepends the first character's offsets; RoBERTa trims Ġ's to nothing)

@@ -21,6 +21,7 @@ from attnflow.capture.text import _capture_batch_returned, _encode
 from attnflow.graph import fuse_heads
 from tests.capture.test_hooks import megatron_loaded
 from tests.tiny_models import foreign_hooks
+from tests.tolerances import float32_sum_bound, model_float32_bound
 
 TEXTS = [
     "The keys to the cabinet are on the table.",
@@ -37,18 +38,20 @@ def _reference(loaded, texts=TEXTS):
 
 def _check_equal(loaded):
     reference = _reference(loaded)
+    atol = model_float32_bound(loaded.model.config)  # other batch shapes: another reduction order
     every = capture_attention(TEXTS, loaded, heads="all")
     for got, want in zip(every, reference, strict=True):
         assert got.head_fusion is None and got.attentions.dtype == np.float64
-        np.testing.assert_allclose(got.attentions, want, atol=1e-6, rtol=0)
-        assert got.row_correction < 1e-5
+        np.testing.assert_allclose(got.attentions, want, atol=atol, rtol=0)
+        # a softmax row of n float32 terms sums to 1 within n * eps32
+        assert got.row_correction <= float32_sum_bound(want.shape[-1])
     for fusion in ("mean", "max", "min"):
         fused = capture_attention(TEXTS, loaded, heads=fusion, batch_size=2)
         for got, want in zip(fused, reference, strict=True):
             assert got.head_fusion == fusion and got.attentions.dtype == np.float32
             assert got.attentions.shape == (want.shape[0], 1, *want.shape[2:])
             assert got.model_heads == want.shape[1]
-            np.testing.assert_allclose(got.fused, fuse_heads(want, fusion), atol=1e-6, rtol=0)
+            np.testing.assert_allclose(got.fused, fuse_heads(want, fusion), atol=atol, rtol=0)
     assert foreign_hooks(loaded.model) == {}
 
 

@@ -202,22 +202,17 @@ def test_api_bad_input():
 @pytest.mark.slow
 def test_the_table_in_docs_seq2seq_is_what_the_command_prints():
     import re
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from tests.printed import printouts_differ, run_attnflow
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "seq2seq.md").read_text()
     block = re.search(r"terminal 110 columns wide\):\n\n```\n(.*?)```", doc, re.S)
     assert block, "docs/seq2seq.md lost its example table"
-    env = {"COLUMNS": "110", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PATH": "/usr/bin:/bin"}
     args = ["explain", "--model", "reverse", "7 2 9 4", "--decoder-text", "4 9 2 7", "--method", "raw", "--method",
             "rollout", "--method", "flow"]
-    run = subprocess.run([sys.executable, "-m", "attnflow", *args], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr
-    shown = "\n".join(line.rstrip() for line in run.stdout.splitlines()).strip()
-    assert shown == "\n".join(line.rstrip() for line in block.group(1).splitlines()).strip()
+    shown = run_attnflow(args, columns=110)
+    assert printouts_differ(shown, block.group(1)) is None, printouts_differ(shown, block.group(1))
 
 
 def test_the_model_is_left_as_it_was(seq2seq_paths):

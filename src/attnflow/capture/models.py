@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, resolve_bundled
+from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, rebuild_bundled, resolve_bundled
 from ..errors import AttnflowError
 from ._failures import first_line
 
@@ -70,6 +70,9 @@ class LoadedModel:
     path: Path | None = field(default=None, repr=False)
     #: The image processor of an image model (``AutoImageProcessor``), or ``None``.
     processor: Any = field(default=None, repr=False)
+    #: With a :class:`attnflow.capture.chat.ChatTemplate` (:func:`attnflow.capture.chat.with_chat`), texts are
+    #: wrapped in the tokenizer's chat template, whose tokens count as special tokens.
+    chat: Any = field(default=None, repr=False)
 
     @property
     def is_vision(self) -> bool:
@@ -121,6 +124,7 @@ def load_model(
     trust_remote_code: bool = False,
     dtype: str | None = None,
     device: str | None = None,
+    chat: bool = False,
 ) -> LoadedModel:
     """Load a model and its tokenizer offline, or wrap ones already loaded.
 
@@ -145,6 +149,11 @@ def load_model(
         GPU, else ``cpu``): move the model there (a model object in place).
         ``None`` (default): where it is (``cpu`` for folders). ``"cuda"`` without a
         GPU is an error.
+    chat
+        Wrap every text in the tokenizer's chat template (one user turn and the
+        assistant's prompt; :mod:`attnflow.capture.chat`), its tokens marked as
+        special; an error for a tokenizer without one. ``False`` leaves a
+        :class:`LoadedModel` given as it is.
 
     Returns
     -------
@@ -179,18 +188,33 @@ def load_model(
     torch_device = resolve_device(device)
     if isinstance(model, LoadedModel):
         if tokenizer is not None:
-            model = replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code))
-        return place_model(model, torch_dtype, torch_device)
+            model = replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code), chat=None)
+        return _chat(place_model(model, torch_dtype, torch_device), chat)
     if model is None:
         loaded = _load_folder(
             resolve_bundled(DEFAULT_MODEL), DEFAULT_MODEL, tokenizer, trust_remote_code, torch_dtype
         )
     elif isinstance(model, (str, os.PathLike)):
         folder, name = _locate(model)
-        loaded = _load_folder(folder, name, tokenizer, trust_remote_code, torch_dtype)
+        try:
+            loaded = _load_folder(folder, name, tokenizer, trust_remote_code, torch_dtype)
+        except AttnflowError as exc:
+            # A model attnflow built into its cache (smollm2) is rebuilt once when it fails to load.
+            rebuilt = rebuild_bundled(name, first_line(exc)) if is_bundled(name) else None
+            if rebuilt is None:
+                raise
+            loaded = _load_folder(rebuilt, name, tokenizer, trust_remote_code, torch_dtype)
     else:
         loaded = _wrap_model_object(model, tokenizer, trust_remote_code)
-    return place_model(loaded, torch_dtype, torch_device)
+    return _chat(place_model(loaded, torch_dtype, torch_device), chat)
+
+
+def _chat(loaded: LoadedModel, chat: bool) -> LoadedModel:
+    if not chat:
+        return loaded
+    from .chat import with_chat
+
+    return with_chat(loaded)
 
 
 #: What ``dtype=`` (``--dtype``) accepts.

@@ -59,14 +59,16 @@ def explain(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --image), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --image), folder or cached HF id."
         ),
     ] = None,
     method: Annotated[
         list[str],
         typer.Option(
             "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}; attribution "
+            "methods (the input, no layers): saliency, grad-x-input, integrated-gradients, occlusion, "
+            "gradient-shap, lime, random.",
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
@@ -144,6 +146,24 @@ def explain(
             callback=number_range(0, None, low_open=True),
         ),
     ] = None,
+    flow_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-tolerance",
+            help="Flow as certified intervals at most this wide (a fraction of the output's capacity); 0: exact. "
+            "[default: exact when its estimate fits --flow-seconds, else 0.001]",
+            callback=number_range(0, 1, high_open=True),
+        ),
+    ] = None,
+    flow_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-seconds",
+            help="Time budget of certified flow: when it runs out, the intervals proven so far are shown, with a "
+            "note. [default: 60 for the choice of exact flow, no limit on intervals]",
+            callback=number_range(0, None, low_open=True),
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     generate: Annotated[
         int | None,
@@ -195,6 +215,14 @@ def explain(
             "confidence, computed for this text and --target.",
         ),
     ] = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Wrap the text in the tokenizer's chat template (a user turn, then the assistant's prompt), as "
+            "instruct models are prompted; the template's tokens are scored too and shown as special tokens.",
+        ),
+    ] = False,
     heads_file: Annotated[
         Path | None,
         typer.Option(
@@ -202,6 +230,11 @@ def explain(
             help="With --html: the heads panel from a heads.json `attnflow heads` wrote, instead of computing it.",
         ),
     ] = None,
+    ig_steps: Annotated[int, typer.Option(help="Integration steps of --method integrated-gradients.")] = 50,
+    lime_samples: Annotated[int, typer.Option(help="Samples of --method lime.")] = 200,
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes --method occlusion or lime may run on the text.")
+    ] = 1000,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -211,13 +244,30 @@ def explain(
     from ..explainers.text import TARGET_IGNORED, target_needed
     from ..explainers.text import explain as run_explain
     from ..io import check_output_file
+    from ..methods.attribution import check_attribution_options, split_methods
     from ..report.terminal import explanation_table
 
+    attention_methods, attribution_methods = split_methods(method)
+    check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
+                              max_passes=max_passes)
+    if attribution_methods:
+        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
+                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
+                 if value is not None]
+        if given:
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
+                                f"--json; it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
-    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None,
+    graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
+    if flow_tolerance is not None or flow_seconds is not None:
+        given = "--flow-tolerance" if flow_tolerance is not None else "--flow-seconds"
+        if image is not None or generate is not None or decoder_text is not None or "flow" not in method:
+            raise AttnflowError(f"{given} is for --method flow on a text (not --image, --generate or --decoder-text).")
+        options.update({key: value for key, value in (("flow_tolerance", flow_tolerance),
+                                                     ("flow_seconds", flow_seconds)) if value is not None})
     if (text is None) == (image is None):
         raise AttnflowError(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
@@ -225,9 +275,12 @@ def explain(
         )
     sources = [image, heads_file]  # no output may be written over one of them
     check_output_file(json_path, "--json", (".json",), inputs=sources, overwrite=overwrite)
-    if image is not None and (generate is not None or words or decoder_text is not None):
-        given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
+    if image is not None and (generate is not None or words or decoder_text is not None or chat):
+        given = "--generate" if generate is not None else "--words" if words else "--chat" if chat else "--decoder-text"
         raise AttnflowError(f"{given} is for texts, not --image.")
+    if chat and decoder_text is not None:
+        raise AttnflowError("--chat is for decoder-only chat models; an encoder-decoder model's --decoder-text has "
+                            "no chat template.")
     check_heads_options(heads, heads_file, html_path, image)
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
@@ -266,7 +319,7 @@ def explain(
 
         check_report_paths(html_path, png_path, svg_path, inputs=sources, html_option="--html", overwrite=overwrite)
     # once: explain and the report share it
-    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
+    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device, chat=chat)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
@@ -301,9 +354,10 @@ def explain(
         from ..capture import capture_attention
         from ..capture.plan import capture_heads
 
-        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(method, options))
+        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
     if "flow" in method:
-        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
+        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs),
+                         tolerance=flow_tolerance, budget=flow_seconds)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -317,6 +371,8 @@ def explain(
             captured=captured,
             words=words,
             graph=graphs,
+            **({"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+               if attribution_methods else {}),
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
@@ -480,15 +536,21 @@ def _explain_generated(
 
 
 def _check_flow_time(
-    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1
+    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1,
+    tolerance: float | None = None, budget: float | None = None,
 ) -> None:
-    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``."""
-    from ..methods.flow import estimate_flow_seconds
+    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``.
+
+    Certified intervals (``--flow-tolerance`` above 0) have their own budget, ``--flow-seconds``.
+    """
+    from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
     from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
     seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else outputs)
+    if tolerance or (tolerance is None and estimate_flow_seconds(n_layers, n) > (budget or EXACT_SECONDS)):
+        return  # certified intervals: flow_annotated says so in a note
     ways_out = "--method rollout (instant), a shorter text, or a larger --max-flow-seconds"
     if limit is not None and seconds > limit:
         raise AttnflowError(
@@ -699,7 +761,11 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
 
 
 def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
-    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps."""
+    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps.
+
+    The flow options stay with explain: the report takes its flow from the explanation.
+    """
+    options = {key: value for key, value in options.items() if key not in ("flow_tolerance", "flow_seconds")}
     if options.get("head_fusion") == "importance" and "head_importance" in result.options:
         return {**options, "head_fusion": result.options["head_importance"]}
     return options

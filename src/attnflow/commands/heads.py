@@ -29,7 +29,7 @@ def heads(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for heads.json and heads.png.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id."),
+        typer.Option("--model", "-m", help="Bundled name (minilm, smollm2), local folder or cached HF id."),
     ] = None,
     target: Annotated[
         str | None,

@@ -157,6 +157,9 @@ class ReportData:
     #: The residual weight the explanation ran with, where the page's graph holds it inside its edges (an
     #: encoder-decoder model's layered graph, ``residual`` 0): the page's header shows this one.
     run_residual: float | None = None
+    #: Certified intervals around scores (flow with ``--flow-tolerance``): ``{method: {"k": index into outputs,
+    #: "lower": (L, n), "upper": (L, n)}}``; the page draws them under the tokens of that output.
+    bounds: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -208,6 +211,9 @@ class ReportData:
             or not 1 <= self.source_length < n
         ):
             raise AttnflowError(f"ReportData.source_length must be from 1 to {n - 1}; got {self.source_length!r}.")
+        if self.bounds is not None:
+            self.bounds = {str(name): _interval_rows(pair, self.n_layers, n, len(self.outputs))
+                           for name, pair in self.bounds.items()}
         if self.layer_names is not None:
             self.layer_names = [str(name) for name in self.layer_names]
             if len(self.layer_names) != self.n_layers:
@@ -345,6 +351,10 @@ class ReportData:
             "image": self.image,
             "shares": None if self.shares is None else self._shares_for_json(),
             "flow_cuts": self.flow_cuts,
+            "bounds": None if self.bounds is None else {
+                name: {"k": pair["k"], "lower": _rounded(pair["lower"]), "upper": _rounded(pair["upper"])}
+                for name, pair in self.bounds.items()
+            },
             "prompt_length": self.prompt_length,
             "words": None if self.words is None else self._words_for_json(),
             "heads": self.heads,
@@ -403,6 +413,7 @@ class ReportData:
                 source_length=data.get("source_length"),
                 layer_names=data.get("layer_names"),
                 run_residual=data.get("run_residual"),
+                bounds=data.get("bounds"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -581,6 +592,9 @@ def report_data(
         notes=notes,
         source="attention",
         flow_cuts=cuts,
+        bounds={name: {"k": outputs.index(position), "lower": lower, "upper": upper}
+                for name, (lower, upper) in (explanation.bounds if explanation is not None else {}).items()
+                if name in scores} or None,
     )
 
 
@@ -937,3 +951,19 @@ def _from_json_array(value: Any) -> np.ndarray:
     array = np.array(value, dtype=object)
     array[array == None] = np.nan  # noqa: E711  (elementwise comparison with None)
     return array.astype(np.float64)
+
+
+def _interval_rows(pair: Any, n_layers: int, n: int, n_outputs: int) -> dict[str, Any]:
+    """One entry of :attr:`ReportData.bounds`, checked: ``k`` an output index, ``lower``/``upper`` ``(L, n)``."""
+    try:
+        k = pair["k"]
+        lower, upper = (np.asarray(pair[end], dtype=np.float64) for end in ("lower", "upper"))
+    except (KeyError, TypeError, ValueError):
+        k, lower, upper = None, None, None
+    if (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_outputs
+            or any(end is None or end.shape != (n_layers, n) for end in (lower, upper))):
+        raise AttnflowError(
+            f"ReportData.bounds must give each method an output index 'k' below {n_outputs} and 'lower' and "
+            f"'upper' rows of shape ({n_layers}, {n})."
+        )
+    return {"k": k, "lower": lower, "upper": upper}

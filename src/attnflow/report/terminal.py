@@ -41,10 +41,11 @@ def add_key_columns(table: Table, *, part: bool) -> None:
         table.add_column("part", no_wrap=True, style="dim")
 
 
-def add_score_columns(table: Table, method: str, colour: str) -> None:
+def add_score_columns(table: Table, method: str, colour: str, title: str | None = None) -> None:
     """A method's score and bar columns, one block (a ``GRAPH/METHOD`` method's block is in that graph's group)."""
     block = {"block": method, "group": _graph(method)} if isinstance(table, StackingTable) else {}
-    table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5, **block)
+    table.add_column(method if title is None else title, justify="right", style=colour, no_wrap=True, min_width=5,
+                     **block)
     table.add_column("", width=_BAR_WIDTH, no_wrap=True, **block)
 
 
@@ -151,7 +152,9 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
             values = explanation.words.sum_scores(values)
         scaled = values[barred]
         columns.append((values, np.nanmax(scaled) if np.any(np.isfinite(scaled)) else 1.0))
-        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
+        inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)],
+                          title=f"{method} (input)" if method in inputs else None)
     labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
         table.add_column(name, no_wrap=True, style="dim", **_label_block(name, explanation.methods))

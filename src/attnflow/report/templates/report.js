@@ -371,6 +371,17 @@
           }, token);
           chip.style.background = ramp(t);
           chip.style.color = inkOn(t);
+          var bounds = D.bounds && D.bounds[method];
+          if (bounds && bounds.k === state.k && bounds.lower[state.layer - 1][j] !== null) {
+            // the certified interval: a bar under the token from the lower to the upper bound, on the row's scale
+            var lo = bounds.lower[state.layer - 1][j], hi = bounds.upper[state.layer - 1][j];
+            var bar = el("span", { "class": "interval" });
+            bar.style.left = (100 * Math.max(0, Math.min(1, scale(lo)))) + "%";
+            bar.style.width = "max(2px, " + (100 * Math.max(0, Math.min(1, scale(hi)) - Math.max(0, scale(lo)))) + "%)";
+            chip.appendChild(bar);
+            chip.setAttribute("data-tip", chip.getAttribute("data-tip") + "\ncertified in [" + fmt(lo, 6) + ", " +
+              fmt(hi, 6) + "]");
+          }
           chip.addEventListener("click", function () { setOutputToken(j); });
           sentence.appendChild(chip);
         });
