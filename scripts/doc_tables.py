@@ -271,6 +271,23 @@ def heads_top(results: dict[str, Any], count: int = 8) -> str:
     return "\n".join(rows)
 
 
+def heads_by_role(results: dict[str, Any]) -> str:
+    """An ``attnflow heads`` heads.json: every role found and the heads that have it, most important first."""
+    importance = results["scores"]["importance"]
+    found: dict[str, list[tuple[int, int]]] = {}
+    for layer, row in enumerate(results["roles"]):
+        for head, roles in enumerate(row):
+            for role in roles:
+                found.setdefault(role, []).append((layer, head))
+    rows = ["| role | heads (most important first) | how many |", "|---|---|---:|"]
+    for role in sorted(found):
+        heads = sorted(found[role], key=lambda lh: -importance[lh[0]][lh[1]])
+        rows.append(f"| {role} | {', '.join(f'L{layer + 1}H{head + 1}' for layer, head in heads)} | {len(heads)} |")
+    if not found:
+        rows.append("| (none) | no head has a role | 0 |")
+    return "\n".join(rows)
+
+
 def seq2seq_plausibility(results: dict[str, Any]) -> str:
     """``attnflow reproduce reverse``: how often each method ranks the aligned source digit first, per layer."""
     n = results["decoder_layers"]
@@ -457,7 +474,7 @@ def capture_smollm2(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         load = f"{row['load_average_before'][0]:.1f} / {row['load_average_after'][0]:.1f}"
         if "skipped" in row:
-            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | not run: {row['skipped']} | | | | {load} |")
+            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | {row['skipped']} | | | | {load} |")
             continue
         lines.append(
             f"| {row['tokens']} | {row['capture_array_mb']:.0f} MB | {duration(row['streamed_s'])} | "
