@@ -271,23 +271,6 @@ def heads_top(results: dict[str, Any], count: int = 8) -> str:
     return "\n".join(rows)
 
 
-def heads_by_role(results: dict[str, Any]) -> str:
-    """An ``attnflow heads`` heads.json: every role found and the heads that have it, most important first."""
-    importance = results["scores"]["importance"]
-    found: dict[str, list[tuple[int, int]]] = {}
-    for layer, row in enumerate(results["roles"]):
-        for head, roles in enumerate(row):
-            for role in roles:
-                found.setdefault(role, []).append((layer, head))
-    rows = ["| role | heads (most important first) | how many |", "|---|---|---:|"]
-    for role in sorted(found):
-        heads = sorted(found[role], key=lambda lh: -importance[lh[0]][lh[1]])
-        rows.append(f"| {role} | {', '.join(f'L{layer + 1}H{head + 1}' for layer, head in heads)} | {len(heads)} |")
-    if not found:
-        rows.append("| (none) | no head has a role | 0 |")
-    return "\n".join(rows)
-
-
 def seq2seq_plausibility(results: dict[str, Any]) -> str:
     """``attnflow reproduce reverse``: how often each method ranks the aligned source digit first, per layer."""
     n = results["decoder_layers"]
