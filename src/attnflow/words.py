@@ -210,6 +210,10 @@ def _group_segment(
             kinds.append(("alone", None))
         else:
             kinds.append(("empty", None))
+    placed = [False] * len(text)  # characters inside some piece's span
+    for start, end in spans:
+        for char in range(max(start, 0), min(end, len(text))):
+            placed[char] = True
     found: list[tuple[list[int], tuple[int, int] | None]] = []  # (positions, word range or None)
     pending: list[int] = []  # empty pieces waiting for the piece that completes them
     for offset, (kind, words) in enumerate(kinds):
@@ -243,7 +247,13 @@ def _group_segment(
             result.append((positions, None))
             continue
         covered = [spans[p - first] for p in positions if spans[p - first][1] > spans[p - first][0]]
-        label = text[min(a for a, _ in covered) : max(b for _, b in covered)].strip()
+        start, end = min(a for a, _ in covered), max(b for _, b in covered)
+        # characters of the same word that no piece covers (a combining accent an uncased tokenizer drops)
+        while start > 0 and word_of[start - 1] == words[0] and not placed[start - 1]:
+            start -= 1
+        while end < len(text) and word_of[end] == words[1] and not placed[end]:
+            end += 1
+        label = text[start:end].strip()
         result.append((positions, label or None))
     return result
 

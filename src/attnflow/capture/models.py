@@ -482,6 +482,11 @@ def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool
             f"Model {name!r} needs custom code from its folder; attnflow runs such code only with "
             "trust_remote_code=True (--trust-remote-code)."
         )
+    if "above report" in message:  # transformers' details are in a log report attnflow keeps quiet
+        message = (
+            "some weights do not have the shapes its config.json gives (a config edited, or weights of another "
+            "model)." if "mismatched" in message else "its weights could not be converted to its architecture."
+        )
     return AttnflowError(f"Could not load the model {name!r} from {str(folder)!r}: {message}")
 
 
