@@ -491,7 +491,7 @@ def capture_smollm2(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         load = f"{row['load_average_before'][0]:.1f} / {row['load_average_after'][0]:.1f}"
         if "skipped" in row:
-            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | not run: {row['skipped']} | | | | {load} |")
+            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | {row['skipped']} | | | | {load} |")
             continue
         lines.append(
             f"| {row['tokens']} | {row['capture_array_mb']:.0f} MB | {duration(row['streamed_s'])} | "
