@@ -59,14 +59,16 @@ def explain(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --image), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --image), folder or cached HF id."
         ),
     ] = None,
     method: Annotated[
         list[str],
         typer.Option(
             "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}; attribution "
+            "methods (the input, no layers): saliency, grad-x-input, integrated-gradients, occlusion, "
+            "gradient-shap, lime, random.",
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
@@ -213,6 +215,14 @@ def explain(
             "confidence, computed for this text and --target.",
         ),
     ] = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Wrap the text in the tokenizer's chat template (a user turn, then the assistant's prompt), as "
+            "instruct models are prompted; the template's tokens are scored too and shown as special tokens.",
+        ),
+    ] = False,
     heads_file: Annotated[
         Path | None,
         typer.Option(
@@ -220,6 +230,11 @@ def explain(
             help="With --html: the heads panel from a heads.json `attnflow heads` wrote, instead of computing it.",
         ),
     ] = None,
+    ig_steps: Annotated[int, typer.Option(help="Integration steps of --method integrated-gradients.")] = 50,
+    lime_samples: Annotated[int, typer.Option(help="Samples of --method lime.")] = 200,
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes --method occlusion or lime may run on the text.")
+    ] = 1000,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -229,10 +244,22 @@ def explain(
     from ..explainers.text import TARGET_IGNORED, target_needed
     from ..explainers.text import explain as run_explain
     from ..io import check_output_file
+    from ..methods.attribution import check_attribution_options, split_methods
     from ..report.terminal import explanation_table
 
+    attention_methods, attribution_methods = split_methods(method)
+    check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
+                              max_passes=max_passes)
+    if attribution_methods:
+        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
+                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
+                 if value is not None]
+        if given:
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
+                                f"--json; it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
-    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None)
+    graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
+                          head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
     if flow_tolerance is not None or flow_seconds is not None:
@@ -246,10 +273,14 @@ def explain(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
             + ("; got both." if text is not None else "; got neither.")
         )
-    check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
-    if image is not None and (generate is not None or words or decoder_text is not None):
-        given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
+    sources = [image, heads_file]  # no output may be written over one of them
+    check_output_file(json_path, "--json", (".json",), inputs=sources, overwrite=overwrite)
+    if image is not None and (generate is not None or words or decoder_text is not None or chat):
+        given = "--generate" if generate is not None else "--words" if words else "--chat" if chat else "--decoder-text"
         raise AttnflowError(f"{given} is for texts, not --image.")
+    if chat and decoder_text is not None:
+        raise AttnflowError("--chat is for decoder-only chat models; an encoder-decoder model's --decoder-text has "
+                            "no chat template.")
     check_heads_options(heads, heads_file, html_path, image)
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
@@ -260,11 +291,12 @@ def explain(
             raise AttnflowError("--head-fusion importance is for texts; for an image give mean, max or min.")
         if svg_path is not None:
             raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
-        check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image], overwrite=overwrite)
-        check_output_file(png_path, "--png", (".png",), inputs=[image], overwrite=overwrite)
+        check_output_file(html_path, "--html", (".html", ".htm"), inputs=sources, overwrite=overwrite)
+        check_output_file(png_path, "--png", (".png",), inputs=sources, overwrite=overwrite)
         try:  # before loading a model; load_image checks the rest
             what = "is a folder; give an image file" if image.is_dir() else None
             what = what or (None if image.exists() else "the file does not exist")
+            what = what or (None if image.is_file() else "it is not a regular file (a device or a pipe)")
         except OSError as exc:
             what = exc.strerror or str(exc)
         if what:
@@ -285,9 +317,9 @@ def explain(
     if wants_report:
         from .report import check_report_paths
 
-        check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
+        check_report_paths(html_path, png_path, svg_path, inputs=sources, html_option="--html", overwrite=overwrite)
     # once: explain and the report share it
-    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
+    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device, chat=chat)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
@@ -322,7 +354,7 @@ def explain(
         from ..capture import capture_attention
         from ..capture.plan import capture_heads
 
-        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(method, options))
+        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
     if "flow" in method:
         _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs),
                          tolerance=flow_tolerance, budget=flow_seconds)
@@ -339,6 +371,8 @@ def explain(
             captured=captured,
             words=words,
             graph=graphs,
+            **({"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+               if attribution_methods else {}),
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
@@ -406,13 +440,16 @@ def heads_panel_for(
 
 
 def check_graphs(
-    graphs: list[str], methods: list[str], residual: float | None, *, image: bool = False, generate: bool = False
+    graphs: list[str], methods: list[str], residual: float | None, *, image: bool = False, generate: bool = False,
+    head_fusion: str = "mean",
 ) -> list[str]:
     """``--graph`` against the other options, before any model loads: the graphs, duplicates dropped.
 
     ``--residual`` weighs the residual added to attention weights, so it is refused with a
     context-mixing graph (which contains the residual stream); so are gradient methods
-    (they weigh attention weights), ``--image`` and ``--generate``.
+    (they weigh attention weights), ``--image`` and ``--generate``; so is a
+    ``--head-fusion`` other than mean when no graph is attention (the others sum
+    every head).
 
     Examples
     --------
@@ -441,6 +478,11 @@ def check_graphs(
         raise AttnflowError(
             f"{named} is for a text's own tokens; {'--image' if image else '--generate'} runs on the attention "
             "graph only."
+        )
+    if head_fusion != "mean" and "attention" not in chosen:
+        raise AttnflowError(
+            f"--head-fusion {head_fusion} combines attention heads; {named} sums every head: leave --head-fusion "
+            "out, or add --graph attention."
         )
     return chosen
 
@@ -489,7 +531,8 @@ def _explain_generated(
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if any(path is not None for path in (html_path, png_path, svg_path)):
         first = result.answer_token(0)
-        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result)
+        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
+                      open_on_answer=answer == "span")
 
 
 def _check_flow_time(
@@ -524,6 +567,15 @@ def _check_flow_time(
 
 
 def _duration(seconds: float) -> str:
+    """A time estimate as people read it; under 10 s with two significant digits, never "0 s".
+
+    Examples
+    --------
+    >>> _duration(0.0213), _duration(42.4), _duration(600)
+    ('0.021 s', '42 s', '10 min')
+    """
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
@@ -541,6 +593,7 @@ def _write_report(
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
     loaded: Any = None,
+    open_on_answer: bool = True,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
@@ -550,7 +603,8 @@ def _write_report(
     The explained output keeps the scores ``explain`` computed (gradient-based
     methods included); the report computes only the other outputs. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
-    report marks the prompt and the answer, and shows every answer token's scores.
+    report marks the prompt and the answer, and shows every answer token's scores and
+    the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
@@ -572,7 +626,7 @@ def _write_report(
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
 
-        data = mark_report(data, explanation if explanation is not None else result)
+        data = mark_report(data, explanation if explanation is not None else result, open_on_answer=open_on_answer)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
     if heads is not None:
@@ -640,9 +694,12 @@ def _explain_image(
     rows, cols = result.image["grid"]
     console.print(
         f"patch grid {rows}x{cols}; special tokens: "
-        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'}",
+        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'} (scored, no bar)",
         highlight=False,
     )
+    line = prediction_line(getattr(result.captured, "prediction", None), result.target)
+    if line:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if png_path is not None:
         console.print(f"wrote {result.to_png(png_path, layer=layer)}", highlight=False, soft_wrap=True)
     if json_path is not None:
@@ -653,6 +710,28 @@ def _explain_image(
 
         data = image_report_data(result, layer=layer, **options)
         console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+
+
+def prediction_line(prediction: dict[str, Any] | None, target: Any) -> str | None:
+    """What an image classifier predicted, and the class grad-rollout explains when that is another one.
+
+    Examples
+    --------
+    >>> prediction_line({"class": 7, "label": "7", "probability": 0.9561}, None)
+    'predicted class 7 (probability 0.956)'
+    >>> prediction_line({"class": 1, "label": "cat", "probability": 0.5}, {"class": 0, "label": "dog"})
+    "predicted class 1 'cat' (probability 0.500); grad-rollout explains class 0 'dog'"
+    """
+    if not prediction:
+        return None
+
+    def named(index: Any, label: Any) -> str:
+        return f"class {index}" + ("" if str(label) == str(index) else f" {str(label)!r}")
+
+    line = f"predicted {named(prediction['class'], prediction['label'])} (probability {prediction['probability']:.3f})"
+    if isinstance(target, dict) and "class" in target and target["class"] != prediction["class"]:
+        line += f"; grad-rollout explains {named(target['class'], target.get('label', target['class']))}"
+    return line
 
 
 def method_list(methods: list[str]) -> list[str]:

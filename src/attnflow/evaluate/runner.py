@@ -36,6 +36,20 @@ import numpy as np
 from ..errors import AttnflowError
 from ..io import to_jsonable
 from ..methods import available_methods, get_method
+from ..methods.attribution import (
+    INPUT_LAYER,
+    LIME_SAMPLES,
+    MAX_PASSES,
+    AttributionInputs,
+    attribution_scores,
+    available_attributions,
+    check_attribution_model,
+    check_attribution_options,
+    check_passes,
+    get_attribution,
+    is_attribution,
+    split_methods,
+)
 from .correlation import layer_correlations, mean_sd
 from .data import Example, as_examples
 from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
@@ -43,13 +57,16 @@ from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, 
 FORMAT_VERSION = 1
 
 #: Every ground truth, in the order tables show them.
-GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "grad_x_input", "integrated_gradients")
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients")
 #: What each ground truth is, for tables and the docs.
 GROUND_TRUTH_SUMMARIES: dict[str, str] = {
     "blankout": "|change of the target value| when the token is replaced by the blank token",
-    "gradient": "|sum over the embedding axis of the target score's gradient| (input gradients)",
-    "grad_x_input": "|sum over the embedding axis of gradient x input embedding|",
-    "integrated_gradients": "|sum over the embedding axis of Captum's integrated gradients| from blanked embeddings",
+    "gradient": "|sum over the hidden axis of the target score's gradient at the first layer's input| "
+    "(the paper's input gradients; undefined where that input is read only through LayerNorms)",
+    "saliency": "Euclidean norm of the target score's gradient at the first layer's input",
+    "grad_x_input": "|sum over the hidden axis of gradient x the first layer's input|",
+    "integrated_gradients": "|sum over the hidden axis of Captum's integrated gradients| at the first layer's input, "
+    "from the blanked input's value there",
 }
 REMOVALS: tuple[str, ...] = ("delete", "blank")
 
@@ -217,7 +234,7 @@ class EvaluationResult:
         ``{"comprehensiveness": {"10": [mean, sd], ...}, "sufficiency": {...},
         "aopc_comprehensiveness": [mean, sd], "aopc_sufficiency": [mean, sd]}``.
         """
-        names = [*self.methods, "random"] if self.faithfulness_layer is not None else []
+        names = list(dict.fromkeys([*self.methods, "random"])) if self.faithfulness_layer is not None else []
         summary: dict[str, dict[str, Any]] = {}
         for name in names:
             rows = [e.faithfulness[name] for e in self.examples if name in e.faithfulness]
@@ -398,6 +415,8 @@ def evaluate(
     with_special_tokens: bool = False,
     first_index: int = 0,
     graphs: Sequence[str] | str | None = None,
+    lime_samples: int = LIME_SAMPLES,
+    max_passes: int = MAX_PASSES,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -411,14 +430,21 @@ def evaluate(
     model
         Anything :func:`attnflow.capture.load_model` accepts; ``None`` is the bundled MiniLM.
     methods
-        Registered method names; default :func:`default_methods` (raw, rollout, flow).
+        Registered method names; default :func:`default_methods` (raw, rollout, flow). Attribution
+        methods (:mod:`attnflow.methods.attribution`: ``saliency``, ``grad-x-input``,
+        ``integrated-gradients``, ``occlusion``, ``gradient-shap``, ``lime``, ``random``) have no
+        layers: their ``(n,)`` scores fill every layer's row, ``options["input_methods"]`` lists them,
+        and none is correlated with the yardstick it computes (NaN there).
     target
         What the model's output is measured by (see :mod:`attnflow.capture.targets`):
         ``"predicted"`` (default for classifiers and causal LMs), a class index, a label
         name, ``"gold"`` (each example's label), ``"cosine:REFERENCE TEXT"``, or ``"norm"``
         (default for bare encoders).
     ground_truths
-        Any of ``blankout``, ``gradient``, ``grad_x_input``, ``integrated_gradients`` (all by default).
+        Any of ``blankout``, ``gradient``, ``saliency``, ``grad_x_input``, ``integrated_gradients``
+        (all by default). Gradients are taken at the first layer's input
+        (:mod:`attnflow.capture.gradient_point`); where ``|sum_d g|`` is zero by construction
+        there (pre-LN models) ``gradient`` is NaN and ``options["yardsticks"]`` says so.
     output
         The output position the methods explain; default ``"last"`` for decoders,
         ``"mean"`` for pooled targets (cosine, norm), else ``"cls"``.
@@ -465,6 +491,9 @@ def evaluate(
         entry, named ``GRAPH/METHOD`` (``"alti/rollout"``) in ``methods`` and every table;
         over attention methods keep their names. ``residual`` and gradient methods are
         for the attention graph only, as in :func:`attnflow.explain`.
+    lime_samples, max_passes
+        LIME's samples per example, and the most model passes occlusion or LIME may run on
+        one example (checked before any model loads, occlusion's before it runs).
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -502,17 +531,20 @@ def evaluate(
     _check_int("first_index", first_index, minimum=0)
     if not isinstance(with_special_tokens, (bool, np.bool_)):
         raise AttnflowError(f"The 'with_special_tokens' parameter must be True or False; got {with_special_tokens!r}.")
-    _check_method_options(names, method_options)
+    attention, inputs = split_methods(names)
+    _check_method_options(attention, method_options)
+    check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
     from ..mixing import ATTENTION, graph_names, result_key
 
     graph_list = graph_names(graphs)
     if graph_list != [ATTENTION]:
         from ..explainers.text import check_graph_options
 
-        check_graph_options(graph_list, names, method_options)
-    keys = [result_key(graph, name) for graph in graph_list for name in names]
+        check_graph_options(graph_list, attention, method_options)
+    keys = [result_key(graph, name) for graph in graph_list for name in attention] + inputs
 
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    check_attribution_model(inputs, loaded)
     resolved = resolve_target(target, loaded)
     blank_id = blank_token_id(loaded, blank)
     if resolved.uses_gold or (resolved.kind == "class" and any(e.label is not None for e in items)):
@@ -527,6 +559,7 @@ def evaluate(
         _check_lengths(loaded, items)
     if output is None:
         output = "last" if loaded.is_decoder else ("mean" if resolved.pooled else "cls")
+    yardsticks, point, sum_defined = _yardsticks(loaded, truths)
 
     settings = _Settings(
         methods=names,
@@ -545,6 +578,10 @@ def evaluate(
         with_special_tokens=bool(with_special_tokens),
         graphs=graph_list,
         keys=keys,
+        point=point,
+        sum_defined=sum_defined,
+        lime_samples=lime_samples,
+        max_passes=max_passes,
     )
     results: list[ExampleResult] = []
     n_layers = 0
@@ -573,6 +610,13 @@ def evaluate(
         "with_special_tokens": bool(with_special_tokens),
         **method_options,
     }
+    if yardsticks:
+        options["yardsticks"] = yardsticks
+    if inputs:
+        options["input_methods"] = {
+            name: {"layer": INPUT_LAYER, "not_correlated_with": get_attribution(name).yardstick} for name in inputs
+        }
+        options["lime_samples"], options["max_passes"] = lime_samples, max_passes
     if graph_list != [ATTENTION]:
         options["graphs"] = list(graph_list)
     return EvaluationResult(
@@ -587,6 +631,38 @@ def evaluate(
         options=options,
         examples=results,
     )
+
+
+def _yardsticks(loaded: Any, truths: Sequence[str]) -> tuple[dict[str, Any], Any, bool]:
+    """Where the gradient yardsticks are taken, whether ``|sum_d g|`` is defined there, and the default one."""
+    if not {"gradient", "saliency", "grad_x_input", "integrated_gradients"} & set(truths):
+        return {}, None, True
+    from ..capture.gradient_point import SHIFT_TOLERANCE, gradient_point, probe_shift_ratio
+
+    point = gradient_point(loaded)
+    ratio = probe_shift_ratio(loaded, point)
+    defined = bool(ratio >= SHIFT_TOLERANCE)
+    return (
+        {
+            "point": point.where,
+            "gradient_defined": defined,
+            "shift_ratio": ratio,
+            "default": default_gradient_truth(defined),
+        },
+        point,
+        defined,
+    )
+
+
+def default_gradient_truth(sum_defined: bool) -> str:
+    """The gradient yardstick tables lead with: the paper's ``gradient`` where defined, else ``saliency``.
+
+    Examples
+    --------
+    >>> default_gradient_truth(True), default_gradient_truth(False)
+    ('gradient', 'saliency')
+    """
+    return "gradient" if sum_defined else "saliency"
 
 
 @dataclass
@@ -606,6 +682,11 @@ class _Settings:
     method_options: dict[str, Any]
     with_special_tokens: bool = False
     graphs: list[str] = field(default_factory=lambda: ["attention"])
+    #: Where gradients are taken (the first layer's input) and whether |sum_d g| is defined there.
+    point: Any = None
+    sum_defined: bool = True
+    lime_samples: int = LIME_SAMPLES
+    max_passes: int = MAX_PASSES
     #: The result names, ``GRAPH/METHOD`` off the attention graph (``methods`` when it is the only one).
     keys: list[str] = field(default_factory=list)
 
@@ -623,21 +704,29 @@ def _evaluate_one(
     content = list(capture.content_positions)
     bound = resolved.bind(loaded, ids, example.label if resolved.uses_gold else None)
     gradients, options = None, settings.method_options
-    if target_needed(settings.methods, options):  # grad-rollout, head_fusion="importance": this example's target
-        gradients, options = target_inputs(loaded, bound, ids, settings.methods, options)
-    if settings.graphs == ["attention"]:
-        explanation = explain_attentions(
-            capture.attentions, capture.tokens, methods=settings.methods, output=settings.output,
+    attention, inputs = split_methods(settings.methods)
+    if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
+        gradients, options = target_inputs(loaded, bound, ids, attention, options)
+    scores: dict[str, np.ndarray] = {}
+    if attention and settings.graphs == ["attention"]:
+        scores = explain_attentions(
+            capture.attentions, capture.tokens, methods=attention, output=settings.output,
             gradients=gradients, **options,
-        )
-    else:  # one hooked forward pass per example serves every analytic graph
+        ).scores
+    elif attention:  # one hooked forward pass serves every analytic graph
         from ..explainers.text import _explain_graphs
 
-        explanation = _explain_graphs(
-            settings.graphs, loaded, capture, settings.methods, settings.output, None, gradients, dict(options)
-        )
-    scores = explanation.scores
+        scores = _explain_graphs(
+            settings.graphs, loaded, capture, attention, settings.output, None, gradients, dict(options)
+        ).scores
     n = len(ids)
+    if inputs:  # attribution methods: (n,) at the input, the same row at every layer
+        check_passes(inputs, n, settings.max_passes)
+        for name in inputs:
+            given = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
+                                      lime_samples=settings.lime_samples, seed=settings.seed, index=index,
+                                      point=settings.point)
+            scores[name] = np.tile(attribution_scores(name, given), (capture.n_layers, 1))
     every = list(range(n))
     truths: dict[str, np.ndarray] = {}
     truths_all: dict[str, np.ndarray] = {}  # every position, special tokens included
@@ -648,9 +737,10 @@ def _evaluate_one(
             loaded, bound, ids, blanked, blank_id=settings.blank_id, batch_size=settings.batch_size
         )
         truths["blankout"] = _only(truths_all["blankout"], content, n)
-    if {"gradient", "grad_x_input"} & set(settings.truths):
-        gradient, embeddings = perturb.input_gradients(loaded, bound, ids)
-        for name, values in perturb.gradient_importance(gradient, embeddings).items():
+    if {"gradient", "saliency", "grad_x_input"} & set(settings.truths):
+        gradient, inputs = perturb.input_gradients(loaded, bound, ids, settings.point)
+        found = perturb.gradient_importance(gradient, inputs, sum_defined=settings.sum_defined)
+        for name, values in found.items():
             if name in settings.truths:
                 truths_all[name] = values
                 truths[name] = _only(values, content, n)
@@ -659,7 +749,8 @@ def _evaluate_one(
         for position in content:
             baseline[position] = settings.blank_id
         values, ig_delta, ig_relative = perturb.integrated_gradients(
-            loaded, bound, ids, baseline, n_steps=settings.ig_steps, batch_size=settings.batch_size
+            loaded, bound, ids, baseline, n_steps=settings.ig_steps, batch_size=settings.batch_size,
+            point=settings.point,
         )
         truths_all["integrated_gradients"] = values
         truths["integrated_gradients"] = _only(values, content, n)
@@ -672,13 +763,14 @@ def _evaluate_one(
                 stacklevel=3,
             )
     correlations = {
-        truth: {method: layer_correlations(scores[method], truths[truth], content) for method in settings.keys}
+        truth: {method: _correlate(method, truth, scores[method], truths[truth], content) for method in settings.keys}
         for truth in settings.truths
     }
     correlations_all = None
     if settings.with_special_tokens:
         correlations_all = {
-            truth: {method: layer_correlations(scores[method], truths_all[truth], every) for method in settings.keys}
+            truth: {method: _correlate(method, truth, scores[method], truths_all[truth], every)
+                    for method in settings.keys}
             for truth in settings.truths
         }
     faith: dict[str, FaithfulnessScores] = {}
@@ -689,8 +781,8 @@ def _evaluate_one(
             sequences = [_kept_sequence(ids, row, settings) for row in keep]
             return perturb.score_sequences(loaded, bound, sequences, kind="value", batch_size=settings.batch_size)
 
-        faith = faithfulness_many(
-            {method: scores[method][layer - 1] for method in settings.keys},
+        faith = faithfulness_many(  # the random method is the random baseline's own ranking: not twice
+            {method: scores[method][layer - 1] for method in settings.keys if method != "random"},
             predict,
             candidates=content,
             percents=settings.percents,
@@ -713,6 +805,13 @@ def _evaluate_one(
         ground_truths_all=truths_all if settings.with_special_tokens else None,
         correlations_all=correlations_all,
     )
+
+
+def _correlate(method: str, truth: str, scores: np.ndarray, truth_values: np.ndarray, positions: list[int]) -> Any:
+    """Spearman per layer, NaN where the method computes this very yardstick (an attribution method's own)."""
+    if is_attribution(method) and get_attribution(method).yardstick == truth:
+        return np.full(scores.shape[0], np.nan)
+    return layer_correlations(scores, truth_values, positions)
 
 
 def _check_lengths(loaded: Any, items: list[Example]) -> None:
@@ -763,10 +862,21 @@ def _check_methods(methods: Sequence[str] | str | None) -> list[str]:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     out = []
     for name in names:
-        get_method(name)  # unknown names fail here, listing the registered methods
+        if not is_attribution(name):
+            _known_method(name)  # unknown names fail here, listing both kinds of method
         if name not in out:
             out.append(name)
     return out
+
+
+def _known_method(name: str) -> None:
+    try:
+        get_method(name)
+    except AttnflowError:
+        raise AttnflowError(
+            f"Unknown method {name!r}; attention methods: {', '.join(available_methods())}; attribution methods: "
+            f"{', '.join(available_attributions())}."
+        ) from None
 
 
 def _check_ground_truths(ground_truths: Sequence[str] | str) -> list[str]:

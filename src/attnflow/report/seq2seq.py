@@ -9,6 +9,9 @@ from rich.bar import Bar
 from rich.table import Table
 from rich.text import Text
 
+from .stacking import StackingTable
+from .terminal import add_key_columns, add_score_columns, column_largest, score_text, visible
+
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
 
@@ -56,23 +59,19 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     log_p = record.get("log_probability")
     if predicts is not None and isinstance(log_p, (int, float)):
         lines.append(f"the model gives {predicts} probability {float(np.exp(log_p)):.3f} there")
-    if record.get("generated"):
-        lines.append(f"target generated greedily by the model: {record.get('target_text', '')!r}")
     target = explanation.target
     if isinstance(target, dict) and "token" in target:
         lines.append(f"grad-rollout explains the log-probability of {target['token']} ({target.get('kind', '')})")
-    table = Table(
-        title=title, title_justify="left", header_style="bold", caption="\n".join(lines), caption_justify="left"
+    table = StackingTable(
+        title=title, title_justify="left", header_style="bold", caption="\n".join(lines), caption_justify="left",
+        keys=3,
     )
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
-    table.add_column("part", no_wrap=True, style="dim")
+    add_key_columns(table, part=True)
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
-        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
-        table.add_column(method, justify="right", style=_COLOURS[index % len(_COLOURS)], no_wrap=True, min_width=5)
-        table.add_column("", width=_BAR_WIDTH, no_wrap=True)
+        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0, column_largest(values)))
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
     for index, name in enumerate(explanation.tokens):
         if index == ns:
             table.add_section()
@@ -81,20 +80,23 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
         if index == explanation.output:
             style = (style + " bold").strip()
         part = "source" if source else ("target ▸" if index == explanation.output else "target")
-        cells: list[Any] = [str(index if source else index - ns), Text(name, style=style), part]
-        for number, (values, top) in enumerate(columns):
+        cells: list[Any] = [str(index if source else index - ns), Text(visible(name), style=style), part]
+        for number, (values, top, largest) in enumerate(columns):
             value = values[index]
             if np.isnan(value):
                 cells += ["–", ""]
                 continue
             colour = _COLOURS[number % len(_COLOURS)]
-            cells += [f"{value:.3f}", Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)]
+            bar = Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)
+            cells += [score_text(value, largest), bar]
         table.add_row(*cells)
     return table
 
 
 def _number(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:.2f}"
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:.1e}" if 0 < abs(value) < 0.005 else f"{value:.2f}"  # a tiny share is not 0.00
 
 
 def layer_names(n_encoder_layers: int, n_decoder_layers: int) -> list[str]:
@@ -204,4 +206,5 @@ def seq2seq_report_data(
         source="attnflow explain (encoder-decoder)",
         source_length=ns,
         layer_names=layer_names(graph.n_encoder_layers, graph.n_decoder_layers),
+        run_residual=residual,
     )

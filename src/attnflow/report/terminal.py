@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explanation import Explanation
+from .stacking import StackingTable
 
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
@@ -30,6 +31,80 @@ def _output_label(explanation: Explanation) -> str:
                 f"predicted at token {position} ({explanation.tokens[position]})"
             )
     return f"token {position} ({explanation.tokens[position]})"
+
+
+def add_key_columns(table: Table, *, part: bool) -> None:
+    """The columns every stacked part repeats: ``#``, the token (folded, never cut) and, when asked, ``part``."""
+    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
+    table.add_column("token", max_width=24, overflow="fold")
+    if part:
+        table.add_column("part", no_wrap=True, style="dim")
+
+
+def add_score_columns(table: Table, method: str, colour: str, title: str | None = None) -> None:
+    """A method's score and bar columns, one block (a ``GRAPH/METHOD`` method's block is in that graph's group)."""
+    block = {"block": method, "group": _graph(method)} if isinstance(table, StackingTable) else {}
+    table.add_column(method if title is None else title, justify="right", style=colour, no_wrap=True, min_width=5,
+                     **block)
+    table.add_column("", width=_BAR_WIDTH, no_wrap=True, **block)
+
+
+def _graph(method: str) -> str:
+    return method.split("/", 1)[0] if "/" in method else "attention"
+
+
+def _label_block(name: str, methods: list[str]) -> dict[str, str]:
+    """A per-token label column stacks with the method it names first (``flow cut``, ``alti/flow cut``: flow)."""
+    named = [method for method in methods if name.startswith(method + " ")]
+    if not named:
+        return {"group": _graph(name)}
+    method = max(named, key=len)
+    return {"block": method, "group": _graph(method)}
+
+
+#: Below this fraction of its column's largest magnitude a score is float64 round-off (n * eps64 is about 1e-13
+#: for n <= 1000 tokens), and prints as 0.000 rather than as a number that means nothing.
+ROUND_OFF = 1e-12
+
+
+def score_text(value: float, largest: float = 0.0) -> str:
+    """A score as the tables print it: 3 decimals, or 2 significant digits where those would show 0.000.
+
+    Gradient-weighted scores of a generated target can be 1e-5 to 5e-4; printed
+    as ``0.000`` their ranking would be invisible. ``largest`` is the largest
+    magnitude in the score's column: a value under ``ROUND_OFF`` times it is
+    round-off and prints as ``0.000``.
+
+    Examples
+    --------
+    >>> score_text(0.41234), score_text(0.0), score_text(2.345e-05), score_text(-0.0004)
+    ('0.412', '0.000', '2.3e-05', '-4.0e-04')
+    >>> score_text(7.1e-16, largest=0.3)
+    '0.000'
+    """
+    if value != 0 and abs(value) < 5e-4 and abs(value) >= ROUND_OFF * largest:
+        return f"{value:.1e}"
+    return f"{value:.3f}"
+
+
+def column_largest(values: np.ndarray) -> float:
+    """The largest finite magnitude of a score column (0 when it has none), for :func:`score_text`."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def visible(label: str) -> str:
+    r"""``label`` safe to print: control and format characters (a terminal escape, a NUL) as Python escapes.
+
+    Words and tokens come from the user's text; an escape sequence in it would
+    otherwise recolour or move the terminal's cursor. Combining marks are kept.
+
+    Examples
+    --------
+    >>> print(visible("x\x1b[31mRED"))
+    x\x1b[31mRED
+    """
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in str(label))
 
 
 def _quoted(text: str, limit: int = 40) -> str:
@@ -78,26 +153,28 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
     if explanation.generation is not None and explanation.output == "answer":
         lines.append(f"answer: {explanation.generation.get('rule', '')}")
     caption = "\n".join(lines) or None
-    table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
     prompt_length = explanation.prompt_length
-    if prompt_length is not None:
-        table.add_column("part", no_wrap=True, style="dim")
+    table = StackingTable(title=title, title_justify="left", header_style="bold", caption=caption,
+                          caption_justify="left", keys=2 if prompt_length is None else 3)
+    add_key_columns(table, part=prompt_length is not None)
     rows = [[p] for p in range(len(explanation.tokens))] if not words else explanation.words.groups
     names = list(explanation.tokens) if not words else list(explanation.words.labels)
+    # an image's bars compare its patches: [CLS] and the other prefix tokens get none (their score still shows)
+    unbarred = set(explanation.special_positions) if getattr(explanation, "image", None) else set()
+    barred = [p for p in range(len(rows)) if rows[p][0] not in unbarred]
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
         if words:
             values = explanation.words.sum_scores(values)
-        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
-        colour = _COLOURS[index % len(_COLOURS)]
-        table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
-        table.add_column("", width=_BAR_WIDTH, no_wrap=True)
+        scaled = values[barred]
+        columns.append((values, np.nanmax(scaled) if np.any(np.isfinite(scaled)) else 1.0, column_largest(values)))
+        inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)],
+                          title=f"{method} (input)" if method in inputs else None)
     labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
-        table.add_column(name, no_wrap=True, style="dim")
+        table.add_column(name, no_wrap=True, style="dim", **_label_block(name, explanation.methods))
     explained = None
     if prompt_length is not None and isinstance(explanation.output, int):
         explained = explanation.output + 1
@@ -108,17 +185,18 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         if answer:
             style = (style + " bold").strip()
         index_text = str(first) if len(group) == 1 else f"{first}-{group[-1]}"
-        cells: list = [index_text, Text(token, style=style)]
+        cells: list = [index_text, Text(visible(token), style=style)]
         if prompt_length is not None:
             cells.append("answer ▸" if explained in group else ("answer" if answer else "prompt"))
-        for index, (values, top) in enumerate(columns):
+        for index, (values, top, largest) in enumerate(columns):
             value = values[position]
             colour = _COLOURS[index % len(_COLOURS)]
             if np.isnan(value):
                 cells += ["–", ""]
                 continue
-            cells.append(f"{value:.3f}")
-            cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour))
+            cells.append(score_text(value, largest))
+            cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)
+                         if first not in unbarred else "")
         cells += [column[position] for column in labels.values()]
         table.add_row(*cells)
     return table
