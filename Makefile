@@ -50,6 +50,9 @@ bench: $(STAMP)
 # rewrites docs/results/*.json, then the tables made from them, then checks every claim
 # the README makes on the same REPRODUCE_N sentences (the test suite checks them on 200).
 REPRODUCE_N ?= 2000
+# The attention methods beside every attribution baseline (docs/evaluation.md, docs/reproduction.md).
+BASELINES := --method raw --method rollout --method flow --method saliency --method grad-x-input \
+	--method integrated-gradients --method occlusion --method gradient-shap --method lime --method random
 reproduce: $(STAMP)
 	$(VENV)/bin/attnflow reproduce sva --n $(REPRODUCE_N) --out build/reproduce/sva
 	cp build/reproduce/sva/results.json docs/results/sva.json
@@ -68,6 +71,13 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
 		--target "cosine:A sentence about animals." --out build/evaluate-minilm
 	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json
+	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
+		--target "cosine:A sentence about animals." $(BASELINES) --out build/baselines-minilm
+	cp build/baselines-minilm/results.json docs/results/baselines-minilm.json
+	$(VENV)/bin/attnflow reproduce sva --n 100 --method raw --out build/reproduce/sva100
+	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva100/examples.jsonl --model sva $(BASELINES) \
+		--out build/sva-baselines
+	cp build/sva-baselines/results.json docs/results/sva-baselines.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
 		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/seq2seq/test_plausibility.py \

@@ -104,7 +104,7 @@ def sva_paper(protocol: str) -> Callable[[dict[str, Any]], str]:
 
     def render(results: dict[str, Any]) -> str:
         key, top = _SPECIAL[protocol], results["n_layers"] - 1
-        truths = results["ground_truths"]
+        truths = _sva_truths(results)
         header = "| method | " + " | ".join(f"{_TRUTH[t]}: ours | {_TRUTH[t]}: paper" for t in truths) + " |"
         rows = [header, "|---|" + "---:|---:|" * len(truths)]
         for m in results["methods"]:
@@ -117,23 +117,55 @@ def sva_paper(protocol: str) -> Callable[[dict[str, Any]], str]:
     return render
 
 
+def _sva_truths(results: dict[str, Any]) -> list[str]:
+    """The ground truths of an sva results file worth showing: a file made before the gradient yardsticks
+    moved to the first layer's input (no ``options.yardsticks``) has a ``gradient`` that is float32 round-off."""
+    if (results.get("options") or {}).get("yardsticks"):
+        return list(results["ground_truths"])
+    return [t for t in results["ground_truths"] if t == "blankout"]
+
+
 def readme_sva(results: dict[str, Any]) -> str:
     """The README's short version of the top-layer table (words only)."""
     top = results["n_layers"] - 1
-    saliency = "saliency" in results["correlation"]  # the default gradient yardstick where |sum_d g| is undefined
+    truths = _sva_truths(results)
     rows = [
-        "| method | blank-out: ours | paper | input gradients: ours | paper |"
-        + (" saliency ‖g‖: ours |" if saliency else ""),
-        "|---|---:|---:|---:|---:|" + ("---:|" if saliency else ""),
+        "| method | " + " | ".join(f"{_TRUTH[t]}: ours | paper" for t in truths) + " |",
+        "|---|" + "---:|---:|" * len(truths),
     ]
     for m in results["methods"]:
         cells = []
-        for t in ("blankout", "gradient"):
+        for t in truths:
             cells += [_pair(results["correlation"][t][m][top]), _paper(results, t, m)]
-        if saliency:
-            cells.append(_pair(results["correlation"]["saliency"][m][top]))
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def sva_gradients(results: dict[str, Any]) -> str:
+    """``attnflow evaluate`` on sva: the top layer's gradient yardsticks beside the paper's gradient column.
+
+    ``gradient`` (the paper's ``|sum_d g|``) is undefined on this pre-LN model; the others are not its measure.
+    """
+    top = results["n_layers"] - 1
+    truths = [t for t in ("gradient", "saliency", "grad_x_input", "integrated_gradients")
+              if t in results["correlation"]]
+    names = {"gradient": "input gradients `|Σ_d g|`", "saliency": "saliency ‖g‖", "grad_x_input": "gradient × input",
+             "integrated_gradients": "integrated gradients"}
+    inputs = results["options"].get("input_methods") or {}
+    methods = [m for m in results["methods"] if m not in inputs]
+    rows = ["| method | paper's input gradients | " + " | ".join(f"{names[t]}: ours" for t in truths) + " |",
+            "|---|---:|" + "---:|" * len(truths)]
+    for m in methods:
+        paper = PAPER_GRADIENT.get(m)
+        cells = ["–" if paper is None else f"{paper:.2f}"]
+        cells += ["undefined" if t == "gradient" and not results["options"]["yardsticks"]["gradient_defined"]
+                  else _pair(results["correlation"][t][m][top]) for t in truths]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+#: The paper's gradient column (Table 1, top layer), for results files that do not carry ``paper``.
+PAPER_GRADIENT = {"raw": 0.46, "rollout": 0.54, "flow": 0.61}
 
 
 def sva_paper_only(results: dict[str, Any]) -> str:
@@ -218,11 +250,11 @@ def _signed(pair: Any) -> str:
     return f"{mean:+.2f} ± {sd:.2f}" if sd == sd else f"{mean:+.2f}"
 
 
-def evaluation_by_layer(truth: str) -> Callable[[dict[str, Any]], str]:
-    """An ``attnflow evaluate`` results file: correlation with ``truth`` per layer and method."""
+def evaluation_by_layer(truth: str, only: tuple[str, ...] | None = None) -> Callable[[dict[str, Any]], str]:
+    """An ``attnflow evaluate`` results file: correlation with ``truth`` per layer and method (``only`` these)."""
 
     def render(results: dict[str, Any]) -> str:
-        methods = results["methods"]
+        methods = [m for m in results["methods"] if only is None or m in only]
         rows = ["| layer | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
         for layer in range(results["n_layers"]):
             cells = [_signed(results["correlation"][truth][m][layer]) for m in methods]
@@ -322,9 +354,20 @@ _TRUTH_SHORT = {"blankout": "blank-out", "gradient": "gradient", "saliency": "sa
                 "integrated_gradients": "integrated gradients"}
 
 
+def _shown_truths(results: dict[str, Any]) -> list[str]:
+    """Every ground truth, but ``gradient`` only from a file made with the gradients at the first layer's input.
+
+    Older files (no ``options.yardsticks``) took ``|sum_d g|`` at the word embedding, where a LayerNorm
+    makes it float32 round-off.
+    """
+    if (results.get("options") or {}).get("yardsticks"):
+        return list(results["ground_truths"])
+    return [t for t in results["ground_truths"] if t != "gradient"]
+
+
 def mixing_top(results: dict[str, Any]) -> str:
     """An ``attnflow evaluate --graph ...`` results file: per GRAPH/METHOD, the top layer's correlations and AOPCs."""
-    top, truths = results["n_layers"] - 1, results["ground_truths"]
+    top, truths = results["n_layers"] - 1, _shown_truths(results)
     faith = results["faithfulness"]["methods"]
     header = "| graph | method | " + " | ".join(f"ρ {_TRUTH_SHORT[t]}" for t in truths)
     header += " | AOPC comp. ↑ | AOPC suff. ↓ |" if faith else " |"
@@ -564,12 +607,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
     "sva-blankout-words": ("sva", sva_by_layer("blankout", "words")),
-    "sva-gradient-words": ("sva", sva_by_layer("gradient", "words")),
     "sva-blankout-with_cls": ("sva", sva_by_layer("blankout", "with_cls")),
-    "sva-gradient-with_cls": ("sva", sva_by_layer("gradient", "with_cls")),
-    "sva-saliency-words": ("sva", sva_by_layer("saliency", "words")),
-    "sva-saliency-with_cls": ("sva", sva_by_layer("saliency", "with_cls")),
-    "sva-grad_x_input-words": ("sva", sva_by_layer("grad_x_input", "words")),
     "sva-paper-words": ("sva", sva_paper("words")),
     "sva-paper-with_cls": ("sva", sva_paper("with_cls")),
     "sva-saturation": ("sva", sva_saturation),

@@ -83,3 +83,19 @@ def test_each_table_renders_as_a_markdown_table(name) -> None:
     lines = doc_tables.render(name).split("\n")
     assert len(lines) >= 3 and all(line.startswith("|") and line.endswith("|") for line in lines)
     assert set(lines[1]) <= set("|-: ")
+
+
+def test_sva_tables_show_no_gradient_taken_at_the_word_embedding() -> None:
+    """A results file made before the gradient yardsticks moved to the first layer's input has no
+    ``options.yardsticks``: its gradient column is float32 round-off and no table shows it."""
+    old = {"n_layers": 1, "methods": ["rollout"], "ground_truths": ["blankout", "gradient"], "options": {},
+           "correlation": {"blankout": {"rollout": [[0.5, 0.1]]}, "gradient": {"rollout": [[0.6, 0.2]]}},
+           "paper": {"correlation": {"blankout": {"rollout": 0.71}, "gradient": {"rollout": 0.54}}}}
+    table = doc_tables.readme_sva(old)
+    assert "0.50 ± 0.10" in table and "0.60" not in table and "input gradients" not in table
+    new = dict(old, ground_truths=["blankout", "gradient", "saliency"],
+               options={"yardsticks": {"gradient_defined": False}},
+               correlation={**old["correlation"], "gradient": {"rollout": [[None, None]]},
+                            "saliency": {"rollout": [[0.7, 0.1]]}})
+    gradients = doc_tables.sva_gradients(new)
+    assert "| rollout | 0.54 | undefined | 0.70 ± 0.10 |" in gradients
