@@ -939,3 +939,169 @@ def test_an_endless_input_is_refused(capsys, no_model, tmp_path, command):
             args = ["--data", source, "--out", tmp_path / "o"]
         status, _, err = run_cli(capsys, command, *args)
         assert status == 2 and "not a regular file" in flat(err), err
+
+
+# ------------------------------------------------------------------ the probe round of issue 28 (display, API)
+
+
+def test_d12_head_fusion_with_only_context_mixing_graphs_is_refused_before_any_model(capsys, no_model):
+    status, out, err = run_cli(capsys, "explain", "The keys are here.", "--graph", "alti", "--head-fusion",
+                               "importance")
+    assert status == 2 and "--head-fusion importance combines attention heads" in flat(err), err
+    assert "--graph attention" in flat(err) and "Traceback" not in err + out
+
+
+@pytest.mark.e2e
+def test_d12_importance_fusion_beside_a_context_mixing_graph_runs(capsys):
+    status, out, err = run_cli(capsys, "explain", "The keys are here.", "--graph", "alti", "--graph", "attention",
+                               "--head-fusion", "importance", "--method", "rollout")
+    assert status == 0, err
+    assert "alti/rollout" in out and "head_fusion applies to the attention graph only" in flat(out)
+    with pytest.raises(AttnflowError, match="'head_fusion' option combines attention heads"):
+        attnflow.explain("The keys are here.", methods="rollout", graph="alti", head_fusion="max")
+
+
+def test_d13_no_output_is_written_over_the_heads_file(capsys, no_model, tmp_path):
+    folder = tmp_path / "h"
+    folder.mkdir()
+    heads_file = folder / "heads.json"
+    heads_file.write_text('{"format": "attnflow.heads"}')
+    before = heads_file.read_bytes()
+    for option, target in (("--json", heads_file), ("--json", folder / "." / "heads.json")):
+        status, out, err = run_cli(capsys, "explain", "The keys are here.", "--model", "sva", "--heads-file",
+                                   heads_file, option, target, "--html", folder / "x.html")
+        assert status == 2 and "one of this command's inputs" in flat(err), err
+        assert heads_file.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["heads.json"]
+
+
+@pytest.mark.e2e
+def test_d14_words_show_escapes_as_text_and_keep_combining_marks(capsys, tmp_path):
+    text = "x\x1b[31mRED cafe\u0301 done"
+    status, out, err = run_cli(capsys, "explain", text, "--words", "--method", "rollout", "--json",
+                               tmp_path / "w.json")
+    assert status == 0, err
+    assert "\x1b" not in out and "x\\x1b[31mRED" in out
+    labels = json.loads((tmp_path / "w.json").read_text())["words"]["labels"]
+    assert "cafe\u0301" in labels  # the accent the uncased tokenizer drops is still the word's
+    assert "cafe\u0301" in out
+
+
+def _huge_attention(kind: str):
+    if kind == "torch expand":
+        import torch
+
+        return torch.tensor(1 / 60000, dtype=torch.float32).expand(12, 1, 60000, 60000)
+    if kind == "list of layers":
+        return [np.broadcast_to(np.float64(1 / 60000), (1, 60000, 60000))] * 12
+    return np.broadcast_to(np.float64(1 / 60000), (12, 1, 60000, 60000))
+
+
+@pytest.mark.parametrize("kind", ["numpy view", "torch expand", "list of layers"])
+@pytest.mark.parametrize("call", ["rollout", "attention_flow", "solve_flow", "from_attentions"])
+def test_d15_attention_too_large_for_memory_is_refused_naming_its_size(monkeypatch, kind, call):
+    """A 60000-token view takes no memory; its float64 copy would be 322 GiB (a list's single layer 27 GiB)."""
+    import attnflow.graph
+    from attnflow.graph import AttentionGraph, check_array_size, memory_bytes
+
+    assert memory_bytes() is None or memory_bytes() > 2**30
+    monkeypatch.setattr(attnflow.graph, "memory_bytes", lambda: 16 * 2**30)  # as on a 16 GiB machine
+    function = AttentionGraph.from_attentions if call == "from_attentions" else getattr(attnflow, call)
+    with pytest.raises(AttnflowError, match=r"has shape \(.*60000, 60000\): as float64 it would take \d+ GiB, "
+                       "more than the 16 GiB of memory there is"):
+        function(_huge_attention(kind))
+    check_array_size((12, 1, 600, 600), "attentions", limit=2**30)  # 0.03 GiB: fine
+    with pytest.raises(AttnflowError, match="more than the 1 GiB"):
+        check_array_size((12, 1, 6000, 6000), "attentions", limit=2**30)
+
+
+def test_a_tiny_max_flow_seconds_is_reported_as_a_time(capsys, no_model):
+    from attnflow.commands.explain import _check_flow_time
+
+    with pytest.raises(AttnflowError) as caught:
+        _check_flow_time((6, 1, 10, 10), False, 1e-9)
+    message = str(caught.value)
+    assert "estimated at 0 s" not in message and "--max-flow-seconds 1e-09" in message
+    assert float(message.split("estimated at ")[1].split(" s")[0]) > 0
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_work(capsys, no_model, data_file):
+    place = Path("/sys/fs")  # read-only even for root, where permission bits are not enough
+    if not place.is_dir() or os.access(place, os.W_OK) and _can_write(place):
+        pytest.skip("no read-only folder here")
+    for command in ("evaluate", "heads"):
+        status, out, err = run_cli(capsys, command, "--data", data_file, "--out", place / "attnflow-out")
+        assert status == 2 and "is not writable" in flat(err), err
+
+
+def _can_write(place: Path) -> bool:
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=place))
+    except OSError:
+        return False
+    return True
+
+
+def test_a_nan_gate_penalty_is_a_usage_error_before_any_model(capsys, no_model, data_file):
+    for value in ("nan", "inf", "-1"):
+        status, _, err = run_cli(capsys, "heads", "--data", data_file, "--out", data_file.parent / "o", "--gates",
+                                 "--penalty", value)
+        assert status == 2 and "Invalid value for '--penalty'" in flat(err), err
+
+
+def test_an_image_that_is_a_pipe_is_refused_without_blocking(capsys, no_model, tmp_path):
+    from attnflow.capture.image import load_image
+
+    pipe = tmp_path / "digit.png"
+    os.mkfifo(pipe)
+    status, _, err = run_cli(capsys, "explain", "--image", pipe)
+    assert status == 2 and "not a regular file" in flat(err), err
+    with pytest.raises(AttnflowError, match="not a regular file"):
+        load_image(pipe)
+
+
+def test_api_messages_name_what_the_caller_gave():
+    with pytest.raises(AttnflowError, match="must be a FlowSolution .*got NoneType"):
+        attnflow.verify_flow(None)
+    with pytest.raises(AttnflowError, match=r"got 2\.0 instead") as caught:
+        attnflow.rollout(np.full((2, 1, 3, 3), 1 / 3), residual=np.float64(2))
+    assert "np." not in str(caught.value)
+    with pytest.raises(AttnflowError, match="The 'generate' parameter must be an integer >= 1"):
+        attnflow.explain("hi", methods="rollout", generate=0)
+
+
+def test_half_precision_rows_get_half_precision_advice():
+    import torch
+
+    torch.manual_seed(0)
+    weights = torch.softmax(torch.randn(2, 2, 50, 50).bfloat16() * 3, -1)
+    with pytest.raises(AttnflowError, match="bfloat16 keeps about 3 significant digits") as caught:
+        attnflow.rollout(weights)
+    assert "Remove padding" not in str(caught.value)
+    attnflow.rollout(weights.float() / weights.float().sum(-1, keepdim=True))  # the advice works
+
+
+def test_a_weight_shape_mismatch_says_what_is_wrong(tmp_path):
+    from tests.tiny_models import save_tiny_model
+
+    folder = save_tiny_model("bert", tmp_path / "bert")
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] *= 2
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AttnflowError, match="some weights do not have the shapes its config.json gives") as caught:
+        attnflow.explain("hi", str(folder), "rollout")
+    assert "above report" not in str(caught.value)
+
+
+@pytest.mark.e2e
+def test_a_tokenizer_that_does_not_know_the_text_is_noted(tmp_path):
+    from transformers import BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "."]
+    folder = tmp_path / "small-tokenizer"
+    BertTokenizer(vocab={word: index for index, word in enumerate(words)}).save_pretrained(folder)
+    e = attnflow.explain("The keys are here.", "minilm", "rollout", tokenizer=str(folder))
+    assert e.tokens.count("[UNK]") == 3
+    assert any("3 of 7 tokens are the unknown token [UNK]" in note for note in e.notes), e.notes
+    assert not any("unknown token" in note for note in attnflow.explain("The keys.", "minilm", "rollout").notes)

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from . import __version__
-from .commands.common import console, error_console
+from .commands.common import console, error_console, stdout
 from .errors import AttnflowError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: readable at 80 columns, and "[default: ...]" in a help text is kept
 )
 
 
@@ -115,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     before = len(written_files())
+    stdout.reopen()
     installed, previous = _terminate_like_ctrl_c()
     try:
-        status = app(args=argv, standalone_mode=False, prog_name="attnflow")
+        status = _run(argv)
+        if stdout.closed and status in (0, None):  # the files are written; the reader left early, as with `| head`
+            return SIGPIPE_STATUS
     except AttnflowError as exc:
         error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
@@ -141,6 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         if installed:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return status if isinstance(status, int) else 0
+
+
+#: The shell's exit status of a command that a closed pipe stopped (128 + SIGPIPE).
+SIGPIPE_STATUS = 128 + 13
+
+
+def _run(argv: list[str] | None) -> Any:
+    """The app; output to a closed pipe (help or a table into ``| head``) is dropped, the command goes on."""
+    try:
+        return app(args=argv, standalone_mode=False, prog_name="attnflow")
+    except SystemExit as exc:  # typer turns a closed pipe past the console (click's help) into exit 1
+        if not isinstance(exc.__context__, BrokenPipeError):
+            raise
+        stdout.close_pipe()
+        return SIGPIPE_STATUS
 
 
 def _terminate_like_ctrl_c() -> tuple[bool, Any]:

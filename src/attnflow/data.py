@@ -13,9 +13,18 @@ Formats (the path decides):
 The text column is ``text`` unless chosen (matched case-insensitively when no
 column has exactly that name). Rows keep their position in the file
 (``example``, 0-based, counting only non-blank lines of a ``.jsonl``/``.txt``).
-A row whose text is missing or blank is not an error: :func:`read_dataset`
-returns it with ``text=None``, and every reader skips it and counts it with its
-reason (:func:`read_examples`' ``skipped``, ``summary.json`` of a batch run).
+Rows are split at ``"\n"`` only (a ``"\r\n"`` ending too); other characters Unicode
+calls line breaks (U+2028, ``"\f"``, ...) stay inside their row.
+A text cell is a string; a number becomes its text (``3`` -> ``"3"``); any other
+value (true/false, a list, an object, bytes) is not taken for a text.
+A row whose text is missing, blank or not a text is not an error: :func:`read_dataset`
+returns it with ``text=None`` and ``Record.reason`` saying why, and every reader skips it
+and counts it with that reason (:func:`read_examples`' ``skipped``, ``summary.json`` of a
+batch run).
+
+A data file must be a regular file (not a pipe or a device) of at most
+:data:`MAX_FILE_BYTES`; a ``.jsonl``, ``.csv`` or ``.txt`` holding a NUL byte is not
+text. Both are refused before the file is read.
 :func:`screen_texts` gives the other reasons a row cannot be explained (no
 tokens, too long). A missing text column, an unreadable file or an empty data set
 is an :class:`~attnflow.errors.AttnflowError`, the same line whichever command
@@ -40,6 +49,12 @@ from .errors import AttnflowError
 
 FILE_FORMATS: tuple[str, ...] = (".jsonl", ".csv", ".parquet", ".txt")
 
+#: The largest data file read (1 GiB): its rows, their Python strings and the fingerprint take several times that.
+MAX_FILE_BYTES = 1 << 30
+
+#: ``Record.reason`` of a row whose text cell is missing or blank.
+EMPTY_TEXT = "empty text"
+
 
 @dataclass(frozen=True)
 class Record:
@@ -47,6 +62,7 @@ class Record:
 
     ``decoder`` is the row's decoder text (an encoder–decoder model's target, read with
     teacher forcing) when :func:`read_dataset` was given a ``decoder_column``.
+    ``reason`` says why ``text`` is ``None`` (:data:`EMPTY_TEXT`, or a cell that is not a text).
     """
 
     example: int
@@ -54,6 +70,7 @@ class Record:
     label: str | int | None = None
     target: str | None = None
     decoder: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,12 @@ def read_dataset(
                 f"The data file {name!r} must end in {', '.join(FILE_FORMATS)} or be a folder saved by "
                 f"datasets' save_to_disk; got {suffix or 'no extension'!r}."
             )
+        if split is not None:
+            raise AttnflowError(
+                f"The data file {name!r} is a file, not a folder saved by datasets' save_to_disk: it has no "
+                "splits; leave out --split."
+            )
+        check_data_file(file)
         reader = {".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}[suffix]
         rows, columns = reader(file)
     if not rows:
@@ -138,12 +161,18 @@ def read_dataset(
     records = []
     for index, row in enumerate(rows):
         label = _label(row.get(label_column), index, name) if use_label else None
-        target = _cell_text(row.get(target_column)) if target_column is not None else None
-        decoder = _cell_text(row.get(decoder_column)) if decoder_column is not None else None
-        records.append(Record(index, _cell_text(row.get(text_column)), label, target, decoder))
+        text, reason = _cell_text(row.get(text_column), "text")
+        target, target_reason = _cell_text(row.get(target_column), "target")  # (None, EMPTY_TEXT) without it
+        decoder, decoder_reason = _cell_text(row.get(decoder_column), "decoder text")
+        for other in (target_reason, decoder_reason):  # a target or decoder cell that is no text skips the row
+            if other not in (None, EMPTY_TEXT) and text is not None:
+                text, reason = None, other
+        records.append(Record(index, text, label, target, decoder, reason if text is None else None))
     digest = hashlib.sha256()
     for record in records:
         cells = [record.text, record.label, record.target] + ([record.decoder] if decoder_column is not None else [])
+        if record.reason not in (None, EMPTY_TEXT):  # a cell that is not a text: its kind counts
+            cells.append(record.reason)
         digest.update(json.dumps(cells, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return Dataset(name, tuple(records), tuple(columns), digest.hexdigest())
@@ -161,12 +190,29 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _cell_text(value: Any) -> str | None:
-    """A text cell: ``None`` when missing or blank; numbers become their text."""
+def _cell_text(value: Any, what: str) -> tuple[str | None, str | None]:
+    """A text cell as ``(text, None)``, or ``(None, reason)``: missing or blank, or a value that is not a text.
+
+    Numbers become their text; true/false, lists, objects and bytes are not texts.
+
+    Examples
+    --------
+    >>> _cell_text(3, "text"), _cell_text(" ", "text")
+    (('3', None), (None, 'empty text'))
+    >>> _cell_text({"inner": "x"}, "text")
+    (None, 'text is an object (dict), not a string')
+    """
     if _missing(value):
-        return None
-    text = value if isinstance(value, str) else str(value)
-    return text if text.strip() else None
+        return None, EMPTY_TEXT
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        kinds = {bool: "true/false", list: "a list", tuple: "a list", dict: "an object", bytes: "bytes"}
+        kind = next((k for t, k in kinds.items() if isinstance(value, t)), "a value")
+        return None, f"{what} is {kind} ({type(value).__name__}), not a string"
+    return (text, None) if text.strip() else (None, EMPTY_TEXT)
 
 
 def _label(value: Any, index: int, name: str) -> str | int | None:
@@ -185,27 +231,112 @@ def _label(value: Any, index: int, name: str) -> str | int | None:
     raise AttnflowError(f"Row {index} of {name!r} has a label of type {type(value).__name__}; give a name or an index.")
 
 
+def check_data_file(file: str | os.PathLike[str]) -> None:
+    """Refuse, before reading it, a data file that is not a regular file or is larger than :data:`MAX_FILE_BYTES`.
+
+    ``os.stat`` follows a symbolic link, so a link to ``/dev/zero`` is a device here.
+
+    Examples
+    --------
+    >>> check_data_file("/dev/zero")
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The data file '/dev/zero' is not a regular file (a device or a pipe).
+    """
+    import stat
+
+    name = os.fspath(file)
+    try:
+        status = os.stat(name)
+    except OSError as exc:
+        raise AttnflowError(f"Cannot read the data file {name!r}: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise AttnflowError(f"The data file {name!r} is not a regular file (a device or a pipe).")
+    if status.st_size > MAX_FILE_BYTES:
+        raise AttnflowError(
+            f"The data file {name!r} holds {status.st_size / (1 << 30):.1f} GiB; attnflow reads data files of up "
+            f"to {MAX_FILE_BYTES >> 30} GiB: split it into several files and run each."
+        )
+
+
 def _read_bytes(file: Path) -> str:
     try:
-        return file.read_bytes().decode("utf-8-sig")
+        content = file.read_bytes()
+        text = content.decode("utf-8-sig")  # first: UTF-16 text holds NULs, and "not UTF-8" says more
     except UnicodeDecodeError as exc:
         raise AttnflowError(
             f"The data file {str(file)!r} is not UTF-8 text (byte {exc.start} cannot be decoded)."
         ) from None
     except OSError as exc:
         raise AttnflowError(f"Cannot read the data file {str(file)!r}: {exc.strerror or exc}.") from None
+    nul = content.find(b"\0")
+    if nul >= 0:
+        raise AttnflowError(f"The data file {str(file)!r} holds a NUL byte (byte {nul}): it is not a text file.")
+    return text
+
+
+def _lines(text: str) -> list[str]:
+    r"""The rows of a text file: split at ``"\n"`` only, one ``"\r"`` before it dropped.
+
+    Examples
+    --------
+    >>> _lines("first\fstill first\u2028too\r\nsecond\n")
+    ['first\x0cstill first\u2028too', 'second']
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's keys and values, refusing a key given twice (``json`` would keep the last silently)."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {twice!r} is given twice")
+    return record
+
+
+def read_jsonl(file: str | os.PathLike[str]) -> list[tuple[int, Any]]:
+    r"""The values of a JSON-lines file with their line numbers (from 1); blank lines are skipped.
+
+    The file is checked with :func:`check_data_file` first. A line that is not JSON, is
+    nested too deeply for Python, or gives a key twice is an :class:`AttnflowError`
+    naming the line.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
+    >>> _ = path.write_text('{"text": "a\u2028b"}\n\n[1]\n', encoding="utf-8")
+    >>> read_jsonl(path)
+    [(1, {'text': 'a\u2028b'}), (3, [1])]
+    """
+    file = Path(file)
+    check_data_file(file)
+    values = []
+    for number, line in enumerate(_lines(_read_bytes(file)), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line, object_pairs_hook=_unique_keys)))
+        except json.JSONDecodeError as exc:
+            raise AttnflowError(f"Line {number} of {str(file)!r} is not valid JSON: {exc.msg}.") from None
+        except RecursionError:
+            raise AttnflowError(
+                f"Line {number} of {str(file)!r} is nested too deeply to read (lists or objects inside each other)."
+            ) from None
+        except ValueError as exc:
+            raise AttnflowError(f"Line {number} of {str(file)!r} is not a valid record: {exc}.") from None
+    return values
 
 
 def _read_jsonl(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     rows: list[dict[str, Any]] = []
     columns: dict[str, None] = {}
-    for number, line in enumerate(_read_bytes(file).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AttnflowError(f"Line {number} of {str(file)!r} is not valid JSON: {exc.msg}.") from None
+    for number, record in read_jsonl(file):
         if not isinstance(record, dict):
             raise AttnflowError(f"Line {number} of {str(file)!r} must be a JSON object; got {type(record).__name__}.")
         columns.update(dict.fromkeys(record))
@@ -214,11 +345,23 @@ def _read_jsonl(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
 
 
 def _read_csv(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    import csv
+    import io
+
     import pandas as pd
 
-    _read_bytes(file)  # UTF-8 and readability, with attnflow's messages
+    text = _read_bytes(file)  # UTF-8, NUL and readability, with attnflow's messages
     try:
-        frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:
+        header = []  # pandas names the fault below
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise AttnflowError(
+            f"The CSV header of {str(file)!r} names the column {twice[0]!r} more than once; rename all but one."
+        )
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         return [], ()
     except (pd.errors.ParserError, ValueError) as exc:
@@ -237,7 +380,7 @@ def _read_parquet(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
 
 
 def _read_txt(file: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    rows = [{"text": line.strip()} for line in _read_bytes(file).splitlines() if line.strip()]
+    rows = [{"text": line.strip()} for line in _lines(_read_bytes(file)) if line.strip()]
     return rows, ("text",)
 
 
@@ -396,10 +539,11 @@ def read_examples(
     """
     dataset = read_dataset(path, text_column=text_column, label_column=label_column, split=split)
     kept = [Example(r.text, r.label) for r in dataset.records if r.text is not None]
-    skipped = [{"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None]
+    skipped = [{"example": r.example, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None]
     if not kept:
         raise AttnflowError(
-            f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped (empty text)."
+            f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped "
+            f"({', '.join(sorted({s['reason'] for s in skipped}))})."
         )
     rows = [r.example for r in dataset.records if r.text is not None]
     return Examples(kept, skipped, dataset.source, rows)

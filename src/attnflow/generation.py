@@ -417,7 +417,7 @@ def explain_generation(
     if words:
         from .words import word_groups
 
-        explanation.words = word_groups(loaded.tokenizer, ids, prompt, prompt_length=generation.prompt_length)
+        explanation.words = word_groups(loaded, ids, prompt, prompt_length=generation.prompt_length)
     return GenerationExplanation(generation, captured, explanation)
 
 

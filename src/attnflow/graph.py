@@ -31,8 +31,47 @@ HEAD_FUSIONS: tuple[str, ...] = ("mean", "max", "min")
 ROW_SUM_TOLERANCE = 1e-3
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or ``None`` where the system does not say."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_array_size(shape: Sequence[int], name: str, *, limit: int | None = None) -> None:
+    """Refuse, before any allocation, an array of ``shape`` whose float64 copy is more than ``limit`` bytes.
+
+    ``limit`` defaults to this machine's physical memory: validation and every
+    method copy the array at least once in float64, so a larger one can only end
+    in a ``MemoryError`` (or the system's out-of-memory killer) after a long wait.
+    A view (``np.broadcast_to``, a torch ``expand``) takes no memory until then.
+
+    Examples
+    --------
+    >>> check_array_size((12, 1, 60000, 60000), "attentions", limit=8 * 2**30)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'attentions' parameter has shape (12, 1, 60000, 60000): as float64 it \
+would take 322 GiB, more than the 8 GiB of memory there is; give fewer tokens, layers or heads.
+    """
+    limit = memory_bytes() if limit is None else limit
+    needed = 8 * float(np.prod([int(d) for d in shape], dtype=np.float64))
+    if limit is not None and needed > limit:
+        raise AttnflowError(
+            f"The '{name}' parameter has shape {tuple(int(d) for d in shape)}: as float64 it would take "
+            f"{needed / 2**30:.0f} GiB, more than the {limit / 2**30:.0f} GiB of memory there is; give fewer "
+            "tokens, layers or heads."
+        )
+
+
 def _to_numpy(value: Any, name: str) -> np.ndarray:
-    """Convert numpy arrays, torch tensors or nested lists to a float64 array."""
+    """Convert numpy arrays, torch tensors or nested lists to a float64 array (too large: refused first)."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        check_array_size(tuple(shape), name)
     if (isinstance(value, np.ndarray) and np.iscomplexobj(value)) or (
         callable(getattr(value, "is_complex", None)) and value.is_complex()
     ):
@@ -60,6 +99,14 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     return array
 
 
+def _half_precision(value: Any) -> str | None:
+    """``"bfloat16"`` or ``"float16"`` when ``value`` (or its first layer) is an array of that type, else ``None``."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    dtype = str(getattr(value, "dtype", ""))
+    return next((kind for kind in ("bfloat16", "float16") if dtype.endswith(kind)), None)
+
+
 def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarray:
     """Validate attention and return it as float64 ``(L, H, n, n)``.
 
@@ -74,6 +121,7 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
     >>> as_attention_array([[[1.0, 0.0], [0.5, 0.5]]]).shape
     (1, 1, 2, 2)
     """
+    half = _half_precision(attentions)
     if isinstance(attentions, (list, tuple)) and len(attentions) > 0 and not np.isscalar(attentions[0]):
         layers = [_to_numpy(layer, name) for layer in attentions]
         ranks = {layer.ndim for layer in layers}
@@ -90,6 +138,7 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
                 f"The '{name}' parameter's layers must all have the same shape; "
                 f"got {sorted(shapes)} instead."
             )
+        check_array_size((len(layers), *layers[0].shape), name)
         array = np.stack(layers)
     else:
         array = _to_numpy(attentions, name)
@@ -125,10 +174,15 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
     worst = float(np.abs(row_sums - 1.0).max())
     if worst > ROW_SUM_TOLERANCE:
         layer, head, row = np.unravel_index(np.abs(row_sums - 1.0).argmax(), row_sums.shape)
+        advice = (
+            f"{half} keeps about {3 if half == 'bfloat16' else 4} significant digits, so its rows sum to 1 only "
+            "roughly: divide each row by its sum in float32 or float64 first (a / a.sum(-1, keepdims=True)), or "
+            "capture in float32" if half else "Remove padding positions or pass softmax weights"
+        )
         raise AttnflowError(
             f"The '{name}' parameter must hold rows that sum to 1 over the keys (softmax output, "
             f"padding removed); row {row} of head {head} in layer {layer + 1} sums to "
-            f"{row_sums[layer, head, row]:.6g}. Remove padding positions or pass softmax weights."
+            f"{row_sums[layer, head, row]:.6g}. {advice}."
         )
     return array
 

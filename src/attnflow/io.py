@@ -286,6 +286,7 @@ def _check_output_folder(folder: Path, option: str, sources: list[Any], names: l
         raise AttnflowError(
             f"The {option} path {os.fspath(path)!r} is a file; give a folder (it is created if missing)."
         )
+    _check_writable(folder, option)
     for name in names:
         for source in sources:
             if same_file(folder / name, source):
@@ -294,6 +295,25 @@ def _check_output_folder(folder: Path, option: str, sources: list[Any], names: l
                     f"command's input {os.fspath(source)!r}; choose another folder."
                 )
         _check_replaceable(folder / name, option, overwrite)
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Before any work: :func:`write_folder` can stage beside ``folder`` (and move files into it, if it exists).
+
+    Tried, not judged from permission bits (which root ignores and a read-only file
+    system overrides): a temporary folder is made and removed where the writer will
+    make its own.
+    """
+    parent = folder.parent if str(folder.parent) else Path(".")
+    nearest = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    for place in dict.fromkeys(p for p in (nearest, folder) if p.is_dir()):
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=place, prefix=".attnflow-check."))
+        except OSError as exc:
+            raise AttnflowError(
+                f"Cannot write {option} {os.fspath(folder)!r}: {os.fspath(place)!r} is not writable "
+                f"({exc.strerror or exc}); choose another folder."
+            ) from None
 
 
 def check_input_file(path: PathLike | None, option: str) -> None:
@@ -408,7 +428,7 @@ def read_json(path: PathLike, what: str = "results file") -> Any:
             f"Cannot read {what} {name!r}: it is a folder (for evaluate's output, give its results.json)."
         )
     try:
-        with open(name, encoding="utf-8") as handle:
+        with open(name, encoding="utf-8-sig") as handle:  # a byte-order mark, as some editors save, is no fault
             return json.load(handle, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise AttnflowError(f"Cannot read {what} {name!r}: it is not UTF-8 text (not a JSON file).") from None

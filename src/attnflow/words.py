@@ -150,6 +150,9 @@ def word_groups(
     >>> word_groups(tok, ids, "Don't panic, New York!").labels
     ['[CLS]', "Don't", 'panic,', 'New', 'York!', '[SEP]']
     """
+    from .capture.chat import special_tokens_mask
+
+    mask = special_tokens_mask(tokenizer, input_ids) if input_ids else []  # a chat template's tokens too
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     ids = [int(i) for i in input_ids]
     if not ids:
@@ -157,7 +160,6 @@ def word_groups(
     n = len(ids)
     pieces = tokenizer.convert_ids_to_tokens(ids)
     unknown = getattr(tokenizer, "unk_token_id", None)
-    mask = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
     special = [bool(m) and ids[i] != unknown for i, m in enumerate(mask)]
     # a piece written as whitespace only (a lone Ġ or ▁, Ċ): a group of its own, whatever its offsets say
     # (SentencePiece gives the ▁ it prepends the first character's offsets; RoBERTa trims Ġ's to nothing)
@@ -208,6 +210,10 @@ def _group_segment(
             kinds.append(("alone", None))
         else:
             kinds.append(("empty", None))
+    placed = [False] * len(text)  # characters inside some piece's span
+    for start, end in spans:
+        for char in range(max(start, 0), min(end, len(text))):
+            placed[char] = True
     found: list[tuple[list[int], tuple[int, int] | None]] = []  # (positions, word range or None)
     pending: list[int] = []  # empty pieces waiting for the piece that completes them
     for offset, (kind, words) in enumerate(kinds):
@@ -241,7 +247,13 @@ def _group_segment(
             result.append((positions, None))
             continue
         covered = [spans[p - first] for p in positions if spans[p - first][1] > spans[p - first][0]]
-        label = text[min(a for a, _ in covered) : max(b for _, b in covered)].strip()
+        start, end = min(a for a, _ in covered), max(b for _, b in covered)
+        # characters of the same word that no piece covers (a combining accent an uncased tokenizer drops)
+        while start > 0 and word_of[start - 1] == words[0] and not placed[start - 1]:
+            start -= 1
+        while end < len(text) and word_of[end] == words[1] and not placed[end]:
+            end += 1
+        label = text[start:end].strip()
         result.append((positions, label or None))
     return result
 

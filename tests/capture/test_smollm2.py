@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,45 @@ def test_a_missing_package_says_what_to_install(tmp_path, monkeypatch, capsys, m
     captured = capsys.readouterr()
     assert status != 0 and install in captured.err
     assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+
+
+# Grouped-query attention through the fused capture: 9 query heads share 3 key/value heads.
+GQA_TEXT = "The keys to the cabinet are on the table, and the book that the boys read is old."
+
+
+def test_grouped_query_attention_runs_group_by_group_and_equals_the_per_head_capture(smollm2, monkeypatch):
+    import attnflow.capture._fused_attention as fused_module
+    from attnflow.capture import capture_attention
+    from attnflow.capture._hooks import attention_sites
+    from attnflow.graph import fuse_heads
+
+    calls: dict[int, list[int]] = {}
+    layer_of = {id(site.module): site.layer for site in attention_sites(smollm2.model)}
+    original = fused_module._eager_function
+
+    def counting(module):
+        eager = original(module)
+
+        def counted(mod, query, key, value, mask, **kwargs):
+            assert key.shape[1] == 1  # one key/value head per call
+            calls.setdefault(layer_of[id(mod)], []).append(int(query.shape[1]))
+            return eager(mod, query, key, value, mask, **kwargs)
+
+        return None if eager is None else counted
+
+    monkeypatch.setattr(fused_module, "_eager_function", counting)
+    fused = capture_attention(GQA_TEXT, smollm2, heads="mean")
+    # Each layer: one eager call per key/value head (the prompt fits one block of query rows), 3 query heads each.
+    assert calls == {layer: [3, 3, 3] for layer in range(30)}
+    calls.clear()
+    per_head = capture_attention(GQA_TEXT, smollm2, heads="all")
+    assert calls == {}  # the per-head capture runs the model's own eager attention under hooks
+    assert per_head.attentions.shape == (30, 9, fused.attentions.shape[-1], fused.attentions.shape[-1])
+    want = fuse_heads(per_head.attentions, "mean")
+    # Both runs compute the same float32 dot products of d = 64 terms, but a call over 3 heads may sum them in
+    # another order than a call over 9: each layer's scores may move by d * eps32 relative, weights (<= 1) by as
+    # much, and a layer's hidden states carry the change into every later one: L * d * eps32 in all, plus the
+    # float32 rounding of the fused result.
+    eps32 = float(np.finfo(np.float32).eps)
+    tolerance = 30 * 64 * eps32 + eps32
+    np.testing.assert_allclose(fused.attentions[:, 0], want, atol=tolerance, rtol=0)

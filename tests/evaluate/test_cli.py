@@ -66,7 +66,7 @@ def test_bundled_model_five_sentences(run, tmp_path):
     assert results["target"]["spec"] == "cosine:A sentence about animals."
     methods = results["methods"]
     assert {"raw", "rollout"} <= set(methods)
-    for truth in ("blankout", "gradient", "grad_x_input", "integrated_gradients"):
+    for truth in ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients"):
         for method in methods:
             layers = results["correlation"][truth][method]
             assert len(layers) == 6 and all(len(pair) == 2 for pair in layers)

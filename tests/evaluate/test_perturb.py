@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from attnflow.capture.gradient_point import gradient_point
 from attnflow.capture.perturb import (
     blank_token_id,
     blankout,
@@ -121,30 +122,46 @@ def _model(case):
     return tiny_loaded(architecture, head, double=True)
 
 
+def _score_at_point(loaded, bound, ids, point, shift):
+    """The score with ``shift`` ``(n, d)`` added to the point's value: an independent finite-difference route."""
+    def add(value):
+        return value + torch.as_tensor(shift, dtype=value.dtype)[None]
+
+    if point.layer_input:
+        handle = point.module.register_forward_pre_hook(lambda _m, args: (add(args[0]), *args[1:]))
+    else:
+        handle = point.module.register_forward_hook(lambda _m, _i, out: add(out))
+    try:
+        batch = torch.tensor([ids])
+        with torch.no_grad():
+            return float(bound.forward(loaded.model, input_ids=batch, attention_mask=torch.ones_like(batch),
+                                       kind="score")[0])
+    finally:
+        handle.remove()
+
+
 @pytest.mark.parametrize("case, spec", GRADIENT_CASES)
 def test_gradients_agree_with_finite_differences(case, spec):
     loaded = _model(case)
     ids, bound = _bound(loaded, spec)
-    gradient, embeddings = input_gradients(loaded, bound, ids)
-    assert gradient.shape == embeddings.shape == (len(ids), loaded.model.get_input_embeddings().embedding_dim)
-    mask = torch.ones(1, len(ids), dtype=torch.long)
+    point = gradient_point(loaded)
+    gradient, inputs = input_gradients(loaded, bound, ids)
+    assert gradient.shape == inputs.shape == (len(ids), loaded.model.config.hidden_size)
 
-    def score(e):
-        with torch.no_grad():
-            return float(bound.forward(loaded.model, inputs_embeds=torch.tensor(e)[None], attention_mask=mask,
-                                       kind="score")[0])
+    def score(shift):
+        return _score_at_point(loaded, bound, ids, point, shift)
 
     # Llama's RMSNorm computes in float32 even in a float64 model: a larger step, a looser match.
     h, rel = (1e-3, 2e-3) if case.startswith("llama") else (1e-5, 1e-5)
     rng = np.random.default_rng(0)
     for token in range(len(ids)):  # the all-ones direction on one token gives sum_d grad
-        step = np.zeros_like(embeddings)
+        step = np.zeros_like(inputs)
         step[token] = h
-        numeric = (score(embeddings + step) - score(embeddings - step)) / (2 * h)
+        numeric = (score(step) - score(-step)) / (2 * h)
         assert gradient[token].sum() == pytest.approx(numeric, rel=rel, abs=1e-7)
     for _ in range(3):  # and random directions over all tokens
-        direction = rng.normal(size=embeddings.shape)
-        numeric = (score(embeddings + h * direction) - score(embeddings - h * direction)) / (2 * h)
+        direction = rng.normal(size=inputs.shape)
+        numeric = (score(h * direction) - score(-h * direction)) / (2 * h)
         assert float((gradient * direction).sum()) == pytest.approx(numeric, rel=rel, abs=1e-7)
     assert all(p.grad is None for p in loaded.model.parameters())  # nothing accumulated on the model
 

@@ -30,7 +30,7 @@ def toy_result(toy) -> EvaluationResult:
 def test_the_one_token_model_is_explained_perfectly(toy_result):
     # The toy reads only POSITION and every query attends only to it: methods and ground truths
     # all single it out, so every correlation is exactly 1 at every layer with sd 0.
-    for truth in ("blankout", "gradient", "grad_x_input", "integrated_gradients"):
+    for truth in ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients"):
         for method in ("raw", "rollout"):
             stats = toy_result.correlation(truth, method)
             np.testing.assert_allclose(stats[:, 0], 1.0)
@@ -78,7 +78,9 @@ def test_outputs_are_complete_and_json(toy_result):
     data = json.loads(toy_result.to_json())
     assert data["n_examples"] == 3 and data["model"] == "OneTokenForSequenceClassification"
     assert data["target"]["spec"] == "auto (predicted)" and data["output"] == "cls"
-    assert set(data["correlation"]) == {"blankout", "gradient", "grad_x_input", "integrated_gradients"}
+    assert set(data["correlation"]) == {"blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients"}
+    yardsticks = data["options"]["yardsticks"]  # the toy has no layers: gradients at its embedding's output
+    assert yardsticks["point"].startswith("output of the input embedding") and yardsticks["gradient_defined"]
     assert len(data["correlation"]["blankout"]["raw"]) == 2  # one [mean, sd] per layer
     faith = data["faithfulness"]
     assert faith["layer"] == 2 and faith["percents"] == [10, 20, 30, 40, 50]

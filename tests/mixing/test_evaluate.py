@@ -80,7 +80,7 @@ def test_cli_evaluate_graph_writes_graph_keys(capsys, tmp_path):
         (["--graph", "alti", "--residual", "0.3"], "--residual weighs the residual"),
         (["--graph", "alti", "--method", "grad-rollout"], "--method grad-rollout weighs attention weights"),
         (["--graph", "alti", "--engine", "local"], "evaluates the attention graph only"),
-        (["--graph", "nope"], "attention, norm, globenc, alti, value-zeroing"),
+        (["--graph", "nope"], "attention, norm, globenc, globenc-rownorm, alti, value-zeroing"),
     ],
 )
 def test_cli_graph_mistakes_are_usage_errors_before_any_model_loads(capsys, tmp_path, args, message):

@@ -83,7 +83,8 @@ def test_attention_keeps_its_names_beside_a_graph(minilm):
     [
         ({"graph": "alti", "residual": 0.3}, "already contains the residual stream"),
         ({"graph": "alti", "methods": ["grad-rollout"]}, "runs on the attention graph only"),
-        ({"graph": "nope"}, "Unknown graph 'nope'; available: attention, norm, globenc, alti, value-zeroing"),
+        ({"graph": "nope"},
+         "Unknown graph 'nope'; available: attention, norm, globenc, globenc-rownorm, alti, value-zeroing"),
         ({"graph": []}, "non-empty list"),
     ],
 )
@@ -132,7 +133,7 @@ def test_cli_graph_mistakes_are_one_line_before_any_model_loads(capsys, args, me
 def test_cli_unknown_graph_is_a_usage_error_listing_the_graphs(capsys):
     status, _, err = run_cli(capsys, "explain", "hello", "--graph", "nope")
     assert status == 2
-    assert "attention, norm, globenc, alti, value-zeroing" in " ".join(err.split())
+    assert "attention, norm, globenc, globenc-rownorm, alti, value-zeroing" in " ".join(err.split())
 
 
 def test_generate_with_a_graph_is_refused(tiny_gpt2_path):

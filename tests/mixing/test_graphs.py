@@ -129,6 +129,48 @@ def test_norm_and_alti_follow_their_definitions(captures, arch):
             assert np.all(np.triu(norm[index], 1) == 0) and np.all(np.triu(alti[index], 1) == 0)
 
 
+def _globenc_norms_by_loops(loaded, capture) -> np.ndarray:
+    """``(L, n, n)``: GlobEnc's raw ``N_Enc`` matrices, recomputed by loops from the modules' weights."""
+    out = []
+    for index, layer in enumerate(capture.layers):
+        vectors = _reference_vectors(loaded, capture, index)
+        n = vectors.shape[0]
+        norms = np.zeros((n, n))
+        for i in range(n):
+            for j in range(n):
+                first = _linear_ln(vectors[i, j], layer.ln1_input[i], layer.ln1.gamma, layer.ln1.eps)
+                norms[i, j] = np.linalg.norm(_linear_ln(first, layer.ln2_input[i], layer.ln2.gamma, layer.ln2.eps))
+        out.append(norms)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_globenc_rollout_is_the_authors_product_of_raw_matrices(captures, arch):
+    """mohsenfayyaz/GlobEnc multiplies the raw N_Enc matrices (its per-layer normalisation is commented
+    out); attnflow's globenc/rollout is that product's explained row, divided by its sum for display."""
+    import attnflow
+
+    loaded, capture = captures[arch]
+    norms = _globenc_norms_by_loops(loaded, capture)
+    result = attnflow.explain(TEXT, loaded, methods=["raw", "rollout", "flow"], output="cls",
+                              graph=["globenc", "globenc-rownorm"])
+    product = np.eye(norms.shape[-1])
+    rownorm_product = np.eye(norms.shape[-1])
+    for index in range(norms.shape[0]):
+        product = norms[index] @ product  # full matrix products, not attnflow's vector walk
+        rownorm_product = _rownorm(norms[index]) @ rownorm_product
+        layer = result.scores["globenc/rollout"][index]
+        np.testing.assert_allclose(layer, product[0] / product[0].sum(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(result.scores["globenc-rownorm/rollout"][index], rownorm_product[0],
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(result.scores["globenc/raw"][index], _rownorm(norms[index])[0],
+                                   rtol=1e-5, atol=1e-7)
+    # The aggregations differ: the raw product weighs layers by their norms, the normalised one does not.
+    assert np.abs(result.scores["globenc/rollout"][-1] - result.scores["globenc-rownorm/rollout"][-1]).max() > 1e-3
+    # flow runs on the row-normalised matrices in both graphs
+    np.testing.assert_allclose(result.scores["globenc/flow"], result.scores["globenc-rownorm/flow"], atol=1e-12)
+
+
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
 def test_globenc_follows_its_definition_and_its_decomposition(captures, arch):
     loaded, capture = captures[arch]
@@ -225,5 +267,6 @@ def test_every_graph_gives_row_stochastic_matrices(captures):
 
 
 def test_unknown_graph_lists_the_registered_ones():
-    with pytest.raises(AttnflowError, match="available: attention, norm, globenc, alti, value-zeroing"):
+    names = "attention, norm, globenc, globenc-rownorm, alti, value-zeroing"
+    with pytest.raises(AttnflowError, match=f"available: {names}"):
         get_graph("shapley")

@@ -22,21 +22,26 @@ def double_model(path):
 
 
 def log_p(model, source_ids, decoder_ids, position, token, embed_shift=None):
-    """The target token's log-probability, from the model directly; ``embed_shift`` = (j, eps) adds eps to e_j."""
+    """The target token's log-probability, from the model directly; ``embed_shift`` = (j, eps) adds eps to x_j.
+
+    ``x`` is the input of the encoder's first layer (named here by hand, not found by attnflow's code).
+    """
     handle = None
     if embed_shift is not None:
         j, eps = embed_shift
         calls = []
 
-        def shift(_m, _i, out):
+        def shift(_m, args):
             if calls:
-                return out
+                return args
             calls.append(1)
-            out = out.clone()
+            out = args[0].clone()
             out[0, j] += eps
-            return out
+            return (out, *args[1:])
 
-        handle = model.get_encoder().embed_tokens.register_forward_hook(shift)
+        encoder = model.get_encoder()
+        first = encoder.block[0] if hasattr(encoder, "block") else encoder.layers[0]
+        handle = first.register_forward_pre_hook(shift)
     try:
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([source_ids]), decoder_input_ids=torch.tensor([decoder_ids]),
@@ -48,7 +53,10 @@ def log_p(model, source_ids, decoder_ids, position, token, embed_shift=None):
 
 
 def t5_leaf_gradient(model, cap, position, token):
-    """Sum over the embedding axis of dS/de_j with the embeddings given as a leaf tensor (T5 does not scale them)."""
+    """Sum over the embedding axis of dS/de_j with the embeddings given as a leaf tensor.
+
+    T5 neither scales its embeddings nor adds positions, so they are the first layer's input.
+    """
     leaf = model.get_encoder().embed_tokens(torch.tensor([cap.source_ids])).detach().requires_grad_(True)
     logits = model(inputs_embeds=leaf, decoder_input_ids=torch.tensor([cap.target_ids]), use_cache=False).logits
     score = torch.log_softmax(logits[0, position].double(), -1)[token]

@@ -51,8 +51,36 @@ def run_in_process(spec: WorkSpec, shards: Sequence[Shard], done: Done, loaded: 
         numba.set_num_threads(before[1])
 
 
+def exit_with_parent() -> None:
+    """In a process started by :mod:`multiprocessing`: exit at once when the parent dies, ``kill -9`` included.
+
+    A thread waits on the parent's sentinel (readable when the parent is gone) and ends
+    this process with ``os._exit``, so a killed ``attnflow batch`` leaves no worker holding
+    a model; once the workers are gone, multiprocessing's resource tracker (whose pipe
+    they held) ends too. Does nothing in a process without a multiprocessing parent.
+
+    Examples
+    --------
+    >>> exit_with_parent()  # the main process: nothing to watch
+    """
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)  # no clean-up: the process that would use the results is gone
+
+    threading.Thread(target=watch, name="attnflow-exit-with-parent", daemon=True).start()
+
+
 def _init_process(spec: WorkSpec) -> None:
     global _WORKER
+    exit_with_parent()  # first: loading the model takes seconds
     _WORKER = ShardWorker(spec)
 
 

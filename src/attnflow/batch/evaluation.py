@@ -41,7 +41,15 @@ def evaluation_result(out: str | os.PathLike[str]) -> Any:
     """
     from ..evaluate.faithfulness import FaithfulnessScores
     from ..evaluate.runner import EvaluationResult, ExampleResult
-    from .runner import SCORES, _read_manifest, _shard_done, _shard_metadata, _shard_name, read_results
+    from .runner import (
+        SCORES,
+        _read_manifest,
+        _shard_metadata,
+        _shard_name,
+        _shard_state,
+        read_results,
+        run_fingerprint,
+    )
 
     folder = Path(out)
     manifest = _read_manifest(folder)
@@ -49,7 +57,8 @@ def evaluation_result(out: str | os.PathLike[str]) -> Any:
         raise AttnflowError(f"{str(folder)!r} is not an attnflow batch folder (it has no manifest.json).")
     if manifest["options"].get("evaluation") is None:
         raise AttnflowError(f"The batch run in {str(folder)!r} was made without evaluation (--evaluate).")
-    missing = [s["shard"] for s in manifest["shards"] if not _shard_done(folder / SCORES, s["shard"])]
+    run = run_fingerprint(manifest)
+    missing = [s["shard"] for s in manifest["shards"] if _shard_state(folder / SCORES, s, run, read=False) is not None]
     if missing:
         raise AttnflowError(
             f"The batch run in {str(folder)!r} has {len(missing)} shard(s) still to run; rerun its command to finish."

@@ -6,11 +6,19 @@ The output folder::
     OUT/scores/part-NNNNN.parquet   one file per shard, written atomically (temporary file, then rename)
     OUT/summary.json         written when every shard is done
 
-A shard is done when its file exists. Rerunning the same call continues with the
-shards that have no file; the plan (which rows form which shard, in which batches)
-comes from the manifest, so a resumed run computes exactly the rows an
-uninterrupted one would. A call with other options, another model or a changed data
-set is refused unless ``overwrite=True``.
+A shard is done when its file belongs to this run (its Parquet metadata names the
+run's fingerprint, :func:`run_fingerprint`, and the shard's number), holds exactly the
+shard's examples (rows or skipped) and reads back whole (every data page's checksum
+verified). Rerunning the same call continues with the shards that are not done; the
+plan (which rows form which shard, in which batches) comes from the manifest, so a
+resumed run computes exactly the rows an uninterrupted one would. A call with other
+options, another model or a changed data set is refused unless ``overwrite=True``; so
+is a folder written by another version of this format.
+
+``overwrite=True`` deletes only what an attnflow run wrote: ``manifest.json`` and
+``summary.json`` that say so in their ``format``, and ``scores/part-NNNNN.parquet`` files
+with attnflow's metadata (through a ``scores`` link too). Any other file is kept; one
+that stands where the new run must write is refused with its name.
 """
 
 from __future__ import annotations
@@ -18,20 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset, Record, read_dataset
+from ..data import EMPTY_TEXT, Dataset, Record, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
 from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
 from .worker import Shard, WorkSpec
 
-FORMAT_VERSION = 1
+#: Version 2: shards name their run (``run`` in their metadata) and carry page checksums.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 SCORES = "scores"
@@ -112,6 +120,7 @@ def run_batch(
     evaluation: bool | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
     images: str | os.PathLike[str] | None = None,
     graphs: Sequence[str] | str | None = None,
     decoder_column: str | None = None,
@@ -174,6 +183,9 @@ def run_batch(
         reads the finished folder back as that run's ``EvaluationResult``.
     progress
         Called as ``progress(done, total)`` in examples, after each shard.
+    log
+        Called with a line to show the user: ``"Resuming: k of m shards done"`` when a run
+        resumes, and why a shard file found is computed again.
 
     Returns
     -------
@@ -202,6 +214,7 @@ def run_batch(
     unknown = set(method_options) - known
     if unknown:
         raise AttnflowError(f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}.")
+    _check_method_options(method_options)  # a bad value would otherwise skip every row, after the model loads
     if engine not in ENGINES:
         raise AttnflowError(f"The engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
     for label, value in (("batch_size", batch_size), ("shard_size", shard_size)):
@@ -313,8 +326,10 @@ def run_batch(
         options["decoder_column"] = decoder_column
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
+    resumed = manifest is not None
     if manifest is None:
         manifest = _plan(loaded, dataset, options, fingerprint, truncate, shard_size)
+        manifest["run"] = run_fingerprint(manifest)
         (out / SCORES).mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     scores = out / SCORES
@@ -322,9 +337,16 @@ def run_batch(
     for stray in scores.glob(".*.part"):  # a temporary file left by a killed run
         stray.unlink(missing_ok=True)
 
+    run = run_fingerprint(manifest)
     by_example = {r.example: r for r in dataset.records}
     shards = [Shard(s["shard"], tuple(by_example[i] for i in s["examples"])) for s in manifest["shards"]]
-    todo = [s for s in shards if not _shard_done(scores, s.shard)]
+    states = {entry["shard"]: _shard_state(scores, entry, run) for entry in manifest["shards"]}
+    todo = [s for s in shards if states[s.shard] is not None]
+    if resumed and log is not None:
+        log(f"Resuming: {len(shards) - len(todo)} of {len(shards)} shards done")
+        for number, state in states.items():
+            if state not in (None, "missing"):
+                log(f"  {_shard_name(number)} is computed again: {state}")
     todo.sort(key=lambda s: -max((len(r.text or "") for r in s.records), default=0))  # longest first
     total = sum(len(s.records) for s in shards)
     finished = [total - sum(len(s.records) for s in todo)]
@@ -342,7 +364,7 @@ def run_batch(
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
         evaluation=evaluation_options, images=images is not None, graphs=tuple(graph_list),
-        seq2seq=decoder_column is not None,
+        seq2seq=decoder_column is not None, run=run,
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -420,10 +442,25 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     manifest = _read_manifest(folder)
     if manifest is None:
         raise AttnflowError(f"{str(folder)!r} is not an attnflow batch folder (it has no {MANIFEST}).")
-    files = sorted((folder / SCORES).glob("part-*.parquet"))
-    if not files:
+    run = run_fingerprint(manifest)
+    tables = []
+    for entry in manifest["shards"]:  # only this run's shards; a missing one is still to run
+        state = _shard_state(folder / SCORES, entry, run, read=False)
+        if state == "missing":
+            continue
+        path = folder / SCORES / _shard_name(entry["shard"])
+        if state is None:
+            try:
+                tables.append(pq.read_table(path, page_checksum_verification=True))
+                continue
+            except Exception as exc:  # pyarrow raises several types for damaged pages
+                state = f"its data cannot be read ({_first_line(exc)})"
+        raise AttnflowError(
+            f"The shard {str(path)!r} is not one of this run's: {state}; rerun the batch command to compute it again."
+        )
+    if not tables:
         return pd.DataFrame(columns=list(_columns()))
-    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
     order = {name: i for i, name in enumerate(result_keys(manifest["options"]))}
     frame["_method"] = frame["method"].map(order)
     return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
@@ -501,6 +538,22 @@ def _columns() -> tuple[str, ...]:
     return COLUMNS
 
 
+def _check_method_options(options: dict[str, Any]) -> None:
+    """Refuse a method option's value that no row could use, with the methods' own checks (before any model)."""
+    from ..graph import HEAD_FUSIONS, check_ratio, check_residual
+
+    if "residual" in options:
+        check_residual(options["residual"])
+    if "discard_ratio" in options:
+        check_ratio(options["discard_ratio"])
+    fusion = options.get("head_fusion")
+    if isinstance(fusion, str) and fusion.strip().lower() not in (*HEAD_FUSIONS, "importance"):
+        raise AttnflowError(
+            f"The 'head_fusion' parameter must be one of {', '.join(HEAD_FUSIONS)}, 'importance' or an array of "
+            f"head weights; got {fusion!r} instead."
+        )
+
+
 def _positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise AttnflowError(f"The '{name}' parameter must be a positive integer; got {value!r} instead.")
@@ -510,15 +563,54 @@ def _shard_name(number: int) -> str:
     return f"part-{number:05d}.parquet"
 
 
-def _shard_done(scores: Path, number: int) -> bool:
-    path = scores / _shard_name(number)
+def run_fingerprint(manifest: dict[str, Any]) -> str:
+    """A SHA-256 naming a run: its format version, options, model and data fingerprints, skipped rows and shards.
+
+    Every shard file records it, so a shard of another run (copied in, or left by an
+    older run) is never taken for one of this run's.
+
+    Examples
+    --------
+    >>> plan = {"version": 2, "options": {}, "model": {}, "data": {}, "skipped": [], "shards": []}
+    >>> run_fingerprint(plan) == run_fingerprint({**plan, "run": "ignored"})
+    True
+    """
+    keys = ("format", "version", "options", "model", "data", "skipped", "shards")
+    plan = json.dumps({key: manifest.get(key) for key in keys}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(plan.encode("utf-8")).hexdigest()
+
+
+def _shard_state(scores: Path, entry: dict[str, Any], run: str, *, read: bool = True) -> str | None:
+    """``None`` when shard ``entry``'s file is done; else why not: ``"missing"`` or what is wrong with the file.
+
+    Done: the file's metadata names ``run`` and the shard's number, its rows and skipped
+    rows are the shard's examples and (with ``read``) every page reads back with its
+    checksum verified.
+    """
+    import pyarrow.parquet as pq
+
+    path = scores / _shard_name(entry["shard"])
+    if not path.exists():
+        return "missing"
     if not path.is_file():
-        return False
+        raise AttnflowError(f"{str(path)!r} is not a file; attnflow writes its shard there: move it away.")
     try:
-        _shard_metadata(path)
-    except Exception:  # unreadable (a disk error): compute it again
-        return False
-    return True
+        meta = _shard_metadata(path)
+        if meta.get("run") != run or meta.get("shard") != entry["shard"]:
+            return "it belongs to another run or another shard"
+        table = pq.read_table(path, page_checksum_verification=True) if read else pq.read_table(path, columns=[])
+        examples = set(table.column("example").to_pylist()) if read else None
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        return f"its data cannot be read ({_first_line(exc)})"
+    skipped = {s["example"] for s in meta.get("skipped", [])}
+    if read and (examples | skipped) != set(entry["examples"]):
+        return "it does not hold the shard's examples"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _shard_metadata(path: Path) -> dict[str, Any]:
@@ -536,10 +628,19 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise AttnflowError(
-            f"The manifest {str(path)!r} cannot be read; rerun with --overwrite to start again."
+            f"The manifest {str(path)!r} cannot be read (not JSON): attnflow did not write it so; move it away, "
+            "or choose another --out."
         ) from None
-    if manifest.get("format") != "attnflow.batch" or manifest.get("version") != FORMAT_VERSION:
-        raise AttnflowError(f"{str(path)!r} is not an attnflow batch manifest of version {FORMAT_VERSION}.")
+    if not isinstance(manifest, dict) or manifest.get("format") != "attnflow.batch":
+        raise AttnflowError(
+            f"{str(path)!r} is not an attnflow batch manifest; move it away, or choose another --out."
+        )
+    if manifest.get("version") != FORMAT_VERSION:
+        raise AttnflowError(
+            f"The batch run in {str(out)!r} was written with format version {manifest.get('version')!r}; this attnflow "
+            f"writes version {FORMAT_VERSION} and cannot resume it: pass --overwrite to start again, or choose "
+            "another --out."
+        )
     return manifest
 
 
@@ -547,14 +648,17 @@ def _open_folder(
     out: Path, options: dict[str, Any], name: str, fingerprint: str, dataset: Dataset, overwrite: bool
 ) -> dict[str, Any] | None:
     """The manifest to resume, or ``None`` to start afresh (after clearing an old run when ``overwrite``)."""
+    owned = _run_files(out)  # refuses a file not attnflow's where this run writes, overwrite or not
     if overwrite:
-        for item in (MANIFEST, SUMMARY):
-            (out / item).unlink(missing_ok=True)
-        shutil.rmtree(out / SCORES, ignore_errors=True)
+        for path in owned:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise AttnflowError(f"Cannot delete {str(path)!r} of the old run: {exc.strerror or exc}.") from None
         return None
     manifest = _read_manifest(out)
     if manifest is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != SCORES or not p.is_dir() or any(p.iterdir()) for p in out.iterdir()):
             raise AttnflowError(
                 f"The output folder {str(out)!r} is not empty and holds no batch run; choose another --out or pass "
                 "--overwrite to write into it."
@@ -581,6 +685,55 @@ def _open_folder(
     return manifest
 
 
+def _run_files(out: Path) -> list[Path]:
+    """The files of an attnflow batch run in ``out``; refuses one attnflow would write over that is not attnflow's.
+
+    Attnflow's own: ``manifest.json`` and ``summary.json`` whose ``format`` is a batch
+    format (any version), and ``scores/part-NNNNN.parquet`` with attnflow's metadata
+    (read through a ``scores`` link). Files under other names are never listed.
+    """
+    import re
+
+    owned: list[Path] = []
+    for name, kind in ((MANIFEST, "attnflow.batch"), (SUMMARY, "attnflow.batch.summary")):
+        path = out / name
+        if path.is_symlink() or path.exists():
+            if _json_format(path) != kind:
+                _foreign(path)
+            owned.append(path)
+    scores = out / SCORES
+    if scores.is_symlink() or scores.exists():
+        if not scores.is_dir():
+            _foreign(scores)
+        try:
+            entries = sorted(scores.iterdir())
+        except OSError as exc:
+            raise AttnflowError(f"Cannot read the folder {str(scores)!r}: {exc.strerror or exc}.") from None
+        for path in entries:
+            if re.fullmatch(r"part-\d{5}\.parquet", path.name):
+                try:
+                    _shard_metadata(path)
+                except Exception:
+                    _foreign(path)
+                owned.append(path)
+    return owned
+
+
+def _json_format(path: Path) -> Any:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def _foreign(path: Path) -> None:
+    raise AttnflowError(
+        f"{str(path)!r} was not written by attnflow batch, and a run writes there: move it away, or choose another "
+        "--out (--overwrite replaces only attnflow's own files)."
+    )
+
+
 def _plan(
     loaded: Any, dataset: Dataset, options: dict[str, Any], fingerprint: str, truncate: bool, shard_size: int
 ) -> dict[str, Any]:
@@ -593,7 +746,7 @@ def _plan(
         raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
     skipped: list[dict[str, Any]] = []
     present = [r for r in dataset.records if r.text is not None]
-    skipped.extend({"example": r.example, "reason": "empty text"} for r in dataset.records if r.text is None)
+    skipped.extend({"example": r.example, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None)
     if options.get("decoder_column") is not None:
         skipped.extend({"example": r.example, "reason": "empty decoder text"} for r in present if r.decoder is None)
         present = [r for r in present if r.decoder is not None]

@@ -52,6 +52,8 @@ class WorkSpec:
     graphs: tuple[str, ...] = ("attention",)
     #: An encoder-decoder run: each record's ``text`` is the source, its ``decoder`` the target read by the decoder.
     seq2seq: bool = False
+    #: The run's fingerprint (:func:`attnflow.batch.runner.run_fingerprint`), recorded in every shard's metadata.
+    run: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class ShardWorker:
         sink = io.BytesIO()
         import pyarrow.parquet as pq
 
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, write_page_checksum=True)  # so a resume finds a damaged page
         return shard.shard, sink.getvalue()
 
     def table(self, shard: Shard) -> Any:
@@ -162,7 +164,7 @@ class ShardWorker:
                 text=record.text, label=_label(record.label, spec.label_type), target=described,
                 truncated=bool(capture.truncated),
             )
-        return _shard_table(columns, schema(spec.label_type), shard, skipped, n_layers)
+        return _shard_table(columns, schema(spec.label_type), shard, skipped, n_layers, spec.run)
 
     def _image_table(self, shard: Shard) -> Any:
         """Rows of images: as :meth:`table`, with ``image`` (the file name) and ``grid`` (patch rows, columns).
@@ -196,7 +198,7 @@ class ShardWorker:
                 image=os.path.basename(path), grid=[int(v) for v in explanation.image["grid"]],
             )
         types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
-        return _shard_table(columns, types, shard, skipped, n_layers)
+        return _shard_table(columns, types, shard, skipped, n_layers, spec.run)
 
     def _seq2seq_table(self, shard: Shard) -> Any:
         """Rows of an encoder-decoder model: one per example x method x decoder layer.
@@ -233,7 +235,7 @@ class ShardWorker:
             )
         types = {**schema(spec.label_type), "decoder_text": pa.string(), "source_length": pa.int32(),
                  "predicts": pa.string()}
-        return _shard_table(columns, types, shard, skipped, n_layers)
+        return _shard_table(columns, types, shard, skipped, n_layers, spec.run)
 
     def _evaluation_table(self, shard: Shard) -> Any:
         """Rows with :func:`attnflow.evaluate`'s numbers: ground truths, Spearman per layer, faithfulness.
@@ -318,7 +320,7 @@ class ShardWorker:
         arrays.update({name: pa.array(values, type=pa.list_(pa.float64())) for name, values in truths.items()})
         arrays["special_positions"] = pa.array(special, type=pa.list_(pa.int32()))
         metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers,
-                    "evaluation": _plain(settings)}
+                    "run": spec.run, "evaluation": _plain(settings)}
         return pa.table(arrays).replace_schema_metadata({"attnflow": json.dumps(metadata)})
 
     def _target(self, spec: str | None) -> Any:
@@ -384,12 +386,14 @@ def _add_rows(
 
 
 def _shard_table(
-    columns: dict[str, list[Any]], types: dict[str, Any], shard: Shard, skipped: list[dict[str, Any]], n_layers: Any
+    columns: dict[str, list[Any]], types: dict[str, Any], shard: Shard, skipped: list[dict[str, Any]], n_layers: Any,
+    run: str,
 ) -> Any:
-    """The pyarrow Table of a shard's rows, the shard's bookkeeping in its ``attnflow`` metadata."""
+    """The pyarrow Table of a shard's rows, the shard's bookkeeping (and its run) in its ``attnflow`` metadata."""
     import pyarrow as pa
 
-    metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers}
+    metadata = {"shard": shard.shard, "examples": len(shard.records), "skipped": skipped, "n_layers": n_layers,
+                "run": run}
     return pa.table(
         {name: pa.array(columns[name], type=kind) for name, kind in types.items()},
     ).replace_schema_metadata({"attnflow": json.dumps(metadata)})

@@ -42,6 +42,7 @@ from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._hooks import attention_output_projections
 from ._shapes import AttentionShape
+from .chat import special_tokens_mask
 from .models import LoadedModel
 from .targets import run_model
 
@@ -286,7 +287,7 @@ def target_gradients(
         return np.stack([layer[0].detach().cpu().to(torch.float64).numpy() for layer in layers])
 
     n_layers, n_heads = len(attentions), int(attentions[0].shape[1])
-    special = loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    special = special_tokens_mask(loaded, ids)
     return TargetGradients(
         attentions=to_numpy(list(attentions)),
         gradients=to_numpy(attention_grads),
@@ -583,9 +584,7 @@ def batch_head_gradients(
         return [found for row in range(len(rows))
                 for found in batch_head_gradients(loaded, [bounds[row]], [rows[row]], objective=objective)]
     mask_grad = grads[0]
-    special_tokens = [
-        loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True) for ids in rows
-    ]
+    special_tokens = [special_tokens_mask(loaded, ids) for ids in rows]
     found = []
     for row, ids in enumerate(rows):
         n = len(ids)

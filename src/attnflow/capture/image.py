@@ -180,6 +180,8 @@ def load_image(image: Any) -> tuple[Any, str]:
             raise AttnflowError(f"Cannot read the image {name!r}: the file does not exist.")
         if path.is_dir():
             raise AttnflowError(f"Cannot read the image {name!r}: it is a folder; give an image file.")
+        if not path.is_file():  # a pipe would block the read, a device never end
+            raise AttnflowError(f"Cannot read the image {name!r}: it is not a regular file (a device or a pipe).")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below

@@ -70,6 +70,9 @@ class LoadedModel:
     path: Path | None = field(default=None, repr=False)
     #: The image processor of an image model (``AutoImageProcessor``), or ``None``.
     processor: Any = field(default=None, repr=False)
+    #: With a :class:`attnflow.capture.chat.ChatTemplate` (:func:`attnflow.capture.chat.with_chat`), texts are
+    #: wrapped in the tokenizer's chat template, whose tokens count as special tokens.
+    chat: Any = field(default=None, repr=False)
 
     @property
     def is_vision(self) -> bool:
@@ -121,6 +124,7 @@ def load_model(
     trust_remote_code: bool = False,
     dtype: str | None = None,
     device: str | None = None,
+    chat: bool = False,
 ) -> LoadedModel:
     """Load a model and its tokenizer offline, or wrap ones already loaded.
 
@@ -145,6 +149,11 @@ def load_model(
         GPU, else ``cpu``): move the model there (a model object in place).
         ``None`` (default): where it is (``cpu`` for folders). ``"cuda"`` without a
         GPU is an error.
+    chat
+        Wrap every text in the tokenizer's chat template (one user turn and the
+        assistant's prompt; :mod:`attnflow.capture.chat`), its tokens marked as
+        special; an error for a tokenizer without one. ``False`` leaves a
+        :class:`LoadedModel` given as it is.
 
     Returns
     -------
@@ -179,8 +188,8 @@ def load_model(
     torch_device = resolve_device(device)
     if isinstance(model, LoadedModel):
         if tokenizer is not None:
-            model = replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code))
-        return place_model(model, torch_dtype, torch_device)
+            model = replace(model, tokenizer=_load_tokenizer_arg(tokenizer, trust_remote_code), chat=None)
+        return _chat(place_model(model, torch_dtype, torch_device), chat)
     if model is None:
         loaded = _load_folder(
             resolve_bundled(DEFAULT_MODEL), DEFAULT_MODEL, tokenizer, trust_remote_code, torch_dtype
@@ -197,7 +206,15 @@ def load_model(
             loaded = _load_folder(rebuilt, name, tokenizer, trust_remote_code, torch_dtype)
     else:
         loaded = _wrap_model_object(model, tokenizer, trust_remote_code)
-    return place_model(loaded, torch_dtype, torch_device)
+    return _chat(place_model(loaded, torch_dtype, torch_device), chat)
+
+
+def _chat(loaded: LoadedModel, chat: bool) -> LoadedModel:
+    if not chat:
+        return loaded
+    from .chat import with_chat
+
+    return with_chat(loaded)
 
 
 #: What ``dtype=`` (``--dtype``) accepts.
@@ -464,6 +481,11 @@ def _load_error(name: str, folder: Path, exc: Exception, trust_remote_code: bool
         return AttnflowError(
             f"Model {name!r} needs custom code from its folder; attnflow runs such code only with "
             "trust_remote_code=True (--trust-remote-code)."
+        )
+    if "above report" in message:  # transformers' details are in a log report attnflow keeps quiet
+        message = (
+            "some weights do not have the shapes its config.json gives (a config edited, or weights of another "
+            "model)." if "mismatched" in message else "its weights could not be converted to its architecture."
         )
     return AttnflowError(f"Could not load the model {name!r} from {str(folder)!r}: {message}")
 

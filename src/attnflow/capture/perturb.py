@@ -7,15 +7,18 @@ not scored (special tokens, by the evaluation's rule).
 - :func:`score_sequences`: the target's value on many token sequences (of any
   lengths), padded on the right and batched, without gradients;
 - :func:`blankout`: ``|value(x) - value(x with token j blanked)|`` for each ``j``;
-- :func:`input_gradients`: ``|sum_d dS/de_jd|`` and gradient x input
-  ``|sum_d e_jd dS/de_jd|`` with respect to the input embeddings ``e``;
-- :func:`integrated_gradients`: Captum's ``IntegratedGradients`` along the straight
-  path from blanked embeddings to the real ones, summed over the embedding axis.
+- :func:`input_gradients`: ``g = dS/dx`` at the first layer's input ``x`` (the
+  embedding module's output; :mod:`attnflow.capture.gradient_point`), from which
+  :func:`gradient_importance` makes ``|sum_d g|`` (the paper's), gradient x input
+  ``|sum_d g x|`` and saliency ``||g||_2``;
+- :func:`integrated_gradients`: Captum's ``IntegratedGradients`` at the same
+  point, along the straight path from the blanked input's ``x`` to the real one,
+  summed over the hidden axis.
 
 Every model run happens inside :func:`attnflow.capture.eager_attention` (the same
 attention implementation as the captured weights; evaluation mode; everything
 restored afterwards). Gradients are taken with ``torch.autograd.grad`` with respect
-to the embeddings only, so no ``.grad`` is left on the model's parameters.
+to the point only, so no ``.grad`` is left on the model's parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from .gradient_point import GradientPoint, capture_point, gradient_point, point_gradients, replace_point
 from .models import LoadedModel
 from .text import _pad_id
 
@@ -161,43 +165,44 @@ def blankout(
 
 
 def input_gradients(
-    loaded: LoadedModel, bound: BoundTarget, input_ids: Sequence[int]
+    loaded: LoadedModel, bound: BoundTarget, input_ids: Sequence[int], point: GradientPoint | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient of the target's score with respect to the input embeddings, and the embeddings.
+    """Gradient of the target's score at the first layer's input, and that input.
+
+    The point is :func:`attnflow.capture.gradient_point.gradient_point`: the vector
+    that enters the first layer (the embedding module's output), where the paper's
+    authors took their input gradients.
 
     Returns
     -------
-    gradient, embeddings : ndarray ``(n, d)`` each
-        ``d`` is the embedding size. Importances follow as ``|gradient.sum(-1)|``
-        and ``|(gradient * embeddings).sum(-1)|`` (see :func:`gradient_importance`).
+    gradient, inputs : ndarray ``(n, d)`` each
+        ``d`` is the hidden size. Importances follow from :func:`gradient_importance`.
     """
-    import torch
-
-    model = loaded.model
-    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=_device(model))
-    mask = torch.ones_like(ids)
-    with eager_attention(model), torch.enable_grad():
-        embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-        score = bound.forward(model, inputs_embeds=embeddings, attention_mask=mask, kind="score")
-        (gradient,) = torch.autograd.grad(score.sum(), embeddings)
-    return (
-        gradient[0].detach().cpu().double().numpy(),
-        embeddings[0].detach().cpu().double().numpy(),
-    )
+    return point_gradients(loaded, bound, list(input_ids), point)
 
 
-def gradient_importance(gradient: np.ndarray, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"gradient": |sum_d g|, "grad_x_input": |sum_d g * e|}`` from ``(n, d)`` arrays.
+def gradient_importance(
+    gradient: np.ndarray, inputs: np.ndarray, *, sum_defined: bool = True
+) -> dict[str, np.ndarray]:
+    """The gradient yardsticks from ``(n, d)`` arrays ``g`` and ``x``.
+
+    ``gradient`` is the paper's ``|sum_d g|`` (NaN everywhere when ``sum_defined`` is
+    false: the point is shift-invariant and the sum is round-off), ``grad_x_input``
+    is ``|sum_d g * x|`` and ``saliency`` is ``||g||_2``.
 
     Examples
     --------
-    >>> g = np.array([[1.0, -3.0], [0.5, 0.5]]); e = np.array([[2.0, 1.0], [1.0, -1.0]])
-    >>> {k: v.tolist() for k, v in gradient_importance(g, e).items()}
-    {'gradient': [2.0, 1.0], 'grad_x_input': [1.0, 0.0]}
+    >>> g = np.array([[1.0, -3.0], [0.5, 0.5]]); x = np.array([[2.0, 1.0], [1.0, -1.0]])
+    >>> {k: v.round(3).tolist() for k, v in gradient_importance(g, x).items()}
+    {'gradient': [2.0, 1.0], 'grad_x_input': [1.0, 0.0], 'saliency': [3.162, 0.707]}
+    >>> gradient_importance(g, x, sum_defined=False)["gradient"].tolist()
+    [nan, nan]
     """
+    paper = np.abs(gradient.sum(axis=-1)) if sum_defined else np.full(gradient.shape[0], np.nan)
     return {
-        "gradient": np.abs(gradient.sum(axis=-1)),
-        "grad_x_input": np.abs((gradient * embeddings).sum(axis=-1)),
+        "gradient": paper,
+        "grad_x_input": np.abs((gradient * inputs).sum(axis=-1)),
+        "saliency": np.linalg.norm(gradient, axis=-1),
     }
 
 
@@ -217,12 +222,14 @@ def integrated_gradients(
     *,
     n_steps: int = 50,
     batch_size: int | None = None,
+    point: GradientPoint | None = None,
 ) -> IntegratedGradients:
-    """Integrated gradients (Captum) of the target's score, per token: ``|sum_d attribution|``.
+    """Integrated gradients (Captum) at the first layer's input of the target's score: ``|sum_d IG|``.
 
-    The path runs from the embeddings of ``baseline_ids`` (the example with its
-    non-special tokens blanked) to the real embeddings, in ``n_steps`` Gauss-Legendre
-    steps, with the attention mask of the real input.
+    The path is the straight line, at the first layer's input (the point of
+    :func:`input_gradients`), from that input for ``baseline_ids`` (the example
+    with its non-special tokens blanked) to the one for the real tokens, in
+    ``n_steps`` Gauss-Legendre steps, with the attention mask of the real input.
 
     Returns
     -------
@@ -230,14 +237,36 @@ def integrated_gradients(
         ``(importance, delta, relative_delta)``: ``importance`` ``(n,)``; ``delta``,
         Captum's convergence delta ``sum(attributions) - (S(x) - S(baseline))``;
         ``relative_delta``, ``delta / |S(x) - S(baseline)|`` (NaN when that is 0).
-        Near 0 when ``n_steps`` is enough; on the bundled ``sva`` model the median
-        relative delta is 14 % at 20 steps and 0.5 % at 50 (docs/evaluation.md has
-        the command).
+        Near 0 when ``n_steps`` is enough (docs/evaluation.md has measured figures).
 
     Raises
     ------
     AttnflowError
         When Captum is not installed (``pip install captum``).
+    """
+    signed, gap = layer_integrated_gradients(
+        loaded, bound, input_ids, baseline_ids, n_steps=n_steps, batch_size=batch_size, point=point
+    )
+    per_token = signed.sum(axis=-1)
+    change = float(per_token.sum()) - gap  # S(x) - S(baseline)
+    relative = gap / abs(change) if change != 0 else float("nan")
+    return IntegratedGradients(np.abs(per_token), gap, relative)
+
+
+def layer_integrated_gradients(
+    loaded: LoadedModel,
+    bound: BoundTarget,
+    input_ids: Sequence[int],
+    baseline_ids: Sequence[int],
+    *,
+    n_steps: int = 50,
+    batch_size: int | None = None,
+    point: GradientPoint | None = None,
+) -> tuple[np.ndarray, float]:
+    """Captum's signed integrated gradients at the point, ``(n, d)``, and the convergence delta.
+
+    Captum integrates the model as a function of the point's value (the forward
+    pass runs on the real ids with that value substituted by a hook).
     """
     import torch
 
@@ -251,22 +280,21 @@ def integrated_gradients(
         raise AttnflowError(f"The 'ig_steps' parameter must be a positive integer; got {n_steps!r} instead.")
     if len(baseline_ids) != len(input_ids):
         raise AttnflowError("The baseline of integrated gradients must have as many tokens as the input.")
+    point = point or gradient_point(loaded)
     model = loaded.model
     device = _device(model)
-    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=device)
-    base = torch.tensor([list(baseline_ids)], dtype=torch.long, device=device)
-    mask = torch.ones_like(ids)
+    ids = torch.tensor([list(input_ids), list(baseline_ids)], dtype=torch.long, device=device)
     internal = _batch_size(batch_size, len(input_ids), n_steps)
+    with eager_attention(model), torch.no_grad(), capture_point(point) as seen:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), **_extra_inputs(model, ids))
+    inputs, baselines = seen[0].detach()[:1], seen[0].detach()[1:]
 
-    def forward(embeds: torch.Tensor) -> torch.Tensor:
-        return bound.forward(
-            model, inputs_embeds=embeds, attention_mask=mask.expand(embeds.shape[0], -1), kind="score"
-        )
+    def forward(values: torch.Tensor) -> torch.Tensor:  # the model with the point's value replaced
+        batch = ids[:1].expand(values.shape[0], -1)
+        with replace_point(point, lambda _old: values):
+            return bound.forward(model, input_ids=batch, attention_mask=torch.ones_like(batch), kind="score")
 
     with eager_attention(model), torch.enable_grad():
-        layer = model.get_input_embeddings()
-        inputs = layer(ids).detach()
-        baselines = layer(base).detach()
         attributions, delta = CaptumIG(forward).attribute(
             inputs,
             baselines=baselines,
@@ -274,11 +302,15 @@ def integrated_gradients(
             internal_batch_size=internal,
             return_convergence_delta=True,
         )
-    signed = attributions[0].detach().cpu().double().numpy().sum(axis=-1)
-    gap = float(delta.detach().cpu().double().reshape(-1)[0])
-    change = float(signed.sum()) - gap  # S(x) - S(baseline)
-    relative = gap / abs(change) if change != 0 else float("nan")
-    return IntegratedGradients(np.abs(signed), gap, relative)
+    signed = attributions[0].detach().cpu().double().numpy()
+    return signed, float(delta.detach().cpu().double().reshape(-1)[0])
+
+
+def _extra_inputs(model: Any, ids: torch.Tensor) -> dict[str, Any]:
+    """What a forward pass needs besides the ids: decoder ids for an encoder-decoder model."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return {"decoder_input_ids": ids[:, :1]}
+    return {}
 
 
 def _device(model: Any) -> Any:

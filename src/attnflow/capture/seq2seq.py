@@ -622,11 +622,12 @@ def seq2seq_input_gradients(
     *,
     token_id: int | None = None,
 ) -> np.ndarray:
-    """Input gradients of the source tokens: ``|sum_d dS/de_jd|``, ``(ns,)``, ``e_j`` the encoder's token embedding.
+    """Input gradients of the source tokens: ``|sum_d dS/dx_jd|``, ``(ns,)``, at the encoder's first layer's input.
 
-    ``S`` as in :func:`seq2seq_blankout`. ``e_j`` is the output of the encoder's
-    token-embedding module (before any embedding scale the model applies, which
-    multiplies every token's gradient alike). Special source tokens get NaN.
+    ``S`` as in :func:`seq2seq_blankout`. ``x`` is the vector that enters the
+    encoder's first layer (token embedding, scale and positions:
+    :mod:`attnflow.capture.gradient_point`), where the paper's authors took
+    theirs. Special source tokens get NaN.
 
     Examples
     --------
@@ -637,34 +638,17 @@ def seq2seq_input_gradients(
     """
     import torch
 
+    from .gradient_point import capture_point, gradient_point
+
     loaded = load_model(model)
     require_seq2seq(loaded)
     position, token_id = _target_score_inputs(captured, position, token_id)
-    encoder = loaded.model.get_encoder()
-    embedding = getattr(encoder, "embed_tokens", None)
-    if not isinstance(embedding, torch.nn.Module):
-        raise AttnflowError(
-            f"The model {loaded.name!r} has no encoder token embedding (encoder.embed_tokens); attnflow cannot "
-            "take input gradients of its source."
-        )
-    seen: list[Any] = []
-
-    def keep(_module: Any, _inputs: Any, output: Any) -> Any:
-        if not seen:  # the encoder's call comes first; a shared embedding is called again by the decoder
-            seen.append(output)
-        return output
-
-    handle = embedding.register_forward_hook(keep)
-    try:
-        with eager_attention(loaded.model), torch.enable_grad():
-            for param in loaded.model.parameters():
-                param.requires_grad_(True)  # restored by eager_attention
-            output = _forward(loaded, captured.source_ids, captured.target_ids, output_attentions=False)
-            score = torch.log_softmax(output.logits[0, position].to(torch.float64), dim=-1)[token_id]
-            (grad,) = torch.autograd.grad(score, seen[0])
-            grad = grad[0].detach().to(torch.float64).sum(-1).abs().cpu().numpy()
-    finally:
-        handle.remove()
+    point = gradient_point(loaded.model.get_encoder())
+    with eager_attention(loaded.model), torch.enable_grad(), capture_point(point) as seen:
+        output = _forward(loaded, captured.source_ids, captured.target_ids, output_attentions=False)
+        score = torch.log_softmax(output.logits[0, position].to(torch.float64), dim=-1)[token_id]
+        (grad,) = torch.autograd.grad(score, seen[0])
+        grad = grad[0].detach().to(torch.float64).sum(-1).abs().cpu().numpy()
     out = np.full(captured.n_source, np.nan)
     content = [j for j in range(captured.n_source) if j not in set(captured.source_special)]
     out[content] = grad[content]

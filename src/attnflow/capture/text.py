@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -30,6 +30,7 @@ from ._fused_attention import fused_attention, streamable
 from ._hooks import AttentionCall, attention_hooks
 from ._reduce import LayerAccumulator, check_heads, reduce_layer
 from ._shapes import AttentionShape
+from .chat import special_tokens_mask
 from .models import LoadedModel, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,6 +312,8 @@ def _check_texts(texts: Any) -> tuple[bool, list[str]]:
 
 
 def _encode(loaded: LoadedModel, text: str, truncate: bool, index: int | None) -> _Encoded:
+    if loaded.chat is not None:
+        return _encode_chat(loaded, text, truncate, index)
     tokenizer = loaded.tokenizer
     limit = loaded.max_length
     kwargs: dict[str, Any] = {
@@ -360,6 +363,32 @@ def _encode(loaded: LoadedModel, text: str, truncate: bool, index: int | None) -
         token_type_ids=None if types is None else [int(t) for t in types],
         truncated=truncated,
     )
+
+
+def _encode_chat(loaded: LoadedModel, text: str, truncate: bool, index: int | None) -> _Encoded:
+    """``text`` as one user turn of the chat template (:mod:`attnflow.capture.chat`); truncation cuts the text."""
+    chat = loaded.chat
+    frame = len(chat.before) + len(chat.after)
+    room = None if loaded.max_length is None else loaded.max_length - frame
+    if room is not None and room < 1:
+        raise AttnflowError(
+            f"The chat template of the model {loaded.name!r} alone has {frame} tokens, as many as the model accepts."
+        )
+    inner = _encode(replace(loaded, chat=None, max_length=None), text, False, index)
+    ids = list(inner.input_ids)
+    truncated = False
+    if room is not None and len(ids) > room:
+        if not truncate:
+            which = "The text" if index is None else f"Text {index}"
+            raise AttnflowError(
+                f"{which} has {len(ids) + frame} tokens in the chat template ({frame} of them the template's) but "
+                f"the model {loaded.name!r} accepts at most {loaded.max_length}; pass truncate=True (CLI: "
+                f"--truncate) to keep only the first {room} tokens of the text, or shorten it."
+            )
+        ids, truncated = ids[:room], True
+    wrapped = chat.wrap(ids)
+    return _Encoded(text=text, input_ids=wrapped, special_mask=special_tokens_mask(loaded, wrapped),
+                    token_type_ids=None, truncated=truncated)
 
 
 def _forward_parameters(model: Any) -> set[str]:
@@ -652,8 +681,8 @@ def capture_token_ids(
     ids = [int(i) for i in input_ids]
     if not ids or loaded.tokenizer is None:
         raise AttnflowError("capture_token_ids needs at least one token id and a text model with a tokenizer.")
-    special = loaded.tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
-    encoded = _Encoded(text=text, input_ids=ids, special_mask=[int(m) for m in special], token_type_ids=None,
+    special = special_tokens_mask(loaded, ids)
+    encoded = _Encoded(text=text, input_ids=ids, special_mask=special, token_type_ids=None,
                        truncated=False)
     with eager_attention(loaded.model), torch.no_grad():
         return _capture_batch(loaded, [encoded], heads)[0]

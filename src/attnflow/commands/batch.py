@@ -9,9 +9,20 @@ from typing import Annotated
 
 import typer
 
+from ..batch.engines import ENGINES
 from ..methods import available_methods
 from ..mixing.registry import available_graphs
-from .common import check_methods, choice, console, error_console
+from .common import (
+    CLI_HEAD_FUSIONS,
+    HEAD_FUSION_HELP,
+    check_method_option,
+    check_methods,
+    check_output_option,
+    choice,
+    console,
+    error_console,
+    number_range,
+)
 
 
 def batch(
@@ -36,7 +47,8 @@ def batch(
     method: Annotated[
         list[str],
         typer.Option(
-            "--method", help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}."
+            "--method", help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
     graph: Annotated[
@@ -51,7 +63,7 @@ def batch(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --images), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --images), folder or cached HF id."
         ),
     ] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
@@ -69,21 +81,34 @@ def batch(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option(help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders]."),
+        typer.Option(
+            help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
+            callback=check_output_option,
+        ),
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="What grad-rollout explains: predicted (default), a class index, a label, gold.")
     ] = None,
     residual: Annotated[
-        float | None, typer.Option(help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].")
+        float | None,
+        typer.Option(
+            help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
+            callback=number_range(0, 1),
+        ),
     ] = None,
-    head_fusion: Annotated[str, typer.Option(help="How heads are combined: mean, max, min or importance.")] = "mean",
+    head_fusion: Annotated[
+        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
+    ] = "mean",
     truncate: Annotated[
         bool, typer.Option(help="Cut texts longer than the model's maximum (else they are skipped).")
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 16,
-    shard_size: Annotated[int, typer.Option(help="Rows per shard: the unit written at once and resumed.")] = 64,
-    engine: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray.")] = "local",
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.", callback=number_range(1))] = 16,
+    shard_size: Annotated[
+        int, typer.Option(help="Rows per shard: the unit written at once and resumed.", callback=number_range(1))
+    ] = 64,
+    engine: Annotated[
+        str, typer.Option(help="local (worker processes on this machine) or ray.", callback=choice(*ENGINES))
+    ] = "local",
     workers: Annotated[
         int | None, typer.Option(help="Workers, each loading the model once [default: one per core / per cluster CPU].")
     ] = None,
@@ -108,7 +133,8 @@ def batch(
         list[str] | None,
         typer.Option(
             "--ground-truth",
-            help="With --evaluate: blankout, gradient, grad_x_input or integrated_gradients; repeat (default: all).",
+            help="With --evaluate: blankout, gradient, saliency, grad_x_input or integrated_gradients; "
+            "repeat (default: all).",
         ),
     ] = None,
     faithfulness: Annotated[
@@ -121,8 +147,10 @@ def batch(
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
+    from ..io import check_input_file
     from .explain import check_graphs
 
+    check_input_file(data, "--data")
     check_methods(method)
     graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
     options: dict[str, object] = {"head_fusion": head_fusion}
@@ -153,6 +181,7 @@ def batch(
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
             overwrite=overwrite, evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress,
+            log=lambda line: error_console.print(line, highlight=False, soft_wrap=True),
             **{key: value for key, value in options.items() if key in accepted},
         )
     summary = result.summary

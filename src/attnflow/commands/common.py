@@ -9,6 +9,8 @@ any attention is computed.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +21,62 @@ from rich.console import Console
 from ..errors import AttnflowError
 from ..methods import available_methods
 
-console = Console()
+
+class PipeSafeStdout:
+    """Standard output that a closed pipe (``attnflow ... | head -1``) silences instead of stopping the command.
+
+    Every later write is dropped, so the command goes on to write its files;
+    :func:`attnflow.cli.main` then exits with the shell's status for SIGPIPE (141).
+    It is ``sys.stdout`` looked up at each write (pytest's capture replaces it).
+
+    Examples
+    --------
+    >>> out = PipeSafeStdout()
+    >>> out.write("hello\\n") == 6 and not out.closed
+    hello
+    True
+    """
+
+    closed = False
+
+    def write(self, text: str) -> int:
+        if not self.closed:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self.close_pipe()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.close_pipe()
+
+    def reopen(self) -> None:
+        """Write again (a new command in the same process, as tests run them)."""
+        self.closed = False
+
+    def isatty(self) -> bool:
+        return not self.closed and sys.stdout.isatty()
+
+    def close_pipe(self) -> None:
+        """The reader went away: drop what is still buffered and send the rest, and Python's last flush, nowhere."""
+        self.closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # a stream without a descriptor (a test's capture)
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stdout, name)
+
+
+stdout = PipeSafeStdout()
+console = Console(file=stdout)
 error_console = Console(stderr=True)
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..evaluate import EvaluationResult
 
-_GROUND_TRUTHS = ("blankout", "gradient", "grad_x_input", "integrated_gradients")
+_GROUND_TRUTHS = ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients")
 OUTPUT_FILES = ("results.json", "examples.csv", "correlation.png")
 
 
@@ -57,7 +57,7 @@ def evaluate(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm, sva, digits-vit), local folder or cached HF id."),
+        typer.Option("--model", "-m", help="Bundled name (minilm, sva, smollm2, digits-vit), folder or cached HF id."),
     ] = None,
     method: Annotated[
         list[str] | None,
@@ -490,11 +490,11 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
     >>> [t.row_count for t in evaluation_tables(r)]
     [2]
     """
-    from rich.table import Table
+    from ..report.stacking import StackingTable
 
     tables = []
     for truth in result.ground_truths:
-        table = Table(title=f"Spearman ρ with {truth}", title_justify="left", header_style="bold")
+        table = StackingTable(title=f"Spearman ρ with {truth}", title_justify="left", header_style="bold")
         table.add_column("layer", justify="right")
         stats = {m: result.correlation(truth, m) for m in result.methods}
         for method in result.methods:
@@ -504,7 +504,7 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
         tables.append(table)
     if result.faithfulness_layer is not None:
         summary = result.faithfulness_summary()
-        table = Table(
+        table = StackingTable(
             title=f"Faithfulness at layer {result.faithfulness_layer}",
             caption=f"top {', '.join(map(str, result.percents))} % of tokens removed "
             f"({result.options.get('removal')}); "

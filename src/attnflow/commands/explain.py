@@ -59,7 +59,7 @@ def explain(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Bundled name (minilm; digits-vit for --image), local folder or cached HF id."
+            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --image), folder or cached HF id."
         ),
     ] = None,
     method: Annotated[
@@ -195,6 +195,14 @@ def explain(
             "confidence, computed for this text and --target.",
         ),
     ] = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Wrap the text in the tokenizer's chat template (a user turn, then the assistant's prompt), as "
+            "instruct models are prompted; the template's tokens are scored too and shown as special tokens.",
+        ),
+    ] = False,
     heads_file: Annotated[
         Path | None,
         typer.Option(
@@ -214,7 +222,8 @@ def explain(
     from ..report.terminal import explanation_table
 
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
-    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None)
+    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None,
+                          head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
     if (text is None) == (image is None):
@@ -222,10 +231,14 @@ def explain(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
             + ("; got both." if text is not None else "; got neither.")
         )
-    check_output_file(json_path, "--json", (".json",), inputs=[image], overwrite=overwrite)
-    if image is not None and (generate is not None or words or decoder_text is not None):
-        given = "--generate" if generate is not None else "--words" if words else "--decoder-text"
+    sources = [image, heads_file]  # no output may be written over one of them
+    check_output_file(json_path, "--json", (".json",), inputs=sources, overwrite=overwrite)
+    if image is not None and (generate is not None or words or decoder_text is not None or chat):
+        given = "--generate" if generate is not None else "--words" if words else "--chat" if chat else "--decoder-text"
         raise AttnflowError(f"{given} is for texts, not --image.")
+    if chat and decoder_text is not None:
+        raise AttnflowError("--chat is for decoder-only chat models; an encoder-decoder model's --decoder-text has "
+                            "no chat template.")
     check_heads_options(heads, heads_file, html_path, image)
     if generate is None and answer != "span":
         raise AttnflowError("--answer chooses how a generated answer is explained; give --generate N too.")
@@ -236,11 +249,12 @@ def explain(
             raise AttnflowError("--head-fusion importance is for texts; for an image give mean, max or min.")
         if svg_path is not None:
             raise AttnflowError("--svg is for texts; for an image, --png OUT.png writes the heatmap over the image.")
-        check_output_file(html_path, "--html", (".html", ".htm"), inputs=[image], overwrite=overwrite)
-        check_output_file(png_path, "--png", (".png",), inputs=[image], overwrite=overwrite)
+        check_output_file(html_path, "--html", (".html", ".htm"), inputs=sources, overwrite=overwrite)
+        check_output_file(png_path, "--png", (".png",), inputs=sources, overwrite=overwrite)
         try:  # before loading a model; load_image checks the rest
             what = "is a folder; give an image file" if image.is_dir() else None
             what = what or (None if image.exists() else "the file does not exist")
+            what = what or (None if image.is_file() else "it is not a regular file (a device or a pipe)")
         except OSError as exc:
             what = exc.strerror or str(exc)
         if what:
@@ -261,9 +275,9 @@ def explain(
     if wants_report:
         from .report import check_report_paths
 
-        check_report_paths(html_path, png_path, svg_path, inputs=[], html_option="--html", overwrite=overwrite)
+        check_report_paths(html_path, png_path, svg_path, inputs=sources, html_option="--html", overwrite=overwrite)
     # once: explain and the report share it
-    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
+    model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device, chat=chat)
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
@@ -381,13 +395,16 @@ def heads_panel_for(
 
 
 def check_graphs(
-    graphs: list[str], methods: list[str], residual: float | None, *, image: bool = False, generate: bool = False
+    graphs: list[str], methods: list[str], residual: float | None, *, image: bool = False, generate: bool = False,
+    head_fusion: str = "mean",
 ) -> list[str]:
     """``--graph`` against the other options, before any model loads: the graphs, duplicates dropped.
 
     ``--residual`` weighs the residual added to attention weights, so it is refused with a
     context-mixing graph (which contains the residual stream); so are gradient methods
-    (they weigh attention weights), ``--image`` and ``--generate``.
+    (they weigh attention weights), ``--image`` and ``--generate``; so is a
+    ``--head-fusion`` other than mean when no graph is attention (the others sum
+    every head).
 
     Examples
     --------
@@ -416,6 +433,11 @@ def check_graphs(
         raise AttnflowError(
             f"{named} is for a text's own tokens; {'--image' if image else '--generate'} runs on the attention "
             "graph only."
+        )
+    if head_fusion != "mean" and "attention" not in chosen:
+        raise AttnflowError(
+            f"--head-fusion {head_fusion} combines attention heads; {named} sums every head: leave --head-fusion "
+            "out, or add --graph attention."
         )
     return chosen
 
@@ -493,6 +515,15 @@ def _check_flow_time(
 
 
 def _duration(seconds: float) -> str:
+    """A time estimate as people read it; under 10 s with two significant digits, never "0 s".
+
+    Examples
+    --------
+    >>> _duration(0.0213), _duration(42.4), _duration(600)
+    ('0.021 s', '42 s', '10 min')
+    """
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 

@@ -29,7 +29,7 @@ def heads(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for heads.json and heads.png.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm), local folder or cached HF id."),
+        typer.Option("--model", "-m", help="Bundled name (minilm, smollm2), local folder or cached HF id."),
     ] = None,
     target: Annotated[
         str | None,
@@ -116,7 +116,10 @@ def heads(
     ] = None,
     penalty: Annotated[
         list[float] | None,
-        typer.Option("--penalty", help="A gate penalty lambda (repeat; default 0, 0.003, 0.01, 0.03, 0.1, 0.3)."),
+        typer.Option(
+            "--penalty", help="A gate penalty lambda (repeat; default 0, 0.003, 0.01, 0.03, 0.1, 0.3).",
+            callback=number_range(0, float("inf"), high_open=True),
+        ),
     ] = None,
     gate_steps: Annotated[
         int, typer.Option(help="Training steps of the gates per penalty.", callback=number_range(1))
@@ -247,11 +250,11 @@ def top_heads_table(report: HeadReport, k: int = 10) -> Table:
     >>> top_heads_table(HeadReport(np.array([[0.1, 0.9]]), z, z, z, z, z), 1).row_count
     1
     """
-    from rich.table import Table
+    from ..report.stacking import StackingTable
 
-    table = Table(
+    table = StackingTable(
         title=f"Top {k} heads by importance (prev/next/rare: share of queries whose maximum attention is there)",
-        title_justify="left", header_style="bold",
+        title_justify="left", header_style="bold", keys=2,
     )
     columns = ("layer", "head", "roles", "importance", "relevance", "confidence", "prev", "next", "rare", "sink share")
     for name in columns:
@@ -282,9 +285,10 @@ def syntactic_table(report: HeadReport) -> Table:
     1
     """
     import numpy as np
-    from rich.table import Table
 
-    table = Table(
+    from ..report.stacking import StackingTable
+
+    table = StackingTable(
         title=f"Syntactic heads (accuracy of the maximum-attention pointer; margin {report.syntactic_margin:.2f} "
         "over the relation's most-frequent-offset baseline)",
         title_justify="left", header_style="bold",

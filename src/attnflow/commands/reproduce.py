@@ -137,8 +137,7 @@ def reproduce(
 def reproduction_tables(result: Reproduction) -> list[Table]:
     """The terminal report: correlation by layer per ground truth and protocol, the top layer against the
     paper, the share of flow values at their bound, subject first."""
-    from rich.table import Table
-
+    from ..report.stacking import StackingTable
     from ..tasks.reproduce import PAPER, PROTOCOLS, _fmt, _rate, protocols
 
     evaluation = result.evaluation
@@ -147,7 +146,7 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
     for protocol in protocols(evaluation):
         title, special = PROTOCOLS[protocol]
         for truth in evaluation.ground_truths:
-            table = Table(
+            table = StackingTable(
                 title=f"Spearman ρ with {truth} · {title} · {evaluation.n_examples} examples · mean ± sd",
                 title_justify="left",
                 header_style="bold",
@@ -162,7 +161,7 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
     top = evaluation.n_layers
     for protocol in protocols(evaluation):
         title, special = PROTOCOLS[protocol]
-        table = Table(
+        table = StackingTable(
             title=f"Top layer against the paper · {title} (accuracy: ours {acc['accuracy']:.3f}, with attractors "
             f"{acc['accuracy_attractors']:.3f}; paper {PAPER['accuracy']:.2f})",
             title_justify="left",
@@ -182,7 +181,7 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
         tables.append(table)
     saturation = result.saturation
     if saturation.get("n_examples"):
-        table = Table(
+        table = StackingTable(
             title="Raw flow into [CLS] at its source bound min(1, first-layer column sum): share of values",
             caption="where the share is 1, flow restates the first layer's attention received",
             title_justify="left",
@@ -200,7 +199,7 @@ def reproduction_tables(result: Reproduction) -> list[Table]:
         tables.append(table)
     plaus = result.plausibility
     references = ", ".join(f"{t} {_rate(r)}" for t, r in plaus["ground_truths"].items())
-    table = Table(
+    table = StackingTable(
         title=f"Subject scored above every attractor ({plaus['n_examples']} examples with attractors)",
         caption=f"for reference: {references}; random ranking {_rate(plaus['chance'])}",
         title_justify="left",

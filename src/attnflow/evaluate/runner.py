@@ -43,13 +43,16 @@ from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, 
 FORMAT_VERSION = 1
 
 #: Every ground truth, in the order tables show them.
-GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "grad_x_input", "integrated_gradients")
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "saliency", "grad_x_input", "integrated_gradients")
 #: What each ground truth is, for tables and the docs.
 GROUND_TRUTH_SUMMARIES: dict[str, str] = {
     "blankout": "|change of the target value| when the token is replaced by the blank token",
-    "gradient": "|sum over the embedding axis of the target score's gradient| (input gradients)",
-    "grad_x_input": "|sum over the embedding axis of gradient x input embedding|",
-    "integrated_gradients": "|sum over the embedding axis of Captum's integrated gradients| from blanked embeddings",
+    "gradient": "|sum over the hidden axis of the target score's gradient at the first layer's input| "
+    "(the paper's input gradients; undefined where that input is read only through LayerNorms)",
+    "saliency": "Euclidean norm of the target score's gradient at the first layer's input",
+    "grad_x_input": "|sum over the hidden axis of gradient x the first layer's input|",
+    "integrated_gradients": "|sum over the hidden axis of Captum's integrated gradients| at the first layer's input, "
+    "from the blanked input's value there",
 }
 REMOVALS: tuple[str, ...] = ("delete", "blank")
 
@@ -418,7 +421,10 @@ def evaluate(
         name, ``"gold"`` (each example's label), ``"cosine:REFERENCE TEXT"``, or ``"norm"``
         (default for bare encoders).
     ground_truths
-        Any of ``blankout``, ``gradient``, ``grad_x_input``, ``integrated_gradients`` (all by default).
+        Any of ``blankout``, ``gradient``, ``saliency``, ``grad_x_input``, ``integrated_gradients``
+        (all by default). Gradients are taken at the first layer's input
+        (:mod:`attnflow.capture.gradient_point`); where ``|sum_d g|`` is zero by construction
+        there (pre-LN models) ``gradient`` is NaN and ``options["yardsticks"]`` says so.
     output
         The output position the methods explain; default ``"last"`` for decoders,
         ``"mean"`` for pooled targets (cosine, norm), else ``"cls"``.
@@ -527,6 +533,7 @@ def evaluate(
         _check_lengths(loaded, items)
     if output is None:
         output = "last" if loaded.is_decoder else ("mean" if resolved.pooled else "cls")
+    yardsticks, point, sum_defined = _yardsticks(loaded, truths)
 
     settings = _Settings(
         methods=names,
@@ -545,6 +552,8 @@ def evaluate(
         with_special_tokens=bool(with_special_tokens),
         graphs=graph_list,
         keys=keys,
+        point=point,
+        sum_defined=sum_defined,
     )
     results: list[ExampleResult] = []
     n_layers = 0
@@ -573,6 +582,8 @@ def evaluate(
         "with_special_tokens": bool(with_special_tokens),
         **method_options,
     }
+    if yardsticks:
+        options["yardsticks"] = yardsticks
     if graph_list != [ATTENTION]:
         options["graphs"] = list(graph_list)
     return EvaluationResult(
@@ -587,6 +598,38 @@ def evaluate(
         options=options,
         examples=results,
     )
+
+
+def _yardsticks(loaded: Any, truths: Sequence[str]) -> tuple[dict[str, Any], Any, bool]:
+    """Where the gradient yardsticks are taken, whether ``|sum_d g|`` is defined there, and the default one."""
+    if not {"gradient", "saliency", "grad_x_input", "integrated_gradients"} & set(truths):
+        return {}, None, True
+    from ..capture.gradient_point import SHIFT_TOLERANCE, gradient_point, probe_shift_ratio
+
+    point = gradient_point(loaded)
+    ratio = probe_shift_ratio(loaded, point)
+    defined = bool(ratio >= SHIFT_TOLERANCE)
+    return (
+        {
+            "point": point.where,
+            "gradient_defined": defined,
+            "shift_ratio": ratio,
+            "default": default_gradient_truth(defined),
+        },
+        point,
+        defined,
+    )
+
+
+def default_gradient_truth(sum_defined: bool) -> str:
+    """The gradient yardstick tables lead with: the paper's ``gradient`` where defined, else ``saliency``.
+
+    Examples
+    --------
+    >>> default_gradient_truth(True), default_gradient_truth(False)
+    ('gradient', 'saliency')
+    """
+    return "gradient" if sum_defined else "saliency"
 
 
 @dataclass
@@ -606,6 +649,9 @@ class _Settings:
     method_options: dict[str, Any]
     with_special_tokens: bool = False
     graphs: list[str] = field(default_factory=lambda: ["attention"])
+    #: Where gradients are taken (the first layer's input) and whether |sum_d g| is defined there.
+    point: Any = None
+    sum_defined: bool = True
     #: The result names, ``GRAPH/METHOD`` off the attention graph (``methods`` when it is the only one).
     keys: list[str] = field(default_factory=list)
 
@@ -648,9 +694,10 @@ def _evaluate_one(
             loaded, bound, ids, blanked, blank_id=settings.blank_id, batch_size=settings.batch_size
         )
         truths["blankout"] = _only(truths_all["blankout"], content, n)
-    if {"gradient", "grad_x_input"} & set(settings.truths):
-        gradient, embeddings = perturb.input_gradients(loaded, bound, ids)
-        for name, values in perturb.gradient_importance(gradient, embeddings).items():
+    if {"gradient", "saliency", "grad_x_input"} & set(settings.truths):
+        gradient, inputs = perturb.input_gradients(loaded, bound, ids, settings.point)
+        found = perturb.gradient_importance(gradient, inputs, sum_defined=settings.sum_defined)
+        for name, values in found.items():
             if name in settings.truths:
                 truths_all[name] = values
                 truths[name] = _only(values, content, n)
@@ -659,7 +706,8 @@ def _evaluate_one(
         for position in content:
             baseline[position] = settings.blank_id
         values, ig_delta, ig_relative = perturb.integrated_gradients(
-            loaded, bound, ids, baseline, n_steps=settings.ig_steps, batch_size=settings.batch_size
+            loaded, bound, ids, baseline, n_steps=settings.ig_steps, batch_size=settings.batch_size,
+            point=settings.point,
         )
         truths_all["integrated_gradients"] = values
         truths["integrated_gradients"] = _only(values, content, n)

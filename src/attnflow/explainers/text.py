@@ -122,6 +122,10 @@ def explain(
             f"The 'text' parameter must be one string; got {type(text).__name__}"
             + (" (call explain once per text)." if several else ".")
         )
+    if generate is not None:  # before the model loads, in the caller's own word
+        from ..generation import check_new_tokens
+
+        generate = check_new_tokens(generate, "generate")
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     from ..capture.seq2seq import is_seq2seq_model
 
@@ -199,14 +203,35 @@ def explain(
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)
     result.text = captured.text
-    note = correction_note(captured)
-    if note:
-        result.notes.append(note)
+    for note in (correction_note(captured), unknown_note(loaded.tokenizer, captured.input_ids)):
+        if note:
+            result.notes.append(note)
     if words:
         from ..words import word_groups
 
-        result.words = word_groups(loaded.tokenizer, captured.input_ids, captured.text)
+        result.words = word_groups(loaded, captured.input_ids, captured.text)
     return result
+
+
+def unknown_note(tokenizer: Any, input_ids: Sequence[int]) -> str | None:
+    """A note when the text became the tokenizer's unknown token (a vocabulary without its characters, or a
+    tokenizer that is not the model's), or ``None``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> print(unknown_note(SimpleNamespace(unk_token_id=0, unk_token="[UNK]"), [5, 0, 0, 7]))
+    2 of 4 tokens are the unknown token [UNK]: the text has characters the vocabulary lacks, or the tokenizer \
+is not the model's.
+    """
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    count = sum(1 for i in input_ids if unknown is not None and int(i) == unknown)
+    if not count:
+        return None
+    return (
+        f"{count} of {len(input_ids)} tokens are the unknown token {getattr(tokenizer, 'unk_token', '')}: the text "
+        "has characters the vocabulary lacks, or the tokenizer is not the model's."
+    )
 
 
 def correction_note(captured: Any) -> str | None:
@@ -255,6 +280,16 @@ alti graph already contains the residual stream. Leave it out, or use graph='att
             f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
             f"graph only; drop the {', '.join(others)} graph or the method."
         )
+    if "attention" not in graphs and not _mean_fusion(method_options.get("head_fusion")):
+        raise AttnflowError(
+            f"The 'head_fusion' option combines attention heads; the {', '.join(others)} "
+            f"graph{'s sum' if len(others) > 1 else ' sums'} every head. Leave it out, or add graph='attention'."
+        )
+
+
+def _mean_fusion(fusion: Any) -> bool:
+    """Whether ``head_fusion`` is the default (absent or ``"mean"``); an array of head weights is not."""
+    return fusion is None or (isinstance(fusion, str) and fusion == "mean")
 
 
 def _explain_graphs(
@@ -277,15 +312,19 @@ def _explain_graphs(
             if capture is None:  # one hooked forward pass serves every analytic graph
                 capture = capture_mixing(loaded, captured.input_ids)
             kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
-            part = explain_attentions(get_graph(name).matrices(capture), captured.tokens, methods=methods,
+            graph = get_graph(name)
+            part = explain_attentions(graph.matrices(capture), captured.tokens, methods=methods,
                                       output=output, progress=progress, residual=0.0, **kept)
+            product = graph.rollout_scores(capture, part.output) if "rollout" in part.scores else None
+            if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
+                part.scores["rollout"] = product
         prefix = "" if name == ATTENTION else f"{name} graph: "
         scores.update({result_key(name, key): value for key, value in part.scores.items()})
         labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
         solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
         notes.extend(prefix + note for note in part.notes)
         position = part.output
-    if options.get("head_fusion") not in (None, "mean") and ATTENTION in graphs:
+    if not _mean_fusion(options.get("head_fusion")) and ATTENTION in graphs:
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
     return Explanation(tokens=list(captured.tokens), scores=scores, output=position, options=dict(options),
                        notes=notes, token_labels=labels, solutions=solutions)

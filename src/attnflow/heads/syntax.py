@@ -27,7 +27,6 @@ baseline by at least a margin.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,7 +128,7 @@ def read_conllu(path: str | os.PathLike[str]) -> list[Parse]:
         parses.append(Parse(words, tuple(arcs)))
         rows.clear()
 
-    for number, raw in enumerate(content.splitlines(), start=1):
+    for number, raw in enumerate(content.split("\n"), start=1):  # not splitlines: U+2028 is no line break
         line = raw.rstrip("\r\n")
         if not line.strip():
             close()
@@ -185,11 +184,9 @@ def parses_from_records(records: Sequence[Mapping[str, Any]], where: str = "the 
 
 def parses_from_jsonl(path: str | os.PathLike[str]) -> list[Parse]:
     """:func:`parses_from_records` on a JSON-lines file (blank lines skipped)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AttnflowError(f"Cannot read the arcs of {os.fspath(path)!r}: {exc}") from None
+    from ..data import read_jsonl
+
+    records = [record for _, record in read_jsonl(path)]
     return parses_from_records(records, repr(os.fspath(path)))
 
 

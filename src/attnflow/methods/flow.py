@@ -345,6 +345,10 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
     """
     from ._maxflow_kernel import CUT_TOL
 
+    if not isinstance(solution, FlowSolution):
+        raise AttnflowError(
+            f"The 'solution' parameter must be a FlowSolution (solve_flow's result); got {type(solution).__name__}."
+        )
     if not solution.certified or solution.cuts is None:
         raise AttnflowError(
             "This flow solution carries no certificates: solve it with solve_flow(..., keep_cuts=True) "

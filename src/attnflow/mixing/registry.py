@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._capture import LayerTensors, MixingCapture
 from .alti import alti_matrix
-from .globenc import globenc_matrix
+from .globenc import globenc_matrix, globenc_norms, globenc_rollout_scores
 from .norm import norm_matrix
 from .value_zeroing import value_zeroing_matrices
 
@@ -34,7 +34,9 @@ class Graph:
     tensors; ``model_matrices(capture) -> (L, n, n)`` builds them all when the graph
     reruns the model (value zeroing). ``layouts`` are the block layouts (``"post-ln"``,
     ``"pre-ln"``, ``None`` for an unknown one) the graph is defined for; ``undefined``
-    says why it is not for the others.
+    says why it is not for the others. ``product_matrix``, when set, is the unnormalised
+    per-layer matrix whose running product ``rollout`` over this graph is (GlobEnc, as
+    its authors aggregate it); raw and flow still run on ``layer_matrix``.
     """
 
     name: str
@@ -46,6 +48,15 @@ class Graph:
     undefined: str = ""
     layer_matrix: Callable[[LayerTensors, MixingCapture], np.ndarray] | None = None
     model_matrices: Callable[[MixingCapture], np.ndarray] | None = None
+    product_matrix: Callable[[LayerTensors, MixingCapture], np.ndarray] | None = None
+
+    def rollout_scores(self, capture: MixingCapture, output: int | str) -> np.ndarray | None:
+        """``(L, n)``: rollout of the explained output by the graph's own product, or ``None`` (the method's)."""
+        if self.product_matrix is None:
+            return None
+        self.check(capture)
+        norms = np.stack([self.product_matrix(layer, capture) for layer in capture.layers])
+        return globenc_rollout_scores(norms, output)
 
     @property
     def adds_residual(self) -> bool:
@@ -109,7 +120,7 @@ def available_graphs() -> tuple[str, ...]:
     Examples
     --------
     >>> available_graphs()
-    ('attention', 'norm', 'globenc', 'alti', 'value-zeroing')
+    ('attention', 'norm', 'globenc', 'globenc-rownorm', 'alti', 'value-zeroing')
     """
     return tuple(_REGISTRY)
 
@@ -175,16 +186,36 @@ register_graph(Graph(
     _UNKNOWN_LAYOUT,
     layer_matrix=norm_matrix,
 ))
+_GLOBENC_UNDEFINED = (
+    "GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vectors through the layer norms "
+    "that follow each residual connection); a pre-LN block normalises the branches, not the residual stream, "
+    "and no adaptation has been published. Use alti or norm, which are defined for pre-LN blocks."
+)
+_GLOBENC_REFERENCE = (
+    "Modarressi et al. 2022, GlobEnc: Quantifying Global Token Attribution by Incorporating the Whole Encoder Layer"
+)
 register_graph(Graph(
     "globenc",
-    "norms carried through both layer norms of the encoder layer (FFN left out)",
-    "Modarressi et al. 2022, GlobEnc: Quantifying Global Token Attribution by Incorporating the Whole Encoder Layer",
+    "norms carried through both layer norms of the encoder layer (FFN left out); rollout multiplies the raw "
+    "matrices, as the authors do",
+    _GLOBENC_REFERENCE,
+    "inside: residual vector, then both layer norms' linear parts with their actual scales",
+    "rollout: none per layer, the explained row divided by its sum for display; raw and flow: each row "
+    "divided by its sum (the authors define no flow)",
+    frozenset({"post-ln"}),
+    _GLOBENC_UNDEFINED,
+    layer_matrix=globenc_matrix,
+    product_matrix=globenc_norms,
+))
+register_graph(Graph(
+    "globenc-rownorm",
+    "globenc's matrices with each layer's rows normalised before rollout multiplies them (not the authors' "
+    "aggregation)",
+    _GLOBENC_REFERENCE,
     "inside: residual vector, then both layer norms' linear parts with their actual scales",
     "each row divided by its sum",
     frozenset({"post-ln"}),
-    "GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vectors through the layer norms "
-    "that follow each residual connection); a pre-LN block normalises the branches, not the residual stream, "
-    "and no adaptation has been published. Use alti or norm, which are defined for pre-LN blocks.",
+    _GLOBENC_UNDEFINED,
     layer_matrix=globenc_matrix,
 ))
 register_graph(Graph(

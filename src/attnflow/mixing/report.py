@@ -85,6 +85,9 @@ def report_with_graphs(
             layer=layer, residual=0.0, progress=progress, explanation=graph_part(explanation, name),
             special_positions=captured.special_positions,
         )
+        product = get_graph(name).rollout_scores(capture, part.output) if "rollout" in part.scores else None
+        if product is not None and graph_part(explanation, name) is None:  # GlobEnc: the authors' product
+            part = dataclasses.replace(part, scores={**part.scores, "rollout": product})
         scores.update({result_key(name, key): value for key, value in part.scores.items()})
         notes.extend(f"{name} graph: {note}" for note in part.notes)
     notes.append(DRAWN_NOTE)

@@ -9,6 +9,9 @@ from rich.bar import Bar
 from rich.table import Table
 from rich.text import Text
 
+from .stacking import StackingTable
+from .terminal import add_key_columns, add_score_columns, visible
+
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
 
@@ -61,18 +64,16 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     target = explanation.target
     if isinstance(target, dict) and "token" in target:
         lines.append(f"grad-rollout explains the log-probability of {target['token']} ({target.get('kind', '')})")
-    table = Table(
-        title=title, title_justify="left", header_style="bold", caption="\n".join(lines), caption_justify="left"
+    table = StackingTable(
+        title=title, title_justify="left", header_style="bold", caption="\n".join(lines), caption_justify="left",
+        keys=3,
     )
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
-    table.add_column("part", no_wrap=True, style="dim")
+    add_key_columns(table, part=True)
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
-        table.add_column(method, justify="right", style=_COLOURS[index % len(_COLOURS)], no_wrap=True, min_width=5)
-        table.add_column("", width=_BAR_WIDTH, no_wrap=True)
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
     for index, name in enumerate(explanation.tokens):
         if index == ns:
             table.add_section()
@@ -81,7 +82,7 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
         if index == explanation.output:
             style = (style + " bold").strip()
         part = "source" if source else ("target ▸" if index == explanation.output else "target")
-        cells: list[Any] = [str(index if source else index - ns), Text(name, style=style), part]
+        cells: list[Any] = [str(index if source else index - ns), Text(visible(name), style=style), part]
         for number, (values, top) in enumerate(columns):
             value = values[index]
             if np.isnan(value):

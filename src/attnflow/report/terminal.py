@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..explanation import Explanation
+from .stacking import StackingTable
 
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
@@ -30,6 +31,48 @@ def _output_label(explanation: Explanation) -> str:
                 f"predicted at token {position} ({explanation.tokens[position]})"
             )
     return f"token {position} ({explanation.tokens[position]})"
+
+
+def add_key_columns(table: Table, *, part: bool) -> None:
+    """The columns every stacked part repeats: ``#``, the token (folded, never cut) and, when asked, ``part``."""
+    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
+    table.add_column("token", max_width=24, overflow="fold")
+    if part:
+        table.add_column("part", no_wrap=True, style="dim")
+
+
+def add_score_columns(table: Table, method: str, colour: str) -> None:
+    """A method's score and bar columns, one block (a ``GRAPH/METHOD`` method's block is in that graph's group)."""
+    block = {"block": method, "group": _graph(method)} if isinstance(table, StackingTable) else {}
+    table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5, **block)
+    table.add_column("", width=_BAR_WIDTH, no_wrap=True, **block)
+
+
+def _graph(method: str) -> str:
+    return method.split("/", 1)[0] if "/" in method else "attention"
+
+
+def _label_block(name: str, methods: list[str]) -> dict[str, str]:
+    """A per-token label column stacks with the method it names first (``flow cut``, ``alti/flow cut``: flow)."""
+    named = [method for method in methods if name.startswith(method + " ")]
+    if not named:
+        return {"group": _graph(name)}
+    method = max(named, key=len)
+    return {"block": method, "group": _graph(method)}
+
+
+def visible(label: str) -> str:
+    r"""``label`` safe to print: control and format characters (a terminal escape, a NUL) as Python escapes.
+
+    Words and tokens come from the user's text; an escape sequence in it would
+    otherwise recolour or move the terminal's cursor. Combining marks are kept.
+
+    Examples
+    --------
+    >>> print(visible("x\x1b[31mRED"))
+    x\x1b[31mRED
+    """
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in str(label))
 
 
 def _quoted(text: str, limit: int = 40) -> str:
@@ -78,12 +121,10 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
     if explanation.generation is not None and explanation.output == "answer":
         lines.append(f"answer: {explanation.generation.get('rule', '')}")
     caption = "\n".join(lines) or None
-    table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
-    table.add_column("#", justify="right", style="dim", no_wrap=True, min_width=2)
-    table.add_column("token", no_wrap=True, max_width=24, overflow="ellipsis")
     prompt_length = explanation.prompt_length
-    if prompt_length is not None:
-        table.add_column("part", no_wrap=True, style="dim")
+    table = StackingTable(title=title, title_justify="left", header_style="bold", caption=caption,
+                          caption_justify="left", keys=2 if prompt_length is None else 3)
+    add_key_columns(table, part=prompt_length is not None)
     rows = [[p] for p in range(len(explanation.tokens))] if not words else explanation.words.groups
     names = list(explanation.tokens) if not words else list(explanation.words.labels)
     columns = []
@@ -92,12 +133,10 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         if words:
             values = explanation.words.sum_scores(values)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
-        colour = _COLOURS[index % len(_COLOURS)]
-        table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5)
-        table.add_column("", width=_BAR_WIDTH, no_wrap=True)
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
     labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
-        table.add_column(name, no_wrap=True, style="dim")
+        table.add_column(name, no_wrap=True, style="dim", **_label_block(name, explanation.methods))
     explained = None
     if prompt_length is not None and isinstance(explanation.output, int):
         explained = explanation.output + 1
@@ -108,7 +147,7 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         if answer:
             style = (style + " bold").strip()
         index_text = str(first) if len(group) == 1 else f"{first}-{group[-1]}"
-        cells: list = [index_text, Text(token, style=style)]
+        cells: list = [index_text, Text(visible(token), style=style)]
         if prompt_length is not None:
             cells.append("answer ▸" if explained in group else ("answer" if answer else "prompt"))
         for index, (values, top) in enumerate(columns):

@@ -45,8 +45,11 @@ from . import sva
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate import EvaluationResult
 
-#: The paper's ground truths, in its order.
-GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient")
+#: The paper's ground truths, in its order, then the gradient yardsticks defined where its
+#: ``gradient`` is not: on the pre-LN ``sva`` model ``|sum_d g|`` is zero by construction at the
+#: first layer's input (:mod:`attnflow.capture.gradient_point`), so it is reported undefined and
+#: ``saliency`` (``||g||_2``) is the default gradient yardstick, with ``grad_x_input`` beside it.
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "saliency", "grad_x_input")
 #: The two Spearman protocols: name -> (title, whether special tokens are scored).
 PROTOCOLS: dict[str, tuple[str, bool]] = {
     "words": ("words only ([CLS] not scored; attnflow's rule)", False),
@@ -193,7 +196,7 @@ def reproduce_sva(
     --------
     >>> r = reproduce_sva(4, methods=["raw", "rollout"])
     >>> r.evaluation.n_examples, r.evaluation.ground_truths, sorted(r.plausibility["methods"])
-    (4, ['blankout', 'gradient'], ['raw', 'rollout'])
+    (4, ['blankout', 'gradient', 'saliency', 'grad_x_input'], ['raw', 'rollout'])
     """
     from ..capture import load_model
     from ..evaluate import evaluate
@@ -300,7 +303,8 @@ def subject_first(result: EvaluationResult, examples: Sequence[sva.SVAExample]) 
             hits[method].append(scores[:, subject] > scores[:, atts].max(axis=1))
         for truth in result.ground_truths:
             values = np.asarray(item.ground_truths[truth], dtype=float)
-            truth_hits[truth].append(bool(values[subject] > np.nanmax(values[atts])))
+            if np.isfinite(values[[subject, *atts]]).any():  # an undefined yardstick has no rate
+                truth_hits[truth].append(bool(values[subject] > np.nanmax(values[atts])))
         chance.append(1.0 / (len(atts) + 1))
     count = len(chance)
     return {
@@ -442,7 +446,12 @@ def _fmt(pair: Any) -> str:
     return f"{mean:.2f} ± {sd:.2f}" if sd == sd else f"{mean:.2f}"
 
 
-_TRUTH_NAMES = {"blankout": "blank-out", "gradient": "input gradients"}
+_TRUTH_NAMES = {
+    "blankout": "blank-out",
+    "gradient": "input gradients",
+    "saliency": "saliency ||g||",
+    "grad_x_input": "gradient × input",
+}
 
 
 def tables_markdown(repro: Reproduction) -> str:
@@ -462,6 +471,14 @@ def tables_markdown(repro: Reproduction) -> str:
         f"Accuracy on these sentences: {acc['accuracy']:.3f} overall, {acc['accuracy_attractors']:.3f} on the "
         f"{acc['n_attractors']} with attractors (paper: {PAPER['accuracy']:.2f} overall).\n"
     )
+    yardsticks = result.options.get("yardsticks") or {}
+    if yardsticks and not yardsticks.get("gradient_defined", True):
+        lines.append(
+            f"Input gradients `|Σ_d g|` are undefined on this model: at the {yardsticks['point']} every read "
+            f"goes through a LayerNorm, so the sum is zero by construction (measured ratio to `||g||`: "
+            f"{yardsticks['shift_ratio']:.0e}). The gradient yardstick here is `{yardsticks['default']}`, "
+            "which is not the paper's measure: its column is not comparable with the paper's.\n"
+        )
     for protocol in protocols(result):
         for truth in result.ground_truths:
             lines.append(f"### Spearman correlation with {_TRUTH_NAMES.get(truth, truth)}: {PROTOCOLS[protocol][0]}\n")

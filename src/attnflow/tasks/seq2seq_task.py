@@ -312,10 +312,10 @@ def plausibility_table(result: dict[str, Any]) -> Any:
     ...                     "model_confident": 1.0}).row_count
     1
     """
-    from rich.table import Table
+    from ..report.stacking import StackingTable
 
     layers = len(next(iter(result["methods"].values())))
-    table = Table(
+    table = StackingTable(
         title=f"Aligned source digit ranked first, per decoder layer ({result['examples']} held-out reversals, "
         f"{result['predictions']} target tokens)",
         caption=f"random ranking {result['chance']:.2f}; the model gives the correct digit p > 0.5 on "
@@ -343,9 +343,9 @@ def correlation_table(result: dict[str, Any]) -> Any:
     ...                    "predictions": 3, "correlation": {"blankout": {"raw": [[0.5, 0.1]]}}}).row_count
     1
     """
-    from rich.table import Table
+    from ..report.stacking import StackingTable
 
-    table = Table(
+    table = StackingTable(
         title=f"Spearman ρ of the source scores with each ground truth ({result['examples']} pairs, "
         f"{result['predictions']} target tokens) · mean ± sd",
         title_justify="left", header_style="bold",
