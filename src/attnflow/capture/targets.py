@@ -398,6 +398,11 @@ def resolve_target(target: Any, loaded: LoadedModel) -> Target:
         if kind == "cosine":
             resolved.reference = _reference_embedding(loaded, resolved, str(spec.value))
         return resolved
+    if spec.kind == "contrast" and head != "causal_lm":
+        raise AttnflowError(
+            f"A contrast target {spec.text!r} compares two next tokens, so it needs a causal language model; "
+            f"the model {name!r} is a {head}."
+        )
     if head == "encoder":
         raise AttnflowError(
             f"The target {spec.text!r} needs a classification head, but the model {name!r} "
@@ -423,11 +428,6 @@ def resolve_target(target: Any, loaded: LoadedModel) -> Target:
                 )
             resolved.index = index
         return resolved
-    if spec.kind == "contrast" and head != "causal_lm":
-        raise AttnflowError(
-            f"A contrast target {spec.text!r} compares two next tokens, so it needs a causal language model; "
-            f"the model {name!r} is a {head}."
-        )
     # causal LM
     if spec.kind == "contrast":
         first, second = (_single_token(loaded, form) for form in spec.value)  # type: ignore[union-attr]
