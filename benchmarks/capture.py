@@ -7,6 +7,7 @@
     python benchmarks/capture.py --tokens 4096 --repeats 1 --json docs/results/capture-long.json
     python benchmarks/capture.py --precision --json docs/results/capture-precision.json   # bf16/fp16 vs fp32
     python benchmarks/capture.py --heads --json docs/results/heads-batching.json         # analyze_heads batched
+    python benchmarks/capture.py --smollm2 --json docs/results/capture-smollm2.json      # the real LM, 2048-8192
 
 The model is a random-initialised Llama config (8 layers, 8 heads, hidden 256,
 4 key/value heads, intermediate 512, seed 0) with the sentencepiece-style tokenizer
@@ -38,6 +39,15 @@ job's figure by tens of MB from one process to the next). On CUDA it is
 - ``grad``: ``attnflow.explain(text, model, methods="grad-rollout")`` end to end (the
   fused capture, one forward and backward pass reduced to ``mean_h max(0, dS/dA A)``
   per layer), time and memory.
+
+``--smollm2`` measures the bundled SmolLM2-135M-Instruct instead (30 layers, 9 query
+heads over 3 key/value heads, converted once into ``$ATTNFLOW_CACHE``) at 2048, 4096
+and 8192 tokens, one fresh process per length: the fused capture's time and memory
+beyond the model (the ``streamed`` job), then the last position's rollout on it, its
+time and its memory beyond the capture (a row walk: a few float64 layers, never a
+float64 copy of the capture). A length whose fused capture (``30 n^2 * 4`` bytes, 8 GB
+at 8192) would not fit in the memory available before it starts, or whose process
+dies, is recorded with the reason instead of numbers.
 
 The targets of issue 12: streamed memory beyond the model at most ``2 * L n^2 * 4``
 bytes (twice the fused float32 array) plus one layer's scores and weights
@@ -133,12 +143,13 @@ def _reset_peak() -> bool:
 
 
 def text_of(tokenizer: Any, n: int) -> str:
-    """A text of exactly ``n`` tokens, the BOS token included."""
+    """A text of exactly ``n`` tokens, the special tokens the tokenizer adds (a BOS) included."""
+    added = len(tokenizer("a")["input_ids"]) - len(tokenizer("a", add_special_tokens=False)["input_ids"])
     words, count = [], 0
     while count < n:
         words.extend(WORDS)
         count = len(tokenizer(" ".join(words))["input_ids"])
-    ids = tokenizer(" ".join(words))["input_ids"][1:n]
+    ids = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"][: n - added]
     text = tokenizer.decode(ids)
     while len(tokenizer(text)["input_ids"]) > n:
         ids = ids[:-1]
@@ -244,6 +255,96 @@ def worker(folder: Path, job: str, n: int, device: str, dtype: str, repeats: int
     result["peak_beyond_model_mb"] = max(peaks)
     result["rss_after_loading_mb"] = base_rss
     return result
+
+
+SMOLLM2_TOKENS = (2048, 4096, 8192)
+SMOLLM2_LAYERS = 30
+
+
+def smollm2_worker(n: int) -> dict[str, Any]:
+    """The bundled SmolLM2 at ``n`` tokens in this process: the fused capture, then last-position rollout on it."""
+    from attnflow.capture import capture_attention, load_model
+    from attnflow.methods import get_method
+
+    loaded = load_model("smollm2")
+    text = text_of(loaded.tokenizer, n)
+    tokens = len(loaded.tokenizer(text)["input_ids"])
+    warm_up(loaded, text_of(loaded.tokenizer, WARM_UP_TOKENS), None)
+    rss_model = _rss_mb()
+    found: dict[str, Any] = {"tokens": tokens, "rss_after_loading_mb": rss_model}
+    _trim_heap()
+    base = _rss_mb()
+    _reset_peak()
+    start = time.perf_counter()
+    captured = capture_attention(text, loaded, heads="mean")
+    found["streamed_s"] = time.perf_counter() - start
+    found["streamed_mb"] = _peak_mb() - base
+    found["capture_array_mb"] = captured.attentions.nbytes / MB
+    _trim_heap()
+    base = _rss_mb()
+    _reset_peak()
+    start = time.perf_counter()
+    scores = get_method("rollout").scores(captured.attentions, "last")
+    found["rollout_s"] = time.perf_counter() - start
+    found["rollout_mb"] = _peak_mb() - base
+    found["rollout_row_sum_error"] = float(abs(scores.sum(axis=1) - 1.0).max())
+    return found
+
+
+def _total_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover - not Linux
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")  # pragma: no cover - not Linux
+
+
+def smollm2(tokens: tuple[int, ...], timeout: float | None = None,
+            on_row: Any = None) -> list[dict[str, Any]]:
+    """One process per length (see the module docstring); a length that cannot run says why.
+
+    ``timeout``: seconds a length may take before it is stopped (and recorded as such);
+    ``on_row(rows)`` is called after each length, so that a long run keeps what it has.
+    """
+    rows: list[dict[str, Any]] = []
+    for n in tokens:
+        fused_mb = SMOLLM2_LAYERS * n * n * 4 / MB
+        row: dict[str, Any] = {"tokens": n, "fused_mb": fused_mb, "load_average_before": list(os.getloadavg())}
+        available = _available_mb()
+        row["available_mb_before"] = available
+        # the fused array, the model's activations and eager mask (a few hundred MB), two float64 layers
+        needed = fused_mb + 2 * n * n * 8 / MB + 1024
+        if needed > available:
+            row["skipped"] = (f"needs about {needed / 1024:.1f} GB (the fused capture alone {fused_mb / 1024:.1f} GB), "
+                              f"{available / 1024:.1f} GB available")
+        else:
+            command = [sys.executable, __file__, "--smollm2-worker", "--tokens", str(n)]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                done = None
+                row["skipped"] = (f"stopped after {timeout:.0f} s, unfinished (the machine's load average was "
+                                  f"{row['load_average_before'][0]:.0f} on {os.cpu_count()} cores)")
+            if done is None:
+                pass
+            elif done.returncode != 0:
+                row["skipped"] = (f"the process failed (exit {done.returncode}"
+                                  f"{', killed: out of memory?' if done.returncode in (-9, 137) else ''}): "
+                                  f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+            else:
+                row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+        row["load_average_after"] = list(os.getloadavg())
+        print(f"{n} tokens: {row.get('skipped') or json.dumps(row)}", file=sys.stderr, flush=True)
+        rows.append(row)
+        if on_row is not None:
+            on_row(rows)
+    return rows
 
 
 PRECISION_TEXTS = (
@@ -366,11 +467,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", action="store_true",
                         help="only time analyze_heads one example at a time against batches of 8 (MiniLM)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs per job (default {REPEATS})")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="only the bundled SmolLM2 at 2048, 4096 and 8192 tokens (or --tokens): fused capture "
+                        "and last-position rollout")
+    parser.add_argument("--timeout", type=float, help="with --smollm2: stop a length after this many seconds")
+    parser.add_argument("--smollm2-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.folder, args.worker, args.tokens[0], args.device, args.dtype, args.repeats)))
+        return 0
+    if args.smollm2_worker:
+        print(json.dumps(smollm2_worker(args.tokens[0])))
+        return 0
+    if args.smollm2:
+        import torch
+
+        from scripts.doc_tables import capture_smollm2
+
+        started = list(os.getloadavg())
+
+        def payload(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            return {
+                "command": "python benchmarks/capture.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "model": "smollm2", "device": "cpu", "dtype": "float32",
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                            "memory_mb": _total_mb()},
+                "date": time.strftime("%Y-%m-%d"), "load_average_at_start": started,
+                "load_average_at_end": list(os.getloadavg()), "rows": rows,
+            }
+
+        def keep(rows: list[dict[str, Any]]) -> None:
+            if args.json is not None:  # after every length: a long run keeps what it has measured
+                args.json.write_text(json.dumps(payload(rows), indent=2) + "\n", encoding="utf-8")
+
+        rows = smollm2(tuple(args.tokens or SMOLLM2_TOKENS), args.timeout, keep)
+        print(capture_smollm2(payload(rows)))
+        if args.json is not None:
+            print(f"wrote {args.json}", file=sys.stderr)
         return 0
     if args.precision or args.heads:
         found = precision() if args.precision else heads_batching(repeats=args.repeats)

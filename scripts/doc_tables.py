@@ -43,6 +43,7 @@ SOURCES: dict[str, str] = {
     "evaluation-minilm": "docs/results/evaluation-minilm.json",
     "mixing-minilm": "docs/results/mixing-minilm.json",
     "mixing-sva": "docs/results/mixing-sva.json",
+    "baselines-minilm": "docs/results/baselines-minilm.json",
     "mixing-saturation": "docs/results/mixing-saturation.json",
     "mixing-digits": "docs/results/mixing-digits.json",
     "seq2seq-reverse": "docs/results/seq2seq-reverse.json",
@@ -56,9 +57,12 @@ SOURCES: dict[str, str] = {
     "capture-timing": "docs/results/capture-timing.json",
     "capture-long": "docs/results/capture-long.json",
     "flow-benchmark": "docs/results/flow-benchmark.json",
+    "capture-smollm2": "docs/results/capture-smollm2.json",
+    "flow-long": "docs/results/flow-long.json",
 }
 
-_TRUTH = {"blankout": "blank-out", "gradient": "input gradients"}
+_TRUTH = {"blankout": "blank-out", "gradient": "input gradients", "saliency": "saliency ‖g‖",
+          "grad_x_input": "gradient × input"}
 _SPECIAL = {"words": "correlation", "with_cls": "correlation_with_special_tokens"}
 
 
@@ -115,14 +119,18 @@ def sva_paper(protocol: str) -> Callable[[dict[str, Any]], str]:
 def readme_sva(results: dict[str, Any]) -> str:
     """The README's short version of the top-layer table (words only)."""
     top = results["n_layers"] - 1
+    saliency = "saliency" in results["correlation"]  # the default gradient yardstick where |sum_d g| is undefined
     rows = [
-        "| method | blank-out: ours | paper | input gradients: ours | paper |",
-        "|---|---:|---:|---:|---:|",
+        "| method | blank-out: ours | paper | input gradients: ours | paper |"
+        + (" saliency ‖g‖: ours |" if saliency else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|" if saliency else ""),
     ]
     for m in results["methods"]:
         cells = []
         for t in ("blankout", "gradient"):
             cells += [_pair(results["correlation"][t][m][top]), _paper(results, t, m)]
+        if saliency:
+            cells.append(_pair(results["correlation"]["saliency"][m][top]))
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -309,7 +317,7 @@ def reverse_train(report: dict[str, Any]) -> str:
     )
 
 
-_TRUTH_SHORT = {"blankout": "blank-out", "gradient": "gradient", "grad_x_input": "grad × input",
+_TRUTH_SHORT = {"blankout": "blank-out", "gradient": "gradient", "saliency": "saliency", "grad_x_input": "grad × input",
                 "integrated_gradients": "integrated gradients"}
 
 
@@ -330,6 +338,33 @@ def mixing_top(results: dict[str, Any]) -> str:
         blank = " | ".join("" for _ in truths)
         rows.append(f"| random | | {blank} | {_signed(faith['random']['aopc_comprehensiveness'])} | "
                     f"{_signed(faith['random']['aopc_sufficiency'])} |")
+    return "\n".join(rows)
+
+
+def baselines_top(results: dict[str, Any]) -> str:
+    """Attention and attribution methods side by side: top-layer correlations and AOPCs, ranked by comprehensiveness.
+
+    An attribution method's own yardstick is ``own`` (never correlated with it).
+    """
+    top, truths = results["n_layers"] - 1, results["ground_truths"]
+    faith = results["faithfulness"]["methods"]
+    inputs = results["options"].get("input_methods") or {}
+    header = "| rank | method | layer | " + " | ".join(f"ρ {_TRUTH_SHORT[t]}" for t in truths)
+    rows = [header + " | AOPC comp. ↑ | AOPC suff. ↓ |", "|---:|---|---|" + "---:|" * (len(truths) + 2)]
+
+    def comprehensiveness(name: str) -> float:
+        mean = faith[name]["aopc_comprehensiveness"][0]
+        return -float("inf") if mean is None else float(mean)
+
+    for rank, name in enumerate(sorted(faith, key=comprehensiveness, reverse=True), start=1):
+        own = (inputs.get(name) or {}).get("not_correlated_with")
+        if name in results["correlation"][truths[0]]:
+            cells = ["own" if t == own else _signed(results["correlation"][t][name][top]) for t in truths]
+        else:  # the random baseline of faithfulness only
+            cells = ["" for _ in truths]
+        layer = "input" if name in inputs else ("" if name == "random" else str(top + 1))
+        cells += [_signed(faith[name]["aopc_comprehensiveness"]), _signed(faith[name]["aopc_sufficiency"])]
+        rows.append(f"| {rank} | {name} | {layer} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -446,6 +481,25 @@ def capture_timing(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def capture_smollm2(results: dict[str, Any]) -> str:
+    """``benchmarks/capture.py --smollm2``: the real LM's fused capture and last-position rollout, or why not."""
+    lines = [
+        "| tokens | fused capture (float32) | capture time | its memory beyond the model | rollout of the last "
+        "position | its memory beyond the capture | load average before / after |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in results["rows"]:
+        load = f"{row['load_average_before'][0]:.1f} / {row['load_average_after'][0]:.1f}"
+        if "skipped" in row:
+            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | not run: {row['skipped']} | | | | {load} |")
+            continue
+        lines.append(
+            f"| {row['tokens']} | {row['capture_array_mb']:.0f} MB | {duration(row['streamed_s'])} | "
+            f"{row['streamed_mb']:.0f} MB | {duration(row['rollout_s'])} | {row['rollout_mb']:.0f} MB | {load} |"
+        )
+    return "\n".join(lines)
+
+
 def duration(seconds: float) -> str:
     """A time in ms, s, min or h, as the flow table and ``benchmarks/flow.py`` print it."""
     if seconds < 1:
@@ -482,6 +536,24 @@ def flow_benchmark(results: Any) -> str:
     return "\n".join(lines)
 
 
+def flow_long(results: Any) -> str:
+    """``benchmarks/flow_long.py --json``: certified flow intervals on long prompts (docs/flow.md)."""
+    lines = [
+        "| model | layers | tokens | tolerance | solver (wall) | CPU | rounds | arcs: first / last sparse graph, "
+        "full graph | widest interval | complete | exact solver's estimate | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|",
+    ]
+    for row in results:
+        arcs = f"{row['arcs_first']:,} / {row['arcs_last']:,}, {row['arcs_full']:,}"
+        lines.append(
+            f"| {row['model']} | {row['layers']} | {row['tokens']:,} | {row['tolerance']:g} | "
+            f"{duration(row['solver_s'])} | {duration(row['cpu_s'])} | {row['rounds']} | {arcs} | "
+            f"{row['widest']:.1e} | {'yes' if row['complete'] else 'no (budget)'} | "
+            f"{duration(row['exact_estimate_s'])} | {row['load']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -489,6 +561,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-gradient-words": ("sva", sva_by_layer("gradient", "words")),
     "sva-blankout-with_cls": ("sva", sva_by_layer("blankout", "with_cls")),
     "sva-gradient-with_cls": ("sva", sva_by_layer("gradient", "with_cls")),
+    "sva-saliency-words": ("sva", sva_by_layer("saliency", "words")),
+    "sva-saliency-with_cls": ("sva", sva_by_layer("saliency", "with_cls")),
+    "sva-grad_x_input-words": ("sva", sva_by_layer("grad_x_input", "words")),
     "sva-paper-words": ("sva", sva_paper("words")),
     "sva-paper-with_cls": ("sva", sva_paper("with_cls")),
     "sva-saturation": ("sva", sva_saturation),
@@ -500,6 +575,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-blankout": ("evaluation-minilm", evaluation_by_layer("blankout")),
     "minilm-gradient": ("evaluation-minilm", evaluation_by_layer("gradient")),
     "minilm-grad_x_input": ("evaluation-minilm", evaluation_by_layer("grad_x_input")),
+    "minilm-saliency": ("evaluation-minilm", evaluation_by_layer("saliency")),
+    "baselines-minilm": ("baselines-minilm", baselines_top),
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
     "mixing-minilm": ("mixing-minilm", mixing_top),
@@ -518,6 +595,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-timing": ("capture-timing", capture_timing),
     "capture-long": ("capture-long", capture_benchmark),
     "flow-benchmark": ("flow-benchmark", flow_benchmark),
+    "capture-smollm2": ("capture-smollm2", capture_smollm2),
+    "flow-long": ("flow-long", flow_long),
 }
 
 

@@ -482,6 +482,8 @@ def test_the_report_shows_grad_rollout_for_every_answer_token(capsys, tmp_path, 
     for column, output in enumerate(outputs):
         if output in predicting:
             assert np.allclose(values[:, column], e.answer_scores["grad-rollout"][predicting[output]], atol=1e-6)
+        elif output == "answer":  # the span the terminal printed: the mean of the predicting positions'
+            assert np.allclose(values[:, column], e.scores["grad-rollout"], atol=1e-6)
         else:
             assert np.all(np.isnan(values[:, column])), output
     assert any("computed at the positions that predicted the answer tokens" in note for note in data["notes"])

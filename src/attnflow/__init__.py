@@ -21,6 +21,7 @@ from .explanation import Explanation
 from .graph import AttentionGraph
 from .methods import available_methods, get_method, raw_attention, register_method, rollout
 from .methods.flow import FlowSolution, attention_flow, solve_flow, verify_flow
+from .methods.flow_bounds import FlowBounds, solve_flow_bounds
 from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
 
@@ -30,6 +31,7 @@ __all__ = [
     "AttentionGraph",
     "AttnflowError",
     "Explanation",
+    "FlowBounds",
     "FlowSolution",
     "__version__",
     "attention_flow",
@@ -46,5 +48,6 @@ __all__ = [
     "rollout",
     "select_output",
     "solve_flow",
+    "solve_flow_bounds",
     "verify_flow",
 ]

@@ -60,6 +60,11 @@ class Explanation:
     words
         Word groups (:class:`attnflow.words.WordGroups`) when asked for (``--words``):
         :meth:`word_scores` sums the pieces' scores into words.
+    bounds
+        ``{method: (lower, upper)}``, each ``(L, n)`` like ``scores``: proven bounds
+        around scores that are certified rather than exact (flow with
+        ``--flow-tolerance``); the JSON holds them as ``METHOD_lower`` and
+        ``METHOD_upper`` (``flow_lower``, ``flow_upper``).
     solutions
         ``{method: solution}``: what a method's computation leaves for later views,
         in memory only, never written to JSON (flow: its
@@ -88,6 +93,7 @@ class Explanation:
     generation: dict[str, Any] | None = None
     answer_scores: dict[str, np.ndarray] = field(default_factory=dict)
     words: Any = None
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -250,6 +256,8 @@ class Explanation:
         extra: dict[str, Any] = {} if self.image is None else {"image": to_jsonable(self.image)}
         if self.token_labels:
             extra["token_labels"] = {name: list(labels) for name, labels in self.token_labels.items()}
+        for name, (lower, upper) in self.bounds.items():
+            extra[f"{name}_lower"], extra[f"{name}_upper"] = to_jsonable(lower), to_jsonable(upper)
         if self.generation is not None:
             extra["generation"] = to_jsonable(self.generation)
             if self.answer_scores:
@@ -340,6 +348,7 @@ class Explanation:
             generation=generation,
             answer_scores={name: _score_array(name, value) for name, value in answers.items()},
             words=data.get("words"),
+            bounds=_read_bounds(data, scores),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
@@ -383,3 +392,22 @@ def _score_array(name: str, value: Any) -> np.ndarray:
             f"Scores of method {name!r} must be numbers in equal rows, one per layer (shape (L, n)); "
             "they are ragged or not numeric."
         ) from None
+
+
+def _read_bounds(data: dict[str, Any], scores: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The ``METHOD_lower`` / ``METHOD_upper`` pairs of :meth:`Explanation.to_dict`, shaped like the scores."""
+    bounds = {}
+    for name, values in scores.items():
+        if f"{name}_lower" not in data and f"{name}_upper" not in data:
+            continue
+        try:
+            pair = tuple(np.asarray(data[f"{name}_{end}"], dtype=np.float64) for end in ("lower", "upper"))
+        except (KeyError, TypeError, ValueError):
+            pair = ()
+        if len(pair) != 2 or any(end.shape != np.shape(values) for end in pair):
+            raise AttnflowError(
+                f"This attnflow explanation's '{name}_lower' and '{name}_upper' must both be numbers shaped like "
+                f"its '{name}' scores."
+            )
+        bounds[name] = pair
+    return bounds

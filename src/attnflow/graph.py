@@ -67,8 +67,9 @@ would take 322 GiB, more than the 8 GiB of memory there is; give fewer tokens, l
         )
 
 
-def _to_numpy(value: Any, name: str) -> np.ndarray:
-    """Convert numpy arrays, torch tensors or nested lists to a float64 array (too large: refused first)."""
+def _to_numpy(value: Any, name: str, keep_float32: bool = False) -> np.ndarray:
+    """Convert numpy arrays, torch tensors or nested lists to a float64 array (float32 kept as it is if asked;
+    too large: refused first)."""
     shape = getattr(value, "shape", None)
     if shape is not None:
         check_array_size(tuple(shape), name)
@@ -83,12 +84,15 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
                 "run the model on a real device (cpu, cuda) to capture attention."
             )
         try:
-            value = value.detach().cpu().double().numpy()
+            value = value.detach().cpu()
+            value = (value if keep_float32 and str(value.dtype) == "torch.float32" else value.double()).numpy()
         except (RuntimeError, TypeError, NotImplementedError) as exc:
             raise AttnflowError(
                 f"The '{name}' parameter is a tensor that cannot be read as numbers ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''})."
             ) from None
+    if keep_float32 and isinstance(value, np.ndarray) and value.dtype == np.float32:
+        return value
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -107,8 +111,13 @@ def _half_precision(value: Any) -> str | None:
     return next((kind for kind in ("bfloat16", "float16") if dtype.endswith(kind)), None)
 
 
-def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarray:
+def as_attention_array(attentions: Any, *, name: str = "attentions", keep_float32: bool = False) -> np.ndarray:
     """Validate attention and return it as float64 ``(L, H, n, n)``.
+
+    With ``keep_float32``, one head of float32 (a capture fused while the model ran) is
+    validated and returned as it is, not copied: at 8192 tokens SmolLM2's is 8 GB, 16 GB in
+    float64. Readers that fuse it (:func:`fused_layers`) keep it; every computation on it
+    converts what it needs.
 
     Accepts ``(L, H, n, n)``, already fused ``(L, n, n)`` (returned with ``H = 1``),
     or a list of per-layer arrays of shape ``(H, n, n)`` or ``(n, n)``; numpy
@@ -123,7 +132,7 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
     """
     half = _half_precision(attentions)
     if isinstance(attentions, (list, tuple)) and len(attentions) > 0 and not np.isscalar(attentions[0]):
-        layers = [_to_numpy(layer, name) for layer in attentions]
+        layers = [_to_numpy(layer, name, keep_float32) for layer in attentions]
         ranks = {layer.ndim for layer in layers}
         if ranks == {2}:
             layers = [layer[None] for layer in layers]
@@ -141,7 +150,7 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
         check_array_size((len(layers), *layers[0].shape), name)
         array = np.stack(layers)
     else:
-        array = _to_numpy(attentions, name)
+        array = _to_numpy(attentions, name, keep_float32)
         if array.ndim == 3:
             array = array[:, None]
         elif array.ndim != 4:
@@ -160,7 +169,7 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
             f"The '{name}' parameter must have at least one layer, head and token; "
             f"got shape {array.shape} instead."
         )
-    if not np.all(np.isfinite(array)):
+    if not all(np.isfinite(layer).all() for layer in array):  # layer by layer: no mask of the whole array
         raise AttnflowError(
             f"The '{name}' parameter contains NaN or infinite values; "
             "attention weights must be finite probabilities."
@@ -184,6 +193,8 @@ def as_attention_array(attentions: Any, *, name: str = "attentions") -> np.ndarr
             f"padding removed); row {row} of head {head} in layer {layer + 1} sums to "
             f"{row_sums[layer, head, row]:.6g}. {advice}."
         )
+    if array.dtype != np.float64 and n_heads != 1:  # several heads are fused in float64
+        array = array.astype(np.float64)
     return array
 
 
@@ -355,8 +366,9 @@ def add_residual(fused: np.ndarray, residual: float = 0.5, *, in_place: bool = F
     if in_place and fused.dtype == np.float64 and fused.flags.writeable:
         augmented = fused
         augmented *= 1.0 - residual
-    else:
-        augmented = (1.0 - residual) * np.asarray(fused, dtype=np.float64)
+    else:  # one new float64 array, scaled in place (the same numbers as (1 - r) * Abar, one temporary fewer)
+        augmented = np.array(fused, dtype=np.float64)
+        augmented *= 1.0 - residual
     diagonal = np.arange(n)
     augmented[..., diagonal, diagonal] += residual
     sums = augmented.sum(axis=-1, keepdims=True)
@@ -388,6 +400,34 @@ def check_ratio(discard_ratio: float) -> float:
             f"got {discard_ratio!r} instead."
         )
     return float(discard_ratio)
+
+
+class ResidualLayers:
+    """The capacities ``Ahat[l] = rownorm((1 - r) Abar[l] + r I)`` made one layer at a time, on indexing.
+
+    What :func:`attnflow.methods.rollout.output_walk` needs of a graph without discarding: each
+    layer once, in float64, from the fused attention as it is (a float32 capture is not copied
+    whole: at 8192 tokens SmolLM2's 30 layers are 8 GB in float32, 16 GB in float64; one float64
+    layer is 512 MB). ``layers[k]`` equals ``AttentionGraph.from_attentions(...).capacities[k]``.
+
+    Examples
+    --------
+    >>> a = np.full((2, 1, 3, 3), 1 / 3, dtype=np.float32)
+    >>> lazy = ResidualLayers(fused_layers(as_attention_array(a)), 0.5)
+    >>> lazy.shape, bool(np.array_equal(lazy[1], AttentionGraph.from_attentions(a).capacities[1]))
+    ((2, 3, 3), True)
+    """
+
+    def __init__(self, fused: np.ndarray, residual: float = 0.5) -> None:
+        self.fused = fused
+        self.residual = check_residual(residual)
+        self.shape = tuple(fused.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        return add_residual(self.fused[layer][None], self.residual)[0]
 
 
 @dataclass(frozen=True)

@@ -397,6 +397,34 @@ def write_folder(folder: PathLike, files: dict[str, bytes]) -> None:
         raise
 
 
+#: What a spreadsheet reads as the start of a formula in a text cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_bytes(frame: Any) -> bytes:
+    """A DataFrame as UTF-8 CSV in which no text cell is a live spreadsheet formula.
+
+    A text cell that starts like a formula (``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return: ``=HYPERLINK(...)`` in a data set) gets a leading ``'``, as
+    spreadsheets themselves write a literal; numbers are written as they are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> print(csv_bytes(pd.DataFrame({"text": ["=HYPERLINK(1)", "fine"], "score": [-0.5, 1.0]})).decode(), end="")
+    text,score
+    '=HYPERLINK(1),-0.5
+    fine,1.0
+    """
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or str(safe[column].dtype).startswith("str"):
+            safe[column] = safe[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
+            )
+    return str(safe.to_csv(index=False)).encode("utf-8")
+
+
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number (attnflow writes null for undefined values)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,12 +49,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def ray_head():
-    """A real Ray head on loopback with 2 CPUs, started once for the tests that use it and stopped after them.
-
-    Tests using it belong to the ``xdist_group("batch-engines")``, so one head serves them all.
-    """
+@contextlib.contextmanager
+def running_head(env: dict[str, str]):
+    """A real Ray head on loopback with 2 CPUs and ``env``, for the length of the ``with``; yields its address."""
     pytest.importorskip("ray")
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
@@ -62,7 +60,6 @@ def ray_head():
         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
         f"--temp-dir={temp}",
     ]
-    env = {**os.environ, **RAY_ENV}
     head = subprocess.Popen(command, start_new_session=True, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     address = f"127.0.0.1:{port}"
@@ -88,3 +85,35 @@ def ray_head():
         except ProcessLookupError:
             pass
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real Ray head with authentication off, started once for the tests that use it and stopped after them.
+
+    Tests using it belong to the ``xdist_group("batch-engines")``, so one head serves them all.
+    """
+    with running_head({**os.environ, **RAY_ENV}) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def token_home(tmp_path_factory) -> Path:
+    """A home folder holding a Ray token where Ray keeps it (``~/.ray/auth_token``), as ``ray start`` leaves it."""
+    import secrets
+
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ray").mkdir()
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    return home
+
+
+@pytest.fixture(scope="session")
+def ray_token_head(token_home):
+    """A real Ray head started as Ray 2.60 starts one by default where a token exists: token authentication on.
+
+    ``RAY_AUTH_MODE`` is unset, and ``HOME`` is :func:`token_home`.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+    with running_head({**env, "HOME": str(token_home), "RAY_USAGE_STATS_ENABLED": "0"}) as address:
+        yield address

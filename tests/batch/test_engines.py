@@ -53,9 +53,10 @@ def reference(tmp_path_factory):
 
 def same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     """Equal rows, every score bit for bit."""
-    pd.testing.assert_frame_equal(got.drop(columns=["scores", "tokens"]), expected.drop(columns=["scores", "tokens"]),
-                                  check_exact=True)
+    lists = ["scores", "tokens", "special"]
+    pd.testing.assert_frame_equal(got.drop(columns=lists), expected.drop(columns=lists), check_exact=True)
     assert [list(t) for t in got.tokens] == [list(t) for t in expected.tokens]
+    assert [list(t) for t in got.special] == [list(t) for t in expected.special]
     assert all(np.array_equal(a, b) for a, b in zip(got.scores, expected.scores, strict=True))
 
 

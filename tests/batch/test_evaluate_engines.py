@@ -100,7 +100,7 @@ def test_shards_give_the_results_of_one_process(reference):
     _close(sharded, one)
     assert one["n_examples"] == 4 and set(one["faithfulness"]["methods"]) == {"raw", "rollout", "random"}
     assert sorted(p.name for p in (folder / "sharded").iterdir()) == [
-        "correlation.png", "examples.csv", "manifest.json", "results.json", "scores", "summary.json"]
+        "correlation.png", "examples.csv", "manifest.json", "results.json", "scores", "summary.json", "texts.parquet"]
     pd.testing.assert_frame_equal(pd.read_csv(folder / "sharded" / "examples.csv"),
                                   pd.read_csv(folder / "one" / "examples.csv"), check_exact=False, atol=1e-9)
 

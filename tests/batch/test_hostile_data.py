@@ -193,3 +193,32 @@ def test_run_batch_refuses_bad_method_options_before_any_model(no_model, tmp_pat
     with pytest.raises(AttnflowError, match=message):
         run_batch(data, tmp_path / "out", methods="rollout", workers=1, **options)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [("127.0.0.1:²", "must be HOST:PORT"), ("ray://127.0.0.1:1", "is a Ray Client address"),
+     ("127.0.0.1:99999", "has port 99999; a port is 1 to 65535")],
+)
+def test_ray_addresses_that_gave_tracebacks_are_one_line_before_any_model(capsys, no_model, tmp_path, address,  # noqa: F811
+                                                                          message):
+    data = tmp_path / "d.txt"
+    data.write_text("Dogs bark.\n")
+    pytest.importorskip("ray")
+    status, _, err = run_cli(capsys, "batch", "--data", data, "--out", tmp_path / "o", "--engine", "ray", "--address",
+                             address)
+    assert status == 2 and message in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_examples_csv_never_holds_a_live_formula():
+    import io
+
+    import pandas as pd
+
+    from attnflow.io import csv_bytes
+
+    texts = ["=HYPERLINK(\"http://x\",\"click\")", "+1", "-cmd", "@SUM(A1)", "\tx", "plain", "a=b"]
+    back = pd.read_csv(io.BytesIO(csv_bytes(pd.DataFrame({"text": texts, "score": [-0.5] * 7}))))
+    assert back.text.tolist() == ["'" + t for t in texts[:4]] + ["'\tx", "plain", "a=b"]
+    assert back.score.tolist() == [-0.5] * 7  # numbers stay numbers

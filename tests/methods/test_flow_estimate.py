@@ -47,7 +47,16 @@ def test_max_flow_seconds_refuses_before_any_flow_runs(capsys, monkeypatch):
 
 
 @pytest.mark.e2e
-def test_a_long_flow_is_announced(capsys, monkeypatch):
+def test_a_long_exact_flow_is_announced(capsys, monkeypatch):
+    monkeypatch.setattr("attnflow.methods.flow.SECONDS_PER_ARC", 1e-2)  # as if the machine were very slow
+    code, out, err = run_cli(capsys, "explain", "The keys to the cabinet are on the table.", "--method", "flow",
+                             "--flow-tolerance", "0")
+    assert code == 0 and "will take about" in err and "Ctrl-C stops cleanly" in err
+
+
+@pytest.mark.e2e
+def test_flow_too_slow_to_be_exact_is_certified_by_default_with_a_note(capsys, monkeypatch):
     monkeypatch.setattr("attnflow.methods.flow.SECONDS_PER_ARC", 1e-2)  # as if the machine were very slow
     code, out, err = run_cli(capsys, "explain", "The keys to the cabinet are on the table.", "--method", "flow")
-    assert code == 0 and "will take about" in err and "Ctrl-C stops cleanly" in err
+    assert code == 0 and "will take about" not in err
+    assert "exact flow would take about" in out and "certified interval" in out and "flow ±" in out

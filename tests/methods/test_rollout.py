@@ -235,3 +235,38 @@ def test_the_residual_is_added_in_place_only_to_arrays_made_here():
     discarded = AttentionGraph.from_attentions(weights, discard_ratio=0.2, keep_column=0).capacities
     np.testing.assert_array_equal(weights, mine)
     np.testing.assert_allclose(discarded.sum(-1), 1.0)
+
+
+def test_rollout_of_one_output_makes_no_float64_copy_of_the_capture():
+    """A row walk: at most a layer or two in float64 alive at once, never the (L, n, n) capture (issue 24)."""
+    import tracemalloc
+
+    from attnflow.methods import get_method
+
+    layers, n = 8, 192
+    rng = np.random.default_rng(3)
+    fused = rng.random((layers, 1, n, n), dtype=np.float32)
+    fused /= fused.sum(-1, keepdims=True)
+    want = rollout(fused.astype(np.float64))[:, -1]
+    tracemalloc.start()
+    try:
+        scores = get_method("rollout").scores(fused, "last")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    layer64 = n * n * 8
+    # one float64 layer being made and the one the walk multiplies by, plus the (L, L, n) walk and small rows
+    assert peak < 3 * layer64 + layers * layers * n * 8 < layers * layer64  # a whole copy would be L * layer64
+    # float64 products of rows that sum to 1 within n * eps32 (float32 input): the same within L * n * eps32
+    np.testing.assert_allclose(scores, want, atol=layers * n * np.finfo(np.float32).eps)
+    # explain_attentions hands the float32 capture to raw and rollout as it is
+    from attnflow import explain_attentions
+
+    tracemalloc.start()
+    try:
+        explained = explain_attentions(fused, methods=["raw", "rollout"], output="last")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * layer64 + 2 * layers * layers * n * 8
+    np.testing.assert_array_equal(explained.scores["rollout"], scores)

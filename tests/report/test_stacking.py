@@ -23,6 +23,7 @@ from rich.table import Table
 
 from attnflow.cli import main
 from attnflow.report.stacking import StackingTable
+from attnflow.report.terminal import score_text
 
 WIDTH = 80
 
@@ -142,7 +143,7 @@ def _run(capsys, *args) -> str:
 
 
 def _assert_scores_shown(out: str, json_path: Path, keys: tuple[str, ...] = ("#", "token")) -> dict[str, list[str]]:
-    """Every token and every top-layer score in the JSON is in the printed table, to 3 decimals."""
+    """Every token and every top-layer score in the JSON is in the printed table, as :func:`score_text` prints it."""
     assert_within(out)
     data = json.loads(json_path.read_text())
     columns = merged(read_tables(out), keys)
@@ -152,7 +153,7 @@ def _assert_scores_shown(out: str, json_path: Path, keys: tuple[str, ...] = ("#"
     assert shown == [" ".join(str(token).split()) for token in tokens]
     for method, layers in data["scores"].items():
         top = np.asarray(layers[-1], dtype=float)
-        expected = ["–" if np.isnan(v) else f"{v:.3f}" for v in top]
+        expected = ["–" if np.isnan(v) else score_text(v) for v in top]
         assert columns[method] == expected, method
     for name, labels in (data.get("token_labels") or {}).items():
         assert columns[name] == list(labels), name
@@ -261,3 +262,23 @@ def test_explain_through_a_real_pipe_at_80_columns(tmp_path):
     assert run.returncode == 0, run.stderr.decode()
     columns = _assert_scores_shown(out, path)
     assert {"alti/flow cut", "value-zeroing/flow cut"} <= set(columns)
+
+
+# ------------------------------------------------------------------ help at 80 columns
+
+
+@pytest.mark.parametrize("command", ["explain", "batch", "evaluate", "heads"])
+def test_help_reads_at_80_columns(command):
+    """Help texts keep their words together at 80 columns, and no '[default: ...]' in them is eaten as markup."""
+    env = {**os.environ, "COLUMNS": "80"}
+    run = subprocess.run([sys.executable, "-m", "attnflow", command, "--help"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert all(cell_len(line) <= WIDTH for line in lines), max(lines, key=cell_len)
+    assert not [line for line in lines if line.rstrip().endswith(" .")], "a help text lost its '[...]' part"
+    # the option descriptions: lines indented past the option column carry several words each
+    described = [line.split() for line in lines if line.startswith(" " * 20) and line.strip()]
+    assert described and sum(len(words) for words in described) / len(described) >= 4
+    if command == "explain":
+        assert "[default: the one predicting the last target token]" in " ".join(run.stdout.split())

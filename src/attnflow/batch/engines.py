@@ -111,28 +111,184 @@ def run_local(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def check_address(address: str) -> None:
-    """Fail in one line when a ``HOST:PORT`` Ray address does not answer (Ray itself would wait for minutes).
+#: How long the GCS of a cluster has to answer attnflow's probe once Ray is imported (Ray itself retries for minutes).
+GCS_PROBE_SECONDS = 10.0
 
-    ``"auto"`` and ``ray://`` client addresses are left to Ray.
+# Run in a fresh process (Ray's C++ client cannot be interrupted, and its retries log to stderr): connects a GCS
+# client to argv[1] in a thread, waits argv[2] seconds, prints one JSON verdict and ends.
+_GCS_PROBE = """
+import json, os, sys, threading
+from ray._raylet import GcsClient
+from ray.exceptions import AuthenticationError
+verdict = {}
+def connect():
+    try:
+        GcsClient(address=sys.argv[1])
+        verdict["ok"] = True
+    except AuthenticationError as exc:
+        verdict["auth"] = str(exc)
+    except Exception as exc:
+        verdict["error"] = f"{type(exc).__name__}: {exc}"
+thread = threading.Thread(target=connect, daemon=True)
+thread.start()
+thread.join(float(sys.argv[2]))
+print(json.dumps(verdict or {"timeout": True}), flush=True)
+os._exit(0)
+"""
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``HOST:PORT`` Ray address, or one :class:`AttnflowError` line saying what is wrong.
 
     Examples
     --------
-    >>> check_address("auto")
+    >>> parse_address("127.0.0.1:6379")
+    ('127.0.0.1', 6379)
+    >>> parse_address("127.0.0.1:99999")
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The Ray address '127.0.0.1:99999' has port 99999; a port is 1 to 65535.
     """
-    if address == "auto" or address.startswith("ray://"):
-        return
+    if address.startswith("ray://"):
+        raise AttnflowError(
+            f"The Ray address {address!r} is a Ray Client address; attnflow connects as a driver to the cluster's GCS: "
+            "give HOST:PORT (the port `ray start --head` printed, 6379 by default) or auto."
+        )
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise AttnflowError(f"The Ray address {address!r} must be HOST:PORT (e.g. 127.0.0.1:6379), 'auto' or ray://...")
+    if not host or not (port.isascii() and port.isdigit()):
+        raise AttnflowError(f"The Ray address {address!r} must be HOST:PORT (e.g. 127.0.0.1:6379), or auto.")
+    if not 1 <= int(port) <= 65535:
+        raise AttnflowError(f"The Ray address {address!r} has port {int(port)}; a port is 1 to 65535.")
+    return host.strip("[]"), int(port)
+
+
+def check_address(address: str) -> str:
+    """The ``HOST:PORT`` to connect to, once something answers there; else one line (Ray would wait for minutes).
+
+    ``"auto"`` is resolved as Ray resolves it (``RAY_ADDRESS``, then the cluster ``ray start``
+    last started here), so a stale current-cluster file fails here too.
+
+    Examples
+    --------
+    >>> check_address("nowhere")
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The Ray address 'nowhere' must be HOST:PORT (e.g. 127.0.0.1:6379), or auto.
+    """
+    given = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        services_log = logging.getLogger("ray._private.services")  # "Found multiple active Ray instances"
+        level = services_log.level
+        services_log.setLevel(logging.ERROR)
+        try:
+            address = canonicalize_bootstrap_address("auto") or ""
+        except (ConnectionError, ValueError) as exc:
+            raise AttnflowError(
+                f"--address auto found no Ray cluster on this machine ({_first_line(exc)}); start one with "
+                "`ray start --head`, or give HOST:PORT."
+            ) from None
+        finally:
+            services_log.setLevel(level)
+    host, port = parse_address(address)
     try:
-        with socket.create_connection((host, int(port)), timeout=5):
+        with socket.create_connection((host, port), timeout=5):
             pass
     except OSError as exc:
+        found = f" (auto found {address!r}, the cluster `ray start` last started here)" if given == "auto" else ""
         raise AttnflowError(
-            f"Cannot reach a Ray cluster at {address!r} ({exc.strerror or exc}); start one with `ray start --head` "
+            f"Cannot reach a Ray cluster at {given!r}{found}: {exc.strerror or exc}; start one with `ray start --head` "
             "or check the address."
         ) from None
+    return address
+
+
+def auth_token_source() -> str | None:
+    """Where Ray would read its authentication token, in Ray's order, or ``None`` when there is none.
+
+    ``RAY_AUTH_TOKEN``, then the file ``RAY_AUTH_TOKEN_PATH`` names, then ``~/.ray/auth_token``
+    (https://docs.ray.io/en/latest/ray-security/token-auth.html).
+    """
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return os.environ["RAY_AUTH_TOKEN_PATH"]
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return default if os.path.isfile(default) else None
+
+
+def probe_cluster(address: str, seconds: float = GCS_PROBE_SECONDS) -> dict[str, Any]:
+    """Ask the GCS at ``address`` for its cluster id in a separate process, bounded by ``seconds`` once Ray is imported.
+
+    Returns ``{"ok": True}``, ``{"auth": message}`` (the cluster wants a token this
+    process does not send, or refused it), ``{"timeout": True}`` (something answers on
+    the port, but no Ray GCS) or ``{"error": message}``. Ray's retries and logs stay in
+    that process, with this process's environment (``RAY_AUTH_MODE`` and the token).
+    """
+    import json
+    import subprocess
+    import sys
+
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _GCS_PROBE, address, str(seconds)], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, timeout=seconds + 120, check=False,
+        )
+        return dict(json.loads(probe.stdout.strip().splitlines()[-1]))
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"timeout": True}
+
+
+def connect_checks(address: str, seconds: float = GCS_PROBE_SECONDS) -> None:
+    """Make sure ``ray.init(address=...)`` will connect at once, or fail in one line; sets ``RAY_AUTH_MODE`` if needed.
+
+    When the cluster wants token authentication, ``RAY_AUTH_MODE`` is not set and a token
+    is where Ray documents it (:func:`auth_token_source`), ``RAY_AUTH_MODE=token`` is set for
+    this process (the caller restores it) and the token is checked too. A cluster without
+    authentication is joined as before: a token-mode driver would connect, but its actors
+    would never start there.
+    """
+    verdict = probe_cluster(address, seconds)
+    source = auth_token_source()
+    if "auth" in verdict and os.environ.get("RAY_AUTH_MODE") is None and source is not None:
+        _set_auth_mode("token")
+        verdict = probe_cluster(address, seconds)
+    if verdict.get("ok"):
+        return
+    if "auth" in verdict:
+        sent = os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and source is not None
+        found = (f"it refused the token from {source}" if sent else "this process has no token for it "
+                 "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, with RAY_AUTH_MODE unset or token)")
+        raise AttnflowError(
+            f"The Ray cluster at {address!r} requires token authentication and {found}: copy the cluster's token "
+            "(`ray get-auth-token` on the head) to ~/.ray/auth_token here, or set RAY_AUTH_TOKEN."
+        )
+    if "timeout" in verdict:
+        raise AttnflowError(
+            f"Something answers at {address!r}, but no Ray cluster (no reply within {seconds:g} s); give the address "
+            "`ray start --head` printed (its --port, 6379 by default)."
+        )
+    raise AttnflowError(f"Cannot connect to Ray at {address!r}: {_first_line(verdict['error'])}")
+
+
+def _set_auth_mode(mode: str | None) -> None:
+    """Set (or, with ``None``, unset) ``RAY_AUTH_MODE`` and have Ray re-read it, as Ray's own token set-up does."""
+    if mode is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = mode
+    import sys
+
+    if "ray._raylet" in sys.modules:  # Ray caches its configuration when imported
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:300] if text else type(value).__name__
 
 
 def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | None, address: str | None) -> int:
@@ -151,10 +307,15 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
         ) from None
     from ray.exceptions import RayError, RayTaskError
 
-    if address is not None:
-        check_address(address)
-    started = False
     auth_mode = os.environ.get("RAY_AUTH_MODE")  # a new local Ray sets it for this process: restored after
+    started = False
+    if address is not None and not ray.is_initialized():
+        address = check_address(address)
+        try:
+            connect_checks(address)  # may set RAY_AUTH_MODE=token, as `ray start` does for a token found here
+        except AttnflowError:
+            _restore_auth_mode(auth_mode)
+            raise
     if not ray.is_initialized():
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
         if address is None:
@@ -162,7 +323,10 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
         try:
             ray.init(address=address or "local", **options)  # "local": a new Ray, even when one is running
         except (ConnectionError, RayError, RuntimeError) as exc:
-            raise AttnflowError(f"Cannot connect to Ray at {address or 'a new local cluster'!r}: {exc}") from None
+            _restore_auth_mode(auth_mode)
+            raise AttnflowError(
+                f"Cannot connect to Ray at {address or 'a new local cluster'!r}: {_first_line(exc)}"
+            ) from None
         started = True
     try:
         if workers is None:
@@ -198,7 +362,9 @@ def run_ray(spec: WorkSpec, shards: Sequence[Shard], done: Done, workers: int | 
     finally:
         if started:
             ray.shutdown()
-            if auth_mode is None:
-                os.environ.pop("RAY_AUTH_MODE", None)
-            else:
-                os.environ["RAY_AUTH_MODE"] = auth_mode
+            _restore_auth_mode(auth_mode)
+
+
+def _restore_auth_mode(auth_mode: str | None) -> None:
+    if os.environ.get("RAY_AUTH_MODE") != auth_mode:
+        _set_auth_mode(auth_mode)

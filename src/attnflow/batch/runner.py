@@ -3,6 +3,7 @@
 The output folder::
 
     OUT/manifest.json        the plan: options, model and data fingerprints, the shards and skipped rows
+    OUT/texts.parquet        each explained example's text, once (``example``, ``text``)
     OUT/scores/part-NNNNN.parquet   one file per shard, written atomically (temporary file, then rename)
     OUT/summary.json         written when every shard is done
 
@@ -35,12 +36,14 @@ from typing import Any
 from ..data import EMPTY_TEXT, Dataset, Record, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
-from .engines import ENGINES, available_cores, run_in_process, run_local, run_ray
+from .engines import ENGINES, available_cores, parse_address, run_in_process, run_local, run_ray
 from .worker import Shard, WorkSpec
 
-#: Version 2: shards name their run (``run`` in their metadata) and carry page checksums.
+#: Version 2: shards name their run (``run`` in their metadata) and carry page checksums; rows have
+#: ``special`` (and ``words``, ``word_scores``), and the texts are in ``texts.parquet``, once per example.
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+TEXTS = "texts.parquet"
 SUMMARY = "summary.json"
 SCORES = "scores"
 #: Files of a model folder hashed whole up to this size; larger ones by size and their first and last MiB.
@@ -124,6 +127,7 @@ def run_batch(
     images: str | os.PathLike[str] | None = None,
     graphs: Sequence[str] | str | None = None,
     decoder_column: str | None = None,
+    words: bool = False,
     **method_options: Any,
 ) -> BatchResult:
     """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
@@ -156,6 +160,10 @@ def run_batch(
         *decoder* layer; ``tokens`` are the source tokens then the decoder positions, with
         ``source_length`` and ``decoder_text`` columns. Required for such a model, refused
         for any other; a row with a blank decoder text is skipped with the reason.
+    words
+        Also group each row's tokens into words (:mod:`attnflow.words`, as ``attnflow explain
+        --words``): the ``words`` column holds each word's text and ``word_scores`` the row's
+        scores summed to words. For texts (not ``images``, ``decoder_column`` or ``evaluation``).
     model
         A bundled name, folder or cached hub id (``None``: MiniLM). In-process runs
         (``engine="local", workers=1``) also take an :class:`attnflow.capture.LoadedModel`.
@@ -225,6 +233,8 @@ def run_batch(
         _positive("threads", threads)
     if address is not None and engine != "ray":
         raise AttnflowError("An address is for --engine ray; leave it out for the local engine.")
+    if address is not None and address != "auto":
+        parse_address(address)  # its form now; whether a cluster answers there, before connecting
     if (data is None) == (images is None):
         raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
     from ..mixing import ATTENTION, graph_names
@@ -255,6 +265,12 @@ def run_batch(
                 f"Method {unsupported[0]!r} does not run on encoder-decoder models; choose among "
                 f"{', '.join(SEQ2SEQ_METHODS)}."
             )
+    if words:
+        given = [label for label, used in (("images (--images)", images is not None),
+                 ("a decoder column (--decoder-column)", decoder_column is not None),
+                 ("evaluation (--evaluate)", evaluation not in (None, False))) if used]
+        if given:
+            raise AttnflowError(f"Words (--words) are for the rows of texts; {given[0]} cannot be given with them.")
     if images is not None and evaluation not in (None, False):
         raise AttnflowError(
             "Evaluating every row (--evaluate) is for texts; `attnflow evaluate --images FOLDER` judges images "
@@ -324,6 +340,8 @@ def run_batch(
         options["graphs"] = list(graph_list)  # only then, likewise: attention-only manifests keep their options
     if decoder_column is not None:
         options["decoder_column"] = decoder_column
+    if words:
+        options["words"] = True
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
     resumed = manifest is not None
@@ -331,7 +349,10 @@ def run_batch(
         manifest = _plan(loaded, dataset, options, fingerprint, truncate, shard_size)
         manifest["run"] = run_fingerprint(manifest)
         (out / SCORES).mkdir(parents=True, exist_ok=True)
+        _write_texts(out, manifest, dataset)
         write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    elif _texts_run(out / TEXTS) != run_fingerprint(manifest):  # killed before it was written, or removed
+        _write_texts(out, manifest, dataset)
     scores = out / SCORES
     scores.mkdir(parents=True, exist_ok=True)
     for stray in scores.glob(".*.part"):  # a temporary file left by a killed run
@@ -364,7 +385,7 @@ def run_batch(
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
         evaluation=evaluation_options, images=images is not None, graphs=tuple(graph_list),
-        seq2seq=decoder_column is not None, run=run,
+        seq2seq=decoder_column is not None, run=run, words=bool(words),
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -461,6 +482,12 @@ def read_results(out: str | os.PathLike[str]) -> Any:
     if not tables:
         return pd.DataFrame(columns=list(_columns()))
     frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    if _texts_run(folder / TEXTS) != run:
+        raise AttnflowError(
+            f"The batch folder {str(folder)!r} has no {TEXTS} of this run; rerun the batch command to write it."
+        )
+    texts = pq.read_table(folder / TEXTS, page_checksum_verification=True).to_pandas()
+    frame.insert(1, "text", frame["example"].map(dict(zip(texts["example"], texts["text"], strict=True))))
     order = {name: i for i, name in enumerate(result_keys(manifest["options"]))}
     frame["_method"] = frame["method"].map(order)
     return frame.sort_values(["example", "_method", "layer"]).drop(columns="_method").reset_index(drop=True)
@@ -529,7 +556,33 @@ def _inside(data: Path, out: Path) -> bool:
         data, out = data.resolve(), out.resolve()
     except OSError:
         return False
-    return data in (out / MANIFEST, out / SUMMARY) or (out / SCORES) in (data, *data.parents)
+    return data in (out / MANIFEST, out / SUMMARY, out / TEXTS) or (out / SCORES) in (data, *data.parents)
+
+
+def _write_texts(out: Path, manifest: dict[str, Any], dataset: Dataset) -> None:
+    """``texts.parquet``: the text of every example the manifest's shards hold, once, in example order."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    planned = sorted(example for entry in manifest["shards"] for example in entry["examples"])
+    images = bool(manifest["options"].get("images"))  # a record's text is then its path: the rows name the file
+    by_example = {r.example: None if images else r.text for r in dataset.records}
+    table = pa.table({"example": pa.array(planned, type=pa.int64()),
+                      "text": pa.array([by_example[i] for i in planned], type=pa.string())})
+    table = table.replace_schema_metadata({"attnflow": json.dumps({"run": run_fingerprint(manifest), "texts": True})})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, write_page_checksum=True)
+    write_bytes_atomic(out / TEXTS, sink.getvalue())
+
+
+def _texts_run(path: Path) -> str | None:
+    """The run a ``texts.parquet`` belongs to (``None``: missing, unreadable or not attnflow's)."""
+    try:
+        return str(_shard_metadata(path).get("run"))
+    except Exception:  # missing, or not a Parquet file attnflow wrote
+        return None
 
 
 def _columns() -> tuple[str, ...]:
@@ -701,6 +754,11 @@ def _run_files(out: Path) -> list[Path]:
             if _json_format(path) != kind:
                 _foreign(path)
             owned.append(path)
+    texts = out / TEXTS
+    if texts.is_symlink() or texts.exists():
+        if _texts_run(texts) is None:
+            _foreign(texts)
+        owned.append(texts)
     scores = out / SCORES
     if scores.is_symlink() or scores.exists():
         if not scores.is_dir():

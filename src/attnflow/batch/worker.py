@@ -16,10 +16,15 @@ from typing import Any
 from ..data import Record
 from ..errors import AttnflowError
 
-#: The Parquet columns, in order (``label`` is int64 or string, fixed per run by the data set).
+#: The columns of :func:`attnflow.batch.read_results`, in order (``label`` is int64 or string, fixed per run by
+#: the data set). A shard file holds them all but ``text``, which ``texts.parquet`` holds once per example.
 COLUMNS: tuple[str, ...] = (
-    "example", "text", "label", "method", "layer", "output", "n_tokens", "tokens", "scores", "target", "truncated",
+    "example", "text", "label", "method", "layer", "output", "n_tokens", "tokens", "special", "scores", "target",
+    "truncated",
 )
+
+#: The columns runs with words (``words=True``, ``--words``) add: each word's text and the row's scores summed to words.
+WORD_COLUMNS: tuple[str, ...] = ("words", "word_scores")
 
 
 #: The columns image runs (``--images``) add: the file name and the patch grid ``[rows, cols]``.
@@ -54,6 +59,8 @@ class WorkSpec:
     seq2seq: bool = False
     #: The run's fingerprint (:func:`attnflow.batch.runner.run_fingerprint`), recorded in every shard's metadata.
     run: str = ""
+    #: Add the ``words`` and ``word_scores`` columns (:mod:`attnflow.words`).
+    words: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class ShardWorker:
             return self._image_table(shard)
         if spec.seq2seq:
             return self._seq2seq_table(shard)
-        columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *(WORD_COLUMNS if spec.words else ()))}
         skipped: list[dict[str, Any]] = []
         n_layers = None
         captured = capture_attention(
@@ -159,12 +166,18 @@ class ShardWorker:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
+            words = None
+            if spec.words:
+                from ..words import word_groups
+
+                words = word_groups(self.loaded, capture.input_ids, record.text)
             _add_rows(
-                columns, explanation.scores, keys, explanation.output, capture.tokens, example=record.example,
-                text=record.text, label=_label(record.label, spec.label_type), target=described,
+                columns, explanation.scores, keys, explanation.output, capture.tokens, capture.special_positions,
+                words, example=record.example, label=_label(record.label, spec.label_type), target=described,
                 truncated=bool(capture.truncated),
             )
-        return _shard_table(columns, schema(spec.label_type), shard, skipped, n_layers, spec.run)
+        types = {**schema(spec.label_type), **(_word_types() if spec.words else {})}
+        return _shard_table(columns, types, shard, skipped, n_layers, spec.run)
 
     def _image_table(self, shard: Shard) -> Any:
         """Rows of images: as :meth:`table`, with ``image`` (the file name) and ``grid`` (patch rows, columns).
@@ -194,7 +207,8 @@ class ShardWorker:
             n_layers = explanation.n_layers
             _add_rows(
                 columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
-                example=record.example, text=None, label=None, target=_described(explanation.target), truncated=False,
+                explanation.special_positions, None,
+                example=record.example, label=None, target=_described(explanation.target), truncated=False,
                 image=os.path.basename(path), grid=[int(v) for v in explanation.image["grid"]],
             )
         types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
@@ -229,7 +243,8 @@ class ShardWorker:
             info = explanation.seq2seq or {}
             _add_rows(
                 columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
-                example=record.example, text=record.text, label=_label(record.label, spec.label_type),
+                explanation.special_positions, None,
+                example=record.example, label=_label(record.label, spec.label_type),
                 target=_described(explanation.target), truncated=bool(info.get("truncated")),
                 decoder_text=record.decoder, source_length=explanation.source_length, predicts=info.get("predicts"),
             )
@@ -255,7 +270,7 @@ class ShardWorker:
         spec = self.spec
         options = dict(spec.evaluation or {})
         seed = int(options.pop("seed", 0))
-        base = {name: [] for name in COLUMNS}
+        base = {name: [] for name in COLUMNS if name != "text"}
         extra: dict[str, list[Any]] = {}
         truths: dict[str, list[Any]] = {}
         skipped: list[dict[str, Any]] = []
@@ -287,13 +302,13 @@ class ShardWorker:
                 row = row._asdict()
                 method, layer = row["method"], int(row["layer"])
                 base["example"].append(record.example)
-                base["text"].append(record.text)
                 base["label"].append(_label(record.label, spec.label_type))
                 base["method"].append(method)
                 base["layer"].append(layer)
                 base["output"].append(str(result.output))
                 base["n_tokens"].append(len(example.tokens))
                 base["tokens"].append(list(example.tokens))
+                base["special"].append(_special_mask(len(example.tokens), example.special_positions))
                 base["scores"].append(example.scores[method][layer - 1].tolist())
                 base["target"].append(described)
                 base["truncated"].append(False if not spec.truncate else _was_cut(self.loaded, record.text))
@@ -332,28 +347,46 @@ class ShardWorker:
 
 
 def schema(label_type: str) -> dict[str, Any]:
-    """Column name -> pyarrow type of the rows (``label_type`` ``"int"`` or ``"string"``).
+    """Column name -> pyarrow type of a shard's rows (``label_type`` ``"int"`` or ``"string"``): all but ``text``.
 
     Examples
     --------
-    >>> list(schema("int")) == list(COLUMNS)
+    >>> list(schema("int")) == [name for name in COLUMNS if name != "text"]
     True
     """
     import pyarrow as pa
 
     return {
         "example": pa.int64(),
-        "text": pa.string(),
         "label": pa.int64() if label_type == "int" else pa.string(),
         "method": pa.string(),
         "layer": pa.int32(),
         "output": pa.string(),
         "n_tokens": pa.int32(),
         "tokens": pa.list_(pa.string()),
+        "special": pa.list_(pa.bool_()),
         "scores": pa.list_(pa.float64()),
         "target": pa.string(),
         "truncated": pa.bool_(),
     }
+
+
+def _word_types() -> dict[str, Any]:
+    import pyarrow as pa
+
+    return {"words": pa.list_(pa.string()), "word_scores": pa.list_(pa.float64())}
+
+
+def _special_mask(n: int, positions: Any) -> list[bool]:
+    """``[True where a special token is]`` over ``n`` positions.
+
+    Examples
+    --------
+    >>> _special_mask(4, (0, 3))
+    [True, False, False, True]
+    """
+    marked = {int(p) for p in positions}
+    return [i in marked for i in range(n)]
 
 
 #: Columns of ``EvaluationResult.to_dataframe`` that the batch rows already hold in their own form.
@@ -369,18 +402,29 @@ def _was_cut(loaded: Any, text: str | None) -> bool:
 
 
 def _add_rows(
-    columns: dict[str, list[Any]], scores: Any, methods: Any, output: Any, tokens: Any, **cells: Any
+    columns: dict[str, list[Any]], scores: Any, methods: Any, output: Any, tokens: Any, special: Any, words: Any,
+    **cells: Any,
 ) -> None:
-    """One example's rows into ``columns``: one per method x layer of ``scores``, with ``cells`` repeated on each."""
+    """One example's rows into ``columns``: one per method x layer of ``scores``, with ``cells`` repeated on each.
+
+    ``special`` are the special tokens' positions; ``words``, when not ``None``, the
+    :class:`attnflow.words.WordGroups` that ``words`` and ``word_scores`` come from.
+    """
+    mask = _special_mask(len(tokens), special)
     for method in methods:
         values = scores[method]
+        summed = words.sum_scores(values) if words is not None else None
         for layer in range(values.shape[0]):
             columns["method"].append(method)
             columns["layer"].append(layer + 1)
             columns["output"].append(str(output))
             columns["n_tokens"].append(len(tokens))
             columns["tokens"].append(list(tokens))
+            columns["special"].append(mask)
             columns["scores"].append(values[layer].tolist())
+            if summed is not None:
+                columns["words"].append(list(words.labels))
+                columns["word_scores"].append(summed[layer].tolist())
             for name, value in cells.items():
                 columns[name].append(value)
 

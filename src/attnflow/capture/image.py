@@ -89,6 +89,9 @@ class CapturedImageAttention(AttentionShape):
     row_correction
         The largest ``|row sum - 1|`` of the weights the model produced, corrected by
         renormalising in float64 (about 1e-7 in float32, up to a few 1e-3 in bfloat16).
+    prediction
+        A classifier's top class in the same forward pass, ``{"class", "label",
+        "probability"}``; ``None`` for a model without logits.
 
     Examples
     --------
@@ -110,6 +113,7 @@ class CapturedImageAttention(AttentionShape):
     source: str = ""
     cropped: bool = False
     row_correction: float = 0.0
+    prediction: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         attentions = np.asarray(self.attentions, dtype=np.float64)
@@ -544,6 +548,7 @@ def capture_image_attention(
         output = _image_forward(loaded, pixel_values, _needs_interpolation(loaded, pixel_values))
         layers = _attention_layers(loaded, output)
         array, correction = _renormalised(loaded, layers)
+        prediction = _prediction(loaded, getattr(output, "logits", None))
     labels, special, patches = _layout(loaded, array.shape[-1], grid)
     return CapturedImageAttention(
         attentions=array,
@@ -558,7 +563,20 @@ def capture_image_attention(
         source=source,
         cropped=cropped,
         row_correction=correction,
+        prediction=prediction,
     )
+
+
+def _prediction(loaded: LoadedModel, logits: Any) -> dict[str, Any] | None:
+    """The top class of the first image's ``logits``, its label and softmax probability (``None``: no logits)."""
+    import torch
+
+    if logits is None or getattr(logits, "ndim", 0) != 2:
+        return None
+    probabilities = torch.softmax(logits.detach()[0].double(), -1)
+    index = int(probabilities.argmax())
+    labels = getattr(loaded.model.config, "id2label", None) or {}
+    return {"class": index, "label": str(labels.get(index, index)), "probability": float(probabilities[index])}
 
 
 def _renormalised(loaded: LoadedModel, layers: Sequence[Any]) -> tuple[np.ndarray, float]:

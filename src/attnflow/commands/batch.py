@@ -99,6 +99,13 @@ def batch(
     head_fusion: Annotated[
         str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
     ] = "mean",
+    words: Annotated[
+        bool,
+        typer.Option(
+            "--words",
+            help="Also sum each row's scores to words (pieces no whitespace separates): columns words, word_scores.",
+        ),
+    ] = False,
     truncate: Annotated[
         bool, typer.Option(help="Cut texts longer than the model's maximum (else they are skipped).")
     ] = False,
@@ -147,11 +154,17 @@ def batch(
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
+    from ..errors import AttnflowError
     from ..io import check_input_file
+    from ..methods.attribution import is_attribution
     from .explain import check_graphs
 
     check_input_file(data, "--data")
     check_methods(method)
+    attribution = [name for name in method if is_attribution(name)]
+    if attribution:  # they need the model per row; attnflow batch runs attention methods only, for now
+        raise AttnflowError(f"--method {attribution[0]} is an attribution method; attnflow batch does not run them "
+                            "yet: use attnflow evaluate or attnflow explain.")
     graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
     options: dict[str, object] = {"head_fusion": head_fusion}
     if graphs == ["attention"]:  # the context-mixing graphs contain the residual
@@ -177,7 +190,7 @@ def batch(
     with progress_bar() as progress:
         result = run_batch(
             data, out, model, method, images=images, graphs=graphs, decoder_column=decoder_column,
-            output=output, target=target, text_column=text_column, label_column=label_column,
+            words=words, output=output, target=target, text_column=text_column, label_column=label_column,
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
             overwrite=overwrite, evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress,

@@ -81,7 +81,9 @@ error_console = Console(stderr=True)
 
 
 def check_methods(methods: list[str]) -> list[str]:
-    known = available_methods()
+    from ..methods.attribution import available_attributions
+
+    known = available_methods() + available_attributions()
     for method in methods:
         if method not in known:
             raise AttnflowError(f"Unknown method {method!r}; available: {', '.join(known)}.")
@@ -151,7 +153,9 @@ def check_method_option(value: Sequence[str] | None) -> Sequence[str] | None:
     """Callback of ``--method``: every name must be a registered method."""
     if value is None:
         return None
-    known = available_methods()
+    from ..methods.attribution import available_attributions
+
+    known = available_methods() + available_attributions()
     for name in value:
         if name not in known:
             raise _bad(f"Unknown method {name!r}; available: {', '.join(known)}.")

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..io import check_input_file, check_output_folder, write_folder
+from ..errors import AttnflowError
+from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
 from ..methods import available_methods, get_method
 from ..mixing.registry import available_graphs
 from .common import (
@@ -131,6 +132,12 @@ def evaluate(
                      "convergence delta exceeds 5 %.", callback=number_range(1)),
     ] = 50,  # attnflow.evaluate.runner.IG_STEPS (a test keeps them equal; importing it here is slow)
     seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 0,
+    lime_samples: Annotated[
+        int, typer.Option(help="Samples LIME draws per example (--method lime).")
+    ] = 200,  # attnflow.methods.attribution.LIME_SAMPLES
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes occlusion or LIME may run on one example.")
+    ] = 1000,  # attnflow.methods.attribution.MAX_PASSES
     batch_size: Annotated[
         int | None,
         typer.Option(help="Sequences per forward pass (default: as many as memory allows).", callback=number_range(1)),
@@ -186,6 +193,16 @@ def evaluate(
     from ..evaluate.runner import IntegratedGradientsWarning
 
     given = given_options(ctx)
+    from ..methods.attribution import check_attribution_options, split_methods
+
+    attention_methods, attribution_methods = split_methods(method or [])
+    check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
+                              max_passes=max_passes)
+    if attribution_methods and images is not None:
+        _usage(ctx, f"--method {attribution_methods[0]} is a text attribution method; for --images use raw, "
+               "rollout or flow.")
+    if attribution_methods and engine is not None:
+        _usage(ctx, f"--method {attribution_methods[0]} is not in sharded runs yet; leave out --engine.")
     if (data is None) == (images is None):
         _usage(ctx, "Give exactly one of --data (texts) and --images (a folder of images, or digits).")
     if images is not None:
@@ -232,10 +249,13 @@ def evaluate(
     from ..capture.seq2seq import is_seq2seq_model
 
     if is_seq2seq_model(model):
+        if attribution_methods:
+            raise AttnflowError(f"--method {attribution_methods[0]} is not available for encoder-decoder models yet; "
+                                "use the attention methods there.")
         evaluate_seq2seq_data(ctx, data, out, model, methods, given)
         return
     examples = screen_examples(examples, model, truncate=truncate)  # the rows batch skips, counted alike
-    accepted = set().union(*(get_method(name).options for name in methods))
+    accepted = set().union(*(get_method(name).options for name in split_methods(methods)[0]))
     options = {key: value for key, value in (("residual", residual), ("head_fusion", head_fusion)) if key in accepted}
     if others:  # the context-mixing graphs contain the residual; the attention graph takes the default
         options.pop("residual", None)
@@ -260,6 +280,8 @@ def evaluate(
             trust_remote_code=trust_remote_code,
             progress=progress,
             graphs=graphs,
+            lime_samples=lime_samples,
+            max_passes=max_passes,
             **options,
         )
     files = render_outputs(result)
@@ -298,7 +320,7 @@ def _checked_graphs(
         if "residual" in given:
             _usage(ctx, f"--residual weighs the residual added to attention weights; {named} already contains the "
                    "residual stream: leave --residual out, or use --graph attention only.")
-        gradient = [name for name in (method or []) if get_method(name).needs_gradients]
+        gradient = [name for name in (method or []) if name in available_methods() and get_method(name).needs_gradients]
         if gradient:
             _usage(ctx, f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention "
                    f"graph only; drop {named} or the method.")
@@ -425,7 +447,7 @@ def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
 
     return {
         "results.json": (result.to_json() + "\n").encode("utf-8"),
-        "examples.csv": result.to_dataframe().to_csv(index=False).encode("utf-8"),
+        "examples.csv": csv_bytes(result.to_dataframe()),
         "correlation.png": figure_png(result.plot()),
     }
 
@@ -497,8 +519,9 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
         table = StackingTable(title=f"Spearman ρ with {truth}", title_justify="left", header_style="bold")
         table.add_column("layer", justify="right")
         stats = {m: result.correlation(truth, m) for m in result.methods}
-        for method in result.methods:
-            table.add_column(method, justify="right")
+        inputs = result.options.get("input_methods") or {}
+        for method in result.methods:  # attribution methods have no layers: their column repeats
+            table.add_column(f"{method} (input)" if method in inputs else method, justify="right")
         for layer in range(result.n_layers):
             table.add_row(str(layer + 1), *(_cell(stats[m][layer]) for m in result.methods))
         tables.append(table)
@@ -508,16 +531,19 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
             title=f"Faithfulness at layer {result.faithfulness_layer}",
             caption=f"top {', '.join(map(str, result.percents))} % of tokens removed "
             f"({result.options.get('removal')}); "
-            "comprehensiveness: higher is better; sufficiency: lower is better",
+            "comprehensiveness: higher is better; sufficiency: lower is better; ranked by comprehensiveness; "
+            "attribution methods score the input, not a layer",
             title_justify="left",
             caption_justify="left",
             header_style="bold",
         )
+        table.add_column("rank", justify="right")
         table.add_column("method")
         table.add_column("AOPC comprehensiveness", justify="right")
         table.add_column("AOPC sufficiency", justify="right")
-        for name, values in summary.items():
+        for rank, (name, values) in enumerate(ranked_faithfulness(summary), start=1):
             table.add_row(
+                str(rank),
                 name,
                 _cell(_nan_pair(values["aopc_comprehensiveness"])),
                 _cell(_nan_pair(values["aopc_sufficiency"])),
@@ -525,6 +551,23 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
             )
         tables.append(table)
     return tables
+
+
+def ranked_faithfulness(summary: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The faithfulness summary's methods, highest AOPC comprehensiveness first (undefined last).
+
+    Examples
+    --------
+    >>> s = {"raw": {"aopc_comprehensiveness": [0.1, 0.0]}, "flow": {"aopc_comprehensiveness": [0.3, 0.0]},
+    ...      "random": {"aopc_comprehensiveness": [None, None]}}
+    >>> [name for name, _ in ranked_faithfulness(s)]
+    ['flow', 'raw', 'random']
+    """
+    def key(item: tuple[str, dict[str, Any]]) -> float:
+        mean = item[1]["aopc_comprehensiveness"][0]
+        return float("inf") if mean is None or mean != mean else -float(mean)
+
+    return sorted(summary.items(), key=key)
 
 
 def _nan_pair(pair: list[float | None]) -> list[float]:

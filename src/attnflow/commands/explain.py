@@ -66,7 +66,9 @@ def explain(
         list[str],
         typer.Option(
             "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
+            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}; attribution "
+            "methods (the input, no layers): saliency, grad-x-input, integrated-gradients, occlusion, "
+            "gradient-shap, lime, random.",
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
@@ -144,6 +146,24 @@ def explain(
             callback=number_range(0, None, low_open=True),
         ),
     ] = None,
+    flow_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-tolerance",
+            help="Flow as certified intervals at most this wide (a fraction of the output's capacity); 0: exact. "
+            "[default: exact when its estimate fits --flow-seconds, else 0.001]",
+            callback=number_range(0, 1, high_open=True),
+        ),
+    ] = None,
+    flow_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--flow-seconds",
+            help="Time budget of certified flow: when it runs out, the intervals proven so far are shown, with a "
+            "note. [default: 60 for the choice of exact flow, no limit on intervals]",
+            callback=number_range(0, None, low_open=True),
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     generate: Annotated[
         int | None,
@@ -210,6 +230,11 @@ def explain(
             help="With --html: the heads panel from a heads.json `attnflow heads` wrote, instead of computing it.",
         ),
     ] = None,
+    ig_steps: Annotated[int, typer.Option(help="Integration steps of --method integrated-gradients.")] = 50,
+    lime_samples: Annotated[int, typer.Option(help="Samples of --method lime.")] = 200,
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes --method occlusion or lime may run on the text.")
+    ] = 1000,
 ) -> None:
     """Score every input token (or image patch) for one output, layer by layer, with each method.
 
@@ -219,13 +244,30 @@ def explain(
     from ..explainers.text import TARGET_IGNORED, target_needed
     from ..explainers.text import explain as run_explain
     from ..io import check_output_file
+    from ..methods.attribution import check_attribution_options, split_methods
     from ..report.terminal import explanation_table
 
+    attention_methods, attribution_methods = split_methods(method)
+    check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
+                              max_passes=max_passes)
+    if attribution_methods:
+        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
+                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
+                 if value is not None]
+        if given:
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
+                                f"--json; it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
-    graphs = check_graphs(graph, method, residual, image=image is not None, generate=generate is not None,
+    graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
     if graphs != ["attention"]:
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
+    if flow_tolerance is not None or flow_seconds is not None:
+        given = "--flow-tolerance" if flow_tolerance is not None else "--flow-seconds"
+        if image is not None or generate is not None or decoder_text is not None or "flow" not in method:
+            raise AttnflowError(f"{given} is for --method flow on a text (not --image, --generate or --decoder-text).")
+        options.update({key: value for key, value in (("flow_tolerance", flow_tolerance),
+                                                     ("flow_seconds", flow_seconds)) if value is not None})
     if (text is None) == (image is None):
         raise AttnflowError(
             "Give exactly one thing to explain: a TEXT argument or --image PATH"
@@ -312,9 +354,10 @@ def explain(
         from ..capture import capture_attention
         from ..capture.plan import capture_heads
 
-        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(method, options))
+        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
     if "flow" in method:
-        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs))
+        _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs),
+                         tolerance=flow_tolerance, budget=flow_seconds)
     with progress_bar("explaining") as progress:
         result = run_explain(
             text,
@@ -328,6 +371,8 @@ def explain(
             captured=captured,
             words=words,
             graph=graphs,
+            **({"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+               if attribution_methods else {}),
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
@@ -486,19 +531,26 @@ def _explain_generated(
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if any(path is not None for path in (html_path, png_path, svg_path)):
         first = result.answer_token(0)
-        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result)
+        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
+                      open_on_answer=answer == "span")
 
 
 def _check_flow_time(
-    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1
+    shape: tuple[int, ...], wants_report: bool, limit: float | None, *, outputs: int = 1,
+    tolerance: float | None = None, budget: float | None = None,
 ) -> None:
-    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``."""
-    from ..methods.flow import estimate_flow_seconds
+    """Say how long flow will take when that is long, and refuse past ``--max-flow-seconds``.
+
+    Certified intervals (``--flow-tolerance`` above 0) have their own budget, ``--flow-seconds``.
+    """
+    from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
     from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
     seconds = estimate_flow_seconds(n_layers, n, outputs=n if every_output else outputs)
+    if tolerance or (tolerance is None and estimate_flow_seconds(n_layers, n) > (budget or EXACT_SECONDS)):
+        return  # certified intervals: flow_annotated says so in a note
     ways_out = "--method rollout (instant), a shorter text, or a larger --max-flow-seconds"
     if limit is not None and seconds > limit:
         raise AttnflowError(
@@ -541,6 +593,7 @@ def _write_report(
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
     loaded: Any = None,
+    open_on_answer: bool = True,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
@@ -550,7 +603,8 @@ def _write_report(
     The explained output keeps the scores ``explain`` computed (gradient-based
     methods included); the report computes only the other outputs. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
-    report marks the prompt and the answer, and shows every answer token's scores.
+    report marks the prompt and the answer, and shows every answer token's scores and
+    the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
@@ -572,7 +626,7 @@ def _write_report(
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
 
-        data = mark_report(data, explanation if explanation is not None else result)
+        data = mark_report(data, explanation if explanation is not None else result, open_on_answer=open_on_answer)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
     if heads is not None:
@@ -640,9 +694,12 @@ def _explain_image(
     rows, cols = result.image["grid"]
     console.print(
         f"patch grid {rows}x{cols}; special tokens: "
-        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'}",
+        f"{', '.join(result.tokens[p] for p in result.special_positions) or 'none'} (scored, no bar)",
         highlight=False,
     )
+    line = prediction_line(getattr(result.captured, "prediction", None), result.target)
+    if line:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if png_path is not None:
         console.print(f"wrote {result.to_png(png_path, layer=layer)}", highlight=False, soft_wrap=True)
     if json_path is not None:
@@ -653,6 +710,28 @@ def _explain_image(
 
         data = image_report_data(result, layer=layer, **options)
         console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+
+
+def prediction_line(prediction: dict[str, Any] | None, target: Any) -> str | None:
+    """What an image classifier predicted, and the class grad-rollout explains when that is another one.
+
+    Examples
+    --------
+    >>> prediction_line({"class": 7, "label": "7", "probability": 0.9561}, None)
+    'predicted class 7 (probability 0.956)'
+    >>> prediction_line({"class": 1, "label": "cat", "probability": 0.5}, {"class": 0, "label": "dog"})
+    "predicted class 1 'cat' (probability 0.500); grad-rollout explains class 0 'dog'"
+    """
+    if not prediction:
+        return None
+
+    def named(index: Any, label: Any) -> str:
+        return f"class {index}" + ("" if str(label) == str(index) else f" {str(label)!r}")
+
+    line = f"predicted {named(prediction['class'], prediction['label'])} (probability {prediction['probability']:.3f})"
+    if isinstance(target, dict) and "class" in target and target["class"] != prediction["class"]:
+        line += f"; grad-rollout explains {named(target['class'], target.get('label', target['class']))}"
+    return line
 
 
 def method_list(methods: list[str]) -> list[str]:
@@ -682,7 +761,11 @@ def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
 
 
 def _fusion(options: dict[str, Any], result: Explanation) -> dict[str, Any]:
-    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps."""
+    """``head_fusion="importance"`` becomes the head weights ``explain`` computed, so the report shows the same maps.
+
+    The flow options stay with explain: the report takes its flow from the explanation.
+    """
+    options = {key: value for key, value in options.items() if key not in ("flow_tolerance", "flow_seconds")}
     if options.get("head_fusion") == "importance" and "head_importance" in result.options:
         return {**options, "head_fusion": result.options["head_importance"]}
     return options

@@ -36,6 +36,20 @@ import numpy as np
 from ..errors import AttnflowError
 from ..io import to_jsonable
 from ..methods import available_methods, get_method
+from ..methods.attribution import (
+    INPUT_LAYER,
+    LIME_SAMPLES,
+    MAX_PASSES,
+    AttributionInputs,
+    attribution_scores,
+    available_attributions,
+    check_attribution_model,
+    check_attribution_options,
+    check_passes,
+    get_attribution,
+    is_attribution,
+    split_methods,
+)
 from .correlation import layer_correlations, mean_sd
 from .data import Example, as_examples
 from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
@@ -220,7 +234,7 @@ class EvaluationResult:
         ``{"comprehensiveness": {"10": [mean, sd], ...}, "sufficiency": {...},
         "aopc_comprehensiveness": [mean, sd], "aopc_sufficiency": [mean, sd]}``.
         """
-        names = [*self.methods, "random"] if self.faithfulness_layer is not None else []
+        names = list(dict.fromkeys([*self.methods, "random"])) if self.faithfulness_layer is not None else []
         summary: dict[str, dict[str, Any]] = {}
         for name in names:
             rows = [e.faithfulness[name] for e in self.examples if name in e.faithfulness]
@@ -401,6 +415,8 @@ def evaluate(
     with_special_tokens: bool = False,
     first_index: int = 0,
     graphs: Sequence[str] | str | None = None,
+    lime_samples: int = LIME_SAMPLES,
+    max_passes: int = MAX_PASSES,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -414,7 +430,11 @@ def evaluate(
     model
         Anything :func:`attnflow.capture.load_model` accepts; ``None`` is the bundled MiniLM.
     methods
-        Registered method names; default :func:`default_methods` (raw, rollout, flow).
+        Registered method names; default :func:`default_methods` (raw, rollout, flow). Attribution
+        methods (:mod:`attnflow.methods.attribution`: ``saliency``, ``grad-x-input``,
+        ``integrated-gradients``, ``occlusion``, ``gradient-shap``, ``lime``, ``random``) have no
+        layers: their ``(n,)`` scores fill every layer's row, ``options["input_methods"]`` lists them,
+        and none is correlated with the yardstick it computes (NaN there).
     target
         What the model's output is measured by (see :mod:`attnflow.capture.targets`):
         ``"predicted"`` (default for classifiers and causal LMs), a class index, a label
@@ -471,6 +491,9 @@ def evaluate(
         entry, named ``GRAPH/METHOD`` (``"alti/rollout"``) in ``methods`` and every table;
         over attention methods keep their names. ``residual`` and gradient methods are
         for the attention graph only, as in :func:`attnflow.explain`.
+    lime_samples, max_passes
+        LIME's samples per example, and the most model passes occlusion or LIME may run on
+        one example (checked before any model loads, occlusion's before it runs).
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -508,17 +531,20 @@ def evaluate(
     _check_int("first_index", first_index, minimum=0)
     if not isinstance(with_special_tokens, (bool, np.bool_)):
         raise AttnflowError(f"The 'with_special_tokens' parameter must be True or False; got {with_special_tokens!r}.")
-    _check_method_options(names, method_options)
+    attention, inputs = split_methods(names)
+    _check_method_options(attention, method_options)
+    check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
     from ..mixing import ATTENTION, graph_names, result_key
 
     graph_list = graph_names(graphs)
     if graph_list != [ATTENTION]:
         from ..explainers.text import check_graph_options
 
-        check_graph_options(graph_list, names, method_options)
-    keys = [result_key(graph, name) for graph in graph_list for name in names]
+        check_graph_options(graph_list, attention, method_options)
+    keys = [result_key(graph, name) for graph in graph_list for name in attention] + inputs
 
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    check_attribution_model(inputs, loaded)
     resolved = resolve_target(target, loaded)
     blank_id = blank_token_id(loaded, blank)
     if resolved.uses_gold or (resolved.kind == "class" and any(e.label is not None for e in items)):
@@ -554,6 +580,8 @@ def evaluate(
         keys=keys,
         point=point,
         sum_defined=sum_defined,
+        lime_samples=lime_samples,
+        max_passes=max_passes,
     )
     results: list[ExampleResult] = []
     n_layers = 0
@@ -584,6 +612,11 @@ def evaluate(
     }
     if yardsticks:
         options["yardsticks"] = yardsticks
+    if inputs:
+        options["input_methods"] = {
+            name: {"layer": INPUT_LAYER, "not_correlated_with": get_attribution(name).yardstick} for name in inputs
+        }
+        options["lime_samples"], options["max_passes"] = lime_samples, max_passes
     if graph_list != [ATTENTION]:
         options["graphs"] = list(graph_list)
     return EvaluationResult(
@@ -652,6 +685,8 @@ class _Settings:
     #: Where gradients are taken (the first layer's input) and whether |sum_d g| is defined there.
     point: Any = None
     sum_defined: bool = True
+    lime_samples: int = LIME_SAMPLES
+    max_passes: int = MAX_PASSES
     #: The result names, ``GRAPH/METHOD`` off the attention graph (``methods`` when it is the only one).
     keys: list[str] = field(default_factory=list)
 
@@ -669,21 +704,29 @@ def _evaluate_one(
     content = list(capture.content_positions)
     bound = resolved.bind(loaded, ids, example.label if resolved.uses_gold else None)
     gradients, options = None, settings.method_options
-    if target_needed(settings.methods, options):  # grad-rollout, head_fusion="importance": this example's target
-        gradients, options = target_inputs(loaded, bound, ids, settings.methods, options)
-    if settings.graphs == ["attention"]:
-        explanation = explain_attentions(
-            capture.attentions, capture.tokens, methods=settings.methods, output=settings.output,
+    attention, inputs = split_methods(settings.methods)
+    if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
+        gradients, options = target_inputs(loaded, bound, ids, attention, options)
+    scores: dict[str, np.ndarray] = {}
+    if attention and settings.graphs == ["attention"]:
+        scores = explain_attentions(
+            capture.attentions, capture.tokens, methods=attention, output=settings.output,
             gradients=gradients, **options,
-        )
-    else:  # one hooked forward pass per example serves every analytic graph
+        ).scores
+    elif attention:  # one hooked forward pass serves every analytic graph
         from ..explainers.text import _explain_graphs
 
-        explanation = _explain_graphs(
-            settings.graphs, loaded, capture, settings.methods, settings.output, None, gradients, dict(options)
-        )
-    scores = explanation.scores
+        scores = _explain_graphs(
+            settings.graphs, loaded, capture, attention, settings.output, None, gradients, dict(options)
+        ).scores
     n = len(ids)
+    if inputs:  # attribution methods: (n,) at the input, the same row at every layer
+        check_passes(inputs, n, settings.max_passes)
+        for name in inputs:
+            given = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
+                                      lime_samples=settings.lime_samples, seed=settings.seed, index=index,
+                                      point=settings.point)
+            scores[name] = np.tile(attribution_scores(name, given), (capture.n_layers, 1))
     every = list(range(n))
     truths: dict[str, np.ndarray] = {}
     truths_all: dict[str, np.ndarray] = {}  # every position, special tokens included
@@ -720,13 +763,14 @@ def _evaluate_one(
                 stacklevel=3,
             )
     correlations = {
-        truth: {method: layer_correlations(scores[method], truths[truth], content) for method in settings.keys}
+        truth: {method: _correlate(method, truth, scores[method], truths[truth], content) for method in settings.keys}
         for truth in settings.truths
     }
     correlations_all = None
     if settings.with_special_tokens:
         correlations_all = {
-            truth: {method: layer_correlations(scores[method], truths_all[truth], every) for method in settings.keys}
+            truth: {method: _correlate(method, truth, scores[method], truths_all[truth], every)
+                    for method in settings.keys}
             for truth in settings.truths
         }
     faith: dict[str, FaithfulnessScores] = {}
@@ -737,8 +781,8 @@ def _evaluate_one(
             sequences = [_kept_sequence(ids, row, settings) for row in keep]
             return perturb.score_sequences(loaded, bound, sequences, kind="value", batch_size=settings.batch_size)
 
-        faith = faithfulness_many(
-            {method: scores[method][layer - 1] for method in settings.keys},
+        faith = faithfulness_many(  # the random method is the random baseline's own ranking: not twice
+            {method: scores[method][layer - 1] for method in settings.keys if method != "random"},
             predict,
             candidates=content,
             percents=settings.percents,
@@ -761,6 +805,13 @@ def _evaluate_one(
         ground_truths_all=truths_all if settings.with_special_tokens else None,
         correlations_all=correlations_all,
     )
+
+
+def _correlate(method: str, truth: str, scores: np.ndarray, truth_values: np.ndarray, positions: list[int]) -> Any:
+    """Spearman per layer, NaN where the method computes this very yardstick (an attribution method's own)."""
+    if is_attribution(method) and get_attribution(method).yardstick == truth:
+        return np.full(scores.shape[0], np.nan)
+    return layer_correlations(scores, truth_values, positions)
 
 
 def _check_lengths(loaded: Any, items: list[Example]) -> None:
@@ -811,10 +862,21 @@ def _check_methods(methods: Sequence[str] | str | None) -> list[str]:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     out = []
     for name in names:
-        get_method(name)  # unknown names fail here, listing the registered methods
+        if not is_attribution(name):
+            _known_method(name)  # unknown names fail here, listing both kinds of method
         if name not in out:
             out.append(name)
     return out
+
+
+def _known_method(name: str) -> None:
+    try:
+        get_method(name)
+    except AttnflowError:
+        raise AttnflowError(
+            f"Unknown method {name!r}; attention methods: {', '.join(available_methods())}; attribution methods: "
+            f"{', '.join(available_attributions())}."
+        ) from None
 
 
 def _check_ground_truths(ground_truths: Sequence[str] | str) -> list[str]:

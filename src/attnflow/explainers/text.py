@@ -37,6 +37,10 @@ def explain(
     decoder_text: str | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    ig_steps: int = 50,
+    lime_samples: int = 200,
+    max_passes: int = 1000,
+    seed: int = 0,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -100,6 +104,12 @@ def explain(
         ``None``: where it is), as :func:`attnflow.capture.load_model` does. Rows of
         half-precision attention are renormalised in float64; a note gives the
         largest correction (docs/capture.md).
+    ig_steps, lime_samples, max_passes, seed
+        For the attribution methods (:mod:`attnflow.methods.attribution`: ``saliency``,
+        ``grad-x-input``, ``integrated-gradients``, ``occlusion``, ``gradient-shap``, ``lime``,
+        ``random``), which take the model pass and ``target`` and score the input, not a
+        layer: their ``(n,)`` scores fill every layer's row, ``options["input_methods"]``
+        names them (layer ``input``). Texts of encoder and decoder-only models only.
     **method_options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``: given to
         the methods that accept them. ``head_fusion="importance"`` weights each
@@ -126,7 +136,14 @@ def explain(
         from ..generation import check_new_tokens
 
         generate = check_new_tokens(generate, "generate")
+    from ..methods.attribution import check_attribution_model, check_attribution_options, split_methods
+
+    methods, inputs = split_methods(method_names(methods))
+    check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
+    check_attribution_model(inputs, loaded)
+    if inputs and generate is not None:
+        raise AttnflowError(f"{inputs[0]} explains a text, not a generated answer; leave out generate.")
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(loaded):
@@ -176,12 +193,19 @@ def explain(
     if graphs != [ATTENTION]:
         check_graph_options(graphs, methods, method_options)
     gradients, options, bound = None, dict(method_options), None
-    if target_needed(methods, method_options):
+    if target_needed(methods, method_options) or inputs:
         from ..capture.targets import resolve_target
 
         bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
-        gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
-    if graphs == [ATTENTION]:
+        if target_needed(methods, method_options):
+            gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
+    if not methods:
+        from ..explanation import Explanation
+        from ..outputs import resolve_output
+
+        result = Explanation(tokens=list(captured.tokens), scores={},
+                             output=resolve_output(output, len(captured.tokens)))
+    elif graphs == [ATTENTION]:
         result = explain_attentions(
             captured.attentions,
             captured.tokens,
@@ -193,8 +217,10 @@ def explain(
         )
     else:
         result = _explain_graphs(graphs, loaded, captured, methods, output, progress, gradients, options)
+    if inputs:
+        _add_attributions(result, inputs, loaded, bound, captured, ig_steps, lime_samples, max_passes, seed)
     if bound is not None:
-        result.options = _recorded_options(method_options, options)
+        result.options = {**_recorded_options(method_options, options), **result.options}
     elif target is not None:
         result.notes.append(TARGET_IGNORED)
     result.target = bound.describe() if bound is not None else target
@@ -232,6 +258,23 @@ is not the model's.
         f"{count} of {len(input_ids)} tokens are the unknown token {getattr(tokenizer, 'unk_token', '')}: the text "
         "has characters the vocabulary lacks, or the tokenizer is not the model's."
     )
+
+
+def _add_attributions(
+    result: Explanation, inputs: list[str], loaded: Any, bound: Any, captured: Any, ig_steps: int,
+    lime_samples: int, max_passes: int, seed: int,
+) -> None:
+    """Score the input with each attribution method, ``(n,)`` repeated at every layer, recorded at layer ``input``."""
+    from ..capture.perturb import blank_token_id
+    from ..methods.attribution import INPUT_LAYER, AttributionInputs, attribution_scores, check_passes
+
+    ids = list(captured.input_ids)
+    check_passes(inputs, len(ids), max_passes)
+    blank = blank_token_id(loaded, "unk") if getattr(loaded.tokenizer, "unk_token_id", None) is not None else 0
+    for name in inputs:
+        given = AttributionInputs(loaded, bound, ids, blank, ig_steps=ig_steps, lime_samples=lime_samples, seed=seed)
+        result.scores[name] = np.tile(attribution_scores(name, given), (captured.n_layers, 1))
+    result.options = {**result.options, "input_methods": {name: INPUT_LAYER for name in inputs}}
 
 
 def correction_note(captured: Any) -> str | None:
@@ -302,6 +345,7 @@ def _explain_graphs(
     scores: dict[str, np.ndarray] = {}
     labels: dict[str, list[str]] = {}
     solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     notes: list[str] = []
     capture, position = None, output
     for name in graphs:
@@ -322,12 +366,13 @@ def _explain_graphs(
         scores.update({result_key(name, key): value for key, value in part.scores.items()})
         labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
         solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
+        bounds.update({result_key(name, key): value for key, value in part.bounds.items()})
         notes.extend(prefix + note for note in part.notes)
         position = part.output
     if not _mean_fusion(options.get("head_fusion")) and ATTENTION in graphs:
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
     return Explanation(tokens=list(captured.tokens), scores=scores, output=position, options=dict(options),
-                       notes=notes, token_labels=labels, solutions=solutions)
+                       notes=notes, token_labels=labels, solutions=solutions, bounds=bounds)
 
 
 def method_names(methods: Sequence[str] | str) -> list[str]:
@@ -433,7 +478,9 @@ def explain_attentions(
     >>> explain_attentions(a, ["x", "y", "z"], methods="rollout").scores["rollout"][-1]
     array([0.5 , 0.25, 0.25])
     """
-    array = as_attention_array(attentions)
+    # A fused float32 capture stays as it is (each method validates what it reads; rollout and raw read it in
+    # place): a float64 copy of SmolLM2's 30 layers at 8192 tokens would be 16 GB.
+    array = as_attention_array(attentions, keep_float32=True)
     n = array.shape[-1]
     if tokens is None:
         tokens = [str(i) for i in range(n)]
@@ -482,6 +529,7 @@ def explain_attentions(
     notes: list[str] = []
     labels: dict[str, list[str]] = {}
     solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for method in chosen:
         options = {key: value for key, value in method_options.items() if key in method.options}
         if method.needs_gradients:
@@ -500,6 +548,8 @@ def explain_attentions(
             labels.update(method_labels)
             if solution is not None:
                 solutions[method.name] = solution
+            if hasattr(solution, "score_bounds"):  # certified intervals around each score
+                bounds[method.name] = solution.score_bounds(position)
         else:
             scores[method.name] = method.scores(array, position, **options)
     return Explanation(
@@ -510,6 +560,7 @@ def explain_attentions(
         notes=notes,
         token_labels=labels,
         solutions=solutions,
+        bounds=bounds,
     )
 
 

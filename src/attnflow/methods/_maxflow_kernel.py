@@ -77,7 +77,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-__all__ = ["BOUND_TOL", "CUT_TOL", "EPS", "LayeredMaxFlow", "Solved", "prepare", "solve_batch"]
+__all__ = ["BOUND_TOL", "CUT_TOL", "EPS", "LayeredMaxFlow", "Solved", "prepare", "prepare_arcs", "solve_batch"]
 
 #: Residual capacities at or below this count as zero (capacities are at most 1).
 EPS = 1e-14
@@ -94,103 +94,84 @@ SERIAL_WORK = 1 << 20
 
 
 def prepare(cap: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per-graph preprocessing shared by every problem on the graph.
+    """Per-graph preprocessing shared by every problem on the graph, from dense capacities.
 
     ``cap``: ``(L, n, n)`` float64, ``cap[k, i, j]`` the capacity of ``(k, j) -> (k+1, i)``.
-
-    Returns, for every layer ``k``:
-
-    - ``cap_s[k, a, r]``, ``fwd_idx[k, a, r]``: capacity and head ``i`` of the
-      ``r``-th largest forward arc of ``(k, a)``; ``fwd_cnt[k, a]`` arcs are positive.
-    - ``bwd_idx[k, i, r]``: tail ``b`` of the ``r``-th largest arc into ``(k+1, i)``;
-      ``bwd_cnt[k, i]`` of them are positive.
-    - ``fwd_back[k, a, r]``: where forward arc ``r`` of ``(k, a)`` sits in its
-      head's backward list; ``bwd_fwd[k, i, r]``: the converse.
+    Arcs of capacity at most ``EPS`` are left out. See :func:`prepare_arcs` for
+    what is returned.
     """
     cap = np.ascontiguousarray(cap, dtype=np.float64)
-    cap_t = np.ascontiguousarray(cap.transpose(0, 2, 1))
+    n_layers, n, _ = cap.shape
+    cap_t = cap.transpose(0, 2, 1)
     # numpy's vectorised argsort is several times faster than a sort inside numba.
-    fwd_idx = np.argsort(-cap_t, axis=-1).astype(np.int32)
-    bwd_idx = np.argsort(-cap, axis=-1).astype(np.int32)
-    # Small graphs take ~1 ms serially; a parallel region would cost more than it saves.
-    link = _link_parallel if cap.size > (1 << 20) else _link_serial
-    return link(cap_t, fwd_idx, cap, bwd_idx)
+    fwd_order = np.argsort(-cap_t, axis=-1).astype(np.int32)
+    bwd_order = np.argsort(-cap, axis=-1).astype(np.int32)
+    fwd_keep = np.arange(n) < (cap_t > EPS).sum(axis=-1)[..., None]
+    bwd_keep = np.arange(n) < (cap > EPS).sum(axis=-1)[..., None]
+    f_layer, f_tail, _ = np.nonzero(fwd_keep)
+    f_head = fwd_order[fwd_keep]
+    b_layer, b_head, _ = np.nonzero(bwd_keep)
+    b_tail = bwd_order[bwd_keep]
+    # An arc's id is its index in ``cap``'s flat layout.
+    f_id = (f_layer * n + f_head) * n + f_tail
+    b_id = (b_layer * n + b_head) * n + b_tail
+    return _link(n_layers, n, f_layer * n + f_tail, f_id, f_head, cap.ravel()[f_id], b_layer * n + b_head, b_id,
+                 b_tail, cap.size)
+
+
+def prepare_arcs(
+    n_layers: int, n: int, layer: np.ndarray, head: np.ndarray, tail: np.ndarray, capacity: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Per-graph preprocessing from a list of arcs ``(layer, tail) -> (layer + 1, head)``.
+
+    Arcs of capacity at most ``EPS`` are left out; no arc may appear twice. The
+    graph is stored as adjacency lists (memory linear in the arcs), every node's
+    lists sorted by capacity, largest first (a fat path is found first).
+
+    Returns ``(cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt)``:
+
+    - ``fwd_off[k, a]``: where node ``(k, a)``'s forward list starts in the flat
+      arrays ``cap_s`` (capacity) and ``fwd_idx`` (head ``i``); ``fwd_cnt[k, a]``
+      arcs long. ``fwd_off`` has ``L + 1`` rows, the last one the total, so the
+      arcs of layers ``< d`` are ``[0, fwd_off[d, 0])``.
+    - ``bwd_off[k, i]``, ``bwd_cnt[k, i]``, ``bwd_idx``: the same for the arcs
+      into ``(k+1, i)``, ``bwd_idx`` holding their tails.
+    - ``fwd_back[p]``: where forward arc ``p`` sits in its head's backward list
+      (relative to its start); ``bwd_fwd[p]``: the converse.
+    """
+    keep = np.asarray(capacity, dtype=np.float64) > EPS
+    layer, head, tail = (np.asarray(x, dtype=np.int64)[keep] for x in (layer, head, tail))
+    capacity = np.asarray(capacity, dtype=np.float64)[keep]
+    f = np.lexsort((-capacity, tail, layer))
+    b = np.lexsort((-capacity, head, layer))
+    return _link(n_layers, n, layer[f] * n + tail[f], f, head[f], capacity[f], layer[b] * n + head[b], b, tail[b],
+                 capacity.size)
+
+
+def _link(n_layers, n, f_node, f_id, f_head, f_cap, b_node, b_id, b_tail, n_ids):
+    """Offsets and cross-references of the sorted forward and backward arc lists (see :func:`prepare_arcs`)."""
+    nodes = n_layers * n
+
+    def offsets(node):
+        counts = np.bincount(node, minlength=nodes)
+        off = np.full((n_layers + 1) * n, counts.sum(), np.int64)
+        off[0] = 0
+        off[1:nodes] = np.cumsum(counts)[:-1]
+        return counts.reshape(n_layers, n).astype(np.int32), off.reshape(n_layers + 1, n)
+
+    fwd_cnt, fwd_off = offsets(f_node)
+    bwd_cnt, bwd_off = offsets(b_node)
+    position = np.empty(n_ids, np.int32)
+    position[b_id] = np.arange(b_id.size) - bwd_off.ravel()[b_node]
+    fwd_back = position[f_id]
+    position[f_id] = np.arange(f_id.size) - fwd_off.ravel()[f_node]
+    bwd_fwd = position[b_id]
+    return (np.ascontiguousarray(f_cap, dtype=np.float64), f_head.astype(np.int32), fwd_back, fwd_cnt, fwd_off,
+            bwd_off, b_tail.astype(np.int32), bwd_fwd, bwd_cnt)
 
 
 @nb.njit(cache=True)
-def _allocate_links(n_layers, n):  # pragma: no cover - compiled
-    return (
-        np.empty((n_layers, n, n)),  # cap_s
-        np.empty((n_layers, n, n), np.int32),  # fwd_back
-        np.zeros((n_layers, n), np.int32),  # fwd_cnt
-        np.empty((n_layers, n, n), np.int32),  # bwd_fwd
-        np.zeros((n_layers, n), np.int32),  # bwd_cnt
-        np.empty((n_layers, n, n), np.int32),  # fwd_pos[k, a, i]: slot of arc a -> i
-        np.empty((n_layers, n, n), np.int32),  # bwd_pos[k, i, b]: slot of arc b -> i
-    )
-
-
-@nb.njit(cache=True)
-def _link_row(row, cap_t, fwd_idx, cap, bwd_idx, cap_s, fwd_cnt, bwd_cnt, fwd_pos, bwd_pos):
-    """Sorted capacities, positive-arc counts and slot positions of row ``(k, a)``."""
-    n = cap.shape[1]
-    k = row // n
-    a = row - k * n
-    count = 0
-    for r in range(n):
-        i = fwd_idx[k, a, r]
-        c = cap_t[k, a, i]
-        cap_s[k, a, r] = c
-        fwd_pos[k, a, i] = r
-        if c > EPS:
-            count += 1
-    fwd_cnt[k, a] = count
-    count = 0
-    for r in range(n):
-        b = bwd_idx[k, a, r]
-        bwd_pos[k, a, b] = r
-        if cap[k, a, b] > EPS:
-            count += 1
-    bwd_cnt[k, a] = count
-
-
-@nb.njit(cache=True)
-def _cross_row(row, fwd_idx, bwd_idx, fwd_pos, bwd_pos, fwd_back, bwd_fwd):
-    """Where each arc of row ``(k, a)`` sits in the list of its other end."""
-    n = fwd_idx.shape[1]
-    k = row // n
-    a = row - k * n
-    for r in range(n):
-        fwd_back[k, a, r] = bwd_pos[k, fwd_idx[k, a, r], a]
-        bwd_fwd[k, a, r] = fwd_pos[k, bwd_idx[k, a, r], a]
-
-
-@nb.njit(cache=True)
-def _link_serial(cap_t, fwd_idx, cap, bwd_idx):  # pragma: no cover - compiled
-    """The rest of :func:`prepare`: sorted capacities, counts and cross-references."""
-    n_layers, n, _ = cap.shape
-    cap_s, fwd_back, fwd_cnt, bwd_fwd, bwd_cnt, fwd_pos, bwd_pos = _allocate_links(n_layers, n)
-    for row in range(n_layers * n):
-        _link_row(row, cap_t, fwd_idx, cap, bwd_idx, cap_s, fwd_cnt, bwd_cnt, fwd_pos, bwd_pos)
-    for row in range(n_layers * n):
-        _cross_row(row, fwd_idx, bwd_idx, fwd_pos, bwd_pos, fwd_back, bwd_fwd)
-    return cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt
-
-
-@nb.njit(parallel=True, cache=True)
-def _link_parallel(cap_t, fwd_idx, cap, bwd_idx):  # pragma: no cover - compiled
-    """:func:`_link_serial` with the rows spread over the threads."""
-    n_layers, n, _ = cap.shape
-    cap_s, fwd_back, fwd_cnt, bwd_fwd, bwd_cnt, fwd_pos, bwd_pos = _allocate_links(n_layers, n)
-    for row in nb.prange(n_layers * n):
-        _link_row(row, cap_t, fwd_idx, cap, bwd_idx, cap_s, fwd_cnt, bwd_cnt, fwd_pos, bwd_pos)
-    for row in nb.prange(n_layers * n):
-        _cross_row(row, fwd_idx, bwd_idx, fwd_pos, bwd_pos, fwd_back, bwd_fwd)
-    return cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt
-
-
-@nb.njit(cache=True)
-def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, flow, sink_res,
+def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow, sink_res,
                    dead, cur, path_a, path_r):  # pragma: no cover - compiled
     """Phase 1: augment along forward-only paths until none is left or ``target`` is met.
 
@@ -212,7 +193,7 @@ def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, 
                 delta = np.inf
                 first = 0
                 for p in range(depth):
-                    rr = res[p, path_a[p], path_r[p]]
+                    rr = res[fwd_off[p, path_a[p]] + path_r[p]]
                     if rr < delta:
                         delta = rr
                         first = p
@@ -222,8 +203,8 @@ def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, 
                 for p in range(depth):
                     ap = path_a[p]
                     rp = path_r[p]
-                    res[p, ap, rp] -= delta
-                    flow[p, fwd_idx[p, ap, rp], fwd_back[p, ap, rp]] += delta
+                    res[fwd_off[p, ap] + rp] -= delta
+                    flow[bwd_off[p, fwd_idx[fwd_off[p, ap] + rp]] + fwd_back[fwd_off[p, ap] + rp]] += delta
                 sink_res[a] -= delta
                 total += delta
                 if total >= target:
@@ -242,7 +223,7 @@ def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, 
         count = fwd_cnt[plen, a]
         base = (plen + 1) * n
         while r < count:
-            if res[plen, a, r] > EPS and not dead[base + fwd_idx[plen, a, r]]:
+            if res[fwd_off[plen, a] + r] > EPS and not dead[base + fwd_idx[fwd_off[plen, a] + r]]:
                 break
             r += 1
         cur[node] = r
@@ -250,7 +231,7 @@ def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, 
             path_a[plen] = a
             path_r[plen] = r
             plen += 1
-            a = fwd_idx[plen - 1, a, r]
+            a = fwd_idx[fwd_off[plen - 1, a] + r]
         else:
             dead[node] = True
             if plen == 0:
@@ -260,7 +241,7 @@ def _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, 
 
 
 @nb.njit(cache=True)
-def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, res, flow,
+def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                    sink_res, gathered, deficit):  # pragma: no cover - compiled
     """Turn a flow from ``(0, old)`` into a flow from ``(0, s)``, keeping what fits.
 
@@ -272,18 +253,18 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
     for i in range(n):
         gathered[i] = 0.0
     for r in range(fwd_cnt[0, old]):
-        i = fwd_idx[0, old, r]
-        gathered[i] = cap_s[0, old, r] - res[0, old, r]
-        res[0, old, r] = cap_s[0, old, r]
-        flow[0, i, fwd_back[0, old, r]] = 0.0
+        i = fwd_idx[fwd_off[0, old] + r]
+        gathered[i] = cap_s[fwd_off[0, old] + r] - res[fwd_off[0, old] + r]
+        res[fwd_off[0, old] + r] = cap_s[fwd_off[0, old] + r]
+        flow[bwd_off[0, i] + fwd_back[fwd_off[0, old] + r]] = 0.0
     for u in range(n, (depth + 1) * n):
         deficit[u] = 0.0
     for r in range(fwd_cnt[0, s]):
-        i = fwd_idx[0, s, r]
-        c = cap_s[0, s, r]
+        i = fwd_idx[fwd_off[0, s] + r]
+        c = cap_s[fwd_off[0, s] + r]
         keep = gathered[i] if gathered[i] < c else c
-        res[0, s, r] = c - keep
-        flow[0, i, fwd_back[0, s, r]] = keep
+        res[fwd_off[0, s] + r] = c - keep
+        flow[bwd_off[0, i] + fwd_back[fwd_off[0, s] + r]] = keep
         gathered[i] -= keep
     for i in range(n):
         deficit[n + i] = gathered[i]
@@ -298,17 +279,17 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
                 sink_res[a] = rest if rest < sink_cap[a] else sink_cap[a]
                 continue
             for r in range(fwd_cnt[k, a]):
-                f = cap_s[k, a, r] - res[k, a, r]
+                f = cap_s[fwd_off[k, a] + r] - res[fwd_off[k, a] + r]
                 if f <= 0.0:
                     continue
-                i = fwd_idx[k, a, r]
+                i = fwd_idx[fwd_off[k, a] + r]
                 if f <= short:
-                    res[k, a, r] = cap_s[k, a, r]
-                    flow[k, i, fwd_back[k, a, r]] = 0.0
+                    res[fwd_off[k, a] + r] = cap_s[fwd_off[k, a] + r]
+                    flow[bwd_off[k, i] + fwd_back[fwd_off[k, a] + r]] = 0.0
                     delta = f
                 else:
-                    res[k, a, r] += short
-                    flow[k, i, fwd_back[k, a, r]] -= short
+                    res[fwd_off[k, a] + r] += short
+                    flow[bwd_off[k, i] + fwd_back[fwd_off[k, a] + r]] -= short
                     delta = short
                 deficit[(k + 1) * n + i] += delta
                 short -= delta
@@ -317,7 +298,7 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
 
 
 @nb.njit(cache=True)
-def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res,
+def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res,
                     flow, sink_res, excess, label, count, cur, bhead, bnext, queue):  # pragma: no cover
     """Exact distances to the sink in the residual graph; rebuilds the buckets of active nodes.
 
@@ -346,17 +327,17 @@ def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fw
         h = label[v] + 1
         if k > 1:  # forward arcs (k-1, b) -> v with residual capacity
             for rb in range(bwd_cnt[k - 1, i]):
-                b = bwd_idx[k - 1, i, rb]
+                b = bwd_idx[bwd_off[k - 1, i] + rb]
                 u = (k - 1) * n + b
-                if label[u] == n_lab and res[k - 1, b, bwd_fwd[k - 1, i, rb]] > EPS:
+                if label[u] == n_lab and res[fwd_off[k - 1, b] + bwd_fwd[bwd_off[k - 1, i] + rb]] > EPS:
                     label[u] = h
                     queue[tail] = u
                     tail += 1
         if k < depth:  # reverse arcs (k+1, i') -> v, where v -> (k+1, i') carries flow
             for r in range(fwd_cnt[k, i]):
-                ii = fwd_idx[k, i, r]
+                ii = fwd_idx[fwd_off[k, i] + r]
                 u = (k + 1) * n + ii
-                if label[u] == n_lab and flow[k, ii, fwd_back[k, i, r]] > EPS:
+                if label[u] == n_lab and flow[bwd_off[k, ii] + fwd_back[fwd_off[k, i] + r]] > EPS:
                     label[u] = h
                     queue[tail] = u
                     tail += 1
@@ -382,7 +363,7 @@ def _receive(v, delta, d, excess, bhead, bnext):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
+def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
                   bwd_cnt, res, flow, sink_res, excess, label, count, cur, bhead, bnext,
                   queue):  # pragma: no cover - compiled
     """Phase 2: highest-label push-relabel from the current flow, to a maximum preflow.
@@ -399,11 +380,11 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
     for u in range(n, (depth + 1) * n):
         excess[u] = 0.0
     for r in range(fwd_cnt[0, s]):
-        delta = res[0, s, r]
+        delta = res[fwd_off[0, s] + r]
         if delta > 0.0:
-            i = fwd_idx[0, s, r]
-            res[0, s, r] = 0.0
-            flow[0, i, fwd_back[0, s, r]] += delta
+            i = fwd_idx[fwd_off[0, s] + r]
+            res[fwd_off[0, s] + r] = 0.0
+            flow[bwd_off[0, i] + fwd_back[fwd_off[0, s] + r]] += delta
             excess[n + i] += delta
     arcs = 0
     for k in range(depth):
@@ -411,12 +392,12 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
             arcs += fwd_cnt[k, a]
     budget = RELABEL_EVERY * arcs + 8 * n
     work = 0
-    top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt,
+    top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
                           res, flow, sink_res, excess, label, count, cur, bhead, bnext, queue)
     while top >= 0 and total < target:
         if work > budget:
             work = 0
-            top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
+            top = _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
                                   bwd_cnt, res, flow, sink_res, excess, label, count, cur, bhead,
                                   bnext, queue)
             continue
@@ -437,14 +418,14 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
             while r < n_arcs and e > EPS:
                 if r < nf:
                     if k < depth:
-                        resid = res[k, a, r]
+                        resid = res[fwd_off[k, a] + r]
                         if resid > EPS:
-                            i = fwd_idx[k, a, r]
+                            i = fwd_idx[fwd_off[k, a] + r]
                             v = (k + 1) * n + i
                             if label[v] == d - 1:
                                 delta = resid if resid < e else e
-                                res[k, a, r] = resid - delta
-                                flow[k, i, fwd_back[k, a, r]] += delta
+                                res[fwd_off[k, a] + r] = resid - delta
+                                flow[bwd_off[k, i] + fwd_back[fwd_off[k, a] + r]] += delta
                                 e -= delta
                                 _receive(v, delta, d - 1, excess, bhead, bnext)
                                 if e <= EPS:
@@ -459,14 +440,14 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
                             break
                 else:
                     rb = r - nf
-                    f = flow[k - 1, a, rb]
+                    f = flow[bwd_off[k - 1, a] + rb]
                     if f > EPS:
-                        b = bwd_idx[k - 1, a, rb]
+                        b = bwd_idx[bwd_off[k - 1, a] + rb]
                         v = (k - 1) * n + b
                         if label[v] == d - 1:
                             delta = f if f < e else e
-                            flow[k - 1, a, rb] = f - delta
-                            res[k - 1, b, bwd_fwd[k - 1, a, rb]] += delta
+                            flow[bwd_off[k - 1, a] + rb] = f - delta
+                            res[fwd_off[k - 1, b] + bwd_fwd[bwd_off[k - 1, a] + rb]] += delta
                             e -= delta
                             _receive(v, delta, d - 1, excess, bhead, bnext)
                             if e <= EPS:
@@ -483,16 +464,16 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
             while r < n_arcs and lowest > d:
                 if r < nf:
                     if k < depth:
-                        if res[k, a, r] > EPS:
-                            lv = label[(k + 1) * n + fwd_idx[k, a, r]]
+                        if res[fwd_off[k, a] + r] > EPS:
+                            lv = label[(k + 1) * n + fwd_idx[fwd_off[k, a] + r]]
                             if lv < lowest:
                                 lowest = lv
                     elif sink_res[a] > EPS:
                         lowest = 0
                 else:
                     rb = r - nf
-                    if flow[k - 1, a, rb] > EPS:
-                        lv = label[(k - 1) * n + bwd_idx[k - 1, a, rb]]
+                    if flow[bwd_off[k - 1, a] + rb] > EPS:
+                        lv = label[(k - 1) * n + bwd_idx[bwd_off[k - 1, a] + rb]]
                         if lv < lowest:
                             lowest = lv
                 r += 1
@@ -527,7 +508,7 @@ def _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
 
 
 @nb.njit(cache=True)
-def _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res, flow,
+def _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow,
                    excess):  # pragma: no cover - compiled
     """Turn the preflow into a flow: send every node's excess back towards the source.
 
@@ -542,13 +523,13 @@ def _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bw
                 continue
             excess[u] = 0.0
             for rb in range(bwd_cnt[k - 1, a]):
-                f = flow[k - 1, a, rb]
+                f = flow[bwd_off[k - 1, a] + rb]
                 if f <= 0.0:
                     continue
                 delta = f if f < e else e
-                b = bwd_idx[k - 1, a, rb]
-                flow[k - 1, a, rb] = f - delta
-                res[k - 1, b, bwd_fwd[k - 1, a, rb]] += delta
+                b = bwd_idx[bwd_off[k - 1, a] + rb]
+                flow[bwd_off[k - 1, a] + rb] = f - delta
+                res[fwd_off[k - 1, b] + bwd_fwd[bwd_off[k - 1, a] + rb]] += delta
                 if k > 1:
                     excess[(k - 1) * n + b] += delta
                 e -= delta
@@ -557,7 +538,7 @@ def _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bw
 
 
 @nb.njit(cache=True)
-def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt,
+def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
              res, flow, sink_res, in_s, queue, check):  # pragma: no cover - compiled
     """The canonical minimum cut of the flow just found, and (optionally) a check of that flow.
 
@@ -574,8 +555,8 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
     tail = 0
     reached_sink = False
     for r in range(fwd_cnt[0, s]):
-        if res[0, s, r] > CUT_TOL:
-            v = n + fwd_idx[0, s, r]
+        if res[fwd_off[0, s] + r] > CUT_TOL:
+            v = n + fwd_idx[fwd_off[0, s] + r]
             if not in_s[v]:
                 in_s[v] = True
                 queue[tail] = v
@@ -587,8 +568,8 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
         a = u - k * n
         if k < depth:
             for r in range(fwd_cnt[k, a]):
-                if res[k, a, r] > CUT_TOL:
-                    v = (k + 1) * n + fwd_idx[k, a, r]
+                if res[fwd_off[k, a] + r] > CUT_TOL:
+                    v = (k + 1) * n + fwd_idx[fwd_off[k, a] + r]
                     if not in_s[v]:
                         in_s[v] = True
                         queue[tail] = v
@@ -597,24 +578,24 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
             reached_sink = True
         if k > 1:
             for rb in range(bwd_cnt[k - 1, a]):
-                if flow[k - 1, a, rb] > CUT_TOL:
-                    v = (k - 1) * n + bwd_idx[k - 1, a, rb]
+                if flow[bwd_off[k - 1, a] + rb] > CUT_TOL:
+                    v = (k - 1) * n + bwd_idx[bwd_off[k - 1, a] + rb]
                     if not in_s[v]:
                         in_s[v] = True
                         queue[tail] = v
                         tail += 1
     capacity = 0.0
     for r in range(fwd_cnt[0, s]):
-        if not in_s[n + fwd_idx[0, s, r]]:
-            capacity += cap_s[0, s, r]
+        if not in_s[n + fwd_idx[fwd_off[0, s] + r]]:
+            capacity += cap_s[fwd_off[0, s] + r]
     for p in range(tail):
         u = queue[p]
         k = u // n
         a = u - k * n
         if k < depth:
             for r in range(fwd_cnt[k, a]):
-                if not in_s[(k + 1) * n + fwd_idx[k, a, r]]:
-                    capacity += cap_s[k, a, r]
+                if not in_s[(k + 1) * n + fwd_idx[fwd_off[k, a] + r]]:
+                    capacity += cap_s[fwd_off[k, a] + r]
         elif sink_cap[a] > EPS:
             capacity += sink_cap[a]
     if reached_sink:
@@ -632,10 +613,10 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
                 if k < depth:
                     outflow = 0.0
                     for r in range(fwd_cnt[k, a]):
-                        rest = res[k, a, r]
-                        f = cap_s[k, a, r] - rest
+                        rest = res[fwd_off[k, a] + r]
+                        f = cap_s[fwd_off[k, a] + r] - rest
                         outflow += f
-                        nxt[fwd_idx[k, a, r]] += f
+                        nxt[fwd_idx[fwd_off[k, a] + r]] += f
                         if -f > worst:
                             worst = -f
                         if -rest > worst:
@@ -655,7 +636,7 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, 
 
 
 @nb.njit(cache=True)
-def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd,
+def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
               bwd_cnt, res, flow, sink_res, dead, label, count, cur, path_u, path_r, queue,
               excess, bhead, bnext, in_s, certify, check):  # pragma: no cover - compiled
     """Maximum flow from ``(0, s)`` to the sink, with its canonical cut (when ``certify``).
@@ -679,33 +660,33 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
         return value, value, 0.0
     out_total = 0.0
     for r in range(fwd_cnt[0, s]):
-        out_total += cap_s[0, s, r]
+        out_total += cap_s[fwd_off[0, s] + r]
     bound = min(sink_total, out_total, upper)
     target = bound - BOUND_TOL
     if bound <= EPS:  # nothing can pass: the zero flow, exactly
         if old >= 0:
-            _clear(depth, n, cap_s, res, flow, sink_res, sink_cap)
+            _clear(depth, n, cap_s, res, flow, sink_res, sink_cap, fwd_off, bwd_off)
         old = -1
         target = -1.0
     if old >= 0:
-        _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, res, flow,
+        _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                        sink_res, np.empty(n), excess)
     total = 0.0
     for a in range(n):
         if sink_cap[a] > EPS:
             total += sink_cap[a] - sink_res[a]
     if total < target:
-        total = _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, res, flow,
+        total = _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                                sink_res, dead, cur, path_u, path_r)
     if total < target:
-        total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt,
+        total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                               bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, label, count,
                               cur, bhead, bnext, queue)
-        _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res,
+        _return_excess(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res,
                        flow, excess)
     capacity, worst = np.nan, 0.0
     if certify:
-        capacity, worst = _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx,
+        capacity, worst = _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx,
                                    bwd_fwd, bwd_cnt, res, flow, sink_res, in_s, queue, check)
     value = 0.0
     for a in range(n):
@@ -715,11 +696,10 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
 
 
 @nb.njit(cache=True)
-def _clear(depth, n, cap_s, res, flow, sink_res, sink_cap):  # pragma: no cover - compiled
-    """The zero flow: residuals back to the capacities."""
-    for k in range(depth):
-        res[k, :, :] = cap_s[k, :, :]
-        flow[k, :, :] = 0.0
+def _clear(depth, n, cap_s, res, flow, sink_res, sink_cap, fwd_off, bwd_off):  # pragma: no cover - compiled
+    """The zero flow: residuals back to the capacities (the arcs of layers below ``depth`` are contiguous)."""
+    res[: fwd_off[depth, 0]] = cap_s[: fwd_off[depth, 0]]
+    flow[: bwd_off[depth, 0]] = 0.0
     for a in range(n):
         sink_res[a] = sink_cap[a] if sink_cap[a] > EPS else 0.0
 
@@ -747,10 +727,10 @@ def warm_blocks(depths, sink_rows, sources):  # pragma: no cover - compiled
 
 @nb.njit(cache=True)
 def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back,
-                 fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
+                 fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
                  cuts):  # pragma: no cover - compiled
     """Problems ``first..stop-1`` (one warm-start block) with the work arrays ``res``, ``flow``."""
-    n_layers, n, _ = cap_s.shape
+    n_layers, n = fwd_cnt.shape
     n_all = (n_layers + 1) * n + 1
     keep = cuts.shape[0] == out.shape[0]
     # The scratch arrays are O(L n), small beside a problem.
@@ -773,7 +753,7 @@ def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap
     old = -1
     for p in range(first, stop):
         value, capacity, bad = solve_one(
-            old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
+            old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
             bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, dead, label, count, cur,
             path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
         old = sources[p] if depth > 0 else -1
@@ -787,11 +767,11 @@ def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap
                 if in_s[n + bit]:
                     bits[bit >> 3] |= np.uint8(1 << (bit & 7))
     if old >= 0:
-        _clear(depth, n, cap_s, res, flow, sink_res, sink_cap)
+        _clear(depth, n, cap_s, res, flow, sink_res, sink_cap, fwd_off, bwd_off)
 
 
 @nb.njit(parallel=True, cache=True)
-def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt,
+def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                 bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
                 cuts):  # pragma: no cover
     """Solve problem ``p`` (``depths[p]``, ``sink_caps[sink_rows[p]]``, ``sources[p]``) into ``out[p]``.
@@ -813,12 +793,12 @@ def solve_batch(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, f
     for block in nb.prange(starts.shape[0] - 1):
         w = nb.get_thread_id()
         _solve_block(starts[block], starts[block + 1], depths, uppers, sink_rows, sources, sink_caps,
-                     cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w],
+                     cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res[w], flow[w],
                      certify, check, out, cut_caps, worst, cuts)
 
 
 @nb.njit(cache=True)
-def solve_serial(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt,
+def solve_serial(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                  bwd_idx, bwd_fwd, bwd_cnt, res, flow, certify, check, out, cut_caps, worst,
                  cuts):  # pragma: no cover
     """:func:`solve_batch` on the calling thread, with work slot 0: for batches too small to share.
@@ -830,7 +810,7 @@ def solve_serial(depths, uppers, sink_rows, sources, sink_caps, cap_s, fwd_idx, 
     starts = warm_blocks(depths, sink_rows, sources)
     for block in range(starts.shape[0] - 1):
         _solve_block(starts[block], starts[block + 1], depths, uppers, sink_rows, sources, sink_caps,
-                     cap_s, fwd_idx, fwd_back, fwd_cnt, bwd_idx, bwd_fwd, bwd_cnt, res[0], flow[0],
+                     cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res[0], flow[0],
                      certify, check, out, cut_caps, worst, cuts)
 
 
@@ -838,7 +818,9 @@ class LayeredMaxFlow:
     """One prepared graph and per-worker work arrays, for many problems on it.
 
     ``cap``: ``(L, n, n)``, ``cap[k, i, j]`` the capacity of ``(k, j) -> (k+1, i)``.
-    Memory: about ``(8 + 16 * W) * L * n^2`` bytes for ``W`` worker threads.
+    Memory: about ``(24 + 16 * W)`` bytes per arc of positive capacity for ``W`` worker threads
+    (at most ``L * n^2`` arcs; a causal mask halves them). :meth:`from_arcs` builds one from a
+    list of arcs, such as a sparsified graph.
 
     Examples
     --------
@@ -851,15 +833,25 @@ class LayeredMaxFlow:
     (array([0.5]), array([0.5]))
     """
 
-    def __init__(self, cap: np.ndarray, n_workers: int | None = None) -> None:
-        self.prepared = prepare(cap)
+    def __init__(self, cap: np.ndarray | None, n_workers: int | None = None, *, prepared: tuple | None = None) -> None:
+        self.prepared = prepare(cap) if prepared is None else prepared
         cap_s = self.prepared[0]
-        n_layers, n, _ = cap_s.shape
+        n_layers, n = self.prepared[3].shape
         self.n_layers, self.n = n_layers, n
         self.n_workers = int(n_workers or nb.get_num_threads())
         self._res = np.empty((self.n_workers, *cap_s.shape))
         self._res[:] = cap_s
         self._flow = np.zeros((self.n_workers, *cap_s.shape))
+
+    @classmethod
+    def from_arcs(cls, n_layers: int, n: int, layer, head, tail, capacity, n_workers: int | None = None):
+        """The solver of the graph whose arcs are ``(layer, tail) -> (layer + 1, head)`` (see :func:`prepare_arcs`)."""
+        return cls(None, n_workers, prepared=prepare_arcs(n_layers, n, layer, head, tail, capacity))
+
+    @property
+    def n_arcs(self) -> int:
+        """Arcs of positive capacity the solver holds."""
+        return int(self.prepared[0].size)
 
     def solve(self, depths, sink_rows, sources, sink_caps, uppers=None) -> np.ndarray:
         """Maximum flow values of the problems ``(depths[p], sink_caps[sink_rows[p]], sources[p])``.

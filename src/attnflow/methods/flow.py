@@ -331,6 +331,11 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
     arc crossing the cut). A feasible flow and a cut of equal capacity prove
     each other optimal (max-flow min-cut), with no second solver.
 
+    A :class:`~attnflow.methods.flow_bounds.FlowBounds` is checked the same
+    way at both ends of each interval: its lower bound's flow passed the
+    kernel's check, its upper bound is the recomputed capacity of the cut kept
+    for it, and the lower bound does not exceed it.
+
     Raises
     ------
     AttnflowError
@@ -354,15 +359,27 @@ def verify_flow(solution: FlowSolution, *, tolerance: float = 1e-9) -> float:
             "This flow solution carries no certificates: solve it with solve_flow(..., keep_cuts=True) "
             "and the compiled kernel (no flow_func)."
         )
+    bounds = getattr(solution, "upper", None) is not None  # a FlowBounds: check both ends of each interval
     worst = 0.0
     for g, (layer, output) in enumerate(solution.groups):
         values = solution.row(layer, output)
+        if bounds:
+            values = solution.upper[layer - 1] if output is None else solution.upper[layer - 1, output]
+            lower = solution.lower[layer - 1] if output is None else solution.lower[layer - 1, output]
         sides = solution.source_sides(layer, output)
         sink = solution.sink_capacities(layer, output)
         capacities = _crossing(solution.capacities, sink, sides).sum(axis=1)
         arcs = _crossing(solution.capacities > 0, sink > 0, sides, both_ways=True).sum(axis=1)
         allowance = tolerance + CUT_TOL * arcs
         gaps = np.abs(capacities - values)
+        if bounds:  # the lower bound is a checked flow's value, so it cannot exceed a cut's capacity
+            crossed = np.flatnonzero(~(lower <= capacities + allowance))
+            if crossed.size:
+                source = int(crossed[0])
+                raise AttnflowError(
+                    f"Flow layer {layer}, output {'mean' if output is None else output}, source {source}: lower bound "
+                    f"{lower[source]!r} above the upper bound's cut capacity {capacities[source]!r}."
+                )
         for source in np.flatnonzero(~(solution.violations[g] <= tolerance) | ~(gaps <= allowance)):
             problem = f"layer {layer}, output {'mean' if output is None else output}, source {source}"
             if not solution.violations[g, source] <= tolerance:
@@ -400,6 +417,11 @@ def _crossing(capacities: np.ndarray, sink: np.ndarray, sides: np.ndarray, *, bo
 
 #: Seconds per arc of a problem's graph and per thread, measured on MiniLM attention (high side).
 SECONDS_PER_ARC = 1.5e-8
+#: Without --flow-tolerance, flow is exact when its estimate is at most this many seconds
+#: (or --flow-seconds), else certified intervals of width DEFAULT_TOLERANCE.
+EXACT_SECONDS = 60.0
+#: Width of the certified intervals flow falls back to when exact flow would be too slow.
+DEFAULT_TOLERANCE = 1e-3
 
 
 def estimate_flow_seconds(
@@ -528,7 +550,12 @@ def _solve(
 
 
 def flow_annotated(
-    attentions: np.ndarray, output: int | str, **options: Any
+    attentions: np.ndarray,
+    output: int | str,
+    *,
+    flow_tolerance: float | None = None,
+    flow_seconds: float | None = None,
+    **options: Any,
 ) -> tuple[np.ndarray, list[str], dict[str, list[str]], FlowSolution]:
     """Flow scores for one output with what the cuts say about them, from one solve.
 
@@ -541,6 +568,16 @@ def flow_annotated(
     merely restates first-layer attention, or ranks the tokens as it did from
     some lower layer upward.
 
+    ``flow_tolerance``: ``0`` solves exactly; a value in ``(0, 1)`` gives certified
+    intervals of at most that width (a fraction of the output's capacity,
+    :func:`~attnflow.methods.flow_bounds.solve_flow_bounds`): the scores are then the
+    middles of the normalized intervals, the label ``"flow ±"`` gives each half-width
+    and ``solution`` is a :class:`~attnflow.methods.flow_bounds.FlowBounds`.
+    ``None`` (the default): exact when :func:`estimate_flow_seconds` fits
+    ``flow_seconds`` (default :data:`EXACT_SECONDS`), else intervals of width
+    :data:`DEFAULT_TOLERANCE`, with a note. ``flow_seconds`` is also the interval
+    run's budget: when it runs out, the intervals proven so far are returned, with a note.
+
     Examples
     --------
     >>> a = np.full((3, 1, 4, 4), 0.25)
@@ -548,13 +585,38 @@ def flow_annotated(
     >>> labels["flow cut"]
     ['source', 'L0-1 43%', 'L0-1 43%', 'L0-1 43%']
     """
+    from .flow_bounds import check_flow_tolerance
+
     n = np.shape(attentions)[-1]
     position = resolve_output(output, n)
     outputs: Any = "mean" if position == "mean" else [position]
+    notes: list[str] = []
+    if flow_tolerance is not None:
+        flow_tolerance = check_flow_tolerance(flow_tolerance)
+    if flow_seconds is not None and not (isinstance(flow_seconds, (int, float)) and flow_seconds > 0):
+        raise AttnflowError(f"--flow-seconds must be a positive number of seconds; got {flow_seconds!r}.")
+    if flow_tolerance is None:
+        budget = EXACT_SECONDS if flow_seconds is None else float(flow_seconds)
+        estimate = estimate_flow_seconds(np.shape(attentions)[0], n, outputs=1)
+        flow_tolerance = 0.0 if estimate <= budget else DEFAULT_TOLERANCE
+        if flow_tolerance:
+            notes.append(
+                f"exact flow would take about {estimate:.0f} s, more than the {budget:g} s budget: each value is "
+                f"a certified interval of width at most {DEFAULT_TOLERANCE:g} of the output's capacity "
+                "(--flow-tolerance 0 forces exact flow)."
+            )
+    if flow_tolerance:
+        return _bounds_annotated(attentions, position, outputs, flow_tolerance, flow_seconds, notes, options)
     solution = solve_flow(attentions, outputs=outputs, keep_cuts=True, **options)
     raw, scores = solution.values, solution.normalized()
     if position != "mean":
         raw, scores = raw[:, position, :], scores[:, position, :]
+    labels, kind_notes = _cut_labels(solution, raw, position, n)
+    return scores, notes + kind_notes, {"flow cut": labels}, solution
+
+
+def _cut_labels(solution: FlowSolution, raw: np.ndarray, position: int | str, n: int) -> tuple[list[str], list[str]]:
+    """Each token's top-layer cut label, and the notes on what the cuts and ranks say."""
     n_layers = raw.shape[0]
     key = None if position == "mean" else position
     breakdowns = solution.cut_breakdowns(n_layers, key)  # matrix products over every cut: once
@@ -582,22 +644,64 @@ def flow_annotated(
             same_from -= 1
         if same_from < n_layers:
             notes.append(f"flow ranks the tokens identically from layer {same_from} upward.")
-    return scores, notes, {"flow cut": labels}, solution
+    return labels, notes
+
+
+def _bounds_annotated(attentions, position, outputs, tolerance, seconds, notes, options):
+    """:func:`flow_annotated` for certified intervals."""
+    from .flow_bounds import solve_flow_bounds
+
+    bounds = solve_flow_bounds(attentions, outputs=outputs, tolerance=tolerance, seconds=seconds, **options)
+    low, high = bounds.score_bounds(position)
+    scores = (low + high) / 2
+    n = scores.shape[1]
+    labels, _ = _cut_labels(bounds, bounds.upper if position == "mean" else bounds.upper[:, position, :],
+                            position, n)
+    widest = float(np.nanmax(bounds.widths()))
+    notes.append(
+        f"flow is certified, not exact: each raw value lies in a proven interval of width at most {widest:.1e} "
+        f"(asked: {tolerance:g} of the output's capacity); the scores are the middles of the normalized "
+        "intervals, 'flow ±' their half-widths, and the JSON keeps both ends (flow_lower, flow_upper)."
+    )
+    if not bounds.complete:
+        notes.append(
+            f"the flow budget ({seconds:g} s, --flow-seconds) ran out before every interval was {tolerance:g} wide: "
+            "the intervals shown are the best proven so far."
+        )
+    top_low, top_high = low[-1], high[-1]
+    order = np.argsort(-scores[-1], kind="stable")
+    # Ranks r and r + 1 are uncertain when the lower token's interval reaches the upper one's.
+    overlapping = np.flatnonzero(top_low[order[:-1]] <= top_high[order[1:]])
+    if overlapping.size:
+        notes.append(
+            f"at the top layer the intervals of {overlapping.size} pair(s) of tokens next to each other in the "
+            f"ranking overlap (the first at ranks {overlapping[0] + 1} and {overlapping[0] + 2}): their order is "
+            "not certain."
+        )
+    half = (high[-1] - low[-1]) / 2
+    return scores, notes, {"flow cut": labels, "flow ±": [f"±{h:.1e}" for h in half]}, bounds
 
 
 @register_method(
     "flow",
     "attention flow: maximum flow through the attention graph, exact (Abnar & Zuidema 2020)",
-    options=("residual", "head_fusion", "progress"),
+    options=("residual", "head_fusion", "progress", "flow_tolerance", "flow_seconds"),
     annotated=flow_annotated,
 )
 def flow_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.ndarray:
     """Flow scores of every input token for one output, every layer: ``(L, n)``.
 
     Solves only the problems that output needs: one row per layer, or the
-    super-sink of ``"mean"``. ``options`` are those of :func:`attention_flow`.
+    super-sink of ``"mean"``. ``options`` are those of :func:`attention_flow`,
+    and ``flow_tolerance`` and ``flow_seconds`` as :func:`flow_annotated` takes them.
     """
+    tolerance, seconds = options.pop("flow_tolerance", None), options.pop("flow_seconds", None)
     n = np.shape(attentions)[-1]
+    exact = tolerance == 0 or (
+        tolerance is None and estimate_flow_seconds(np.shape(attentions)[0], n) <= (seconds or EXACT_SECONDS)
+    )
+    if not exact:  # certified intervals (flow_annotated decides and checks the options)
+        return flow_annotated(attentions, output, flow_tolerance=tolerance, flow_seconds=seconds, **options)[0]
     position = resolve_output(output, n)
     if position == "mean":
         return attention_flow(attentions, outputs="mean", **options)

@@ -43,4 +43,5 @@ def raw_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np.
     head_fusion = options.pop("head_fusion", "mean")
     if options:
         raise AttnflowError(f"raw got unknown options {sorted(options)}.")
-    return np.array(select_output(fused_layers(as_attention_array(attentions), head_fusion), output))
+    fused = fused_layers(as_attention_array(attentions, keep_float32=True), head_fusion)  # a fused capture: a view
+    return np.array(select_output(fused, output), dtype=np.float64)

@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
-from ..graph import AttentionGraph, HeadFusion
+from ..graph import (
+    AttentionGraph,
+    HeadFusion,
+    ResidualLayers,
+    as_attention_array,
+    check_keep_token,
+    check_ratio,
+    fused_layers,
+)
 from ..outputs import resolve_output
 from .registry import register_method
 
@@ -159,20 +167,27 @@ def rollout_scores(attentions: np.ndarray, output: int | str, **options: Any) ->
 
     keep = output if isinstance(output, int) else None
     start_layer = options.pop("start_layer", 1)
-    graph = AttentionGraph.from_attentions(
-        attentions, residual=options.pop("residual", 0.5), head_fusion=options.pop("head_fusion", "mean"),
-        discard_ratio=options.pop("discard_ratio", 0.0), keep_column=keep,
-    )
+    residual, head_fusion = options.pop("residual", 0.5), options.pop("head_fusion", "mean")
+    discard_ratio = check_ratio(options.pop("discard_ratio", 0.0))
     if options:
         raise AttnflowError(f"rollout got unknown options {sorted(options)}.")
-    n_layers, n = graph.n_layers, graph.n_tokens
+    if discard_ratio == 0:
+        # Each layer's capacities made when the walk reaches it: no float64 copy of the whole capture.
+        array = as_attention_array(attentions, keep_float32=True)  # a float32 capture is validated, not copied
+        check_keep_token(keep, array.shape[-1])
+        capacities: Any = ResidualLayers(fused_layers(array, head_fusion), residual)
+    else:
+        capacities = AttentionGraph.from_attentions(
+            attentions, residual=residual, head_fusion=head_fusion, discard_ratio=discard_ratio, keep_column=keep
+        ).capacities
+    n_layers, n = capacities.shape[0], capacities.shape[-1]
     if isinstance(start_layer, bool) or not isinstance(start_layer, (int, np.integer)) or not (
         1 <= start_layer <= n_layers
     ):
         raise AttnflowError(
             f"The 'start_layer' parameter must be an integer from 1 to {n_layers}; got {start_layer!r} instead."
         )
-    walk = output_walk(graph.capacities, output, down_to=start_layer - 1)
+    walk = output_walk(capacities, output, down_to=start_layer - 1)
     result = np.full((n_layers, n), np.nan)
     result[start_layer - 1 :] = walk[start_layer - 1 :, start_layer - 1]
     return result
@@ -203,9 +218,10 @@ def output_walk(capacities: np.ndarray, output: int | str, *, down_to: int = 0) 
         first = np.zeros(n)
         first[position] = 1.0
     walk = np.full((n_layers, n_layers, n), np.nan)
-    for layer in range(n_layers):
-        row = first
-        for k in range(layer, down_to - 1, -1):
-            row = row @ capacities[k]
-            walk[layer, k] = row
+    # Down the layers, each read once: at layer k every walk that started at k or above takes one step
+    # (rows[i] is the walk from layer k + i), so a graph made layer by layer makes each layer once.
+    rows = np.empty((0, n))
+    for k in range(n_layers - 1, down_to - 1, -1):
+        rows = np.vstack([first[None], rows]) @ capacities[k]
+        walk[k:, k] = rows
     return walk

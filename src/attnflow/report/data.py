@@ -154,6 +154,12 @@ class ReportData:
     source_length: int | None = None
     #: A name per layer of ``attention`` (an encoder-decoder model's layered graph: encoder layers, sublayers).
     layer_names: list[str] | None = None
+    #: The residual weight the explanation ran with, where the page's graph holds it inside its edges (an
+    #: encoder-decoder model's layered graph, ``residual`` 0): the page's header shows this one.
+    run_residual: float | None = None
+    #: Certified intervals around scores (flow with ``--flow-tolerance``): ``{method: {"k": index into outputs,
+    #: "lower": (L, n), "upper": (L, n)}}``; the page draws them under the tokens of that output.
+    bounds: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.tokens = [str(token) for token in self.tokens]
@@ -205,6 +211,9 @@ class ReportData:
             or not 1 <= self.source_length < n
         ):
             raise AttnflowError(f"ReportData.source_length must be from 1 to {n - 1}; got {self.source_length!r}.")
+        if self.bounds is not None:
+            self.bounds = {str(name): _interval_rows(pair, self.n_layers, n, len(self.outputs))
+                           for name, pair in self.bounds.items()}
         if self.layer_names is not None:
             self.layer_names = [str(name) for name in self.layer_names]
             if len(self.layer_names) != self.n_layers:
@@ -342,11 +351,16 @@ class ReportData:
             "image": self.image,
             "shares": None if self.shares is None else self._shares_for_json(),
             "flow_cuts": self.flow_cuts,
+            "bounds": None if self.bounds is None else {
+                name: {"k": pair["k"], "lower": _rounded(pair["lower"]), "upper": _rounded(pair["upper"])}
+                for name, pair in self.bounds.items()
+            },
             "prompt_length": self.prompt_length,
             "words": None if self.words is None else self._words_for_json(),
             "heads": self.heads,
             "source_length": self.source_length,
             "layer_names": self.layer_names,
+            "run_residual": self.run_residual,
         }
 
     def _words_for_json(self) -> dict[str, Any]:
@@ -398,6 +412,8 @@ class ReportData:
                 heads=data.get("heads"),
                 source_length=data.get("source_length"),
                 layer_names=data.get("layer_names"),
+                run_residual=data.get("run_residual"),
+                bounds=data.get("bounds"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, AttnflowError):
@@ -576,6 +592,9 @@ def report_data(
         notes=notes,
         source="attention",
         flow_cuts=cuts,
+        bounds={name: {"k": outputs.index(position), "lower": lower, "upper": upper}
+                for name, (lower, upper) in (explanation.bounds if explanation is not None else {}).items()
+                if name in scores} or None,
     )
 
 
@@ -613,8 +632,16 @@ def report_data_from_capture(
     )
 
 
-def mark_report(data: ReportData, explanation: Explanation) -> ReportData:
+#: The output key of a generated answer's span: its tokens' scores averaged (``explain(..., generate=N)``).
+ANSWER = "answer"
+
+
+def mark_report(data: ReportData, explanation: Explanation, *, open_on_answer: bool = True) -> ReportData:
     """Add an explanation's prompt/answer marks and word groups to report data of the same tokens.
+
+    An explanation of the whole answer span (``output="answer"``) adds the span as
+    one more output, ``"answer"``, with its scores; the page opens on it unless
+    ``open_on_answer`` is false.
 
     For a generated answer, each answer token's scores (``explanation.answer_scores``)
     fill the rows of the positions that predicted them, so gradient methods, which
@@ -644,11 +671,23 @@ def mark_report(data: ReportData, explanation: Explanation) -> ReportData:
             notes = [note for note in notes if not note.startswith(f"Method {name} explains a target")]
             notes.append(
                 f"Method {name} explains each generated token (its logit) and was computed at the positions "
-                "that predicted the answer tokens only; other outputs show it as not computed."
+                "that predicted the answer tokens only (and for the answer span, their mean); other outputs show it "
+                "as not computed."
             )
+    outputs, output, shares = list(data.outputs), data.output, data.shares
+    if explanation.output == ANSWER and ANSWER not in outputs:  # the span the terminal printed: the page opens on it
+        outputs.append(ANSWER)
+        output = ANSWER if open_on_answer else output
+        n_layers, n = data.n_layers, data.n_tokens
+        for name in scores:
+            span = explanation.scores.get(name)
+            column = np.full((n_layers, 1, n), np.nan) if span is None else np.asarray(span, float)[:, None, :]
+            scores[name] = np.concatenate([scores[name], column], axis=1)
+        if shares is not None:  # no route is drawn for a mean over several outputs
+            shares = np.concatenate([shares, np.full(shares.shape[:2] + (1, n), np.nan)], axis=2)
     return dataclasses.replace(
-        data, scores=scores, notes=notes, prompt_length=length,
-        words=None if explanation.words is None else explanation.words.to_dict(), shares=data.shares,
+        data, scores=scores, notes=notes, prompt_length=length, outputs=outputs, output=output,
+        words=None if explanation.words is None else explanation.words.to_dict(), shares=shares,
     )
 
 
@@ -829,8 +868,8 @@ def _image_view(view: Any, n: int) -> dict[str, Any]:
 
 
 def _output_key(output: Any, n: int) -> int | str:
-    if isinstance(output, str) and output.strip().lower() == "mean":
-        return "mean"
+    if isinstance(output, str) and output.strip().lower() in ("mean", ANSWER):
+        return output.strip().lower()
     if n == 0:
         raise AttnflowError(f"An output position needs tokens; got {output!r} for an empty report.")
     return resolve_output(output, n)
@@ -912,3 +951,19 @@ def _from_json_array(value: Any) -> np.ndarray:
     array = np.array(value, dtype=object)
     array[array == None] = np.nan  # noqa: E711  (elementwise comparison with None)
     return array.astype(np.float64)
+
+
+def _interval_rows(pair: Any, n_layers: int, n: int, n_outputs: int) -> dict[str, Any]:
+    """One entry of :attr:`ReportData.bounds`, checked: ``k`` an output index, ``lower``/``upper`` ``(L, n)``."""
+    try:
+        k = pair["k"]
+        lower, upper = (np.asarray(pair[end], dtype=np.float64) for end in ("lower", "upper"))
+    except (KeyError, TypeError, ValueError):
+        k, lower, upper = None, None, None
+    if (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_outputs
+            or any(end is None or end.shape != (n_layers, n) for end in (lower, upper))):
+        raise AttnflowError(
+            f"ReportData.bounds must give each method an output index 'k' below {n_outputs} and 'lower' and "
+            f"'upper' rows of shape ({n_layers}, {n})."
+        )
+    return {"k": k, "lower": lower, "upper": upper}

@@ -65,12 +65,25 @@ def _colour(method: str, methods: list[str]) -> str:
 
 
 def _output_label(data: ReportData, output: int | str) -> str:
+    if output == "answer":
+        return "the generated answer (span mean)"
     return "the mean of all positions" if output == "mean" else f"token {output} “{_label(data.tokens[int(output)])}”"
 
 
+#: Word marks of byte-level BPE (``Ġ``) and SentencePiece (``▁``) at a piece's start: not shown in labels.
+_WORD_MARKS = "\u0120\u2581"
+
+
 def _label(token: str, limit: int = 16) -> str:
-    """A token as a tick label: unprintable characters spelled out, at most ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in token)
+    """A token as a tick label: word marks dropped, unprintable characters spelled out, at most ``limit`` characters.
+
+    Examples
+    --------
+    >>> _label("\u0120world"), _label("\u2581New"), _label("\u0120"), _label("\u010a")
+    ('world', 'New', '␣', '↵')
+    """
+    shown = token.lstrip(_WORD_MARKS).replace("\u010a", "\u21b5") or ("\u2423" if token else "")
+    text = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in shown)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -213,6 +226,8 @@ def plot_attention_graph(
     attention = capacities if data.attention is None else data.attention  # graph_capacities raised if None
     n, n_layers = data.n_tokens, data.n_layers
     key = data.output if output is None else output
+    if key == "answer" and data.prompt_length is not None:  # a span has no one route: its first token's is drawn
+        key = data.prompt_length - 1
     if key != "mean":
         key = int(key)
         if not 0 <= key < n:

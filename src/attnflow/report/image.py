@@ -92,6 +92,16 @@ def normalise(grid_scores: Any) -> np.ndarray:
     return out
 
 
+def _range(grid_scores: Any) -> tuple[float, float]:
+    """The finite range :func:`normalise` maps to [0, 1] (a constant or empty map: a unit range, drawn as 0)."""
+    values = np.asarray(grid_scores, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low, low + 1.0)
+
+
 def upsample(grid_scores: Any, size: Sequence[int], smooth: bool = False) -> np.ndarray:
     """A ``(rows, cols)`` map → ``(height, width)``: every pixel takes its patch's value (or bilinear).
 
@@ -240,7 +250,12 @@ def overlay_figure(
     title: str = "",
     min_side: int = 192,
 ) -> bytes:
-    """PNG bytes: the image, then one overlay per method, side by side, with titles (matplotlib)."""
+    """PNG bytes: the image, then one overlay per method, side by side, with titles (matplotlib).
+
+    Each overlay is scaled to its own range (:func:`normalise`), so a colour bar
+    under it gives that range: a nearly flat map (flow's 0.050 to 0.064) is not
+    mistaken for a contrasted one. The figure's title says the scales differ.
+    """
     try:
         import matplotlib
 
@@ -250,14 +265,22 @@ def overlay_figure(
         raise AttnflowError("Image figures need matplotlib; install it with: pip install 'attnflow[plot]'") from None
     base = enlarge(image, min_side)
     panels = [("image", base)] + [(name, overlay(base, grid, alpha, cmap=cmap)) for name, grid in maps.items()]
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.4), squeeze=False)
     try:
         for axis, (name, picture) in zip(axes[0], panels, strict=True):
             axis.imshow(picture, interpolation="nearest")
             axis.set_title(name, fontsize=10)
             axis.set_axis_off()
-        if title:
-            figure.suptitle(title, fontsize=10)
+            if name in maps:
+                low, high = _range(maps[name])
+                bar = figure.colorbar(ScalarMappable(Normalize(low, high), cmap=cmap), ax=axis,
+                                      orientation="horizontal", fraction=0.06, pad=0.04)
+                bar.set_ticks([low, high], labels=[f"{low:.3g}", f"{high:.3g}"], fontsize=8)
+        note = "colours: each panel from its own minimum to maximum (its bar)"
+        figure.suptitle(f"{title}\n{note}" if title else note, fontsize=9)
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .stacking import StackingTable
-from .terminal import add_key_columns, add_score_columns, visible
+from .terminal import add_key_columns, add_score_columns, score_text, visible
 
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
@@ -59,8 +59,6 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     log_p = record.get("log_probability")
     if predicts is not None and isinstance(log_p, (int, float)):
         lines.append(f"the model gives {predicts} probability {float(np.exp(log_p)):.3f} there")
-    if record.get("generated"):
-        lines.append(f"target generated greedily by the model: {record.get('target_text', '')!r}")
     target = explanation.target
     if isinstance(target, dict) and "token" in target:
         lines.append(f"grad-rollout explains the log-probability of {target['token']} ({target.get('kind', '')})")
@@ -89,13 +87,15 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
                 cells += ["–", ""]
                 continue
             colour = _COLOURS[number % len(_COLOURS)]
-            cells += [f"{value:.3f}", Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)]
+            cells += [score_text(value), Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)]
         table.add_row(*cells)
     return table
 
 
 def _number(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:.2f}"
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:.1e}" if 0 < abs(value) < 0.005 else f"{value:.2f}"  # a tiny share is not 0.00
 
 
 def layer_names(n_encoder_layers: int, n_decoder_layers: int) -> list[str]:
@@ -205,4 +205,5 @@ def seq2seq_report_data(
         source="attnflow explain (encoder-decoder)",
         source_length=ns,
         layer_names=layer_names(graph.n_encoder_layers, graph.n_decoder_layers),
+        run_residual=residual,
     )

@@ -41,10 +41,11 @@ def add_key_columns(table: Table, *, part: bool) -> None:
         table.add_column("part", no_wrap=True, style="dim")
 
 
-def add_score_columns(table: Table, method: str, colour: str) -> None:
+def add_score_columns(table: Table, method: str, colour: str, title: str | None = None) -> None:
     """A method's score and bar columns, one block (a ``GRAPH/METHOD`` method's block is in that graph's group)."""
     block = {"block": method, "group": _graph(method)} if isinstance(table, StackingTable) else {}
-    table.add_column(method, justify="right", style=colour, no_wrap=True, min_width=5, **block)
+    table.add_column(method if title is None else title, justify="right", style=colour, no_wrap=True, min_width=5,
+                     **block)
     table.add_column("", width=_BAR_WIDTH, no_wrap=True, **block)
 
 
@@ -59,6 +60,20 @@ def _label_block(name: str, methods: list[str]) -> dict[str, str]:
         return {"group": _graph(name)}
     method = max(named, key=len)
     return {"block": method, "group": _graph(method)}
+
+
+def score_text(value: float) -> str:
+    """A score as the tables print it: 3 decimals, or 2 significant digits where those would show 0.000.
+
+    Gradient-weighted scores of a generated target can be 1e-5 to 5e-4; printed
+    as ``0.000`` their ranking would be invisible.
+
+    Examples
+    --------
+    >>> score_text(0.41234), score_text(0.0), score_text(2.345e-05), score_text(-0.0004)
+    ('0.412', '0.000', '2.3e-05', '-4.0e-04')
+    """
+    return f"{value:.1e}" if value != 0 and abs(value) < 5e-4 else f"{value:.3f}"
 
 
 def visible(label: str) -> str:
@@ -127,13 +142,19 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
     add_key_columns(table, part=prompt_length is not None)
     rows = [[p] for p in range(len(explanation.tokens))] if not words else explanation.words.groups
     names = list(explanation.tokens) if not words else list(explanation.words.labels)
+    # an image's bars compare its patches: [CLS] and the other prefix tokens get none (their score still shows)
+    unbarred = set(explanation.special_positions) if getattr(explanation, "image", None) else set()
+    barred = [p for p in range(len(rows)) if rows[p][0] not in unbarred]
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
         if words:
             values = explanation.words.sum_scores(values)
-        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
-        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
+        scaled = values[barred]
+        columns.append((values, np.nanmax(scaled) if np.any(np.isfinite(scaled)) else 1.0))
+        inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)],
+                          title=f"{method} (input)" if method in inputs else None)
     labels = explanation.token_labels if shown == n_layers and not words else {}
     for name in labels:
         table.add_column(name, no_wrap=True, style="dim", **_label_block(name, explanation.methods))
@@ -156,8 +177,9 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
             if np.isnan(value):
                 cells += ["–", ""]
                 continue
-            cells.append(f"{value:.3f}")
-            cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour))
+            cells.append(score_text(value))
+            cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)
+                         if first not in unbarred else "")
         cells += [column[position] for column in labels.values()]
         table.add_row(*cells)
     return table

@@ -123,11 +123,13 @@ class Reproduction:
     def files(self, *, plot: bool = True) -> dict[str, bytes]:
         """Every output file's bytes: ``results.json``, ``tables.md``, ``examples.jsonl``, ``examples.csv``
         and, when matplotlib is installed and ``plot`` is true, ``correlation_by_layer.png``."""
+        from ..io import csv_bytes
+
         files = {
             "results.json": (self.to_json() + "\n").encode("utf-8"),
             "tables.md": self.tables_markdown().encode("utf-8"),
             "examples.jsonl": "".join(json.dumps(ex.to_record()) + "\n" for ex in self.examples).encode("utf-8"),
-            "examples.csv": self.evaluation.to_dataframe().to_csv(index=False).encode("utf-8"),
+            "examples.csv": csv_bytes(self.evaluation.to_dataframe()),
         }
         if plot:
             try:

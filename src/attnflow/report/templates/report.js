@@ -95,12 +95,21 @@
     return Number(v).toFixed(digits === undefined ? 3 : digits);
   }
 
-  function tokenName(i) { return D.tokens[i]; }
+  // A token as people read it: byte-level BPE's and SentencePiece's word marks (\u0120, \u2581) dropped, a newline
+  // piece (\u010a) as a return sign, a piece that is only a mark as an open box; the data keeps the pieces as they are
+  function displayToken(t) {
+    var shown = String(t).replace(/^[\u0120\u2581]+/, "").replace(/\u010a/g, "\u21b5");
+    return shown === "" && t !== "" ? "\u2423" : shown;
+  }
+  var NAMES = D.tokens.map(displayToken);
+
+  function tokenName(i) { return NAMES[i]; }
 
   function outputKey() { return D.outputs[state.k]; }
 
   function outputLabel(key) {
     if (key === "mean") { return "the mean of all positions"; }
+    if (key === "answer") { return "the generated answer (the mean over its tokens, each at the position that predicted it)"; }
     if (promptLength !== null && key >= promptLength - 1 && key + 1 < n) {
       return "token " + key + " \u201c" + tokenName(key) + "\u201d, which predicted the answer token " + (key + 1) +
         " \u201c" + tokenName(key + 1) + "\u201d";
@@ -182,11 +191,18 @@
     var meta = byId("meta");
     var items = [];
     if (D.model) { items.push(["model", D.model]); }
-    if (L) { items.push(["layers", String(L)]); }
+    if (L && D.layer_names) {  // an encoder-decoder model: its own layers, not the layered graph's
+      var encoder = D.layer_names.filter(function (name) { return name.indexOf("enc ") === 0; }).length;
+      var decoder = D.layer_names.filter(function (name) { return / cross$/.test(name); }).length;
+      items.push(["layers", encoder + " encoder + " + decoder + " decoder"]);
+    } else if (L) { items.push(["layers", String(L)]); }
     if (D.n_heads) { items.push(["heads", String(D.n_heads)]); }
     if (n) { items.push(["tokens", String(n)]); }
     if (methods.length) { items.push(["methods", methods.join(", ")]); }
-    if (D.attention) { items.push(["residual", String(D.residual)]); items.push(["head fusion", D.head_fusion]); }
+    if (D.attention) {
+      var r = D.run_residual !== null && D.run_residual !== undefined ? D.run_residual : D.residual;
+      items.push(["residual", String(r)]); items.push(["head fusion", D.head_fusion]);
+    }
     if (D.is_causal) { items.push(["", "decoder (causal)"]); }
     if (D.evaluation) {
       if (D.evaluation.target) { items.push(["target", D.evaluation.target]); }
@@ -213,7 +229,8 @@
     byId("controls").hidden = false;
     var select = byId("output-select");
     D.outputs.forEach(function (key, k) {
-      var label = key === "mean" ? "mean of all positions" : "#" + key + "  " + tokenName(key);
+      var label = key === "mean" ? "mean of all positions" : key === "answer" ? "the answer (span mean)" :
+        "#" + key + "  " + tokenName(key);
       select.appendChild(el("option", { value: String(k) }, label));
     });
     select.value = String(state.k);
@@ -246,7 +263,7 @@
       byId("cut-control").hidden = false;
       var cutSelect = byId("cut-select");
       cutSelect.appendChild(el("option", { value: "-1" }, "no token"));
-      D.tokens.forEach(function (token, j) { cutSelect.appendChild(el("option", { value: String(j) }, "#" + j + "  " + token)); });
+      NAMES.forEach(function (token, j) { cutSelect.appendChild(el("option", { value: String(j) }, "#" + j + "  " + token)); });
       cutSelect.addEventListener("change", function () { setCutSource(Number(cutSelect.value)); });
     }
   }
@@ -342,7 +359,7 @@
         sentence.appendChild(el("span", { "class": "missing" }, "not computed for this output (see the note above)"));
       } else {
         var scale = scaler(method, row);
-        D.tokens.forEach(function (token, j) {
+        NAMES.forEach(function (token, j) {
           var t = scale(row[j]);
           var classes = "tok" + (special[j] ? " special" : "") + (key === j ? " is-output" : "") +
             (isAnswer(j) ? " answer" : "") + (isAnswer(j) && key + 1 === j ? " is-predicted" : "") +
@@ -354,6 +371,17 @@
           }, token);
           chip.style.background = ramp(t);
           chip.style.color = inkOn(t);
+          var bounds = D.bounds && D.bounds[method];
+          if (bounds && bounds.k === state.k && bounds.lower[state.layer - 1][j] !== null) {
+            // the certified interval: a bar under the token from the lower to the upper bound, on the row's scale
+            var lo = bounds.lower[state.layer - 1][j], hi = bounds.upper[state.layer - 1][j];
+            var bar = el("span", { "class": "interval" });
+            bar.style.left = (100 * Math.max(0, Math.min(1, scale(lo)))) + "%";
+            bar.style.width = "max(2px, " + (100 * Math.max(0, Math.min(1, scale(hi)) - Math.max(0, scale(lo)))) + "%)";
+            chip.appendChild(bar);
+            chip.setAttribute("data-tip", chip.getAttribute("data-tip") + "\ncertified in [" + fmt(lo, 6) + ", " +
+              fmt(hi, 6) + "]");
+          }
           chip.addEventListener("click", function () { setOutputToken(j); });
           sentence.appendChild(chip);
         });
@@ -555,7 +583,7 @@
     var layer = state.layer;
     var colW = Math.max(30, Math.min(74, 1060 / Math.max(n, 1)));
     var rowH = Math.max(54, Math.min(84, 560 / Math.max(L, 1)));
-    var labelLen = D.tokens.reduce(function (a, t) { return Math.max(a, t.length); }, 1);
+    var labelLen = NAMES.reduce(function (a, t) { return Math.max(a, t.length); }, 1);
     var left = D.layer_names ? 104 : 78, right = 24, top = 28, barH = 46;
     var bottom = barH + 22 + Math.min(110, 14 + labelLen * 6.2);
     var width = left + n * colW + right;
@@ -829,7 +857,7 @@
     thead.appendChild(head);
     table.appendChild(thead);
     var body = el("tbody");
-    D.tokens.forEach(function (token, j) {
+    NAMES.forEach(function (token, j) {
       var tr = el("tr", { "class": (special[j] ? "special" : "") + (key === j ? " is-output" : "") });
       tr.appendChild(el("td", { "class": "pos" }, String(j)));
       tr.appendChild(el("td", { "class": "tokcell" }, token));

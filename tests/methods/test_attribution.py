@@ -1,0 +1,103 @@
+"""Attribution baselines (the second kind of method): Captum's attributions against attnflow's own yardsticks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnflow.capture.perturb import gradient_importance, input_gradients, integrated_gradients
+from attnflow.capture.targets import resolve_target
+from attnflow.errors import AttnflowError
+from attnflow.methods.attribution import (
+    AttributionInputs,
+    attribution_scores,
+    available_attributions,
+    check_attribution_model,
+    check_attribution_options,
+    check_passes,
+    split_methods,
+)
+from tests.evaluate.toy import tiny_loaded
+
+TEXT = "the keys to the cabinet"
+
+
+@pytest.fixture(scope="module")
+def bert():
+    loaded = tiny_loaded("bert", "classification", double=True)
+    ids = loaded.tokenizer(TEXT)["input_ids"]
+    bound = resolve_target(None, loaded).bind(loaded, ids)
+    return loaded, ids, bound
+
+
+def _inputs(bert, **options):
+    loaded, ids, bound = bert
+    return AttributionInputs(loaded, bound, ids, loaded.tokenizer.unk_token_id, **options)
+
+
+def test_gradient_methods_equal_the_yardsticks_by_another_route(bert):
+    """Captum's Saliency, InputXGradient and IntegratedGradients against attnflow's autograd yardsticks."""
+    loaded, ids, bound = bert
+    own = gradient_importance(*input_gradients(loaded, bound, ids))
+    np.testing.assert_allclose(attribution_scores("saliency", _inputs(bert)), own["saliency"], rtol=1e-9)
+    np.testing.assert_allclose(attribution_scores("grad-x-input", _inputs(bert)), own["grad_x_input"], rtol=1e-9,
+                               atol=1e-15)
+    baseline = [loaded.tokenizer.unk_token_id if 0 < i < len(ids) - 1 else t for i, t in enumerate(ids)]
+    ig = integrated_gradients(loaded, bound, ids, baseline, n_steps=20).importance
+    np.testing.assert_allclose(attribution_scores("integrated-gradients", _inputs(bert, ig_steps=20)), ig,
+                               rtol=1e-9, atol=1e-15)
+
+
+def test_occlusion_is_the_score_change_with_one_token_zeroed(bert):
+    import torch
+
+    from attnflow.capture import eager_attention
+    from attnflow.capture.gradient_point import gradient_point, replace_point
+
+    loaded, ids, bound = bert
+    scores = attribution_scores("occlusion", _inputs(bert))
+    point = gradient_point(loaded)
+    batch = torch.tensor([ids])
+
+    def score(zeroed=None):
+        def make(value):
+            value = value.clone()
+            if zeroed is not None:
+                value[:, zeroed] = 0.0
+            return value
+
+        with eager_attention(loaded.model), torch.no_grad(), replace_point(point, make):
+            return float(bound.forward(loaded.model, input_ids=batch, attention_mask=torch.ones_like(batch),
+                                       kind="score")[0])
+
+    full = score()
+    # Captum's Occlusion accumulates the differences in a float32 tensor: one float32 rounding, eps32 relative.
+    eps32 = float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(scores, [abs(full - score(j)) for j in range(len(ids))], rtol=eps32, atol=0)
+
+
+def test_every_method_scores_every_token_reproducibly(bert):
+    for name in available_attributions():
+        first = attribution_scores(name, _inputs(bert, ig_steps=8, lime_samples=16, seed=3, index=1))
+        again = attribution_scores(name, _inputs(bert, ig_steps=8, lime_samples=16, seed=3, index=1))
+        assert first.shape == (len(bert[1]),) and np.all(np.isfinite(first)), name
+        np.testing.assert_array_equal(first, again)
+    other = attribution_scores("random", _inputs(bert, seed=3, index=2))
+    assert not np.array_equal(other, attribution_scores("random", _inputs(bert, seed=3, index=1)))
+
+
+def test_bad_options_and_models_are_one_line():
+    assert split_methods(["flow", "lime", "raw"]) == (["flow", "raw"], ["lime"])
+    with pytest.raises(AttnflowError, match="--ig-steps of at least 1; got -2"):
+        check_attribution_options(["integrated-gradients"], ig_steps=-2)
+    with pytest.raises(AttnflowError, match="over the limit of 100"):
+        check_attribution_options(["lime"], lime_samples=200, max_passes=100)
+    with pytest.raises(AttnflowError, match="raise --max-passes or shorten the text"):
+        check_passes(["occlusion"], 30, 10)
+    check_passes(["saliency"], 30, 10)  # gradient methods take a fixed number of passes
+
+    class Vision:
+        is_vision = True
+
+    with pytest.raises(AttnflowError, match="text attribution method"):
+        check_attribution_model(["saliency"], Vision())
