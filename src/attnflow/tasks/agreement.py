@@ -207,8 +207,10 @@ def accuracy(scores: np.ndarray, attractor_counts: Sequence[int]) -> dict[str, A
     }
 
 
-#: The ground truths each method is judged against: blank-out and the gradient yardstick.
-GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient")
+#: The ground truths each method is judged against: blank-out, the paper's input gradient
+#: ``|sum_d g|`` and saliency ``||g||`` (the yardstick :mod:`attnflow.evaluate` leads with where the
+#: paper's is zero by construction), both at the first layer's input.
+GROUND_TRUTHS: tuple[str, ...] = ("blankout", "gradient", "saliency")
 #: The blank-out replacement: the space token. Llama's tokenizer has no [UNK] or [MASK];
 #: :func:`blank_choice_check` shows on 20 sentences that the choice does not decide the result.
 BLANK = "Ġ"
@@ -391,6 +393,7 @@ def reproduce_agreement(
             "pairs_left_out": pair_notes, "blank": blank, "output": "last", "methods": names,
             "graphs": [result_key(g, m) for g in graphs for m in ("rollout", "flow")],
             "beginning_token": prefix or None, "ground_truths": list(GROUND_TRUTHS),
+            "yardsticks": evaluation.options.get("yardsticks"),
         },
     )
 
