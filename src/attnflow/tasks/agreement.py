@@ -219,7 +219,9 @@ OTHER_BLANK = "<|endoftext|>"
 #: The methods judged by default, over the attention graph; every context-mixing graph that
 #: runs on the model adds its rollout and flow.
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
-#: A raw flow value within this of a cut's capacity counts as bounded there.
+#: The seeded subset whose every number the JSON keeps, for a test to rerun: the first sentences.
+SUBSET = 20
+#: The kinds of a flow value's minimum cut (:meth:`attnflow.methods.flow.FlowSolution.cut_kinds`).
 CUT_KINDS: tuple[str, ...] = ("source", "output", "inside")
 
 
@@ -259,12 +261,24 @@ class AgreementReproduction:
             "cuts": self.cuts,
             "beginning": self.beginning,
             "seconds": self.seconds,
+            "subset": self.subset(),
             "sentences": [
                 {"text": s.text, "plural": s.plural, "attractors": len(s.example.attractors),
                  **{f"score_{name}": values[i] for name, values in self.scores.items()}}
                 for i, s in enumerate(self.sentences)
             ],
         })
+
+    def subset(self, count: int = SUBSET) -> dict[str, Any]:
+        """Every top-layer score and ground-truth value of the first ``count`` sentences, token by token."""
+        examples = self.evaluation.examples[:count]
+        return {
+            "n": len(examples),
+            "tokens": [e.tokens for e in examples],
+            "scores": {m: [e.scores[m][-1].tolist() for e in examples] for m in self.evaluation.methods},
+            "ground_truths": {t: [e.ground_truths[t].tolist() for e in examples]
+                              for t in self.evaluation.ground_truths},
+        }
 
 
 def reproduce_agreement(
@@ -275,6 +289,7 @@ def reproduce_agreement(
     methods: Sequence[str] | None = None,
     graphs: Sequence[str] | None = None,
     blank: str = BLANK,
+    ground_truths: Sequence[str] = GROUND_TRUTHS,
     progress: Any = None,
 ) -> AgreementReproduction:
     """Judge every method on subject-verb agreement in a causal LM, layer by layer.
@@ -292,6 +307,8 @@ def reproduce_agreement(
         registered graph that is defined for the model.
     blank
         The blank-out replacement token (default :data:`BLANK`, the space token).
+    ground_truths
+        The yardsticks (default :data:`GROUND_TRUTHS`).
     progress
         Called as ``progress(done, total)`` after each sentence.
 
@@ -356,13 +373,13 @@ def reproduce_agreement(
             continue
         parts[plural] = (chosen, evaluate(
             [texts[i] for i in chosen], loaded, methods=names, target=contrast,
-            ground_truths=list(GROUND_TRUTHS), faithfulness=False, with_special_tokens=True,
+            ground_truths=list(ground_truths), faithfulness=False, with_special_tokens=True,
             graphs=None, blank=blank, progress=step,
         ))
         if graphs:
             mixing = evaluate(
                 [texts[i] for i in chosen], loaded, methods=["rollout", "flow"], target=contrast,
-                ground_truths=list(GROUND_TRUTHS), faithfulness=False, with_special_tokens=True,
+                ground_truths=list(ground_truths), faithfulness=False, with_special_tokens=True,
                 graphs=list(graphs), blank=blank,
             )
             _join_methods(parts[plural][1], mixing)
@@ -392,7 +409,7 @@ def reproduce_agreement(
             "n": n, "seed": seed, "model": loaded.name, "pairs": {k: list(PAIRS[k]) for k in pairs},
             "pairs_left_out": pair_notes, "blank": blank, "output": "last", "methods": names,
             "graphs": [result_key(g, m) for g in graphs for m in ("rollout", "flow")],
-            "beginning_token": prefix or None, "ground_truths": list(GROUND_TRUTHS),
+            "beginning_token": prefix or None, "ground_truths": list(ground_truths),
             "yardsticks": evaluation.options.get("yardsticks"),
         },
     )
