@@ -47,7 +47,9 @@ beyond the model (the ``streamed`` job), then the last position's rollout on it,
 time and its memory beyond the capture (a row walk: a few float64 layers, never a
 float64 copy of the capture). A length whose fused capture (``30 n^2 * 4`` bytes, 8 GB
 at 8192) would not fit in the memory available before it starts, or whose process
-dies, is recorded with the reason instead of numbers.
+dies, or that runs past ``--timeout`` or the run's ``--budget`` (on a shared machine),
+is recorded with the reason instead of numbers; ``--resume`` keeps the lengths an
+earlier run's JSON measured.
 
 The targets of issue 12: streamed memory beyond the model at most ``2 * L n^2 * 4``
 bytes (twice the fused float32 array) plus one layer's scores and weights
@@ -261,6 +263,12 @@ SMOLLM2_TOKENS = (2048, 4096, 8192)
 SMOLLM2_LAYERS = 30
 
 
+def smollm2_flops(n: int) -> float:
+    """A forward pass's multiply-adds at ``n`` tokens, roughly: the weights' (106 M besides the embeddings, twice
+    per token) and attention's (scores and values, ``4 L H d n^2`` with ``d = 64``); for scaling a measured time."""
+    return 2 * 106e6 * n + 4 * SMOLLM2_LAYERS * 9 * 64 * n * n
+
+
 def smollm2_worker(n: int) -> dict[str, Any]:
     """The bundled SmolLM2 at ``n`` tokens in this process: the fused capture, then last-position rollout on it."""
     from attnflow.capture import capture_attention, load_model
@@ -305,40 +313,65 @@ def _available_mb() -> float:
     return float("inf")  # pragma: no cover - not Linux
 
 
-def smollm2(tokens: tuple[int, ...], timeout: float | None = None,
-            on_row: Any = None) -> list[dict[str, Any]]:
+def smollm2(tokens: tuple[int, ...], timeout: float | None = None, on_row: Any = None,
+            budget: float | None = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One process per length (see the module docstring); a length that cannot run says why.
 
     ``timeout``: seconds a length may take before it is stopped (and recorded as such);
-    ``on_row(rows)`` is called after each length, so that a long run keeps what it has.
+    ``budget``: seconds for the whole run, after which no length starts (each recorded as not
+    started); ``done``: rows of an earlier run of the same command (``--resume``), kept for
+    the lengths they measured; ``on_row(rows)`` is called after each length, so that a long
+    run keeps what it has.
     """
     rows: list[dict[str, Any]] = []
+    kept = {row["tokens"]: row for row in done or [] if "skipped" not in row}
+    started = time.monotonic()
+    measured: dict[str, Any] | None = None  # the last length that ran, to estimate the next one's time
     for n in tokens:
+        if n in kept:
+            rows.append(kept[n])
+            measured = kept[n]
+            continue
         fused_mb = SMOLLM2_LAYERS * n * n * 4 / MB
         row: dict[str, Any] = {"tokens": n, "fused_mb": fused_mb, "load_average_before": list(os.getloadavg())}
         available = _available_mb()
         row["available_mb_before"] = available
         # the fused array, the model's activations and eager mask (a few hundred MB), two float64 layers
         needed = fused_mb + 2 * n * n * 8 / MB + 1024
-        if needed > available:
+        left = None if budget is None else budget - (time.monotonic() - started)
+        estimate = None
+        if measured is not None:
+            estimate = measured["streamed_s"] * smollm2_flops(n) / smollm2_flops(measured["tokens"])
+        if left is not None and estimate is not None and estimate > left:
+            row["skipped"] = (f"not started: about {estimate / 60:.0f} min for the capture alone (the "
+                              f"{measured['tokens']}-token capture's {measured['streamed_s'] / 60:.0f} min at load "
+                              f"{measured['load_average_before'][0]:.0f} on {os.cpu_count()} cores, scaled by "
+                              f"the forward pass's arithmetic), more than the {left / 60:.0f} min left of --budget")
+        elif left is not None and left < 60:
+            row["skipped"] = (f"not started: the run's --budget of {budget:.0f} s was spent (the machine's load "
+                              f"average {row['load_average_before'][0]:.0f} on {os.cpu_count()} cores)")
+        elif needed > available:
             row["skipped"] = (f"needs about {needed / 1024:.1f} GB (the fused capture alone {fused_mb / 1024:.1f} GB), "
                               f"{available / 1024:.1f} GB available")
         else:
             command = [sys.executable, __file__, "--smollm2-worker", "--tokens", str(n)]
+            limit = min(x for x in (timeout, left, float("inf")) if x is not None)
             try:
-                done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+                run = subprocess.run(command, capture_output=True, text=True, check=False,
+                                     timeout=None if limit == float("inf") else limit)
             except subprocess.TimeoutExpired:
-                done = None
-                row["skipped"] = (f"stopped after {timeout:.0f} s, unfinished (the machine's load average was "
+                run = None
+                row["skipped"] = (f"stopped after {limit:.0f} s, unfinished (the machine's load average was "
                                   f"{row['load_average_before'][0]:.0f} on {os.cpu_count()} cores)")
-            if done is None:
+            if run is None:
                 pass
-            elif done.returncode != 0:
-                row["skipped"] = (f"the process failed (exit {done.returncode}"
-                                  f"{', killed: out of memory?' if done.returncode in (-9, 137) else ''}): "
-                                  f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+            elif run.returncode != 0:
+                row["skipped"] = (f"the process failed (exit {run.returncode}"
+                                  f"{', killed: out of memory?' if run.returncode in (-9, 137) else ''}): "
+                                  f"{run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ''}")
             else:
-                row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                row.update(json.loads(run.stdout.strip().splitlines()[-1]))
+                measured = row
         row["load_average_after"] = list(os.getloadavg())
         print(f"{n} tokens: {row.get('skipped') or json.dumps(row)}", file=sys.stderr, flush=True)
         rows.append(row)
@@ -471,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the bundled SmolLM2 at 2048, 4096 and 8192 tokens (or --tokens): fused capture "
                         "and last-position rollout")
     parser.add_argument("--timeout", type=float, help="with --smollm2: stop a length after this many seconds")
+    parser.add_argument("--budget", type=float, help="with --smollm2: start no length after this many seconds")
+    parser.add_argument("--resume", type=Path, help="with --smollm2: keep the lengths this earlier --json measured")
     parser.add_argument("--smollm2-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -502,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.json is not None:  # after every length: a long run keeps what it has measured
                 args.json.write_text(json.dumps(payload(rows), indent=2) + "\n", encoding="utf-8")
 
-        rows = smollm2(tuple(args.tokens or SMOLLM2_TOKENS), args.timeout, keep)
+        done = json.loads(args.resume.read_text())["rows"] if args.resume and args.resume.is_file() else None
+        rows = smollm2(tuple(args.tokens or SMOLLM2_TOKENS), args.timeout, keep, args.budget, done)
         print(capture_smollm2(payload(rows)))
         if args.json is not None:
             print(f"wrote {args.json}", file=sys.stderr)

@@ -3,6 +3,7 @@
     python benchmarks/flow.py            # every case, about 6 minutes on 2 idle cores
     python benchmarks/flow.py --quick    # the small cases, a few minutes
     python benchmarks/flow.py --json results.json
+    python benchmarks/flow.py --smollm2 --json docs/results/flow-smollm2.json   # the 30-layer LM only
 
 Cases, real attention first: the bundled MiniLM (fixed texts of about 64, 128,
 256 and 512 tokens), the bundled SVA model (a test sentence) and digits-vit (a
@@ -65,6 +66,7 @@ class Case:
     attention: np.ndarray
     jobs: tuple[str, ...]  # of "top", "layers", "all"
     real: bool = True
+    output: int = 0  # the explained position of "top" and "layers": [CLS] (0), or a decoder's last token
 
 
 @dataclass
@@ -121,6 +123,25 @@ def real_cases(quick: bool) -> list[Case]:
     return cases
 
 
+#: Prompt lengths of the SmolLM2 cases (stdlib docstrings, as in benchmarks/flow_long.py).
+SMOLLM2_TOKENS = (64, 128, 256)
+
+
+def smollm2_cases(tokens_list: tuple[int, ...] = SMOLLM2_TOKENS) -> list[Case]:
+    """SmolLM2-135M (30 layers), head-mean attention on stdlib docstrings, explained at the last position."""
+    from attnflow.capture import capture_attention, load_model
+    from benchmarks.flow_long import stdlib_text
+
+    model = load_model("smollm2")
+    ids = model.tokenizer(stdlib_text())["input_ids"]
+    cases = []
+    for tokens in tokens_list:
+        captured = capture_attention(model.tokenizer.decode(ids[:tokens]), model, heads="mean")
+        n = captured.n_tokens
+        cases.append(Case(f"SmolLM2 30x{n}", np.asarray(captured.attentions), ("top", "layers"), output=n - 1))
+    return cases
+
+
 def peaky(n_layers: int, n: int, seed: int, temperature: float = 0.5, sink: float = 2.0) -> np.ndarray:
     """Softmax of Gaussian logits over ``temperature``, key 0 boosted by ``sink``: ``(L, n, n)``."""
     rng = np.random.default_rng(seed)
@@ -155,12 +176,12 @@ def synthetic_cases(quick: bool) -> list[Case]:
 # --- problems and reference solvers ---------------------------------------------------------------
 
 
-def groups_for(job: str, n_layers: int, n: int) -> list[tuple[int, int]]:
+def groups_for(job: str, n_layers: int, n: int, output: int = 0) -> list[tuple[int, int]]:
     """The (layer, output) rows a job computes."""
     if job == "top":
-        return [(n_layers, 0)]
+        return [(n_layers, output)]
     if job == "layers":
-        return [(layer, 0) for layer in range(1, n_layers + 1)]
+        return [(layer, output) for layer in range(1, n_layers + 1)]
     return [(layer, t) for layer in range(1, n_layers + 1) for t in range(n)]
 
 
@@ -275,9 +296,9 @@ def time_reference(solver, cap, groups, budget: float, max_edges: float = np.inf
     return timing
 
 
-def time_attnflow(attention, job: str, repeats: int) -> tuple[float, np.ndarray]:
+def time_attnflow(attention, job: str, repeats: int, output: int = 0) -> tuple[float, np.ndarray]:
     n_layers = attention.shape[0]
-    kwargs = {"top": {"outputs": 0, "layers": -1}, "layers": {"outputs": 0}, "all": {}}[job]
+    kwargs = {"top": {"outputs": output, "layers": -1}, "layers": {"outputs": output}, "all": {}}[job]
     attention_flow(attention, normalize=False, **kwargs)  # warm: the first call also starts the threads
     best, values = np.inf, None
     for _ in range(repeats):
@@ -300,8 +321,8 @@ def run_case(case: Case, args) -> list[dict]:
     n_layers, n, _ = cap.shape
     rows = []
     for job in case.jobs:
-        groups = groups_for(job, n_layers, n)
-        seconds, values = time_attnflow(case.attention, job, 1 if n >= 256 or job == "all" else 5)
+        groups = groups_for(job, n_layers, n, case.output)
+        seconds, values = time_attnflow(case.attention, job, 1 if n >= 256 or job == "all" else 5, case.output)
         references = {
             "scipy": time_reference(Scipy(args.scale), cap, groups, args.budget),
             "igraph": time_reference(Igraph(), cap, groups, args.budget),
@@ -361,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=8.0, help="seconds per case and job for scipy, igraph")
     parser.add_argument("--nx-budget", type=float, default=4.0, help="seconds per case and job for networkx")
     parser.add_argument("--nx-max-edges", type=float, default=4e5, help="skip networkx on larger graphs")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="only SmolLM2-135M (30 layers, last position) at 64, 128 and 256 tokens")
     args = parser.parse_args(argv)
     if args.quick:
         args.budget, args.nx_budget = 3.0, 2.0
@@ -372,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"kernel ready in {time.perf_counter() - start:.2f} s (compiled on first use, then cached); "
           f"{numba.get_num_threads()} threads")
     rows = []
-    for case in real_cases(args.quick) + synthetic_cases(args.quick):
+    cases = smollm2_cases() if args.smollm2 else real_cases(args.quick) + synthetic_cases(args.quick)
+    for case in cases:
         print(f"{case.name} ...", flush=True)
         rows.extend(run_case(case, args))
     print_table(rows)

@@ -59,6 +59,7 @@ SOURCES: dict[str, str] = {
     "flow-benchmark": "docs/results/flow-benchmark.json",
     "capture-smollm2": "docs/results/capture-smollm2.json",
     "flow-long": "docs/results/flow-long.json",
+    "flow-smollm2": "docs/results/flow-smollm2.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients", "saliency": "saliency ‖g‖",
@@ -491,7 +492,7 @@ def capture_smollm2(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         load = f"{row['load_average_before'][0]:.1f} / {row['load_average_after'][0]:.1f}"
         if "skipped" in row:
-            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | not run: {row['skipped']} | | | | {load} |")
+            lines.append(f"| {row['tokens']} | {row['fused_mb']:.0f} MB | {row['skipped']} | | | | {load} |")
             continue
         lines.append(
             f"| {row['tokens']} | {row['capture_array_mb']:.0f} MB | {duration(row['streamed_s'])} | "
@@ -534,6 +535,11 @@ def flow_benchmark(results: Any) -> str:
         cells.append(f"{row['max_error_vs_igraph']:.0e}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def flow_smollm2(results: Any) -> str:
+    """``benchmarks/flow.py --smollm2 --json``: the 30-layer LM, explained at its last position (docs/flow.md)."""
+    return flow_benchmark(results).replace("[CLS]", "last position")
 
 
 def flow_long(results: Any) -> str:
@@ -597,6 +603,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "flow-benchmark": ("flow-benchmark", flow_benchmark),
     "capture-smollm2": ("capture-smollm2", capture_smollm2),
     "flow-long": ("flow-long", flow_long),
+    "flow-smollm2": ("flow-smollm2", flow_smollm2),
 }
 
 

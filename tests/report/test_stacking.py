@@ -23,7 +23,7 @@ from rich.table import Table
 
 from attnflow.cli import main
 from attnflow.report.stacking import StackingTable
-from attnflow.report.terminal import score_text
+from attnflow.report.terminal import column_largest, score_text
 
 WIDTH = 80
 
@@ -153,7 +153,7 @@ def _assert_scores_shown(out: str, json_path: Path, keys: tuple[str, ...] = ("#"
     assert shown == [" ".join(str(token).split()) for token in tokens]
     for method, layers in data["scores"].items():
         top = np.asarray(layers[-1], dtype=float)
-        expected = ["–" if np.isnan(v) else score_text(v) for v in top]
+        expected = ["–" if np.isnan(v) else score_text(v, column_largest(top)) for v in top]
         assert columns[method] == expected, method
     for name, labels in (data.get("token_labels") or {}).items():
         assert columns[name] == list(labels), name

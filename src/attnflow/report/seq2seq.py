@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .stacking import StackingTable
-from .terminal import add_key_columns, add_score_columns, score_text, visible
+from .terminal import add_key_columns, add_score_columns, column_largest, score_text, visible
 
 _BAR_WIDTH = 10
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
@@ -70,7 +70,7 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     columns = []
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
-        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0))
+        columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0, column_largest(values)))
         add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
     for index, name in enumerate(explanation.tokens):
         if index == ns:
@@ -81,13 +81,14 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
             style = (style + " bold").strip()
         part = "source" if source else ("target ▸" if index == explanation.output else "target")
         cells: list[Any] = [str(index if source else index - ns), Text(visible(name), style=style), part]
-        for number, (values, top) in enumerate(columns):
+        for number, (values, top, largest) in enumerate(columns):
             value = values[index]
             if np.isnan(value):
                 cells += ["–", ""]
                 continue
             colour = _COLOURS[number % len(_COLOURS)]
-            cells += [score_text(value), Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)]
+            bar = Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)
+            cells += [score_text(value, largest), bar]
         table.add_row(*cells)
     return table
 

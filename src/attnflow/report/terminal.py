@@ -62,18 +62,35 @@ def _label_block(name: str, methods: list[str]) -> dict[str, str]:
     return {"block": method, "group": _graph(method)}
 
 
-def score_text(value: float) -> str:
+#: Below this fraction of its column's largest magnitude a score is float64 round-off (n * eps64 is about 1e-13
+#: for n <= 1000 tokens), and prints as 0.000 rather than as a number that means nothing.
+ROUND_OFF = 1e-12
+
+
+def score_text(value: float, largest: float = 0.0) -> str:
     """A score as the tables print it: 3 decimals, or 2 significant digits where those would show 0.000.
 
     Gradient-weighted scores of a generated target can be 1e-5 to 5e-4; printed
-    as ``0.000`` their ranking would be invisible.
+    as ``0.000`` their ranking would be invisible. ``largest`` is the largest
+    magnitude in the score's column: a value under ``ROUND_OFF`` times it is
+    round-off and prints as ``0.000``.
 
     Examples
     --------
     >>> score_text(0.41234), score_text(0.0), score_text(2.345e-05), score_text(-0.0004)
     ('0.412', '0.000', '2.3e-05', '-4.0e-04')
+    >>> score_text(7.1e-16, largest=0.3)
+    '0.000'
     """
-    return f"{value:.1e}" if value != 0 and abs(value) < 5e-4 else f"{value:.3f}"
+    if value != 0 and abs(value) < 5e-4 and abs(value) >= ROUND_OFF * largest:
+        return f"{value:.1e}"
+    return f"{value:.3f}"
+
+
+def column_largest(values: np.ndarray) -> float:
+    """The largest finite magnitude of a score column (0 when it has none), for :func:`score_text`."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 def visible(label: str) -> str:
@@ -151,7 +168,7 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         if words:
             values = explanation.words.sum_scores(values)
         scaled = values[barred]
-        columns.append((values, np.nanmax(scaled) if np.any(np.isfinite(scaled)) else 1.0))
+        columns.append((values, np.nanmax(scaled) if np.any(np.isfinite(scaled)) else 1.0, column_largest(values)))
         inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
         add_score_columns(table, method, _COLOURS[index % len(_COLOURS)],
                           title=f"{method} (input)" if method in inputs else None)
@@ -171,13 +188,13 @@ def explanation_table(explanation: Explanation, layer: int = -1, *, words: bool 
         cells: list = [index_text, Text(visible(token), style=style)]
         if prompt_length is not None:
             cells.append("answer ▸" if explained in group else ("answer" if answer else "prompt"))
-        for index, (values, top) in enumerate(columns):
+        for index, (values, top, largest) in enumerate(columns):
             value = values[position]
             colour = _COLOURS[index % len(_COLOURS)]
             if np.isnan(value):
                 cells += ["–", ""]
                 continue
-            cells.append(score_text(value))
+            cells.append(score_text(value, largest))
             cells.append(Bar(size=top or 1.0, begin=0, end=value, width=_BAR_WIDTH, color=colour)
                          if first not in unbarred else "")
         cells += [column[position] for column in labels.values()]
