@@ -68,6 +68,8 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt \
 		--target "cosine:A sentence about animals." --out build/evaluate-minilm
 	cp build/evaluate-minilm/results.json docs/results/evaluation-minilm.json
+	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
+	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
 		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/seq2seq/test_plausibility.py \
