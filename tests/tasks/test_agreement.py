@@ -90,4 +90,4 @@ def test_the_committed_run_reproduces_on_its_seeded_subset(smollm2):
             scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0
             np.testing.assert_allclose(got, want, atol=bound * max(scale, 1.0), rtol=0, err_msg=truth)
     signed = np.array([s["score_are/is"] for s in committed["sentences"][: agreement.SUBSET]])
-    np.testing.assert_allclose(found["scores"]["are/is"], signed, atol=bound * max(1.0, np.abs(signed).max()))
+    np.testing.assert_allclose(rerun.scores["are/is"], signed, atol=bound * max(1.0, np.abs(signed).max()))
