@@ -78,6 +78,8 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva100/examples.jsonl --model sva $(BASELINES) \
 		--out build/sva-baselines
 	cp build/sva-baselines/results.json docs/results/sva-baselines.json
+	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
+	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
 		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/seq2seq/test_plausibility.py \

@@ -60,6 +60,7 @@ SOURCES: dict[str, str] = {
     "capture-smollm2": "docs/results/capture-smollm2.json",
     "flow-long": "docs/results/flow-long.json",
     "flow-smollm2": "docs/results/flow-smollm2.json",
+    "agreement-smollm2": "docs/results/agreement-smollm2.json",
 }
 
 _TRUTH = {"blankout": "blank-out", "gradient": "input gradients", "saliency": "saliency ‖g‖",
@@ -603,6 +604,32 @@ def flow_long(results: Any) -> str:
     return "\n".join(lines)
 
 
+def agreement_top(results: dict[str, Any]) -> str:
+    """Each method at the agreement run's top layer: ρ with every yardstick, and subject above attractors."""
+    layer = results["n_layers"]
+    truths = results["ground_truths"]
+    plausible = results["plausibility"]["methods"]
+    lines = ["| method | " + " | ".join(f"ρ with {_TRUTH.get(t, t)}" for t in truths) + " | subject first |",
+             "|---|" + "---:|" * (len(truths) + 1)]
+    for method in results["methods"]:
+        cells = [_signed(results["correlation"][t][method][layer - 1]) for t in truths]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_rate(plausible[method]['top_layer'])} |")
+    return "\n".join(lines)
+
+
+def agreement_accuracy(results: dict[str, Any]) -> str:
+    from attnflow.tasks.agreement import accuracy_table
+
+    return accuracy_table(results)
+
+
+def agreement_cuts(results: dict[str, Any]) -> str:
+    from attnflow.tasks.agreement import cut_table
+
+    layers = sorted({1, 2, 5, 10, 15, 20, 25, results["n_layers"]})
+    return cut_table(results, layers)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "sva-paper-only": ("sva", sva_paper_only),
     "sva-train": ("sva-train", sva_train),
@@ -642,6 +669,9 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "capture-smollm2": ("capture-smollm2", capture_smollm2),
     "flow-long": ("flow-long", flow_long),
     "flow-smollm2": ("flow-smollm2", flow_smollm2),
+    "agreement-accuracy": ("agreement-smollm2", agreement_accuracy),
+    "agreement-top": ("agreement-smollm2", agreement_top),
+    "agreement-cuts": ("agreement-smollm2", agreement_cuts),
 }
 
 

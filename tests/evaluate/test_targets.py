@@ -119,3 +119,37 @@ def test_causal_lm_targets(causal):
         resolve_target("quick brown fox jumps", causal)
     with pytest.raises(AttnflowError, match="needs a classifier"):
         resolve_target("gold", causal)
+
+
+def test_contrast_target_is_the_log_probability_difference(causal):
+    """'are|is': log p(' are') - log p(' is') at the last position, computed here from the logits in float64."""
+    target = resolve_target("are|is", causal)
+    are, is_ = (causal.tokenizer(f" {w}", add_special_tokens=False)["input_ids"][0] for w in ("are", "is"))
+    assert target.kind == "contrast" and (target.index, target.versus) == (are, is_)
+    ids = causal.tokenizer("The keys to the cabinet")["input_ids"]
+    bound = target.bind(causal, ids)
+    with torch.no_grad():
+        log_p = torch.log_softmax(causal.model(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1)
+    expected = float(log_p[are] - log_p[is_])
+    # the logit difference in float32 against log-softmax in float64: two float32 logits of size |z|
+    assert bound.value == pytest.approx(expected, abs=4 * torch.finfo(torch.float32).eps * float(log_p.abs().max()))
+    assert resolve_target("is|are", causal).bind(causal, ids).value == pytest.approx(-bound.value)
+    assert bound.describe()["token_ids"] == [are, is_]
+    assert resolve_target(f"{are}|{is_}", causal).index == are  # token ids work too
+
+
+@pytest.mark.parametrize("bad, message", [("are|", "two next tokens"), ("a|b|c", "two next tokens"),
+                                          ("are|are", "same token"), ("cabinet|is", "pieces|tokens")])
+def test_contrast_target_errors(causal, bad, message):
+    with pytest.raises(AttnflowError, match=message):
+        resolve_target(bad, causal)
+
+
+def test_contrast_form_of_several_tokens_names_its_pieces(causal):
+    with pytest.raises(AttnflowError, match=r"' cabinet' is 3 tokens .*\('Ġc"):
+        resolve_target("cabinet|is", causal)
+
+
+def test_contrast_target_needs_a_causal_lm():
+    with pytest.raises(AttnflowError, match="causal language model"):
+        resolve_target("are|is", tiny_loaded("bert", "base"))

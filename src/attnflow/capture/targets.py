@@ -9,7 +9,10 @@ of model, told apart by ``config.architectures`` (as :func:`load_model` does):
   example's own gold label from the data (``"gold"``);
 - a causal language model (``...ForCausalLM``, ``...LMHeadModel``): a next token
   after the last input token, the predicted one by default, or one given by
-  vocabulary id or as a string that is a single token;
+  vocabulary id or as a string that is a single token; or the *contrast* of two
+  next tokens, ``"are|is"``: ``log p(are) - log p(is)``, the score of an agreement
+  task (Linzen et al. 2016), which grad-rollout and the gradient yardsticks then
+  explain rather than one token's logit;
 - any model, including a bare encoder such as the bundled MiniLM: a scalar of the
   mean-pooled last hidden state, its cosine similarity to a reference text
   (``"cosine:REFERENCE TEXT"``) or its Euclidean norm (``"norm"``, the default
@@ -47,7 +50,8 @@ ValueKind = Literal["value", "score"]
 #: The target specs accepted as strings, for help texts and error messages.
 TARGET_HELP = (
     "'predicted' (classifiers, causal LMs), a class index, a label name (or 'label:NAME'), "
-    "'gold' (each example's label), 'cosine:REFERENCE TEXT' or 'norm' (pooled embedding)"
+    "'gold' (each example's label), 'A|B' (causal LMs: log p(A) - log p(B) of the next token), "
+    "'cosine:REFERENCE TEXT' or 'norm' (pooled embedding)"
 )
 
 _PREDICTED = {"predicted", "pred", "prediction"}
@@ -58,8 +62,8 @@ class TargetSpec:
     """A parsed, model-independent target: ``kind`` plus its argument.
 
     ``kind`` is one of ``"auto"``, ``"predicted"``, ``"index"``, ``"label"``,
-    ``"gold"``, ``"cosine"``, ``"norm"``. ``value`` is the index, label name or
-    reference text.
+    ``"gold"``, ``"contrast"``, ``"cosine"``, ``"norm"``. ``value`` is the index, label
+    name, reference text, or for a contrast the two forms ``(A, B)``.
 
     Examples
     --------
@@ -79,6 +83,8 @@ class TargetSpec:
             return f"label:{self.value}"
         if self.kind == "cosine":
             return f"cosine:{self.value}"
+        if self.kind == "contrast":
+            return "|".join(self.value)  # type: ignore[arg-type]
         return self.kind
 
 
@@ -86,9 +92,9 @@ def parse_target(target: Any) -> TargetSpec:
     """Read a target given as ``None``, an ``int``, a string or a :class:`TargetSpec`.
 
     Strings: ``"predicted"``, digits (a class index, or a token id for causal LMs),
-    ``"gold"``, ``"norm"``, ``"cosine:TEXT"``, ``"label:NAME"``; any other string is
-    a label name (or, for a causal LM, a token). ``None``, ``""`` and ``"auto"``
-    mean the model's default.
+    ``"gold"``, ``"norm"``, ``"cosine:TEXT"``, ``"label:NAME"``, ``"A|B"`` (a contrast of
+    two next tokens); any other string is a label name (or, for a causal LM, a token).
+    ``None``, ``""`` and ``"auto"`` mean the model's default.
 
     Examples
     --------
@@ -98,6 +104,8 @@ def parse_target(target: Any) -> TargetSpec:
     TargetSpec(kind='cosine', value='a cat sat')
     >>> parse_target("positive")
     TargetSpec(kind='label', value='positive')
+    >>> parse_target("are|is")
+    TargetSpec(kind='contrast', value=('are', 'is'))
     """
     if isinstance(target, TargetSpec):
         return target
@@ -135,6 +143,13 @@ def parse_target(target: Any) -> TargetSpec:
                 f"got {target!r}."
             )
         return TargetSpec("cosine", reference)
+    if "|" in text and not (sep and prefix.strip().lower() == "label"):
+        forms = text.split("|")
+        if len(forms) != 2 or not all(form.strip() for form in forms):
+            raise AttnflowError(
+                f"A contrast target is two next tokens 'A|B' (log p(A) - log p(B)), such as 'are|is'; got {target!r}."
+            )
+        return TargetSpec("contrast", (forms[0], forms[1]))
     if sep and prefix.strip().lower() == "label":
         if not rest:
             raise AttnflowError(f"The 'target' parameter 'label:NAME' needs a label name; got {target!r}.")
@@ -171,21 +186,25 @@ class Target:
         The model kind (:func:`model_head`).
     kind
         ``"class"`` (classifier probability), ``"next_token"`` (causal LM),
+        ``"contrast"`` (causal LM: ``log p(A) - log p(B)`` of the next token),
         ``"cosine"`` or ``"norm"`` (mean-pooled last hidden state).
     index
-        The fixed class or token id, or ``None`` when it is chosen per example
-        (``predicted``, ``gold``).
+        The fixed class or token id (for a contrast, A's), or ``None`` when it is
+        chosen per example (``predicted``, ``gold``).
+    versus
+        A contrast's second token id, B's.
     labels
         The classifier's ``id2label`` (empty for other heads).
     """
 
     spec: TargetSpec
     head: Head
-    kind: Literal["class", "next_token", "cosine", "norm"]
+    kind: Literal["class", "next_token", "contrast", "cosine", "norm"]
     index: int | None = None
     labels: dict[int, str] = field(default_factory=dict)
     reference: Any = field(default=None, repr=False)
     model_name: str = ""
+    versus: int | None = None
 
     @property
     def pooled(self) -> bool:
@@ -219,6 +238,9 @@ class Target:
             )
             if self.index is not None:
                 out["token_id"] = self.index
+        elif self.kind == "contrast":
+            out["measure"] = "log p(A) - log p(B) of the next token after the last input token (every use)"
+            out["token_ids"] = [self.index, self.versus]
         elif self.kind == "cosine":
             out["measure"] = "cosine similarity of the mean-pooled last hidden state to the reference text's"
             out["reference"] = self.spec.value
@@ -309,6 +331,10 @@ class BoundTarget:
         import torch
 
         target = self.target
+        if target.kind == "contrast":
+            logits = _head_logits(target, outputs, attention_mask)
+            difference = logits[:, target.index] - logits[:, target.versus]  # the log-softmax's normaliser cancels
+            return difference if kind == "score" else difference.to(torch.float64)
         if target.kind in ("class", "next_token"):
             logits = _head_logits(target, outputs, attention_mask)
             if logits is None or self.index is None:  # pragma: no cover - bind() always sets the index
@@ -325,7 +351,7 @@ class BoundTarget:
     def describe(self) -> dict[str, Any]:
         """The target's description with this example's class, label and value."""
         out = self.target.describe()
-        if self.index is not None:
+        if self.index is not None and self.target.kind != "contrast":
             key = "class" if self.target.kind == "class" else "token_id"
             out[key] = self.index
             if self.target.kind == "class":
@@ -372,6 +398,11 @@ def resolve_target(target: Any, loaded: LoadedModel) -> Target:
         if kind == "cosine":
             resolved.reference = _reference_embedding(loaded, resolved, str(spec.value))
         return resolved
+    if spec.kind == "contrast" and head != "causal_lm":
+        raise AttnflowError(
+            f"A contrast target {spec.text!r} compares two next tokens, so it needs a causal language model; "
+            f"the model {name!r} is a {head}."
+        )
     if head == "encoder":
         raise AttnflowError(
             f"The target {spec.text!r} needs a classification head, but the model {name!r} "
@@ -398,6 +429,11 @@ def resolve_target(target: Any, loaded: LoadedModel) -> Target:
             resolved.index = index
         return resolved
     # causal LM
+    if spec.kind == "contrast":
+        first, second = (_single_token(loaded, form) for form in spec.value)  # type: ignore[union-attr]
+        if first == second:
+            raise AttnflowError(f"The two forms of the contrast target {spec.text!r} are the same token.")
+        return Target(spec, head, "contrast", index=first, versus=second, model_name=name)
     if spec.kind == "gold":
         raise AttnflowError(
             f"The target 'gold' needs a classifier; the model {name!r} is a causal language model. "
@@ -421,6 +457,29 @@ def resolve_target(target: Any, loaded: LoadedModel) -> Target:
             )
         resolved.index = int(ids[0])
     return resolved
+
+
+def _single_token(loaded: LoadedModel, form: str) -> int:
+    """The one token id of a contrast form: a token id, or a word as it follows another (with its space).
+
+    A form that starts with a space is taken as written; any other is read as a word that
+    continues the text, so ``"are"`` means the token of ``" are"``.
+    """
+    if form.strip().isdigit():
+        token = int(form.strip())
+        vocab = int(loaded.model.get_input_embeddings().num_embeddings)
+        if token >= vocab:
+            raise AttnflowError(f"The contrast token id {token} does not exist: the vocabulary has {vocab} tokens.")
+        return token
+    text = form if form[:1].isspace() else f" {form}"
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = ", ".join(repr(piece) for piece in loaded.tokenizer.convert_ids_to_tokens(ids))
+        raise AttnflowError(
+            f"The contrast form {text!r} is {len(ids)} tokens of the model {loaded.name!r} ({pieces}), not one; "
+            "give forms that are single tokens, or token ids."
+        )
+    return int(ids[0])
 
 
 def run_model(
@@ -491,7 +550,7 @@ def _head_logits(target: Target, outputs: Any, attention_mask: torch.Tensor) -> 
 
     if target.kind == "class":
         return outputs.logits
-    if target.kind == "next_token":
+    if target.kind in ("next_token", "contrast"):
         logits = outputs.logits
         last = attention_mask.sum(dim=1).long() - 1
         return logits[torch.arange(logits.shape[0], device=logits.device), last]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..tasks.reproduce import Reproduction
 
-TASKS = ("sva", "reverse", "heads-gates", "mixing-saturation")
+TASKS = ("sva", "reverse", "heads-gates", "mixing-saturation", "agreement")
 #: What ``--out`` receives (``model/`` too with ``--retrain``).
 OUTPUT_FILES = ("results.json", "tables.md", "examples.jsonl", "examples.csv", "correlation_by_layer.png")
 
@@ -39,7 +39,8 @@ def reproduce(
             "encoder-decoder model: how often each method puts the aligned source digit first, per layer), or "
             "heads-gates (Voita et al.'s stochastic-gate pruning on sva, the model frozen and fine-tuned), or "
             "mixing-saturation (how often top-layer flow over each context-mixing graph sits at its first-layer "
-            "bound, on MiniLM and sva)."
+            "bound, on MiniLM and sva), or agreement (subject-verb agreement in a pretrained causal LM, "
+            "--model smollm2 by default: every method judged per layer)."
         ),
     ],
     n: Annotated[
@@ -47,7 +48,7 @@ def reproduce(
         typer.Option(
             "--n",
             help="Test examples to evaluate [default: 2000 for sva (as the paper), 200 for reverse, 300 for "
-            "heads-gates, 200 sva sentences for mixing-saturation].",
+            "heads-gates, 200 sva sentences for mixing-saturation, 500 sentences for agreement].",
             callback=number_range(1),
         ),
     ] = None,
@@ -87,6 +88,10 @@ def reproduce(
             callback=choice(*available_graphs()),
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="agreement only: the causal language model to judge (default: smollm2)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
@@ -95,8 +100,13 @@ def reproduce(
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
-    if graph and task.strip().lower() != "sva":
-        raise AttnflowError(f"--graph is for sva; {task.strip().lower()} does not take it.")
+    if graph and task.strip().lower() not in ("sva", "agreement"):
+        raise AttnflowError(f"--graph is for sva and agreement; {task.strip().lower()} does not take it.")
+    if model is not None and task.strip().lower() != "agreement":
+        raise AttnflowError(f"--model is for agreement; {task.strip().lower()} runs its own bundled model.")
+    if task.strip().lower() == "agreement":
+        _reproduce_agreement(500 if n is None else n, out, retrain, seed, method, graph, model, overwrite)
+        return
     if task.strip().lower() == "mixing-saturation":
         _reproduce_saturation(n, out, data, retrain, method, overwrite)
         return
@@ -316,3 +326,36 @@ def _reproduce_saturation(
     if out is not None:
         write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
         console.print(f"wrote {out / 'results.json'}", highlight=False, soft_wrap=True)
+
+
+def _reproduce_agreement(n: int, out: Path | None, retrain: bool, seed: int, method: list[str] | None,
+                         graph: list[str] | None, model: str | None, overwrite: bool) -> None:
+    """``attnflow reproduce agreement``: subject-verb agreement in a causal LM, every method per layer
+    (docs/agreement.md)."""
+    import json
+
+    from ..io import check_output_folder, write_folder
+    from ..tasks.agreement import MAX_SENTENCES, reproduce_agreement, tables_markdown
+
+    if retrain:
+        raise AttnflowError("--retrain is not for agreement: it judges a pretrained language model as it is.")
+    if n > MAX_SENTENCES:
+        raise AttnflowError(f"--n {n} is more sentences than agreement runs ({MAX_SENTENCES} at most).")
+    methods = check_methods(list(method)) if method else None
+    check_output_folder(out, names=("results.json", "tables.md"), overwrite=overwrite)
+    with progress_bar("agreement sentences") as progress:
+        result = reproduce_agreement(n, model="smollm2" if model is None else model, seed=seed, methods=methods,
+                                     graphs=list(graph) if graph else None, progress=progress)
+    found = result.to_dict()
+    found["command"] = (f"attnflow reproduce agreement --n {n} --seed {seed}"
+                        + ("" if model is None else f" --model {model}") + " --out DIR")
+    tables = tables_markdown(found)
+    console.print(tables, highlight=False, markup=False, soft_wrap=True)
+    timing = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())
+    console.print(f"time: {timing}", highlight=False)
+    if out is not None:
+        write_folder(out, {
+            "results.json": (json.dumps(found, indent=1, allow_nan=False) + "\n").encode(),
+            "tables.md": tables.encode(),
+        })
+        console.print(f"wrote {out / 'results.json'}, {out / 'tables.md'}", highlight=False, soft_wrap=True)
