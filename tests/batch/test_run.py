@@ -12,6 +12,7 @@ import attnflow
 from attnflow.batch import COLUMNS, read_results, run_batch
 from attnflow.errors import AttnflowError
 from tests.batch.conftest import EIGHT, write_jsonl
+from tests.tolerances import model_float32_bound
 
 METHODS = ["raw", "rollout", "flow"]
 
@@ -37,8 +38,9 @@ def test_rows_are_attnflow_explain_of_each_text(reference_run, minilm):
         assert rows.tokens.iloc[0].tolist() == expected.tokens
         for method in METHODS:
             got = np.stack(rows[rows.method == method].sort_values("layer").scores.to_numpy())
-            # float32 model: padding in a batch moves values by ~1e-7 (why the manifest fixes the batches)
-            np.testing.assert_allclose(got, expected.scores[method], rtol=1e-5, atol=1e-6)
+            # float32 model: padding in a batch changes the reduction order (why the manifest fixes the batches)
+            atol = model_float32_bound(minilm.model.config)
+            np.testing.assert_allclose(got, expected.scores[method], rtol=0, atol=atol)
     assert set(frame.output) == {"0"} and not frame.truncated.any() and frame.target.isna().all()
 
 

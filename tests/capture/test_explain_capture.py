@@ -16,6 +16,7 @@ from attnflow import AttnflowError
 from attnflow.capture import capture_attention, load_model
 from attnflow.capture.plan import capture_heads
 from attnflow.cli import main
+from tests.tolerances import model_float32_bound
 
 TEXTS = ("The keys to the cabinet are on the table.", "Attention flows through every layer of a transformer.")
 METHODS = ("raw", "rollout", "flow")
@@ -49,7 +50,9 @@ def test_fused_capture_equals_full_capture(minilm, monkeypatch, fusion, heads):
                                 head_fusion=fusion)
         fused = attnflow.explain(text, minilm, methods=METHODS, head_fusion=fusion)
         for method in METHODS:
-            np.testing.assert_allclose(fused.scores[method], full.scores[method], rtol=0, atol=1e-6)
+            # the fused and the per-head capture run the model in other batch shapes
+            np.testing.assert_allclose(fused.scores[method], full.scores[method], rtol=0,
+                                       atol=model_float32_bound(minilm.model.config))
         assert fused.options["head_fusion"] == fusion and fused.tokens == full.tokens
     assert seen == [heads] * len(TEXTS)  # the mean: explain asked for the fused capture, not every head
 

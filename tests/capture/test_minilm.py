@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnflow.capture import capture_attention
+from tests.tolerances import model_float32_bound
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,8 @@ def test_equals_eager_forward_and_batch(minilm):
         encoded = minilm.tokenizer(text, return_tensors="pt")
         with torch.no_grad():
             want = torch.stack(eager(**encoded, output_attentions=True).attentions, 1)[0]
-        np.testing.assert_allclose(cap.attentions, want.double().numpy(), atol=1e-5)
+        # a padded batch against one text: another reduction order in every layer
+        np.testing.assert_allclose(cap.attentions, want.double().numpy(), atol=model_float32_bound(minilm.model.config))
     assert minilm.model.config._attn_implementation == "sdpa"
 
 
