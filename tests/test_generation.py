@@ -345,11 +345,15 @@ def _page_data(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def answer_report(tmp_path_factory, tiny_model_paths):
-    """An HTML report of a 3-token answer of the tiny GPT-2, with words, and the library's explanation beside it."""
+    """An HTML report of a 3-token answer of the tiny GPT-2, with words, and the library's explanation beside it.
+
+    ``--answer each`` opens the page on the first answer token's predicting position (``span``, the
+    default, opens it on the answer span, which has no single predicted token to box).
+    """
     folder = tmp_path_factory.mktemp("answer_report")
     path = folder / "answer.html"
     status = main(["explain", "Hello world, this is", "--model", str(tiny_model_paths["gpt2"]), "--generate", "3",
-                   "--method", "raw", "--method", "rollout", "--words", "--html", str(path)])
+                   "--answer", "each", "--method", "raw", "--method", "rollout", "--words", "--html", str(path)])
     assert status == 0
     e = attnflow.explain("Hello world, this is", str(tiny_model_paths["gpt2"]), methods=("raw", "rollout"),
                          generate=3, words=True)

@@ -220,7 +220,7 @@ def explain(
     if inputs:
         _add_attributions(result, inputs, loaded, bound, captured, ig_steps, lime_samples, max_passes, seed)
     if bound is not None:
-        result.options = {**_recorded_options(method_options, options), **result.options}
+        result.options = {**result.options, **_recorded_options(method_options, options)}
     elif target is not None:
         result.notes.append(TARGET_IGNORED)
     result.target = bound.describe() if bound is not None else target
