@@ -70,12 +70,16 @@ def test_smollm2_pairs_are_single_tokens_and_it_knows_agreement(smollm2):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_the_committed_run_reproduces_on_its_seeded_subset(smollm2):
-    """The first 20 sentences of docs/results/agreement-smollm2.json, rerun: every score and yardstick value."""
+    """The first 20 sentences of docs/results/agreement-smollm2.json, rerun: the attention methods' scores, blank-out.
+
+    The gradient methods and yardsticks are left out of the rerun to keep the suite's time down: they
+    share the target (the signed contrast) that the signed scores check, and their own code has its tests.
+    """
     committed = json.loads(RESULTS.read_text(encoding="utf-8"))
     settings = committed["settings"]
-    methods = [m for m in ("raw", "rollout", "flow", "grad-rollout") if m in committed["subset"]["scores"]]
+    methods = [m for m in ("raw", "rollout", "flow") if m in committed["subset"]["scores"]]
     rerun = agreement.reproduce_agreement(agreement.SUBSET, model=smollm2, seed=settings["seed"], methods=methods,
-                                          graphs=[], blank=settings["blank"])
+                                          graphs=[], blank=settings["blank"], ground_truths=["blankout"], cuts=False)
     found = rerun.to_dict()
     subset = committed["subset"]
     assert found["subset"]["tokens"] == subset["tokens"]
@@ -84,7 +88,8 @@ def test_the_committed_run_reproduces_on_its_seeded_subset(smollm2):
     for method in methods:
         for got, want in zip(found["subset"]["scores"][method], subset["scores"][method], strict=True):
             np.testing.assert_allclose(got, want, atol=bound, rtol=0, err_msg=method)
-    for truth, values in subset["ground_truths"].items():
+    for truth in found["subset"]["ground_truths"]:
+        values = subset["ground_truths"][truth]
         for got, want in zip(found["subset"]["ground_truths"][truth], values, strict=True):
             got, want = np.array(got, dtype=float), np.array(want, dtype=float)
             scale = np.nanmax(np.abs(want)) if np.isfinite(want).any() else 1.0

@@ -290,6 +290,7 @@ def reproduce_agreement(
     graphs: Sequence[str] | None = None,
     blank: str = BLANK,
     ground_truths: Sequence[str] = GROUND_TRUTHS,
+    cuts: bool = True,
     progress: Any = None,
 ) -> AgreementReproduction:
     """Judge every method on subject-verb agreement in a causal LM, layer by layer.
@@ -309,6 +310,8 @@ def reproduce_agreement(
         The blank-out replacement token (default :data:`BLANK`, the space token).
     ground_truths
         The yardsticks (default :data:`GROUND_TRUTHS`).
+    cuts
+        Also find the kind of every flow value's minimum cut, per layer (:func:`flow_cut_kinds`).
     progress
         Called as ``progress(done, total)`` after each sentence.
 
@@ -392,7 +395,7 @@ def reproduce_agreement(
     start = time.perf_counter()
     positions = [_word_positions(tokenizer, text, s, prefix) for text, s in zip(texts, items, strict=True)]
     plausibility = subject_above_attractor(evaluation, items, positions)
-    cuts = flow_cut_kinds(loaded, evaluation) if "flow" in names else {}
+    cut_kinds = flow_cut_kinds(loaded, evaluation) if cuts and "flow" in names else {}
     seconds["plausibility_and_cuts"] = time.perf_counter() - start
     begin_info = _beginning_scores(evaluation, begin)
     counts = [len(s.example.attractors) for s in items]
@@ -402,7 +405,7 @@ def reproduce_agreement(
         accuracy={name: accuracy(values, counts) for name, values in scores.items()},
         evaluation=evaluation,
         plausibility=plausibility,
-        cuts=cuts,
+        cuts=cut_kinds,
         beginning=begin_info,
         seconds=seconds,
         settings={
