@@ -30,12 +30,52 @@ def float32_sum_bound(terms: int, *, scale: float = 1.0, depth: int = 1) -> floa
     return depth * terms * EPS32 * scale
 
 
-def model_float32_bound(config) -> float:
+def model_layers(config) -> int:
+    """The layers a forward pass runs through: both stacks of an encoder-decoder, else ``num_hidden_layers``.
+
+    >>> from types import SimpleNamespace
+    >>> model_layers(SimpleNamespace(num_hidden_layers=2))
+    2
+    >>> model_layers(SimpleNamespace(is_encoder_decoder=True, num_hidden_layers=2, decoder_layers=3))
+    5
+    """
+    if not getattr(config, "is_encoder_decoder", False):
+        return config.num_hidden_layers
+    decoder = getattr(config, "decoder_layers", None) or getattr(config, "num_decoder_layers", None)
+    return config.num_hidden_layers + (decoder or config.num_hidden_layers)
+
+
+def model_float32_bound(config, *, scale: float = 1.0, backward: bool = False) -> float:
     """Two float32 runs of one model that reduce in other orders (batch shape, padding, kernel).
 
     Each layer's projections reduce over ``hidden_size`` terms of O(1) activations (they follow
     a LayerNorm), and the hidden state that reaches layer ``l`` carries the differences of the
     ``l - 1`` layers below it; attention weights are at most 1, so they differ by no more:
-    ``num_hidden_layers * hidden_size * eps32``.
+    ``layers * hidden_size * eps32`` (an encoder-decoder counts the layers of both stacks).
+
+    A softmax's error is relative to each weight, so a row's differences sum to no more than
+    this bound too, and rollout or flow of the attentions (walks along row-stochastic rows)
+    keep it. ``scale`` is the size of a compared quantity that is not O(1) (a logit, a
+    gradient-weighted score: take it from the arrays compared). ``backward=True`` counts the
+    backward pass of a gradient, which retraces every layer's reductions once more: twice the
+    depth.
+
+    >>> from types import SimpleNamespace
+    >>> config = SimpleNamespace(hidden_size=32, num_hidden_layers=2)
+    >>> round(model_float32_bound(config) / EPS32), round(model_float32_bound(config, scale=3, backward=True) / EPS32)
+    (64, 384)
     """
-    return float32_sum_bound(config.hidden_size, depth=config.num_hidden_layers)
+    depth = model_layers(config) * (2 if backward else 1)
+    return float32_sum_bound(config.hidden_size, scale=scale, depth=depth)
+
+
+def rounded_bound(decimals: int, *, scale: float = 1.0) -> float:
+    """Largest difference between a number of size ``scale`` and itself rounded to ``decimals`` decimals.
+
+    Half a unit in the last kept decimal, plus the float64 rounding of the scaling that
+    ``np.round`` does (a few ulps of ``scale``).
+
+    >>> float(np.round(0.1234565, 6)) - 0.1234565 <= rounded_bound(6)
+    True
+    """
+    return 0.5 * 10.0**-decimals + 4 * EPS64 * scale
