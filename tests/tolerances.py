@@ -69,6 +69,16 @@ def model_float32_bound(config, *, scale: float = 1.0, backward: bool = False) -
     return float32_sum_bound(config.hidden_size, scale=scale, depth=depth)
 
 
+def model_float64_bound(config, *, scale: float = 1.0, backward: bool = False) -> float:
+    """:func:`model_float32_bound` for a model run in float64 (the tests' ``.double()`` models): eps64 in place of eps32.
+
+    >>> from types import SimpleNamespace
+    >>> model_float64_bound(SimpleNamespace(hidden_size=32, num_hidden_layers=2)) == 2 * 32 * EPS64
+    True
+    """
+    return model_float32_bound(config, scale=scale, backward=backward) * (EPS64 / EPS32)
+
+
 def rounded_bound(decimals: int, *, scale: float = 1.0) -> float:
     """Largest difference between a number of size ``scale`` and itself rounded to ``decimals`` decimals.
 
@@ -79,3 +89,21 @@ def rounded_bound(decimals: int, *, scale: float = 1.0) -> float:
     True
     """
     return 0.5 * 10.0**-decimals + 4 * EPS64 * scale
+
+
+def assert_within(actual, desired, bound, err_msg: str = "") -> None:
+    """``|actual - desired| <= bound`` element by element, ``bound`` a number or an array of per-entry bounds.
+
+    (``np.testing.assert_allclose`` takes only a number for ``atol``.)
+
+    >>> assert_within(np.array([1.0, 2.0]), np.array([1.1, 2.0]), np.array([0.2, 0.0]))
+    >>> assert_within(np.array([1.0]), np.array([1.1]), 0.05)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    AssertionError: 1 of 1 entries differ by more than their bound; the largest excess is 0.05 at [0]...
+    """
+    difference = np.abs(np.asarray(actual, dtype=np.float64) - np.asarray(desired, dtype=np.float64))
+    excess = difference - np.broadcast_to(bound, difference.shape)
+    if np.any(excess > 0) or np.any(np.isnan(difference)):
+        worst = [int(i) for i in np.unravel_index(np.nanargmax(excess), excess.shape)]
+        raise AssertionError(f"{int(np.sum(~(excess <= 0)))} of {excess.size} entries differ by more than their "
+                             f"bound; the largest excess is {excess[tuple(worst)]:.3g} at {worst} {err_msg}".rstrip())
