@@ -70,7 +70,7 @@ def model_float32_bound(config, *, scale: float = 1.0, backward: bool = False) -
 
 
 def model_float64_bound(config, *, scale: float = 1.0, backward: bool = False) -> float:
-    """:func:`model_float32_bound` for a model run in float64 (the tests' ``.double()`` models): eps64 in place of eps32.
+    """:func:`model_float32_bound` for a model run in float64 (the tests' ``.double()`` models), with eps64.
 
     >>> from types import SimpleNamespace
     >>> model_float64_bound(SimpleNamespace(hidden_size=32, num_hidden_layers=2)) == 2 * 32 * EPS64
@@ -107,3 +107,18 @@ def assert_within(actual, desired, bound, err_msg: str = "") -> None:
         worst = [int(i) for i in np.unravel_index(np.nanargmax(excess), excess.shape)]
         raise AssertionError(f"{int(np.sum(~(excess <= 0)))} of {excess.size} entries differ by more than their "
                              f"bound; the largest excess is {excess[tuple(worst)]:.3g} at {worst} {err_msg}".rstrip())
+
+
+def flow_bound(arcs: int) -> float:
+    """How far attnflow's max-flow value may lie from the exact one, over ``arcs`` arcs of capacity at most 1.
+
+    The kernel's own allowances, not rounding alone: it declares a flow maximal within
+    ``BOUND_TOL`` of a cut's capacity and counts an arc saturated within ``CUT_TOL`` of its
+    capacity; each arc's float64 updates round once more (eps64 per arc).
+
+    >>> flow_bound(0) == 1e-13
+    True
+    """
+    from attnflow.methods._maxflow_kernel import BOUND_TOL, CUT_TOL
+
+    return BOUND_TOL + arcs * (CUT_TOL + EPS64)
