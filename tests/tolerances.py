@@ -122,3 +122,15 @@ def flow_bound(arcs: int) -> float:
     from attnflow.methods._maxflow_kernel import BOUND_TOL, CUT_TOL
 
     return BOUND_TOL + arcs * (CUT_TOL + EPS64)
+
+
+def significant_bound(digits: int) -> float:
+    """Largest relative difference between a number and itself kept to ``digits`` significant digits (an rtol).
+
+    Half a unit in the last kept digit, relative to a number whose leading digit is at least 1.
+
+    >>> x = 3.14159265
+    >>> abs(float(f"{x:.6g}") - x) <= significant_bound(6) * x
+    True
+    """
+    return 0.5 * 10.0 ** (1 - digits)
