@@ -12,6 +12,7 @@ import pytest
 from attnflow.cli import main
 from attnflow.report.terminal import ROUND_OFF, column_largest, score_text
 from tests.report.test_stacking import merged, read_tables
+from tests.tolerances import rounded_bound
 
 
 def _run(capsys, *args) -> str:
@@ -113,7 +114,7 @@ def test_the_generation_report_opens_on_what_the_terminal_printed(capsys, tmp_pa
     for method in ("rollout", "grad-rollout"):
         span = np.asarray(explanation["scores"][method], dtype=float)
         shown = np.array([[np.nan if v is None else v for v in layer[column]] for layer in data["scores"][method]])
-        np.testing.assert_allclose(shown, span, atol=5e-7)  # the page rounds to 6 decimals
+        np.testing.assert_allclose(shown, span, rtol=0, atol=rounded_bound(6))  # the page rounds to 6 decimals
     if answer == "span":
         assert data["output"] == "answer" and "(mean over its 3 tokens)" in out
         table = merged(read_tables(out), ("#", "token", "part"))
