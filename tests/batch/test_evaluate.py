@@ -52,6 +52,8 @@ def test_rows_hold_attnflow_evaluate_of_each_text(evaluated, minilm):
         table = expected.to_dataframe()
         rows = frame[frame.example == example].reset_index(drop=True)
         assert rows.method.tolist() == table.method.tolist() and rows.layer.tolist() == table.layer.tolist()
+        # Literal: the same arithmetic (threads pinned alike) in another process. Rankings decide these columns,
+        # and float32 noise that reordered two tokens would move them by a jump no rounding bound describes.
         for column in ("spearman_blankout", "spearman_gradient", "aopc_comprehensiveness", "random_aopc_sufficiency",
                        "comprehensiveness_20", "sufficiency_40"):
             np.testing.assert_allclose(rows[column].to_numpy(float), table[column].to_numpy(float), atol=1e-9)
@@ -120,4 +122,5 @@ def test_the_one_process_run_numbers_a_data_file_by_its_rows_as_the_shards_do(ev
         ours = table[table.example == example].reset_index(drop=True)
         theirs = frame[frame.example == example].reset_index(drop=True)
         for column in ("random_aopc_sufficiency", "random_aopc_comprehensiveness", "aopc_sufficiency"):
+            # literal: the same arithmetic in another process (rankings decide these; see the test above)
             np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float), atol=1e-9)
