@@ -10,6 +10,7 @@ import pytest
 from attnflow.capture import BUNDLED_MODELS, capture_attention, load_model
 from attnflow.tasks import bundled_sva_path, sva
 from attnflow.tasks.sva_train import accuracy, build_tokenizer, encode, save, train
+from tests.tolerances import float32_sum_bound
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_capture_gives_six_layers_of_eight_heads_rows_summing_to_one(sva_model) 
     assert cap.attentions.shape == (6, 8, 6, 6)
     assert cap.tokens == ["[CLS]", "the", "keys", "to", "the", "cabinet"]
     assert cap.special_positions == (0,)
-    np.testing.assert_allclose(cap.attentions.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(cap.attentions.sum(-1), 1.0, rtol=0, atol=float32_sum_bound(6))  # 6 float32 terms
     assert np.all(cap.attentions >= 0)
 
 
@@ -114,4 +115,5 @@ def test_a_few_training_steps_give_a_folder_attnflow_can_load(tmp_path) -> None:
         None, n_train=256, n_validation=16, n_test=16, epochs=1, max_steps=3, num_hidden_layers=2, log=None
     )
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
-        assert np.allclose(a.numpy(), b.numpy(), atol=1e-6), name  # same seed, same weights
+        # literal: same seed, same weights; no rounding bound is meant, two trainings repeat the same arithmetic
+        assert np.allclose(a.numpy(), b.numpy(), atol=1e-6), name
