@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from attnflow import AttnflowError, raw_attention, rollout
 from tests.helpers import random_attention
+from tests.tolerances import EPS64, float32_sum_bound
 
 # Three layers, two tokens, two heads; fused attention per layer:
 #   [[1, 0], [1, 0]], [[0, 1], [0, 1]], [[.5, .5], [.5, .5]]
@@ -27,7 +28,8 @@ HAND_ROLLOUT = np.array(
 
 
 def test_hand_computed_three_layers():
-    np.testing.assert_allclose(rollout(HAND), HAND_ROLLOUT, atol=1e-15)
+    n_layers, n = HAND.shape[0], HAND.shape[-1]  # float64: L layers of n-term row products
+    np.testing.assert_allclose(rollout(HAND), HAND_ROLLOUT, rtol=0, atol=n_layers * n * EPS64)
 
 
 def test_list_and_fused_inputs_agree():
@@ -44,7 +46,7 @@ def test_seed_unnormalised_form_gives_same_normalised_rollout():
         product = (np.eye(7) + layer.mean(axis=0)) @ product
     assert np.allclose(product.sum(-1), 2.0**5)
     normalised = product / product.sum(-1, keepdims=True)
-    np.testing.assert_allclose(rollout(attention)[-1], normalised, atol=1e-12)
+    np.testing.assert_allclose(rollout(attention)[-1], normalised, rtol=0, atol=5 * 7 * EPS64)  # L n eps64
 
 
 def test_identity_attention_rolls_out_to_identity():
@@ -62,7 +64,8 @@ def test_residual_zero_is_plain_product_and_one_is_identity():
 def test_torch_and_numpy_agree():
     attention = random_attention(np.random.default_rng(2), 3, 2, 6)
     from_torch = rollout(torch.tensor(attention, dtype=torch.float32))
-    np.testing.assert_allclose(from_torch, rollout(attention), atol=1e-6)
+    # float32 input: rows off 1 by n half-ulps, through 3 layers of products
+    np.testing.assert_allclose(from_torch, rollout(attention), rtol=0, atol=float32_sum_bound(6, depth=3))
     assert isinstance(from_torch, np.ndarray)
 
 
@@ -130,11 +133,12 @@ def test_rollout_properties(case):
     n_layers, _, n, _ = attention.shape
     result = rollout(attention)
     assert result.shape == (n_layers, n, n)
-    np.testing.assert_allclose(result.sum(-1), 1.0, atol=1e-12)
+    walks = n_layers * n * EPS64  # float64: L layers of n-term row products
+    np.testing.assert_allclose(result.sum(-1), 1.0, rtol=0, atol=walks)
     assert result.min() >= 0
     permuted = attention[:, :, permutation][:, :, :, permutation]
     np.testing.assert_allclose(
-        rollout(permuted), result[:, permutation][:, :, permutation], atol=1e-12
+        rollout(permuted), result[:, permutation][:, :, permutation], rtol=0, atol=walks
     )
 
 
@@ -188,7 +192,8 @@ def test_output_walk_is_rollout_from_every_layer_up(seed, n, layers, residual):
     for output in (0, n - 1, "mean"):
         walk = output_walk(capacities, output)
         expected = every.mean(axis=2) if output == "mean" else every[:, :, output]
-        np.testing.assert_allclose(walk, expected, atol=1e-12)  # NaN where k >= l in both
+        # NaN where k >= l in both; float64 walks of L layers, n terms a row (and an n-term mean)
+        np.testing.assert_allclose(walk, expected, rtol=0, atol=(layers + 1) * n * EPS64)
         # the one-output method reads the walk: the same numbers, bit for bit
         scores = get_method("rollout").scores(attention, output, residual=residual)
         assert np.array_equal(scores, walk[:, 0])
@@ -206,12 +211,15 @@ def test_fused_capture_is_read_in_place_not_copied():
     for fusion in ("mean", "max", "min"):
         np.testing.assert_allclose(fused_layers(fused.astype(np.float64), fusion), fused[:, 0], atol=0)
         graph = AttentionGraph.from_attentions(fused, head_fusion=fusion)
-        np.testing.assert_allclose(graph.capacities, add_residual(per_head.mean(1), 0.5), atol=1e-7)
-        np.testing.assert_allclose(raw_scores(fused, 2, head_fusion=fusion), per_head.mean(1)[:, 2], atol=1e-7)
+        # float32 rows sum to 1 within n half-ulps; the graph renormalises them in float64
+        np.testing.assert_allclose(graph.capacities, add_residual(per_head.mean(1), 0.5), rtol=0,
+                                   atol=float32_sum_bound(6))
+        np.testing.assert_allclose(raw_scores(fused, 2, head_fusion=fusion), per_head.mean(1)[:, 2], rtol=0,
+                                   atol=float32_sum_bound(6))
     scores = raw_scores(fused, "last")
     assert scores.base is None or scores.base.size == scores.size
     scores[0, 0] = 5.0  # a copy the caller owns
-    np.testing.assert_allclose(raw_attention(fused)[:, -1], per_head.mean(1)[:, -1], atol=1e-7)
+    np.testing.assert_allclose(raw_attention(fused)[:, -1], per_head.mean(1)[:, -1], rtol=0, atol=float32_sum_bound(6))
     view = fused_layers(per_head[:, :1])
     with pytest.raises(ValueError):
         view[0, 0, 0] = 1.0
@@ -229,7 +237,8 @@ def test_the_residual_is_added_in_place_only_to_arrays_made_here():
     want = AttentionGraph.from_attentions(weights.astype(np.float32).astype(np.float64).copy()).capacities
     for source in (weights, tensor, weights.astype(np.float32), weights[:, 0], list(weights)):
         got = AttentionGraph.from_attentions(source, discard_ratio=0.0).capacities
-        np.testing.assert_allclose(got, want, atol=1e-7)
+        # float32 rounding of the weights (half an ulp) and of their n-term row sums, renormalised
+        np.testing.assert_allclose(got, want, rtol=0, atol=float32_sum_bound(5))
     np.testing.assert_array_equal(weights, mine)
     np.testing.assert_array_equal(tensor.numpy(), mine)
     discarded = AttentionGraph.from_attentions(weights, discard_ratio=0.2, keep_column=0).capacities
@@ -258,7 +267,7 @@ def test_rollout_of_one_output_makes_no_float64_copy_of_the_capture():
     # one float64 layer being made and the one the walk multiplies by, plus the (L, L, n) walk and small rows
     assert peak < 3 * layer64 + layers * layers * n * 8 < layers * layer64  # a whole copy would be L * layer64
     # float64 products of rows that sum to 1 within n * eps32 (float32 input): the same within L * n * eps32
-    np.testing.assert_allclose(scores, want, atol=layers * n * np.finfo(np.float32).eps)
+    np.testing.assert_allclose(scores, want, rtol=0, atol=float32_sum_bound(n, depth=layers))
     # explain_attentions hands the float32 capture to raw and rollout as it is
     from attnflow import explain_attentions
 
