@@ -18,6 +18,7 @@ from attnflow.capture import capture_attention
 from attnflow.cli import main
 from attnflow.errors import AttnflowError
 from attnflow.mixing import graph_matrices
+from tests.tolerances import model_float32_bound
 
 TEXT = "The keys to the cabinet are on the table."
 
@@ -74,7 +75,10 @@ def test_attention_keeps_its_names_beside_a_graph(minilm):
     both = attnflow.explain(TEXT, minilm, methods=("rollout",), graph=["attention", "norm"])
     plain = attnflow.explain(TEXT, minilm, methods=("rollout",))
     assert list(both.scores) == ["rollout", "norm/rollout"]
-    np.testing.assert_array_equal(both.scores["rollout"], plain.scores["rollout"])
+    # With a graph the attention comes from the one hooked pass (every head, fused in float64); alone, from the
+    # head-fused capture (fused in float32): two float32 runs of the model, within its float32 bound.
+    bound = model_float32_bound(minilm.model.config)
+    np.testing.assert_allclose(both.scores["rollout"], plain.scores["rollout"], rtol=0, atol=bound)
     assert not np.allclose(both.scores["rollout"], both.scores["norm/rollout"])
 
 

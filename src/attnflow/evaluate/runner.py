@@ -698,7 +698,8 @@ def _evaluate_one(
     index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
 ) -> ExampleResult:
     from ..capture import perturb
-    from ..explainers.text import explain_attentions, target_inputs, target_needed
+    from ..core import score_capture
+    from ..explainers.text import target_inputs, target_needed
 
     ids = list(capture.input_ids)
     content = list(capture.content_positions)
@@ -708,17 +709,14 @@ def _evaluate_one(
     if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, attention, options)
     scores: dict[str, np.ndarray] = {}
-    if attention and settings.graphs == ["attention"]:
-        scores = explain_attentions(
-            capture.attentions, capture.tokens, methods=attention, output=settings.output,
-            gradients=gradients, **options,
-        ).scores
-    elif attention:  # one hooked forward pass serves every analytic graph
-        from ..explainers.text import _explain_graphs
+    if attention:
+        mixing = None
+        if settings.graphs != ["attention"]:  # one hooked forward pass serves every analytic graph
+            from ..mixing import capture_mixing
 
-        scores = _explain_graphs(
-            settings.graphs, loaded, capture, attention, settings.output, None, gradients, dict(options)
-        ).scores
+            mixing = capture_mixing(loaded, ids)
+        scores = score_capture(capture, attention, graphs=settings.graphs, output=settings.output, mixing=mixing,
+                               gradients=gradients, **options).explanation.scores
     n = len(ids)
     if inputs:  # attribution methods: (n,) at the input, the same row at every layer
         check_passes(inputs, n, settings.max_passes)
