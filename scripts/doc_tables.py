@@ -280,7 +280,7 @@ def heads_gates(results: dict[str, Any]) -> str:
 
     ``attnflow reproduce heads-gates --out DIR`` wrote the results and prints this table too.
     """
-    from attnflow.heads.gate_comparison import to_markdown
+    from attnflow.tasks.gate_comparison import to_markdown
 
     return to_markdown(results)
 

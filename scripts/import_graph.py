@@ -27,15 +27,16 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "attnflow"
 # The intended stack (docs/design.md §9), lowest first. A package may import any package in its
 # own layer or a lower one; an import of a higher layer is an upward arrow.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "io", "outputs", "words", "bundled", "smollm2"),
-    ("graph", "data"),
+    ("errors", "io", "outputs", "image_maps", "plots", "bundled", "smollm2", "_version"),
+    ("graph",),
     ("methods", "capture"),
-    ("mixing",),
+    ("mixing", "words", "data"),
     ("explanation",),
     ("core",),
     ("heads",),
     ("explainers", "generation"),
-    ("evaluate", "report"),
+    ("evaluate",),
+    ("report",),
     ("batch", "tasks"),
     ("commands",),
     ("cli", "__main__", "__init__"),

@@ -55,7 +55,7 @@ def explain_attentions(
     """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
 
     ``gradients`` (``(L, H, n, n)``, the target's gradient with respect to each
-    attention weight, or a :class:`attnflow.methods.grad_rollout.WeightedAttention`)
+    attention weight, or a :class:`attnflow.graph.WeightedAttention`)
     is given to the methods that need it (``grad-rollout``);
     without it they are refused. ``head_fusion`` may be an ``(L, H)`` array of
     head weights, e.g. ``attnflow.heads.analyze_heads(...).importance``.

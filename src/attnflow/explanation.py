@@ -252,7 +252,7 @@ class Explanation:
         """
         if not self.image:
             raise AttnflowError("This explanation is not about an image; it has no patch grid.")
-        from .report.image import patch_scores
+        from .image_maps import patch_scores
 
         return patch_scores(self.layer_scores(method, layer), self.image["patch_positions"], self.image["grid"])
 

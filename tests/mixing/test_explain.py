@@ -149,7 +149,7 @@ def test_generate_with_a_graph_is_refused(tiny_gpt2_path):
 def test_flow_saturation_counts_tokens_at_their_first_layer_bound(minilm):
     """The share flow_saturation gives equals networkx max-flow values compared with min(1, column sum of layer 1)."""
     from attnflow.graph import add_residual, fuse_heads
-    from attnflow.mixing.saturation import flow_saturation
+    from attnflow.tasks.saturation import flow_saturation
 
     found = flow_saturation([TEXT], minilm, graphs=["attention", "norm"])
     ids = capture_attention(TEXT, minilm).input_ids

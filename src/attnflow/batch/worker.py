@@ -261,8 +261,8 @@ class ShardWorker:
         """
         import pyarrow as pa
 
+        from ..data import Example
         from ..evaluate import evaluate as run_evaluate
-        from ..evaluate.data import Example
 
         spec = self.spec
         options = dict(spec.evaluation or {})

@@ -420,7 +420,7 @@ def evaluate_images(
         items: list[Any] = list(chosen)
         source = f"the first {len(items)} digits-vit test images"
     else:
-        from ..batch.data import image_files
+        from ..data import image_files
 
         items = list(image_files(images))[:n]
         source = f"{len(items)} images of {images}"
@@ -443,7 +443,7 @@ def evaluate_images(
 
 def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
     """Every output file's bytes, computed before anything is written."""
-    from ..report.plots import figure_png
+    from ..plots import figure_png
 
     return {
         "results.json": (result.to_json() + "\n").encode("utf-8"),

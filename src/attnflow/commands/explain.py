@@ -742,8 +742,8 @@ def method_list(methods: list[str]) -> list[str]:
 
 def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
     """Report data for an :class:`attnflow.explainers.image.ImageExplanation`: every output, and the image view."""
+    from ..image_maps import image_view
     from ..report.data import report_data
-    from ..report.image import image_view
 
     captured = result.captured
     data = report_data(

@@ -145,7 +145,7 @@ def heads(
     from ..evaluate import read_examples
     from ..heads import analyze_heads
     from ..io import check_input_file, check_output_folder, write_folder
-    from ..report.plots import figure_png
+    from ..plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
     for source, option in ((data, "--data"), (frequencies, "--frequencies"), (eval_data, "--eval-data")):

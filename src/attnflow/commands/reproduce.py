@@ -271,8 +271,8 @@ def _reproduce_heads_gates(
     """``attnflow reproduce heads-gates``: gates frozen against fine-tuned on sva (docs/heads.md)."""
     import json
 
-    from ..heads.gate_comparison import DEFAULTS, compare, to_markdown
     from ..io import check_output_folder, write_folder
+    from ..tasks.gate_comparison import DEFAULTS, compare, to_markdown
 
     if retrain or method:
         raise AttnflowError(
@@ -300,7 +300,7 @@ def _reproduce_saturation(
     import json
 
     from ..io import check_output_folder, write_folder
-    from ..mixing.saturation import committed_saturation
+    from ..tasks.saturation import committed_saturation
 
     if retrain or method:
         raise AttnflowError(

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import Example, as_examples
 from ..errors import AttnflowError
 from ..io import to_jsonable
 from ..methods import available_methods, get_method
@@ -51,7 +52,6 @@ from ..methods.attribution import (
     split_methods,
 )
 from .correlation import layer_correlations, mean_sd
-from .data import Example, as_examples
 from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
 
 FORMAT_VERSION = 1
@@ -376,7 +376,7 @@ class EvaluationResult:
 
     def plot(self, ax: Any = None) -> Any:
         """Correlation by layer, one panel per ground truth, a line per method (needs matplotlib)."""
-        from ..report.plots import plot_correlation
+        from ..plots import plot_correlation
 
         return plot_correlation(
             {truth: {m: self.correlation(truth, m) for m in self.methods} for truth in self.ground_truths},
@@ -426,7 +426,7 @@ def evaluate(
     examples
         Texts: a list of strings, ``(text, label)`` pairs, dicts with ``"text"``
         (and ``"label"``), a pandas DataFrame, or a path to a ``.txt``/``.jsonl``/``.csv``
-        file (see :func:`attnflow.evaluate.data.as_examples`).
+        file (see :func:`attnflow.data.as_examples`).
     model
         Anything :func:`attnflow.capture.load_model` accepts; ``None`` is the bundled MiniLM.
     methods

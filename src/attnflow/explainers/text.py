@@ -331,7 +331,7 @@ def target_inputs(
 
     Returns ``(gradients, options)``: ``gradients`` is what grad-rollout reads of ``dS/dA``
     for the target's score (Chefer et al.), ``mean_h max(0, dS/dA * A)`` per layer as a
-    :class:`attnflow.methods.grad_rollout.WeightedAttention` ``(L, n, n)``, when a chosen
+    :class:`attnflow.graph.WeightedAttention` ``(L, n, n)``, when a chosen
     method needs it, else ``None``;
     ``options`` is ``method_options`` with ``head_fusion="importance"`` replaced by
     the ``(L, H)`` head importance on this input (and recorded under ``"head_importance"``).
@@ -348,7 +348,7 @@ def target_inputs(
         # grad-rollout reads mean_h max(0, dS/dA * A) only: reduced layer by layer in the backward pass
         gradients = weighted_attention(loaded, bound, input_ids)
     if wants_importance(method_options):
-        from ..heads.analysis import fusion_weights
+        from ..graph import fusion_weights
 
         found = target_gradients(loaded, bound, input_ids, objective="log_probability")
         options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))

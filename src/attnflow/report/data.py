@@ -99,7 +99,7 @@ class ReportData:
     source
         What the data was made from, for the page's footer.
     image
-        For an explained image, the page's image view (:func:`attnflow.report.image.image_view`):
+        For an explained image, the page's image view (:func:`attnflow.image_maps.image_view`):
         ``{"grid": [rows, cols], "patch_positions": [...], "png": "data:image/png;base64,...",
         "width": w, "height": h}``; ``None`` for text.
     shares
