@@ -11,15 +11,10 @@ import typer
 from ..capture.models import DEVICES, DTYPES
 from ..errors import AttnflowError
 from ..methods import available_methods
-from ..mixing.registry import available_graphs
 from .common import (
-    CLI_HEAD_FUSIONS,
-    HEAD_FUSION_HELP,
-    OVERWRITE_HELP,
     check_layer,
     check_layer_option,
     check_method_option,
-    check_output_option,
     choice,
     console,
     error_console,
@@ -27,6 +22,7 @@ from .common import (
     number_range,
     progress_bar,
 )
+from .options import Graphs, HeadFusion, OutputPosition, Overwrite, Residual, Truncate, TrustRemoteCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..explanation import Explanation
@@ -72,35 +68,13 @@ def explain(
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
-    graph: Annotated[
-        list[str],
-        typer.Option(
-            "--graph",
-            help="Token-to-token graph the methods run over; repeat for several (results named GRAPH/METHOD, "
-            f"attention keeps plain names). Available: {', '.join(available_graphs())}.",
-            callback=choice(*available_graphs()),
-        ),
-    ] = ["attention"],  # noqa: B006
-    output: Annotated[
-        str | None,
-        typer.Option(
-            help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
-            callback=check_output_option,
-        ),
-    ] = None,
+    graph: Graphs = ["attention"],  # noqa: B006
+    output: OutputPosition = None,
     layer: Annotated[
         int, typer.Option(help="Layer to show (1-based; -1 = top).", callback=check_layer_option)
     ] = -1,
-    residual: Annotated[
-        float | None,
-        typer.Option(
-            help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
-            callback=number_range(0, 1),
-        ),
-    ] = None,
-    head_fusion: Annotated[
-        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
-    ] = "mean",
+    residual: Residual = None,
+    head_fusion: HeadFusion = "mean",
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the full explanation (all layers) as JSON.")
     ] = None,
@@ -119,7 +93,7 @@ def explain(
         Path | None,
         typer.Option("--svg", help="Write figures NAME-heatmap.svg and NAME-graph.svg beside this path."),
     ] = None,
-    truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
+    truncate: Truncate = False,
     target: Annotated[
         str | None,
         typer.Option(
@@ -135,9 +109,7 @@ def explain(
             callback=_check_size_option,
         ),
     ] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow the model folder's own Python code to run.")
-    ] = False,
+    trust_remote_code: TrustRemoteCode = False,
     max_flow_seconds: Annotated[
         float | None,
         typer.Option(
@@ -164,7 +136,7 @@ def explain(
             callback=number_range(0, None, low_open=True),
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
     generate: Annotated[
         int | None,
         typer.Option(
