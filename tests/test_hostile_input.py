@@ -46,19 +46,6 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if a command loads a model: what is checked here must be checked before that."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the options were checked")
-
-    import attnflow.capture
-
-    monkeypatch.setattr(attnflow.capture, "load_model", refuse)
-    monkeypatch.setattr(attnflow.capture.models, "load_model", refuse)
-
-
-@pytest.fixture
 def data_file(tmp_path) -> Path:
     path = tmp_path / "data.txt"
     path.write_text("The keys are on the table.\n")

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import attnflow.capture
-import attnflow.capture.models
 from attnflow.cli import main
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the options were checked")
-
-    monkeypatch.setattr(attnflow.capture, "load_model", refuse)
-    monkeypatch.setattr(attnflow.capture.models, "load_model", refuse)
-
 
 BAD = [
     (["--head-fusion", "foo"], "--head-fusion"),
