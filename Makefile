@@ -82,6 +82,12 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva100/examples.jsonl --model sva $(BASELINES) \
 		--out build/sva-baselines
 	cp build/sva-baselines/results.json docs/results/sva-baselines.json
+	$(VENV)/bin/attnflow heads --data docs/results/heads-smollm2-stdlib.txt --model smollm2 --out build/heads-smollm2 --overwrite
+	cp build/heads-smollm2/heads.json docs/results/heads-smollm2.json
+	$(PY) -c "from attnflow.tasks import sva; sva.write_jsonl(sva.generate(100, split='test', seed=2), 'build/sva-test100.jsonl', arcs=True)"
+	$(VENV)/bin/attnflow heads --data build/sva-test100.jsonl --model smollm2 --dependencies data \
+		--out build/heads-smollm2-sva --overwrite
+	cp build/heads-smollm2-sva/heads.json docs/results/heads-smollm2-sva.json
 	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
 	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
 	$(PY) scripts/doc_tables.py
