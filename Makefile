@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-isa lint bench clean setup reproduce docs-tables
+.PHONY: demo test test-fast test-isa lint bench clean setup reproduce docs-tables
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 	bash scripts/install-browser.sh
 	$(PY) -m pytest -n 2 --dist loadgroup
 
+# The edit-test loop: unit tests and model-free doctests (no slow, e2e or model-loading test); `make test` runs all.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow and not e2e and not model"
+
 # A one-off check, not part of `make test`: the suite under other float32 reduction orders, the way
 # another CPU would round (one torch thread; oneDNN's SSE4.1 and AVX2 kernels instead of AVX-512).
 test-isa: $(STAMP)
@@ -41,7 +45,7 @@ test-isa: $(STAMP)
 	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(PY) benchmarks/flow.py

@@ -282,7 +282,7 @@ def heads_gates(results: dict[str, Any]) -> str:
 
     ``attnflow reproduce heads-gates --out DIR`` wrote the results and prints this table too.
     """
-    from attnflow.heads.gate_comparison import to_markdown
+    from attnflow.tasks.gate_comparison import to_markdown
 
     return to_markdown(results)
 
@@ -328,7 +328,8 @@ def heads_roles(results: dict[str, Any]) -> str:
 
     def relation_cell(relation: str, layer: int, head: int) -> str:
         found = syntactic[relation]
-        accuracy = {d: values[layer][head] for d, values in found["accuracy"].items() if values[layer][head] is not None}
+        accuracy = {d: values[layer][head] for d, values in found["accuracy"].items()
+                    if values[layer][head] is not None}
         direction = max(accuracy, key=accuracy.get)
         return (f"{relation} {accuracy[direction]:.2f} "
                 f"(baseline {found['baseline'][direction]:.2f})")

@@ -135,3 +135,17 @@ def smollm2(smollm2_path: Path):
     from attnflow.capture import load_model
 
     return load_model("smollm2")
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command loads a model: what is checked here must be checked before that."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    import attnflow.capture
+    import attnflow.capture.models
+
+    monkeypatch.setattr(attnflow.capture, "load_model", refuse)
+    monkeypatch.setattr(attnflow.capture.models, "load_model", refuse)
