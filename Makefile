@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-isa lint bench clean setup reproduce docs-tables
+.PHONY: demo test test-fast test-isa lint bench clean setup reproduce docs-tables
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 	bash scripts/install-browser.sh
 	$(PY) -m pytest -n 2 --dist loadgroup
 
+# The edit-test loop: unit tests and model-free doctests (no slow, e2e or model-loading test); `make test` runs all.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow and not e2e and not model"
+
 # A one-off check, not part of `make test`: the suite under other float32 reduction orders, the way
 # another CPU would round (one torch thread; oneDNN's SSE4.1 and AVX2 kernels instead of AVX-512).
 test-isa: $(STAMP)
@@ -41,7 +45,7 @@ test-isa: $(STAMP)
 	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(PY) benchmarks/flow.py
@@ -78,6 +82,12 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva100/examples.jsonl --model sva $(BASELINES) \
 		--out build/sva-baselines
 	cp build/sva-baselines/results.json docs/results/sva-baselines.json
+	$(VENV)/bin/attnflow heads --data docs/results/heads-smollm2-stdlib.txt --model smollm2 --out build/heads-smollm2 --overwrite
+	cp build/heads-smollm2/heads.json docs/results/heads-smollm2.json
+	$(PY) -c "from attnflow.tasks import sva; sva.write_jsonl(sva.generate(100, split='test', seed=2), 'build/sva-test100.jsonl', arcs=True)"
+	$(VENV)/bin/attnflow heads --data build/sva-test100.jsonl --model smollm2 --dependencies data \
+		--out build/heads-smollm2-sva --overwrite
+	cp build/heads-smollm2-sva/heads.json docs/results/heads-smollm2-sva.json
 	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
 	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
 	$(PY) scripts/doc_tables.py

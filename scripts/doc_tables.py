@@ -51,6 +51,8 @@ SOURCES: dict[str, str] = {
     "heads-gates-sva": "docs/results/heads-gates-sva.json",
     "heads-sva": "docs/results/heads-sva.json",
     "heads-minilm": "docs/results/heads-minilm.json",
+    "heads-smollm2": "docs/results/heads-smollm2.json",
+    "heads-smollm2-sva": "docs/results/heads-smollm2-sva.json",
     "capture-precision": "docs/results/capture-precision.json",
     "image-precision": "docs/results/image-precision.json",
     "capture-benchmark": "docs/results/capture-benchmark.json",
@@ -280,7 +282,7 @@ def heads_gates(results: dict[str, Any]) -> str:
 
     ``attnflow reproduce heads-gates --out DIR`` wrote the results and prints this table too.
     """
-    from attnflow.heads.gate_comparison import to_markdown
+    from attnflow.tasks.gate_comparison import to_markdown
 
     return to_markdown(results)
 
@@ -309,6 +311,39 @@ def heads_top(results: dict[str, Any], count: int = 8) -> str:
         f"| | {len(ranks)} of {total} heads have a role; their importance ranks: "
         f"{', '.join(map(str, ranks)) or 'none'} | | | | | | | |"
     )
+    return "\n".join(rows)
+
+
+def heads_roles(results: dict[str, Any]) -> str:
+    """An ``attnflow heads`` heads.json: every head with a role, in importance order, with its scores.
+
+    On a model with hundreds of heads the specialised ones rarely reach :func:`heads_top`'s rows; this
+    table lists them all, with their importance rank among every head. A syntactic role shows the
+    head's accuracy on that relation against the relation's positional baseline (best direction).
+    """
+    scores = results["scores"]
+    heads = [(layer, head) for layer in range(results["n_layers"]) for head in range(results["n_heads"])]
+    rank = {lh: r for r, lh in enumerate(sorted(heads, key=lambda lh: -scores["importance"][lh[0]][lh[1]]), 1)}
+    syntactic = results.get("syntactic") or {}
+
+    def relation_cell(relation: str, layer: int, head: int) -> str:
+        found = syntactic[relation]
+        accuracy = {d: values[layer][head] for d, values in found["accuracy"].items()
+                    if values[layer][head] is not None}
+        direction = max(accuracy, key=accuracy.get)
+        return (f"{relation} {accuracy[direction]:.2f} "
+                f"(baseline {found['baseline'][direction]:.2f})")
+
+    rows = ["| head | roles | importance rank | previous_max | rare_max | syntactic accuracy |",
+            "|---|---|---:|---:|---:|---|"]
+    for layer, head in sorted((lh for lh in heads if results["roles"][lh[0]][lh[1]]), key=rank.get):
+        roles = results["roles"][layer][head]
+        relations = "; ".join(relation_cell(r, layer, head) for r in roles if r in syntactic) or "–"
+        rows.append(f"| L{layer + 1}H{head + 1} | {', '.join(roles)} | {rank[(layer, head)]} of {len(heads)} | "
+                    f"{_rate(scores['previous_max'][layer][head])} | {_rate(scores['rare_max'][layer][head])} | "
+                    f"{relations} |")
+    if len(rows) == 2:
+        rows.append("| none | | | | | |")
     return "\n".join(rows)
 
 
@@ -659,6 +694,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "reverse-train": ("reverse-train", reverse_train),
     "heads-top-sva": ("heads-sva", heads_top),
     "heads-top-minilm": ("heads-minilm", heads_top),
+    "heads-top-smollm2": ("heads-smollm2", heads_top),
+    "heads-roles-smollm2": ("heads-smollm2", heads_roles),
+    "heads-top-smollm2-sva": ("heads-smollm2-sva", heads_top),
+    "heads-roles-smollm2-sva": ("heads-smollm2-sva", heads_roles),
     "capture-precision": ("capture-precision", capture_precision),
     "image-precision": ("image-precision", image_precision),
     "capture-benchmark": ("capture-benchmark", capture_benchmark),

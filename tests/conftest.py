@@ -22,6 +22,23 @@ import pytest  # noqa: E402
 from tests.tiny_models import ARCHITECTURES, DECODERS, ENCODERS, save_tiny_model  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep a module's tests on one xdist worker when they share a module- or class-scoped fixture.
+
+    ``--dist loadgroup`` hands ungrouped tests out one by one, so each of two workers would build
+    such a fixture for itself (the reproduction fixture of ``tests/tasks/test_reproduce.py`` is
+    minutes of work); an ``xdist_group`` named after the module builds it once. Tests that already
+    name a group keep it. This runs before xdist reads the groups (``tryfirst``).
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None or getattr(item, "module", None) is None:
+            continue
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(defs and defs[-1].scope in ("module", "class") for defs in definitions.values()):
+            item.add_marker(pytest.mark.xdist_group(f"module:{item.module.__name__}"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Architecture name -> folder of its tiny model (config, safetensors, tokenizer)."""
@@ -118,3 +135,17 @@ def smollm2(smollm2_path: Path):
     from attnflow.capture import load_model
 
     return load_model("smollm2")
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a command loads a model: what is checked here must be checked before that."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    import attnflow.capture
+    import attnflow.capture.models
+
+    monkeypatch.setattr(attnflow.capture, "load_model", refuse)
+    monkeypatch.setattr(attnflow.capture.models, "load_model", refuse)

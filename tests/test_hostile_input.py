@@ -46,19 +46,6 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture
-def no_model(monkeypatch):
-    """Fail the test if a command loads a model: what is checked here must be checked before that."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the options were checked")
-
-    import attnflow.capture
-
-    monkeypatch.setattr(attnflow.capture, "load_model", refuse)
-    monkeypatch.setattr(attnflow.capture.models, "load_model", refuse)
-
-
-@pytest.fixture
 def data_file(tmp_path) -> Path:
     path = tmp_path / "data.txt"
     path.write_text("The keys are on the table.\n")
@@ -843,14 +830,12 @@ def test_an_interrupt_while_renaming_leaves_the_old_file_and_no_temporary(tmp_pa
 
 @pytest.mark.e2e
 def test_ctrl_c_during_the_methods_writes_no_json(capsys, monkeypatch, tmp_path):
-    import sys
-
-    explain_module = sys.modules["attnflow.explainers.text"]
+    from attnflow import core
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(explain_module, "explain_attentions", interrupt)  # after capture, while methods run
+    monkeypatch.setattr(core, "explain_attentions", interrupt)  # after capture, while the core runs the methods
     status, _, err = run_cli(capsys, "explain", "hi there", "--method", "flow", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == []

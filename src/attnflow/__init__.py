@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 from . import evaluate
+from ._version import __version__
 from .errors import AttnflowError
 from .explainers.image import explain_image
 from .explainers.text import explain, explain_attentions
@@ -24,8 +25,6 @@ from .methods.flow import FlowSolution, attention_flow, solve_flow, verify_flow
 from .methods.flow_bounds import FlowBounds, solve_flow_bounds
 from .methods.grad_rollout import grad_rollout
 from .outputs import resolve_output, select_output
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AttentionGraph",

@@ -70,6 +70,10 @@ class Explanation:
         in memory only, never written to JSON (flow: its
         :class:`~attnflow.methods.flow.FlowSolution`, whose minimum cuts the HTML
         report draws).
+    every_output
+        ``{graph: OutputScores}``: every output's scores per graph, what the HTML report
+        shows (:class:`attnflow.core.OutputScores`), when ``explain`` was asked for them
+        (``every_output=``); in memory only, never written to JSON.
 
     Examples
     --------
@@ -94,6 +98,7 @@ class Explanation:
     answer_scores: dict[str, np.ndarray] = field(default_factory=dict)
     words: Any = None
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    every_output: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -247,7 +252,7 @@ class Explanation:
         """
         if not self.image:
             raise AttnflowError("This explanation is not about an image; it has no patch grid.")
-        from .report.image import patch_scores
+        from .image_maps import patch_scores
 
         return patch_scores(self.layer_scores(method, layer), self.image["patch_positions"], self.image["grid"])
 

@@ -322,8 +322,7 @@ def explain_generation(
     """
     from .capture import load_model
     from .capture.text import capture_token_ids
-    from .explainers.text import _wants_importance as wants_importance
-    from .explainers.text import explain_attentions, method_names
+    from .core import explain_attentions, method_names, wants_importance
     from .methods import get_method
 
     names = method_names(methods)
@@ -359,7 +358,7 @@ def explain_generation(
             )
             values.append(found.value)
             if importance:
-                from .heads.analysis import fusion_weights
+                from .graph import fusion_weights
 
                 options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
                 weights.append(np.asarray(options["head_fusion"]).tolist())

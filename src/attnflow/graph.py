@@ -516,3 +516,60 @@ from 1 to 6, or None for every layer.
             )
         resolved.add(value)
     return sorted(resolved)
+
+
+def fusion_weights(importance: Any) -> np.ndarray:
+    """Head weights for ``head_fusion`` from an ``(L, H)`` importance array.
+
+    Negative and NaN entries count 0; a layer whose heads all weigh 0 (a layer the
+    target does not depend on) gets equal weights, i.e. the plain mean.
+
+    Examples
+    --------
+    >>> fusion_weights(np.array([[1.0, 3.0], [0.0, 0.0]]))
+    array([[1., 3.],
+           [1., 1.]])
+    """
+    weights = np.nan_to_num(np.asarray(importance, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if weights.ndim != 2:
+        raise AttnflowError(f"The 'importance' parameter must be an (L, H) array; got shape {weights.shape}.")
+    weights = np.maximum(weights, 0.0)
+    empty = weights.sum(axis=1) <= 0
+    weights[empty] = 1.0
+    return weights
+
+
+@dataclass(frozen=True)
+class WeightedAttention:
+    """What grad-rollout keeps of a target's attention gradients: ``mean_h max(0, dy/dA[l, h] * A[l, h])``.
+
+    ``values`` is float64 ``(L, n, n)``, one fused map per layer, reduced while the
+    backward pass ran (:func:`attnflow.capture.gradients.weighted_attention`)
+    instead of keeping ``dy/dA`` ``(L, H, n, n)``. Give it to :func:`grad_rollout`
+    (or ``explain_attentions(..., gradients=)``) in place of the gradients; the
+    attentions then only fix the shape, so a head-fused capture serves.
+
+    Examples
+    --------
+    >>> a = np.array([[[[0.5, 0.5], [0.0, 1.0]]]])
+    >>> g = np.array([[[[-1.0, 2.0], [0.0, 3.0]]]])
+    >>> from attnflow.methods.grad_rollout import grad_rollout
+    >>> w = WeightedAttention(np.maximum(a * g, 0).mean(1))
+    >>> bool(np.array_equal(grad_rollout(a, w), grad_rollout(a, g)))
+    True
+    """
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 3 or values.shape[-1] != values.shape[-2]:
+            raise AttnflowError(f"WeightedAttention.values must have shape (L, n, n); got {values.shape}.")
+        if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+            raise AttnflowError("WeightedAttention.values must be finite and non-negative.")
+        object.__setattr__(self, "values", values)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(L, n, n)``."""
+        return tuple(self.values.shape)

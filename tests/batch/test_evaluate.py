@@ -10,8 +10,8 @@ import pytest
 import attnflow.evaluate as evaluate_module
 from attnflow import cli
 from attnflow.batch import run_batch
+from attnflow.data import Example
 from attnflow.errors import AttnflowError
-from attnflow.evaluate.data import Example
 from tests.batch.conftest import write_jsonl
 
 TEXTS = ["The cat sat on the mat.", "", "Dogs bark loudly."]

@@ -15,7 +15,7 @@ import pytest
 
 from attnflow.data import MAX_FILE_BYTES, read_dataset, read_examples
 from attnflow.errors import AttnflowError
-from tests.test_hostile_input import flat, no_model, run_cli  # noqa: F401  (no_model is a fixture)
+from tests.test_hostile_input import flat, run_cli
 
 # The three commands that read a --data file, with what each needs besides it (an --out folder).
 READERS = {

@@ -80,7 +80,10 @@ def test_attention_keeps_its_names_beside_a_graph(minilm):
     both = attnflow.explain(TEXT, minilm, methods=("rollout",), graph=["attention", "norm"])
     plain = attnflow.explain(TEXT, minilm, methods=("rollout",))
     assert list(both.scores) == ["rollout", "norm/rollout"]
-    np.testing.assert_array_equal(both.scores["rollout"], plain.scores["rollout"])
+    # With a graph the attention comes from the one hooked pass (every head, fused in float64); alone, from the
+    # head-fused capture (fused in float32): two float32 runs of the model, within its float32 bound.
+    bound = model_float32_bound(minilm.model.config)
+    np.testing.assert_allclose(both.scores["rollout"], plain.scores["rollout"], rtol=0, atol=bound)
     assert not np.allclose(both.scores["rollout"], both.scores["norm/rollout"])
 
 
@@ -152,7 +155,7 @@ def test_generate_with_a_graph_is_refused(tiny_gpt2_path):
 def test_flow_saturation_counts_tokens_at_their_first_layer_bound(minilm):
     """The share flow_saturation gives equals networkx max-flow values compared with min(1, column sum of layer 1)."""
     from attnflow.graph import add_residual, fuse_heads
-    from attnflow.mixing.saturation import flow_saturation
+    from attnflow.tasks.saturation import flow_saturation
 
     found = flow_saturation([TEXT], minilm, graphs=["attention", "norm"])
     ids = capture_attention(TEXT, minilm).input_ids

@@ -11,7 +11,7 @@ import attnflow
 from attnflow.capture import capture_attention
 from attnflow.cli import main
 from attnflow.mixing import graph_matrices
-from attnflow.mixing.report import DRAWN_NOTE, report_with_graphs
+from attnflow.report.graphs import DRAWN_NOTE, report_with_graphs
 from tests.tolerances import EPS64
 
 TEXT = "The keys are on the table."
@@ -19,8 +19,9 @@ TEXT = "The keys are on the table."
 
 def test_report_scores_over_a_graph_for_every_output(minilm):
     captured = capture_attention(TEXT, minilm)
-    explained = attnflow.explain(TEXT, minilm, methods=["rollout"], graph=["attention", "norm"], captured=captured)
-    data = report_with_graphs(captured, minilm, ["attention", "norm"], ["rollout"], explanation=explained)
+    explained = attnflow.explain(TEXT, minilm, methods=["rollout"], graph=["attention", "norm"], captured=captured,
+                                 every_output="auto")
+    data = report_with_graphs(captured, ["attention", "norm"], ["rollout"], explained)
     assert data.methods == ["rollout", "norm/rollout"] and DRAWN_NOTE in data.notes
     matrices = graph_matrices("norm", minilm, captured.input_ids)
     product = np.eye(matrices.shape[-1])
@@ -30,7 +31,8 @@ def test_report_scores_over_a_graph_for_every_output(minilm):
         # float64 products of row-stochastic n x n matrices, layer + 1 of them
         np.testing.assert_allclose(data.scores["norm/rollout"][layer], product, rtol=0, atol=(layer + 1) * n * EPS64)
     np.testing.assert_array_equal(data.output_scores("rollout"), explained.scores["rollout"])
-    alone = report_with_graphs(captured, minilm, ["norm"], ["rollout"])
+    alone = report_with_graphs(captured, ["norm"], ["rollout"],
+                               attnflow.explain(TEXT, minilm, methods=["rollout"], graph="norm", every_output="auto"))
     assert alone.methods == ["norm/rollout"] and alone.flow_cuts is None
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import attnflow
 from attnflow.capture import capture_attention
-from attnflow.mixing.report import report_with_graphs
+from attnflow.report.graphs import report_with_graphs
 from attnflow.report.html import write_html
 from tests.report.conftest import browser, open_page, severe  # noqa: F401  (the browser fixture)
 
@@ -22,8 +22,8 @@ def test_the_page_shows_each_graphs_scores_and_its_graph_view_switches(browser, 
 
     captured = capture_attention(TEXT, minilm)
     graphs, methods = ["attention", "alti"], ["rollout", "flow"]
-    explained = attnflow.explain(TEXT, minilm, methods=methods, graph=graphs, captured=captured)
-    data = report_with_graphs(captured, minilm, graphs, methods, explanation=explained)
+    explained = attnflow.explain(TEXT, minilm, methods=methods, graph=graphs, captured=captured, every_output="auto")
+    data = report_with_graphs(captured, graphs, methods, explained)
     path = tmp_path / "report.html"
     write_html(data, path)
     assert not severe(open_page(browser, path))

@@ -139,35 +139,27 @@ def test_gradient_methods_are_shown_for_the_explained_output(run_command, tmp_pa
 
 
 def test_explain_html_captures_once_and_computes_each_output_once(run_command, tmp_path, monkeypatch):
-    import dataclasses
-
     import attnflow.capture
-    from attnflow.methods import registry
+    from attnflow.methods import flow
 
     captures, flow_outputs = [], []
     real_capture = attnflow.capture.capture_attention
     monkeypatch.setattr(
         attnflow.capture, "capture_attention", lambda *a, **k: captures.append(a) or real_capture(*a, **k)
     )
-    flow = registry.get_method("flow")
+    real_solve = flow.solve_flow
 
-    def counted(attentions, output, **options):
-        flow_outputs.append(output)
-        return flow.scores(attentions, output, **options)
+    def counted(attentions, **options):
+        flow_outputs.extend(options["outputs"])
+        return real_solve(attentions, **options)
 
-    def counted_annotated(attentions, output, **options):  # explain's call: the scores with the cut notes
-        flow_outputs.append(output)
-        return flow.annotated(attentions, output, **options)
-
-    monkeypatch.setitem(
-        registry._REGISTRY, "flow", dataclasses.replace(flow, scores=counted, annotated=counted_annotated)
-    )
+    monkeypatch.setattr(flow, "solve_flow", counted)
     html = tmp_path / "r.html"
     run_command("explain", TEXT, "--method", "flow", "--method", "rollout", "--html", str(html))
     page = embedded(html.read_text(encoding="utf-8"))
     n = len(page["tokens"])
     assert len(captures) == 1  # explain's capture is the report's
-    assert flow_outputs[0] == 0 and sorted(flow_outputs) == list(range(n))  # each output once; explain's first
+    assert sorted(flow_outputs) == list(range(n))  # each output's flow solved once (explain reads its own from it)
     assert all(v is not None for v in page["scores"]["flow"][5][n - 1])
 
 

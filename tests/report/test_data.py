@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import attnflow
-from attnflow import AttnflowError, Explanation
+from attnflow import AttnflowError, Explanation, core
 from attnflow.report import data as report_module
 from attnflow.report.data import (
     ReportData,
@@ -52,7 +52,7 @@ def test_flow_for_the_chosen_output_only_says_so(attention, monkeypatch):
     d = report_data(attention, methods=("rollout", "flow"), output=2, flow_outputs="chosen")
     assert np.isnan(d.scores["flow"][:, [0, 1, 3, 4]]).all() and np.isfinite(d.output_scores("flow", 2)).all()
     assert any("output token 2 only" in note for note in d.notes)
-    monkeypatch.setattr(report_module, "FLOW_ALL_OUTPUTS_BUDGET", 10.0)  # "auto" on a "large" input
+    monkeypatch.setattr(core, "FLOW_ALL_OUTPUTS_BUDGET", 10.0)  # "auto" on a "large" input
     d = report_data(attention, methods="flow", output="last")
     assert np.isnan(d.scores["flow"][:, 0]).all() and np.isfinite(d.output_scores("flow", 4)).all()
     assert "too large for every output" in d.notes[0]

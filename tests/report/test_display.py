@@ -79,7 +79,7 @@ def test_image_bars_compare_patches_and_the_prediction_is_printed(capsys, tmp_pa
 
 
 def test_the_png_has_one_colour_bar_per_map_with_its_range(tmp_path):
-    from attnflow.report.image import _range, overlay_figure
+    from attnflow.image_maps import _range, overlay_figure
 
     picture = np.zeros((16, 16, 3), np.uint8)
     flat = np.array([[0.050, 0.064], [0.055, 0.060]])

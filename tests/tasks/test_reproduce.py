@@ -198,7 +198,7 @@ def test_mixing_saturation_needs_its_data_and_refuses_what_it_does_not_take(caps
 
 
 def test_mixing_saturation_writes_what_flow_saturation_finds(tmp_path) -> None:
-    from attnflow.mixing.saturation import committed_saturation, flow_saturation
+    from attnflow.tasks.saturation import committed_saturation, flow_saturation
 
     texts = ["The cat sat on the mat."]
     found = committed_saturation(texts, "one.txt", n_sva=2)

@@ -8,7 +8,7 @@ import pytest
 from attnflow import AttnflowError
 from attnflow.capture.image_perturb import patch_masks, steps_for
 from attnflow.evaluate.image_faithfulness import auc, patch_order, random_order
-from attnflow.report.image import image_view, normalise, overlay, patch_scores, png_bytes, scores_to_grid, upsample
+from attnflow.image_maps import image_view, normalise, overlay, patch_scores, png_bytes, scores_to_grid, upsample
 
 
 @pytest.mark.parametrize("grid", [(4, 4), (4, 6), (3, 1), (1, 5)])

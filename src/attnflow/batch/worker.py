@@ -124,8 +124,9 @@ class ShardWorker:
     def table(self, shard: Shard) -> Any:
         """The shard's rows as a pyarrow Table, one row per example x method x layer."""
         from ..capture import capture_attention
-        from ..explainers.text import _explain_graphs, explain_attentions, target_inputs, target_needed
-        from ..mixing import ATTENTION, result_key
+        from ..core import score_capture
+        from ..explainers.text import target_inputs, target_needed
+        from ..mixing import ATTENTION, capture_mixing, result_key
 
         spec = self.spec
         if spec.evaluation is not None:
@@ -153,15 +154,11 @@ class ShardWorker:
                         self.loaded, bound, capture.input_ids, spec.methods, spec.method_options
                     )
                     described = _described(bound.describe())
-                if list(spec.graphs) == [ATTENTION]:
-                    explanation = explain_attentions(
-                        capture.attentions, capture.tokens, methods=list(spec.methods), output=output,
-                        gradients=gradients, **options,
-                    )
-                else:  # as attnflow.explain(graph=...): one hooked pass of this text alone serves every graph
-                    explanation = _explain_graphs(
-                        list(spec.graphs), self.loaded, capture, list(spec.methods), output, None, gradients, options
-                    )
+                mixing = None
+                if list(spec.graphs) != [ATTENTION]:  # as attnflow.explain(graph=...): one hooked pass of this
+                    mixing = capture_mixing(self.loaded, capture.input_ids)  # text alone serves every graph
+                explanation = score_capture(capture, list(spec.methods), graphs=list(spec.graphs), output=output,
+                                            mixing=mixing, gradients=gradients, **options).explanation
             except AttnflowError as exc:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
@@ -264,8 +261,8 @@ class ShardWorker:
         """
         import pyarrow as pa
 
+        from ..data import Example
         from ..evaluate import evaluate as run_evaluate
-        from ..evaluate.data import Example
 
         spec = self.spec
         options = dict(spec.evaluation or {})

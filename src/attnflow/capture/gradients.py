@@ -379,7 +379,7 @@ def weighted_attention(loaded: LoadedModel, bound: BoundTarget, input_ids: Seque
 
     Returns
     -------
-    attnflow.methods.grad_rollout.WeightedAttention
+    attnflow.graph.WeightedAttention
         float64 ``(L, n, n)``; zero for a layer the score does not depend on.
 
     Examples
@@ -396,7 +396,7 @@ def weighted_attention(loaded: LoadedModel, bound: BoundTarget, input_ids: Seque
     """
     import torch
 
-    from ..methods.grad_rollout import WeightedAttention
+    from ..graph import WeightedAttention
     from ._hooks import attention_hooks
     from ._reduce import EXACT_ROWS
 

@@ -286,6 +286,38 @@ def capture_attention(
     return results[0] if single else results
 
 
+def capture_attention_by(
+    text: str, loaded: LoadedModel, run: Any, *, truncate: bool = False
+) -> CapturedAttention:
+    """One text's attention, every head, from a hooked pass another part of attnflow runs.
+
+    ``run(input_ids)`` runs the model once on the text's token ids and returns each layer's
+    ``(H, n, n)`` attention weights as the model computed them (what
+    :func:`attnflow.mixing.capture_text` records beside the context-mixing tensors), so
+    one forward pass serves both. The text is encoded as :func:`capture_attention`
+    encodes it, and rows are renormalised in float64 as it does.
+
+    Examples
+    --------
+    >>> lm = load_model()
+    >>> c = capture_attention_by("One pass.", lm, lambda ids: capture_attention("One pass.", lm).attentions)
+    >>> c.tokens, c.attentions.shape
+    (['[CLS]', 'one', 'pass', '.', '[SEP]'], (6, 12, 5, 5))
+    """
+    from ._reduce import EXACT_ROWS
+
+    _check_texts(text)
+    item = _encode(loaded, text, truncate, None)
+    weights = np.stack([np.asarray(layer, dtype=np.float64) for layer in run(list(item.input_ids))])
+    sums = weights.sum(-1)
+    if not np.isfinite(sums).all():
+        raise _not_finite(loaded, item)
+    correction = float(np.abs(sums - 1.0).max()) if sums.size else 0.0
+    if correction > EXACT_ROWS:
+        weights = weights / np.maximum(sums, 1e-300)[..., None]
+    return _captured(loaded, item, weights, row_correction=correction)
+
+
 def _check_texts(texts: Any) -> tuple[bool, list[str]]:
     if isinstance(texts, str):
         items, single = [texts], True

@@ -11,18 +11,15 @@ import typer
 
 from ..batch.engines import ENGINES
 from ..methods import available_methods
-from ..mixing.registry import available_graphs
 from .common import (
-    CLI_HEAD_FUSIONS,
-    HEAD_FUSION_HELP,
     check_method_option,
     check_methods,
-    check_output_option,
     choice,
     console,
     error_console,
     number_range,
 )
+from .options import Graphs, HeadFusion, OutputPosition, Residual, TrustRemoteCode
 
 
 def batch(
@@ -51,15 +48,7 @@ def batch(
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
-    graph: Annotated[
-        list[str],
-        typer.Option(
-            "--graph",
-            help="Token-to-token graph the methods run over; repeat for several (rows' method GRAPH/METHOD, "
-            f"attention keeps plain names). Available: {', '.join(available_graphs())}.",
-            callback=choice(*available_graphs()),
-        ),
-    ] = ["attention"],  # noqa: B006
+    graph: Graphs = ["attention"],  # noqa: B006
     model: Annotated[
         str | None,
         typer.Option(
@@ -79,26 +68,12 @@ def batch(
             "the decoder; the text column is the source. One row per example x method x decoder layer.",
         ),
     ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
-            callback=check_output_option,
-        ),
-    ] = None,
+    output: OutputPosition = None,
     target: Annotated[
         str | None, typer.Option(help="What grad-rollout explains: predicted (default), a class index, a label, gold.")
     ] = None,
-    residual: Annotated[
-        float | None,
-        typer.Option(
-            help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
-            callback=number_range(0, 1),
-        ),
-    ] = None,
-    head_fusion: Annotated[
-        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
-    ] = "mean",
+    residual: Residual = None,
+    head_fusion: HeadFusion = "mean",
     words: Annotated[
         bool,
         typer.Option(
@@ -150,7 +125,7 @@ def batch(
     blank: Annotated[str, typer.Option(help="With --evaluate: the blank token (unk, mask, pad or a token).")] = "unk",
     ig_steps: Annotated[int | None, typer.Option(help="With --evaluate: integrated-gradients steps.")] = None,
     seed: Annotated[int, typer.Option(help="With --evaluate: seed of the random baseline.")] = 0,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow the model folder's own Python code to run.")] = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch

@@ -11,11 +11,7 @@ import typer
 from ..errors import AttnflowError
 from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
 from ..methods import available_methods, get_method
-from ..mixing.registry import available_graphs
 from .common import (
-    CLI_HEAD_FUSIONS,
-    HEAD_FUSION_HELP,
-    OVERWRITE_HELP,
     check_layer_option,
     check_method_option,
     check_methods,
@@ -27,6 +23,7 @@ from .common import (
     progress_bar,
     usage_error,
 )
+from .options import Graphs, HeadFusion, Overwrite, Residual, Truncate, TrustRemoteCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -69,16 +66,7 @@ def evaluate(
             callback=check_method_option,
         ),
     ] = None,
-    graph: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--graph",
-            help="Token-to-token graph the methods run over; repeat for several (each method judged per graph, "
-            f"named GRAPH/METHOD; attention keeps plain names). Available: {', '.join(available_graphs())} "
-            "(default: attention).",
-            callback=choice(*available_graphs()),
-        ),
-    ] = None,
+    graph: Graphs = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -142,16 +130,10 @@ def evaluate(
         int | None,
         typer.Option(help="Sequences per forward pass (default: as many as memory allows).", callback=number_range(1)),
     ] = None,
-    residual: Annotated[
-        float, typer.Option(help="Residual weight r in (1-r)*A + r*I.", callback=number_range(0, 1))
-    ] = 0.5,
-    head_fusion: Annotated[
-        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
-    ] = "mean",
-    truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow the model folder's own Python code to run.")
-    ] = False,
+    residual: Residual = 0.5,
+    head_fusion: HeadFusion = "mean",
+    truncate: Truncate = False,
+    trust_remote_code: TrustRemoteCode = False,
     n: Annotated[
         int | None,
         typer.Option("--n", help="With --images: the first N images [default: 200 digits; every image of a folder].",
@@ -185,7 +167,7 @@ def evaluate(
         int, typer.Option(help="With --engine: examples per shard, the unit written at once and resumed.",
                           callback=number_range(1))
     ] = 16,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Compare methods with blank-out and gradient importance (Spearman, per layer) and measure faithfulness."""
     from ..evaluate import default_methods, read_examples
@@ -420,7 +402,7 @@ def evaluate_images(
         items: list[Any] = list(chosen)
         source = f"the first {len(items)} digits-vit test images"
     else:
-        from ..batch.data import image_files
+        from ..data import image_files
 
         items = list(image_files(images))[:n]
         source = f"{len(items)} images of {images}"
@@ -443,7 +425,7 @@ def evaluate_images(
 
 def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
     """Every output file's bytes, computed before anything is written."""
-    from ..report.plots import figure_png
+    from ..plots import figure_png
 
     return {
         "results.json": (result.to_json() + "\n").encode("utf-8"),

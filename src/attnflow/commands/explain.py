@@ -11,15 +11,10 @@ import typer
 from ..capture.models import DEVICES, DTYPES
 from ..errors import AttnflowError
 from ..methods import available_methods
-from ..mixing.registry import available_graphs
 from .common import (
-    CLI_HEAD_FUSIONS,
-    HEAD_FUSION_HELP,
-    OVERWRITE_HELP,
     check_layer,
     check_layer_option,
     check_method_option,
-    check_output_option,
     choice,
     console,
     error_console,
@@ -27,6 +22,7 @@ from .common import (
     number_range,
     progress_bar,
 )
+from .options import Graphs, HeadFusion, OutputPosition, Overwrite, Residual, Truncate, TrustRemoteCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..explanation import Explanation
@@ -72,35 +68,13 @@ def explain(
             callback=check_method_option,
         ),
     ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
-    graph: Annotated[
-        list[str],
-        typer.Option(
-            "--graph",
-            help="Token-to-token graph the methods run over; repeat for several (results named GRAPH/METHOD, "
-            f"attention keeps plain names). Available: {', '.join(available_graphs())}.",
-            callback=choice(*available_graphs()),
-        ),
-    ] = ["attention"],  # noqa: B006
-    output: Annotated[
-        str | None,
-        typer.Option(
-            help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
-            callback=check_output_option,
-        ),
-    ] = None,
+    graph: Graphs = ["attention"],  # noqa: B006
+    output: OutputPosition = None,
     layer: Annotated[
         int, typer.Option(help="Layer to show (1-based; -1 = top).", callback=check_layer_option)
     ] = -1,
-    residual: Annotated[
-        float | None,
-        typer.Option(
-            help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
-            callback=number_range(0, 1),
-        ),
-    ] = None,
-    head_fusion: Annotated[
-        str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))
-    ] = "mean",
+    residual: Residual = None,
+    head_fusion: HeadFusion = "mean",
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the full explanation (all layers) as JSON.")
     ] = None,
@@ -119,7 +93,7 @@ def explain(
         Path | None,
         typer.Option("--svg", help="Write figures NAME-heatmap.svg and NAME-graph.svg beside this path."),
     ] = None,
-    truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
+    truncate: Truncate = False,
     target: Annotated[
         str | None,
         typer.Option(
@@ -135,9 +109,7 @@ def explain(
             callback=_check_size_option,
         ),
     ] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow the model folder's own Python code to run.")
-    ] = False,
+    trust_remote_code: TrustRemoteCode = False,
     max_flow_seconds: Annotated[
         float | None,
         typer.Option(
@@ -164,7 +136,7 @@ def explain(
             callback=number_range(0, None, low_open=True),
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
     generate: Annotated[
         int | None,
         typer.Option(
@@ -349,8 +321,12 @@ def explain(
             json_path, html_path, png_path, svg_path, options,
         )
         return
-    captured = None
-    if wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
+    captured = mixing = None
+    if graphs != ["attention"]:  # one pass: the attention and what the context-mixing graphs need
+        from ..mixing import capture_text
+
+        captured, mixing = capture_text(text, model, truncate=truncate)
+    elif wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
         from ..capture import capture_attention
         from ..capture.plan import capture_heads
 
@@ -369,6 +345,8 @@ def explain(
             trust_remote_code=trust_remote_code,
             progress=progress,
             captured=captured,
+            mixing=mixing,
+            every_output="auto" if wants_report else None,  # the report shows what explain computed
             words=words,
             graph=graphs,
             **({"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
@@ -382,7 +360,7 @@ def explain(
     if wants_report:
         panel = heads_panel_for(text, model, target, truncate, heads, heads_file)
         _write_report(captured, result, method, layer, html_path, png_path, svg_path, options, heads=panel,
-                      graphs=graphs, loaded=model)
+                      graphs=graphs)
 
 
 def check_heads_options(heads: bool, heads_file: Path | None, html_path: Path | None, image: Path | None) -> None:
@@ -543,8 +521,8 @@ def _check_flow_time(
 
     Certified intervals (``--flow-tolerance`` above 0) have their own budget, ``--flow-seconds``.
     """
+    from ..core import FLOW_ALL_OUTPUTS_BUDGET
     from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
-    from ..report.data import FLOW_ALL_OUTPUTS_BUDGET
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
@@ -592,16 +570,15 @@ def _write_report(
     explanation: Explanation | None = None,
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
-    loaded: Any = None,
     open_on_answer: bool = True,
 ) -> None:
     """Write the HTML report and figures for every output token, from explain's capture and scores.
 
-    With context-mixing ``graphs`` (and the ``loaded`` model), each graph's methods join
-    the page as ``GRAPH/METHOD`` (:func:`attnflow.mixing.report.report_with_graphs`).
-
-    The explained output keeps the scores ``explain`` computed (gradient-based
-    methods included); the report computes only the other outputs. For a generated
+    The page shows what the explain core computed for every output
+    (``explain(..., every_output="auto")``); with context-mixing ``graphs`` each graph's
+    methods join it as ``GRAPH/METHOD`` (:func:`attnflow.report.graphs.report_with_graphs`).
+    Without those scores (a generated answer) the report asks the core for the outputs
+    ``explain`` did not compute. For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
     report marks the prompt and the answer, and shows every answer token's scores and
     the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
@@ -612,16 +589,13 @@ def _write_report(
 
     with progress_bar("preparing the report") as progress:
         if graphs and graphs != ["attention"]:
-            from ..mixing.report import report_with_graphs
+            from ..report.graphs import report_with_graphs
 
-            data = report_with_graphs(
-                captured, loaded, graphs, methods, output=result.output, layer=layer, progress=progress,
-                explanation=result, **_fusion(options, result),
-            )
+            data = report_with_graphs(captured, graphs, methods, result, layer=layer, **_fusion(options, result))
         else:
             data = report_data_from_capture(
                 captured, methods=methods, output=result.output, layer=layer, progress=progress,
-                explanation=result, **_fusion(options, result),
+                explanation=result, computed=result.every_output.get("attention"), **_fusion(options, result),
             )
     if explanation is not None or result.words is not None:
         from ..report.data import mark_report
@@ -740,8 +714,8 @@ def method_list(methods: list[str]) -> list[str]:
 
 def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
     """Report data for an :class:`attnflow.explainers.image.ImageExplanation`: every output, and the image view."""
+    from ..image_maps import image_view
     from ..report.data import report_data
-    from ..report.image import image_view
 
     captured = result.captured
     data = report_data(

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import OVERWRITE_HELP, console, number_range, progress_bar
+from .common import console, number_range, progress_bar
+from .options import Overwrite, Truncate, TrustRemoteCode
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -90,10 +91,8 @@ def heads(
             callback=number_range(0, 1, low_open=True),
         ),
     ] = 0.5,
-    truncate: Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")] = False,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow the model folder's own Python code to run.")
-    ] = False,
+    truncate: Truncate = False,
+    trust_remote_code: TrustRemoteCode = False,
     prune: Annotated[
         bool,
         typer.Option(
@@ -139,13 +138,13 @@ def heads(
             callback=number_range(0, low_open=True),
         ),
     ] = 1e-4,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
     from ..evaluate import read_examples
     from ..heads import analyze_heads
     from ..io import check_input_file, check_output_folder, write_folder
-    from ..report.plots import figure_png
+    from ..plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
     for source, option in ((data, "--data"), (frequencies, "--frequencies"), (eval_data, "--eval-data")):

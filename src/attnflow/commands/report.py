@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
-from .common import OVERWRITE_HELP, console, error_console
+from .common import console, error_console
+from .options import Overwrite
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..report.data import ReportData
@@ -51,7 +52,7 @@ def report(
             help="Add a heads panel (each head's roles and importance) from the heads.json `attnflow heads` wrote.",
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Make a self-contained HTML report (token heatmaps, attention graph, evaluation) from a results JSON."""
     from ..report.data import load_report_data

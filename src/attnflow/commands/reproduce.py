@@ -11,7 +11,6 @@ from ..errors import AttnflowError
 from ..methods import available_methods
 from ..mixing.registry import available_graphs
 from .common import (
-    OVERWRITE_HELP,
     check_method_option,
     check_methods,
     choice,
@@ -20,6 +19,7 @@ from .common import (
     number_range,
     progress_bar,
 )
+from .options import Overwrite
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -92,7 +92,7 @@ def reproduce(
         str | None,
         typer.Option("--model", help="agreement only: the causal language model to judge (default: smollm2)."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
     from ..io import check_output_folder, write_folder
@@ -271,8 +271,8 @@ def _reproduce_heads_gates(
     """``attnflow reproduce heads-gates``: gates frozen against fine-tuned on sva (docs/heads.md)."""
     import json
 
-    from ..heads.gate_comparison import DEFAULTS, compare, to_markdown
     from ..io import check_output_folder, write_folder
+    from ..tasks.gate_comparison import DEFAULTS, compare, to_markdown
 
     if retrain or method:
         raise AttnflowError(
@@ -300,7 +300,7 @@ def _reproduce_saturation(
     import json
 
     from ..io import check_output_folder, write_folder
-    from ..mixing.saturation import committed_saturation
+    from ..tasks.saturation import committed_saturation
 
     if retrain or method:
         raise AttnflowError(

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import OVERWRITE_HELP, console, error_console, number_range, usage_error
+from .common import console, error_console, number_range, usage_error
+from .options import Overwrite
 
 #: What ``attnflow train`` can train: the bundled models made by attnflow.
 TRAINABLE = ("sva", "digits-vit", "reverse")
@@ -63,7 +64,7 @@ def train(
         int | None, typer.Option(help="reverse only: optimiser steps on fresh random digit strings [default: 2500].",
                                  callback=number_range(1))
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a bundled model afresh on the CPU, seeded, into a model folder (with train_report.json)."""
     from ..io import check_output_folder
@@ -123,7 +124,7 @@ def samples(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the files (created).")],
     n: Annotated[int, typer.Option("--n", help="How many test inputs.", callback=number_range(1, 360))] = 10,
     scale: Annotated[int, typer.Option(help="digits: pixels per digit pixel.", callback=number_range(1, 64))] = 8,
-    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a bundled task's first test inputs as files, to explain them (digits: PNGs for explain --image)."""
     from ..io import check_output_folder, write_folder

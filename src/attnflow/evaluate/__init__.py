@@ -34,8 +34,8 @@ import sys
 import types
 from typing import Any
 
+from ..data import Example, as_examples, read_examples
 from .correlation import layer_correlations, mean_sd, spearman
-from .data import Example, as_examples, read_examples
 from .faithfulness import (
     DEFAULT_PERCENTS,
     FaithfulnessScores,

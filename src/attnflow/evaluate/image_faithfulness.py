@@ -189,8 +189,8 @@ def image_faithfulness(
     from ..capture.image_perturb import perturbation_curves
     from ..explainers.image import explain_image
     from ..explainers.text import check_graph_options, explain_attentions
+    from ..image_maps import patch_scores
     from ..mixing import ATTENTION, capture_mixing, get_graph, graph_names, result_key
-    from ..report.image import patch_scores
 
     names = list(dict.fromkeys(methods))
     if "random" in names:

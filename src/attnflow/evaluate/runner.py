@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import Example, as_examples
 from ..errors import AttnflowError
 from ..io import to_jsonable
 from ..methods import available_methods, get_method
@@ -51,7 +52,6 @@ from ..methods.attribution import (
     split_methods,
 )
 from .correlation import layer_correlations, mean_sd
-from .data import Example, as_examples
 from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
 
 FORMAT_VERSION = 1
@@ -376,7 +376,7 @@ class EvaluationResult:
 
     def plot(self, ax: Any = None) -> Any:
         """Correlation by layer, one panel per ground truth, a line per method (needs matplotlib)."""
-        from ..report.plots import plot_correlation
+        from ..plots import plot_correlation
 
         return plot_correlation(
             {truth: {m: self.correlation(truth, m) for m in self.methods} for truth in self.ground_truths},
@@ -426,7 +426,7 @@ def evaluate(
     examples
         Texts: a list of strings, ``(text, label)`` pairs, dicts with ``"text"``
         (and ``"label"``), a pandas DataFrame, or a path to a ``.txt``/``.jsonl``/``.csv``
-        file (see :func:`attnflow.evaluate.data.as_examples`).
+        file (see :func:`attnflow.data.as_examples`).
     model
         Anything :func:`attnflow.capture.load_model` accepts; ``None`` is the bundled MiniLM.
     methods
@@ -698,7 +698,8 @@ def _evaluate_one(
     index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
 ) -> ExampleResult:
     from ..capture import perturb
-    from ..explainers.text import explain_attentions, target_inputs, target_needed
+    from ..core import score_capture
+    from ..explainers.text import target_inputs, target_needed
 
     ids = list(capture.input_ids)
     content = list(capture.content_positions)
@@ -708,17 +709,14 @@ def _evaluate_one(
     if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, attention, options)
     scores: dict[str, np.ndarray] = {}
-    if attention and settings.graphs == ["attention"]:
-        scores = explain_attentions(
-            capture.attentions, capture.tokens, methods=attention, output=settings.output,
-            gradients=gradients, **options,
-        ).scores
-    elif attention:  # one hooked forward pass serves every analytic graph
-        from ..explainers.text import _explain_graphs
+    if attention:
+        mixing = None
+        if settings.graphs != ["attention"]:  # one hooked forward pass serves every analytic graph
+            from ..mixing import capture_mixing
 
-        scores = _explain_graphs(
-            settings.graphs, loaded, capture, attention, settings.output, None, gradients, dict(options)
-        ).scores
+            mixing = capture_mixing(loaded, ids)
+        scores = score_capture(capture, attention, graphs=settings.graphs, output=settings.output, mixing=mixing,
+                               gradients=gradients, **options).explanation.scores
     n = len(ids)
     if inputs:  # attribution methods: (n,) at the input, the same row at every layer
         check_passes(inputs, n, settings.max_passes)

@@ -36,7 +36,7 @@ class ImageExplanation(Explanation):
 
     def overlay(self, method: str | None = None, layer: int = -1, alpha: float = 0.5, **options: Any) -> np.ndarray:
         """The heatmap of ``method`` (default: the first) after ``layer`` over the image, RGB uint8 ``(H, W, 3)``."""
-        from ..report.image import overlay
+        from ..image_maps import overlay
 
         name = method or self.methods[0]
         return overlay(self.picture(), self.grid_scores(name, layer), alpha, **options)
@@ -45,8 +45,8 @@ class ImageExplanation(Explanation):
         self, path: str | os.PathLike[str], methods: Sequence[str] | None = None, layer: int = -1, alpha: float = 0.5
     ) -> Path:
         """Write the image and one overlay per method (default: all), side by side, as a PNG (atomically)."""
+        from ..image_maps import overlay_figure
         from ..io import write_bytes_atomic
-        from ..report.image import overlay_figure
 
         names = list(methods) if methods else self.methods
         maps = {name: self.grid_scores(name, layer) for name in names}

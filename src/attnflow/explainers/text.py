@@ -7,13 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from ..core import (  # noqa: F401  (check_graph_options, explain_attentions: imported from here too)
+    DEFAULT_METHODS,
+    check_graph_options,
+    explain_attentions,
+    method_names,
+    score_capture,
+    wants_importance,
+)
 from ..errors import AttnflowError
 from ..explanation import Explanation
-from ..graph import as_attention_array
-from ..methods import available_methods, get_method
-from ..outputs import Output, resolve_output
-
-DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
+from ..methods import get_method
+from ..outputs import Output
 
 #: The note an explanation carries when ``target`` was given but no chosen method uses it.
 TARGET_IGNORED = "the target is ignored: only grad-rollout and head fusion 'importance' use one."
@@ -41,6 +46,8 @@ def explain(
     lime_samples: int = 200,
     max_passes: int = 1000,
     seed: int = 0,
+    mixing: Any = None,
+    every_output: str | None = None,
     **method_options: Any,
 ) -> Explanation:
     """Explain which input tokens a model's output draws on, with each method in ``methods``.
@@ -104,6 +111,13 @@ def explain(
         ``None``: where it is), as :func:`attnflow.capture.load_model` does. Rows of
         half-precision attention are renormalised in float64; a note gives the
         largest correction (docs/capture.md).
+    mixing
+        With a context-mixing ``graph``: the text's :class:`~attnflow.mixing.MixingCapture`
+        when you have it (:func:`attnflow.mixing.capture_text`), so the model does not run again.
+    every_output
+        ``None``, or ``"auto"``, ``"all"``, ``"chosen"``: also compute every output's scores,
+        as the HTML report shows them, into ``every_output`` of the result
+        (:func:`attnflow.core.score_capture`).
     ig_steps, lime_samples, max_passes, seed
         For the attribution methods (:mod:`attnflow.methods.attribution`: ``saliency``,
         ``grad-x-input``, ``integrated-gradients``, ``occlusion``, ``gradient-shap``, ``lime``,
@@ -174,9 +188,17 @@ def explain(
             text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options
         ).explanation
     from ..capture.plan import capture_heads, fits
+    from ..mixing import ATTENTION, graph_names
 
+    graphs = graph_names(graph)
+    if graphs != [ATTENTION]:
+        check_graph_options(graphs, methods, method_options)
     heads = capture_heads(methods, method_options)  # fused while the model runs when the methods allow it
-    if captured is None:
+    if captured is None and graphs != [ATTENTION] and mixing is None:
+        from ..mixing import capture_text
+
+        captured, mixing = capture_text(text, loaded, truncate=truncate)  # one pass serves every graph
+    elif captured is None:
         captured = capture_attention(text, loaded, truncate=truncate, heads=heads)
     elif captured.text != text:
         raise AttnflowError("The 'captured' attention must be of the text being explained.")
@@ -187,11 +209,6 @@ def explain(
         )
     if output is None:
         output = "last" if captured.is_causal else "cls"
-    from ..mixing import ATTENTION, graph_names
-
-    graphs = graph_names(graph)
-    if graphs != [ATTENTION]:
-        check_graph_options(graphs, methods, method_options)
     gradients, options, bound = None, dict(method_options), None
     if target_needed(methods, method_options) or inputs:
         from ..capture.targets import resolve_target
@@ -200,23 +217,19 @@ def explain(
         if target_needed(methods, method_options):
             gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
     if not methods:
-        from ..explanation import Explanation
         from ..outputs import resolve_output
 
         result = Explanation(tokens=list(captured.tokens), scores={},
                              output=resolve_output(output, len(captured.tokens)))
-    elif graphs == [ATTENTION]:
-        result = explain_attentions(
-            captured.attentions,
-            captured.tokens,
-            methods=methods,
-            output=output,
-            progress=progress,
-            gradients=gradients,
-            **options,
-        )
     else:
-        result = _explain_graphs(graphs, loaded, captured, methods, output, progress, gradients, options)
+        if graphs != [ATTENTION] and mixing is None:  # one hooked forward pass serves every analytic graph
+            from ..mixing import capture_mixing
+
+            mixing = capture_mixing(loaded, captured.input_ids)
+        found = score_capture(captured, methods, graphs=graphs, output=output, mixing=mixing, gradients=gradients,
+                              every_output=every_output, progress=progress, **options)
+        result = found.explanation
+        result.every_output = found.every_output
     if inputs:
         _add_attributions(result, inputs, loaded, bound, captured, ig_steps, lime_samples, max_passes, seed)
     if bound is not None:
@@ -297,105 +310,6 @@ def correction_note(captured: Any) -> str | None:
     )
 
 
-def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, method_options: dict[str, Any]) -> None:
-    """Refuse what only the attention graph takes: ``residual``, and methods that need attention gradients.
-
-    Examples
-    --------
-    >>> check_graph_options(["alti"], ["rollout"], {"residual": 0.3})
-    Traceback (most recent call last):
-    ...
-    attnflow.errors.AttnflowError: The 'residual' option weighs the residual added to attention weights; the \
-alti graph already contains the residual stream. Leave it out, or use graph='attention' only.
-    """
-    others = [name for name in graphs if name != "attention"]
-    if not others:
-        return
-    if "residual" in method_options and method_options["residual"] is not None:
-        raise AttnflowError(
-            "The 'residual' option weighs the residual added to attention weights; the "
-            f"{', '.join(others)} graph{'s' if len(others) > 1 else ''} already contain"
-            f"{'' if len(others) > 1 else 's'} the residual stream. Leave it out, or use graph='attention' only."
-        )
-    gradient_methods = [name for name in method_names(methods) if get_method(name).needs_gradients]
-    if gradient_methods:
-        raise AttnflowError(
-            f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
-            f"graph only; drop the {', '.join(others)} graph or the method."
-        )
-    if "attention" not in graphs and not _mean_fusion(method_options.get("head_fusion")):
-        raise AttnflowError(
-            f"The 'head_fusion' option combines attention heads; the {', '.join(others)} "
-            f"graph{'s sum' if len(others) > 1 else ' sums'} every head. Leave it out, or add graph='attention'."
-        )
-
-
-def _mean_fusion(fusion: Any) -> bool:
-    """Whether ``head_fusion`` is the default (absent or ``"mean"``); an array of head weights is not."""
-    return fusion is None or (isinstance(fusion, str) and fusion == "mean")
-
-
-def _explain_graphs(
-    graphs: Sequence[str], loaded: Any, captured: Any, methods: Sequence[str] | str, output: Any,
-    progress: Any, gradients: Any, options: dict[str, Any],
-) -> Explanation:
-    """Run ``methods`` over each graph and merge the results, keyed ``GRAPH/METHOD`` off the attention graph."""
-    from ..mixing import ATTENTION, capture_mixing, get_graph, result_key
-
-    scores: dict[str, np.ndarray] = {}
-    labels: dict[str, list[str]] = {}
-    solutions: dict[str, Any] = {}
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    notes: list[str] = []
-    capture, position = None, output
-    for name in graphs:
-        if name == ATTENTION:
-            part = explain_attentions(captured.attentions, captured.tokens, methods=methods, output=output,
-                                      progress=progress, gradients=gradients, **options)
-        else:
-            if capture is None:  # one hooked forward pass serves every analytic graph
-                capture = capture_mixing(loaded, captured.input_ids)
-            kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
-            graph = get_graph(name)
-            part = explain_attentions(graph.matrices(capture), captured.tokens, methods=methods,
-                                      output=output, progress=progress, residual=0.0, **kept)
-            product = graph.rollout_scores(capture, part.output) if "rollout" in part.scores else None
-            if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
-                part.scores["rollout"] = product
-        prefix = "" if name == ATTENTION else f"{name} graph: "
-        scores.update({result_key(name, key): value for key, value in part.scores.items()})
-        labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
-        solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
-        bounds.update({result_key(name, key): value for key, value in part.bounds.items()})
-        notes.extend(prefix + note for note in part.notes)
-        position = part.output
-    if not _mean_fusion(options.get("head_fusion")) and ATTENTION in graphs:
-        notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
-    return Explanation(tokens=list(captured.tokens), scores=scores, output=position, options=dict(options),
-                       notes=notes, token_labels=labels, solutions=solutions, bounds=bounds)
-
-
-def method_names(methods: Sequence[str] | str) -> list[str]:
-    """``methods`` as a list of names: one name, or any iterable of names.
-
-    Examples
-    --------
-    >>> method_names("rollout"), method_names(("raw", "flow"))
-    (['rollout'], ['raw', 'flow'])
-    """
-    if isinstance(methods, str):
-        return [methods]
-    try:
-        names = list(methods)
-    except TypeError:
-        names = None
-    if names is None or not all(isinstance(name, str) for name in names):
-        raise AttnflowError(
-            f"The 'methods' parameter must be a method name or a list of them; got {methods!r} instead."
-        )
-    return names
-
-
 def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) -> bool:
     """Whether these methods and options need a target: a gradient method, or ``head_fusion="importance"``.
 
@@ -407,7 +321,7 @@ def target_needed(methods: Sequence[str] | str, method_options: dict[str, Any]) 
     True
     """
     names = method_names(methods)
-    return _wants_importance(method_options) or any(get_method(name).needs_gradients for name in names)
+    return wants_importance(method_options) or any(get_method(name).needs_gradients for name in names)
 
 
 def target_inputs(
@@ -417,7 +331,7 @@ def target_inputs(
 
     Returns ``(gradients, options)``: ``gradients`` is what grad-rollout reads of ``dS/dA``
     for the target's score (Chefer et al.), ``mean_h max(0, dS/dA * A)`` per layer as a
-    :class:`attnflow.methods.grad_rollout.WeightedAttention` ``(L, n, n)``, when a chosen
+    :class:`attnflow.graph.WeightedAttention` ``(L, n, n)``, when a chosen
     method needs it, else ``None``;
     ``options`` is ``method_options`` with ``head_fusion="importance"`` replaced by
     the ``(L, H)`` head importance on this input (and recorded under ``"head_importance"``).
@@ -433,134 +347,19 @@ def target_inputs(
 
         # grad-rollout reads mean_h max(0, dS/dA * A) only: reduced layer by layer in the backward pass
         gradients = weighted_attention(loaded, bound, input_ids)
-    if _wants_importance(method_options):
-        from ..heads.analysis import fusion_weights
+    if wants_importance(method_options):
+        from ..graph import fusion_weights
 
         found = target_gradients(loaded, bound, input_ids, objective="log_probability")
         options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
     return gradients, options
 
 
-def _wants_importance(method_options: dict[str, Any]) -> bool:
-    fusion = method_options.get("head_fusion")
-    return isinstance(fusion, str) and fusion.strip().lower() == "importance"
-
-
 def _recorded_options(given: dict[str, Any], used: dict[str, Any]) -> dict[str, Any]:
     recorded = dict(given)
-    if _wants_importance(given):
+    if wants_importance(given):
         recorded["head_fusion"] = "importance"
         recorded["head_importance"] = np.asarray(used["head_fusion"]).tolist()
     return recorded
-
-
-def explain_attentions(
-    attentions: Any,
-    tokens: Sequence[str] | None = None,
-    *,
-    methods: Sequence[str] | str = DEFAULT_METHODS,
-    output: Output | str = "cls",
-    progress: Callable[[int, int], None] | None = None,
-    gradients: Any = None,
-    **method_options: Any,
-) -> Explanation:
-    """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
-
-    ``gradients`` (``(L, H, n, n)``, the target's gradient with respect to each
-    attention weight, or a :class:`attnflow.methods.grad_rollout.WeightedAttention`)
-    is given to the methods that need it (``grad-rollout``);
-    without it they are refused. ``head_fusion`` may be an ``(L, H)`` array of
-    head weights, e.g. ``attnflow.heads.analyze_heads(...).importance``.
-
-    Examples
-    --------
-    >>> a = np.full((2, 1, 3, 3), 1 / 3)
-    >>> explain_attentions(a, ["x", "y", "z"], methods="rollout").scores["rollout"][-1]
-    array([0.5 , 0.25, 0.25])
-    """
-    # A fused float32 capture stays as it is (each method validates what it reads; rollout and raw read it in
-    # place): a float64 copy of SmolLM2's 30 layers at 8192 tokens would be 16 GB.
-    array = as_attention_array(attentions, keep_float32=True)
-    n = array.shape[-1]
-    if tokens is None:
-        tokens = [str(i) for i in range(n)]
-    if isinstance(tokens, np.ndarray):
-        tokens = tokens.tolist()
-    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence) or not all(
-        isinstance(token, str) for token in tokens
-    ):
-        raise AttnflowError(f"The 'tokens' parameter must be a list of strings, one per position; got {tokens!r}.")
-    if len(tokens) != n:
-        raise AttnflowError(
-            f"The 'tokens' parameter must hold one token per attention position ({n}); "
-            f"got {len(tokens)} instead."
-        )
-    names = method_names(methods)
-    if not names:
-        raise AttnflowError("The 'methods' parameter must name at least one method.")
-    chosen = [get_method(name) for name in names]
-    position = resolve_output(output, n)
-    # Options of methods not chosen are ignored (the CLI passes the same options to every method);
-    # a name no registered method knows is a typo and is refused.
-    known = set().union(*(get_method(name).options for name in available_methods())) | {"progress"}
-    unknown = set(method_options) - known
-    if unknown:
-        raise AttnflowError(f"Unknown option(s) {sorted(unknown)}; methods accept {sorted(known)}.")
-    if _wants_importance(method_options):
-        raise AttnflowError(
-            "head_fusion='importance' needs a model and a target: call attnflow.explain(text, model, "
-            "target=...), or pass the (L, H) head weights, e.g. attnflow.heads.analyze_heads(...).importance."
-        )
-    grads = None
-    from ..methods.grad_rollout import WeightedAttention
-
-    if isinstance(gradients, WeightedAttention):
-        grads = gradients  # grad_rollout checks its (L, n, n) against the attentions
-    elif gradients is not None:
-        from ..graph import _to_numpy
-
-        grads = _to_numpy(gradients, "gradients")
-        if grads.shape != array.shape:
-            raise AttnflowError(
-                f"The 'gradients' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "
-                f"got {grads.shape} instead."
-            )
-    scores: dict[str, np.ndarray] = {}
-    notes: list[str] = []
-    labels: dict[str, list[str]] = {}
-    solutions: dict[str, Any] = {}
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for method in chosen:
-        options = {key: value for key, value in method_options.items() if key in method.options}
-        if method.needs_gradients:
-            if grads is None:
-                raise AttnflowError(
-                    f"Method {method.name!r} needs attention gradients for a target; call attnflow.explain "
-                    "with a model (and target=...), or pass gradients=(L, H, n, n) "
-                    "(attnflow.capture.gradients.attention_gradients)."
-                )
-            options["gradients"] = grads
-        if progress is not None and "progress" in method.options:
-            options["progress"] = progress
-        if method.annotated is not None:
-            scores[method.name], method_notes, method_labels, solution = method.annotated(array, position, **options)
-            notes.extend(method_notes)
-            labels.update(method_labels)
-            if solution is not None:
-                solutions[method.name] = solution
-            if hasattr(solution, "score_bounds"):  # certified intervals around each score
-                bounds[method.name] = solution.score_bounds(position)
-        else:
-            scores[method.name] = method.scores(array, position, **options)
-    return Explanation(
-        tokens=list(tokens),
-        scores=scores,
-        output=position,
-        options={key: value for key, value in method_options.items()},
-        notes=notes,
-        token_labels=labels,
-        solutions=solutions,
-        bounds=bounds,
-    )
 
 

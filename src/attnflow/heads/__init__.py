@@ -22,8 +22,9 @@ array([[1.]])
 
 from __future__ import annotations
 
+from ..graph import fusion_weights
 from . import roles, syntax
-from .analysis import HeadReport, analyze_heads, fusion_weights
+from .analysis import HeadReport, analyze_heads
 from .gates import GateSweep, gate_pruning
 from .masking import PruningResult, prune_order, pruning_experiment
 

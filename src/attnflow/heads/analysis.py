@@ -274,30 +274,9 @@ class HeadReport:
 
     def plot(self, ax: Any = None) -> Any:
         """The ``L x H`` importance heatmap with role labels (needs matplotlib); see :func:`plot_head_importance`."""
-        from ..report.heads_plot import plot_head_importance
+        from .plots import plot_head_importance
 
         return plot_head_importance(self, ax=ax)
-
-
-def fusion_weights(importance: Any) -> np.ndarray:
-    """Head weights for ``head_fusion`` from an ``(L, H)`` importance array.
-
-    Negative and NaN entries count 0; a layer whose heads all weigh 0 (a layer the
-    target does not depend on) gets equal weights, i.e. the plain mean.
-
-    Examples
-    --------
-    >>> fusion_weights(np.array([[1.0, 3.0], [0.0, 0.0]]))
-    array([[1., 3.],
-           [1., 1.]])
-    """
-    weights = np.nan_to_num(np.asarray(importance, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if weights.ndim != 2:
-        raise AttnflowError(f"The 'importance' parameter must be an (L, H) array; got shape {weights.shape}.")
-    weights = np.maximum(weights, 0.0)
-    empty = weights.sum(axis=1) <= 0
-    weights[empty] = 1.0
-    return weights
 
 
 def token_counts(
@@ -442,7 +421,7 @@ def analyze_heads(
     from ..capture.gradients import batch_head_gradients
     from ..capture.targets import resolve_target
     from ..capture.text import _encode
-    from ..evaluate.data import as_examples
+    from ..data import as_examples
     from . import syntax
 
     items = as_examples(examples)

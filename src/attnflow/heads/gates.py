@@ -145,7 +145,7 @@ class GateSweep:
 
     def plot(self, ax: Any = None) -> Any:
         """Accuracy against heads kept: the gates and the importance ranking (needs matplotlib)."""
-        from ..report.heads_plot import plot_pruning_curves
+        from .plots import plot_pruning_curves
 
         return plot_pruning_curves(self, ax=ax)
 
@@ -225,7 +225,7 @@ def gate_pruning(
 
     from ..capture import load_model
     from ..capture.gradients import attention_output_projections, count_heads, head_mask
-    from ..evaluate.data import as_examples
+    from ..data import as_examples
     from .analysis import HeadReport
 
     train, held_out = as_examples(train_examples), as_examples(eval_examples)

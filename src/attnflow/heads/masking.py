@@ -153,7 +153,7 @@ def pruning_experiment(
     from ..capture.perturb import _device
     from ..capture.targets import _head_logits, resolve_target, run_model
     from ..capture.text import _encode
-    from ..evaluate.data import as_examples
+    from ..data import as_examples
     from .analysis import HeadReport, analyze_heads
 
     items = as_examples(examples)

@@ -446,6 +446,20 @@ def estimate_flow_seconds(
     return arcs * SECONDS_PER_ARC / max(1, threads or numba.get_num_threads())
 
 
+def flow_is_exact(n_layers: int, n: int, tolerance: float | None, seconds: float | None) -> bool:
+    """Whether flow is solved exactly (else as certified intervals): ``tolerance`` 0, or ``None`` with the
+    estimate for one output within ``seconds`` (default :data:`EXACT_SECONDS`).
+
+    Examples
+    --------
+    >>> flow_is_exact(6, 36, None, None), flow_is_exact(6, 36, 0.01, None), flow_is_exact(30, 2048, None, None)
+    (True, False, False)
+    """
+    if tolerance is not None:
+        return not tolerance
+    return estimate_flow_seconds(n_layers, n) <= (EXACT_SECONDS if seconds is None else float(seconds))
+
+
 def _output_list(outputs: Any, n: int) -> list[int] | str:
     """Resolve ``outputs`` to sorted distinct positions, or ``"mean"``."""
     if outputs is None:
@@ -555,6 +569,7 @@ def flow_annotated(
     *,
     flow_tolerance: float | None = None,
     flow_seconds: float | None = None,
+    solution: FlowSolution | None = None,
     **options: Any,
 ) -> tuple[np.ndarray, list[str], dict[str, list[str]], FlowSolution]:
     """Flow scores for one output with what the cuts say about them, from one solve.
@@ -577,6 +592,9 @@ def flow_annotated(
     ``flow_seconds`` (default :data:`EXACT_SECONDS`), else intervals of width
     :data:`DEFAULT_TOLERANCE`, with a note. ``flow_seconds`` is also the interval
     run's budget: when it runs out, the intervals proven so far are returned, with a note.
+    ``solution``: exact flow already solved on these attentions with these options, covering
+    ``output`` (:func:`attnflow.core.score_capture` solves every output at once for a report):
+    read instead of solved again.
 
     Examples
     --------
@@ -598,7 +616,7 @@ def flow_annotated(
     if flow_tolerance is None:
         budget = EXACT_SECONDS if flow_seconds is None else float(flow_seconds)
         estimate = estimate_flow_seconds(np.shape(attentions)[0], n, outputs=1)
-        flow_tolerance = 0.0 if estimate <= budget else DEFAULT_TOLERANCE
+        flow_tolerance = 0.0 if flow_is_exact(np.shape(attentions)[0], n, None, flow_seconds) else DEFAULT_TOLERANCE
         if flow_tolerance:
             notes.append(
                 f"exact flow would take about {estimate:.0f} s, more than the {budget:g} s budget: each value is "
@@ -607,7 +625,10 @@ def flow_annotated(
             )
     if flow_tolerance:
         return _bounds_annotated(attentions, position, outputs, flow_tolerance, flow_seconds, notes, options)
-    solution = solve_flow(attentions, outputs=outputs, keep_cuts=True, **options)
+    if solution is None:
+        solution = solve_flow(attentions, outputs=outputs, keep_cuts=True, **options)
+    elif (np.shape(attentions)[0], None if position == "mean" else position) not in solution.groups:
+        raise AttnflowError(f"The given flow solution does not cover output {position!r}; solve it with that output.")
     raw, scores = solution.values, solution.normalized()
     if position != "mean":
         raw, scores = raw[:, position, :], scores[:, position, :]
@@ -697,10 +718,8 @@ def flow_scores(attentions: np.ndarray, output: int | str, **options: Any) -> np
     """
     tolerance, seconds = options.pop("flow_tolerance", None), options.pop("flow_seconds", None)
     n = np.shape(attentions)[-1]
-    exact = tolerance == 0 or (
-        tolerance is None and estimate_flow_seconds(np.shape(attentions)[0], n) <= (seconds or EXACT_SECONDS)
-    )
-    if not exact:  # certified intervals (flow_annotated decides and checks the options)
+    if not flow_is_exact(np.shape(attentions)[0], n, tolerance, seconds):
+        # certified intervals (flow_annotated decides and checks the options)
         return flow_annotated(attentions, output, flow_tolerance=tolerance, flow_seconds=seconds, **options)[0]
     position = resolve_output(output, n)
     if position == "mean":

@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import AttnflowError
-from ..graph import as_attention_array
+from ..graph import WeightedAttention, as_attention_array
 from ..outputs import select_output
 from .registry import register_method
-
-
-@dataclass(frozen=True)
-class WeightedAttention:
-    """What grad-rollout keeps of a target's attention gradients: ``mean_h max(0, dy/dA[l, h] * A[l, h])``.
-
-    ``values`` is float64 ``(L, n, n)``, one fused map per layer, reduced while the
-    backward pass ran (:func:`attnflow.capture.gradients.weighted_attention`)
-    instead of keeping ``dy/dA`` ``(L, H, n, n)``. Give it to :func:`grad_rollout`
-    (or ``explain_attentions(..., gradients=)``) in place of the gradients; the
-    attentions then only fix the shape, so a head-fused capture serves.
-
-    Examples
-    --------
-    >>> a = np.array([[[[0.5, 0.5], [0.0, 1.0]]]])
-    >>> g = np.array([[[[-1.0, 2.0], [0.0, 3.0]]]])
-    >>> w = WeightedAttention(np.maximum(a * g, 0).mean(1))
-    >>> bool(np.array_equal(grad_rollout(a, w), grad_rollout(a, g)))
-    True
-    """
-
-    values: np.ndarray
-
-    def __post_init__(self) -> None:
-        values = np.asarray(self.values, dtype=np.float64)
-        if values.ndim != 3 or values.shape[-1] != values.shape[-2]:
-            raise AttnflowError(f"WeightedAttention.values must have shape (L, n, n); got {values.shape}.")
-        if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
-            raise AttnflowError("WeightedAttention.values must be finite and non-negative.")
-        object.__setattr__(self, "values", values)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(L, n, n)``."""
-        return tuple(self.values.shape)
 
 
 def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
-from ._capture import LayerTensors, MixingCapture, capture_mixing
+from ._capture import LayerTensors, MixingCapture, capture_mixing, capture_text
 from .registry import ATTENTION, Graph, available_graphs, get_graph, result_key, split_key
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "MixingGraph",
     "available_graphs",
     "capture_mixing",
+    "capture_text",
     "get_graph",
     "graph_matrices",
     "graph_names",

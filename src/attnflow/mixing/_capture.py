@@ -391,3 +391,29 @@ def capture_mixing(loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any]
         loaded=loaded,
         inputs=inputs,
     )
+
+
+def capture_text(text: str, loaded: Any, *, truncate: bool = False) -> tuple[Any, MixingCapture]:
+    """One forward pass over ``text``: its attention (every head) and what every context-mixing graph needs.
+
+    Returns ``(captured, capture)``: the :class:`attnflow.capture.CapturedAttention` built
+    from the weights this pass recorded, and the :class:`MixingCapture`. ``attnflow
+    explain --graph`` runs the model this once for the scores and the report.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> captured, capture = capture_text("One pass.", load_model())
+    >>> captured.attentions.shape, capture.n_tokens
+    ((6, 12, 5, 5), 5)
+    """
+    from ..capture.text import capture_attention_by
+
+    kept: list[MixingCapture] = []
+
+    def run(input_ids: list[int]) -> list[np.ndarray]:
+        kept.append(capture_mixing(loaded, input_ids))
+        return [layer.weights for layer in kept[0].layers]
+
+    captured = capture_attention_by(text, loaded, run, truncate=truncate)
+    return captured, kept[0]

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import OutputScores, every_output_scores
 from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..graph import (
@@ -49,7 +50,6 @@ from ..graph import (
     layer_list,
 )
 from ..methods import get_method, node_shares
-from ..methods.flow import solve_flow
 from ..methods.rollout import output_walk
 from ..outputs import resolve_output
 from .cuts import check_flow_cuts, flow_cuts
@@ -58,10 +58,6 @@ from .evaluation import evaluation_summary
 FORMAT = "attnflow.report"
 FORMAT_VERSION = 1
 
-#: ``flow_outputs="auto"`` computes flow for every output while ``L**2 * n**4`` (a rough
-#: count of the work) stays below this: up to about 40 tokens for 6 layers, 28 for 12,
-#: a few seconds on two cores with real attention (measured on MiniLM: 34 tokens, 2 s).
-FLOW_ALL_OUTPUTS_BUDGET = 1e8
 
 #: The attention graph's node shares (:func:`attnflow.methods.rollout.node_shares`) are
 #: embedded for every output while ``L (L + 1) / 2 * K * n`` numbers stay below this
@@ -103,7 +99,7 @@ class ReportData:
     source
         What the data was made from, for the page's footer.
     image
-        For an explained image, the page's image view (:func:`attnflow.report.image.image_view`):
+        For an explained image, the page's image view (:func:`attnflow.image_maps.image_view`):
         ``{"grid": [rows, cols], "patch_positions": [...], "png": "data:image/png;base64,...",
         "width": w, "height": h}``; ``None`` for text.
     shares
@@ -443,6 +439,7 @@ def report_data(
     is_causal: bool = False,
     progress: Progress | None = None,
     explanation: Explanation | None = None,
+    computed: OutputScores | None = None,
 ) -> ReportData:
     """Compute what a report shows from attention arrays: every method's scores for every output.
 
@@ -473,7 +470,7 @@ def report_data(
         For methods computed one output at a time (flow): ``"all"``: every
         output; ``"chosen"``: ``output`` only (the page says so); ``"auto"``:
         every output while the input is small enough
-        (``L**2 * n**4 <= FLOW_ALL_OUTPUTS_BUDGET``), else the chosen one.
+        (``L**2 * n**4 <=`` :data:`attnflow.core.FLOW_ALL_OUTPUTS_BUDGET`), else the chosen one.
     special_positions, model_name, text, is_causal
         Shown in the page.
     progress
@@ -483,6 +480,11 @@ def report_data(
         ``output`` (same tokens, same options): its scores are used for that output
         as they are, not computed again, and its gradient-based methods
         (``grad-rollout``), which attention alone cannot give, are shown for it.
+    computed
+        Every output's scores as the explain core computed them
+        (:func:`attnflow.core.score_capture` with ``every_output``): shown as they are,
+        nothing is computed. Without it, :func:`attnflow.core.every_output_scores`
+        computes them from ``attentions``.
 
     Returns
     -------
@@ -515,65 +517,21 @@ def report_data(
     if flow_outputs not in ("auto", "all", "chosen"):
         raise AttnflowError(f"The 'flow_outputs' parameter must be auto, all or chosen; got {flow_outputs!r} instead.")
     residual = check_residual(residual)
-    chosen_methods = [get_method(name) for name in dict.fromkeys(names)]
     position = resolve_output(output, n)
     given = {} if explanation is None else _explained_scores(explanation, tokens, position, n_layers)
-    outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
+    computing = computed is None
+    if computed is None:  # the explain core computes what the page shows; the report only draws it
+        computed = every_output_scores(
+            array, names, position, given=given,
+            given_solution=None if explanation is None else explanation.solutions.get("flow"),
+            flow_outputs=flow_outputs, progress=progress, residual=residual, head_fusion=head_fusion,
+        )
+    elif computed.outputs != list(range(n)) + (["mean"] if position == "mean" else []):
+        raise AttnflowError("The computed scores are for other outputs than this report's.")
+    outputs, scores, notes = list(computed.outputs), dict(computed.scores), list(computed.notes)
     fused = fuse_heads(array, head_fusion)
-    everything = flow_outputs == "all" or (
-        flow_outputs == "auto" and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
-    )
-    label = "the mean output" if position == "mean" else f"output token {position}"
-    options = {"residual": residual, "head_fusion": head_fusion}
-    notes: list[str] = []
-    scores: dict[str, np.ndarray] = {}
-    cuts = None
-    for method in chosen_methods:
-        mine = given.get(method.name)
-        if method.name == "flow":  # the cuts that prove the explained output's flow, for the graph
-            solution = None if explanation is None else explanation.solutions.get("flow")
-            if solution is None:
-                solution = solve_flow(
-                    array, outputs="mean" if position == "mean" else [position], keep_cuts=True, progress=progress,
-                    **options,
-                )
-                values = solution.normalized()
-                mine = values if position == "mean" else values[:, position, :]
-            cuts = flow_cuts(solution, position, n_layers)
-        if method.needs_gradients:
-            if mine is None:
-                notes.append(
-                    f"Method {method.name} needs attention gradients for a target and cannot be shown from "
-                    "attention alone; it was left out."
-                )
-                continue
-            wanted: list[int | str] = []  # only the output explain computed it for
-            notes.append(
-                f"Method {method.name} explains a target with the model's gradients and was computed for {label} "
-                "only; other outputs show it as not computed."
-            )
-        elif method.every_output is not None or everything:
-            wanted = outputs
-        else:
-            wanted = [position]
-            why = (
-                f"an input of {n} tokens and {n_layers} layers is too large for every output"
-                if flow_outputs == "auto"
-                else "it was asked for that output only"
-            )
-            notes.append(
-                f"Method {method.name} was computed for {label} only ({why}); other outputs show it as not computed."
-            )
-        todo = [t for t in wanted if mine is None or t != position]  # what explain computed is not redone
-        values = np.full((n_layers, len(outputs), n), np.nan)
-        if todo:
-            rows = method.scores_for_outputs(array, todo, progress=progress, **options)
-            for index, t in enumerate(todo):
-                values[:, outputs.index(t)] = rows[:, index]
-        if mine is not None:
-            values[:, outputs.index(position)] = mine
-        scores[method.name] = values
-    if not scores and not any(method.needs_gradients for method in chosen_methods):
+    cuts = None if computed.flow_solution is None else flow_cuts(computed.flow_solution, position, n_layers)
+    if computing and not scores and not any(get_method(name).needs_gradients for name in names):
         raise AttnflowError(f"None of the methods {names} can be computed from attention alone.")
     return ReportData(
         tokens=tokens,

@@ -86,7 +86,7 @@ def render_html(data: ReportData, *, title: str | None = None) -> str:
     >>> page.startswith("<!DOCTYPE html>"), "<b>" in page
     (True, False)
     """
-    from .. import __version__
+    from .._version import __version__
     from ..methods import available_methods, get_method
 
     payload = data.to_dict()

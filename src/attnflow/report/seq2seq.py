@@ -139,7 +139,7 @@ def seq2seq_report_data(
     source then the decoder positions (``source_length`` marks them) and its
     outputs every decoder position. The explained position keeps the
     explanation's scores at each decoder layer; rollout (and flow, within
-    :data:`attnflow.report.data.FLOW_ALL_OUTPUTS_BUDGET`) are computed for every
+    :data:`attnflow.core.FLOW_ALL_OUTPUTS_BUDGET`) are computed for every
     output and graph layer, raw for every output at the decoder layers;
     grad-rollout is the explained output's only.
 
@@ -153,9 +153,10 @@ def seq2seq_report_data(
     >>> data.n_layers, data.source_length, data.layer_names[-1], data.outputs
     (6, 4, 'dec 2 cross', [4, 5, 6, 7])
     """
+    from ..core import FLOW_ALL_OUTPUTS_BUDGET
     from ..methods.flow import solve_flow
     from ..methods.seq2seq import Seq2SeqGraph, seq2seq_raw
-    from .data import FLOW_ALL_OUTPUTS_BUDGET, ReportData
+    from .data import ReportData
 
     graph = Seq2SeqGraph.from_attentions(
         captured.encoder, captured.decoder, captured.cross, residual=residual, head_fusion=head_fusion  # type: ignore[arg-type]

@@ -133,7 +133,7 @@ class Reproduction:
         }
         if plot:
             try:
-                from ..report.plots import figure_png
+                from ..plots import figure_png
 
                 files["correlation_by_layer.png"] = figure_png(self.evaluation.plot())
             except AttnflowError:  # matplotlib missing: the numbers are all in results.json

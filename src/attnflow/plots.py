@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AttnflowError
+from .errors import AttnflowError
 
 _COLOURS = ("tab:cyan", "tab:purple", "tab:green", "tab:orange", "tab:blue", "tab:red")
 

@@ -2,7 +2,8 @@
 
 The page switches between whatever scores the data holds, so a method over the ALTI
 graph is one more entry beside ``rollout`` and ``flow`` (``alti/rollout``, ``alti/flow``),
-computed for every output as the attention methods are. The graph the page draws (the
+computed for every output by the explain core (:func:`attnflow.core.score_capture`) as the
+attention methods are. The graph the page draws (the
 layered graph, its routes and flow cuts) stays the attention graph; a note says so.
 """
 
@@ -12,8 +13,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from ..core import OutputScores
+from ..errors import AttnflowError
 from ..explanation import Explanation
-from .registry import ATTENTION, get_graph, result_key, split_key
+from ..mixing import ATTENTION, get_graph, result_key, split_key
+from .data import ReportData
 
 #: The note the page carries when a context-mixing graph is in it.
 DRAWN_NOTE = (
@@ -43,53 +47,49 @@ def graph_part(explanation: Explanation | None, graph: str) -> Explanation | Non
 
 
 def report_with_graphs(
-    captured: Any, loaded: Any, graphs: Sequence[str], methods: Sequence[str], *, output: Any = None,
-    layer: int = -1, explanation: Explanation | None = None, progress: Any = None, capture: Any = None,
+    captured: Any, graphs: Sequence[str], methods: Sequence[str], explanation: Explanation, *, layer: int = -1,
     **options: Any,
-) -> Any:
+) -> ReportData:
     """Report data for ``captured`` with every method over each of ``graphs`` (keys as :func:`result_key` names them).
 
-    ``explanation`` is what ``attnflow.explain(..., graph=graphs)`` computed for ``output``:
-    those scores are kept for that output, the report computes the others. ``options``
-    (``residual``, ``head_fusion``) are the attention graph's; the context-mixing graphs
-    run with residual weight 0. ``capture`` is a :class:`~attnflow.mixing.MixingCapture`
-    of the same input, when there is one.
+    ``explanation`` is what ``attnflow.explain(..., graph=graphs, every_output="auto")``
+    computed: its :attr:`~attnflow.Explanation.every_output` holds each graph's scores for
+    every output (:func:`attnflow.core.score_capture`), which the page shows as they are;
+    nothing is computed here. ``options`` (``residual``, ``head_fusion``) are the attention
+    graph's, for the graph the page draws.
 
     Examples
     --------
+    >>> import attnflow
     >>> from attnflow.capture import capture_attention, load_model
     >>> lm = load_model()
     >>> c = capture_attention("Norms count.", lm)
-    >>> d = report_with_graphs(c, lm, ["attention", "norm"], ["rollout"])
-    >>> d.methods
+    >>> e = attnflow.explain("Norms count.", lm, ["rollout"], graph=["attention", "norm"], captured=c,
+    ...                      every_output="auto")
+    >>> report_with_graphs(c, ["attention", "norm"], ["rollout"], e).methods
     ['rollout', 'norm/rollout']
     """
-    from ..report.data import report_data, report_data_from_capture
-    from ._capture import capture_mixing
+    from .data import report_data_from_capture
 
     chosen = [get_graph(name).name for name in dict.fromkeys(graphs)]
-    data = report_data_from_capture(captured, methods=list(methods), output=output, layer=layer, progress=progress,
-                                    explanation=graph_part(explanation, ATTENTION) if ATTENTION in chosen else None,
-                                    **options)
+    computed = explanation.every_output
+    if any(name not in computed for name in chosen):
+        raise AttnflowError(
+            "The explanation holds no scores for every output: explain with every_output='auto' for a report."
+        )
+    keep = ATTENTION in chosen
+    first = computed[ATTENTION] if keep else OutputScores(outputs=computed[chosen[0]].outputs, scores={})
+    data = report_data_from_capture(captured, methods=list(methods), output=explanation.output, layer=layer,
+                                    explanation=graph_part(explanation, ATTENTION) if keep else None,
+                                    computed=first, **options)
     others = [name for name in chosen if name != ATTENTION]
     if not others:
         return data
-    keep = ATTENTION in chosen
     scores = dict(data.scores) if keep else {}
     notes = list(data.notes) if keep else []
-    if capture is None:
-        capture = capture_mixing(loaded, captured.input_ids)
     for name in others:
-        part = report_data(
-            get_graph(name).matrices(capture), captured.tokens, methods=list(methods), output=data.output,
-            layer=layer, residual=0.0, progress=progress, explanation=graph_part(explanation, name),
-            special_positions=captured.special_positions,
-        )
-        product = get_graph(name).rollout_scores(capture, part.output) if "rollout" in part.scores else None
-        if product is not None and graph_part(explanation, name) is None:  # GlobEnc: the authors' product
-            part = dataclasses.replace(part, scores={**part.scores, "rollout": product})
-        scores.update({result_key(name, key): value for key, value in part.scores.items()})
-        notes.extend(f"{name} graph: {note}" for note in part.notes)
+        scores.update({result_key(name, key): value for key, value in computed[name].scores.items()})
+        notes.extend(f"{name} graph: {note}" for note in computed[name].notes)
     notes.append(DRAWN_NOTE)
     return dataclasses.replace(data, scores=scores, notes=notes, flow_cuts=data.flow_cuts if keep else None,
                                shares=data.shares)

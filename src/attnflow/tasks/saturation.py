@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import AttnflowError
-from .registry import available_graphs, get_graph
+from ..mixing import available_graphs, get_graph
 
 #: The attention graph's residual weight (the methods' default); the other graphs contain the residual.
 ATTENTION_RESIDUAL = 0.5
@@ -50,7 +50,7 @@ def flow_saturation(
     """
     from ..capture import capture_attention, load_model
     from ..methods.flow import saturated_sources
-    from ._capture import capture_mixing
+    from ..mixing import capture_mixing
 
     if isinstance(texts, str) or not texts:
         raise AttnflowError("The 'texts' parameter must be a non-empty list of texts.")
@@ -97,7 +97,7 @@ def committed_saturation(
 
     ``progress(done, total)`` is called after each of the three runs.
     """
-    from ..tasks import sva
+    from . import sva
 
     sentences = [example.text for example in sva.generate(n_sva, split="test", seed=0)]
     runs: dict[str, Any] = {}

@@ -46,9 +46,9 @@ def compare(
     >>> result["format"], [row["n_kept"] for row in result["frozen"]["rows"]]
     ('attnflow.head_gates_comparison', [48])
     """
-    from ..tasks import sva
-    from .analysis import analyze_heads
-    from .gates import gate_pruning
+    from ..heads.analysis import analyze_heads
+    from ..heads.gates import gate_pruning
+    from . import sva
 
     train = sva.generate(n_train, split="train", seed=1)
     held_out = sva.generate(n_eval, split="test", seed=2)

@@ -1,0 +1,57 @@
+"""Options several commands share, each declared once with its one check (taken from the registries).
+
+A command names the option's type here and gives its own default, e.g.
+``residual: Residual = None``. Every check runs while the command line is parsed, so
+a bad value is a usage error (exit 2, naming the option) before any model loads,
+whichever command it is given to (``tests/test_options.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..mixing.registry import available_graphs
+from .common import CLI_HEAD_FUSIONS, HEAD_FUSION_HELP, OVERWRITE_HELP, check_output_option, choice, number_range
+
+#: ``--residual``: the residual weight of the attention graph, in [0, 1].
+Residual = Annotated[
+    float | None,
+    typer.Option(
+        help="Residual weight r in (1-r)*A + r*I, for the attention graph [default: 0.5].",
+        callback=number_range(0, 1),
+    ),
+]
+
+#: ``--head-fusion``: how heads are combined (graph.py's fusions, and head importance).
+HeadFusion = Annotated[str, typer.Option(help=HEAD_FUSION_HELP, callback=choice(*CLI_HEAD_FUSIONS))]
+
+#: ``--graph``, repeatable: the registered token-to-token graphs (attnflow.mixing).
+Graphs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--graph",
+        help="Token-to-token graph the methods run over; repeat for several (results named GRAPH/METHOD, "
+        f"attention keeps plain names). Available: {', '.join(available_graphs())} [default: attention].",
+        callback=choice(*available_graphs()),
+    ),
+]
+
+#: ``--output``: the output position explained (its range is checked against each text).
+OutputPosition = Annotated[
+    str | None,
+    typer.Option(
+        help="Output to explain: cls, last, mean or a token index [default: cls, last for decoders].",
+        callback=check_output_option,
+    ),
+]
+
+#: ``--overwrite``: replace output files attnflow did not write.
+Overwrite = Annotated[bool, typer.Option(help=OVERWRITE_HELP)]
+
+#: ``--truncate``: cut texts longer than the model's maximum.
+Truncate = Annotated[bool, typer.Option(help="Cut texts longer than the model's maximum.")]
+
+#: ``--trust-remote-code``: let a model folder's own Python code run.
+TrustRemoteCode = Annotated[bool, typer.Option(help="Allow the model folder's own Python code to run.")]

@@ -1,0 +1,493 @@
+"""The explain core: one capture in, every requested method's scores over every requested graph out.
+
+Every entry point that explains an input (``attnflow.explain``, ``attnflow evaluate``,
+``attnflow batch`` and the HTML report of ``attnflow explain --html``) turns its capture
+into scores here, so each computes the same thing the same way:
+
+- :func:`score_capture`: a capture (and, for context-mixing graphs, its
+  :class:`~attnflow.mixing.MixingCapture`) in; a :class:`Scores` out: the explained
+  output's :class:`~attnflow.Explanation` (values, flow solutions with their cuts,
+  bounds, labels, notes) and, when a report asks, every output's scores per graph
+  (:class:`OutputScores`). Where the report needs flow for every output, each graph's
+  flow problems are solved once, and the explained output's flow is read from that
+  same solution.
+- :func:`explain_attentions`: the methods on attention arrays you already have.
+- :func:`every_output_scores`: one graph's methods for every output, what a report shows.
+
+The core never runs a model: a capture is its input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import AttnflowError
+from .explanation import Explanation
+from .graph import as_attention_array
+from .methods import available_methods, get_method
+from .outputs import Output, resolve_output
+
+DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
+
+#: ``every_output="auto"`` computes flow for every output while ``L**2 * n**4`` (a rough
+#: count of the work) stays below this: up to about 40 tokens for 6 layers, 28 for 12,
+#: a few seconds on two cores with real attention (measured on MiniLM: 34 tokens, 2 s).
+FLOW_ALL_OUTPUTS_BUDGET = 1e8
+
+Progress = Callable[[int, int], None]
+
+
+def explain_attentions(
+    attentions: Any,
+    tokens: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] | str = DEFAULT_METHODS,
+    output: Output | str = "cls",
+    progress: Callable[[int, int], None] | None = None,
+    gradients: Any = None,
+    solved: dict[str, Any] | None = None,
+    **method_options: Any,
+) -> Explanation:
+    """Run methods on attention you already have: ``(L, H, n, n)``, ``(L, n, n)`` or a list.
+
+    ``gradients`` (``(L, H, n, n)``, the target's gradient with respect to each
+    attention weight, or a :class:`attnflow.graph.WeightedAttention`)
+    is given to the methods that need it (``grad-rollout``);
+    without it they are refused. ``head_fusion`` may be an ``(L, H)`` array of
+    head weights, e.g. ``attnflow.heads.analyze_heads(...).importance``.
+    ``solved`` maps a method name to what it already solved on these attentions
+    (flow: a :class:`~attnflow.methods.flow.FlowSolution` covering ``output``), which its
+    ``annotated`` function reads instead of solving again (:func:`score_capture`).
+
+    Examples
+    --------
+    >>> a = np.full((2, 1, 3, 3), 1 / 3)
+    >>> explain_attentions(a, ["x", "y", "z"], methods="rollout").scores["rollout"][-1]
+    array([0.5 , 0.25, 0.25])
+    """
+    # A fused float32 capture stays as it is (each method validates what it reads; rollout and raw read it in
+    # place): a float64 copy of SmolLM2's 30 layers at 8192 tokens would be 16 GB.
+    array = as_attention_array(attentions, keep_float32=True)
+    n = array.shape[-1]
+    if tokens is None:
+        tokens = [str(i) for i in range(n)]
+    if isinstance(tokens, np.ndarray):
+        tokens = tokens.tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence) or not all(
+        isinstance(token, str) for token in tokens
+    ):
+        raise AttnflowError(f"The 'tokens' parameter must be a list of strings, one per position; got {tokens!r}.")
+    if len(tokens) != n:
+        raise AttnflowError(
+            f"The 'tokens' parameter must hold one token per attention position ({n}); "
+            f"got {len(tokens)} instead."
+        )
+    names = method_names(methods)
+    if not names:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    chosen = [get_method(name) for name in names]
+    position = resolve_output(output, n)
+    # Options of methods not chosen are ignored (the CLI passes the same options to every method);
+    # a name no registered method knows is a typo and is refused.
+    known = set().union(*(get_method(name).options for name in available_methods())) | {"progress"}
+    unknown = set(method_options) - known
+    if unknown:
+        raise AttnflowError(f"Unknown option(s) {sorted(unknown)}; methods accept {sorted(known)}.")
+    if wants_importance(method_options):
+        raise AttnflowError(
+            "head_fusion='importance' needs a model and a target: call attnflow.explain(text, model, "
+            "target=...), or pass the (L, H) head weights, e.g. attnflow.heads.analyze_heads(...).importance."
+        )
+    grads = None
+    from .methods.grad_rollout import WeightedAttention
+
+    if isinstance(gradients, WeightedAttention):
+        grads = gradients  # grad_rollout checks its (L, n, n) against the attentions
+    elif gradients is not None:
+        from .graph import _to_numpy
+
+        grads = _to_numpy(gradients, "gradients")
+        if grads.shape != array.shape:
+            raise AttnflowError(
+                f"The 'gradients' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "
+                f"got {grads.shape} instead."
+            )
+    scores: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    labels: dict[str, list[str]] = {}
+    solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for method in chosen:
+        options = {key: value for key, value in method_options.items() if key in method.options}
+        if method.needs_gradients:
+            if grads is None:
+                raise AttnflowError(
+                    f"Method {method.name!r} needs attention gradients for a target; call attnflow.explain "
+                    "with a model (and target=...), or pass gradients=(L, H, n, n) "
+                    "(attnflow.capture.gradients.attention_gradients)."
+                )
+            options["gradients"] = grads
+        if progress is not None and "progress" in method.options:
+            options["progress"] = progress
+        if method.annotated is not None:
+            if solved and method.name in solved:
+                options["solution"] = solved[method.name]
+            scores[method.name], method_notes, method_labels, solution = method.annotated(array, position, **options)
+            notes.extend(method_notes)
+            labels.update(method_labels)
+            if solution is not None:
+                solutions[method.name] = solution
+            if hasattr(solution, "score_bounds"):  # certified intervals around each score
+                bounds[method.name] = solution.score_bounds(position)
+        else:
+            scores[method.name] = method.scores(array, position, **options)
+    return Explanation(
+        tokens=list(tokens),
+        scores=scores,
+        output=position,
+        options={key: value for key, value in method_options.items()},
+        notes=notes,
+        token_labels=labels,
+        solutions=solutions,
+        bounds=bounds,
+    )
+
+
+def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, method_options: dict[str, Any]) -> None:
+    """Refuse what only the attention graph takes: ``residual``, and methods that need attention gradients.
+
+    Examples
+    --------
+    >>> check_graph_options(["alti"], ["rollout"], {"residual": 0.3})
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: The 'residual' option weighs the residual added to attention weights; the \
+alti graph already contains the residual stream. Leave it out, or use graph='attention' only.
+    """
+    others = [name for name in graphs if name != "attention"]
+    if not others:
+        return
+    if "residual" in method_options and method_options["residual"] is not None:
+        raise AttnflowError(
+            "The 'residual' option weighs the residual added to attention weights; the "
+            f"{', '.join(others)} graph{'s' if len(others) > 1 else ''} already contain"
+            f"{'' if len(others) > 1 else 's'} the residual stream. Leave it out, or use graph='attention' only."
+        )
+    gradient_methods = [name for name in method_names(methods) if get_method(name).needs_gradients]
+    if gradient_methods:
+        raise AttnflowError(
+            f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
+            f"graph only; drop the {', '.join(others)} graph or the method."
+        )
+    if "attention" not in graphs and not _mean_fusion(method_options.get("head_fusion")):
+        raise AttnflowError(
+            f"The 'head_fusion' option combines attention heads; the {', '.join(others)} "
+            f"graph{'s sum' if len(others) > 1 else ' sums'} every head. Leave it out, or add graph='attention'."
+        )
+
+
+def _mean_fusion(fusion: Any) -> bool:
+    """Whether ``head_fusion`` is the default (absent or ``"mean"``); an array of head weights is not."""
+    return fusion is None or (isinstance(fusion, str) and fusion == "mean")
+
+
+
+
+def method_names(methods: Sequence[str] | str) -> list[str]:
+    """``methods`` as a list of names: one name, or any iterable of names.
+
+    Examples
+    --------
+    >>> method_names("rollout"), method_names(("raw", "flow"))
+    (['rollout'], ['raw', 'flow'])
+    """
+    if isinstance(methods, str):
+        return [methods]
+    try:
+        names = list(methods)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise AttnflowError(
+            f"The 'methods' parameter must be a method name or a list of them; got {methods!r} instead."
+        )
+    return names
+
+
+def wants_importance(method_options: dict[str, Any]) -> bool:
+    """Whether ``head_fusion`` asks for head importance, which needs a model and a target."""
+    fusion = method_options.get("head_fusion")
+    return isinstance(fusion, str) and fusion.strip().lower() == "importance"
+
+
+@dataclass
+class OutputScores:
+    """One graph's methods for every output a report can switch between.
+
+    ``outputs``: the ``K`` outputs (token positions, and ``"mean"`` when it is the explained
+    one); ``scores[method]``: ``(L, K, n)``, NaN where not computed; ``notes``: what was left
+    out and why; ``flow_solution``: the :class:`~attnflow.methods.flow.FlowSolution` (with its
+    cuts) that covers the explained output, or ``None`` without flow.
+    """
+
+    outputs: list[int | str]
+    scores: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    flow_solution: Any = field(default=None, repr=False)
+
+
+@dataclass
+class Scores:
+    """What :func:`score_capture` computed for one capture.
+
+    ``explanation``: the explained output's scores keyed as :func:`attnflow.mixing.result_key`
+    names them (``rollout``, ``alti/flow``), with the flow solutions (cuts included), bounds,
+    labels and notes. ``every_output``: when asked, each graph's :class:`OutputScores`
+    (keys without the ``GRAPH/`` prefix), what a report shows; else empty. ``matrices``: the
+    arrays each graph's methods ran on (``attention``: the captured weights).
+    """
+
+    explanation: Explanation
+    every_output: dict[str, OutputScores] = field(default_factory=dict)
+    matrices: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def flow_for_every_output(n_layers: int, n: int, every_output: str) -> bool:
+    """Whether a report computes flow for every output: ``"all"``, or ``"auto"`` within the budget.
+
+    Examples
+    --------
+    >>> [flow_for_every_output(6, 36, "auto"), flow_for_every_output(12, 64, "auto")]
+    [True, False]
+    """
+    if every_output not in ("auto", "all", "chosen"):
+        raise AttnflowError(f"The 'flow_outputs' parameter must be auto, all or chosen; got {every_output!r} instead.")
+    return every_output == "all" or (
+        every_output == "auto" and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
+    )
+
+
+def every_output_scores(
+    attentions: Any,
+    methods: Sequence[str],
+    position: int | str,
+    *,
+    given: dict[str, np.ndarray] | None = None,
+    given_solution: Any = None,
+    flow_outputs: str = "auto",
+    progress: Progress | None = None,
+    residual: float = 0.5,
+    head_fusion: Any = "mean",
+) -> OutputScores:
+    """Every method's scores for every output of one graph: what a report shows.
+
+    A method registered with ``every_output`` (raw attention, rollout) gives every output
+    in one call; flow is solved for every output (``flow_outputs``: ``"all"``, ``"chosen"``
+    or ``"auto"``, see :func:`flow_for_every_output`) in one :func:`~attnflow.methods.flow.solve_flow`
+    with its cuts, unless ``given_solution`` already covers them. ``given`` holds the explained
+    output's ``(L, n)`` scores as :func:`explain_attentions` computed them: they are used as
+    they are, and gradient methods (which attention alone cannot give) are shown for that
+    output only.
+
+    Examples
+    --------
+    >>> a = np.full((2, 1, 3, 3), 1 / 3)
+    >>> found = every_output_scores(a, ["rollout", "flow"], 0)
+    >>> found.scores["flow"].shape, found.flow_solution.groups[:2]
+    ((2, 3, 3), [(1, 0), (1, 1)])
+    """
+    from .methods.flow import FlowSolution, solve_flow
+
+    array = as_attention_array(attentions)
+    n_layers, _, n, _ = array.shape
+    given = given or {}
+    chosen_methods = [get_method(name) for name in dict.fromkeys(methods)]
+    outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
+    everything = flow_for_every_output(n_layers, n, flow_outputs)
+    label = "the mean output" if position == "mean" else f"output token {position}"
+    options = {"residual": residual, "head_fusion": head_fusion}
+    notes: list[str] = []
+    scores: dict[str, np.ndarray] = {}
+    solution = None
+    for method in chosen_methods:
+        mine = given.get(method.name)
+        values = np.full((n_layers, len(outputs), n), np.nan)
+        if method.name == "flow":
+            solution = given_solution
+            exact = isinstance(solution, FlowSolution)  # not certified intervals (FlowBounds)
+            solved = [solution] if exact and solution.values.ndim == 3 else []
+            todo_flow = [t for t in range(n) if everything or (t == position and solution is None)]
+            todo_flow = [t for t in todo_flow if not exact or (n_layers, t) not in solution.groups]
+            if todo_flow:  # in one solve, with the cuts; the explained output's cuts may come from it
+                solved.append(solve_flow(array, outputs=todo_flow, keep_cuts=True, progress=progress, **options))
+                if solution is None and position != "mean":
+                    solution = solved[-1]
+            if solution is None:  # the mean output, for its cuts
+                solution = solve_flow(array, outputs="mean", keep_cuts=True, progress=progress, **options)
+            for found in solved:
+                normalized = found.normalized()
+                for layer, t in found.groups:
+                    if layer == n_layers and t is not None:
+                        values[:, t] = normalized[:, t, :]
+            if mine is None:
+                mine = solution.normalized() if position == "mean" else values[:, position]
+        if method.needs_gradients:
+            if mine is None:
+                notes.append(
+                    f"Method {method.name} needs attention gradients for a target and cannot be shown from "
+                    "attention alone; it was left out."
+                )
+                continue
+            wanted: list[int | str] = []  # only the output explain computed it for
+            notes.append(
+                f"Method {method.name} explains a target with the model's gradients and was computed for {label} "
+                "only; other outputs show it as not computed."
+            )
+        elif method.every_output is not None or everything:
+            wanted = outputs
+        else:
+            wanted = [position]
+            why = (
+                f"an input of {n} tokens and {n_layers} layers is too large for every output"
+                if flow_outputs == "auto"
+                else "it was asked for that output only"
+            )
+            notes.append(
+                f"Method {method.name} was computed for {label} only ({why}); other outputs show it as not computed."
+            )
+        # what explain (or the flow solve above) computed is not redone
+        todo = [t for t in wanted if (mine is None or t != position) and np.isnan(values[:, outputs.index(t)]).all()]
+        if todo:
+            rows = method.scores_for_outputs(array, todo, progress=progress, **options)
+            for index, t in enumerate(todo):
+                values[:, outputs.index(t)] = rows[:, index]
+        if mine is not None:
+            values[:, outputs.index(position)] = mine
+        scores[method.name] = values
+    return OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
+
+
+def score_capture(
+    captured: Any,
+    methods: Sequence[str] | str = DEFAULT_METHODS,
+    *,
+    graphs: Sequence[str] | str | None = None,
+    output: Output | str | None = None,
+    mixing: Any = None,
+    gradients: Any = None,
+    every_output: str | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Scores:
+    """Turn one capture into scores for the requested methods, graphs, output and target.
+
+    Parameters
+    ----------
+    captured
+        A :class:`attnflow.capture.CapturedAttention` (or anything with ``attentions``,
+        ``tokens`` and ``is_causal``).
+    methods
+        Attention methods (``raw``, ``rollout``, ``flow``, ``grad-rollout``).
+    graphs
+        The graphs the methods run over (:mod:`attnflow.mixing`); ``None``: attention only.
+        Results over a context-mixing graph are keyed ``GRAPH/METHOD``.
+    output
+        The explained output; ``None``: ``"last"`` for decoders, ``"cls"`` otherwise.
+    mixing
+        The :class:`~attnflow.mixing.MixingCapture` of the same input, which the
+        context-mixing graphs are built from; required when ``graphs`` names one.
+    gradients
+        What grad-rollout reads for the target (:func:`attnflow.explainers.text.target_inputs`).
+    every_output
+        ``None``: the explained output only. ``"auto"``, ``"all"`` or ``"chosen"``: also every
+        output's scores per graph, as a report shows them (:func:`every_output_scores`); flow
+        for every output is then solved once per graph, and the explained output's flow is
+        read from that solve.
+    options
+        ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``, ``flow_tolerance``,
+        ``flow_seconds``: as :func:`explain_attentions` takes them. ``residual`` and
+        ``head_fusion`` are the attention graph's; the context-mixing graphs contain the
+        residual and sum every head.
+
+    Examples
+    --------
+    >>> from attnflow.capture import CapturedAttention
+    >>> c = CapturedAttention(np.full((2, 1, 3, 3), 1 / 3), ["a", "b", "c"], [1, 2, 3], (), "toy", False, "a b c")
+    >>> found = score_capture(c, ["rollout", "flow"], output=0, every_output="auto")
+    >>> found.explanation.scores["flow"].shape, found.every_output["attention"].scores["flow"].shape
+    ((2, 3), (2, 3, 3))
+    >>> bool(np.array_equal(found.every_output["attention"].scores["flow"][:, 0], found.explanation.scores["flow"]))
+    True
+    """
+    from .methods.flow import flow_is_exact, solve_flow
+    from .mixing import ATTENTION, get_graph, graph_names, result_key
+
+    names = method_names(methods)
+    chosen = graph_names(graphs)
+    if output is None:
+        output = "last" if captured.is_causal else "cls"
+    if chosen != [ATTENTION]:
+        check_graph_options(chosen, names, options)
+        if mixing is None:
+            raise AttnflowError(
+                f"The {', '.join(name for name in chosen if name != ATTENTION)} graph needs the input's mixing "
+                "capture: pass mixing=attnflow.mixing.capture_mixing(loaded, captured.input_ids)."
+            )
+    found = Scores(explanation=Explanation(tokens=list(captured.tokens), scores={}, output=output))
+    scores: dict[str, np.ndarray] = {}
+    labels: dict[str, list[str]] = {}
+    solutions: dict[str, Any] = {}
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    notes: list[str] = []
+    position: Any = output
+    for name in chosen:
+        if name == ATTENTION:
+            array, kept = captured.attentions, dict(options)
+        else:
+            graph = get_graph(name)
+            array = graph.matrices(mixing)
+            kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
+            kept["residual"] = 0.0
+        found.matrices[name] = array
+        n_layers, n = np.shape(array)[0], np.shape(array)[-1]
+        position = resolve_output(output, n)
+        presolved: dict[str, Any] = {}
+        if (
+            every_output is not None and "flow" in names and position != "mean"
+            and flow_for_every_output(n_layers, n, every_output)
+            and flow_is_exact(n_layers, n, kept.get("flow_tolerance"), kept.get("flow_seconds"))
+        ):  # every output's flow in one solve; the explained output's is read from it
+            presolved["flow"] = solve_flow(
+                array, outputs=list(range(n)), keep_cuts=True, progress=progress,
+                **{key: kept[key] for key in ("residual", "head_fusion") if key in kept},
+            )
+        part = explain_attentions(array, captured.tokens, methods=names, output=output, progress=progress,
+                                  gradients=gradients if name == ATTENTION else None, solved=presolved, **kept)
+        if name != ATTENTION:
+            product = graph.rollout_scores(mixing, part.output) if "rollout" in part.scores else None
+            if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
+                part.scores["rollout"] = product
+        prefix = "" if name == ATTENTION else f"{name} graph: "
+        scores.update({result_key(name, key): value for key, value in part.scores.items()})
+        labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
+        solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
+        bounds.update({result_key(name, key): value for key, value in part.bounds.items()})
+        notes.extend(prefix + note for note in part.notes)
+        position = part.output
+        if every_output is not None:
+            fusion = {key: kept[key] for key in ("residual", "head_fusion") if key in kept}
+            found.every_output[name] = every_output_scores(
+                array, names, position, given=part.scores, given_solution=part.solutions.get("flow"),
+                flow_outputs=every_output, progress=progress, **fusion,
+            )
+    if not _mean_fusion(options.get("head_fusion")) and ATTENTION in chosen and chosen != [ATTENTION]:
+        notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
+    found.explanation = Explanation(
+        tokens=list(captured.tokens), scores=scores, output=position, options=dict(options), notes=notes,
+        token_labels=labels, solutions=solutions, bounds=bounds,
+    )
+    return found
