@@ -90,6 +90,7 @@ reproduce: $(STAMP)
 	cp build/heads-smollm2-sva/heads.json docs/results/heads-smollm2-sva.json
 	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
 	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
+	$(PY) scripts/agreement_blanks.py --n 20 --out docs/results/agreement-blanks.json
 	$(PY) scripts/doc_tables.py
 	ATTNFLOW_REPRODUCE_N=$(REPRODUCE_N) ATTNFLOW_IMAGE_N=200 $(PY) -m pytest -q -p no:xdist \
 		tests/tasks/test_reproduce.py tests/vision/test_digits.py tests/seq2seq/test_plausibility.py \

@@ -52,6 +52,7 @@ SOURCES: dict[str, str] = {
     "heads-sva": "docs/results/heads-sva.json",
     "heads-minilm": "docs/results/heads-minilm.json",
     "heads-smollm2": "docs/results/heads-smollm2.json",
+    "agreement-blanks": "docs/results/agreement-blanks.json",
     "heads-smollm2-sva": "docs/results/heads-smollm2-sva.json",
     "capture-precision": "docs/results/capture-precision.json",
     "image-precision": "docs/results/image-precision.json",
@@ -652,6 +653,24 @@ def agreement_top(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def agreement_blanks(results: dict[str, Any]) -> str:
+    """``scripts/agreement_blanks.py``: the study's top-layer correlations with blank-out under each replacement."""
+    blanks = results["blanks"]
+    methods = list(results["per_blank"][blanks[0]]["top_layer_correlation"])
+    lines = ["| blank-out replacement | " + " | ".join(f"{m}: ρ with blank-out" for m in methods)
+             + " | blank-out: subject first |",
+             "|---|" + "---:|" * (len(methods) + 1)]
+    for blank in blanks:
+        found = results["per_blank"][blank]
+        cells = [_signed(found["top_layer_correlation"][m]) for m in methods]
+        shown = blank.replace("|", "\\|")  # a pipe inside a table cell must be escaped, code span or not
+        lines.append(f"| `{shown}` | " + " | ".join(cells) + f" | {_rate(found['subject_first'])} |")
+    between = results["blankout_between_blanks"]
+    lines.append(f"| ρ between the two blank-outs, per sentence | {between['mean']:.2f} ± {between['sd']:.2f} |"
+                 + " |" * len(methods))
+    return "\n".join(lines)
+
+
 def agreement_accuracy(results: dict[str, Any]) -> str:
     from attnflow.tasks.agreement import accuracy_table
 
@@ -711,6 +730,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "agreement-accuracy": ("agreement-smollm2", agreement_accuracy),
     "agreement-top": ("agreement-smollm2", agreement_top),
     "agreement-cuts": ("agreement-smollm2", agreement_cuts),
+    "agreement-blanks": ("agreement-blanks", agreement_blanks),
 }
 
 
