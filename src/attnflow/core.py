@@ -381,6 +381,7 @@ def score_capture(
     gradients: Any = None,
     every_output: str | None = None,
     progress: Progress | None = None,
+    model_pass: Any = None,
     **options: Any,
 ) -> Scores:
     """Turn one capture into scores for the requested methods, graphs, output and target.
@@ -407,6 +408,14 @@ def score_capture(
         output's scores per graph, as a report shows them (:func:`every_output_scores`); flow
         for every output is then solved once per graph, and the explained output's flow is
         read from that solve.
+    model_pass
+        For attribution methods (:mod:`attnflow.methods.attribution`: ``saliency``,
+        ``occlusion``, ...): the :class:`~attnflow.methods.attribution.AttributionInputs`
+        of this capture (the loaded model, the target bound to these tokens, the token ids),
+        which Captum runs the model on. Their ``(n,)`` scores fill every layer's row, keyed
+        by the method's name (they score the input, not a graph); ``options["input_methods"]``
+        names them (layer ``input``). With ``every_output`` they join the first graph's
+        :class:`OutputScores` for the explained output only.
     options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``, ``flow_tolerance``,
         ``flow_seconds``: as :func:`explain_attentions` takes them. ``residual`` and
@@ -423,16 +432,24 @@ def score_capture(
     >>> bool(np.array_equal(found.every_output["attention"].scores["flow"][:, 0], found.explanation.scores["flow"]))
     True
     """
+    from .methods.attribution import split_methods
     from .methods.flow import flow_is_exact, solve_flow
     from .mixing import ATTENTION, get_graph, graph_names, result_key
 
-    names = method_names(methods)
+    names, inputs = split_methods(method_names(methods))
+    if not names and not inputs:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    if inputs and model_pass is None:
+        raise AttnflowError(
+            f"Method {inputs[0]!r} runs the model on the input: pass model_pass=AttributionInputs(loaded, bound, "
+            "input_ids, blank_id) (attnflow.methods.attribution), or call attnflow.explain with the model."
+        )
     chosen = graph_names(graphs)
     if output is None:
         output = "last" if captured.is_causal else "cls"
     if chosen != [ATTENTION]:
         check_graph_options(chosen, names, options)
-        if mixing is None:
+        if mixing is None and names:
             raise AttnflowError(
                 f"The {', '.join(name for name in chosen if name != ATTENTION)} graph needs the input's mixing "
                 "capture: pass mixing=attnflow.mixing.capture_mixing(loaded, captured.input_ids)."
@@ -445,6 +462,12 @@ def score_capture(
     notes: list[str] = []
     position: Any = output
     for name in chosen:
+        if not names:  # attribution methods only: no graph to run
+            position = resolve_output(output, len(captured.tokens))
+            if every_output is not None:
+                outputs = list(range(len(captured.tokens))) + (["mean"] if position == "mean" else [])
+                found.every_output[name] = OutputScores(outputs, {})
+            continue
         if name == ATTENTION:
             array, kept = captured.attentions, dict(options)
         else:
@@ -486,8 +509,40 @@ def score_capture(
             )
     if not _mean_fusion(options.get("head_fusion")) and ATTENTION in chosen and chosen != [ATTENTION]:
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
+    recorded = dict(options)
+    if inputs:
+        recorded["input_methods"] = _score_inputs(captured, inputs, model_pass, position, scores, found.every_output)
     found.explanation = Explanation(
-        tokens=list(captured.tokens), scores=scores, output=position, options=dict(options), notes=notes,
+        tokens=list(captured.tokens), scores=scores, output=position, options=recorded, notes=notes,
         token_labels=labels, solutions=solutions, bounds=bounds,
     )
     return found
+
+
+def _score_inputs(
+    captured: Any, inputs: list[str], model_pass: Any, position: int | str, scores: dict[str, np.ndarray],
+    every_output: dict[str, OutputScores],
+) -> dict[str, str]:
+    """Each attribution method's ``(n,)`` scores at every layer's row; in the report, at the explained output only.
+
+    Returns the ``{method: "input"}`` map recorded as ``options["input_methods"]``.
+    """
+    from .methods.attribution import INPUT_LAYER, attribution_scores, check_passes
+
+    n_layers, n = np.shape(captured.attentions)[0], len(captured.tokens)
+    if list(model_pass.input_ids) != list(captured.input_ids):
+        raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
+    check_passes(inputs, n, model_pass.max_passes)  # before any attribution runs
+    shown = next(iter(every_output.values()), None)
+    label = "the mean output" if position == "mean" else f"output token {position}"
+    for name in inputs:
+        scores[name] = np.tile(attribution_scores(name, model_pass), (n_layers, 1))
+        if shown is not None:
+            values = np.full((n_layers, len(shown.outputs), n), np.nan)
+            values[:, shown.outputs.index(position)] = scores[name]
+            shown.scores[name] = values
+            shown.notes.append(
+                f"Method {name} scores the input for the target with the model and was computed for {label} only "
+                "(layer input: the same row at every layer); other outputs show it as not computed."
+            )
+    return {name: INPUT_LAYER for name in inputs}

@@ -71,6 +71,7 @@ class AttributionInputs:
     seed: int = 0
     index: int = 0
     point: Any = None
+    max_passes: int = MAX_PASSES
     extra: dict[str, Any] = field(default_factory=dict)
 
 
