@@ -223,12 +223,11 @@ def explain(
     check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
                               max_passes=max_passes)
     if attribution_methods:
-        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
-                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
-                 if value is not None]
+        given = [flag for flag, value in (("--image", image), ("--generate", generate),
+                                          ("--decoder-text", decoder_text)) if value is not None]
         if given:
-            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
-                                f"--json; it does not take {given[0]} yet.")
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens (terminal table, --json, "
+                                f"--html); it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
     graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
