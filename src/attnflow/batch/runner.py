@@ -555,9 +555,8 @@ def result_keys(options: dict[str, Any]) -> list[str]:
     >>> result_keys({"methods": ["raw", "rollout"], "graphs": ["attention", "alti"]})
     ['raw', 'rollout', 'alti/raw', 'alti/rollout']
     """
-    from ..mixing import ATTENTION, result_key
-
     from ..methods.attribution import split_methods
+    from ..mixing import ATTENTION, result_key
 
     graphs = options.get("graphs") or [ATTENTION]
     attention, inputs = split_methods(options["methods"])
