@@ -300,12 +300,14 @@ def every_output_scores(
     >>> found.scores["flow"].shape, found.flow_solution.groups[:2]
     ((2, 3, 3), [(1, 0), (1, 1)])
     """
+    from .methods.attribution import split_methods
     from .methods.flow import FlowSolution, solve_flow
 
     array = as_attention_array(attentions)
     n_layers, _, n, _ = array.shape
     given = given or {}
-    chosen_methods = [get_method(name) for name in dict.fromkeys(methods)]
+    names, inputs = split_methods(list(dict.fromkeys(methods)))
+    chosen_methods = [get_method(name) for name in names]
     outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
     everything = flow_for_every_output(n_layers, n, flow_outputs)
     label = "the mean output" if position == "mean" else f"output token {position}"
@@ -368,6 +370,15 @@ def every_output_scores(
         if mine is not None:
             values[:, outputs.index(position)] = mine
         scores[method.name] = values
+    for name in inputs:  # attribution methods: what the model gave for the explained output, if anything
+        if name not in given:
+            notes.append(f"Method {name} runs the model for a target and cannot be shown from attention alone; "
+                         "it was left out.")
+            continue
+        scores[name] = np.full((n_layers, len(outputs), n), np.nan)
+        scores[name][:, outputs.index(position)] = given[name]
+        notes.append(f"Method {name} scores the input for the target with the model and was computed for {label} "
+                     "only (layer input: the same row at every layer); other outputs show it as not computed.")
     return OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
 
 
@@ -519,6 +530,37 @@ def score_capture(
     return found
 
 
+def input_scores(inputs: Sequence[str], model_pass: Any, n_layers: int, n: int) -> dict[str, np.ndarray]:
+    """Each attribution method's scores for ``model_pass``: ``(n,)`` repeated at each of ``n_layers`` rows.
+
+    The model pass may read a prefix of the ``n`` tokens (a generated answer token is
+    explained on the tokens before it): the tokens after it get 0, as a causal model's
+    output there cannot depend on them. The passes are checked against ``max_passes``
+    before any method runs.
+
+    Examples
+    --------
+    >>> from attnflow.methods.attribution import AttributionInputs
+    >>> input_scores(["occlusion"], AttributionInputs(None, None, [5, 6, 7], 0, max_passes=3), 6, 3)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: occlusion would run 4 model passes on this text of 3 tokens, over the limit of 3 \
+(--max-passes); raise --max-passes or shorten the text.
+    """
+    from .methods.attribution import attribution_scores, check_passes
+
+    length = len(model_pass.input_ids)
+    if length > n:
+        raise AttnflowError(f"The model pass reads {length} tokens, more than the {n} being explained.")
+    check_passes(inputs, length, model_pass.max_passes)  # before any attribution runs
+    found = {}
+    for name in inputs:
+        row = np.zeros(n)
+        row[:length] = attribution_scores(name, model_pass)
+        found[name] = np.tile(row, (n_layers, 1))
+    return found
+
+
 def _score_inputs(
     captured: Any, inputs: list[str], model_pass: Any, position: int | str, scores: dict[str, np.ndarray],
     every_output: dict[str, OutputScores],
@@ -527,16 +569,15 @@ def _score_inputs(
 
     Returns the ``{method: "input"}`` map recorded as ``options["input_methods"]``.
     """
-    from .methods.attribution import INPUT_LAYER, attribution_scores, check_passes
+    from .methods.attribution import INPUT_LAYER
 
     n_layers, n = np.shape(captured.attentions)[0], len(captured.tokens)
     if list(model_pass.input_ids) != list(captured.input_ids):
         raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
-    check_passes(inputs, n, model_pass.max_passes)  # before any attribution runs
+    scores.update(input_scores(inputs, model_pass, n_layers, n))
     shown = next(iter(every_output.values()), None)
     label = "the mean output" if position == "mean" else f"output token {position}"
     for name in inputs:
-        scores[name] = np.tile(attribution_scores(name, model_pass), (n_layers, 1))
         if shown is not None:
             values = np.full((n_layers, len(shown.outputs), n), np.nan)
             values[:, shown.outputs.index(position)] = scores[name]

@@ -156,8 +156,6 @@ def explain(
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     check_attribution_model(inputs, loaded)
-    if inputs and generate is not None:
-        raise AttnflowError(f"{inputs[0]} explains a text, not a generated answer; leave out generate.")
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(loaded):
@@ -184,8 +182,10 @@ def explain(
                 f"The {' and '.join(repr(g) for g in given)} parameter(s) cannot be given with 'generate': a generated "
                 "answer is explained at the positions that predicted its tokens, for those tokens."
             )
+        attribution = {"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes, "seed": seed}
         return explain_generation(
-            text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options
+            text, loaded, generate, methods + inputs, truncate=truncate, progress=progress, words=words,
+            attribution=attribution if inputs else None, **method_options,
         ).explanation
     from ..capture.plan import capture_heads, fits
     from ..mixing import ATTENTION, graph_names

@@ -1,0 +1,37 @@
+"""Attribution baselines in the HTML report of ``attnflow explain --html``: beside flow in the method comparison."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from attnflow.cli import main
+
+TEXT = "The <b>keys</b> to the cabinet & more."
+
+
+def test_the_report_shows_the_baselines_for_the_explained_output_beside_flow(capsys, tmp_path):
+    page, saved = tmp_path / "r.html", tmp_path / "r.json"
+    status = main(["explain", TEXT, "--method", "flow", "--method", "saliency", "--method", "occlusion",
+                   "--html", str(page), "--json", str(saved)])
+    assert status == 0, capsys.readouterr().err
+    html = page.read_text()
+    block = re.search(r'<script type="application/json" id="[^"]*">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in block and ">" not in block and "&" not in block  # the data block holds no markup
+    data, explained = json.loads(block), json.loads(saved.read_text())
+    assert data["tokens"] == explained["tokens"] and "<" in data["tokens"] and "&" in data["tokens"]
+    assert data["text"] == TEXT and TEXT not in html.replace(block, "")  # outside the block only escaped
+    assert {"flow", "saliency", "occlusion"} <= set(data["scores"])
+    k = data["outputs"].index(explained["output"])
+    for name in ("saliency", "occlusion"):
+        shown = np.asarray(data["scores"][name], dtype=float)  # (L, K, n), null where not computed
+        assert shown.shape == (6, len(data["outputs"]), len(data["tokens"]))
+        # the page rounds what it shows to 6 decimals (report/data.py's _rounded): half a unit of the 6th
+        np.testing.assert_allclose(shown[:, k], explained["scores"][name], rtol=0, atol=0.5e-6)
+        others = np.delete(shown, k, axis=1)
+        assert np.isnan(others).all()  # computed for the explained output only, and the page says so
+        assert any(name in note and "computed for output token 0 only" in note for note in data["notes"])
+    flow = np.asarray(data["scores"]["flow"], dtype=float)
+    assert not np.isnan(flow).any()  # flow, from attention alone, for every output of this short text
