@@ -575,12 +575,15 @@ def _attribution_options(
             raise AttnflowError(f"The attribution options {sorted(given)} are for attribution methods "
                                 "(saliency, occlusion, ...); leave them out.")
         return None
-    for label, used in (("images (--images)", images is not None),
-                        ("a decoder column (--decoder-column)", decoder_column is not None),
-                        ("evaluation (--evaluate)", evaluation not in (None, False))):
-        if used:
-            raise AttnflowError(f"Method {inputs[0]!r} is a text attribution method; attnflow batch does not run it "
-                                f"with {label} yet: leave the method out, or use attnflow evaluate.")
+    if images is not None:
+        raise AttnflowError(f"Method {inputs[0]!r} is a text attribution method; for images (--images) use raw, "
+                            "rollout or flow.")
+    if decoder_column is not None:
+        raise AttnflowError(f"Method {inputs[0]!r} is not available for encoder-decoder models (--decoder-column) "
+                            "yet; use the attention methods there (raw, rollout, flow, grad-rollout).")
+    if evaluation not in (None, False):
+        raise AttnflowError(f"Method {inputs[0]!r} is not judged per row (--evaluate) by attnflow batch yet; "
+                            "use attnflow evaluate, or leave out --evaluate.")
     options = {"ig_steps": 50, "lime_samples": LIME_SAMPLES, "max_passes": MAX_PASSES, "seed": 0, **(given or {})}
     unknown = sorted(set(options) - {"ig_steps", "lime_samples", "max_passes", "seed"})
     if unknown:
