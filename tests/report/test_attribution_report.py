@@ -6,8 +6,10 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from attnflow.cli import main
+from tests.report.conftest import browser, open_page, severe  # noqa: F401  (the session's headless chromium)
 
 TEXT = "The <b>keys</b> to the cabinet & more."
 
@@ -24,6 +26,8 @@ def test_the_report_shows_the_baselines_for_the_explained_output_beside_flow(cap
     assert data["tokens"] == explained["tokens"] and "<" in data["tokens"] and "&" in data["tokens"]
     assert data["text"] == TEXT and TEXT not in html.replace(block, "")  # outside the block only escaped
     assert {"flow", "saliency", "occlusion"} <= set(data["scores"])
+    assert data["input_methods"] == ["saliency", "occlusion"]  # headed "(input)" in the comparison
+    assert data["summaries"]["saliency"].endswith("(layer input: the same at every layer)")
     k = data["outputs"].index(explained["output"])
     for name in ("saliency", "occlusion"):
         shown = np.asarray(data["scores"][name], dtype=float)  # (L, K, n), null where not computed
@@ -35,3 +39,19 @@ def test_the_report_shows_the_baselines_for_the_explained_output_beside_flow(cap
         assert any(name in note and "computed for output token 0 only" in note for note in data["notes"])
     flow = np.asarray(data["scores"]["flow"], dtype=float)
     assert not np.isnan(flow).any()  # flow, from attention alone, for every output of this short text
+
+
+def test_the_comparison_heads_a_baseline_input_and_shows_its_values(browser, tmp_path, capsys):  # noqa: F811
+    page, saved = tmp_path / "b.html", tmp_path / "b.json"
+    status = main(["explain", "The cat sat.", "--method", "rollout", "--method", "saliency", "--html", str(page),
+                   "--json", str(saved)])
+    assert status == 0, capsys.readouterr().err
+    assert severe(open_page(browser, page)) == []
+    heads = browser.execute_script("return [...document.querySelectorAll('#compare thead th')].map(t => t.textContent)")
+    assert [h.strip() for h in heads[2:]] == ["rollout", "saliency (input)"]
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('#compare tbody tr')].map(r => r.querySelectorAll('td.num')[1]"
+        ".textContent)"
+    )
+    wanted = json.loads(saved.read_text())["scores"]["saliency"][-1]
+    assert [float(c) for c in cells] == pytest.approx(wanted, abs=0.5e-3)  # shown to 3 decimals

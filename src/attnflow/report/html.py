@@ -95,6 +95,7 @@ def render_html(data: ReportData, *, title: str | None = None) -> str:
     payload["summaries"] = {
         name: get_method(name).summary for name in data.methods if name in available_methods()
     }
+    payload["input_methods"] = [name for name in data.methods if is_attribution(name)]  # "(input)" in the page
     payload["summaries"].update({name: f"{get_attribution(name).summary} (layer input: the same at every layer)"
                                  for name in data.methods if is_attribution(name)})
     payload["summaries"].update(_graph_summaries(data.methods))
