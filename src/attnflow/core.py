@@ -370,16 +370,24 @@ def every_output_scores(
         if mine is not None:
             values[:, outputs.index(position)] = mine
         scores[method.name] = values
+    found = OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
     for name in inputs:  # attribution methods: what the model gave for the explained output, if anything
-        if name not in given:
+        if name in given:
+            _add_at_output(found, name, given[name], position)
+        else:
             notes.append(f"Method {name} runs the model for a target and cannot be shown from attention alone; "
                          "it was left out.")
-            continue
-        scores[name] = np.full((n_layers, len(outputs), n), np.nan)
-        scores[name][:, outputs.index(position)] = given[name]
-        notes.append(f"Method {name} scores the input for the target with the model and was computed for {label} "
-                     "only (layer input: the same row at every layer); other outputs show it as not computed.")
-    return OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
+    return found
+
+
+def _add_at_output(found: OutputScores, name: str, values: np.ndarray, position: int | str) -> None:
+    """An attribution method's ``(L, n)`` scores into a report's ``found``, at the explained output only."""
+    n_layers, n = np.shape(values)
+    found.scores[name] = np.full((n_layers, len(found.outputs), n), np.nan)
+    found.scores[name][:, found.outputs.index(position)] = values
+    label = "the mean output" if position == "mean" else f"output token {position}"
+    found.notes.append(f"Method {name} scores the input for the target with the model and was computed for {label} "
+                       "only (layer input: the same row at every layer); other outputs show it as not computed.")
 
 
 def score_capture(
@@ -576,14 +584,7 @@ def _score_inputs(
         raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
     scores.update(input_scores(inputs, model_pass, n_layers, n))
     shown = next(iter(every_output.values()), None)
-    label = "the mean output" if position == "mean" else f"output token {position}"
-    for name in inputs:
-        if shown is not None:
-            values = np.full((n_layers, len(shown.outputs), n), np.nan)
-            values[:, shown.outputs.index(position)] = scores[name]
-            shown.scores[name] = values
-            shown.notes.append(
-                f"Method {name} scores the input for the target with the model and was computed for {label} only "
-                "(layer input: the same row at every layer); other outputs show it as not computed."
-            )
+    if shown is not None:
+        for name in inputs:
+            _add_at_output(shown, name, scores[name], position)
     return {name: INPUT_LAYER for name in inputs}

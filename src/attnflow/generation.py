@@ -363,10 +363,9 @@ def explain_generation(
 
     point, blank = None, 0
     if inputs:
-        from .capture.perturb import blank_token_id
+        from .capture.perturb import attribution_blank_id
 
-        if getattr(loaded.tokenizer, "unk_token_id", None) is not None:
-            blank = blank_token_id(loaded, "unk")
+        blank = attribution_blank_id(loaded)
     for k, position in enumerate(positions):
         gradients, options = None, dict(method_options)
         if needs_gradients and heads != "all":

@@ -347,16 +347,13 @@ class ShardWorker:
     def _model_pass(self, bound: Any, input_ids: Any, example: int) -> Any:
         """The attribution methods' model pass of one row (its random baseline seeded by the row's example)."""
         from ..capture.gradient_point import gradient_point
-        from ..capture.perturb import blank_token_id
+        from ..capture.perturb import attribution_blank_id
         from ..methods.attribution import AttributionInputs
 
         if self._point is None:
             self._point = gradient_point(self.loaded)
-        tokenizer = self.loaded.tokenizer
-        blank = blank_token_id(self.loaded, "unk") if getattr(tokenizer, "unk_token_id", None) is not None else 0
-        options = self.spec.attribution or {}
-        return AttributionInputs(self.loaded, bound, list(input_ids), blank, index=example, point=self._point,
-                                 **options)
+        return AttributionInputs(self.loaded, bound, list(input_ids), attribution_blank_id(self.loaded), index=example,
+                                 point=self._point, **(self.spec.attribution or {}))
 
     def _target(self, spec: str | None) -> Any:
         if spec not in self._targets:

@@ -271,11 +271,10 @@ def _model_pass(
     loaded: Any, bound: Any, captured: Any, ig_steps: int, lime_samples: int, max_passes: int, seed: int
 ) -> Any:
     """The attribution methods' model pass of this text: the model, its bound target, the ids and the blank id."""
-    from ..capture.perturb import blank_token_id
+    from ..capture.perturb import attribution_blank_id
     from ..methods.attribution import AttributionInputs
 
-    blank = blank_token_id(loaded, "unk") if getattr(loaded.tokenizer, "unk_token_id", None) is not None else 0
-    return AttributionInputs(loaded, bound, list(captured.input_ids), blank, ig_steps=ig_steps,
+    return AttributionInputs(loaded, bound, list(captured.input_ids), attribution_blank_id(loaded), ig_steps=ig_steps,
                              lime_samples=lime_samples, seed=seed, max_passes=max_passes)
 
 
