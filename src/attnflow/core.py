@@ -433,8 +433,8 @@ def score_capture(
         of this capture (the loaded model, the target bound to these tokens, the token ids),
         which Captum runs the model on. Their ``(n,)`` scores fill every layer's row, keyed
         by the method's name (they score the input, not a graph); ``options["input_methods"]``
-        names them (layer ``input``). With ``every_output`` they join the first graph's
-        :class:`OutputScores` for the explained output only.
+        names them (layer ``input``). With ``every_output`` they join the attention graph's
+        :class:`OutputScores` (else the first graph's) for the explained output only, unprefixed.
     options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``, ``flow_tolerance``,
         ``flow_seconds``: as :func:`explain_attentions` takes them. ``residual`` and
@@ -583,7 +583,10 @@ def _score_inputs(
     if list(model_pass.input_ids) != list(captured.input_ids):
         raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
     scores.update(input_scores(inputs, model_pass, n_layers, n))
-    shown = next(iter(every_output.values()), None)
+    from .mixing import ATTENTION
+
+    # the report's attention graph when it has one (an attribution method belongs to no graph)
+    shown = every_output.get(ATTENTION, next(iter(every_output.values()), None))
     if shown is not None:
         for name in inputs:
             _add_at_output(shown, name, scores[name], position)

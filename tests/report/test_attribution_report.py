@@ -55,3 +55,16 @@ def test_the_comparison_heads_a_baseline_input_and_shows_its_values(browser, tmp
     )
     wanted = json.loads(saved.read_text())["scores"]["saliency"][-1]
     assert [float(c) for c in cells] == pytest.approx(wanted, abs=0.5e-3)  # shown to 3 decimals
+
+
+def test_over_a_context_mixing_graph_a_baseline_keeps_its_own_name(capsys, tmp_path):
+    """An attribution method scores the input, in no graph: never ``alti/saliency``, and its note has no graph."""
+    page = tmp_path / "g.html"
+    status = main(["explain", "The cat sat.", "--graph", "alti", "--method", "rollout", "--method", "saliency",
+                   "--html", str(page)])
+    assert status == 0, capsys.readouterr().err
+    block = re.search(r'<script type="application/json" id="[^"]*">(.*?)</script>', page.read_text(), re.S).group(1)
+    data = json.loads(block)
+    assert set(data["scores"]) == {"alti/rollout", "saliency"} and data["input_methods"] == ["saliency"]
+    assert any(note.startswith("Method saliency scores the input") for note in data["notes"])
+    assert not any("graph: Method saliency" in note for note in data["notes"])
