@@ -300,12 +300,14 @@ def every_output_scores(
     >>> found.scores["flow"].shape, found.flow_solution.groups[:2]
     ((2, 3, 3), [(1, 0), (1, 1)])
     """
+    from .methods.attribution import split_methods
     from .methods.flow import FlowSolution, solve_flow
 
     array = as_attention_array(attentions)
     n_layers, _, n, _ = array.shape
     given = given or {}
-    chosen_methods = [get_method(name) for name in dict.fromkeys(methods)]
+    names, inputs = split_methods(list(dict.fromkeys(methods)))
+    chosen_methods = [get_method(name) for name in names]
     outputs: list[int | str] = list(range(n)) + (["mean"] if position == "mean" else [])
     everything = flow_for_every_output(n_layers, n, flow_outputs)
     label = "the mean output" if position == "mean" else f"output token {position}"
@@ -368,7 +370,24 @@ def every_output_scores(
         if mine is not None:
             values[:, outputs.index(position)] = mine
         scores[method.name] = values
-    return OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
+    found = OutputScores(outputs=outputs, scores=scores, notes=notes, flow_solution=solution)
+    for name in inputs:  # attribution methods: what the model gave for the explained output, if anything
+        if name in given:
+            _add_at_output(found, name, given[name], position)
+        else:
+            notes.append(f"Method {name} runs the model for a target and cannot be shown from attention alone; "
+                         "it was left out.")
+    return found
+
+
+def _add_at_output(found: OutputScores, name: str, values: np.ndarray, position: int | str) -> None:
+    """An attribution method's ``(L, n)`` scores into a report's ``found``, at the explained output only."""
+    n_layers, n = np.shape(values)
+    found.scores[name] = np.full((n_layers, len(found.outputs), n), np.nan)
+    found.scores[name][:, found.outputs.index(position)] = values
+    label = "the mean output" if position == "mean" else f"output token {position}"
+    found.notes.append(f"Method {name} scores the input for the target with the model and was computed for {label} "
+                       "only (layer input: the same row at every layer); other outputs show it as not computed.")
 
 
 def score_capture(
@@ -381,6 +400,7 @@ def score_capture(
     gradients: Any = None,
     every_output: str | None = None,
     progress: Progress | None = None,
+    model_pass: Any = None,
     **options: Any,
 ) -> Scores:
     """Turn one capture into scores for the requested methods, graphs, output and target.
@@ -407,6 +427,14 @@ def score_capture(
         output's scores per graph, as a report shows them (:func:`every_output_scores`); flow
         for every output is then solved once per graph, and the explained output's flow is
         read from that solve.
+    model_pass
+        For attribution methods (:mod:`attnflow.methods.attribution`: ``saliency``,
+        ``occlusion``, ...): the :class:`~attnflow.methods.attribution.AttributionInputs`
+        of this capture (the loaded model, the target bound to these tokens, the token ids),
+        which Captum runs the model on. Their ``(n,)`` scores fill every layer's row, keyed
+        by the method's name (they score the input, not a graph); ``options["input_methods"]``
+        names them (layer ``input``). With ``every_output`` they join the attention graph's
+        :class:`OutputScores` (else the first graph's) for the explained output only, unprefixed.
     options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``, ``flow_tolerance``,
         ``flow_seconds``: as :func:`explain_attentions` takes them. ``residual`` and
@@ -423,16 +451,24 @@ def score_capture(
     >>> bool(np.array_equal(found.every_output["attention"].scores["flow"][:, 0], found.explanation.scores["flow"]))
     True
     """
+    from .methods.attribution import split_methods
     from .methods.flow import flow_is_exact, solve_flow
     from .mixing import ATTENTION, get_graph, graph_names, result_key
 
-    names = method_names(methods)
+    names, inputs = split_methods(method_names(methods))
+    if not names and not inputs:
+        raise AttnflowError("The 'methods' parameter must name at least one method.")
+    if inputs and model_pass is None:
+        raise AttnflowError(
+            f"Method {inputs[0]!r} runs the model on the input: pass model_pass=AttributionInputs(loaded, bound, "
+            "input_ids, blank_id) (attnflow.methods.attribution), or call attnflow.explain with the model."
+        )
     chosen = graph_names(graphs)
     if output is None:
         output = "last" if captured.is_causal else "cls"
     if chosen != [ATTENTION]:
         check_graph_options(chosen, names, options)
-        if mixing is None:
+        if mixing is None and names:
             raise AttnflowError(
                 f"The {', '.join(name for name in chosen if name != ATTENTION)} graph needs the input's mixing "
                 "capture: pass mixing=attnflow.mixing.capture_mixing(loaded, captured.input_ids)."
@@ -445,6 +481,12 @@ def score_capture(
     notes: list[str] = []
     position: Any = output
     for name in chosen:
+        if not names:  # attribution methods only: no graph to run
+            position = resolve_output(output, len(captured.tokens))
+            if every_output is not None:
+                outputs = list(range(len(captured.tokens))) + (["mean"] if position == "mean" else [])
+                found.every_output[name] = OutputScores(outputs, {})
+            continue
         if name == ATTENTION:
             array, kept = captured.attentions, dict(options)
         else:
@@ -486,8 +528,66 @@ def score_capture(
             )
     if not _mean_fusion(options.get("head_fusion")) and ATTENTION in chosen and chosen != [ATTENTION]:
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
+    recorded = dict(options)
+    if inputs:
+        recorded["input_methods"] = _score_inputs(captured, inputs, model_pass, position, scores, found.every_output)
     found.explanation = Explanation(
-        tokens=list(captured.tokens), scores=scores, output=position, options=dict(options), notes=notes,
+        tokens=list(captured.tokens), scores=scores, output=position, options=recorded, notes=notes,
         token_labels=labels, solutions=solutions, bounds=bounds,
     )
     return found
+
+
+def input_scores(inputs: Sequence[str], model_pass: Any, n_layers: int, n: int) -> dict[str, np.ndarray]:
+    """Each attribution method's scores for ``model_pass``: ``(n,)`` repeated at each of ``n_layers`` rows.
+
+    The model pass may read a prefix of the ``n`` tokens (a generated answer token is
+    explained on the tokens before it): the tokens after it get 0, as a causal model's
+    output there cannot depend on them. The passes are checked against ``max_passes``
+    before any method runs.
+
+    Examples
+    --------
+    >>> from attnflow.methods.attribution import AttributionInputs
+    >>> input_scores(["occlusion"], AttributionInputs(None, None, [5, 6, 7], 0, max_passes=3), 6, 3)
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: occlusion would run 4 model passes on this text of 3 tokens, over the limit of 3 \
+(--max-passes); raise --max-passes or shorten the text.
+    """
+    from .methods.attribution import attribution_scores, check_passes
+
+    length = len(model_pass.input_ids)
+    if length > n:
+        raise AttnflowError(f"The model pass reads {length} tokens, more than the {n} being explained.")
+    check_passes(inputs, length, model_pass.max_passes)  # before any attribution runs
+    found = {}
+    for name in inputs:
+        row = np.zeros(n)
+        row[:length] = attribution_scores(name, model_pass)
+        found[name] = np.tile(row, (n_layers, 1))
+    return found
+
+
+def _score_inputs(
+    captured: Any, inputs: list[str], model_pass: Any, position: int | str, scores: dict[str, np.ndarray],
+    every_output: dict[str, OutputScores],
+) -> dict[str, str]:
+    """Each attribution method's ``(n,)`` scores at every layer's row; in the report, at the explained output only.
+
+    Returns the ``{method: "input"}`` map recorded as ``options["input_methods"]``.
+    """
+    from .methods.attribution import INPUT_LAYER
+
+    n_layers, n = np.shape(captured.attentions)[0], len(captured.tokens)
+    if list(model_pass.input_ids) != list(captured.input_ids):
+        raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
+    scores.update(input_scores(inputs, model_pass, n_layers, n))
+    from .mixing import ATTENTION
+
+    # the report's attention graph when it has one (an attribution method belongs to no graph)
+    shown = every_output.get(ATTENTION, next(iter(every_output.values()), None))
+    if shown is not None:
+        for name in inputs:
+            _add_at_output(shown, name, scores[name], position)
+    return {name: INPUT_LAYER for name in inputs}

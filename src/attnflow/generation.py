@@ -297,6 +297,7 @@ def explain_generation(
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     words: bool = False,
+    attribution: dict[str, Any] | None = None,
     **method_options: Any,
 ) -> GenerationExplanation:
     """Generate greedily after ``prompt``, then explain every answer token and the answer span.
@@ -311,7 +312,10 @@ def explain_generation(
     head mean, the sequence is captured fused (bounded memory on long answers) and
     grad-rollout reads ``mean_h max(0, dS/dA ⊙ A)`` reduced in the backward pass
     (:func:`answer_weighted_attention`); the scores are those of every head within
-    float32 round-off.
+    float32 round-off. Attribution methods (``saliency``, ``occlusion``, ...) score
+    answer token ``k``'s logit on the tokens before it (:func:`attnflow.core.input_scores`;
+    later tokens 0), with ``attribution`` their options (``ig_steps``, ``lime_samples``,
+    ``max_passes``, ``seed``); the random baseline draws anew per answer token.
 
     Examples
     --------
@@ -322,13 +326,23 @@ def explain_generation(
     """
     from .capture import load_model
     from .capture.text import capture_token_ids
-    from .core import explain_attentions, method_names, wants_importance
+    from .core import explain_attentions, input_scores, method_names, wants_importance
     from .methods import get_method
+    from .methods.attribution import (
+        AttributionInputs,
+        check_attribution_model,
+        check_attribution_options,
+        split_methods,
+    )
 
-    names = method_names(methods)
+    names, inputs = split_methods(method_names(methods))
     for name in names:
         get_method(name)  # unknown names fail before the model runs
+    settings = dict(attribution or {})
+    check_attribution_options(inputs, **{key: settings[key] for key in ("ig_steps", "lime_samples", "max_passes")
+                                         if key in settings})
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
+    check_attribution_model(inputs, loaded)
     generation = generate(prompt, loaded, max_new_tokens, truncate=truncate)
     ids = generation.input_ids
     from .capture.plan import capture_heads
@@ -345,6 +359,13 @@ def explain_generation(
     values: list[float] = []
     if needs_gradients and heads != "all":
         logits = answer_logits(loaded, ids, generation.prompt_length)
+    from .explanation import Explanation
+
+    point, blank = None, 0
+    if inputs:
+        from .capture.perturb import attribution_blank_id
+
+        blank = attribution_blank_id(loaded)
     for k, position in enumerate(positions):
         gradients, options = None, dict(method_options)
         if needs_gradients and heads != "all":
@@ -362,13 +383,19 @@ def explain_generation(
 
                 options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
                 weights.append(np.asarray(options["head_fusion"]).tolist())
-        per_token.append(
-            explain_attentions(
+        part = Explanation(tokens=list(captured.tokens), scores={}, output=position)
+        if names:
+            part = explain_attentions(
                 captured.attentions, captured.tokens, methods=names, output=position, progress=progress,
                 gradients=gradients, **options,
             )
-        )
-    from .explanation import Explanation
+        if inputs:  # answer token k's logit, on the tokens before it
+            end = generation.prompt_length + k
+            given = AttributionInputs(loaded, _bound_token(loaded, ids[end]), ids[:end], blank, index=k,
+                                      point=point, **settings)
+            part.scores.update(input_scores(inputs, given, captured.n_layers, len(ids)))
+            point = given.point  # found once, on the first token
+        per_token.append(part)
 
     first = per_token[0]
     scores = {name: np.mean([e.scores[name] for e in per_token], axis=0) for name in first.scores}
@@ -380,14 +407,14 @@ def explain_generation(
     record = generation.describe()
     record["rule"] = SPAN_RULE
     target = None
-    if needs_gradients or importance:
+    if needs_gradients or importance or inputs:
         target = {
             "spec": "generated",
             "kind": "next_token",
             "head": "causal_lm",
             "measure": (
-                "each generated token at the position that predicted it: grad-rollout its logit, head "
-                "importance its log-probability"
+                "each generated token at the position that predicted it: grad-rollout and attribution methods its "
+                "logit, head importance its log-probability"
             ),
             "token_ids": list(generation.answer_ids),
         }
@@ -396,6 +423,8 @@ def explain_generation(
         if values:
             target["log_probabilities"] = values
     recorded = dict(method_options)
+    if inputs:
+        recorded["input_methods"] = {name: "input" for name in inputs}
     if importance:
         recorded["head_fusion"] = "importance"
         recorded["head_importance"] = weights  # (L, H) per answer token

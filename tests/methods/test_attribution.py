@@ -90,6 +90,9 @@ def test_bad_options_and_models_are_one_line():
     assert split_methods(["flow", "lime", "raw"]) == (["flow", "raw"], ["lime"])
     with pytest.raises(AttnflowError, match="--ig-steps of at least 1; got -2"):
         check_attribution_options(["integrated-gradients"], ig_steps=-2)
+    with pytest.raises(AttnflowError, match="gradient-shap needs --ig-steps of at least 1; got 0"):
+        check_attribution_options(["gradient-shap"], ig_steps=0)  # its samples
+    check_attribution_options(["saliency"], ig_steps=0)  # not a stepped method: the option is not read
     with pytest.raises(AttnflowError, match="over the limit of 100"):
         check_attribution_options(["lime"], lime_samples=200, max_passes=100)
     with pytest.raises(AttnflowError, match="raise --max-passes or shorten the text"):

@@ -128,6 +128,7 @@ def run_batch(
     graphs: Sequence[str] | str | None = None,
     decoder_column: str | None = None,
     words: bool = False,
+    attribution: dict[str, Any] | None = None,
     **method_options: Any,
 ) -> BatchResult:
     """Explain every row of a data set with each method, into Parquet shards; resumes an interrupted run.
@@ -212,13 +213,16 @@ def run_batch(
     from ..capture import load_model
     from ..capture.models import quiet_transformers
     from ..methods import get_method
+    from ..methods.attribution import split_methods
 
     names = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
     if not names:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
-    for name in names:
+    attention_names, inputs = split_methods(names)
+    attribution_options = _attribution_options(inputs, attribution, images, decoder_column, evaluation)
+    for name in attention_names:
         get_method(name)
-    known = set().union(*(get_method(name).options for name in names)) - {"progress"}
+    known = set().union(*(get_method(name).options for name in attention_names)) - {"progress"}
     unknown = set(method_options) - known
     if unknown:
         raise AttnflowError(f"Unknown option(s) {sorted(unknown)} for methods {names}; they accept {sorted(known)}.")
@@ -243,7 +247,7 @@ def run_batch(
     if graph_list != [ATTENTION]:
         from ..explainers.text import check_graph_options
 
-        check_graph_options(graph_list, names, method_options)
+        check_graph_options(graph_list, attention_names, method_options)
         if images is not None:
             others = ", ".join(name for name in graph_list if name != ATTENTION)
             raise AttnflowError(
@@ -310,7 +314,7 @@ def run_batch(
             f"The model {loaded.name!r} is an encoder-decoder model: name the column of each row's target with "
             "decoder_column= (CLI: --decoder-column COL); the text column is the source."
         )
-    wants_target = evaluation_options is not None or target_needed(names, method_options)
+    wants_target = evaluation_options is not None or target_needed(attention_names, method_options) or bool(inputs)
     if images is None and decoder_column is None and wants_target:
         from ..capture.targets import resolve_target
 
@@ -342,6 +346,8 @@ def run_batch(
         options["decoder_column"] = decoder_column
     if words:
         options["words"] = True
+    if attribution_options is not None:
+        options["attribution"] = attribution_options  # only then, likewise
     fingerprint = model_fingerprint(loaded)
     manifest = _open_folder(out, options, loaded.name, fingerprint, dataset, overwrite)
     resumed = manifest is not None
@@ -385,7 +391,7 @@ def run_batch(
         truncate=bool(truncate), batch_size=int(batch_size), threads=threads,
         label_type=manifest["data"]["label_type"], trust_remote_code=trust_remote_code,
         evaluation=evaluation_options, images=images is not None, graphs=tuple(graph_list),
-        seq2seq=decoder_column is not None, run=run, words=bool(words),
+        seq2seq=decoder_column is not None, run=run, words=bool(words), attribution=attribution_options,
     )
     sizes = {s.shard: len(s.records) for s in shards}
 
@@ -512,6 +518,11 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
         method: np.stack([np.asarray(v, dtype=np.float64) for v in group.sort_values("layer")["scores"]])
         for method, group in rows.groupby("method", sort=False)
     }
+    inputs = set(rows.loc[rows["layer"] == 0, "method"])  # attribution methods: one row, at the input
+    n_layers = int(rows["layer"].max()) or 1  # attribution methods alone: one row
+    for method in inputs:  # the same row at every layer, as attnflow.explain gives them
+        scores[method] = np.tile(scores[method][0], (n_layers, 1))
+    input_methods = {"input_methods": {method: "input" for method in inputs}} if inputs else {}
     output = int(first["output"]) if str(first["output"]).lstrip("-").isdigit() else str(first["output"])
     target = first["target"]
     if "source_length" in rows.columns:  # an encoder-decoder run
@@ -532,7 +543,7 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
         target=json.loads(target) if isinstance(target, str) else None,
         model_name=str(manifest.get("model", {}).get("name", "")),
         text=str(first["image"]) if "image" in rows.columns else str(first["text"]),
-        options=dict(manifest.get("options", {}).get("method_options", {})),
+        options={**manifest.get("options", {}).get("method_options", {}), **input_methods},
     )
 
 
@@ -544,10 +555,45 @@ def result_keys(options: dict[str, Any]) -> list[str]:
     >>> result_keys({"methods": ["raw", "rollout"], "graphs": ["attention", "alti"]})
     ['raw', 'rollout', 'alti/raw', 'alti/rollout']
     """
+    from ..methods.attribution import split_methods
     from ..mixing import ATTENTION, result_key
 
     graphs = options.get("graphs") or [ATTENTION]
-    return [result_key(graph, method) for graph in graphs for method in options["methods"]]
+    attention, inputs = split_methods(options["methods"])
+    return [result_key(graph, method) for graph in graphs for method in attention] + inputs
+
+
+def _attribution_options(
+    inputs: list[str], given: dict[str, Any] | None, images: Any, decoder_column: Any, evaluation: Any
+) -> dict[str, Any] | None:
+    """The attribution methods' options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``), checked, or
+    ``None`` without attribution methods; refused in one line where batch cannot run them, before a model loads."""
+    from ..methods.attribution import LIME_SAMPLES, MAX_PASSES, check_attribution_options
+
+    if not inputs:
+        if given:
+            raise AttnflowError(f"The attribution options {sorted(given)} are for attribution methods "
+                                "(saliency, occlusion, ...); leave them out.")
+        return None
+    if images is not None:
+        raise AttnflowError(f"Method {inputs[0]!r} is a text attribution method; for images (--images) use raw, "
+                            "rollout or flow.")
+    if decoder_column is not None:
+        raise AttnflowError(f"Method {inputs[0]!r} is not available for encoder-decoder models (--decoder-column) "
+                            "yet; use the attention methods there (raw, rollout, flow, grad-rollout).")
+    if evaluation not in (None, False):
+        raise AttnflowError(f"Method {inputs[0]!r} is not judged per row (--evaluate) by attnflow batch yet; "
+                            "use attnflow evaluate, or leave out --evaluate.")
+    options = {"ig_steps": 50, "lime_samples": LIME_SAMPLES, "max_passes": MAX_PASSES, "seed": 0, **(given or {})}
+    unknown = sorted(set(options) - {"ig_steps", "lime_samples", "max_passes", "seed"})
+    if unknown:
+        raise AttnflowError(f"Unknown attribution option(s) {unknown}; they are ig_steps, lime_samples, max_passes "
+                            "and seed.")
+    check_attribution_options(inputs, ig_steps=options["ig_steps"], lime_samples=options["lime_samples"],
+                              max_passes=options["max_passes"])
+    if isinstance(options["seed"], bool) or not isinstance(options["seed"], int):
+        raise AttnflowError(f"The seed must be a whole number; got {options['seed']!r}.")
+    return options
 
 
 def _inside(data: Path, out: Path) -> bool:

@@ -61,6 +61,8 @@ class WorkSpec:
     run: str = ""
     #: Add the ``words`` and ``word_scores`` columns (:mod:`attnflow.words`).
     words: bool = False
+    #: With attribution methods: their options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``).
+    attribution: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class ShardWorker:
             self.loaded = load_model(spec.model if loaded is None else loaded, trust_remote_code=spec.trust_remote_code)
         self.spec = spec
         self._targets: dict[str | None, Any] = {}
+        self._point: Any = None  # the attribution methods' gradient point, found once
 
     def ready(self) -> bool:
         """True once the model is loaded (Ray engines wait for this before timing)."""
@@ -126,6 +129,7 @@ class ShardWorker:
         from ..capture import capture_attention
         from ..core import score_capture
         from ..explainers.text import target_inputs, target_needed
+        from ..methods.attribution import split_methods
         from ..mixing import ATTENTION, capture_mixing, result_key
 
         spec = self.spec
@@ -141,24 +145,29 @@ class ShardWorker:
         captured = capture_attention(
             [r.text for r in shard.records], self.loaded, truncate=spec.truncate, batch_size=spec.batch_size
         )
-        wants_target = target_needed(spec.methods, spec.method_options)
-        keys = [result_key(graph, name) for graph in spec.graphs for name in spec.methods]
+        attention, inputs = split_methods(spec.methods)
+        wants_target = target_needed(attention, spec.method_options) or bool(inputs)
+        keys = [result_key(graph, name) for graph in spec.graphs for name in attention] + inputs
         for record, capture in zip(shard.records, captured, strict=True):
             output = spec.output if spec.output is not None else ("last" if capture.is_causal else "cls")
-            gradients, options, described = None, dict(spec.method_options), None
+            gradients, options, described, model_pass = None, dict(spec.method_options), None, None
             try:
                 if wants_target:
                     resolved = self._target(record.target if record.target is not None else spec.target)
                     bound = resolved.bind(self.loaded, capture.input_ids, record.label if resolved.uses_gold else None)
-                    gradients, options = target_inputs(
-                        self.loaded, bound, capture.input_ids, spec.methods, spec.method_options
-                    )
+                    if target_needed(attention, spec.method_options):
+                        gradients, options = target_inputs(
+                            self.loaded, bound, capture.input_ids, attention, spec.method_options
+                        )
                     described = _described(bound.describe())
+                    if inputs:
+                        model_pass = self._model_pass(bound, capture.input_ids, record.example)
                 mixing = None
-                if list(spec.graphs) != [ATTENTION]:  # as attnflow.explain(graph=...): one hooked pass of this
-                    mixing = capture_mixing(self.loaded, capture.input_ids)  # text alone serves every graph
+                if attention and list(spec.graphs) != [ATTENTION]:  # as attnflow.explain(graph=...): one hooked
+                    mixing = capture_mixing(self.loaded, capture.input_ids)  # pass of this text serves every graph
                 explanation = score_capture(capture, list(spec.methods), graphs=list(spec.graphs), output=output,
-                                            mixing=mixing, gradients=gradients, **options).explanation
+                                            mixing=mixing, gradients=gradients, model_pass=model_pass,
+                                            **options).explanation
             except AttnflowError as exc:
                 skipped.append({"example": record.example, "reason": f"error: {exc}"})
                 continue
@@ -335,6 +344,17 @@ class ShardWorker:
                     "run": spec.run, "evaluation": _plain(settings)}
         return pa.table(arrays).replace_schema_metadata({"attnflow": json.dumps(metadata)})
 
+    def _model_pass(self, bound: Any, input_ids: Any, example: int) -> Any:
+        """The attribution methods' model pass of one row (its random baseline seeded by the row's example)."""
+        from ..capture.gradient_point import gradient_point
+        from ..capture.perturb import attribution_blank_id
+        from ..methods.attribution import AttributionInputs
+
+        if self._point is None:
+            self._point = gradient_point(self.loaded)
+        return AttributionInputs(self.loaded, bound, list(input_ids), attribution_blank_id(self.loaded), index=example,
+                                 point=self._point, **(self.spec.attribution or {}))
+
     def _target(self, spec: str | None) -> Any:
         if spec not in self._targets:
             from ..capture.targets import resolve_target
@@ -404,16 +424,23 @@ def _add_rows(
 ) -> None:
     """One example's rows into ``columns``: one per method x layer of ``scores``, with ``cells`` repeated on each.
 
+    An attribution method (:mod:`attnflow.methods.attribution`) gives one row, at layer 0: the input.
+
     ``special`` are the special tokens' positions; ``words``, when not ``None``, the
     :class:`attnflow.words.WordGroups` that ``words`` and ``word_scores`` come from.
     """
+    from ..methods.attribution import is_attribution
+
     mask = _special_mask(len(tokens), special)
     for method in methods:
         values = scores[method]
+        at_input = is_attribution(method)  # one row, layer 0: the input (the same scores at every layer)
+        if at_input:
+            values = values[:1]
         summed = words.sum_scores(values) if words is not None else None
         for layer in range(values.shape[0]):
             columns["method"].append(method)
-            columns["layer"].append(layer + 1)
+            columns["layer"].append(0 if at_input else layer + 1)
             columns["output"].append(str(output))
             columns["n_tokens"].append(len(tokens))
             columns["tokens"].append(list(tokens))

@@ -46,6 +46,18 @@ MAX_BATCH_TOKENS = 32768
 BLANK_CHOICES = ("unk", "mask", "pad")
 
 
+def attribution_blank_id(loaded: LoadedModel) -> int:
+    """The blank of the attribution methods' baselines: the unknown token, or id 0 for a tokenizer without one.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> attribution_blank_id(load_model())
+    100
+    """
+    return blank_token_id(loaded, "unk") if getattr(loaded.tokenizer, "unk_token_id", None) is not None else 0
+
+
 def blank_token_id(loaded: LoadedModel, blank: str = "unk") -> int:
     """The id of the token that blanks a position out: ``"unk"``, ``"mask"``, ``"pad"`` or a token.
 

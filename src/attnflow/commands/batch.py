@@ -123,30 +123,42 @@ def batch(
         bool, typer.Option(help="With --evaluate: comprehensiveness, sufficiency and AOPC.")
     ] = True,
     blank: Annotated[str, typer.Option(help="With --evaluate: the blank token (unk, mask, pad or a token).")] = "unk",
-    ig_steps: Annotated[int | None, typer.Option(help="With --evaluate: integrated-gradients steps.")] = None,
-    seed: Annotated[int, typer.Option(help="With --evaluate: seed of the random baseline.")] = 0,
+    ig_steps: Annotated[
+        int | None, typer.Option(help="Integrated-gradients steps (--evaluate's yardstick, --method "
+                                 "integrated-gradients and gradient-shap).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline (--evaluate, --method random, lime).")] = 0,
+    lime_samples: Annotated[int, typer.Option(help="Samples of --method lime.")] = 200,
+    max_passes: Annotated[
+        int, typer.Option(help="Most model passes --method occlusion or lime may run on one row.")
+    ] = 1000,
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
     from ..batch import run_batch
     from ..errors import AttnflowError
     from ..io import check_input_file
-    from ..methods.attribution import is_attribution
+    from ..methods.attribution import split_methods
     from .explain import check_graphs
 
     check_input_file(data, "--data")
     check_methods(method)
-    attribution = [name for name in method if is_attribution(name)]
-    if attribution:  # they need the model per row; attnflow batch runs attention methods only, for now
-        raise AttnflowError(f"--method {attribution[0]} is an attribution method; attnflow batch does not run them "
-                            "yet: use attnflow evaluate or attnflow explain.")
-    graphs = check_graphs(graph, method, residual)  # run_batch refuses --images with them, before loading
+    attention_methods, attribution_methods = split_methods(method)
+    attribution = None
+    if attribution_methods:  # they run the model on each row at its first layer's input (layer 0 in the rows)
+        if evaluate:
+            raise AttnflowError(f"--method {attribution_methods[0]} is an attribution method; attnflow batch "
+                                "--evaluate does not judge them yet: use attnflow evaluate.")
+        attribution = {"ig_steps": 50 if ig_steps is None else ig_steps, "lime_samples": lime_samples,
+                       "max_passes": max_passes, "seed": seed}
+        ig_steps = None  # given to the methods, not to --evaluate
+    graphs = check_graphs(graph, attention_methods, residual)  # run_batch refuses --images with them
     options: dict[str, object] = {"head_fusion": head_fusion}
     if graphs == ["attention"]:  # the context-mixing graphs contain the residual
         options["residual"] = 0.5 if residual is None else residual
     from ..methods import get_method
 
-    accepted = set().union(*(get_method(name).options for name in method))
+    accepted = set().union(*(get_method(name).options for name in attention_methods))
     evaluation = None
     if evaluate:
         evaluation = {"faithfulness": faithfulness, "blank": blank, "seed": seed}
@@ -169,6 +181,7 @@ def batch(
             target_column=target_column, split=split, truncate=truncate, batch_size=batch_size,
             shard_size=shard_size, engine=engine, workers=workers, threads=threads, address=address,
             overwrite=overwrite, evaluation=evaluation, trust_remote_code=trust_remote_code, progress=progress,
+            attribution=attribution,
             log=lambda line: error_console.print(line, highlight=False, soft_wrap=True),
             **{key: value for key, value in options.items() if key in accepted},
         )

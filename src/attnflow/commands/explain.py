@@ -223,12 +223,10 @@ def explain(
     check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
                               max_passes=max_passes)
     if attribution_methods:
-        given = [flag for flag, value in (("--image", image), ("--generate", generate), ("--html", html_path),
-                                          ("--png", png_path), ("--svg", svg_path), ("--decoder-text", decoder_text))
-                 if value is not None]
+        given = [flag for flag, value in (("--image", image), ("--decoder-text", decoder_text)) if value is not None]
         if given:
-            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens in the terminal table and "
-                                f"--json; it does not take {given[0]} yet.")
+            raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens (terminal table, --json, "
+                                f"--html, --generate); it does not take {given[0]} yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
     graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
@@ -319,6 +317,8 @@ def explain(
         _explain_generated(
             text, model, generate, answer, words, method, layer, truncate, max_flow_seconds,
             json_path, html_path, png_path, svg_path, options,
+            attribution={"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+            if attribution_methods else None,
         )
         return
     captured = mixing = None
@@ -480,6 +480,7 @@ def _explain_generated(
     png_path: Path | None,
     svg_path: Path | None,
     options: dict[str, Any],
+    attribution: dict[str, Any] | None = None,
 ) -> None:
     """``explain --generate N``: continue the prompt, then the table(s), JSON and report of the answer."""
     from ..generation import check_generator, explain_generation
@@ -492,7 +493,8 @@ def _explain_generated(
         _check_flow_time((depth, 1, prompt + count, prompt + count), False, max_flow_seconds, outputs=count)
     with progress_bar("generating and explaining") as progress:
         found = explain_generation(
-            text, model, count, methods, truncate=truncate, progress=progress, words=words, **options
+            text, model, count, methods, truncate=truncate, progress=progress, words=words, attribution=attribution,
+            **options,
         )
     generation, result = found.generation, found.explanation
     stop = "its end-of-sequence token" if generation.stopped == "eos" else f"{len(generation.answer_ids)} tokens"

@@ -42,11 +42,9 @@ from ..methods.attribution import (
     LIME_SAMPLES,
     MAX_PASSES,
     AttributionInputs,
-    attribution_scores,
     available_attributions,
     check_attribution_model,
     check_attribution_options,
-    check_passes,
     get_attribution,
     is_attribution,
     split_methods,
@@ -708,23 +706,19 @@ def _evaluate_one(
     attention, inputs = split_methods(settings.methods)
     if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, attention, options)
-    scores: dict[str, np.ndarray] = {}
-    if attention:
-        mixing = None
-        if settings.graphs != ["attention"]:  # one hooked forward pass serves every analytic graph
-            from ..mixing import capture_mixing
+    mixing = None
+    if attention and settings.graphs != ["attention"]:  # one hooked forward pass serves every analytic graph
+        from ..mixing import capture_mixing
 
-            mixing = capture_mixing(loaded, ids)
-        scores = score_capture(capture, attention, graphs=settings.graphs, output=settings.output, mixing=mixing,
-                               gradients=gradients, **options).explanation.scores
-    n = len(ids)
+        mixing = capture_mixing(loaded, ids)
+    model_pass = None
     if inputs:  # attribution methods: (n,) at the input, the same row at every layer
-        check_passes(inputs, n, settings.max_passes)
-        for name in inputs:
-            given = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
-                                      lime_samples=settings.lime_samples, seed=settings.seed, index=index,
-                                      point=settings.point)
-            scores[name] = np.tile(attribution_scores(name, given), (capture.n_layers, 1))
+        model_pass = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
+                                       lime_samples=settings.lime_samples, seed=settings.seed, index=index,
+                                       point=settings.point, max_passes=settings.max_passes)
+    scores = score_capture(capture, attention + inputs, graphs=settings.graphs, output=settings.output, mixing=mixing,
+                           gradients=gradients, model_pass=model_pass, **options).explanation.scores
+    n = len(ids)
     every = list(range(n))
     truths: dict[str, np.ndarray] = {}
     truths_all: dict[str, np.ndarray] = {}  # every position, special tokens included

@@ -156,8 +156,6 @@ def explain(
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     check_attribution_model(inputs, loaded)
-    if inputs and generate is not None:
-        raise AttnflowError(f"{inputs[0]} explains a text, not a generated answer; leave out generate.")
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(loaded):
@@ -184,8 +182,10 @@ def explain(
                 f"The {' and '.join(repr(g) for g in given)} parameter(s) cannot be given with 'generate': a generated "
                 "answer is explained at the positions that predicted its tokens, for those tokens."
             )
+        attribution = {"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes, "seed": seed}
         return explain_generation(
-            text, loaded, generate, methods, truncate=truncate, progress=progress, words=words, **method_options
+            text, loaded, generate, methods + inputs, truncate=truncate, progress=progress, words=words,
+            attribution=attribution if inputs else None, **method_options,
         ).explanation
     from ..capture.plan import capture_heads, fits
     from ..mixing import ATTENTION, graph_names
@@ -216,22 +216,16 @@ def explain(
         bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
         if target_needed(methods, method_options):
             gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
-    if not methods:
-        from ..outputs import resolve_output
+    if graphs != [ATTENTION] and mixing is None and methods:  # one hooked forward pass serves every analytic graph
+        from ..mixing import capture_mixing
 
-        result = Explanation(tokens=list(captured.tokens), scores={},
-                             output=resolve_output(output, len(captured.tokens)))
-    else:
-        if graphs != [ATTENTION] and mixing is None:  # one hooked forward pass serves every analytic graph
-            from ..mixing import capture_mixing
-
-            mixing = capture_mixing(loaded, captured.input_ids)
-        found = score_capture(captured, methods, graphs=graphs, output=output, mixing=mixing, gradients=gradients,
-                              every_output=every_output, progress=progress, **options)
-        result = found.explanation
-        result.every_output = found.every_output
-    if inputs:
-        _add_attributions(result, inputs, loaded, bound, captured, ig_steps, lime_samples, max_passes, seed)
+        mixing = capture_mixing(loaded, captured.input_ids)
+    model_pass = _model_pass(loaded, bound, captured, ig_steps, lime_samples, max_passes, seed) if inputs else None
+    found = score_capture(captured, methods + inputs, graphs=graphs, output=output, mixing=mixing,
+                          gradients=gradients, every_output=every_output, progress=progress, model_pass=model_pass,
+                          **options)
+    result = found.explanation
+    result.every_output = found.every_output
     if bound is not None:
         result.options = {**result.options, **_recorded_options(method_options, options)}
     elif target is not None:
@@ -273,21 +267,15 @@ is not the model's.
     )
 
 
-def _add_attributions(
-    result: Explanation, inputs: list[str], loaded: Any, bound: Any, captured: Any, ig_steps: int,
-    lime_samples: int, max_passes: int, seed: int,
-) -> None:
-    """Score the input with each attribution method, ``(n,)`` repeated at every layer, recorded at layer ``input``."""
-    from ..capture.perturb import blank_token_id
-    from ..methods.attribution import INPUT_LAYER, AttributionInputs, attribution_scores, check_passes
+def _model_pass(
+    loaded: Any, bound: Any, captured: Any, ig_steps: int, lime_samples: int, max_passes: int, seed: int
+) -> Any:
+    """The attribution methods' model pass of this text: the model, its bound target, the ids and the blank id."""
+    from ..capture.perturb import attribution_blank_id
+    from ..methods.attribution import AttributionInputs
 
-    ids = list(captured.input_ids)
-    check_passes(inputs, len(ids), max_passes)
-    blank = blank_token_id(loaded, "unk") if getattr(loaded.tokenizer, "unk_token_id", None) is not None else 0
-    for name in inputs:
-        given = AttributionInputs(loaded, bound, ids, blank, ig_steps=ig_steps, lime_samples=lime_samples, seed=seed)
-        result.scores[name] = np.tile(attribution_scores(name, given), (captured.n_layers, 1))
-    result.options = {**result.options, "input_methods": {name: INPUT_LAYER for name in inputs}}
+    return AttributionInputs(loaded, bound, list(captured.input_ids), attribution_blank_id(loaded), ig_steps=ig_steps,
+                             lime_samples=lime_samples, seed=seed, max_passes=max_passes)
 
 
 def correction_note(captured: Any) -> str | None:

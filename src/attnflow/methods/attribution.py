@@ -71,6 +71,7 @@ class AttributionInputs:
     seed: int = 0
     index: int = 0
     point: Any = None
+    max_passes: int = MAX_PASSES
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,8 +147,9 @@ def check_attribution_options(
     for option, value in (("--ig-steps", ig_steps), ("--lime-samples", lime_samples), ("--max-passes", max_passes)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise AttnflowError(f"{option} must be a whole number; got {value!r}.")
-    if "integrated-gradients" in names and ig_steps < 1:
-        raise AttnflowError(f"integrated-gradients needs --ig-steps of at least 1; got {ig_steps}.")
+    stepped = [name for name in ("integrated-gradients", "gradient-shap") if name in names]  # steps or samples
+    if stepped and ig_steps < 1:
+        raise AttnflowError(f"{stepped[0]} needs --ig-steps of at least 1; got {ig_steps}.")
     if max_passes < 1:
         raise AttnflowError(f"--max-passes must be at least 1; got {max_passes}.")
     if "lime" in names:

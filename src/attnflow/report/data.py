@@ -50,6 +50,7 @@ from ..graph import (
     layer_list,
 )
 from ..methods import get_method, node_shares
+from ..methods.attribution import is_attribution
 from ..methods.rollout import output_walk
 from ..outputs import resolve_output
 from .cuts import check_flow_cuts, flow_cuts
@@ -531,7 +532,8 @@ def report_data(
     outputs, scores, notes = list(computed.outputs), dict(computed.scores), list(computed.notes)
     fused = fuse_heads(array, head_fusion)
     cuts = None if computed.flow_solution is None else flow_cuts(computed.flow_solution, position, n_layers)
-    if computing and not scores and not any(get_method(name).needs_gradients for name in names):
+    if computing and not scores and not any(is_attribution(name) or get_method(name).needs_gradients
+                                            for name in names):
         raise AttnflowError(f"None of the methods {names} can be computed from attention alone.")
     return ReportData(
         tokens=tokens,
@@ -625,8 +627,9 @@ def mark_report(data: ReportData, explanation: Explanation, *, open_on_answer: b
         for k, row in enumerate(values):
             if length - 1 + k in data.outputs:
                 scores[name][:, data.outputs.index(length - 1 + k)] = row
-        if get_method(name).needs_gradients:
-            notes = [note for note in notes if not note.startswith(f"Method {name} explains a target")]
+        if is_attribution(name) or get_method(name).needs_gradients:
+            notes = [note for note in notes if not note.startswith((f"Method {name} explains a target",
+                                                                    f"Method {name} scores the input"))]
             notes.append(
                 f"Method {name} explains each generated token (its logit) and was computed at the positions "
                 "that predicted the answer tokens only (and for the answer span, their mean); other outputs show it "

@@ -16,6 +16,7 @@ from typing import Any
 from ..core import OutputScores
 from ..errors import AttnflowError
 from ..explanation import Explanation
+from ..methods.attribution import available_attributions, is_attribution
 from ..mixing import ATTENTION, get_graph, result_key, split_key
 from .data import ReportData
 
@@ -24,6 +25,8 @@ DRAWN_NOTE = (
     "Methods named GRAPH/METHOD run over that context-mixing graph (docs/mixing.md); the layered graph drawn "
     "below, its routes and flow cuts, are the attention graph's."
 )
+#: The notes of attribution methods (core._add_at_output), which belong to no graph and are not prefixed with one.
+_INPUT_NOTES = tuple(f"Method {name} scores the input" for name in available_attributions())
 
 
 def graph_part(explanation: Explanation | None, graph: str) -> Explanation | None:
@@ -87,9 +90,11 @@ def report_with_graphs(
         return data
     scores = dict(data.scores) if keep else {}
     notes = list(data.notes) if keep else []
-    for name in others:
-        scores.update({result_key(name, key): value for key, value in computed[name].scores.items()})
-        notes.extend(f"{name} graph: {note}" for note in computed[name].notes)
+    for name in others:  # an attribution method (scores of the input, in no graph) keeps its own name
+        scores.update({key if is_attribution(key) else result_key(name, key): value
+                       for key, value in computed[name].scores.items()})
+        notes.extend(note if note.startswith(_INPUT_NOTES) else f"{name} graph: {note}"
+                     for note in computed[name].notes)
     notes.append(DRAWN_NOTE)
     return dataclasses.replace(data, scores=scores, notes=notes, flow_cuts=data.flow_cuts if keep else None,
                                shares=data.shares)

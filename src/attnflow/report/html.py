@@ -88,12 +88,16 @@ def render_html(data: ReportData, *, title: str | None = None) -> str:
     """
     from .._version import __version__
     from ..methods import available_methods, get_method
+    from ..methods.attribution import get_attribution, is_attribution
 
     payload = data.to_dict()
     payload["generator"] = f"attnflow {__version__}"
     payload["summaries"] = {
         name: get_method(name).summary for name in data.methods if name in available_methods()
     }
+    payload["input_methods"] = [name for name in data.methods if is_attribution(name)]  # "(input)" in the page
+    payload["summaries"].update({name: f"{get_attribution(name).summary} (layer input: the same at every layer)"
+                                 for name in data.methods if is_attribution(name)})
     payload["summaries"].update(_graph_summaries(data.methods))
     heading = title if title is not None else _default_heading(data)
     script = "\n" + _template("report.js") + "\n"

@@ -847,7 +847,8 @@
       var sw = el("span", { "class": "swatch" });
       sw.style.background = methodColour(m);
       th.appendChild(sw);
-      th.appendChild(document.createTextNode(" " + m));
+      // an attribution method scores the input: the same row after every layer
+      th.appendChild(document.createTextNode(" " + m + ((D.input_methods || []).indexOf(m) >= 0 ? " (input)" : "")));
       head.appendChild(th);
       rows[m] = scoresRow(m, state.layer, state.k);
       tops[m] = 0;
