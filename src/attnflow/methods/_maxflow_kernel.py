@@ -33,8 +33,11 @@ maximum flow of the problem before it (same sink, next source: a warm start):
    depth-first search from the source along forward arcs with residual
    capacity, with current arcs and dead-end marks, augmenting along every
    source-to-sink path it finds. On random attention this alone reaches the bound.
-2. If that does not reach the bound, push-relabel (Goldberg & Tarjan): the
-   source's arcs are saturated, excess moves along admissible arcs with the
+2. If that does not reach the bound, a search through the residual graph, from
+   the source and from the sink in turns, looks for an augmenting path; where
+   there is none, the flow is already maximal (most problems on real attention
+   end here: the blocking flow found the maximum but could not prove it). Otherwise push-relabel
+   (Goldberg & Tarjan): the source's arcs are saturated, excess moves along admissible arcs with the
    highest label first, labels start exact (a backward breadth-first search from
    the sink) and are recomputed after about ``RELABEL_EVERY`` passes over the
    arcs worth of work, and the gap rule lifts every node above an empty label.
@@ -89,6 +92,8 @@ BOUND_TOL = 1e-13
 CUT_TOL = 1e-13
 #: Push-relabel recomputes exact labels after this many passes over the arcs worth of work.
 RELABEL_EVERY = 8
+#: The search for an augmenting path counts an arc read from the sink's side as this many read from the source's.
+BACKWARD_COST = 4
 #: Batches whose problems span at most this many arc slots run on the calling thread.
 SERIAL_WORK = 1 << 20
 
@@ -101,22 +106,65 @@ def prepare(cap: np.ndarray) -> tuple[np.ndarray, ...]:
     what is returned.
     """
     cap = np.ascontiguousarray(cap, dtype=np.float64)
-    n_layers, n, _ = cap.shape
-    cap_t = cap.transpose(0, 2, 1)
     # numpy's vectorised argsort is several times faster than a sort inside numba.
-    fwd_order = np.argsort(-cap_t, axis=-1).astype(np.int32)
+    fwd_order = np.argsort(-cap.transpose(0, 2, 1), axis=-1).astype(np.int32)
     bwd_order = np.argsort(-cap, axis=-1).astype(np.int32)
-    fwd_keep = np.arange(n) < (cap_t > EPS).sum(axis=-1)[..., None]
-    bwd_keep = np.arange(n) < (cap > EPS).sum(axis=-1)[..., None]
-    f_layer, f_tail, _ = np.nonzero(fwd_keep)
-    f_head = fwd_order[fwd_keep]
-    b_layer, b_head, _ = np.nonzero(bwd_keep)
-    b_tail = bwd_order[bwd_keep]
-    # An arc's id is its index in ``cap``'s flat layout.
-    f_id = (f_layer * n + f_head) * n + f_tail
-    b_id = (b_layer * n + b_head) * n + b_tail
-    return _link(n_layers, n, f_layer * n + f_tail, f_id, f_head, cap.ravel()[f_id], b_layer * n + b_head, b_id,
-                 b_tail, cap.size)
+    return _prepare_sorted(cap, fwd_order, bwd_order)
+
+
+@nb.njit(cache=True)
+def _prepare_sorted(cap, fwd_order, bwd_order):  # pragma: no cover - compiled
+    """:func:`prepare` once every node's arcs are sorted: the lists and their cross-references in one pass each.
+
+    ``fwd_order[k, j]``: the heads ``i`` of ``(k, j)``'s arcs, largest capacity
+    first; ``bwd_order[k, i]``: the tails ``j`` of ``(k+1, i)``'s arcs, likewise.
+    Arcs of capacity at most ``EPS`` sort last and are left out.
+    """
+    n_layers, n, _ = cap.shape
+    fwd_cnt = np.zeros((n_layers, n), np.int32)
+    bwd_cnt = np.zeros((n_layers, n), np.int32)
+    for k in range(n_layers):
+        for i in range(n):
+            for j in range(n):
+                if cap[k, i, j] > EPS:
+                    fwd_cnt[k, j] += 1
+                    bwd_cnt[k, i] += 1
+    fwd_off = np.empty((n_layers + 1, n), np.int64)
+    bwd_off = np.empty((n_layers + 1, n), np.int64)
+    f_total = 0
+    b_total = 0
+    for k in range(n_layers):
+        for a in range(n):
+            fwd_off[k, a] = f_total
+            f_total += fwd_cnt[k, a]
+            bwd_off[k, a] = b_total
+            b_total += bwd_cnt[k, a]
+    fwd_off[n_layers, :] = f_total
+    bwd_off[n_layers, :] = b_total
+    cap_s = np.empty(f_total)
+    fwd_idx = np.empty(f_total, np.int32)
+    fwd_back = np.empty(f_total, np.int32)
+    bwd_idx = np.empty(b_total, np.int32)
+    bwd_fwd = np.empty(b_total, np.int32)
+    # position[k, i, j]: where arc (k, j) -> (k+1, i) sits in its head's backward list.
+    position = np.empty((n_layers, n, n), np.int32)
+    for k in range(n_layers):
+        for i in range(n):
+            base = bwd_off[k, i]
+            for rb in range(bwd_cnt[k, i]):
+                j = bwd_order[k, i, rb]
+                bwd_idx[base + rb] = j
+                position[k, i, j] = rb
+    for k in range(n_layers):
+        for j in range(n):
+            base = fwd_off[k, j]
+            for r in range(fwd_cnt[k, j]):
+                i = fwd_order[k, j, r]
+                cap_s[base + r] = cap[k, i, j]
+                fwd_idx[base + r] = i
+                fwd_back[base + r] = position[k, i, j]
+                bwd_fwd[bwd_off[k, i] + position[k, i, j]] = r
+    return cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt
 
 
 def prepare_arcs(
@@ -296,6 +344,103 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
                 if short <= 0.0:
                     break
 
+
+@nb.njit(cache=True)
+def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow,
+                  sink_res, seen_f, seen_b, queue_f, queue_b):  # pragma: no cover - compiled
+    """Whether an augmenting path is left: a residual path (arcs above ``EPS``) from ``(0, s)`` to the sink.
+
+    Two breadth-first searches in turns, one node each: forward from the source
+    (forward arcs with residual capacity, reverse arcs of arcs with flow, both
+    read in list order) and backward from the sink (push-relabel's exact-label
+    search). A node reached by both ends the search with a path; a search that
+    runs dry ends it without one, and then the flow is maximal: the nodes that
+    search reached bound a cut whose arcs all have residual capacity at most
+    ``EPS``, which is how push-relabel ends too. Each side of the cut is small
+    on some attention (the source's on MiniLM's, the sink's on SmolLM2's), so
+    this costs twice the smaller side, where push-relabel's first labels cost
+    the sink's side in any case.
+    """
+    for u in range(n, (depth + 1) * n):
+        seen_f[u] = False
+        seen_b[u] = False
+    head_f = tail_f = head_b = tail_b = 0
+    for r in range(fwd_cnt[0, s]):
+        if res[fwd_off[0, s] + r] > EPS:
+            v = n + fwd_idx[fwd_off[0, s] + r]
+            seen_f[v] = True
+            queue_f[tail_f] = v
+            tail_f += 1
+    for a in range(n):
+        if sink_res[a] > EPS:
+            v = depth * n + a
+            if seen_f[v]:
+                return True
+            seen_b[v] = True
+            queue_b[tail_b] = v
+            tail_b += 1
+    work_f = work_b = 0
+    while head_f < tail_f and head_b < tail_b:
+        if work_f > work_b:
+            u = queue_b[head_b]
+            head_b += 1
+            k = u // n
+            i = u - k * n
+            if k > 1:  # forward arcs (k-1, b) -> u with residual capacity
+                base = bwd_off[k - 1, i]
+                work_b += BACKWARD_COST * bwd_cnt[k - 1, i]
+                for rb in range(bwd_cnt[k - 1, i]):
+                    b = bwd_idx[base + rb]
+                    v = (k - 1) * n + b
+                    if not seen_b[v] and res[fwd_off[k - 1, b] + bwd_fwd[base + rb]] > EPS:
+                        if seen_f[v]:
+                            return True
+                        seen_b[v] = True
+                        queue_b[tail_b] = v
+                        tail_b += 1
+            if k < depth:  # reverse arcs (k+1, i') -> u, where u -> (k+1, i') carries flow
+                base = fwd_off[k, i]
+                work_b += BACKWARD_COST * fwd_cnt[k, i]
+                for r in range(fwd_cnt[k, i]):
+                    ii = fwd_idx[base + r]
+                    v = (k + 1) * n + ii
+                    if not seen_b[v] and flow[bwd_off[k, ii] + fwd_back[base + r]] > EPS:
+                        if seen_f[v]:
+                            return True
+                        seen_b[v] = True
+                        queue_b[tail_b] = v
+                        tail_b += 1
+            continue
+        u = queue_f[head_f]
+        head_f += 1
+        k = u // n
+        a = u - k * n
+        work_f += 1
+        if k < depth:
+            work_f += fwd_cnt[k, a]
+            base = fwd_off[k, a]
+            for r in range(fwd_cnt[k, a]):
+                if res[base + r] > EPS:
+                    v = (k + 1) * n + fwd_idx[base + r]
+                    if not seen_f[v]:
+                        if seen_b[v]:
+                            return True
+                        seen_f[v] = True
+                        queue_f[tail_f] = v
+                        tail_f += 1
+        if k > 1:
+            base = bwd_off[k - 1, a]
+            work_f += bwd_cnt[k - 1, a]
+            for rb in range(bwd_cnt[k - 1, a]):
+                if flow[base + rb] > EPS:
+                    v = (k - 1) * n + bwd_idx[base + rb]
+                    if not seen_f[v]:
+                        if seen_b[v]:
+                            return True
+                        seen_f[v] = True
+                        queue_f[tail_f] = v
+                        tail_f += 1
+    return False
 
 @nb.njit(cache=True)
 def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res,
@@ -678,7 +823,8 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
     if total < target:
         total = _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                                sink_res, dead, cur, path_u, path_r)
-    if total < target:
+    if total < target and _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
+                                        bwd_cnt, res, flow, sink_res, dead, in_s, queue, path_u):
         total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                               bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, label, count,
                               cur, bhead, bnext, queue)
