@@ -67,8 +67,11 @@ def test_prepare_holds_exactly_the_arcs_above_eps_sorted_and_cross_referenced(se
             np.testing.assert_array_equal(mine, theirs)
 
 
-def blocking_flow_then_search(cap: np.ndarray, sink_cap: np.ndarray, source: int) -> tuple[float, bool]:
-    """The blocking flow alone from the zero flow, then the search: ``(its value, whether a path is left)``."""
+def blocking_flow_then_search(
+    cap: np.ndarray, sink_cap: np.ndarray, source: int, costs: tuple[float, float] = (1.0, 1.0)
+) -> tuple[float, bool]:
+    """The blocking flow alone from the zero flow, then the search (``costs``: its turns' shares of work):
+    ``(the blocking flow's value, whether a path is left)``."""
     depth, n, _ = cap.shape
     prepared = kernel.prepare(cap)
     cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt = prepared
@@ -78,29 +81,35 @@ def blocking_flow_then_search(cap: np.ndarray, sink_cap: np.ndarray, source: int
     scratch = [np.empty(size, np.bool_), np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)]
     value = kernel._blocking_flow(source, depth, n, 0.0, np.inf, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res,
                                   flow, sink_res, *scratch)
-    left = kernel._reaches_sink(source, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
-                                bwd_cnt, res, flow, sink_res, np.empty(size, np.bool_), np.empty(size, np.bool_),
-                                np.empty(size, np.int64), np.empty(size, np.int64))
-    return value, left
+    found = kernel._reaches_sink(source, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
+                                 bwd_cnt, res, flow, sink_res, np.empty(size, np.bool_), np.empty(size, np.bool_),
+                                 np.empty(size, np.int64), np.empty(size, np.int64), *costs)
+    return value, found == kernel.PATH
 
 
 def test_the_search_finds_the_path_that_needs_a_backward_arc():
     """The first forward path blocks the only other one: the blocking flow gets 1 of 2, the search sees the rest."""
     cap = np.array([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]])
-    value, left = blocking_flow_then_search(cap, np.array([1.0, 1.0]), 0)
-    assert value == 1.0 and left
+    for costs in [(1.0, 1.0), (1e9, 1.0), (1.0, 1e9)]:
+        value, left = blocking_flow_then_search(cap, np.array([1.0, 1.0]), 0, costs)
+        assert value == 1.0 and left
     assert networkx_flow(cap, np.array([1.0, 1.0]), [0])[0] == 2.0
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 5), n=st.integers(1, 7), density=st.floats(0.2, 1.0))
-def test_the_search_finds_a_path_exactly_when_the_blocking_flow_fell_short(seed, depth, n, density):
-    """No path left: the blocking flow is the maximum (networkx); a path left: it is short by more than round-off."""
+@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 5), n=st.integers(1, 7), density=st.floats(0.2, 1.0),
+       costs=st.sampled_from([(1.0, 1.0), (1.0, 32.0), (8.0, 4.0), (1e9, 1.0), (1.0, 1e9)]))
+def test_the_search_finds_a_path_exactly_when_the_blocking_flow_fell_short(seed, depth, n, density, costs):
+    """No path left: the blocking flow is the maximum (networkx); a path left: it is short by more than round-off.
+
+    Whatever share of the work each side of the search gets (``costs``, down to one side
+    alone), the answer is the same.
+    """
     rng = np.random.default_rng(seed)
     cap = capacities(seed, depth, n, density)
     sink_cap = np.where(rng.random(n) < density, rng.random(n), 0.0)
     source = int(rng.integers(n))
-    value, left = blocking_flow_then_search(cap, sink_cap, source)
+    value, left = blocking_flow_then_search(cap, sink_cap, source, costs)
     exact = networkx_flow(cap, sink_cap, [source])[0]
     # Round-off: a value is a sum of at most (#arcs) capacities of size at most cap.max() in float64.
     slack = max(1.0, float(cap.max())) * cap.size * 2.0**-52

@@ -92,8 +92,13 @@ BOUND_TOL = 1e-13
 CUT_TOL = 1e-13
 #: Push-relabel recomputes exact labels after this many passes over the arcs worth of work.
 RELABEL_EVERY = 8
-#: The search for an augmenting path counts an arc read from the sink's side as this many read from the source's.
-BACKWARD_COST = 4
+#: The search for an augmenting path counts an arc read from the sink's side as this many read from the source's
+#: (a scattered read against one in list order) ...
+BACKWARD_COST = 4.0
+#: ... and the side that did not run dry in the block's last problem as this many times dearer.
+LEAN = 8.0
+#: What :func:`_reaches_sink` found.
+PATH, NO_PATH_SOURCE_SIDE, NO_PATH_SINK_SIDE = 0, 1, 2
 #: Batches whose problems span at most this many arc slots run on the calling thread.
 SERIAL_WORK = 1 << 20
 
@@ -347,7 +352,7 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
 
 @nb.njit(cache=True)
 def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow,
-                  sink_res, seen_f, seen_b, queue_f, queue_b):  # pragma: no cover - compiled
+                  sink_res, seen_f, seen_b, queue_f, queue_b, cost_f, cost_b):  # pragma: no cover - compiled
     """Whether an augmenting path is left: a residual path (arcs above ``EPS``) from ``(0, s)`` to the sink.
 
     Two breadth-first searches in turns, one node each: forward from the source
@@ -358,8 +363,13 @@ def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd
     search reached bound a cut whose arcs all have residual capacity at most
     ``EPS``, which is how push-relabel ends too. Each side of the cut is small
     on some attention (the source's on MiniLM's, the sink's on SmolLM2's), so
-    this costs twice the smaller side, where push-relabel's first labels cost
-    the sink's side in any case.
+    this costs about twice the smaller side, where push-relabel's first labels
+    cost the sink's side in any case. The turns are shared by work: an arc read
+    costs ``cost_f`` on the source's side and ``cost_b`` on the sink's.
+
+    Returns ``PATH``, or which side ran dry: ``NO_PATH_SOURCE_SIDE`` or
+    ``NO_PATH_SINK_SIDE`` (the next problem of the block, with the same sink,
+    usually ends the same way, so the caller makes the other side dearer).
     """
     for u in range(n, (depth + 1) * n):
         seen_f[u] = False
@@ -375,11 +385,12 @@ def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd
         if sink_res[a] > EPS:
             v = depth * n + a
             if seen_f[v]:
-                return True
+                return PATH
             seen_b[v] = True
             queue_b[tail_b] = v
             tail_b += 1
-    work_f = work_b = 0
+    work_f = 0.0
+    work_b = 0.0
     while head_f < tail_f and head_b < tail_b:
         if work_f > work_b:
             u = queue_b[head_b]
@@ -388,25 +399,25 @@ def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd
             i = u - k * n
             if k > 1:  # forward arcs (k-1, b) -> u with residual capacity
                 base = bwd_off[k - 1, i]
-                work_b += BACKWARD_COST * bwd_cnt[k - 1, i]
+                work_b += cost_b * bwd_cnt[k - 1, i]
                 for rb in range(bwd_cnt[k - 1, i]):
                     b = bwd_idx[base + rb]
                     v = (k - 1) * n + b
                     if not seen_b[v] and res[fwd_off[k - 1, b] + bwd_fwd[base + rb]] > EPS:
                         if seen_f[v]:
-                            return True
+                            return PATH
                         seen_b[v] = True
                         queue_b[tail_b] = v
                         tail_b += 1
             if k < depth:  # reverse arcs (k+1, i') -> u, where u -> (k+1, i') carries flow
                 base = fwd_off[k, i]
-                work_b += BACKWARD_COST * fwd_cnt[k, i]
+                work_b += cost_b * fwd_cnt[k, i]
                 for r in range(fwd_cnt[k, i]):
                     ii = fwd_idx[base + r]
                     v = (k + 1) * n + ii
                     if not seen_b[v] and flow[bwd_off[k, ii] + fwd_back[base + r]] > EPS:
                         if seen_f[v]:
-                            return True
+                            return PATH
                         seen_b[v] = True
                         queue_b[tail_b] = v
                         tail_b += 1
@@ -415,32 +426,32 @@ def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd
         head_f += 1
         k = u // n
         a = u - k * n
-        work_f += 1
+        work_f += cost_f
         if k < depth:
-            work_f += fwd_cnt[k, a]
+            work_f += cost_f * fwd_cnt[k, a]
             base = fwd_off[k, a]
             for r in range(fwd_cnt[k, a]):
                 if res[base + r] > EPS:
                     v = (k + 1) * n + fwd_idx[base + r]
                     if not seen_f[v]:
                         if seen_b[v]:
-                            return True
+                            return PATH
                         seen_f[v] = True
                         queue_f[tail_f] = v
                         tail_f += 1
         if k > 1:
             base = bwd_off[k - 1, a]
-            work_f += bwd_cnt[k - 1, a]
+            work_f += cost_f * bwd_cnt[k - 1, a]
             for rb in range(bwd_cnt[k - 1, a]):
                 if flow[base + rb] > EPS:
                     v = (k - 1) * n + bwd_idx[base + rb]
                     if not seen_f[v]:
                         if seen_b[v]:
-                            return True
+                            return PATH
                         seen_f[v] = True
                         queue_f[tail_f] = v
                         tail_f += 1
-    return False
+    return NO_PATH_SOURCE_SIDE if head_f == tail_f else NO_PATH_SINK_SIDE
 
 @nb.njit(cache=True)
 def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res,
@@ -783,14 +794,16 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, 
 @nb.njit(cache=True)
 def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
               bwd_cnt, res, flow, sink_res, dead, label, count, cur, path_u, path_r, queue,
-              excess, bhead, bnext, in_s, certify, check):  # pragma: no cover - compiled
+              excess, bhead, bnext, in_s, certify, check, last):  # pragma: no cover - compiled
     """Maximum flow from ``(0, s)`` to the sink, with its canonical cut (when ``certify``).
 
     ``res``, ``flow`` and ``sink_res`` hold on entry a flow from ``(0, old)`` to
     the same sink at the same depth (``old = -1``: the zero flow), which is the
     warm start, and on return the maximum flow from ``(0, s)``. ``upper`` is a
-    known upper bound (a cut's capacity), ``inf`` if none. Returns ``(value,
-    cut capacity, largest violation)``; ``in_s`` then marks the cut's source
+    known upper bound (a cut's capacity), ``inf`` if none; ``last``: what the
+    previous problem's search for an augmenting path found (:func:`_reaches_sink`;
+    ``PATH`` if none ran), which only steers the work, never the value. Returns ``(value,
+    cut capacity, largest violation, what this problem's search found)``; ``in_s`` then marks the cut's source
     side (layers ``1..depth``). Without ``certify`` there is no cut (its
     capacity is NaN) and no check: the certificate costs about two passes over
     the arcs, which is most of the work where the blocking flow alone suffices.
@@ -802,7 +815,7 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
             sink_total += sink_cap[a]
     if depth == 0:
         value = sink_cap[s] if sink_cap[s] > EPS else 0.0
-        return value, value, 0.0
+        return value, value, 0.0, last
     out_total = 0.0
     for r in range(fwd_cnt[0, s]):
         out_total += cap_s[fwd_off[0, s] + r]
@@ -823,8 +836,13 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
     if total < target:
         total = _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                                sink_res, dead, cur, path_u, path_r)
-    if total < target and _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
-                                        bwd_cnt, res, flow, sink_res, dead, in_s, queue, path_u):
+    found = last
+    if total < target:
+        cost_f = LEAN if last == NO_PATH_SINK_SIDE else 1.0
+        cost_b = BACKWARD_COST * (LEAN if last == NO_PATH_SOURCE_SIDE else 1.0)
+        found = _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
+                              res, flow, sink_res, dead, in_s, queue, path_u, cost_f, cost_b)
+    if total < target and found == PATH:
         total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                               bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, label, count,
                               cur, bhead, bnext, queue)
@@ -838,7 +856,7 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
     for a in range(n):
         if sink_cap[a] > EPS:
             value += sink_cap[a] - sink_res[a]
-    return value, capacity, worst
+    return value, capacity, worst, found
 
 
 @nb.njit(cache=True)
@@ -897,11 +915,12 @@ def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap
     for a in range(n):
         sink_res[a] = sink_cap[a] if sink_cap[a] > EPS else 0.0
     old = -1
+    found = PATH
     for p in range(first, stop):
-        value, capacity, bad = solve_one(
+        value, capacity, bad, found = solve_one(
             old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
             bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, dead, label, count, cur,
-            path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
+            path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check, found)
         old = sources[p] if depth > 0 else -1
         out[p] = value
         cut_caps[p] = capacity
