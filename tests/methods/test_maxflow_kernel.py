@@ -117,3 +117,74 @@ def test_the_search_finds_a_path_exactly_when_the_blocking_flow_fell_short(seed,
         assert exact - value > kernel.EPS - slack
     else:
         assert abs(exact - value) <= (cap.size + n) * kernel.EPS + slack
+
+
+def finish(cap: np.ndarray, sink_cap: np.ndarray, source: int, how: str) -> tuple[float, int]:
+    """The blocking flow, then Dinic phases (``"dinic"``) or push-relabel (``"push-relabel"``) to the maximum.
+
+    Returns ``(the value, the Dinic phases that ran)``; the final flow is checked feasible here.
+    """
+    depth, n, _ = cap.shape
+    cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt = kernel.prepare(cap)
+    res, flow = cap_s.copy(), np.zeros_like(cap_s)
+    sink_res = np.where(sink_cap > kernel.EPS, sink_cap, 0.0)
+    size = (depth + 1) * n + 1
+    ints = [np.empty(size, np.int64) for _ in range(6)]
+    dead = np.empty(size, np.bool_)
+    value = kernel._blocking_flow(source, depth, n, 0.0, np.inf, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res,
+                                  flow, sink_res, dead, ints[0], ints[1], ints[2])
+    phases = 0
+    if how == "dinic":
+        more = True
+        while more:
+            value, more = kernel._dinic_phase(source, depth, n, value, np.inf, fwd_idx, fwd_back, fwd_cnt, fwd_off,
+                                              bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, ints[0], dead,
+                                              ints[1], ints[2], ints[3], ints[4])
+            phases += 1
+    else:
+        excess = np.empty(size)
+        value = kernel._push_relabel(source, depth, n, value, np.inf, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off,
+                                     bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, ints[0],
+                                     np.empty(size + 2, np.int64), ints[1], np.empty(size + 2, np.int64), ints[2],
+                                     ints[3])
+        kernel._return_excess(source, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
+                              bwd_cnt, res, flow, excess)
+    # A flow: within capacities, the two copies agree, conserved at every inner node.
+    assert np.all(res >= -kernel.EPS) and np.all(res <= cap_s + kernel.EPS)
+    arc_flow = cap_s - res
+    inflow, outflow = np.zeros((depth + 1, n)), np.zeros((depth + 1, n))
+    for k in range(depth):
+        for a in range(n):
+            for r in range(fwd_cnt[k, a]):
+                p = fwd_off[k, a] + r
+                i = fwd_idx[p]
+                assert abs(flow[bwd_off[k, i] + fwd_back[p]] - arc_flow[p]) <= 4 * kernel.EPS
+                outflow[k, a] += arc_flow[p]
+                inflow[k + 1, i] += arc_flow[p]
+    outflow[depth] = np.where(sink_cap > kernel.EPS, sink_cap, 0.0) - sink_res
+    tolerance = (cap.size + n) * kernel.EPS
+    np.testing.assert_allclose(inflow[1:], outflow[1:], rtol=0, atol=tolerance)
+    assert abs(outflow[0, source] - outflow[depth].sum()) <= tolerance
+    return value, phases
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 5), n=st.integers(1, 7), density=st.floats(0.2, 1.0),
+       how=st.sampled_from(["dinic", "push-relabel"]))
+def test_dinic_phases_and_push_relabel_each_finish_the_blocking_flow_to_the_maximum(seed, depth, n, density, how):
+    """Either route after the blocking flow ends at networkx's value with a feasible flow."""
+    rng = np.random.default_rng(seed)
+    cap = capacities(seed, depth, n, density)
+    sink_cap = np.where(rng.random(n) < density, rng.random(n), 0.0)
+    source = int(rng.integers(n))
+    value, phases = finish(cap, sink_cap, source, how)
+    exact = networkx_flow(cap, sink_cap, [source])[0]
+    assert abs(value - exact) <= (cap.size + n) * kernel.EPS + max(1.0, float(cap.max())) * cap.size * 2.0**-52
+    assert phases <= (depth + 2) * n + 1  # the sink's distance grows with every phase
+
+
+def test_a_dinic_phase_reverses_an_arc():
+    """The blocking flow gets 1 of 2; one Dinic phase finds the path through the reverse arc, the next proves it."""
+    cap = np.array([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]])
+    assert finish(cap, np.array([1.0, 1.0]), 0, "dinic") == (2.0, 2)
+    assert finish(cap, np.array([1.0, 1.0]), 0, "push-relabel")[0] == 2.0

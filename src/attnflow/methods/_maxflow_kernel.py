@@ -35,15 +35,17 @@ maximum flow of the problem before it (same sink, next source: a warm start):
    source-to-sink path it finds. On random attention this alone reaches the bound.
 2. If that does not reach the bound, a search through the residual graph, from
    the source and from the sink in turns, looks for an augmenting path; where
-   there is none, the flow is already maximal (most problems on real attention
-   end here: the blocking flow found the maximum but could not prove it). Otherwise push-relabel
-   (Goldberg & Tarjan): the source's arcs are saturated, excess moves along admissible arcs with the
-   highest label first, labels start exact (a backward breadth-first search from
-   the sink) and are recomputed after about ``RELABEL_EVERY`` passes over the
-   arcs worth of work, and the gap rule lifts every node above an empty label.
-   On real attention the blocking flow finds about 98 % of the value and this
-   phase the rest. What excess is left is sent back to the source in one sweep
-   down the layers (the graph is acyclic), which turns the preflow into a flow.
+   there is none, the flow is already maximal (many problems on real attention,
+   most on SmolLM2's, end here: the blocking flow found the maximum but could
+   not prove it).
+   Otherwise Dinic's algorithm goes on in the full residual graph, reverse arcs
+   included: each phase labels the nodes by their distance from the source and
+   augments along level-raising paths until none is left; on real attention two
+   or three phases end it. Should ``DINIC_PHASES`` not suffice, push-relabel
+   (Goldberg & Tarjan, highest label first, exact labels recomputed after about
+   ``RELABEL_EVERY`` passes over the arcs worth of work, the gap rule) finishes
+   from that flow, and its leftover excess is sent back to the source in one
+   sweep down the layers (the graph is acyclic).
 3. Certificate: the nodes still reachable from the source through arcs with
    residual capacity above ``CUT_TOL`` form the canonical minimum cut (its
    smallest source side); its capacity is computed and, with ``check``, the
@@ -99,6 +101,8 @@ BACKWARD_COST = 4.0
 LEAN = 8.0
 #: What :func:`_reaches_sink` found.
 PATH, NO_PATH_SOURCE_SIDE, NO_PATH_SINK_SIDE = 0, 1, 2
+#: Dinic phases after the blocking flow before push-relabel takes over (real attention needs two or three).
+DINIC_PHASES = 16
 #: Batches whose problems span at most this many arc slots run on the calling thread.
 SERIAL_WORK = 1 << 20
 
@@ -452,6 +456,159 @@ def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd
                         queue_f[tail_f] = v
                         tail_f += 1
     return NO_PATH_SOURCE_SIDE if head_f == tail_f else NO_PATH_SINK_SIDE
+
+@nb.njit(cache=True)
+def _dinic_phase(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
+                 res, flow, sink_res, level, dead, cur, queue, path_u, path_r):  # pragma: no cover - compiled
+    """One phase of Dinic's algorithm in the full residual graph, from the current flow.
+
+    A breadth-first search from the source over forward arcs with residual
+    capacity and reverse arcs of arcs with flow gives each node its distance
+    ``level``; then a depth-first search with current arcs and dead-end marks
+    augments along every path whose levels rise by one at each step (a
+    blocking flow of that level graph), reversals included. Returns ``(flow into
+    the sink, whether the search reached the sink)``: when it did not, the flow
+    is maximal.
+    """
+    hi = (depth + 1) * n
+    for u in range(n, hi):
+        level[u] = -1
+        dead[u] = False
+        cur[u] = 0
+    head = 0
+    tail = 0
+    for r in range(fwd_cnt[0, s]):
+        if res[fwd_off[0, s] + r] > EPS:
+            v = n + fwd_idx[fwd_off[0, s] + r]
+            if level[v] < 0:
+                level[v] = 1
+                queue[tail] = v
+                tail += 1
+    sink_level = -1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        if sink_level >= 0 and level[u] >= sink_level:
+            break
+        k = u // n
+        a = u - k * n
+        if k == depth:
+            if sink_res[a] > EPS and sink_level < 0:
+                sink_level = level[u] + 1
+        else:
+            base = fwd_off[k, a]
+            for r in range(fwd_cnt[k, a]):
+                if res[base + r] > EPS:
+                    v = (k + 1) * n + fwd_idx[base + r]
+                    if level[v] < 0:
+                        level[v] = level[u] + 1
+                        queue[tail] = v
+                        tail += 1
+        if k > 1:
+            base = bwd_off[k - 1, a]
+            for rb in range(bwd_cnt[k - 1, a]):
+                if flow[base + rb] > EPS:
+                    v = (k - 1) * n + bwd_idx[base + rb]
+                    if level[v] < 0:
+                        level[v] = level[u] + 1
+                        queue[tail] = v
+                        tail += 1
+    if sink_level < 0:
+        return total, False
+    # Depth-first along arcs whose level rises by one: path_u[p] is the node at step p >= 1, path_r[p] the
+    # arc taken from it (forward list first, then the reverse arcs of its backward list), src_r the source's.
+    src_r = 0
+    plen = 0  # number of nodes on the path after the source
+    while True:
+        if plen == 0:
+            while src_r < fwd_cnt[0, s]:
+                if res[fwd_off[0, s] + src_r] > EPS:
+                    v = n + fwd_idx[fwd_off[0, s] + src_r]
+                    if level[v] == 1 and not dead[v]:
+                        break
+                src_r += 1
+            if src_r >= fwd_cnt[0, s]:
+                return total, True
+            plen = 1
+            path_u[1] = n + fwd_idx[fwd_off[0, s] + src_r]
+            continue
+        u = path_u[plen]
+        k = u // n
+        a = u - k * n
+        if k == depth and level[u] + 1 == sink_level and sink_res[a] > EPS:
+            # augment: bottleneck over the source arc, the path's arcs and the sink arc
+            delta = res[fwd_off[0, s] + src_r]
+            first = 0
+            for p in range(1, plen):
+                w = path_u[p]
+                kw = w // n
+                aw = w - kw * n
+                r = path_r[p]
+                nf = fwd_cnt[kw, aw] if kw < depth else 0
+                if r < nf:
+                    c = res[fwd_off[kw, aw] + r]
+                else:
+                    c = flow[bwd_off[kw - 1, aw] + r - nf]
+                if c < delta:
+                    delta = c
+                    first = p
+            if sink_res[a] < delta:
+                delta = sink_res[a]
+                first = plen
+            res[fwd_off[0, s] + src_r] -= delta
+            i0 = fwd_idx[fwd_off[0, s] + src_r]
+            flow[bwd_off[0, i0] + fwd_back[fwd_off[0, s] + src_r]] += delta
+            for p in range(1, plen):
+                w = path_u[p]
+                kw = w // n
+                aw = w - kw * n
+                r = path_r[p]
+                nf = fwd_cnt[kw, aw] if kw < depth else 0
+                if r < nf:
+                    q = fwd_off[kw, aw] + r
+                    res[q] -= delta
+                    flow[bwd_off[kw, fwd_idx[q]] + fwd_back[q]] += delta
+                else:
+                    q = bwd_off[kw - 1, aw] + r - nf
+                    flow[q] -= delta
+                    b = bwd_idx[q]
+                    res[fwd_off[kw - 1, b] + bwd_fwd[q]] += delta
+            sink_res[a] -= delta
+            total += delta
+            if total >= target:
+                return total, True
+            plen = first
+            continue
+        nf = fwd_cnt[k, a] if k < depth else 0
+        nb_ = bwd_cnt[k - 1, a] if k > 1 else 0
+        r = cur[u]
+        want = level[u] + 1
+        v = -1
+        while r < nf + nb_:
+            if r < nf:
+                q = fwd_off[k, a] + r
+                if res[q] > EPS:
+                    v = (k + 1) * n + fwd_idx[q]
+                    if level[v] == want and not dead[v]:
+                        break
+            else:
+                q = bwd_off[k - 1, a] + r - nf
+                if flow[q] > EPS:
+                    v = (k - 1) * n + bwd_idx[q]
+                    if level[v] == want and not dead[v]:
+                        break
+            r += 1
+        cur[u] = r
+        if r < nf + nb_:
+            path_r[plen] = r
+            plen += 1
+            path_u[plen] = v
+        else:
+            dead[u] = True
+            plen -= 1
+            if plen == 0:
+                src_r += 1
+
 
 @nb.njit(cache=True)
 def _global_relabel(depth, n, n_lab, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res,
@@ -842,7 +999,13 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
         cost_b = BACKWARD_COST * (LEAN if last == NO_PATH_SOURCE_SIDE else 1.0)
         found = _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
                               res, flow, sink_res, dead, in_s, queue, path_u, cost_f, cost_b)
-    if total < target and found == PATH:
+    more = found == PATH
+    phases = 0
+    while total < target and more and phases < DINIC_PHASES:
+        total, more = _dinic_phase(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx,
+                                   bwd_fwd, bwd_cnt, res, flow, sink_res, label, dead, cur, queue, path_u, path_r)
+        phases += 1
+    if total < target and more:  # still short after DINIC_PHASES phases: push-relabel from this flow
         total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                               bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, label, count,
                               cur, bhead, bnext, queue)
