@@ -104,7 +104,7 @@ def text_cases(model_name: str, tokens_list, n_texts: int, long_texts: int) -> l
     model = load_model(model_name)
     decoder = model_name == "smollm2"
     special = 0 if decoder else 2  # MiniLM adds [CLS] and [SEP]
-    cases = []
+    cases, late = [], []
     for tokens in tokens_list:
         for k, text in enumerate(stdlib_texts(n_texts)):
             ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][: tokens - special]
@@ -118,12 +118,15 @@ def text_cases(model_name: str, tokens_list, n_texts: int, long_texts: int) -> l
             jobs: tuple[str, ...] = ("top", "layers")
             if not decoder and tokens == 128 and k == 0:
                 jobs = ("top", "layers", "all")
-            if decoder and tokens >= 512 and k >= long_texts:
-                jobs = ("top",)
             label = "SmolLM2" if decoder else "MiniLM"
-            cases.append(Case(f"{label} {n_layers}x{tokens}", attention, jobs, f"text {k} ({n} tokens)",
-                              output=n - 1 if decoder else 0))
-    return cases
+            case = Case(f"{label} {n_layers}x{tokens}", attention, jobs, f"text {k} ({n} tokens)",
+                        output=n - 1 if decoder else 0)
+            if decoder and tokens >= 512:  # every layer takes minutes: last, and on long_texts texts only
+                case.jobs = ("top",)
+                if k < long_texts:
+                    late.append(Case(case.name, attention, ("layers",), case.source, output=case.output))
+            cases.append(case)
+    return cases + late
 
 
 def small_model_cases(n_inputs: int) -> list[Case]:
@@ -399,19 +402,18 @@ def main(argv: list[str] | None = None) -> None:
     if "banded" in args.models:
         cases += synthetic_cases()
     rows = []
+    command = "python benchmarks/flow.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for case in cases:
         print(f"{case.name} {case.source} ...", flush=True)
         rows.extend(run_case(case, args, threads))
-    summary = summarize(rows)
-    print_summary(summary)
+        if args.json:  # after every case, so that a long run stopped early keeps what it measured
+            results = {"command": command, "date": date, "threads": threads, "load_before": load_before[0],
+                       "load_after": os.getloadavg()[0], "complete": case is cases[-1],
+                       "summary": summarize(rows), "rows": rows}
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print_summary(summarize(rows))
     if args.json:
-        results = {
-            "command": "python benchmarks/flow.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": threads,
-            "load_before": load_before[0], "load_after": os.getloadavg()[0],
-            "summary": summary, "rows": rows,
-        }
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 
