@@ -1,38 +1,44 @@
-"""Exact attention flow: attnflow against the ways it has been computed before, side by side.
+"""Exact attention flow: attnflow against scipy (integer capacities) and igraph, on real attention, side by side.
 
-    python benchmarks/flow.py            # every case, about 6 minutes on 2 idle cores
-    python benchmarks/flow.py --quick    # the small cases, a few minutes
-    python benchmarks/flow.py --json results.json
-    python benchmarks/flow.py --smollm2 --json docs/results/flow-smollm2.json   # the 30-layer LM only
+    python benchmarks/flow.py --models minilm small banded --json docs/results/flow-benchmark.json
+    python benchmarks/flow.py --models smollm2 --json docs/results/flow-smollm2.json
+    python benchmarks/flow.py --quick                                   # 64 and 128 tokens, 2 texts
+    python benchmarks/flow.py --models minilm --tokens 128 --texts 5    # a subset
 
-Cases, real attention first: the bundled MiniLM (fixed texts of about 64, 128,
-256 and 512 tokens), the bundled SVA model (a test sentence) and digits-vit (a
-test image); then synthetic hard cases: banded attention (window +-4), shallow
-layers, and random peaky attention with a sink token. For each case three jobs:
-one output ([CLS], token 0) at the top layer, that output at every layer, and
-every output at every layer (the paper's ``compute_flows``; small inputs only).
+Real attention first, several inputs per size, since the speed varies with the
+input: the bundled MiniLM ([CLS]) and SmolLM2-135M (30 layers, head mean, the
+last position) on texts of about 64, 128, 256 and 512 tokens, each text the
+module docstrings of Python's standard library (PSF licence) from a different
+starting module (``--texts`` of them per size, 5 by default); the bundled SVA
+model on the longest test sentences and digits-vit on test images. Then
+synthetic banded attention (window +-4). Jobs: the explained output at the top
+layer, and at every layer (SmolLM2 at 512 tokens: on ``--long-texts`` of the
+texts, 2 by default, since each takes minutes); MiniLM at 128 tokens also every
+output at every layer (the paper's ``compute_flows``) on its first text.
 
 Solvers, all on the same graph (docs/design.md: residual 0.5, mean head fusion):
 
-- attnflow: ``attention_flow`` end to end (validation, graph, compiled kernel);
+- attnflow: ``attention_flow`` end to end (validation, graph, compiled kernel),
+  at the default threads and on one thread (``numba.set_num_threads(1)``);
 - scipy ``maximum_flow`` (Dinic) on capacities scaled by ``--scale`` and
-  rounded to int32, as GlobEnc did: not exact (its error is reported);
-- igraph ``maxflow_value``, float capacities, exact;
-- networkx preflow-push (networkx's default; the paper used networkx too),
-  where it can finish within its budget.
+  rounded to int32, as GlobEnc did (not exact: its error is reported);
+- igraph ``maxflow_value``, float capacities, exact.
 
-attnflow's time is the best of a few calls after one warm-up call (the first
-call in a process also starts the worker threads). Reference solvers run one
-problem at a time, as many as fit in their time
-budget, and their totals are extrapolated from those (per layer depth); the
-table marks such entries "(k)" with k the problems actually solved. Accuracy:
-the largest difference between attnflow and igraph (exact) over every problem
-igraph solved. Ratios are reference time / attnflow time, in the same run.
+attnflow's time is the best of a few calls after one warm-up call. The
+reference solvers run on one thread, one problem at a time, as many as fit in
+their time budget; their totals are extrapolated from those (per layer depth),
+marked "(k)" with k the problems actually solved. Ratios are reference time /
+attnflow time in the same run; the summary gives, per case and job, the worst
+and the median ratio over the inputs, at the default threads and on one
+thread. The JSON also records the load average (``os.getloadavg``) before
+and after, since the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import os
 import sys
@@ -50,23 +56,31 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from attnflow import attention_flow  # noqa: E402
 from attnflow.graph import AttentionGraph  # noqa: E402
-from scripts.doc_tables import FLOW_JOBS, duration  # noqa: E402  (the README's table prints the same way)
+from scripts.doc_tables import duration  # noqa: E402  (the README's table prints the same way)
 
-SENTENCE = (
-    "Attention flow follows information through every layer of a transformer, and the keys to the "
-    "cabinet are on the table while the cabinet itself stands in the kitchen near the window. "
-)
-MINILM_TOKENS = (64, 128, 256, 512)
-QUICK_MINILM_TOKENS = (64, 128)
+#: Standard-library modules with long module docstrings; text ``k`` starts at module ``2k`` and runs on in this order.
+TEXT_MODULES = ("re", "configparser", "statistics", "csv", "argparse", "json", "socket", "http.client", "unittest",
+                "heapq", "uuid", "os", "inspect", "itertools", "subprocess", "typing", "sqlite3", "tempfile",
+                "difflib", "collections", "random", "string")
+TOKENS = (64, 128, 256, 512)
+QUICK_TOKENS = (64, 128)
+JOBS = {"top": "top layer", "layers": "every layer", "all": "every output, every layer"}
+
+
+def stdlib_texts(count: int) -> list[str]:
+    """``count`` English texts: module docstrings of the standard library, text ``k`` from module ``2k`` on."""
+    docs = [inspect.getdoc(importlib.import_module(name)) or "" for name in TEXT_MODULES]
+    return ["\n\n".join(docs[2 * k:] + docs[: 2 * k]) for k in range(count)]
 
 
 @dataclass
 class Case:
-    name: str
+    name: str  # the case without its input: "MiniLM 6x128"
     attention: np.ndarray
-    jobs: tuple[str, ...]  # of "top", "layers", "all"
+    jobs: tuple[str, ...]  # of JOBS
+    source: str  # which input: "text 2", "sentence 0", ...
+    output: int = 0  # the explained position: [CLS] (0), or a decoder's last token
     real: bool = True
-    output: int = 0  # the explained position of "top" and "layers": [CLS] (0), or a decoder's last token
 
 
 @dataclass
@@ -76,79 +90,63 @@ class Timing:
     problems: int = 0
     values: dict = field(default_factory=dict)  # (layer, output, source) -> value
 
-    def label(self) -> str:
-        if self.seconds is None:
-            return "-"
-        text = duration(self.seconds)
-        return text if self.measured >= self.problems else f"{text} ({self.measured})"
-
 
 # --- the cases ----------------------------------------------------------------------------------
 
 
-def minilm_text(tokens: int) -> str:
-    """The longest prefix (in words) of a repeated sentence that MiniLM tokenizes to at most ``tokens``."""
-    from attnflow.capture import load_model
+def text_cases(model_name: str, tokens_list, n_texts: int, long_texts: int) -> list[Case]:
+    """MiniLM ([CLS]) or SmolLM2 (last position, head mean) on the first ``tokens`` tokens of each stdlib text.
 
-    tokenizer = load_model("minilm").tokenizer
-    words = (SENTENCE * 40).split()
-    lo, hi = 1, len(words)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(tokenizer(" ".join(words[:mid]))["input_ids"]) <= tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return " ".join(words[:lo])
+    SmolLM2 at 512 tokens runs every layer on the first ``long_texts`` texts only (minutes each).
+    """
+    from attnflow.capture import capture_attention, load_model
+
+    model = load_model(model_name)
+    decoder = model_name == "smollm2"
+    special = 0 if decoder else 2  # MiniLM adds [CLS] and [SEP]
+    cases, late = [], []
+    for tokens in tokens_list:
+        for k, text in enumerate(stdlib_texts(n_texts)):
+            ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][: tokens - special]
+            prompt = model.tokenizer.decode(ids)
+            if decoder:
+                captured = capture_attention(prompt, model, heads="mean")
+            else:
+                captured = capture_attention(prompt, model, truncate=True)
+            attention = np.asarray(captured.attentions)
+            n_layers, n = attention.shape[0], attention.shape[-1]
+            jobs: tuple[str, ...] = ("top", "layers")
+            if not decoder and tokens == 128 and k == 0:
+                jobs = ("top", "layers", "all")
+            label = "SmolLM2" if decoder else "MiniLM"
+            case = Case(f"{label} {n_layers}x{tokens}", attention, jobs, f"text {k} ({n} tokens)",
+                        output=n - 1 if decoder else 0)
+            if decoder and tokens >= 512:  # every layer takes minutes: last, and on long_texts texts only
+                case.jobs = ("top",)
+                if k < long_texts:
+                    late.append(Case(case.name, attention, ("layers",), case.source, output=case.output))
+            cases.append(case)
+    return cases + late
 
 
-def real_cases(quick: bool) -> list[Case]:
+def small_model_cases(n_inputs: int) -> list[Case]:
+    """The bundled SVA model on the longest test sentences and digits-vit on test images ([CLS])."""
     from attnflow.capture import capture_attention
     from attnflow.capture.image import capture_image_attention
     from attnflow.tasks.digits import digits_test_set, to_pil
     from attnflow.tasks.sva import generate
 
-    cases = []
-    for tokens in QUICK_MINILM_TOKENS if quick else MINILM_TOKENS:
-        captured = capture_attention(minilm_text(tokens), "minilm", truncate=True)
-        jobs = ("top", "layers", "all") if captured.n_tokens <= 128 else ("top", "layers")
-        cases.append(Case(f"MiniLM 6x{captured.n_tokens}", captured.attentions, jobs))
-    sentence = max(generate(20, split="test", seed=3), key=lambda e: len(e.text)).text
-    captured = capture_attention(sentence, "sva")
-    cases.append(Case(f"SVA 6x{captured.n_tokens}", captured.attentions, ("top", "layers", "all")))
-    image, _ = digits_test_set(1)
-    captured = capture_image_attention(to_pil(image[0]), "digits-vit")
-    shape = captured.attentions.shape
-    cases.append(Case(f"digits-vit {shape[0]}x{shape[-1]}", captured.attentions, ("top", "layers", "all")))
+    sentences = sorted((e.text for e in generate(40, split="test", seed=3)), key=len, reverse=True)[:n_inputs]
+    attentions = [np.asarray(capture_attention(sentence, "sva").attentions) for sentence in sentences]
+    longest = max(a.shape[-1] for a in attentions)
+    cases = [Case(f"SVA {a.shape[0]}x<={longest}", a, ("top", "layers"), f"sentence {k} ({a.shape[-1]} tokens)")
+             for k, a in enumerate(attentions)]
+    images, _ = digits_test_set(n_inputs)
+    for k, image in enumerate(images):
+        attention = np.asarray(capture_image_attention(to_pil(image), "digits-vit").attentions)
+        cases.append(Case(f"digits-vit {attention.shape[0]}x{attention.shape[-1]}", attention, ("top", "layers"),
+                          f"image {k}"))
     return cases
-
-
-#: Prompt lengths of the SmolLM2 cases (stdlib docstrings, as in benchmarks/flow_long.py).
-SMOLLM2_TOKENS = (64, 128, 256)
-
-
-def smollm2_cases(tokens_list: tuple[int, ...] = SMOLLM2_TOKENS) -> list[Case]:
-    """SmolLM2-135M (30 layers), head-mean attention on stdlib docstrings, explained at the last position."""
-    from attnflow.capture import capture_attention, load_model
-    from benchmarks.flow_long import stdlib_text
-
-    model = load_model("smollm2")
-    ids = model.tokenizer(stdlib_text())["input_ids"]
-    cases = []
-    for tokens in tokens_list:
-        captured = capture_attention(model.tokenizer.decode(ids[:tokens]), model, heads="mean")
-        n = captured.n_tokens
-        cases.append(Case(f"SmolLM2 30x{n}", np.asarray(captured.attentions), ("top", "layers"), output=n - 1))
-    return cases
-
-
-def peaky(n_layers: int, n: int, seed: int, temperature: float = 0.5, sink: float = 2.0) -> np.ndarray:
-    """Softmax of Gaussian logits over ``temperature``, key 0 boosted by ``sink``: ``(L, n, n)``."""
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(n_layers, n, n)) / temperature
-    logits[..., 0] += sink
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return weights / weights.sum(axis=-1, keepdims=True)
 
 
 def banded(n_layers: int, n: int, window: int, seed: int) -> np.ndarray:
@@ -160,17 +158,8 @@ def banded(n_layers: int, n: int, window: int, seed: int) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def synthetic_cases(quick: bool) -> list[Case]:
-    cases = [
-        Case("banded 24x256", banded(24, 256, 4, 0), ("top",), real=False),
-        Case("shallow 3x128", peaky(3, 128, 1), ("top", "layers", "all"), real=False),
-        Case("random 12x128", peaky(12, 128, 0), ("top", "layers"), real=False),
-        # The shape of ViT-B/16 at 224 pixels: 12 layers, 196 patches and [CLS].
-        Case("ViT-B/16 shape 12x197", peaky(12, 197, 2), ("top", "layers"), real=False),
-    ]
-    if not quick:
-        cases.append(Case("random 24x512", peaky(24, 512, 0), ("top",), real=False))
-    return cases
+def synthetic_cases() -> list[Case]:
+    return [Case("banded 24x256", banded(24, 256, 4, 0), ("top",), "seed 0", real=False)]
 
 
 # --- problems and reference solvers ---------------------------------------------------------------
@@ -203,7 +192,7 @@ def problem_edges(cap: np.ndarray, layer: int, output: int):
 
 
 class Scipy:
-    name = "scipy int"
+    name = "scipy"
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
@@ -237,33 +226,10 @@ class Igraph:
         return graph.maxflow_value(int(source), sink, capacity=capacity)
 
 
-class Networkx:
-    name = "networkx"
-
-    def prepare(self, cap, layer, output):
-        import networkx as nx
-
-        tails, heads, values, _, sink = problem_edges(cap, layer, output)
-        graph = nx.DiGraph()
-        edges = zip(tails.tolist(), heads.tolist(), values.tolist(), strict=True)
-        graph.add_weighted_edges_from(edges, weight="capacity")
-        return graph, sink
-
-    def solve(self, prepared, source):
-        import networkx as nx
-
-        graph, sink = prepared
-        if int(source) not in graph:
-            return 0.0
-        return nx.maximum_flow_value(graph, int(source), sink)
-
-
-def time_reference(solver, cap, groups, budget: float, max_edges: float = np.inf) -> Timing:
+def time_reference(solver, cap, groups, budget: float) -> Timing:
     """Solve as many problems as fit in ``budget`` (groups in a fixed random order), extrapolate per depth."""
     n_layers, n, _ = cap.shape
     timing = Timing(problems=len(groups) * n)
-    if (max(layer for layer, _ in groups)) * n * n > max_edges:
-        return timing
     order = np.random.default_rng(1).permutation(len(groups))
     per_depth: dict[int, list[float]] = {}
     spent = 0.0
@@ -285,124 +251,169 @@ def time_reference(solver, cap, groups, budget: float, max_edges: float = np.inf
             break
     timing.measured = sum(len(v) for v in per_depth.values())
     everywhere = float(np.mean([s for v in per_depth.values() for s in v]))
+    measured_layers = float(np.mean(list(per_depth)))
     total = 0.0
     for layer, _ in groups:  # unmeasured depths: scaled from the mean by their edge count
         if layer in per_depth:
             total += float(np.mean(per_depth[layer])) * n
         else:
-            measured_layers = np.mean(list(per_depth))
             total += everywhere * max(layer, 1) / max(measured_layers, 1) * n
     timing.seconds = total
     return timing
 
 
-def time_attnflow(attention, job: str, repeats: int, output: int = 0) -> tuple[float, np.ndarray]:
-    n_layers = attention.shape[0]
+def time_attnflow(attention, job: str, output: int, threads: int) -> tuple[float, np.ndarray]:
+    """attnflow's time for ``job`` on ``threads`` threads: one call if it takes over a second, else the best of several.
+
+    The first call of a short job is a warm-up (it also wakes the worker threads) and is not counted.
+    """
+    import numba
+
     kwargs = {"top": {"outputs": output, "layers": -1}, "layers": {"outputs": output}, "all": {}}[job]
-    attention_flow(attention, normalize=False, **kwargs)  # warm: the first call also starts the threads
-    best, values = np.inf, None
-    for _ in range(repeats):
+    default = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
         start = time.perf_counter()
         values = attention_flow(attention, normalize=False, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    assert values is not None and values.shape[0] == n_layers
+        first = time.perf_counter() - start
+        best = first
+        if first <= 1.0:
+            best = np.inf
+            for _ in range(3 if first > 0.1 else 7):
+                start = time.perf_counter()
+                values = attention_flow(attention, normalize=False, **kwargs)
+                best = min(best, time.perf_counter() - start)
+    finally:
+        numba.set_num_threads(default)
     return best, values
 
 
-def ratio(other: Timing, mine: float) -> str:
-    if other.seconds is None or not mine:
-        return "-"
-    value = other.seconds / mine
-    return f"{value:,.0f}x" if value >= 10 else f"{value:.1f}x"
+def ratio_text(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}×" if value >= 10 else f"{value:.1f}×"
 
 
-def run_case(case: Case, args) -> list[dict]:
+def run_case(case: Case, args, threads: int) -> list[dict]:
     cap = AttentionGraph.from_attentions(case.attention).capacities
     n_layers, n, _ = cap.shape
     rows = []
     for job in case.jobs:
         groups = groups_for(job, n_layers, n, case.output)
-        seconds, values = time_attnflow(case.attention, job, 1 if n >= 256 or job == "all" else 5, case.output)
-        references = {
-            "scipy": time_reference(Scipy(args.scale), cap, groups, args.budget),
-            "igraph": time_reference(Igraph(), cap, groups, args.budget),
-            "networkx": time_reference(Networkx(), cap, groups, args.nx_budget, max_edges=args.nx_max_edges),
-        }
+        seconds, values = time_attnflow(case.attention, job, case.output, threads)
+        one_thread = seconds if threads == 1 else time_attnflow(case.attention, job, case.output, 1)[0]
+        budget = args.budget * (2 if job == "all" else 1)
+        references = {"scipy": time_reference(Scipy(args.scale), cap, groups, budget),
+                      "igraph": time_reference(Igraph(), cap, groups, budget)}
 
-        def error(timing: Timing, exact: np.ndarray = values) -> float:
-            diffs = [abs(v - exact[layer - 1, t, s]) for (layer, t, s), v in timing.values.items()]
-            return max(diffs) if diffs else float("nan")
+        def error(timing: Timing, values: np.ndarray = values) -> float:
+            diffs = [abs(v - values[layer - 1, t, s]) for (layer, t, s), v in timing.values.items()]
+            return float(max(diffs)) if diffs else float("nan")
 
-        rows.append({
-            "case": case.name, "real": case.real, "job": job, "problems": len(groups) * n,
-            "attnflow_s": seconds,
-            **{f"{name}_s": t.seconds for name, t in references.items()},
-            **{f"{name}_measured": t.measured for name, t in references.items()},
-            **{f"{name}_ratio": (t.seconds / seconds if t.seconds else None) for name, t in references.items()},
-            "max_error_vs_igraph": error(references["igraph"]),
-            "max_error_vs_networkx": error(references["networkx"]),
-            "scipy_error_vs_attnflow": error(references["scipy"]),
-            "_t": (seconds, references),
-        })
-        print(f"  {case.name:<20} {job:<7} attnflow {duration(seconds):>10}  "
-              f"scipy {ratio(references['scipy'], seconds):>7}  igraph {ratio(references['igraph'], seconds):>7}",
-              flush=True)
+        row = {"case": case.name, "input": case.source, "tokens": n, "layers": n_layers, "real": case.real,
+               "job": job, "problems": len(groups) * n, "attnflow_s": seconds, "attnflow_1thread_s": one_thread,
+               "max_error_vs_igraph": error(references["igraph"]), "scipy_error": error(references["scipy"])}
+        for name, timing in references.items():
+            row[f"{name}_s"] = timing.seconds
+            row[f"{name}_measured"] = timing.measured
+            row[f"{name}_ratio"] = timing.seconds / seconds
+            row[f"{name}_ratio_1thread"] = timing.seconds / one_thread
+        rows.append(row)
+        print(f"  {case.name:<16} {case.source:<20} {job:<7} attnflow {duration(seconds):>9} "
+              f"(1 thread {duration(one_thread):>9})  scipy {ratio_text(row['scipy_ratio']):>6} "
+              f"/ {ratio_text(row['scipy_ratio_1thread']):>6}  igraph {ratio_text(row['igraph_ratio']):>6} "
+              f"/ {ratio_text(row['igraph_ratio_1thread']):>6}", flush=True)
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per case and job: the inputs, attnflow's median time, and the worst and median ratio of each column."""
+    summary = []
+    keys = list(dict.fromkeys((row["case"], row["job"]) for row in rows))
+    for case, job in keys:
+        group = [row for row in rows if (row["case"], row["job"]) == (case, job)]
+        entry = {"case": case, "job": job, "real": group[0]["real"], "inputs": len(group),
+                 "tokens": [min(r["tokens"] for r in group), max(r["tokens"] for r in group)],
+                 "problems": int(np.median([r["problems"] for r in group])),
+                 "attnflow_s": float(np.median([r["attnflow_s"] for r in group])),
+                 "attnflow_worst_s": float(max(r["attnflow_s"] for r in group)),
+                 "attnflow_1thread_s": float(np.median([r["attnflow_1thread_s"] for r in group])),
+                 "max_error_vs_igraph": float(np.nanmax([r["max_error_vs_igraph"] for r in group]))}
+        for column in ("scipy_ratio", "scipy_ratio_1thread", "igraph_ratio", "igraph_ratio_1thread"):
+            values = [r[column] for r in group]
+            entry[column] = {"worst": float(min(values)), "median": float(np.median(values))}
+        summary.append(entry)
+    return summary
+
+
+def print_summary(summary: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Exact attention flow: attnflow against scipy (integer), igraph and networkx")
-    for column in ["case", "job", "problems", "attnflow", "scipy int", "ratio", "igraph", "ratio",
-                   "networkx", "ratio", "err vs igraph", "scipy err"]:
+    table = Table(title="Exact attention flow: ratio of scipy (integer) and igraph time to attnflow's, "
+                        "worst / median over the inputs")
+    for column in ["case", "job", "inputs", "attnflow (median)", "1 thread", "scipy", "scipy, 1 thread",
+                   "igraph", "igraph, 1 thread"]:
         table.add_column(column, justify="right")
-    for row in rows:
-        mine, refs = row["_t"]
-        table.add_row(
-            row["case"], FLOW_JOBS[row["job"]], f"{row['problems']:,}", duration(mine),
-            refs["scipy"].label(), ratio(refs["scipy"], mine), refs["igraph"].label(), ratio(refs["igraph"], mine),
-            refs["networkx"].label(), ratio(refs["networkx"], mine),
-            f"{row['max_error_vs_igraph']:.1e}", f"{row['scipy_error_vs_attnflow']:.1e}",
-        )
-    console = Console(width=220)
-    console.print(table)
-    console.print(
-        "(k): total extrapolated from k problems actually solved. err vs igraph: largest |attnflow - igraph| "
-        "over the problems igraph solved (both exact). scipy: capacities x scale rounded to int32."
-    )
+    for entry in summary:
+        cells = [entry["case"], JOBS[entry["job"]], str(entry["inputs"]), duration(entry["attnflow_s"]),
+                 duration(entry["attnflow_1thread_s"])]
+        for column in ("scipy_ratio", "scipy_ratio_1thread", "igraph_ratio", "igraph_ratio_1thread"):
+            cells.append(f"{ratio_text(entry[column]['worst'])} / {ratio_text(entry[column]['median'])}")
+        table.add_row(*cells)
+    Console(width=200).print(table)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small cases only")
+    parser.add_argument("--quick", action="store_true", help="64 and 128 tokens, 2 texts, shorter budgets")
+    parser.add_argument("--models", nargs="+", default=["minilm", "smollm2", "small", "banded"],
+                        choices=["minilm", "smollm2", "small", "banded"], help="which cases (small: sva, digits-vit)")
+    parser.add_argument("--tokens", type=int, nargs="+", help=f"text sizes (default {TOKENS})")
+    parser.add_argument("--texts", type=int, default=5, help="inputs per size")
+    parser.add_argument("--long-texts", type=int, default=2,
+                        help="SmolLM2 at 512 tokens: every layer on this many of the texts only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--scale", type=float, default=2.0**20, help="integer scaling for scipy")
-    parser.add_argument("--budget", type=float, default=8.0, help="seconds per case and job for scipy, igraph")
-    parser.add_argument("--nx-budget", type=float, default=4.0, help="seconds per case and job for networkx")
-    parser.add_argument("--nx-max-edges", type=float, default=4e5, help="skip networkx on larger graphs")
-    parser.add_argument("--smollm2", action="store_true",
-                        help="only SmolLM2-135M (30 layers, last position) at 64, 128 and 256 tokens")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per input and job for scipy and igraph")
     args = parser.parse_args(argv)
     if args.quick:
-        args.budget, args.nx_budget = 3.0, 2.0
+        args.texts, args.budget = min(args.texts, 2), 1.0
+    tokens = tuple(args.tokens or (QUICK_TOKENS if args.quick else TOKENS))
 
     import numba
 
+    threads = numba.get_num_threads()
+    load_before = os.getloadavg()
     start = time.perf_counter()
-    attention_flow(peaky(2, 3, 0))  # load (or compile) the kernel once
-    print(f"kernel ready in {time.perf_counter() - start:.2f} s (compiled on first use, then cached); "
-          f"{numba.get_num_threads()} threads")
+    # Load (or compile) the kernel, serial and parallel, and import the reference solvers, before any timing.
+    attention_flow(banded(3, 64, 4, 0))
+    cap = AttentionGraph.from_attentions(banded(2, 4, 1, 0)).capacities
+    for solver in (Scipy(args.scale), Igraph()):
+        solver.solve(solver.prepare(cap, 2, 0), 0)
+    print(f"kernel ready in {time.perf_counter() - start:.2f} s; {threads} threads; load {load_before[0]:.2f}")
+    cases: list[Case] = []
+    if "minilm" in args.models:
+        cases += text_cases("minilm", tokens, args.texts, args.texts)
+    if "smollm2" in args.models:
+        cases += text_cases("smollm2", tokens, args.texts, args.long_texts)
+    if "small" in args.models:
+        cases += small_model_cases(args.texts)
+    if "banded" in args.models:
+        cases += synthetic_cases()
     rows = []
-    cases = smollm2_cases() if args.smollm2 else real_cases(args.quick) + synthetic_cases(args.quick)
+    command = "python benchmarks/flow.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for case in cases:
-        print(f"{case.name} ...", flush=True)
-        rows.extend(run_case(case, args))
-    print_table(rows)
+        print(f"{case.name} {case.source} ...", flush=True)
+        rows.extend(run_case(case, args, threads))
+        if args.json:  # after every case, so that a long run stopped early keeps what it measured
+            results = {"command": command, "date": date, "threads": threads, "load_before": load_before[0],
+                       "load_after": os.getloadavg()[0], "complete": case is cases[-1],
+                       "summary": summarize(rows), "rows": rows}
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print_summary(summarize(rows))
     if args.json:
-        clean = [{key: value for key, value in row.items() if key != "_t"} for row in rows]
-        args.json.write_text(json.dumps(clean, indent=2))
         print(f"wrote {args.json}")
 
 

@@ -595,30 +595,34 @@ def duration(seconds: float) -> str:
 FLOW_JOBS = {"top": "[CLS], top layer", "layers": "[CLS], every layer", "all": "every output, every layer"}
 
 
+def _ratios(entry: dict[str, Any], column: str) -> str:
+    """``12× / 19×``: the worst and the median ratio over a case's inputs."""
+
+    def one(value: float) -> str:
+        return f"{value:,.0f}×" if value >= 10 else f"{value:.1f}×"
+
+    return f"{one(entry[column]['worst'])} / {one(entry[column]['median'])}"
+
+
 def flow_benchmark(results: Any) -> str:
-    """``benchmarks/flow.py --json``: attnflow's kernel against scipy, igraph and networkx (README)."""
+    """``benchmarks/flow.py --json``: attnflow against scipy (integer) and igraph, worst / median over the inputs."""
     lines = [
-        "| attention | job | problems | attnflow | scipy (integer) | ratio | igraph | ratio | networkx | ratio | "
-        "largest error vs igraph |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| attention | job | inputs | attnflow (median) | on 1 thread | vs scipy (integer) | on 1 thread | "
+        "vs igraph | on 1 thread | largest error vs igraph |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in results:
-        cells = [row["case"], FLOW_JOBS[row["job"]], f"{row['problems']:,}", duration(row["attnflow_s"])]
-        for solver in ("scipy", "igraph", "networkx"):
-            seconds, measured = row[f"{solver}_s"], row[f"{solver}_measured"]
-            if seconds is None:
-                cells += ["–", "–"]
-                continue
-            partial = f" ({measured})" if measured < row["problems"] else ""
-            ratio = row[f"{solver}_ratio"]
-            cells += [duration(seconds) + partial, f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.1f}×"]
-        cells.append(f"{row['max_error_vs_igraph']:.0e}")
-        lines.append("| " + " | ".join(cells) + " |")
+    for entry in results["summary"]:
+        lines.append(
+            f"| {entry['case']} | {FLOW_JOBS[entry['job']]} | {entry['inputs']} | {duration(entry['attnflow_s'])} | "
+            f"{duration(entry['attnflow_1thread_s'])} | {_ratios(entry, 'scipy_ratio')} | "
+            f"{_ratios(entry, 'scipy_ratio_1thread')} | {_ratios(entry, 'igraph_ratio')} | "
+            f"{_ratios(entry, 'igraph_ratio_1thread')} | {entry['max_error_vs_igraph']:.0e} |"
+        )
     return "\n".join(lines)
 
 
 def flow_smollm2(results: Any) -> str:
-    """``benchmarks/flow.py --smollm2 --json``: the 30-layer LM, explained at its last position (docs/flow.md)."""
+    """``benchmarks/flow.py --models smollm2 --json``: the 30-layer LM, at its last position (docs/flow.md)."""
     return flow_benchmark(results).replace("[CLS]", "last position")
 
 

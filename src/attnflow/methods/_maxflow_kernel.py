@@ -33,14 +33,19 @@ maximum flow of the problem before it (same sink, next source: a warm start):
    depth-first search from the source along forward arcs with residual
    capacity, with current arcs and dead-end marks, augmenting along every
    source-to-sink path it finds. On random attention this alone reaches the bound.
-2. If that does not reach the bound, push-relabel (Goldberg & Tarjan): the
-   source's arcs are saturated, excess moves along admissible arcs with the
-   highest label first, labels start exact (a backward breadth-first search from
-   the sink) and are recomputed after about ``RELABEL_EVERY`` passes over the
-   arcs worth of work, and the gap rule lifts every node above an empty label.
-   On real attention the blocking flow finds about 98 % of the value and this
-   phase the rest. What excess is left is sent back to the source in one sweep
-   down the layers (the graph is acyclic), which turns the preflow into a flow.
+2. If that does not reach the bound, a search through the residual graph, from
+   the source and from the sink in turns, looks for an augmenting path; where
+   there is none, the flow is already maximal (many problems on real attention,
+   most on SmolLM2's, end here: the blocking flow found the maximum but could
+   not prove it).
+   Otherwise Dinic's algorithm goes on in the full residual graph, reverse arcs
+   included: each phase labels the nodes by their distance from the source and
+   augments along level-raising paths until none is left; on real attention two
+   or three phases end it. Should ``DINIC_PHASES`` not suffice, push-relabel
+   (Goldberg & Tarjan, highest label first, exact labels recomputed after about
+   ``RELABEL_EVERY`` passes over the arcs worth of work, the gap rule) finishes
+   from that flow, and its leftover excess is sent back to the source in one
+   sweep down the layers (the graph is acyclic).
 3. Certificate: the nodes still reachable from the source through arcs with
    residual capacity above ``CUT_TOL`` form the canonical minimum cut (its
    smallest source side); its capacity is computed and, with ``check``, the
@@ -89,6 +94,15 @@ BOUND_TOL = 1e-13
 CUT_TOL = 1e-13
 #: Push-relabel recomputes exact labels after this many passes over the arcs worth of work.
 RELABEL_EVERY = 8
+#: The search for an augmenting path counts an arc read from the sink's side as this many read from the source's
+#: (a scattered read against one in list order) ...
+BACKWARD_COST = 4.0
+#: ... and the side that did not run dry in the block's last problem as this many times dearer.
+LEAN = 8.0
+#: What :func:`_reaches_sink` found.
+PATH, NO_PATH_SOURCE_SIDE, NO_PATH_SINK_SIDE = 0, 1, 2
+#: Dinic phases after the blocking flow before push-relabel takes over (real attention needs two or three).
+DINIC_PHASES = 16
 #: Batches whose problems span at most this many arc slots run on the calling thread.
 SERIAL_WORK = 1 << 20
 
@@ -101,22 +115,65 @@ def prepare(cap: np.ndarray) -> tuple[np.ndarray, ...]:
     what is returned.
     """
     cap = np.ascontiguousarray(cap, dtype=np.float64)
-    n_layers, n, _ = cap.shape
-    cap_t = cap.transpose(0, 2, 1)
     # numpy's vectorised argsort is several times faster than a sort inside numba.
-    fwd_order = np.argsort(-cap_t, axis=-1).astype(np.int32)
+    fwd_order = np.argsort(-cap.transpose(0, 2, 1), axis=-1).astype(np.int32)
     bwd_order = np.argsort(-cap, axis=-1).astype(np.int32)
-    fwd_keep = np.arange(n) < (cap_t > EPS).sum(axis=-1)[..., None]
-    bwd_keep = np.arange(n) < (cap > EPS).sum(axis=-1)[..., None]
-    f_layer, f_tail, _ = np.nonzero(fwd_keep)
-    f_head = fwd_order[fwd_keep]
-    b_layer, b_head, _ = np.nonzero(bwd_keep)
-    b_tail = bwd_order[bwd_keep]
-    # An arc's id is its index in ``cap``'s flat layout.
-    f_id = (f_layer * n + f_head) * n + f_tail
-    b_id = (b_layer * n + b_head) * n + b_tail
-    return _link(n_layers, n, f_layer * n + f_tail, f_id, f_head, cap.ravel()[f_id], b_layer * n + b_head, b_id,
-                 b_tail, cap.size)
+    return _prepare_sorted(cap, fwd_order, bwd_order)
+
+
+@nb.njit(cache=True)
+def _prepare_sorted(cap, fwd_order, bwd_order):  # pragma: no cover - compiled
+    """:func:`prepare` once every node's arcs are sorted: the lists and their cross-references in one pass each.
+
+    ``fwd_order[k, j]``: the heads ``i`` of ``(k, j)``'s arcs, largest capacity
+    first; ``bwd_order[k, i]``: the tails ``j`` of ``(k+1, i)``'s arcs, likewise.
+    Arcs of capacity at most ``EPS`` sort last and are left out.
+    """
+    n_layers, n, _ = cap.shape
+    fwd_cnt = np.zeros((n_layers, n), np.int32)
+    bwd_cnt = np.zeros((n_layers, n), np.int32)
+    for k in range(n_layers):
+        for i in range(n):
+            for j in range(n):
+                if cap[k, i, j] > EPS:
+                    fwd_cnt[k, j] += 1
+                    bwd_cnt[k, i] += 1
+    fwd_off = np.empty((n_layers + 1, n), np.int64)
+    bwd_off = np.empty((n_layers + 1, n), np.int64)
+    f_total = 0
+    b_total = 0
+    for k in range(n_layers):
+        for a in range(n):
+            fwd_off[k, a] = f_total
+            f_total += fwd_cnt[k, a]
+            bwd_off[k, a] = b_total
+            b_total += bwd_cnt[k, a]
+    fwd_off[n_layers, :] = f_total
+    bwd_off[n_layers, :] = b_total
+    cap_s = np.empty(f_total)
+    fwd_idx = np.empty(f_total, np.int32)
+    fwd_back = np.empty(f_total, np.int32)
+    bwd_idx = np.empty(b_total, np.int32)
+    bwd_fwd = np.empty(b_total, np.int32)
+    # position[k, i, j]: where arc (k, j) -> (k+1, i) sits in its head's backward list.
+    position = np.empty((n_layers, n, n), np.int32)
+    for k in range(n_layers):
+        for i in range(n):
+            base = bwd_off[k, i]
+            for rb in range(bwd_cnt[k, i]):
+                j = bwd_order[k, i, rb]
+                bwd_idx[base + rb] = j
+                position[k, i, j] = rb
+    for k in range(n_layers):
+        for j in range(n):
+            base = fwd_off[k, j]
+            for r in range(fwd_cnt[k, j]):
+                i = fwd_order[k, j, r]
+                cap_s[base + r] = cap[k, i, j]
+                fwd_idx[base + r] = i
+                fwd_back[base + r] = position[k, i, j]
+                bwd_fwd[bwd_off[k, i] + position[k, i, j]] = r
+    return cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt
 
 
 def prepare_arcs(
@@ -295,6 +352,262 @@ def _switch_source(old, s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt
                 short -= delta
                 if short <= 0.0:
                     break
+
+
+@nb.njit(cache=True)
+def _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt, res, flow,
+                  sink_res, seen_f, seen_b, queue_f, queue_b, cost_f, cost_b):  # pragma: no cover - compiled
+    """Whether an augmenting path is left: a residual path (arcs above ``EPS``) from ``(0, s)`` to the sink.
+
+    Two breadth-first searches in turns, one node each: forward from the source
+    (forward arcs with residual capacity, reverse arcs of arcs with flow, both
+    read in list order) and backward from the sink (push-relabel's exact-label
+    search). A node reached by both ends the search with a path; a search that
+    runs dry ends it without one, and then the flow is maximal: the nodes that
+    search reached bound a cut whose arcs all have residual capacity at most
+    ``EPS``, which is how push-relabel ends too. Each side of the cut is small
+    on some attention (the source's on MiniLM's, the sink's on SmolLM2's), so
+    this costs about twice the smaller side, where push-relabel's first labels
+    cost the sink's side in any case. The turns are shared by work: an arc read
+    costs ``cost_f`` on the source's side and ``cost_b`` on the sink's.
+
+    Returns ``PATH``, or which side ran dry: ``NO_PATH_SOURCE_SIDE`` or
+    ``NO_PATH_SINK_SIDE`` (the next problem of the block, with the same sink,
+    usually ends the same way, so the caller makes the other side dearer).
+    """
+    for u in range(n, (depth + 1) * n):
+        seen_f[u] = False
+        seen_b[u] = False
+    head_f = tail_f = head_b = tail_b = 0
+    for r in range(fwd_cnt[0, s]):
+        if res[fwd_off[0, s] + r] > EPS:
+            v = n + fwd_idx[fwd_off[0, s] + r]
+            seen_f[v] = True
+            queue_f[tail_f] = v
+            tail_f += 1
+    for a in range(n):
+        if sink_res[a] > EPS:
+            v = depth * n + a
+            if seen_f[v]:
+                return PATH
+            seen_b[v] = True
+            queue_b[tail_b] = v
+            tail_b += 1
+    work_f = 0.0
+    work_b = 0.0
+    while head_f < tail_f and head_b < tail_b:
+        if work_f > work_b:
+            u = queue_b[head_b]
+            head_b += 1
+            k = u // n
+            i = u - k * n
+            if k > 1:  # forward arcs (k-1, b) -> u with residual capacity
+                base = bwd_off[k - 1, i]
+                work_b += cost_b * bwd_cnt[k - 1, i]
+                for rb in range(bwd_cnt[k - 1, i]):
+                    b = bwd_idx[base + rb]
+                    v = (k - 1) * n + b
+                    if not seen_b[v] and res[fwd_off[k - 1, b] + bwd_fwd[base + rb]] > EPS:
+                        if seen_f[v]:
+                            return PATH
+                        seen_b[v] = True
+                        queue_b[tail_b] = v
+                        tail_b += 1
+            if k < depth:  # reverse arcs (k+1, i') -> u, where u -> (k+1, i') carries flow
+                base = fwd_off[k, i]
+                work_b += cost_b * fwd_cnt[k, i]
+                for r in range(fwd_cnt[k, i]):
+                    ii = fwd_idx[base + r]
+                    v = (k + 1) * n + ii
+                    if not seen_b[v] and flow[bwd_off[k, ii] + fwd_back[base + r]] > EPS:
+                        if seen_f[v]:
+                            return PATH
+                        seen_b[v] = True
+                        queue_b[tail_b] = v
+                        tail_b += 1
+            continue
+        u = queue_f[head_f]
+        head_f += 1
+        k = u // n
+        a = u - k * n
+        work_f += cost_f
+        if k < depth:
+            work_f += cost_f * fwd_cnt[k, a]
+            base = fwd_off[k, a]
+            for r in range(fwd_cnt[k, a]):
+                if res[base + r] > EPS:
+                    v = (k + 1) * n + fwd_idx[base + r]
+                    if not seen_f[v]:
+                        if seen_b[v]:
+                            return PATH
+                        seen_f[v] = True
+                        queue_f[tail_f] = v
+                        tail_f += 1
+        if k > 1:
+            base = bwd_off[k - 1, a]
+            work_f += cost_f * bwd_cnt[k - 1, a]
+            for rb in range(bwd_cnt[k - 1, a]):
+                if flow[base + rb] > EPS:
+                    v = (k - 1) * n + bwd_idx[base + rb]
+                    if not seen_f[v]:
+                        if seen_b[v]:
+                            return PATH
+                        seen_f[v] = True
+                        queue_f[tail_f] = v
+                        tail_f += 1
+    return NO_PATH_SOURCE_SIDE if head_f == tail_f else NO_PATH_SINK_SIDE
+
+@nb.njit(cache=True)
+def _dinic_phase(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
+                 res, flow, sink_res, level, dead, cur, queue, path_u, path_r):  # pragma: no cover - compiled
+    """One phase of Dinic's algorithm in the full residual graph, from the current flow.
+
+    A breadth-first search from the source over forward arcs with residual
+    capacity and reverse arcs of arcs with flow gives each node its distance
+    ``level``; then a depth-first search with current arcs and dead-end marks
+    augments along every path whose levels rise by one at each step (a
+    blocking flow of that level graph), reversals included. Returns ``(flow into
+    the sink, whether the search reached the sink)``: when it did not, the flow
+    is maximal.
+    """
+    hi = (depth + 1) * n
+    for u in range(n, hi):
+        level[u] = -1
+        dead[u] = False
+        cur[u] = 0
+    head = 0
+    tail = 0
+    for r in range(fwd_cnt[0, s]):
+        if res[fwd_off[0, s] + r] > EPS:
+            v = n + fwd_idx[fwd_off[0, s] + r]
+            if level[v] < 0:
+                level[v] = 1
+                queue[tail] = v
+                tail += 1
+    sink_level = -1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        if sink_level >= 0 and level[u] >= sink_level:
+            break
+        k = u // n
+        a = u - k * n
+        if k == depth:
+            if sink_res[a] > EPS and sink_level < 0:
+                sink_level = level[u] + 1
+        else:
+            base = fwd_off[k, a]
+            for r in range(fwd_cnt[k, a]):
+                if res[base + r] > EPS:
+                    v = (k + 1) * n + fwd_idx[base + r]
+                    if level[v] < 0:
+                        level[v] = level[u] + 1
+                        queue[tail] = v
+                        tail += 1
+        if k > 1:
+            base = bwd_off[k - 1, a]
+            for rb in range(bwd_cnt[k - 1, a]):
+                if flow[base + rb] > EPS:
+                    v = (k - 1) * n + bwd_idx[base + rb]
+                    if level[v] < 0:
+                        level[v] = level[u] + 1
+                        queue[tail] = v
+                        tail += 1
+    if sink_level < 0:
+        return total, False
+    # Depth-first along arcs whose level rises by one: path_u[p] is the node at step p >= 1, path_r[p] the
+    # arc taken from it (forward list first, then the reverse arcs of its backward list), src_r the source's.
+    src_r = 0
+    plen = 0  # number of nodes on the path after the source
+    while True:
+        if plen == 0:
+            while src_r < fwd_cnt[0, s]:
+                if res[fwd_off[0, s] + src_r] > EPS:
+                    v = n + fwd_idx[fwd_off[0, s] + src_r]
+                    if level[v] == 1 and not dead[v]:
+                        break
+                src_r += 1
+            if src_r >= fwd_cnt[0, s]:
+                return total, True
+            plen = 1
+            path_u[1] = n + fwd_idx[fwd_off[0, s] + src_r]
+            continue
+        u = path_u[plen]
+        k = u // n
+        a = u - k * n
+        if k == depth and level[u] + 1 == sink_level and sink_res[a] > EPS:
+            # augment: bottleneck over the source arc, the path's arcs and the sink arc
+            delta = res[fwd_off[0, s] + src_r]
+            first = 0
+            for p in range(1, plen):
+                w = path_u[p]
+                kw = w // n
+                aw = w - kw * n
+                r = path_r[p]
+                nf = fwd_cnt[kw, aw] if kw < depth else 0
+                if r < nf:
+                    c = res[fwd_off[kw, aw] + r]
+                else:
+                    c = flow[bwd_off[kw - 1, aw] + r - nf]
+                if c < delta:
+                    delta = c
+                    first = p
+            if sink_res[a] < delta:
+                delta = sink_res[a]
+                first = plen
+            res[fwd_off[0, s] + src_r] -= delta
+            i0 = fwd_idx[fwd_off[0, s] + src_r]
+            flow[bwd_off[0, i0] + fwd_back[fwd_off[0, s] + src_r]] += delta
+            for p in range(1, plen):
+                w = path_u[p]
+                kw = w // n
+                aw = w - kw * n
+                r = path_r[p]
+                nf = fwd_cnt[kw, aw] if kw < depth else 0
+                if r < nf:
+                    q = fwd_off[kw, aw] + r
+                    res[q] -= delta
+                    flow[bwd_off[kw, fwd_idx[q]] + fwd_back[q]] += delta
+                else:
+                    q = bwd_off[kw - 1, aw] + r - nf
+                    flow[q] -= delta
+                    b = bwd_idx[q]
+                    res[fwd_off[kw - 1, b] + bwd_fwd[q]] += delta
+            sink_res[a] -= delta
+            total += delta
+            if total >= target:
+                return total, True
+            plen = first
+            continue
+        nf = fwd_cnt[k, a] if k < depth else 0
+        nb_ = bwd_cnt[k - 1, a] if k > 1 else 0
+        r = cur[u]
+        want = level[u] + 1
+        v = -1
+        while r < nf + nb_:
+            if r < nf:
+                q = fwd_off[k, a] + r
+                if res[q] > EPS:
+                    v = (k + 1) * n + fwd_idx[q]
+                    if level[v] == want and not dead[v]:
+                        break
+            else:
+                q = bwd_off[k - 1, a] + r - nf
+                if flow[q] > EPS:
+                    v = (k - 1) * n + bwd_idx[q]
+                    if level[v] == want and not dead[v]:
+                        break
+            r += 1
+        cur[u] = r
+        if r < nf + nb_:
+            path_r[plen] = r
+            plen += 1
+            path_u[plen] = v
+        else:
+            dead[u] = True
+            plen -= 1
+            if plen == 0:
+                src_r += 1
 
 
 @nb.njit(cache=True)
@@ -638,14 +951,16 @@ def _certify(s, depth, n, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, 
 @nb.njit(cache=True)
 def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd,
               bwd_cnt, res, flow, sink_res, dead, label, count, cur, path_u, path_r, queue,
-              excess, bhead, bnext, in_s, certify, check):  # pragma: no cover - compiled
+              excess, bhead, bnext, in_s, certify, check, last):  # pragma: no cover - compiled
     """Maximum flow from ``(0, s)`` to the sink, with its canonical cut (when ``certify``).
 
     ``res``, ``flow`` and ``sink_res`` hold on entry a flow from ``(0, old)`` to
     the same sink at the same depth (``old = -1``: the zero flow), which is the
     warm start, and on return the maximum flow from ``(0, s)``. ``upper`` is a
-    known upper bound (a cut's capacity), ``inf`` if none. Returns ``(value,
-    cut capacity, largest violation)``; ``in_s`` then marks the cut's source
+    known upper bound (a cut's capacity), ``inf`` if none; ``last``: what the
+    previous problem's search for an augmenting path found (:func:`_reaches_sink`;
+    ``PATH`` if none ran), which only steers the work, never the value. Returns ``(value,
+    cut capacity, largest violation, what this problem's search found)``; ``in_s`` then marks the cut's source
     side (layers ``1..depth``). Without ``certify`` there is no cut (its
     capacity is NaN) and no check: the certificate costs about two passes over
     the arcs, which is most of the work where the blocking flow alone suffices.
@@ -657,7 +972,7 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
             sink_total += sink_cap[a]
     if depth == 0:
         value = sink_cap[s] if sink_cap[s] > EPS else 0.0
-        return value, value, 0.0
+        return value, value, 0.0, last
     out_total = 0.0
     for r in range(fwd_cnt[0, s]):
         out_total += cap_s[fwd_off[0, s] + r]
@@ -678,7 +993,19 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
     if total < target:
         total = _blocking_flow(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, res, flow,
                                sink_res, dead, cur, path_u, path_r)
+    found = last
     if total < target:
+        cost_f = LEAN if last == NO_PATH_SINK_SIDE else 1.0
+        cost_b = BACKWARD_COST * (LEAN if last == NO_PATH_SOURCE_SIDE else 1.0)
+        found = _reaches_sink(s, depth, n, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx, bwd_fwd, bwd_cnt,
+                              res, flow, sink_res, dead, in_s, queue, path_u, cost_f, cost_b)
+    more = found == PATH
+    phases = 0
+    while total < target and more and phases < DINIC_PHASES:
+        total, more = _dinic_phase(s, depth, n, total, target, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off, bwd_idx,
+                                   bwd_fwd, bwd_cnt, res, flow, sink_res, label, dead, cur, queue, path_u, path_r)
+        phases += 1
+    if total < target and more:  # still short after DINIC_PHASES phases: push-relabel from this flow
         total = _push_relabel(s, depth, n, total, target, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
                               bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, excess, label, count,
                               cur, bhead, bnext, queue)
@@ -692,7 +1019,7 @@ def solve_one(old, s, depth, upper, sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt,
     for a in range(n):
         if sink_cap[a] > EPS:
             value += sink_cap[a] - sink_res[a]
-    return value, capacity, worst
+    return value, capacity, worst, found
 
 
 @nb.njit(cache=True)
@@ -751,11 +1078,12 @@ def _solve_block(first, stop, depths, uppers, sink_rows, sources, sink_caps, cap
     for a in range(n):
         sink_res[a] = sink_cap[a] if sink_cap[a] > EPS else 0.0
     old = -1
+    found = PATH
     for p in range(first, stop):
-        value, capacity, bad = solve_one(
+        value, capacity, bad, found = solve_one(
             old, sources[p], depth, uppers[p], sink_cap, cap_s, fwd_idx, fwd_back, fwd_cnt, fwd_off, bwd_off,
             bwd_idx, bwd_fwd, bwd_cnt, res, flow, sink_res, dead, label, count, cur,
-            path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check)
+            path_u, path_r, queue, excess, bhead, bnext, in_s, certify, check, found)
         old = sources[p] if depth > 0 else -1
         out[p] = value
         cut_caps[p] = capacity
