@@ -39,7 +39,9 @@ data, out, engine, address, pids = sys.argv[1:6]
 def progress(done, total):
     if done >= 1:
         held = [c.pid for c in psutil.Process().children(recursive=True)]
-        held += [p.pid for p in psutil.process_iter(["cmdline"]) if "ShardWorker" in " ".join(p.info["cmdline"] or [])]
+        if engine == "ray":  # Ray's actors are the head's children, not this driver's
+            held += [p.pid for p in psutil.process_iter(["cmdline"])
+                     if "ShardWorker" in " ".join(p.info["cmdline"] or [])]
         with open(pids, "w") as handle:
             json.dump(sorted(set(held)), handle)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -56,8 +58,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _shard_workers() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ShardWorker" in " ".join(p.info["cmdline"] or [])}
+
+
 def _kill_driver_and_wait_for_its_workers(tmp_path: Path, engine: str, address: str | None) -> list[int]:
     data = write_jsonl(tmp_path / "eight.jsonl", [{"text": t} for t in EIGHT])
+    others = _shard_workers()  # another run's actors (still being reaped, or another Ray) are not this driver's
     pids = tmp_path / "pids.json"
     log = tmp_path / "driver.log"
     with log.open("w") as sink:  # a file, not a pipe: orphans holding a pipe would keep run() waiting
@@ -66,7 +73,7 @@ def _kill_driver_and_wait_for_its_workers(tmp_path: Path, engine: str, address: 
             cwd=ROOT, start_new_session=True, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **RAY_ENV},
         )
     assert driver.returncode == -signal.SIGKILL, log.read_text()[-2000:]
-    held = json.loads(pids.read_text())
+    held = [pid for pid in json.loads(pids.read_text()) if pid not in others]
     deadline = time.monotonic() + DEADLINE_S
     left = [pid for pid in held if _alive(pid)]
     while left and time.monotonic() < deadline:
