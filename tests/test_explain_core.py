@@ -96,3 +96,51 @@ def test_score_capture_wants_the_mixing_capture_for_a_context_mixing_graph():
     captured = CapturedAttention(np.full((1, 1, 2, 2), 0.5), ["a", "b"], [1, 2], (), "toy", False, "a b")
     with pytest.raises(attnflow.AttnflowError, match="mixing capture"):
         score_capture(captured, ["rollout"], graphs=["alti"])
+
+
+@pytest.mark.e2e
+def test_explain_on_the_encoder_decoder_model_with_a_report_runs_it_once_and_solves_each_flow_problem_once(
+    counted, capsys, tmp_path
+):
+    page = tmp_path / "out.html"
+    status = main(["explain", "7 2 9 4", "--model", "reverse", "--decoder-text", "4 9 2 7", "--method", "rollout",
+                   "--method", "flow", "--html", str(page)])
+    assert status == 0, capsys.readouterr().err
+    payload = _payload(page)
+    depth, nt, n = 2 + 2 * 2, 5, 10  # 2 encoder layers + 2 decoder layers of 2 sublayers; "7 2 9 4 </s>", "<pad> 4 9 2 7"
+    flow = np.array(payload["scores"]["flow"], dtype=float)
+    assert flow.shape == (depth, nt, n) and np.isfinite(flow).all()  # every decoder position at every graph layer
+    assert counted["forward"] == 1
+    problems = counted["problems"]
+    # the explanation's flow (decoder layers, explained position) is read from the page's solve, not solved again
+    assert len(problems) == len(set(problems)) == depth * nt * n
+
+
+def test_score_seq2seq_reads_the_explanation_from_the_every_output_solve_and_matches_networkx():
+    from types import SimpleNamespace
+
+    from attnflow.core import score_seq2seq
+    from tests.seq2seq.test_graph import random_triple, unlayered_flow
+    from tests.tolerances import flow_bound
+
+    enc, dec, cross = random_triple(4, 2, 2, 4, 3)
+    captured = SimpleNamespace(encoder=enc, decoder=dec, cross=cross, source_tokens=list("abcd"),
+                               target_tokens=list("xyz"))
+    found = score_seq2seq(captured, ["raw", "rollout", "flow"], 1, every_output="all", residual=0.4)
+    every = found.every_output["attention"]
+    assert every.outputs == [4, 5, 6] and found.explanation.output == 5
+    for method in ("raw", "rollout", "flow"):  # decoder layers 1, 2 are graph layers 4 and 6
+        np.testing.assert_array_equal(every.scores[method][[3, 5], 1], found.explanation.scores[method])
+    depth, n = 6, 7
+    for layer in (1, 2):
+        for t in range(3):
+            expected = unlayered_flow(enc, dec, cross, layer, t, r=0.4)
+            # normalised rows: a max flow over depth * (n^2 + n) arcs, divided by a row sum of at most n of them
+            np.testing.assert_allclose(every.scores["flow"][1 + 2 * layer, t], expected / expected.sum(), rtol=0,
+                                       atol=2 * n * flow_bound(depth * (n**2 + n)))
+    decoder_only = score_seq2seq(captured, ["flow"], 1, every_output="all", layers="decoder", residual=0.4)
+    scores = decoder_only.every_output["attention"].scores["flow"]
+    assert np.isnan(scores[[0, 1, 2, 4]]).all()  # encoder and self-attention sublayers: not solved
+    np.testing.assert_array_equal(scores[[3, 5]], every.scores["flow"][[3, 5]])
+    with pytest.raises(attnflow.AttnflowError, match="do not run on encoder-decoder"):
+        score_seq2seq(captured, ["saliency"], 1)

@@ -591,3 +591,117 @@ def _score_inputs(
         for name in inputs:
             _add_at_output(shown, name, scores[name], position)
     return {name: INPUT_LAYER for name in inputs}
+
+
+#: The methods that run on the combined encoder–decoder graph (:mod:`attnflow.methods.seq2seq`).
+SEQ2SEQ_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
+
+
+def score_seq2seq(
+    captured: Any,
+    methods: Sequence[str] | str,
+    position: int,
+    *,
+    gradients: Any = None,
+    every_output: str | None = None,
+    layers: str = "all",
+    progress: Progress | None = None,
+    residual: float = 0.5,
+    head_fusion: str = "mean",
+) -> Scores:
+    """An encoder–decoder capture's scores for decoder ``position`` over the combined graph (and every output's).
+
+    The graph is :class:`~attnflow.methods.seq2seq.Seq2SeqGraph` (``D = Le + 2 Ld`` layers
+    of the ``N = ns + nt`` source and target nodes, residual inside its edges). Each
+    method is the text method run on it with residual 0, read at the decoder positions'
+    rows; raw attention is the graph's own (half cross, half self). The explanation's
+    scores are ``(Ld, N)``, one row per decoder layer, keyed by method; its ``output``
+    is ``ns + position``.
+
+    Parameters
+    ----------
+    captured
+        A :class:`attnflow.capture.seq2seq.Seq2SeqAttention`.
+    methods
+        Names from :data:`SEQ2SEQ_METHODS`.
+    position
+        The explained decoder position (``0 <= position < nt``).
+    gradients
+        For ``grad-rollout``: ``(dS/dA_encoder, dS/dA_decoder, dS/dA_cross)`` for the
+        target (:func:`attnflow.capture.seq2seq.seq2seq_gradients`).
+    every_output
+        ``None``: the explained position only. ``"auto"``, ``"all"`` or ``"chosen"``
+        (:func:`flow_for_every_output`): also every decoder position's scores, in
+        ``every_output["attention"]`` (:class:`OutputScores` over the target nodes,
+        ``(D, nt, N)`` per method, NaN where not computed), from the same computation
+        the explanation reads: each flow problem is solved once. Raw attention is at the
+        decoder layers, grad-rollout the explained position's only.
+    layers
+        With ``every_output``: ``"all"`` graph layers (what a report draws) or
+        ``"decoder"`` layers only (rollout's and flow's every graph layer are then not
+        computed, which spares flow its encoder and self-attention sublayers).
+
+    Examples
+    --------
+    >>> from attnflow.capture.seq2seq import capture_seq2seq
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> found = score_seq2seq(cap, ["rollout", "flow"], 2, every_output="auto")
+    >>> found.explanation.scores["flow"].shape, found.every_output["attention"].scores["flow"].shape
+    ((2, 8), (6, 4, 8))
+    >>> every = found.every_output["attention"].scores
+    >>> bool(np.array_equal(every["flow"][[3, 5], 2], found.explanation.scores["flow"]))  # read from one solve
+    True
+    """
+    from .methods.flow import solve_flow
+    from .methods.seq2seq import Seq2SeqGraph
+    from .mixing import ATTENTION
+
+    names = list(dict.fromkeys(method_names(methods)))
+    unknown = [name for name in names if name not in SEQ2SEQ_METHODS]
+    if unknown or not names:
+        raise AttnflowError(
+            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)}."
+        )
+    if layers not in ("all", "decoder"):
+        raise AttnflowError(f"The 'layers' parameter must be 'all' or 'decoder'; got {layers!r}.")
+    graph = Seq2SeqGraph.from_attentions(
+        captured.encoder, captured.decoder, captured.cross, residual=residual, head_fusion=head_fusion
+    )
+    cap, ns, n, nt = graph.capacities, graph.n_source, graph.n_nodes, graph.n_target
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < nt:
+        raise AttnflowError(f"The decoder position must be from 0 to {nt - 1}; got {position!r}.")
+    depth, node = cap.shape[0], graph.target_node(position)
+    decoder = [layer - 1 for layer in graph.decoder_layers]
+    drawn = list(range(depth)) if layers == "all" else decoder  # the graph layers every output is shown at
+    everything = every_output is not None and flow_for_every_output(len(drawn), n, every_output)
+    notes: list[str] = []
+    every: dict[str, np.ndarray] = {}
+    for name in names:
+        values = np.full((depth, nt, n), np.nan)
+        if name == "raw":
+            values[decoder] = graph.raw_rows()
+        elif name == "rollout" and every_output is not None:
+            values[drawn] = get_method("rollout").every_output(cap, residual=0.0)[drawn][:, ns:]
+        elif name == "rollout":
+            values[decoder, position] = get_method("rollout").scores(cap, node, residual=0.0)[decoder]
+        elif name == "flow":
+            outputs, solved = (list(range(ns, n)), drawn) if everything else ([node], decoder)
+            solution = solve_flow(cap, outputs=outputs, layers=[k + 1 for k in solved], residual=0.0,
+                                  progress=progress, keep_cuts=False)
+            values[solved] = solution.normalized()[solved][:, ns:]
+            if every_output is not None and not everything:
+                notes.append("flow is in this report for the explained decoder position only (a long input).")
+        else:
+            if gradients is None:
+                raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
+            rows = get_method("grad-rollout").scores(cap, node, gradients=graph.weighted(gradients))
+            values[decoder, position] = rows[decoder]
+        every[name] = values
+    tokens = [*captured.source_tokens, *captured.target_tokens]
+    explained = {name: values[decoder, position] for name, values in every.items()}
+    found = Scores(
+        explanation=Explanation(tokens=tokens, scores=explained, output=node), matrices={ATTENTION: cap}
+    )
+    if every_output is not None:
+        found.every_output[ATTENTION] = OutputScores(list(range(ns, n)), every, notes)
+    return found

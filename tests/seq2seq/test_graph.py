@@ -212,3 +212,14 @@ def test_bad_options():
         seq2seq_flow(enc, dec, cross, outputs=7)
     with pytest.raises(AttnflowError, match="encoder, decoder, cross"):
         seq2seq_grad_rollout(enc, dec, cross, (enc, dec))
+
+
+def test_grad_rollout_checks_its_attentions_as_the_graph_does():
+    """Once a bare IndexError (layer counts) and silently accepted (a non-causal decoder)."""
+    enc, dec, cross = random_triple(1, 1, 2, 3, 3)
+    grads = (np.ones_like(enc), np.ones_like(dec), np.ones_like(cross))
+    with pytest.raises(AttnflowError, match="decoder layer"):
+        seq2seq_grad_rollout(enc, dec, cross[:1], (grads[0], grads[1], grads[2][:1]))
+    full = np.full_like(dec, 1 / dec.shape[-1])
+    with pytest.raises(AttnflowError, match="causal"):
+        seq2seq_grad_rollout(enc, full, cross, grads)

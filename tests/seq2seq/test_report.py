@@ -22,7 +22,8 @@ SOURCE, TARGET = "7 2 9 4", "4 9 2 7"
 @pytest.fixture(scope="module")
 def report():
     captured = capture_seq2seq(SOURCE, "reverse", decoder_text=TARGET)
-    e = attnflow.explain(SOURCE, "reverse", ["raw", "rollout", "flow"], decoder_text=TARGET, captured=captured)
+    e = attnflow.explain(SOURCE, "reverse", ["raw", "rollout", "flow"], decoder_text=TARGET, captured=captured,
+                         every_output="auto")
     return e, captured, seq2seq_report_data(e, captured)
 
 

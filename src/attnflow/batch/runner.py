@@ -254,7 +254,7 @@ def run_batch(
                 f"The {others} graph is for a text's own tokens; images (--images) run on the attention graph only."
             )
     if decoder_column is not None:
-        from ..explainers.seq2seq import SEQ2SEQ_METHODS
+        from ..core import SEQ2SEQ_METHODS
 
         given = [label for label, used in (("images (--images)", images is not None),
                  ("evaluation (--evaluate)", evaluation not in (None, False)),

@@ -805,7 +805,8 @@ def explain_seq2seq_command(
     with progress_bar("explaining") as progress:
         result = run_explain(
             text, model, methods=methods, output=output, target=target, decoder_text=decoder_text, generate=generate,
-            truncate=truncate, progress=progress, captured=captured, **options,
+            truncate=truncate, progress=progress, captured=captured,  # the report shows what the core computed
+            every_output="auto" if html_path is not None else None, **options,
         )
     if captured.generated:
         console.print(
@@ -820,6 +821,5 @@ def explain_seq2seq_command(
         from ..report.html import write_html
         from ..report.seq2seq import seq2seq_report_data
 
-        with progress_bar("preparing the report") as progress:
-            data = seq2seq_report_data(result, captured, layer=layer, progress=progress, **options)
+        data = seq2seq_report_data(result, captured, layer=layer)
         console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)

@@ -63,7 +63,8 @@ def evaluate_seq2seq(
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq, require_seq2seq, seq2seq_blankout, seq2seq_input_gradients
-    from ..explainers.seq2seq import SEQ2SEQ_METHODS, seq2seq_scores
+    from ..core import SEQ2SEQ_METHODS
+    from ..explainers.seq2seq import seq2seq_scores
 
     items = _pairs(pairs)
     names = list(dict.fromkeys(methods))
@@ -86,7 +87,7 @@ def evaluate_seq2seq(
                 "blankout": seq2seq_blankout(captured, loaded, position),
                 "gradient": seq2seq_input_gradients(captured, loaded, position),
             }
-            scores = seq2seq_scores(captured, names, position, model=loaded)
+            scores = seq2seq_scores(captured, names, position, model=loaded).explanation.scores
             for truth, values in truths.items():
                 for method in names:
                     source_scores = scores[method][:, : captured.n_source]

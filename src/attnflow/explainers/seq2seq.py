@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core import Scores
 from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..io import to_jsonable
 
-#: The methods that run on the combined encoder–decoder graph.
-SEQ2SEQ_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
 _OPTIONS = frozenset({"residual", "head_fusion"})
 
 
@@ -158,50 +157,42 @@ def seq2seq_scores(
     *,
     model: Any = None,
     target: Any = None,
+    token_id: int | None = None,
+    every_output: str | None = None,
+    layers: str = "all",
     residual: float = 0.5,
     head_fusion: str = "mean",
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Each method's scores ``(Ld, ns + nt)`` for decoder ``position`` of a :class:`Seq2SeqAttention`.
+) -> Scores:
+    """The explain core's scores (:func:`attnflow.core.score_seq2seq`) for decoder ``position`` of a capture.
 
-    ``grad-rollout`` needs ``model`` (the gradients of the target token's
-    log-probability, :func:`attnflow.capture.seq2seq.seq2seq_gradients`).
+    ``grad-rollout`` needs ``model``: the gradients of the target token's
+    log-probability (:func:`attnflow.capture.seq2seq.seq2seq_gradients`; the token is
+    ``token_id``, or chosen from ``target`` as :func:`attnflow.explain` does), the
+    backward pass that is the method's own. ``every_output`` and ``layers`` are the core's.
 
     Examples
     --------
     >>> from attnflow.capture.seq2seq import capture_seq2seq
     >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
-    >>> scores = seq2seq_scores(cap, ["rollout", "flow"], 2)
+    >>> scores = seq2seq_scores(cap, ["rollout", "flow"], 2).explanation.scores
     >>> scores["rollout"].shape, bool(np.allclose(scores["flow"].sum(axis=1), 1.0))
     ((2, 8), True)
     """
-    from ..methods.seq2seq import seq2seq_flow, seq2seq_grad_rollout, seq2seq_raw, seq2seq_rollout
+    from ..core import score_seq2seq
 
-    unknown = [name for name in methods if name not in SEQ2SEQ_METHODS]
-    if unknown:
-        raise AttnflowError(
-            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)}."
-        )
-    arrays = (captured.encoder, captured.decoder, captured.cross)
-    scores: dict[str, np.ndarray] = {}
-    for name in methods:
-        if name == "raw":
-            scores[name] = seq2seq_raw(*arrays, head_fusion=head_fusion)[:, position]
-        elif name == "rollout":
-            scores[name] = seq2seq_rollout(*arrays, residual=residual, head_fusion=head_fusion)[:, position]
-        elif name == "flow":
-            scores[name] = seq2seq_flow(
-                *arrays, outputs=[position], residual=residual, head_fusion=head_fusion, progress=progress
-            )[:, position]
-        else:
-            if model is None:
-                raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
-            from ..capture.seq2seq import seq2seq_gradients
+    gradients = None
+    if "grad-rollout" in methods:
+        if model is None:
+            raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
+        from ..capture.seq2seq import seq2seq_gradients
 
+        if token_id is None:
             token_id, _ = _target_token(captured, model, position, target)
-            grads = seq2seq_gradients(captured, model, position, token_id=token_id)
-            scores[name] = seq2seq_grad_rollout(*arrays, (grads.encoder, grads.decoder, grads.cross))[:, position]
-    return scores
+        grads = seq2seq_gradients(captured, model, position, token_id=token_id)
+        gradients = (grads.encoder, grads.decoder, grads.cross)
+    return score_seq2seq(captured, methods, position, gradients=gradients, every_output=every_output, layers=layers,
+                         progress=progress, residual=residual, head_fusion=head_fusion)
 
 
 def explain_seq2seq(
@@ -218,6 +209,7 @@ def explain_seq2seq(
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     captured: Any = None,
+    every_output: str | None = None,
     **method_options: Any,
 ) -> Seq2SeqExplanation:
     """Explain one decoder position of an encoder–decoder model over the source and the target prefix.
@@ -229,6 +221,8 @@ def explain_seq2seq(
     ``"last"``. ``target`` (grad-rollout): ``"next"`` (default: the target token
     after the position), ``"predicted"``, a vocabulary token or id.
     ``method_options``: ``residual`` and ``head_fusion`` (``mean``, ``max``, ``min``).
+    ``every_output`` (``"auto"``, ...): also every decoder position's scores, what the
+    HTML report shows, into the result's ``every_output`` (:func:`attnflow.core.score_seq2seq`).
 
     Examples
     --------
@@ -260,14 +254,15 @@ def explain_seq2seq(
     if captured is None:
         captured = capture_seq2seq(source, loaded, decoder_text=decoder_text, generate=generate, truncate=truncate)
     position = resolve_decoder_position(output, captured.n_target)
-    scores = seq2seq_scores(
-        captured, names, position, model=loaded, target=target, progress=progress, **options
-    )
     ns = captured.n_source
     recorded_target: Any = target
+    token_id = None
     if "grad-rollout" in names:
         token_id, how = _target_token(captured, loaded, position, target)
         recorded_target = {"kind": how, "token_id": token_id, "token": loaded.tokenizer.convert_ids_to_tokens(token_id)}
+    found = seq2seq_scores(captured, names, position, model=loaded, token_id=token_id, every_output=every_output,
+                           progress=progress, **options)
+    scores = found.explanation.scores
     predicts = captured.target_tokens[position + 1] if position + 1 < captured.n_target else None
     result = Seq2SeqExplanation(
         tokens=[*captured.source_tokens, *captured.target_tokens],
@@ -290,6 +285,7 @@ def explain_seq2seq(
             "truncated": captured.truncated,
         },
     )
+    result.every_output = found.every_output
     result.seq2seq["source_share"] = {name: result.source_share(name).tolist() for name in names}
     if target is not None and "grad-rollout" not in names:
         from .text import TARGET_IGNORED
@@ -312,6 +308,7 @@ def explain_seq2seq_call(
     captured: Any = None,
     words: bool = False,
     graph: Any = None,
+    every_output: str | None = None,
     **method_options: Any,
 ) -> Seq2SeqExplanation:
     """What :func:`attnflow.explain` does with ``decoder_text=`` or an encoder–decoder model: check, then explain.
@@ -354,5 +351,5 @@ decoder_text='...' (CLI: --decoder-text) or let it write one with generate=N (CL
         )
     return explain_seq2seq(
         text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
-        progress=progress, captured=captured, **method_options,
+        progress=progress, captured=captured, every_output=every_output, **method_options,
     )

@@ -163,7 +163,8 @@ def explain(
 
         return explain_seq2seq_call(
             text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
-            progress=progress, captured=captured, words=words, graph=graph, **method_options,
+            progress=progress, captured=captured, words=words, graph=graph, every_output=every_output,
+            **method_options,
         )
     if generate is not None:
         from ..generation import explain_generation

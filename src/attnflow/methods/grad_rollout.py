@@ -76,6 +76,19 @@ def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
                 f"{(array.shape[0], *array.shape[2:])} (L, n, n)."
             )
         return _roll(gradients.values)
+    return _roll(weigh(array, gradients))
+
+
+def weigh(array: np.ndarray, gradients: Any, name: str = "gradients") -> np.ndarray:
+    """``Abar = mean_h max(0, dy/dA ⊙ A)``, ``(L, n, n)``, from validated attention ``(L, H, n, n)`` and its gradient.
+
+    ``name`` is the parameter the error messages name.
+
+    Examples
+    --------
+    >>> weigh(np.array([[[[0.5, 0.5], [0.0, 1.0]]]]), np.array([[[[-1.0, 2.0], [0.0, 3.0]]]]))[0].tolist()
+    [[0.0, 1.0], [0.0, 3.0]]
+    """
     grads = np.asarray(
         gradients.detach().cpu().double().numpy() if hasattr(gradients, "detach") else gradients, dtype=np.float64
     )
@@ -83,12 +96,12 @@ def grad_rollout(attentions: Any, gradients: Any) -> np.ndarray:
         grads = grads[:, None]
     if grads.shape != array.shape:
         raise AttnflowError(
-            f"The 'gradients' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "
+            f"The '{name}' parameter must have the shape of the attentions {array.shape} (L, H, n, n); "
             f"got {grads.shape} instead."
         )
     if not np.all(np.isfinite(grads)):
-        raise AttnflowError("The 'gradients' parameter contains NaN or infinite values.")
-    return _roll(np.maximum(grads * array, 0.0).mean(axis=1))
+        raise AttnflowError(f"The '{name}' parameter contains NaN or infinite values.")
+    return np.maximum(grads * array, 0.0).mean(axis=1)
 
 
 def _roll(fused: np.ndarray) -> np.ndarray:

@@ -21,6 +21,14 @@ being acyclic, splits into paths each of which crosses a chain edge at most once
 so no chain edge of capacity 1 ever binds; and rollout's product sums exactly the
 paths of the un-layered graph.
 
+Each rule has one implementation, shared with the text methods: rollout is
+:func:`attnflow.rollout`, flow :func:`attnflow.solve_flow`, grad-rollout
+:func:`~attnflow.methods.grad_rollout.grad_rollout` on the graph's gradient-weighted
+layers (:meth:`Seq2SeqGraph.weighted`), each run on the layered graph with residual 0
+(the residual is inside its edges) and read at the decoder layers' target rows. Only
+raw attention is the graph's own (:meth:`Seq2SeqGraph.raw_rows`). The explain core
+(:func:`attnflow.core.score_seq2seq`) runs them for ``attnflow explain``, evaluate and the report.
+
 All functions return ``(Ld, nt, N)``: ``[l-1, t, :]`` scores every source token
 (columns ``0..ns-1``) and target position (``ns..N-1``) for decoder position ``t``
 after decoder layer ``l``.
@@ -29,7 +37,7 @@ after decoder layer ``l``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,18 +46,23 @@ from ..errors import AttnflowError
 from ..graph import (
     ROW_SUM_TOLERANCE,
     HeadFusion,
+    WeightedAttention,
     _to_numpy,
     add_residual,
     as_attention_array,
     check_residual,
     fuse_heads,
 )
+from .grad_rollout import grad_rollout, weigh
+from .rollout import rollout
 
 Progress = Callable[[int, int], None]
 
 
 def _check_cross(cross: Any, n_target: int, n_source: int) -> np.ndarray:
     array = _to_numpy(cross, "cross")
+    if array.ndim == 3:
+        array = array[:, None]
     if array.ndim != 4 or array.shape[-2:] != (n_target, n_source):
         raise AttnflowError(
             f"The 'cross' parameter must have shape (Ld, H, {n_target}, {n_source}) (decoder positions, source "
@@ -77,7 +90,9 @@ class Seq2SeqGraph:
     ``capacities[k-1, i, j]`` is the capacity of the edge from node ``j`` of graph
     layer ``k-1`` to node ``i`` of graph layer ``k``. Graph layers ``1..Le`` are the
     encoder's; decoder layer ``l`` is graph layers ``Le + 2l - 1`` (self-attention)
-    and ``Le + 2l`` (cross-attention).
+    and ``Le + 2l`` (cross-attention). ``attentions`` keeps the validated encoder,
+    decoder and cross attention (heads unfused), which :meth:`weighted` weighs by
+    their gradients; ``raw`` is :meth:`raw_rows`'s source.
 
     Examples
     --------
@@ -85,8 +100,8 @@ class Seq2SeqGraph:
     >>> dec = np.array([[[[1.0, 0.0], [0.5, 0.5]]]])
     >>> cross = np.array([[[[1.0, 0.0], [0.0, 1.0]]]])
     >>> g = Seq2SeqGraph.from_attentions(enc, dec, cross)
-    >>> g.capacities.shape, g.decoder_layer(1)
-    ((3, 4, 4), 3)
+    >>> g.capacities.shape, g.decoder_layers
+    ((3, 4, 4), [3])
     >>> g.capacities[2, 3].tolist()        # target 1 after cross-attention: half source 1, half itself
     [0.0, 0.5, 0.0, 0.5]
     """
@@ -96,10 +111,17 @@ class Seq2SeqGraph:
     n_target: int
     n_encoder_layers: int
     n_decoder_layers: int
+    attentions: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    raw: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_nodes(self) -> int:
         return self.n_source + self.n_target
+
+    @property
+    def decoder_layers(self) -> list[int]:
+        """The graph layers (1-based) holding each decoder layer's output, bottom to top."""
+        return [self.decoder_layer(layer) for layer in range(1, self.n_decoder_layers + 1)]
 
     def decoder_layer(self, layer: int) -> int:
         """The graph layer (1-based) holding decoder layer ``layer``'s output (after its cross-attention)."""
@@ -121,7 +143,7 @@ class Seq2SeqGraph:
     ) -> Seq2SeqGraph:
         """Validate the three attentions, fuse heads, add the residual to each sublayer, lay the graph out.
 
-        ``encoder`` ``(Le, He, ns, ns)``, ``decoder`` ``(Ld, Hd, nt, nt)`` and ``cross``
+        ``encoder`` ``(Le, He, ns, ns)``, ``decoder`` ``(Ld, Hd, nt, nt)`` (causal) and ``cross``
         ``(Ld, Hd, nt, ns)`` (or fused, without the head axis). ``head_fusion`` is
         ``"mean"``, ``"max"`` or ``"min"`` (fused rows are renormalised).
         """
@@ -134,10 +156,7 @@ class Seq2SeqGraph:
         enc = as_attention_array(encoder, name="encoder")
         dec = as_attention_array(decoder, name="decoder")
         ns, nt = enc.shape[-1], dec.shape[-1]
-        crs = _to_numpy(cross, "cross")
-        if crs.ndim == 3:
-            crs = crs[:, None]
-        crs = _check_cross(crs, nt, ns)
+        crs = _check_cross(cross, nt, ns)
         if crs.shape[0] != dec.shape[0]:
             raise AttnflowError(
                 f"The 'cross' and 'decoder' parameters must have one entry per decoder layer alike; got "
@@ -145,35 +164,63 @@ class Seq2SeqGraph:
             )
         if np.triu(dec.max(axis=1), 1).max() > 1e-9:
             raise AttnflowError("The 'decoder' attention must be causal: zero above the diagonal.")
+        dec_bar = fuse_heads(dec, head_fusion)
         enc_hat = add_residual(fuse_heads(enc, head_fusion), residual)
-        dec_hat = add_residual(fuse_heads(dec, head_fusion), residual)
+        dec_hat = add_residual(dec_bar, residual)
         cross_bar = _rownorm(fuse_heads(crs, head_fusion))
         n_enc, n_dec = enc.shape[0], dec.shape[0]
         n = ns + nt
         cap = np.zeros((n_enc + 2 * n_dec, n, n))
         eye_s, eye_t = np.eye(ns), np.eye(nt)
-        for k in range(n_enc):
-            cap[k, :ns, :ns] = enc_hat[k]
-            cap[k, ns:, ns:] = eye_t
-        for layer in range(n_dec):
-            self_k, cross_k = n_enc + 2 * layer, n_enc + 2 * layer + 1
-            cap[self_k, :ns, :ns] = eye_s
-            cap[self_k, ns:, ns:] = dec_hat[layer]
-            cap[cross_k, :ns, :ns] = eye_s
-            cap[cross_k, ns:, :ns] = (1.0 - residual) * cross_bar[layer]
-            cap[cross_k, ns:, ns:] = residual * eye_t
-        return cls(cap, ns, nt, n_enc, n_dec)
+        cap[:n_enc, :ns, :ns] = enc_hat
+        cap[:n_enc, ns:, ns:] = eye_t
+        cap[n_enc:, :ns, :ns] = eye_s  # the encoder's top layer carried up through the decoder
+        cap[n_enc::2, ns:, ns:] = dec_hat
+        cap[n_enc + 1 :: 2, ns:, :ns] = (1.0 - residual) * cross_bar
+        cap[n_enc + 1 :: 2, ns:, ns:] = residual * eye_t
+        # raw: each decoder layer's own attention, half its cross row, half its (residual-free) self row
+        raw = 0.5 * np.concatenate([cross_bar, add_residual(dec_bar, 0.0)], axis=-1)
+        return cls(cap, ns, nt, n_enc, n_dec, (enc, dec, crs), raw)
 
     def decoder_rows(self, matrices: np.ndarray) -> np.ndarray:
         """From per-graph-layer matrices ``(D, N, N)``, the decoder outputs' rows: ``(Ld, nt, N)``."""
-        picks = [self.decoder_layer(layer) - 1 for layer in range(1, self.n_decoder_layers + 1)]
-        return matrices[picks][:, self.n_source :, :]
+        return matrices[[layer - 1 for layer in self.decoder_layers]][:, self.n_source :, :]
+
+    def raw_rows(self) -> np.ndarray:
+        """Raw attention of every decoder position at each decoder layer, ``(Ld, nt, N)``: half cross, half self.
+
+        The cross-attention over the source and the self-attention over the target
+        each sum to 1; they are halved so that a row sums to 1 like the other methods' rows.
+        """
+        assert self.raw is not None, "build the graph with Seq2SeqGraph.from_attentions"
+        return self.raw
+
+    def weighted(self, gradients: Any) -> WeightedAttention:
+        """The graph's gradient-weighted layers for grad-rollout: ``(D, N, N)``, ``Abar`` per sublayer, 0 elsewhere.
+
+        ``gradients`` = ``(dS/dA_encoder, dS/dA_decoder, dS/dA_cross)``, each shaped like
+        its attention; each sublayer gets ``Abar = mean_h max(0, dS/dA ⊙ A)`` where its
+        attention sits in :attr:`capacities` (cross: target rows, source columns). The
+        identity chains carry nothing (``R += 0 @ R``), so grad-rollout's ``R += Abar @ R``
+        over these layers is Chefer et al. 2021b's rules 6-7 for self-attention and rule
+        10 without its target-side factor ``(R̄_tt)^T`` for cross-attention, which for a
+        causal decoder would credit position ``t`` with the cross-attention of positions after it.
+        """
+        if not isinstance(gradients, (tuple, list)) or len(gradients) != 3:
+            raise AttnflowError("The 'gradients' parameter must be (encoder, decoder, cross) gradients.")
+        enc, dec, crs = self.attentions
+        ns, n_enc = self.n_source, self.n_encoder_layers
+        weights = np.zeros_like(self.capacities)
+        weights[:n_enc, :ns, :ns] = weigh(enc, gradients[0], "encoder gradients")
+        weights[n_enc::2, ns:, ns:] = weigh(dec, gradients[1], "decoder gradients")
+        weights[n_enc + 1 :: 2, ns:, :ns] = weigh(crs, gradients[2], "cross gradients")
+        return WeightedAttention(weights)
 
 
 def seq2seq_rollout(
     encoder: Any, decoder: Any, cross: Any, *, residual: float = 0.5, head_fusion: HeadFusion = "mean"
 ) -> np.ndarray:
-    """Attention rollout through encoder and decoder: ``R[k] = Ahat[k] @ R[k-1]`` over the graph's layers.
+    """Attention rollout through encoder and decoder: :func:`attnflow.rollout` on the layered graph.
 
     Returns ``(Ld, nt, N)``; every row sums to 1.
 
@@ -186,20 +233,13 @@ def seq2seq_rollout(
     [0.125, 0.375, 0.125, 0.375]
     """
     graph = Seq2SeqGraph.from_attentions(encoder, decoder, cross, residual=residual, head_fusion=head_fusion)
-    current = np.eye(graph.n_nodes)
-    products = np.empty_like(graph.capacities)
-    for k, matrix in enumerate(graph.capacities):
-        current = matrix @ current
-        products[k] = current
-    return graph.decoder_rows(products)
+    return graph.decoder_rows(rollout(graph.capacities, residual=0.0))
 
 
 def seq2seq_raw(encoder: Any, decoder: Any, cross: Any, *, head_fusion: HeadFusion = "mean") -> np.ndarray:
     """Each decoder layer's own attention of position ``t``: half its cross row, half its self row.
 
-    The cross-attention over the source and the self-attention over the target each
-    sum to 1; they are halved so that a row sums to 1 like the other methods' rows.
-    Returns ``(Ld, nt, N)``.
+    Returns ``(Ld, nt, N)`` (:meth:`Seq2SeqGraph.raw_rows`).
 
     Examples
     --------
@@ -209,14 +249,7 @@ def seq2seq_raw(encoder: Any, decoder: Any, cross: Any, *, head_fusion: HeadFusi
     >>> seq2seq_raw(enc, dec, cross)[0, 1].tolist()
     [0.0, 0.5, 0.25, 0.25]
     """
-    graph = Seq2SeqGraph.from_attentions(encoder, decoder, cross, residual=0.0, head_fusion=head_fusion)
-    ns = graph.n_source
-    out = np.zeros((graph.n_decoder_layers, graph.n_target, graph.n_nodes))
-    for layer in range(graph.n_decoder_layers):
-        self_k = graph.n_encoder_layers + 2 * layer
-        out[layer, :, ns:] = 0.5 * graph.capacities[self_k, ns:, ns:]
-        out[layer, :, :ns] = 0.5 * graph.capacities[self_k + 1, ns:, :ns]
-    return out
+    return Seq2SeqGraph.from_attentions(encoder, decoder, cross, head_fusion=head_fusion).raw_rows()
 
 
 def seq2seq_flow(
@@ -277,30 +310,13 @@ def seq2seq_flow(
     return out
 
 
-def _grad_fused(attentions: np.ndarray, gradients: Any, name: str) -> np.ndarray:
-    grads = _to_numpy(gradients, name)
-    if grads.shape != attentions.shape:
-        raise AttnflowError(
-            f"The '{name}' gradients must have the shape of the attention {attentions.shape}; got {grads.shape}."
-        )
-    if not np.all(np.isfinite(grads)):
-        raise AttnflowError(f"The '{name}' gradients contain NaN or infinite values.")
-    return np.maximum(grads * attentions, 0.0).mean(axis=1)
-
-
 def seq2seq_grad_rollout(
     encoder: Any, decoder: Any, cross: Any, gradients: tuple[Any, Any, Any]
 ) -> np.ndarray:
-    """Gradient-weighted rollout through encoder and decoder (Chefer et al. 2021b's rules, see below).
+    """Gradient-weighted rollout through encoder and decoder: grad-rollout on :meth:`Seq2SeqGraph.weighted`.
 
     ``gradients`` = ``(dS/dA_encoder, dS/dA_decoder, dS/dA_cross)``, each shaped like
-    its attention. With ``Abar = mean_h max(0, dS/dA ⊙ A)`` per sublayer and
-    ``R = I`` over all ``N`` nodes, each graph layer adds ``Abar @ R``: for the
-    encoder ``R_ss += Abar_enc R_ss``; for decoder self-attention
-    ``R_tt += Abar_self R_tt`` and ``R_ts += Abar_self R_ts`` (rules 6-7); for
-    cross-attention ``R_ts += Abar_cross R_ss``, rule 10 without its target-side
-    factor ``(R̄_tt)^T``, which for a causal decoder would credit position ``t``
-    with the cross-attention of positions after it. Unnormalised; ``(Ld, nt, N)``.
+    its attention. Unnormalised; ``(Ld, nt, N)``.
 
     Examples
     --------
@@ -311,25 +327,5 @@ def seq2seq_grad_rollout(
     >>> seq2seq_grad_rollout(enc, dec, cross, ones)[0, 1].tolist()
     [0.5, 1.5, 0.5, 1.5]
     """
-    enc = as_attention_array(encoder, name="encoder")
-    dec = as_attention_array(decoder, name="decoder")
-    ns, nt = enc.shape[-1], dec.shape[-1]
-    crs = _to_numpy(cross, "cross")
-    if crs.ndim == 3:
-        crs = crs[:, None]
-    crs = _check_cross(crs, nt, ns)
-    if not isinstance(gradients, (tuple, list)) or len(gradients) != 3:
-        raise AttnflowError("The 'gradients' parameter must be (encoder, decoder, cross) gradients.")
-    g_enc = _grad_fused(enc, gradients[0], "encoder")
-    g_dec = _grad_fused(dec, gradients[1], "decoder")
-    g_crs = _grad_fused(crs, gradients[2], "cross")
-    n = ns + nt
-    relevance = np.eye(n)
-    out = np.empty((dec.shape[0], nt, n))
-    for layer in g_enc:
-        relevance[:ns] = relevance[:ns] + layer @ relevance[:ns]
-    for index in range(dec.shape[0]):
-        relevance[ns:] = relevance[ns:] + g_dec[index] @ relevance[ns:]
-        relevance[ns:] = relevance[ns:] + g_crs[index] @ relevance[:ns]
-        out[index] = relevance[ns:]
-    return out
+    graph = Seq2SeqGraph.from_attentions(encoder, decoder, cross)
+    return graph.decoder_rows(grad_rollout(graph.capacities, graph.weighted(gradients)))

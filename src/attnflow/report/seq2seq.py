@@ -123,89 +123,64 @@ GRAPH_NOTE = (
 )
 
 
-def seq2seq_report_data(
-    explanation: Any,
-    captured: Any,
-    *,
-    layer: int = -1,
-    residual: float = 0.5,
-    head_fusion: str = "mean",
-    progress: Any = None,
-) -> Any:
+def seq2seq_report_data(explanation: Any, captured: Any, *, layer: int = -1) -> Any:
     """Report data for an encoder–decoder explanation: the layered graph, the two sequences, every target output.
 
-    The page's graph is :class:`attnflow.methods.seq2seq.Seq2SeqGraph` (residual
-    inside the edges, so the report's own residual is 0); its tokens are the
-    source then the decoder positions (``source_length`` marks them) and its
-    outputs every decoder position. The explained position keeps the
-    explanation's scores at each decoder layer; rollout (and flow, within
-    :data:`attnflow.core.FLOW_ALL_OUTPUTS_BUDGET`) are computed for every
-    output and graph layer, raw for every output at the decoder layers;
-    grad-rollout is the explained output's only.
+    ``explanation`` is what ``attnflow.explain(..., decoder_text=..., every_output="auto")``
+    computed: its :attr:`~attnflow.Explanation.every_output` holds every decoder
+    position's scores from the explain core (:func:`attnflow.core.score_seq2seq`), which
+    the page shows as they are: rollout (and flow, within
+    :data:`attnflow.core.FLOW_ALL_OUTPUTS_BUDGET`) at every graph layer, raw at the
+    decoder layers, grad-rollout for the explained position only. ``captured`` (the
+    :class:`~attnflow.capture.seq2seq.Seq2SeqAttention` explained) gives the page its graph,
+    :class:`attnflow.methods.seq2seq.Seq2SeqGraph` laid out with the explanation's
+    ``residual`` and ``head_fusion`` (residual inside the edges, so the report's own
+    residual is 0); its tokens are the source then the decoder positions
+    (``source_length`` marks them) and its outputs every decoder position.
 
     Examples
     --------
     >>> from attnflow.capture.seq2seq import capture_seq2seq
     >>> from attnflow.explainers.seq2seq import explain_seq2seq
     >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
-    >>> e = explain_seq2seq("7 2 9", "reverse", ["rollout"], captured=cap, decoder_text="9 2 7")
+    >>> e = explain_seq2seq("7 2 9", "reverse", ["rollout"], captured=cap, decoder_text="9 2 7", every_output="auto")
     >>> data = seq2seq_report_data(e, cap)
     >>> data.n_layers, data.source_length, data.layer_names[-1], data.outputs
     (6, 4, 'dec 2 cross', [4, 5, 6, 7])
     """
-    from ..core import FLOW_ALL_OUTPUTS_BUDGET
-    from ..methods.flow import solve_flow
-    from ..methods.seq2seq import Seq2SeqGraph, seq2seq_raw
+    from ..errors import AttnflowError
+    from ..methods.seq2seq import Seq2SeqGraph
+    from ..mixing import ATTENTION
     from .data import ReportData
 
+    computed = explanation.every_output.get(ATTENTION)
+    if computed is None:
+        raise AttnflowError(
+            "The explanation holds no scores for every decoder position: explain with every_output='auto' for a report."
+        )
+    residual = explanation.options.get("residual")
+    residual = 0.5 if residual is None else residual
+    head_fusion = explanation.options.get("head_fusion") or "mean"
     graph = Seq2SeqGraph.from_attentions(
-        captured.encoder, captured.decoder, captured.cross, residual=residual, head_fusion=head_fusion  # type: ignore[arg-type]
+        captured.encoder, captured.decoder, captured.cross, residual=residual, head_fusion=head_fusion
     )
-    cap = graph.capacities
-    depth, n = cap.shape[0], graph.n_nodes
-    ns, nt = graph.n_source, graph.n_target
-    decoder = [graph.decoder_layer(d) for d in range(1, graph.n_decoder_layers + 1)]  # 1-based graph layers
-    position = int(explanation.output) - ns
-    notes = [GRAPH_NOTE, *explanation.notes]
-    scores: dict[str, np.ndarray] = {}
-    for method in explanation.methods:
-        full = np.full((depth, nt, n), np.nan)
-        if method == "rollout":
-            current = np.eye(n)
-            for k in range(depth):
-                current = cap[k] @ current
-                full[k] = current[ns:]
-        elif method == "flow" and float(depth) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET:
-            solution = solve_flow(
-                cap, outputs=list(range(ns, n)), layers=list(range(1, depth + 1)), residual=0.0, progress=progress,
-                keep_cuts=False,
-            )
-            full[:] = solution.normalized()[:, ns:, :]
-        elif method == "raw":
-            raw = seq2seq_raw(captured.encoder, captured.decoder, captured.cross, head_fusion=head_fusion)  # type: ignore[arg-type]
-            for index, k in enumerate(decoder):
-                full[k - 1] = raw[index]
-        elif method == "flow":
-            notes.append("flow is in this report for the explained decoder position only (a long input).")
-        for index, k in enumerate(decoder):  # the explained output: exactly the explanation's numbers
-            full[k - 1, position] = explanation.scores[method][index]
-        scores[method] = full
+    decoder = graph.decoder_layers
     shown = decoder[(layer if layer > 0 else len(decoder) + 1 + layer) - 1]
     return ReportData(
         tokens=list(explanation.tokens),
-        scores=scores,
-        outputs=list(range(ns, n)),
-        output=ns + position,
+        scores={method: computed.scores[method] for method in explanation.methods},
+        outputs=list(computed.outputs),
+        output=int(explanation.output),
         layer=shown,
-        attention=cap,
+        attention=graph.capacities,
         residual=0.0,
         head_fusion=head_fusion,
         special_positions=tuple(explanation.special_positions),
         model_name=explanation.model_name,
         text=f"{captured.source_text} → {captured.target_text}",
-        notes=notes,
+        notes=[GRAPH_NOTE, *explanation.notes, *computed.notes],
         source="attnflow explain (encoder-decoder)",
-        source_length=ns,
+        source_length=graph.n_source,
         layer_names=layer_names(graph.n_encoder_layers, graph.n_decoder_layers),
         run_residual=residual,
     )

@@ -246,7 +246,6 @@ def plausibility(
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq
     from ..explainers.seq2seq import seq2seq_scores
-    from ..methods.seq2seq import seq2seq_flow, seq2seq_raw, seq2seq_rollout
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise AttnflowError(f"The number of examples must be a positive integer; got {count!r}.")
@@ -260,15 +259,12 @@ def plausibility(
     chance = 0.0
     for index, example in enumerate(examples):
         captured = capture_seq2seq(example.source_text, loaded, decoder_text=example.target_text)
-        arrays = (captured.encoder, captured.decoder, captured.cross)
         confident += int(np.sum(np.asarray(captured.log_probabilities[: len(example.target)]) > np.log(0.5)))
-        table: dict[str, np.ndarray] = {}  # (Ld, nt, N): all decoder positions at once
-        if "raw" in methods:
-            table["raw"] = seq2seq_raw(*arrays)
-        if "rollout" in methods:
-            table["rollout"] = seq2seq_rollout(*arrays)
-        if "flow" in methods:
-            table["flow"] = seq2seq_flow(*arrays, outputs=list(range(len(example.target))))
+        # every decoder position at once, at the decoder layers (the explain core); grad-rollout per position
+        every = [m for m in methods if m != "grad-rollout"]
+        found = seq2seq_scores(captured, every, 0, every_output="all", layers="decoder") if every else None
+        decoder = [captured.n_encoder_layers + 2 * layer - 1 for layer in range(1, captured.n_decoder_layers + 1)]
+        table = {m: values[decoder] for m, values in found.every_output["attention"].scores.items()} if found else {}
         n = len(example.source)
         for k in range(len(example.target)):  # decoder position k predicts target token k (0 is the start token)
             predictions += 1
@@ -277,7 +273,7 @@ def plausibility(
                 if method in table:
                     scores = table[method][:, k]
                 else:
-                    scores = seq2seq_scores(captured, [method], k, model=loaded)[method]
+                    scores = seq2seq_scores(captured, [method], k, model=loaded).explanation.scores[method]
                 digits = scores[:, :n]  # the digits only: </s> is the last source token
                 top = digits.max(axis=1, keepdims=True)
                 unique = (digits == top).sum(axis=1) == 1
