@@ -107,7 +107,8 @@ def test_explain_on_the_encoder_decoder_model_with_a_report_runs_it_once_and_sol
                    "--method", "flow", "--html", str(page)])
     assert status == 0, capsys.readouterr().err
     payload = _payload(page)
-    depth, nt, n = 2 + 2 * 2, 5, 10  # 2 encoder layers + 2 decoder layers of 2 sublayers; "7 2 9 4 </s>", "<pad> 4 9 2 7"
+    # 2 encoder layers + 2 decoder layers of 2 sublayers; "7 2 9 4 </s>" and "<pad> 4 9 2 7"
+    depth, nt, n = 2 + 2 * 2, 5, 10
     flow = np.array(payload["scores"]["flow"], dtype=float)
     assert flow.shape == (depth, nt, n) and np.isfinite(flow).all()  # every decoder position at every graph layer
     assert counted["forward"] == 1
