@@ -145,3 +145,27 @@ def test_score_seq2seq_reads_the_explanation_from_the_every_output_solve_and_mat
     np.testing.assert_array_equal(scores[[3, 5]], every.scores["flow"][[3, 5]])
     with pytest.raises(attnflow.AttnflowError, match="do not run on encoder-decoder"):
         score_seq2seq(captured, ["saliency"], 1)
+
+
+@pytest.mark.e2e
+def test_generate_with_a_report_runs_one_pass_per_decoding_step_and_one_capture_and_solves_flow_once(
+    counted, capsys, tmp_path, tiny_gpt2_path
+):
+    page, record = tmp_path / "out.html", tmp_path / "out.json"
+    status = main(["explain", "the cat sat on", "--model", str(tiny_gpt2_path), "--generate", "3", "--method",
+                   "rollout", "--method", "flow", "--html", str(page), "--json", str(record)])
+    assert status == 0, capsys.readouterr().err
+    result = attnflow.Explanation.from_json(record)
+    answer, n = len(result.generation["answer_ids"]), len(result.tokens)
+    n_layers = result.n_layers
+    flow = np.array(_payload(page)["scores"]["flow"], dtype=float)
+    assert flow.shape[:2] == (n_layers, n + 1) and np.isfinite(flow[:, :n]).all()  # every output, and the span
+    # the decoding steps (one per answer token: the documented passes of --generate), then the one capture
+    assert counted["forward"] == answer + 1
+    problems = counted["problems"]
+    # every output's flow at every layer, solved once: each answer token's flow is read from that solve
+    assert len(problems) == len(set(problems)) == n_layers * n * n
+    for k in range(answer):
+        # the page writes 6 decimals: within half a unit of the last (plus float64 rounding of that decimal)
+        np.testing.assert_allclose(result.answer_scores["flow"][k], flow[:, n - answer - 1 + k], rtol=0,
+                                   atol=0.5e-6 + 1e-15)

@@ -401,6 +401,7 @@ def score_capture(
     every_output: str | None = None,
     progress: Progress | None = None,
     model_pass: Any = None,
+    solved: dict[str, Any] | None = None,
     **options: Any,
 ) -> Scores:
     """Turn one capture into scores for the requested methods, graphs, output and target.
@@ -435,6 +436,13 @@ def score_capture(
         by the method's name (they score the input, not a graph); ``options["input_methods"]``
         names them (layer ``input``). With ``every_output`` they join the attention graph's
         :class:`OutputScores` (else the first graph's) for the explained output only, unprefixed.
+        The pass may read a prefix of the captured tokens (a generated answer token is
+        scored on the tokens before it); the tokens after it score 0.
+    solved
+        What the attention graph's methods already solved on this capture with these
+        options (flow: a :class:`~attnflow.methods.flow.FlowSolution` covering ``output``,
+        e.g. the ``flow_solution`` of an earlier call's ``every_output``): read, not
+        solved again (a generated answer's tokens share one solve).
     options
         ``residual``, ``head_fusion``, ``discard_ratio``, ``start_layer``, ``flow_tolerance``,
         ``flow_seconds``: as :func:`explain_attentions` takes them. ``residual`` and
@@ -497,9 +505,9 @@ def score_capture(
         found.matrices[name] = array
         n_layers, n = np.shape(array)[0], np.shape(array)[-1]
         position = resolve_output(output, n)
-        presolved: dict[str, Any] = {}
+        presolved: dict[str, Any] = dict(solved or {}) if name == ATTENTION else {}
         if (
-            every_output is not None and "flow" in names and position != "mean"
+            "flow" not in presolved and every_output is not None and "flow" in names and position != "mean"
             and flow_for_every_output(n_layers, n, every_output)
             and flow_is_exact(n_layers, n, kept.get("flow_tolerance"), kept.get("flow_seconds"))
         ):  # every output's flow in one solve; the explained output's is read from it
@@ -536,6 +544,32 @@ def score_capture(
         token_labels=labels, solutions=solutions, bounds=bounds,
     )
     return found
+
+
+def shared_solutions(found: Scores) -> dict[str, Any]:
+    """What ``found`` solved for every output of the attention graph, for :func:`score_capture`'s ``solved``.
+
+    ``{"flow": solution}`` when its report scores hold exact flow for every output, so
+    another output of the same capture and options reads its flow from there; else ``{}``.
+
+    Examples
+    --------
+    >>> from attnflow.capture import CapturedAttention
+    >>> c = CapturedAttention(np.full((2, 1, 3, 3), 1 / 3), ["a", "b", "c"], [1, 2, 3], (), "toy", False, "a b c")
+    >>> shared = shared_solutions(score_capture(c, ["flow"], output=0, every_output="all"))
+    >>> bool(np.array_equal(score_capture(c, ["flow"], output=2, solved=shared).explanation.scores["flow"],
+    ...                     score_capture(c, ["flow"], output=2).explanation.scores["flow"]))
+    True
+    """
+    from .methods.flow import FlowSolution
+    from .mixing import ATTENTION
+
+    every = found.every_output.get(ATTENTION)
+    solution = None if every is None else every.flow_solution
+    if not isinstance(solution, FlowSolution) or solution.values.ndim != 3:  # not certified intervals, not "mean"
+        return {}
+    top, n = solution.values.shape[0], solution.values.shape[-1]
+    return {"flow": solution} if all((top, t) in solution.groups for t in range(n)) else {}
 
 
 def input_scores(inputs: Sequence[str], model_pass: Any, n_layers: int, n: int) -> dict[str, np.ndarray]:
@@ -580,8 +614,10 @@ def _score_inputs(
     from .methods.attribution import INPUT_LAYER
 
     n_layers, n = np.shape(captured.attentions)[0], len(captured.tokens)
-    if list(model_pass.input_ids) != list(captured.input_ids):
-        raise AttnflowError("The model pass must be of the captured tokens: give it the capture's input_ids.")
+    ids = list(model_pass.input_ids)
+    if not ids or ids != list(captured.input_ids)[: len(ids)]:
+        raise AttnflowError("The model pass must read the captured tokens (or a prefix of them): give it the "
+                            "capture's input_ids.")
     scores.update(input_scores(inputs, model_pass, n_layers, n))
     from .mixing import ATTENTION
 

@@ -298,6 +298,7 @@ def explain_generation(
     progress: Callable[[int, int], None] | None = None,
     words: bool = False,
     attribution: dict[str, Any] | None = None,
+    every_output: str | None = None,
     **method_options: Any,
 ) -> GenerationExplanation:
     """Generate greedily after ``prompt``, then explain every answer token and the answer span.
@@ -317,6 +318,16 @@ def explain_generation(
     later tokens 0), with ``attribution`` their options (``ig_steps``, ``lime_samples``,
     ``max_passes``, ``seed``); the random baseline draws anew per answer token.
 
+    Every answer token is scored by the explain core (:func:`attnflow.core.score_capture`)
+    on the one capture of the whole sequence. The model's own passes are: the decoding
+    steps of :func:`generate` (one per answer token), the capture, and the passes that
+    are a method itself (grad-rollout's backward pass per answer token, an attribution
+    method's). ``every_output`` (``"auto"``, ...): also every output's scores, what the
+    HTML report shows, into the result's ``explanation.every_output``, computed with the
+    first answer token; flow for every output is then solved once and each answer
+    token's flow is read from that solve (unless ``head_fusion="importance"`` weighs the
+    heads per answer token).
+
     Examples
     --------
     >>> explain_generation("The cat", "minilm", 2)  # doctest: +ELLIPSIS
@@ -326,7 +337,7 @@ def explain_generation(
     """
     from .capture import load_model
     from .capture.text import capture_token_ids
-    from .core import explain_attentions, input_scores, method_names, wants_importance
+    from .core import method_names, score_capture, shared_solutions, wants_importance
     from .methods import get_method
     from .methods.attribution import (
         AttributionInputs,
@@ -366,6 +377,8 @@ def explain_generation(
         from .capture.perturb import attribution_blank_id
 
         blank = attribution_blank_id(loaded)
+    every: dict[str, Any] = {}
+    solved: dict[str, Any] = {}  # flow for every output, solved with the first answer token, read by the others
     for k, position in enumerate(positions):
         gradients, options = None, dict(method_options)
         if needs_gradients and heads != "all":
@@ -378,22 +391,24 @@ def explain_generation(
                 loaded, ids, generation.prompt_length + k, objective="log_probability", head_gradients=importance
             )
             values.append(found.value)
-            if importance:
-                from .graph import fusion_weights
+            from .graph import fusion_weights
 
-                options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
-                weights.append(np.asarray(options["head_fusion"]).tolist())
-        part = Explanation(tokens=list(captured.tokens), scores={}, output=position)
-        if names:
-            part = explain_attentions(
-                captured.attentions, captured.tokens, methods=names, output=position, progress=progress,
-                gradients=gradients, **options,
-            )
+            options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
+            weights.append(np.asarray(options["head_fusion"]).tolist())
+        given = None
         if inputs:  # answer token k's logit, on the tokens before it
             end = generation.prompt_length + k
             given = AttributionInputs(loaded, _bound_token(loaded, ids[end]), ids[:end], blank, index=k,
                                       point=point, **settings)
-            part.scores.update(input_scores(inputs, given, captured.n_layers, len(ids)))
+        scored = score_capture(captured, names + inputs, output=position, gradients=gradients, progress=progress,
+                               every_output=every_output if k == 0 else None, model_pass=given, solved=solved,
+                               **options)
+        if k == 0 and every_output is not None:
+            every = scored.every_output
+            solved = {} if importance else shared_solutions(scored)
+        part = scored.explanation
+        part.options.pop("input_methods", None)
+        if given is not None:
             point = given.point  # found once, on the first token
         per_token.append(part)
 
@@ -442,6 +457,7 @@ def explain_generation(
         generation=record,
         answer_scores=answer_scores,
     )
+    explanation.every_output = every
     if words:
         from .words import word_groups
 
@@ -481,7 +497,7 @@ def answer_weighted_attention(loaded: Any, input_ids: Sequence[int], position: i
     attnflow.errors.AttnflowError: The 'position' parameter must be a position from 1 to 1; got 2.
     """
     from .capture.gradients import weighted_attention
-    from .methods.grad_rollout import WeightedAttention
+    from .graph import WeightedAttention
 
     ids = _check_position(input_ids, position)
     n = len(ids)

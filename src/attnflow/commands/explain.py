@@ -492,8 +492,9 @@ def _explain_generated(
         prompt = len(model.tokenizer(text)["input_ids"])
         _check_flow_time((depth, 1, prompt + count, prompt + count), False, max_flow_seconds, outputs=count)
     with progress_bar("generating and explaining") as progress:
-        found = explain_generation(
+        found = explain_generation(  # with a report, every output's scores from the same core calls
             text, model, count, methods, truncate=truncate, progress=progress, words=words, attribution=attribution,
+            every_output="auto" if any(path is not None for path in (html_path, png_path, svg_path)) else None,
             **options,
         )
     generation, result = found.generation, found.explanation
@@ -511,6 +512,7 @@ def _explain_generated(
         console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
     if any(path is not None for path in (html_path, png_path, svg_path)):
         first = result.answer_token(0)
+        first.every_output = result.every_output  # computed with the first answer token
         _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
                       open_on_answer=answer == "span")
 
@@ -579,8 +581,7 @@ def _write_report(
     The page shows what the explain core computed for every output
     (``explain(..., every_output="auto")``); with context-mixing ``graphs`` each graph's
     methods join it as ``GRAPH/METHOD`` (:func:`attnflow.report.graphs.report_with_graphs`).
-    Without those scores (a generated answer) the report asks the core for the outputs
-    ``explain`` did not compute. For a generated
+    For a generated
     answer, ``explanation`` is the whole answer's (``result`` its first token's): the
     report marks the prompt and the answer, and shows every answer token's scores and
     the span's (opening on the span when ``open_on_answer``, as the terminal printed it).

@@ -186,7 +186,7 @@ def explain(
         attribution = {"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes, "seed": seed}
         return explain_generation(
             text, loaded, generate, methods + inputs, truncate=truncate, progress=progress, words=words,
-            attribution=attribution if inputs else None, **method_options,
+            attribution=attribution if inputs else None, every_output=every_output, **method_options,
         ).explanation
     from ..capture.plan import capture_heads, fits
     from ..mixing import ATTENTION, graph_names
