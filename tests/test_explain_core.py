@@ -144,6 +144,8 @@ def test_score_seq2seq_reads_the_explanation_from_the_every_output_solve_and_mat
     assert np.isnan(scores[[0, 1, 2, 4]]).all()  # encoder and self-attention sublayers: not solved
     np.testing.assert_array_equal(scores[[3, 5]], every.scores["flow"][[3, 5]])
     with pytest.raises(attnflow.AttnflowError, match="do not run on encoder-decoder"):
+        score_seq2seq(captured, ["globenc"], 1)
+    with pytest.raises(attnflow.AttnflowError, match="runs the model on the source and the target prefix"):
         score_seq2seq(captured, ["saliency"], 1)
 
 

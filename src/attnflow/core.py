@@ -642,6 +642,7 @@ def score_seq2seq(
     every_output: str | None = None,
     layers: str = "all",
     progress: Progress | None = None,
+    model_pass: Any = None,
     residual: float = 0.5,
     head_fusion: str = "mean",
 ) -> Scores:
@@ -659,7 +660,7 @@ def score_seq2seq(
     captured
         A :class:`attnflow.capture.seq2seq.Seq2SeqAttention`.
     methods
-        Names from :data:`SEQ2SEQ_METHODS`.
+        Names from :data:`SEQ2SEQ_METHODS`, and attribution methods (``saliency``, ...).
     position
         The explained decoder position (``0 <= position < nt``).
     gradients
@@ -672,6 +673,15 @@ def score_seq2seq(
         ``(D, nt, N)`` per method, NaN where not computed), from the same computation
         the explanation reads: each flow problem is solved once. Raw attention is at the
         decoder layers, grad-rollout the explained position's only.
+    model_pass
+        For attribution methods: the :class:`~attnflow.methods.attribution.AttributionInputs`
+        of the source and the target prefix up to ``position`` (its ``input_ids`` the source
+        ids then those target ids, its target a
+        :class:`~attnflow.capture.seq2seq.Seq2SeqTarget`, its point a
+        :class:`~attnflow.capture.gradient_point.SourceTargetPoint`). Their ``(N,)`` scores,
+        0 on the target positions after ``position``, fill every decoder layer's row
+        (layer ``input``, recorded in ``options["input_methods"]``); in ``every_output``,
+        at the explained position only.
     layers
         With ``every_output``: ``"all"`` graph layers (what a report draws) or
         ``"decoder"`` layers only (rollout's and flow's every graph layer are then not
@@ -688,15 +698,22 @@ def score_seq2seq(
     >>> bool(np.array_equal(every["flow"][[3, 5], 2], found.explanation.scores["flow"]))  # read from one solve
     True
     """
+    from .methods.attribution import INPUT_LAYER, split_methods
     from .methods.flow import solve_flow
     from .methods.seq2seq import Seq2SeqGraph
     from .mixing import ATTENTION
 
-    names = list(dict.fromkeys(method_names(methods)))
+    names, inputs = split_methods(list(dict.fromkeys(method_names(methods))))
     unknown = [name for name in names if name not in SEQ2SEQ_METHODS]
-    if unknown or not names:
+    if unknown or not (names or inputs):
         raise AttnflowError(
-            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)}."
+            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)} "
+            "and the attribution methods."
+        )
+    if inputs and model_pass is None:
+        raise AttnflowError(
+            f"Method {inputs[0]!r} runs the model on the source and the target prefix: pass model_pass="
+            "AttributionInputs(...) (attnflow.explainers.seq2seq.seq2seq_scores binds it), or call attnflow.explain."
         )
     if layers not in ("all", "decoder"):
         raise AttnflowError(f"The 'layers' parameter must be 'all' or 'decoder'; got {layers!r}.")
@@ -733,10 +750,24 @@ def score_seq2seq(
             rows = get_method("grad-rollout").scores(cap, node, gradients=graph.weighted(gradients))
             values[decoder, position] = rows[decoder]
         every[name] = values
+    if inputs:
+        prefix = [*captured.source_ids, *captured.target_ids[: position + 1]]
+        if list(model_pass.input_ids) != prefix:
+            raise AttnflowError("The model pass must read the source ids, then the target ids up to the explained "
+                                "decoder position.")
+        for name, rows in input_scores(inputs, model_pass, len(decoder), n).items():
+            every[name] = np.full((depth, nt, n), np.nan)
+            every[name][decoder, position] = rows
+            if every_output is not None:
+                notes.append(f"Method {name} scores the input for the target token with the model and was computed "
+                             "for the explained decoder position only (layer input: the same row at every decoder "
+                             "layer); other outputs show it as not computed.")
     tokens = [*captured.source_tokens, *captured.target_tokens]
     explained = {name: values[decoder, position] for name, values in every.items()}
+    recorded = {"input_methods": {name: INPUT_LAYER for name in inputs}} if inputs else {}
     found = Scores(
-        explanation=Explanation(tokens=tokens, scores=explained, output=node), matrices={ATTENTION: cap}
+        explanation=Explanation(tokens=tokens, scores=explained, output=node, options=recorded),
+        matrices={ATTENTION: cap},
     )
     if every_output is not None:
         found.every_output[ATTENTION] = OutputScores(list(range(ns, n)), every, notes)

@@ -139,6 +139,72 @@ def capture_point(point: GradientPoint) -> Iterator[list[Any]]:
         yield seen
 
 
+@dataclass(frozen=True)
+class SourceTargetPoint:
+    """An encoder–decoder model's point: the encoder's first layer's input, then the decoder's.
+
+    Its value is the two side by side, ``(B, ns + nt, d)``: the ``source_length``
+    source tokens as they enter the encoder's first layer, then the target positions
+    as they enter the decoder's (:func:`source_target_point`).
+    """
+
+    encoder: GradientPoint
+    decoder: GradientPoint
+    source_length: int
+    where: str
+
+
+def source_target_point(model: Any, source_length: int) -> SourceTargetPoint:
+    """The point of an encoder–decoder ``model``: its encoder's and its decoder's first layer's input.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> source_target_point(load_model("reverse"), 5).where
+    'source: input of layers.0 of the encoder; target: input of layers.0 of the decoder'
+    """
+    module = model.model if isinstance(model, LoadedModel) else model
+    encoder, decoder = gradient_point(module.get_encoder()), gradient_point(module.get_decoder())
+    named = [point.where.replace(" (the output of the embedding module)", "") for point in (encoder, decoder)]
+    return SourceTargetPoint(
+        encoder, decoder, int(source_length), f"source: {named[0]} of the encoder; target: {named[1]} of the decoder"
+    )
+
+
+def record_point(point: GradientPoint | SourceTargetPoint, run: Callable[[], Any]) -> Any:
+    """The value at ``point`` while ``run()`` runs the model once: ``(B, n, d)``, detached.
+
+    For a :class:`SourceTargetPoint`, the source's and the target's values side by side.
+    """
+    import torch
+
+    if isinstance(point, SourceTargetPoint):
+        with capture_point(point.encoder) as source, capture_point(point.decoder) as target:
+            run()
+        if source[0].shape[-1] != target[0].shape[-1]:
+            raise AttnflowError(
+                f"The encoder's and the decoder's hidden sizes differ ({source[0].shape[-1]} and "
+                f"{target[0].shape[-1]}); attribution methods need one width for the source and the target."
+            )
+        return torch.cat([source[0], target[0]], dim=1).detach()
+    with capture_point(point) as seen:
+        run()
+    return seen[0].detach()
+
+
+@contextlib.contextmanager
+def set_point(point: GradientPoint | SourceTargetPoint, values: Any) -> Iterator[None]:
+    """Inside the block, the model's value at ``point`` is ``values`` ``(B, n, d)`` (split at the source length)."""
+    if isinstance(point, SourceTargetPoint):
+        ns = point.source_length
+        with replace_point(point.encoder, lambda _old: values[:, :ns]), \
+                replace_point(point.decoder, lambda _old: values[:, ns:]):
+            yield
+        return
+    with replace_point(point, lambda _old: values):
+        yield
+
+
 def point_gradients(
     loaded: LoadedModel, bound: BoundTarget, input_ids: list[int], point: GradientPoint | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

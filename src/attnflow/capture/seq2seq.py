@@ -541,6 +541,41 @@ def seq2seq_gradients(
     return Seq2SeqGradients(arrays[0], arrays[1], arrays[2], position, int(token_id), float(score.detach()))
 
 
+@dataclass(frozen=True)
+class Seq2SeqTarget:
+    """What an attribution method explains on an encoder–decoder model, bound to one source.
+
+    The log-probability of ``token_id`` at the last decoder position of the model
+    input, teacher-forced (as grad-rollout and the ground truths of
+    :mod:`attnflow.evaluate.seq2seq` score a target token). Each row of that input is
+    the ``source_length`` source ids, then the target prefix up to the explained position.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from attnflow.capture import load_model
+    >>> cap = capture_seq2seq("7 2 9", "reverse", decoder_text="9 2 7")
+    >>> target = Seq2SeqTarget(cap.n_source, cap.target_ids[3])  # position 2 predicts the third target token
+    >>> ids = torch.tensor([cap.source_ids + cap.target_ids[:3]])
+    >>> value = target.forward(load_model("reverse").model, input_ids=ids, attention_mask=torch.ones_like(ids))
+    >>> bool(abs(float(value[0].detach()) - cap.log_probabilities[2]) < 1e-5)
+    True
+    """
+
+    source_length: int
+    token_id: int
+
+    def forward(self, model: Any, *, input_ids: Any, attention_mask: Any = None, kind: str = "score") -> Any:
+        """The target's log-probability per row of ``input_ids`` ``(B, ns + t + 1)``, ``(B,)``, differentiable."""
+        import torch
+
+        source, target = input_ids[:, : self.source_length], input_ids[:, self.source_length :]
+        with model_failures("The encoder-decoder model failed while scoring the target token"):
+            output = model(input_ids=source, attention_mask=torch.ones_like(source), decoder_input_ids=target,
+                           use_cache=False, return_dict=True)
+        return torch.log_softmax(output.logits[:, -1].to(torch.float64), dim=-1)[:, self.token_id]
+
+
 def _blank_id(loaded: LoadedModel) -> int:
     tokenizer = loaded.tokenizer
     for candidate in (getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "pad_token_id", None)):

@@ -231,10 +231,8 @@ def evaluate(
     from ..capture.seq2seq import is_seq2seq_model
 
     if is_seq2seq_model(model):
-        if attribution_methods:
-            raise AttnflowError(f"--method {attribution_methods[0]} is not available for encoder-decoder models yet; "
-                                "use the attention methods there.")
-        evaluate_seq2seq_data(ctx, data, out, model, methods, given)
+        evaluate_seq2seq_data(ctx, data, out, model, methods, given, attribution={
+            "ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes, "seed": seed})
         return
     examples = screen_examples(examples, model, truncate=truncate)  # the rows batch skips, counted alike
     accepted = set().union(*(get_method(name).options for name in split_methods(methods)[0]))
@@ -557,17 +555,20 @@ def _nan_pair(pair: list[float | None]) -> list[float]:
 
 
 #: The options an encoder-decoder evaluation takes (the others are refused in one line).
-_SEQ2SEQ_OPTIONS = frozenset({"data", "out", "model", "method", "overwrite", "trust_remote_code"})
+_SEQ2SEQ_OPTIONS = frozenset({"data", "out", "model", "method", "overwrite", "trust_remote_code", "ig_steps",
+                              "lime_samples", "max_passes", "seed"})
 
 
 def evaluate_seq2seq_data(
-    ctx: typer.Context, data: Path, out: Path, model: Any, methods: list[str], given: set[str]
+    ctx: typer.Context, data: Path, out: Path, model: Any, methods: list[str], given: set[str],
+    attribution: dict[str, Any] | None = None,
 ) -> None:
     """``attnflow evaluate --data PAIRS --model ENCODER-DECODER``: Spearman with blank-out and input gradients.
 
     The data's ``text`` column is the source and its ``target`` column the target
     text; every target token is explained at the position that predicts it, its
-    log-probability the scalar (:func:`attnflow.evaluate.seq2seq.evaluate_seq2seq`).
+    log-probability the scalar (:func:`attnflow.evaluate.seq2seq.evaluate_seq2seq`; ``attribution``: the
+    attribution methods' options).
     Writes ``results.json`` into ``--out``.
     """
     import json
@@ -579,8 +580,8 @@ def evaluate_seq2seq_data(
     wrong = sorted(given - _SEQ2SEQ_OPTIONS)
     if wrong:
         _usage(ctx, f"{', '.join(_flag(name) for name in wrong)}: not available for an encoder-decoder model, whose "
-               "evaluation takes --data (text and target columns), --method and --out.")
-    from ..errors import AttnflowError
+               "evaluation takes --data (text and target columns), --method and --out (and --ig-steps, --lime-samples, "
+               "--max-passes and --seed for attribution methods).")
 
     dataset = read_dataset(data, target_column="target")  # the target texts: a missing column is one line
     pairs = [(r.text, r.target) for r in dataset.records if r.text and r.target]
@@ -588,7 +589,7 @@ def evaluate_seq2seq_data(
         raise AttnflowError(f"No row of {dataset.source!r} has both a text and a target.")
     skipped = len(dataset.records) - len(pairs)
     with progress_bar("evaluating") as progress:
-        result = evaluate_seq2seq(pairs, model, methods, progress=progress)
+        result = evaluate_seq2seq(pairs, model, methods, progress=progress, attribution=attribution)
     result["skipped_rows"] = skipped
     write_folder(out, {"results.json": (json.dumps(result, indent=2) + "\n").encode()})
     console.print(correlation_table(result))

@@ -223,10 +223,9 @@ def explain(
     check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
                               max_passes=max_passes)
     if attribution_methods:
-        given = [flag for flag, value in (("--image", image), ("--decoder-text", decoder_text)) if value is not None]
-        if given:
+        if image is not None:
             raise AttnflowError(f"--method {attribution_methods[0]} scores a text's tokens (terminal table, --json, "
-                                f"--html, --generate); it does not take {given[0]} yet.")
+                                "--html, --generate, --decoder-text); it does not take --image yet.")
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
     graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
@@ -302,6 +301,8 @@ def explain(
             text, model, decoder_text=decoder_text, generate=generate, methods=method, output=output, target=target,
             layer=layer, truncate=truncate, max_flow_seconds=max_flow_seconds, json_path=json_path,
             html_path=html_path, png_path=png_path, svg_path=svg_path, answer=answer, words=words, options=options,
+            attribution={"ig_steps": ig_steps, "lime_samples": lime_samples, "max_passes": max_passes}
+            if attribution_methods else None,
         )
         return
     if generate is not None and (output is not None or target is not None):
@@ -767,6 +768,7 @@ def explain_seq2seq_command(
     answer: str,
     words: bool,
     options: dict[str, Any],
+    attribution: dict[str, Any] | None = None,
 ) -> None:
     """``explain --decoder-text TARGET`` / ``--generate N`` on an encoder–decoder model: the table, JSON, report.
 
@@ -807,7 +809,7 @@ def explain_seq2seq_command(
         result = run_explain(
             text, model, methods=methods, output=output, target=target, decoder_text=decoder_text, generate=generate,
             truncate=truncate, progress=progress, captured=captured,  # the report shows what the core computed
-            every_output="auto" if html_path is not None else None, **options,
+            every_output="auto" if html_path is not None else None, **(attribution or {}), **options,
         )
     if captured.generated:
         console.print(

@@ -48,11 +48,16 @@ def evaluate_seq2seq(
     *,
     positions: str = "each",
     progress: Callable[[int, int], None] | None = None,
+    attribution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Spearman correlation of each method's source scores with blank-out and input gradients, per decoder layer.
 
     ``positions``: ``"each"`` explains every target token (at the position that
-    predicts it), ``"last"`` only the last one. Returns a JSON-ready dict:
+    predicts it), ``"last"`` only the last one. Attribution methods (``saliency``, ...) score
+    the source and the target prefix for the same log-probability
+    (:func:`attnflow.explainers.seq2seq.seq2seq_scores`, with ``attribution`` their options);
+    none computes a ground truth here (``gradient`` is ``|sum_d g|``, which no attribution
+    method is), so each is correlated with both. Returns a JSON-ready dict:
     ``{"correlation": {truth: {method: [[mean, sd] per decoder layer]}}, "predictions", ...}``.
 
     Examples
@@ -65,12 +70,16 @@ def evaluate_seq2seq(
     from ..capture.seq2seq import capture_seq2seq, require_seq2seq, seq2seq_blankout, seq2seq_input_gradients
     from ..core import SEQ2SEQ_METHODS
     from ..explainers.seq2seq import seq2seq_scores
+    from ..methods.attribution import check_attribution_options, is_attribution, split_methods
 
     items = _pairs(pairs)
     names = list(dict.fromkeys(methods))
-    unknown = [m for m in names if m not in SEQ2SEQ_METHODS]
+    unknown = [m for m in names if m not in SEQ2SEQ_METHODS and not is_attribution(m)]
     if unknown or not names:
-        raise AttnflowError(f"Encoder-decoder evaluation runs {', '.join(SEQ2SEQ_METHODS)}; got {list(methods)}.")
+        raise AttnflowError(f"Encoder-decoder evaluation runs {', '.join(SEQ2SEQ_METHODS)} and the attribution "
+                            f"methods; got {list(methods)}.")
+    check_attribution_options(split_methods(names)[1], **{key: value for key, value in (attribution or {}).items()
+                                                          if key != "seed"})
     if positions not in ("each", "last"):
         raise AttnflowError(f"The 'positions' parameter must be 'each' or 'last'; got {positions!r}.")
     loaded = load_model(model)
@@ -87,7 +96,8 @@ def evaluate_seq2seq(
                 "blankout": seq2seq_blankout(captured, loaded, position),
                 "gradient": seq2seq_input_gradients(captured, loaded, position),
             }
-            scores = seq2seq_scores(captured, names, position, model=loaded).explanation.scores
+            scores = seq2seq_scores(captured, names, position, model=loaded,
+                                    attribution=attribution).explanation.scores
             for truth, values in truths.items():
                 for method in names:
                     source_scores = scores[method][:, : captured.n_source]

@@ -163,13 +163,20 @@ def seq2seq_scores(
     residual: float = 0.5,
     head_fusion: str = "mean",
     progress: Callable[[int, int], None] | None = None,
+    attribution: dict[str, Any] | None = None,
 ) -> Scores:
     """The explain core's scores (:func:`attnflow.core.score_seq2seq`) for decoder ``position`` of a capture.
 
     ``grad-rollout`` needs ``model``: the gradients of the target token's
     log-probability (:func:`attnflow.capture.seq2seq.seq2seq_gradients`; the token is
     ``token_id``, or chosen from ``target`` as :func:`attnflow.explain` does), the
-    backward pass that is the method's own. ``every_output`` and ``layers`` are the core's.
+    backward pass that is the method's own. Attribution methods (``saliency``, ...) need
+    ``model`` too: Captum runs it on the source and the target prefix up to ``position``,
+    as a function of the value entering the encoder's and the decoder's first layer
+    (:func:`attnflow.capture.gradient_point.source_target_point`), for the same token's
+    log-probability (:class:`attnflow.capture.seq2seq.Seq2SeqTarget`); ``attribution``
+    holds their options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``).
+    ``every_output`` and ``layers`` are the core's.
 
     Examples
     --------
@@ -180,19 +187,34 @@ def seq2seq_scores(
     ((2, 8), True)
     """
     from ..core import score_seq2seq
+    from ..methods.attribution import split_methods
 
-    gradients = None
+    gradients, model_pass = None, None
+    inputs = split_methods(methods)[1]
+    if ("grad-rollout" in methods or inputs) and model is None:
+        named = "grad-rollout" if "grad-rollout" in methods else inputs[0]
+        raise AttnflowError(f"Method {named!r} needs the model (it explains a target token with it).")
+    if ("grad-rollout" in methods or inputs) and token_id is None:
+        token_id, _ = _target_token(captured, model, position, target)
     if "grad-rollout" in methods:
-        if model is None:
-            raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
         from ..capture.seq2seq import seq2seq_gradients
 
-        if token_id is None:
-            token_id, _ = _target_token(captured, model, position, target)
         grads = seq2seq_gradients(captured, model, position, token_id=token_id)
         gradients = (grads.encoder, grads.decoder, grads.cross)
+    if inputs:
+        from ..capture.gradient_point import source_target_point
+        from ..capture.perturb import attribution_blank_id
+        from ..capture.seq2seq import Seq2SeqTarget
+        from ..methods.attribution import AttributionInputs
+
+        ns = captured.n_source
+        model_pass = AttributionInputs(
+            model, Seq2SeqTarget(ns, int(token_id)), [*captured.source_ids, *captured.target_ids[: position + 1]],
+            attribution_blank_id(model), point=source_target_point(model, ns), index=position,
+            **(attribution or {}),
+        )
     return score_seq2seq(captured, methods, position, gradients=gradients, every_output=every_output, layers=layers,
-                         progress=progress, residual=residual, head_fusion=head_fusion)
+                         progress=progress, model_pass=model_pass, residual=residual, head_fusion=head_fusion)
 
 
 def explain_seq2seq(
@@ -210,6 +232,7 @@ def explain_seq2seq(
     progress: Callable[[int, int], None] | None = None,
     captured: Any = None,
     every_output: str | None = None,
+    attribution: dict[str, Any] | None = None,
     **method_options: Any,
 ) -> Seq2SeqExplanation:
     """Explain one decoder position of an encoder–decoder model over the source and the target prefix.
@@ -223,6 +246,9 @@ def explain_seq2seq(
     ``method_options``: ``residual`` and ``head_fusion`` (``mean``, ``max``, ``min``).
     ``every_output`` (``"auto"``, ...): also every decoder position's scores, what the
     HTML report shows, into the result's ``every_output`` (:func:`attnflow.core.score_seq2seq`).
+    Attribution methods (``saliency``, ...) score the source and the target prefix for
+    the same target token as grad-rollout, at layer ``input`` (:func:`seq2seq_scores`);
+    ``attribution`` holds their options.
 
     Examples
     --------
@@ -234,11 +260,16 @@ def explain_seq2seq(
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq
+    from ..methods.attribution import check_attribution_options, split_methods
     from .text import method_names
 
     names = list(dict.fromkeys(method_names(methods)))
     if not names:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
+    inputs = split_methods(names)[1]
+    settings = dict(attribution or {})
+    check_attribution_options(inputs, **{key: settings[key] for key in ("ig_steps", "lime_samples", "max_passes")
+                                         if key in settings})
     unknown_options = set(method_options) - _OPTIONS - {"discard_ratio", "start_layer"}
     if unknown_options:
         raise AttnflowError(f"Unknown option(s) {sorted(unknown_options)} for an encoder-decoder model.")
@@ -257,11 +288,12 @@ def explain_seq2seq(
     ns = captured.n_source
     recorded_target: Any = target
     token_id = None
-    if "grad-rollout" in names:
+    explains_target = "grad-rollout" in names or bool(inputs)
+    if explains_target:
         token_id, how = _target_token(captured, loaded, position, target)
         recorded_target = {"kind": how, "token_id": token_id, "token": loaded.tokenizer.convert_ids_to_tokens(token_id)}
     found = seq2seq_scores(captured, names, position, model=loaded, token_id=token_id, every_output=every_output,
-                           progress=progress, **options)
+                           progress=progress, attribution=settings, **options)
     scores = found.explanation.scores
     predicts = captured.target_tokens[position + 1] if position + 1 < captured.n_target else None
     result = Seq2SeqExplanation(
@@ -272,7 +304,7 @@ def explain_seq2seq(
         model_name=captured.model_name,
         special_positions=(*captured.source_special, *(ns + p for p in captured.target_special)),
         text=captured.source_text,
-        options=dict(method_options),
+        options={**method_options, **found.explanation.options},
         seq2seq={
             "source_length": ns,
             "target_text": captured.target_text,
@@ -287,7 +319,7 @@ def explain_seq2seq(
     )
     result.every_output = found.every_output
     result.seq2seq["source_share"] = {name: result.source_share(name).tolist() for name in names}
-    if target is not None and "grad-rollout" not in names:
+    if target is not None and not explains_target:
         from .text import TARGET_IGNORED
 
         result.notes.append(TARGET_IGNORED)
@@ -309,6 +341,7 @@ def explain_seq2seq_call(
     words: bool = False,
     graph: Any = None,
     every_output: str | None = None,
+    attribution: dict[str, Any] | None = None,
     **method_options: Any,
 ) -> Seq2SeqExplanation:
     """What :func:`attnflow.explain` does with ``decoder_text=`` or an encoder–decoder model: check, then explain.
@@ -351,5 +384,5 @@ decoder_text='...' (CLI: --decoder-text) or let it write one with generate=N (CL
         )
     return explain_seq2seq(
         text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
-        progress=progress, captured=captured, every_output=every_output, **method_options,
+        progress=progress, captured=captured, every_output=every_output, attribution=attribution, **method_options,
     )

@@ -162,8 +162,10 @@ def explain(
         from .seq2seq import explain_seq2seq_call
 
         return explain_seq2seq_call(
-            text, loaded, methods, output, target, decoder_text=decoder_text, generate=generate, truncate=truncate,
-            progress=progress, captured=captured, words=words, graph=graph, every_output=every_output,
+            text, loaded, methods + inputs, output, target, decoder_text=decoder_text, generate=generate,
+            truncate=truncate, progress=progress, captured=captured, words=words, graph=graph,
+            every_output=every_output, attribution={"ig_steps": ig_steps, "lime_samples": lime_samples,
+                                                    "max_passes": max_passes, "seed": seed} if inputs else None,
             **method_options,
         )
     if generate is not None:

@@ -163,18 +163,13 @@ def check_attribution_options(
 
 
 def check_attribution_model(names: Sequence[str], loaded: Any) -> None:
-    """Refuse attribution methods on a model they do not handle (image, encoder-decoder), in one line."""
+    """Refuse attribution methods on a model they do not handle (an image model), in one line."""
     if not names:
         return
     if getattr(loaded, "is_vision", False):
         raise AttnflowError(
             f"{names[0]} is a text attribution method (tokens at the first layer's input); for an image model use "
             "raw, rollout or flow, or attnflow evaluate --images for patch blank-out."
-        )
-    if getattr(getattr(loaded.model, "config", None), "is_encoder_decoder", False):
-        raise AttnflowError(
-            f"{names[0]} is not available for encoder-decoder models yet; use the attention methods "
-            "(raw, rollout, flow, grad-rollout) there."
         )
 
 
@@ -206,7 +201,7 @@ def _model_function(inputs: AttributionInputs) -> tuple[Any, Any, Any]:
     """``(forward, h, h_blank)``: the target score as a function of the point's value ``(B, n, d)``."""
     import torch
 
-    from ..capture.gradient_point import capture_point, replace_point
+    from ..capture.gradient_point import record_point, set_point
 
     model = inputs.loaded.model
     ids = torch.tensor([inputs.input_ids], dtype=torch.long, device=getattr(model, "device", None))
@@ -214,13 +209,14 @@ def _model_function(inputs: AttributionInputs) -> tuple[Any, Any, Any]:
     blanked = ids.clone()
     blanked[0, content] = int(inputs.blank_id)
     both = torch.cat([ids, blanked])
-    with torch.no_grad(), capture_point(inputs.point) as seen:
-        model(input_ids=both, attention_mask=torch.ones_like(both))
-    h, h_blank = seen[0][:1].detach(), seen[0][1:].detach()
+    with torch.no_grad():
+        value = record_point(inputs.point, lambda: inputs.bound.forward(
+            model, input_ids=both, attention_mask=torch.ones_like(both), kind="score"))
+    h, h_blank = value[:1], value[1:]
 
     def forward(values: torch.Tensor) -> torch.Tensor:
         batch = ids.expand(values.shape[0], -1)
-        with replace_point(inputs.point, lambda _old: values):
+        with set_point(inputs.point, values):
             return inputs.bound.forward(model, input_ids=batch, attention_mask=torch.ones_like(batch), kind="score")
 
     return forward, h, h_blank

@@ -60,8 +60,12 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     if predicts is not None and isinstance(log_p, (int, float)):
         lines.append(f"the model gives {predicts} probability {float(np.exp(log_p)):.3f} there")
     target = explanation.target
+    inputs = explanation.options.get("input_methods") or {}  # attribution methods: the input, not a layer
     if isinstance(target, dict) and "token" in target:
-        lines.append(f"grad-rollout explains the log-probability of {target['token']} ({target.get('kind', '')})")
+        explaining = [method for method in explanation.methods
+                      if method == "grad-rollout" or (method in inputs and method != "random")]
+        lines.append(f"{', '.join(explaining)} explain{'s' if len(explaining) == 1 else ''} the log-probability of "
+                     f"{target['token']} ({target.get('kind', '')})")
     table = StackingTable(
         title=title, title_justify="left", header_style="bold", caption="\n".join(lines), caption_justify="left",
         keys=3,
@@ -71,7 +75,8 @@ def seq2seq_table(explanation: Any, layer: int = -1) -> Table:
     for index, method in enumerate(explanation.methods):
         values = explanation.layer_scores(method, layer)
         columns.append((values, np.nanmax(values) if np.any(np.isfinite(values)) else 1.0, column_largest(values)))
-        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)])
+        add_score_columns(table, method, _COLOURS[index % len(_COLOURS)],
+                          title=f"{method} (input)" if method in inputs else None)
     for index, name in enumerate(explanation.tokens):
         if index == ns:
             table.add_section()
