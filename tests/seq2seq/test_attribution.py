@@ -162,3 +162,19 @@ def test_evaluate_ranks_attribution_methods_on_an_encoder_decoder_model(capsys, 
     status = main(["evaluate", "--data", str(data), "--model", "reverse", "--method", "integrated-gradients",
                    "--ig-steps", "0", "--out", str(out), "--overwrite"])
     assert status == 2 and "'--ig-steps': must be in [1, inf]" in capsys.readouterr().err  # before any model loads
+
+
+def test_the_random_baseline_draws_per_decoder_position_or_per_prediction():
+    from attnflow.explainers.seq2seq import seq2seq_scores
+
+    loaded = load_model("reverse")
+    cap = capture_seq2seq(SOURCE, loaded, decoder_text=TARGET)
+    ns = cap.n_source
+
+    def draw(position, **attribution):
+        return seq2seq_scores(cap, ["random"], position, model=loaded, attribution=attribution).explanation.scores[
+            "random"][0]
+
+    expected = np.random.default_rng([0, 2]).random(ns + 3)  # default_rng([seed, index]) over the pass's tokens
+    np.testing.assert_array_equal(draw(2), np.concatenate([expected, np.zeros(cap.n_target - 3)]))
+    assert not np.array_equal(draw(2, index=7), draw(2))  # evaluate: one draw per prediction

@@ -79,7 +79,7 @@ def evaluate_seq2seq(
         raise AttnflowError(f"Encoder-decoder evaluation runs {', '.join(SEQ2SEQ_METHODS)} and the attribution "
                             f"methods; got {list(methods)}.")
     check_attribution_options(split_methods(names)[1], **{key: value for key, value in (attribution or {}).items()
-                                                          if key != "seed"})
+                                                          if key in ("ig_steps", "lime_samples", "max_passes")})
     if positions not in ("each", "last"):
         raise AttnflowError(f"The 'positions' parameter must be 'each' or 'last'; got {positions!r}.")
     loaded = load_model(model)
@@ -96,8 +96,8 @@ def evaluate_seq2seq(
                 "blankout": seq2seq_blankout(captured, loaded, position),
                 "gradient": seq2seq_input_gradients(captured, loaded, position),
             }
-            scores = seq2seq_scores(captured, names, position, model=loaded,
-                                    attribution=attribution).explanation.scores
+            drawn = {**(attribution or {}), "index": len(rows["blankout"][names[0]])}  # random: one draw per prediction
+            scores = seq2seq_scores(captured, names, position, model=loaded, attribution=drawn).explanation.scores
             for truth, values in truths.items():
                 for method in names:
                     source_scores = scores[method][:, : captured.n_source]

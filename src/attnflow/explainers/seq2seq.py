@@ -175,7 +175,8 @@ def seq2seq_scores(
     as a function of the value entering the encoder's and the decoder's first layer
     (:func:`attnflow.capture.gradient_point.source_target_point`), for the same token's
     log-probability (:class:`attnflow.capture.seq2seq.Seq2SeqTarget`); ``attribution``
-    holds their options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``).
+    holds their options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``, and ``index``,
+    which the random baseline draws by: the decoder position unless given).
     ``every_output`` and ``layers`` are the core's.
 
     Examples
@@ -207,11 +208,11 @@ def seq2seq_scores(
         from ..capture.seq2seq import Seq2SeqTarget
         from ..methods.attribution import AttributionInputs
 
-        ns = captured.n_source
+        ns, settings = captured.n_source, dict(attribution or {})
+        settings.setdefault("index", position)  # the random baseline's draw: per example (evaluate) or position
         model_pass = AttributionInputs(
             model, Seq2SeqTarget(ns, int(token_id)), [*captured.source_ids, *captured.target_ids[: position + 1]],
-            attribution_blank_id(model), point=source_target_point(model, ns), index=position,
-            **(attribution or {}),
+            attribution_blank_id(model), point=source_target_point(model, ns), **settings,
         )
     return score_seq2seq(captured, methods, position, gradients=gradients, every_output=every_output, layers=layers,
                          progress=progress, model_pass=model_pass, residual=residual, head_fusion=head_fusion)
