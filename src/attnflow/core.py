@@ -731,24 +731,26 @@ def score_seq2seq(
     every: dict[str, np.ndarray] = {}
     for name in names:
         values = np.full((depth, nt, n), np.nan)
-        if name == "raw":
+        method = get_method(name)
+        if name == "raw":  # the graph's own: half a decoder layer's cross row, half its self row
             values[decoder] = graph.raw_rows()
-        elif name == "rollout" and every_output is not None:
-            values[drawn] = get_method("rollout").every_output(cap, residual=0.0)[drawn][:, ns:]
-        elif name == "rollout":
-            values[decoder, position] = get_method("rollout").scores(cap, node, residual=0.0)[decoder]
-        elif name == "flow":
+        elif name == "flow":  # solved at the layers shown only: every graph layer for a report, else the decoder's
             outputs, solved = (list(range(ns, n)), drawn) if everything else ([node], decoder)
             solution = solve_flow(cap, outputs=outputs, layers=[k + 1 for k in solved], residual=0.0,
                                   progress=progress, keep_cuts=False)
             values[solved] = solution.normalized()[solved][:, ns:]
             if every_output is not None and not everything:
                 notes.append("flow is in this report for the explained decoder position only (a long input).")
-        else:
-            if gradients is None:
-                raise AttnflowError("Method 'grad-rollout' needs the model (its attention gradients for a target).")
-            rows = get_method("grad-rollout").scores(cap, node, gradients=graph.weighted(gradients))
-            values[decoder, position] = rows[decoder]
+        else:  # the registered method on the layered graph, whose edges hold the residual
+            options: dict[str, Any] = {"residual": 0.0} if "residual" in method.options else {}
+            if method.needs_gradients:
+                if gradients is None:
+                    raise AttnflowError(f"Method {name!r} needs the model (its attention gradients for a target).")
+                options["gradients"] = graph.weighted(gradients)
+            if every_output is not None and method.every_output is not None:
+                values[drawn] = method.every_output(cap, **options)[drawn][:, ns:]
+            else:
+                values[decoder, position] = method.scores(cap, node, **options)[decoder]
         every[name] = values
     if inputs:
         prefix = [*captured.source_ids, *captured.target_ids[: position + 1]]
