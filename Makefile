@@ -88,7 +88,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow heads --data build/sva-test100.jsonl --model smollm2 --dependencies data \
 		--out build/heads-smollm2-sva --overwrite
 	cp build/heads-smollm2-sva/heads.json docs/results/heads-smollm2-sva.json
-	$(VENV)/bin/attnflow reproduce agreement --n 500 --out build/reproduce/agreement
+	$(VENV)/bin/attnflow reproduce agreement --n 500 --graph attention --out build/reproduce/agreement
 	cp build/reproduce/agreement/results.json docs/results/agreement-smollm2.json
 	$(PY) scripts/agreement_blanks.py --n 20 --out docs/results/agreement-blanks.json
 	$(PY) scripts/doc_tables.py

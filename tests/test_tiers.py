@@ -18,11 +18,11 @@ def _collected(marker: str, *paths: str) -> list[str]:
 
 
 def test_model_loading_doctests_and_tests_are_their_own_tier():
-    paths = ("src/attnflow/mixing/_capture.py", "src/attnflow/methods/rollout.py", "tests/test_options.py")
+    paths = ("src/attnflow/capture/mixing.py", "src/attnflow/methods/rollout.py", "tests/test_options.py")
     model = _collected("model", *paths)
     fast = _collected("not model", *paths)
     # capture_mixing's doctest loads MiniLM; rollout's run on arrays; test_options fails should a model load
-    assert "src/attnflow/mixing/_capture.py::attnflow.mixing._capture.capture_mixing" in model
+    assert "src/attnflow/capture/mixing.py::attnflow.capture.mixing.capture_mixing" in model
     assert any(item.startswith("src/attnflow/methods/rollout.py::") for item in fast)
     assert not any(item.startswith("src/attnflow/methods/rollout.py::") for item in model)
     assert any(item.startswith("tests/test_options.py::") for item in fast)

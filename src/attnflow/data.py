@@ -18,7 +18,7 @@ calls line breaks (U+2028, ``"\f"``, ...) stay inside their row.
 A text cell is a string; a number becomes its text (``3`` -> ``"3"``); any other
 value (true/false, a list, an object, bytes) is not taken for a text.
 A row whose text is missing, blank or not a text is not an error: :func:`read_dataset`
-returns it with ``text=None`` and ``Record.reason`` saying why, and every reader skips it
+returns it with ``text=None`` and ``Example.reason`` saying why, and every reader skips it
 and counts it with that reason (:func:`read_examples`' ``skipped``, ``summary.json`` of a
 batch run).
 
@@ -52,25 +52,38 @@ FILE_FORMATS: tuple[str, ...] = (".jsonl", ".csv", ".parquet", ".txt")
 #: The largest data file read (1 GiB): its rows, their Python strings and the fingerprint take several times that.
 MAX_FILE_BYTES = 1 << 30
 
-#: ``Record.reason`` of a row whose text cell is missing or blank.
+#: ``Example.reason`` of a row whose text cell is missing or blank.
 EMPTY_TEXT = "empty text"
 
 
-@dataclass(frozen=True)
-class Record:
-    """One row of a data set: its position, its text (``None`` when missing), optional label and target.
+@dataclass(frozen=True, repr=False)
+class Example:
+    """One input of a data set: its text, and what the row says about it.
 
-    ``decoder`` is the row's decoder text (an encoder–decoder model's target, read with
-    teacher forcing) when :func:`read_dataset` was given a ``decoder_column``.
-    ``reason`` says why ``text`` is ``None`` (:data:`EMPTY_TEXT`, or a cell that is not a text).
+    ``text`` is ``None`` when the row has none, and ``reason`` says why
+    (:data:`EMPTY_TEXT`, or a cell that is not a text). ``label`` is the gold label,
+    ``target`` the row's own target, ``decoder`` its decoder text (an encoder–decoder
+    model's target, read with teacher forcing) when :func:`read_dataset` was given a
+    ``decoder_column``. ``row`` is its position in the file (``None`` for an example
+    made in code). Batch runs, evaluation and head analysis read the same examples.
+
+    >>> Example("Dogs bark.", "positive")
+    Example(text='Dogs bark.', label='positive')
     """
 
-    example: int
     text: str | None
     label: str | int | None = None
     target: str | None = None
     decoder: str | None = None
+    row: int | None = None
     reason: str | None = None
+
+    def __repr__(self) -> str:
+        shown = [f"text={self.text!r}", f"label={self.label!r}"]
+        for name in ("target", "decoder", "row", "reason"):
+            if getattr(self, name) is not None:
+                shown.append(f"{name}={getattr(self, name)!r}")
+        return f"Example({', '.join(shown)})"
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ class Dataset:
     """
 
     source: str
-    records: tuple[Record, ...]
+    records: tuple[Example, ...]
     columns: tuple[str, ...]
     fingerprint: str
 
@@ -108,14 +121,14 @@ def read_dataset(
     optional); ``target_column``, when given, must exist: each row's value is that
     example's target spec (a class index or label; see :mod:`attnflow.capture.targets`).
     ``decoder_column``, when given, must exist too: each row's decoder text
-    (``Record.decoder``, ``None`` when blank), which then counts in the fingerprint.
+    (``Example.decoder``, ``None`` when blank), which then counts in the fingerprint.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
     >>> _ = path.write_text('{"text": "Good.", "label": 1}\\n{"text": ""}\\n')
-    >>> [(r.example, r.text, r.label) for r in read_dataset(path).records]
+    >>> [(r.row, r.text, r.label) for r in read_dataset(path).records]
     [(0, 'Good.', 1), (1, None, None)]
     """
     file = Path(path)
@@ -167,7 +180,7 @@ def read_dataset(
         for other in (target_reason, decoder_reason):  # a target or decoder cell that is no text skips the row
             if other not in (None, EMPTY_TEXT) and text is not None:
                 text, reason = None, other
-        records.append(Record(index, text, label, target, decoder, reason if text is None else None))
+        records.append(Example(text, label, target, decoder, row=index, reason=reason if text is None else None))
     digest = hashlib.sha256()
     for record in records:
         cells = [record.text, record.label, record.target] + ([record.decoder] if decoder_column is not None else [])
@@ -473,19 +486,11 @@ def read_image_folder(folder: str | os.PathLike[str]) -> Dataset:
             raise AttnflowError(f"Cannot read the image {str(file)!r}: {exc.strerror or exc}.") from None
         digest.update(json.dumps(file.name, ensure_ascii=False).encode("utf-8") + b"\0")
         digest.update(hashlib.sha256(content).digest())
-    records = tuple(Record(index, str(file)) for index, file in enumerate(files))
+    records = tuple(Example(str(file), row=index) for index, file in enumerate(files))
     return Dataset(os.fspath(folder), records, ("image",), digest.hexdigest())
 
 
 # ---------------------------------------------------------------------------- examples (attnflow.evaluate)
-
-
-@dataclass(frozen=True)
-class Example:
-    """One text to evaluate on, with its gold label when the data has one."""
-
-    text: str
-    label: str | int | None = None
 
 
 class Examples(list):  # type: ignore[type-arg]
@@ -539,13 +544,13 @@ def read_examples(
     """
     dataset = read_dataset(path, text_column=text_column, label_column=label_column, split=split)
     kept = [Example(r.text, r.label) for r in dataset.records if r.text is not None]
-    skipped = [{"example": r.example, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None]
+    skipped = [{"example": r.row, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None]
     if not kept:
         raise AttnflowError(
             f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped "
             f"({', '.join(sorted({s['reason'] for s in skipped}))})."
         )
-    rows = [r.example for r in dataset.records if r.text is not None]
+    rows = [r.row for r in dataset.records if r.text is not None]
     return Examples(kept, skipped, dataset.source, rows)
 
 

@@ -21,7 +21,7 @@ def _expected():
 
 
 def _tuples(dataset):
-    return [(r.example, r.text, r.label, r.target) for r in dataset.records]
+    return [(r.row, r.text, r.label, r.target) for r in dataset.records]
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet", "datasets"])

@@ -62,7 +62,7 @@ def test_rows_without_a_text_are_skipped_and_counted_like_batch(tmp_path):
     examples = read_examples(path)
     assert examples == [Example("fine", "1"), Example("also fine", None)]
     assert examples.skipped == [{"example": 1, "reason": "empty text"}]
-    assert [r.example for r in read_dataset(path).records if r.text is None] == [1]
+    assert [r.row for r in read_dataset(path).records if r.text is None] == [1]
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text('{"text": "a"}\n{"sentence": "b"}\n{"text": 3}\n')
     examples = read_examples(jsonl)

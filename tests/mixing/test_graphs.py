@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from attnflow.capture import capture_attention, load_model
+from attnflow.capture.mixing import layer_modules
 from attnflow.errors import AttnflowError
 from attnflow.mixing import available_graphs, capture_mixing, get_graph, graph_matrices
-from attnflow.mixing._capture import layer_modules
 from attnflow.mixing.alti import alti_vectors
 from attnflow.mixing.decompose import attention_vectors, layer_norm_scale
 from attnflow.mixing.globenc import globenc_vectors

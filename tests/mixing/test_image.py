@@ -18,11 +18,11 @@ import torch
 from attnflow.capture import load_model
 from attnflow.capture.image import capture_image_attention
 from attnflow.capture.image_perturb import perturbation_curves
+from attnflow.capture.mixing import layer_modules
 from attnflow.cli import main
 from attnflow.errors import AttnflowError
 from attnflow.evaluate.image_faithfulness import image_faithfulness, patch_order
 from attnflow.mixing import capture_mixing, graph_matrices
-from attnflow.mixing._capture import layer_modules
 from attnflow.mixing.decompose import attention_vectors
 from attnflow.tasks.digits import digits_test_set
 from tests.mixing.test_graphs import _rownorm_bounds, _zeroing_errors

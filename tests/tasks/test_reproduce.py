@@ -13,8 +13,11 @@ import os
 
 import numpy as np
 import pytest
+from transformers import AutoConfig
 
+from attnflow.bundled import bundled_sva_path
 from attnflow.tasks.reproduce import GROUND_TRUTHS, PAPER, PROTOCOLS, reproduce_sva
+from tests.tolerances import EPS64, model_float32_bound
 
 #: Sentences the claims are checked on: 200 in the suite; `make reproduce` sets 2000 (the full run).
 N = int(os.environ.get("ATTNFLOW_REPRODUCE_N", "200"))
@@ -105,7 +108,8 @@ def test_layer_one_ranks_the_words_alike_and_only_cls_separates_the_methods(smal
     for truth in DEFINED:
         for item in small_run.evaluation.examples:
             first = {m: item.correlations[truth][m][0] for m in ("raw", "rollout")}
-            np.testing.assert_allclose(first["rollout"], first["raw"], atol=1e-12)
+            # the same ranks in one Spearman computation: a float64 sum over the sentence's tokens
+            np.testing.assert_allclose(first["rollout"], first["raw"], atol=len(item.tokens) * EPS64)
         words = {m: small_run.evaluation.correlation(truth, m)[0, 0] for m in ("raw", "flow")}
         assert abs(words["flow"] - words["raw"]) <= 0.005, (truth, words)
     # the [CLS] pattern is claimed for blank-out (the docs' figures); [CLS]'s gradient yardsticks are not claimed
@@ -219,19 +223,23 @@ def test_graph_rows_are_explain_over_that_graph_correlated_the_same_way(graph_ru
     from attnflow.evaluate.correlation import layer_correlations
 
     evaluation = graph_run.evaluation
+    scores_bound = model_float32_bound(AutoConfig.from_pretrained(bundled_sva_path()))
     methods = ("raw", "rollout", "flow")
     keys = [*methods, *(f"{g}/{m}" for g in ("alti", "value-zeroing") for m in methods)]
     assert evaluation.methods == keys
     for item in evaluation.examples:
         e = attnflow.explain(item.text, "sva", methods=methods, graph=["alti", "value-zeroing"])
         every = list(range(len(item.tokens)))
+        # scores: the same float32 model run twice (flow and rollout keep a capture's error); correlations:
+        # Spearman of the run's own scores recomputed here, a float64 sum over the sentence's tokens
+        correlation_bound = len(item.tokens) * EPS64
         for key in keys[3:]:
-            np.testing.assert_allclose(item.scores[key], e.scores[key], atol=1e-12)
+            np.testing.assert_allclose(item.scores[key], e.scores[key], atol=scores_bound)
             for truth in GROUND_TRUTHS:
-                words = layer_correlations(e.scores[key], item.ground_truths[truth], item.content_positions)
-                np.testing.assert_allclose(item.correlations[truth][key], words, atol=1e-12)
-                cls = layer_correlations(e.scores[key], item.ground_truths_all[truth], every)
-                np.testing.assert_allclose(item.correlations_all[truth][key], cls, atol=1e-12)
+                words = layer_correlations(item.scores[key], item.ground_truths[truth], item.content_positions)
+                np.testing.assert_allclose(item.correlations[truth][key], words, atol=correlation_bound)
+                cls = layer_correlations(item.scores[key], item.ground_truths_all[truth], every)
+                np.testing.assert_allclose(item.correlations_all[truth][key], cls, atol=correlation_bound)
     d = json.loads(graph_run.to_json())
     assert set(d["correlation"]["blankout"]) == set(keys) and set(d["plausibility"]["methods"]) == set(keys)
     assert "| alti/rollout |" in graph_run.tables_markdown()

@@ -13,7 +13,7 @@ Examples
 ('local', 'ray')
 """
 
-from ..data import Dataset, Record, read_dataset
+from ..data import Dataset, Example, read_dataset
 from .engines import ENGINES, available_cores, check_address
 from .evaluation import evaluation_result
 from .runner import BatchResult, model_fingerprint, read_explanation, read_results, run_batch
@@ -24,7 +24,7 @@ __all__ = [
     "ENGINES",
     "BatchResult",
     "Dataset",
-    "Record",
+    "Example",
     "ShardWorker",
     "WorkSpec",
     "available_cores",

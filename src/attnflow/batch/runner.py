@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import EMPTY_TEXT, Dataset, Record, read_dataset
+from ..data import EMPTY_TEXT, Dataset, Example, read_dataset
 from ..errors import AttnflowError
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
 from .engines import ENGINES, available_cores, parse_address, run_in_process, run_local, run_ray
@@ -365,7 +365,7 @@ def run_batch(
         stray.unlink(missing_ok=True)
 
     run = run_fingerprint(manifest)
-    by_example = {r.example: r for r in dataset.records}
+    by_example = {r.row: r for r in dataset.records}
     shards = [Shard(s["shard"], tuple(by_example[i] for i in s["examples"])) for s in manifest["shards"]]
     states = {entry["shard"]: _shard_state(scores, entry, run) for entry in manifest["shards"]}
     todo = [s for s in shards if states[s.shard] is not None]
@@ -614,7 +614,7 @@ def _write_texts(out: Path, manifest: dict[str, Any], dataset: Dataset) -> None:
 
     planned = sorted(example for entry in manifest["shards"] for example in entry["examples"])
     images = bool(manifest["options"].get("images"))  # a record's text is then its path: the rows name the file
-    by_example = {r.example: None if images else r.text for r in dataset.records}
+    by_example = {r.row: None if images else r.text for r in dataset.records}
     table = pa.table({"example": pa.array(planned, type=pa.int64()),
                       "text": pa.array([by_example[i] for i in planned], type=pa.string())})
     table = table.replace_schema_metadata({"attnflow": json.dumps({"run": run_fingerprint(manifest), "texts": True})})
@@ -845,22 +845,22 @@ def _plan(
     from ..data import screen_lengths
 
     if options.get("images"):
-        return _manifest(loaded, dataset, options, fingerprint, [], [r.example for r in dataset.records], shard_size)
+        return _manifest(loaded, dataset, options, fingerprint, [], [r.row for r in dataset.records], shard_size)
     if loaded.tokenizer is None:
         raise AttnflowError(f"The model {loaded.name!r} is an image model; attnflow batch explains texts.")
     skipped: list[dict[str, Any]] = []
     present = [r for r in dataset.records if r.text is not None]
-    skipped.extend({"example": r.example, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None)
+    skipped.extend({"example": r.row, "reason": r.reason or EMPTY_TEXT} for r in dataset.records if r.text is None)
     if options.get("decoder_column") is not None:
-        skipped.extend({"example": r.example, "reason": "empty decoder text"} for r in present if r.decoder is None)
+        skipped.extend({"example": r.row, "reason": "empty decoder text"} for r in present if r.decoder is None)
         present = [r for r in present if r.decoder is not None]
     lengths: dict[int, int] = {}
     screened = screen_lengths([r.text for r in present], loaded, truncate=truncate)
     for record, (reason, n_ids) in zip(present, screened, strict=True):
         if reason is not None:
-            skipped.append({"example": record.example, "reason": reason})
+            skipped.append({"example": record.row, "reason": reason})
         else:
-            lengths[record.example] = min(n_ids, loaded.max_length or n_ids)
+            lengths[record.row] = min(n_ids, loaded.max_length or n_ids)
     if not lengths:
         raise AttnflowError(
             f"No row of {dataset.source!r} can be explained: {len(skipped)} rows skipped "
@@ -983,4 +983,4 @@ def _stats(values: Any) -> dict[str, Any]:
             "n": int(values.size)}
 
 
-__all__ = ["BatchResult", "Record", "model_fingerprint", "read_explanation", "read_results", "run_batch"]
+__all__ = ["BatchResult", "Example", "model_fingerprint", "read_explanation", "read_results", "run_batch"]

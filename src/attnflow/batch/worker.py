@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data import Record
+from ..data import Example
 from ..errors import AttnflowError
 
 #: The columns of :func:`attnflow.batch.read_results`, in order (``label`` is int64 or string, fixed per run by
@@ -70,7 +70,7 @@ class Shard:
     """A fixed piece of the work: its number and its rows (fixed by the manifest, so resumed runs batch alike)."""
 
     shard: int
-    records: tuple[Record, ...]
+    records: tuple[Example, ...]
 
 
 def set_threads(threads: int) -> None:
@@ -161,7 +161,7 @@ class ShardWorker:
                         )
                     described = _described(bound.describe())
                     if inputs:
-                        model_pass = self._model_pass(bound, capture.input_ids, record.example)
+                        model_pass = self._model_pass(bound, capture.input_ids, record.row)
                 mixing = None
                 if attention and list(spec.graphs) != [ATTENTION]:  # as attnflow.explain(graph=...): one hooked
                     mixing = capture_mixing(self.loaded, capture.input_ids)  # pass of this text serves every graph
@@ -169,7 +169,7 @@ class ShardWorker:
                                             mixing=mixing, gradients=gradients, model_pass=model_pass,
                                             **options).explanation
             except AttnflowError as exc:
-                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                skipped.append({"example": record.row, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
             words = None
@@ -179,7 +179,7 @@ class ShardWorker:
                 words = word_groups(self.loaded, capture.input_ids, record.text)
             _add_rows(
                 columns, explanation.scores, keys, explanation.output, capture.tokens, capture.special_positions,
-                words, example=record.example, label=_label(record.label, spec.label_type), target=described,
+                words, example=record.row, label=_label(record.label, spec.label_type), target=described,
                 truncated=bool(capture.truncated),
             )
         types = {**schema(spec.label_type), **(_word_types() if spec.words else {})}
@@ -208,13 +208,13 @@ class ShardWorker:
                     target=record.target if record.target is not None else spec.target, **spec.method_options,
                 )
             except AttnflowError as exc:
-                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                skipped.append({"example": record.row, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
             _add_rows(
                 columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
                 explanation.special_positions, None,
-                example=record.example, label=None, target=_described(explanation.target), truncated=False,
+                example=record.row, label=None, target=_described(explanation.target), truncated=False,
                 image=os.path.basename(path), grid=[int(v) for v in explanation.image["grid"]],
             )
         types = {**schema(spec.label_type), "image": pa.string(), "grid": pa.list_(pa.int32())}
@@ -243,14 +243,14 @@ class ShardWorker:
                     decoder_text=record.decoder, truncate=spec.truncate, **spec.method_options,
                 )
             except AttnflowError as exc:
-                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                skipped.append({"example": record.row, "reason": f"error: {exc}"})
                 continue
             n_layers = explanation.n_layers
             info = explanation.seq2seq or {}
             _add_rows(
                 columns, explanation.scores, spec.methods, explanation.output, explanation.tokens,
                 explanation.special_positions, None,
-                example=record.example, label=_label(record.label, spec.label_type),
+                example=record.row, label=_label(record.label, spec.label_type),
                 target=_described(explanation.target), truncated=bool(info.get("truncated")),
                 decoder_text=record.decoder, source_length=explanation.source_length, predicts=info.get("predicts"),
             )
@@ -270,7 +270,6 @@ class ShardWorker:
         """
         import pyarrow as pa
 
-        from ..data import Example
         from ..evaluate import evaluate as run_evaluate
 
         spec = self.spec
@@ -288,11 +287,11 @@ class ShardWorker:
                 result = run_evaluate(
                     [Example(record.text or "", record.label)], self.loaded, list(spec.methods),
                     target=record.target if record.target is not None else spec.target, output=spec.output,
-                    truncate=spec.truncate, seed=seed, first_index=record.example, graphs=list(spec.graphs),
+                    truncate=spec.truncate, seed=seed, first_index=record.row, graphs=list(spec.graphs),
                     **options, **spec.method_options,
                 )
             except AttnflowError as exc:
-                skipped.append({"example": record.example, "reason": f"error: {exc}"})
+                skipped.append({"example": record.row, "reason": f"error: {exc}"})
                 continue
             example = result.examples[0]
             frame = result.to_dataframe()
@@ -307,7 +306,7 @@ class ShardWorker:
             for row in frame.itertuples(index=False):
                 row = row._asdict()
                 method, layer = row["method"], int(row["layer"])
-                base["example"].append(record.example)
+                base["example"].append(record.row)
                 base["label"].append(_label(record.label, spec.label_type))
                 base["method"].append(method)
                 base["layer"].append(layer)

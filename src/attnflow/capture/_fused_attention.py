@@ -59,6 +59,7 @@ from typing import Any
 
 from ..errors import AttnflowError
 from ._hooks import attention_sites
+from .architectures import streamed_modules
 
 #: The name the implementation is registered under in transformers' attention interfaces.
 IMPLEMENTATION = "attnflow_fused"
@@ -89,10 +90,7 @@ def call_elements(device: Any) -> int:
 #: Modelling modules whose ``eager_attention_forward`` computes each head on its own
 #: (scores, optional key/value repetition, additive mask, softmax, dropout, values),
 #: so that running it on a group of heads gives those heads' part of the full call.
-STREAMED_MODULES = frozenset(
-    f"transformers.models.{name}.modeling_{name}"
-    for name in ("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "vit", "deit", "dinov2")
-)
+STREAMED_MODULES = streamed_modules()  # from the architecture table
 
 
 @dataclass

@@ -64,9 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import AttnflowError
-
-#: Last names of the modules that project the concatenated heads back to the hidden size.
-PROJECTION_NAMES = frozenset({"dense", "o_proj", "out_proj", "c_proj", "out_lin"})
+from .architectures import PROJECTION_NAMES
 
 Kind = Literal["self", "cross"]
 _RECORD_KEYS: dict[str, str] = {"self": "attentions", "cross": "cross_attentions"}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, rebuild_bundled, resolve_bundled
 from ..errors import AttnflowError
 from ._failures import first_line
+from .architectures import architecture
 
 # Belt and braces: every load below passes local_files_only=True; this also keeps the
 # hub client offline if transformers is first imported after attnflow.capture.
@@ -39,9 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
 #: Modules that register further bundled models when imported (``sva``, ``digits-vit``); imported
 #: lazily, the first time a name is not found, so that ``load_model("sva")`` works without them.
 
-# Models whose position ids start after the padding index (RoBERTa family): the usable
-# length is max_position_embeddings - (pad_token_id + 1).
-_OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
 # Tokenizers report this kind of number when they know no maximum.
 _NO_LIMIT = 10**8
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -648,7 +646,8 @@ def model_max_length(model: Any, tokenizer: Any) -> int | None:
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
             value = getattr(config, key, None)
             if isinstance(value, int) and value > 0:
-                if key == "max_position_embeddings" and getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
+                entry = architecture(getattr(config, "model_type", ""))
+                if key == "max_position_embeddings" and entry is not None and entry.position_offset:
                     value -= (getattr(config, "pad_token_id", None) or 0) + 1
                 limits.append(value)
                 break

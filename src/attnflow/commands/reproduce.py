@@ -82,9 +82,10 @@ def reproduce(
         list[str] | None,
         typer.Option(
             "--graph",
-            help="sva only: a context-mixing graph to judge too; repeat for several (rows GRAPH/METHOD, flow at "
-            f"its bound per graph; default methods then raw, rollout, flow). Available: "
-            f"{', '.join(g for g in available_graphs() if g != 'attention')}.",
+            help="sva and agreement: a context-mixing graph to judge too; repeat for several (rows GRAPH/METHOD; "
+            "sva: flow at its bound per graph, default methods then raw, rollout, flow; agreement: every graph "
+            "the model has by default, --graph attention for the attention graph alone). Available: "
+            f"{', '.join(available_graphs())}.",
             callback=choice(*available_graphs()),
         ),
     ] = None,

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..capture.mixing import LayerTensors, MixingCapture, capture_mixing, capture_text
 from ..errors import AttnflowError
-from ._capture import LayerTensors, MixingCapture, capture_mixing, capture_text
 from .registry import ATTENTION, Graph, available_graphs, get_graph, result_key, split_key
 
 __all__ = [

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._capture import LayerTensors, MixingCapture
+from ..capture.mixing import LayerTensors, MixingCapture
 from .decompose import (
     attention_vectors,
     layer_norm_scale,
@@ -60,7 +60,7 @@ def alti_matrix(layer: LayerTensors, capture: MixingCapture | None = None) -> np
     Examples
     --------
     >>> from attnflow.capture import load_model, capture_attention
-    >>> from attnflow.mixing._capture import capture_mixing
+    >>> from attnflow.capture.mixing import capture_mixing
     >>> lm = load_model()
     >>> cap = capture_mixing(lm, capture_attention("Distances.", lm).input_ids)
     >>> m = alti_matrix(cap.layers[0])

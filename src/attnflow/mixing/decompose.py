@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._capture import LayerNormParams, LayerTensors
+from ..capture.mixing import LayerNormParams, LayerTensors
 
 #: The most float64 numbers one block of decomposed vectors may hold (64 MiB).
 BLOCK_NUMBERS = 2**23
@@ -57,7 +57,7 @@ def attention_vectors(
     Examples
     --------
     >>> from attnflow.capture import load_model, capture_attention
-    >>> from attnflow.mixing._capture import capture_mixing
+    >>> from attnflow.capture.mixing import capture_mixing
     >>> lm = load_model()
     >>> cap = capture_mixing(lm, capture_attention("Sums.", lm).input_ids)
     >>> layer = cap.layers[0]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._capture import LayerTensors, MixingCapture
+from ..capture.mixing import LayerTensors, MixingCapture
 from .decompose import (
     attention_vectors,
     layer_norm_scale,
@@ -72,7 +72,7 @@ def globenc_matrix(layer: LayerTensors, capture: MixingCapture | None = None) ->
     Examples
     --------
     >>> from attnflow.capture import load_model, capture_attention
-    >>> from attnflow.mixing._capture import capture_mixing
+    >>> from attnflow.capture.mixing import capture_mixing
     >>> lm = load_model()
     >>> cap = capture_mixing(lm, capture_attention("Whole layer.", lm).input_ids)
     >>> bool(np.allclose(globenc_matrix(cap.layers[-1]).sum(-1), 1.0))

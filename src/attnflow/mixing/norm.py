@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._capture import LayerTensors, MixingCapture
+from ..capture.mixing import LayerTensors, MixingCapture
 from .decompose import attention_vectors, normalise_rows, row_blocks, transformed_values
 
 
@@ -28,7 +28,7 @@ def norm_matrix(layer: LayerTensors, capture: MixingCapture | None = None) -> np
     Examples
     --------
     >>> from attnflow.capture import load_model, capture_attention
-    >>> from attnflow.mixing._capture import capture_mixing
+    >>> from attnflow.capture.mixing import capture_mixing
     >>> lm = load_model()
     >>> cap = capture_mixing(lm, capture_attention("Norms.", lm).input_ids)
     >>> m = norm_matrix(cap.layers[0])

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..capture.mixing import LayerTensors, MixingCapture
 from ..errors import AttnflowError
-from ._capture import LayerTensors, MixingCapture
 from .alti import alti_matrix
 from .globenc import globenc_matrix, globenc_norms, globenc_rollout_scores
 from .norm import norm_matrix
@@ -81,7 +81,7 @@ GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vector
 follow each residual connection); a pre-LN block normalises the branches, not the residual stream, and no \
 adaptation has been published. Use alti or norm, which are defined for pre-LN blocks.
         """
-        from ._capture import layout_of, model_type
+        from ..capture.mixing import layout_of, model_type
 
         module = getattr(model, "model", model)
         self._check_layout(layout_of(module), model_type(module))

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..capture._eager import eager_attention
+from ..capture.mixing import MixingCapture, layer_modules, run_model
 from ..errors import AttnflowError
-from ._capture import MixingCapture, layer_modules, run_model
 from .decompose import normalise_rows
 
 #: Copies of the input per batched model call.
@@ -149,7 +149,7 @@ def value_zeroing_matrices(capture: MixingCapture, batch_size: int = DEFAULT_BAT
     Examples
     --------
     >>> from attnflow.capture import load_model, capture_attention
-    >>> from attnflow.mixing._capture import capture_mixing
+    >>> from attnflow.capture.mixing import capture_mixing
     >>> lm = load_model()
     >>> cap = capture_mixing(lm, capture_attention("Zero it.", lm).input_ids)
     >>> m = value_zeroing_matrices(cap)

@@ -18,7 +18,8 @@ Per layer ``l`` (1-based in messages, 0-based in lists), as float64 numpy arrays
 
 Nothing is recomputed by forked model code: the hooks read what the model computed,
 and only the output projection's weights are read from the model. The attention
-modules are the ones :func:`attnflow.capture._hooks.attention_sites` finds.
+modules are the ones :func:`attnflow.capture._hooks.attention_sites` finds; where
+the layer norms sit comes from :mod:`attnflow.capture.architectures`.
 """
 
 from __future__ import annotations
@@ -31,29 +32,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
-
-#: Post-LN encoders: (first layer norm, second layer norm), relative to the layer block.
-POST_LN: dict[str, tuple[str, str]] = {
-    "bert": ("attention.output.LayerNorm", "output.LayerNorm"),
-    "roberta": ("attention.output.LayerNorm", "output.LayerNorm"),
-    "xlm-roberta": ("attention.output.LayerNorm", "output.LayerNorm"),
-    "camembert": ("attention.output.LayerNorm", "output.LayerNorm"),
-    "electra": ("attention.output.LayerNorm", "output.LayerNorm"),
-    "distilbert": ("sa_layer_norm", "output_layer_norm"),
-}
-#: Pre-LN blocks: the norm in front of the feed-forward half, whose input is the residual
-#: stream after the attention block.
-PRE_LN: dict[str, str] = {
-    "megatron-bert": "ln",
-    "gpt2": "ln_2",
-    "llama": "post_attention_layernorm",
-    "mistral": "post_attention_layernorm",
-    "qwen2": "post_attention_layernorm",
-    "vit": "layernorm_after",
-    "deit": "layernorm_after",
-}
-#: Value projections, by last name, under the attention module (GPT-2's fused ``c_attn`` holds q, k, v).
-VALUE_NAMES: tuple[str, ...] = ("value", "v_lin", "v_proj", "c_attn")
+from ._failures import model_failures
+from ._hooks import attention_hooks, attention_output_projections, attention_sites
+from .architectures import VALUE_NAMES, architecture
+from .text import capture_attention_by
 
 
 @dataclass
@@ -153,12 +135,8 @@ def layout_of(model: Any) -> str | None:
     >>> layout_of(load_model().model), layout_of(load_model("sva").model)
     ('post-ln', 'pre-ln')
     """
-    kind = model_type(model)
-    if kind in POST_LN:
-        return "post-ln"
-    if kind in PRE_LN:
-        return "pre-ln"
-    return None
+    entry = architecture(model_type(model))
+    return None if entry is None else entry.layout
 
 
 def _block_name(site_name: str) -> str:
@@ -178,8 +156,6 @@ def layer_modules(model: Any) -> list[LayerModules]:
     AttnflowError
         When a layer has no value or output projection attnflow can recognise.
     """
-    from ..capture._hooks import attention_output_projections, attention_sites
-
     sites = attention_sites(model)
     projections = attention_output_projections(model)
     if len(projections) != len(sites):
@@ -187,7 +163,8 @@ def layer_modules(model: Any) -> list[LayerModules]:
             f"{type(model).__name__} has {len(sites)} attention modules but {len(projections)} output "
             "projections; attnflow cannot pair them to build context-mixing graphs."
         )
-    kind = model_type(model)
+    entry = architecture(model_type(model))
+    layout = None if entry is None else entry.layout
     found = []
     for site, projection in zip(sites, projections, strict=True):
         block_name = _block_name(site.name)
@@ -204,10 +181,10 @@ def layer_modules(model: Any) -> list[LayerModules]:
                 f"{', '.join(VALUE_NAMES)}); attnflow cannot build context-mixing graphs for {type(model).__name__}."
             )
         ln1 = ln2 = after = None
-        if kind in POST_LN:
-            ln1, ln2 = (block.get_submodule(name) for name in POST_LN[kind])
-        elif kind in PRE_LN:
-            after = block.get_submodule(PRE_LN[kind])
+        if layout == "post-ln":
+            ln1, ln2 = (block.get_submodule(name) for name in entry.norms)
+        elif layout == "pre-ln":
+            after = block.get_submodule(entry.norms[0])
         found.append(LayerModules(block, site.module, value, value_slice, projection, ln1, ln2, after))
     return found
 
@@ -267,8 +244,6 @@ def run_model(loaded: Any, inputs: dict[str, Any]) -> Any:
 
     import torch
 
-    from ..capture._failures import model_failures
-
     kwargs = dict(inputs)
     with contextlib.suppress(TypeError, ValueError):
         if "use_cache" in inspect.signature(loaded.model.forward).parameters:
@@ -314,8 +289,6 @@ def capture_mixing(loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any]
     >>> cap.n_layers, cap.n_tokens, cap.layout, cap.layers[0].values.shape
     (6, 6, 'post-ln', (6, 12, 32))
     """
-    from ..capture._hooks import attention_hooks
-
     if inputs is None:
         inputs = forward_inputs(loaded, input_ids)
     model = loaded.model
@@ -407,8 +380,6 @@ def capture_text(text: str, loaded: Any, *, truncate: bool = False) -> tuple[Any
     >>> captured.attentions.shape, capture.n_tokens
     ((6, 12, 5, 5), 5)
     """
-    from ..capture.text import capture_attention_by
-
     kept: list[MixingCapture] = []
 
     def run(input_ids: list[int]) -> list[np.ndarray]:
