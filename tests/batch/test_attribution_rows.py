@@ -72,7 +72,7 @@ def test_a_resumed_run_recomputes_only_the_missing_shard_and_gives_the_same_rows
 @pytest.mark.parametrize("args, message", [
     (["--method", "saliency", "--evaluate"], "does not judge them yet"),
     (["--method", "lime", "--lime-samples", "50", "--max-passes", "10"], "over the limit of 10"),
-    (["--method", "occlusion", "--decoder-column", "target"], "not available for encoder-decoder models"),
+    (["--method", "occlusion", "--decoder-column", "target", "--graph", "alti"], "cannot be given with it"),
     (["--method", "integrated-gradients", "--ig-steps", "0"], "--ig-steps of at least 1"),
 ])
 def test_bad_attribution_runs_are_one_line_before_a_model_loads(tmp_path, capsys, args, message):

@@ -116,3 +116,29 @@ def test_cli_decoder_column_error_is_one_line(tmp_path, capsys):
                        "--decoder-column", "target", "--workers", "1"])
     err = " ".join(capsys.readouterr().err.split())
     assert status == 2 and "has no decoder column 'target'" in err and "Traceback" not in err
+
+
+def test_attribution_methods_are_one_row_at_the_input_and_read_back(tmp_path, reverse):
+    pairs = PAIRS[:2]
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"source": s, "reversed": t} for s, t in pairs])
+    out = tmp_path / "out"
+    run_batch(data, out, reverse, ["rollout", "saliency", "random"], text_column="source", decoder_column="reversed",
+              workers=1, attribution={"seed": 4})
+    frame = read_results(out)
+    for example, (source, target) in enumerate(pairs):
+        rows = frame[frame["example"] == example]
+        expected = attnflow.explain(source, reverse, methods=["saliency"], decoder_text=target)
+        saliency = rows[rows["method"] == "saliency"]
+        assert saliency["layer"].tolist() == [0]  # the input: one row
+        # two float32 runs of the forward and backward pass, scaled by the gradient's size
+        bound = model_float32_bound(reverse.model.config, scale=float(np.abs(expected.scores["saliency"]).max()),
+                                    backward=True)
+        np.testing.assert_allclose(saliency["scores"].iloc[0], expected.scores["saliency"][0], rtol=0, atol=bound)
+        prefix = expected.source_length + expected.seq2seq["position"] + 1
+        drawn = np.random.default_rng([4, example]).random(prefix)  # the random baseline: seeded by the example
+        random = np.asarray(rows[rows["method"] == "random"]["scores"].iloc[0])
+        np.testing.assert_array_equal(random, np.concatenate([drawn, np.zeros(len(expected.tokens) - prefix)]))
+    back = read_explanation(out, 1)
+    assert isinstance(back, Seq2SeqExplanation) and back.options["input_methods"] == {"saliency": "input",
+                                                                                     "random": "input"}
+    assert back.scores["saliency"].shape == back.scores["rollout"].shape  # the same row at every decoder layer

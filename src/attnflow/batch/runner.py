@@ -219,7 +219,7 @@ def run_batch(
     if not names:
         raise AttnflowError("The 'methods' parameter must name at least one method.")
     attention_names, inputs = split_methods(names)
-    attribution_options = _attribution_options(inputs, attribution, images, decoder_column, evaluation)
+    attribution_options = _attribution_options(inputs, attribution, images, evaluation)
     for name in attention_names:
         get_method(name)
     known = set().union(*(get_method(name).options for name in attention_names)) - {"progress"}
@@ -263,11 +263,11 @@ def run_batch(
             raise AttnflowError(
                 f"A decoder column (--decoder-column) is for encoder-decoder texts; {given[0]} cannot be given with it."
             )
-        unsupported = [name for name in names if name not in SEQ2SEQ_METHODS]
+        unsupported = [name for name in attention_names if name not in SEQ2SEQ_METHODS]
         if unsupported:
             raise AttnflowError(
                 f"Method {unsupported[0]!r} does not run on encoder-decoder models; choose among "
-                f"{', '.join(SEQ2SEQ_METHODS)}."
+                f"{', '.join(SEQ2SEQ_METHODS)} and the attribution methods."
             )
     if words:
         given = [label for label, used in (("images (--images)", images is not None),
@@ -532,7 +532,7 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
             tokens=[str(t) for t in first["tokens"]], scores=scores, output=output,
             target=json.loads(target) if isinstance(target, str) else None,
             model_name=str(manifest.get("model", {}).get("name", "")), text=str(first["text"]),
-            options=dict(manifest.get("options", {}).get("method_options", {})),
+            options={**manifest.get("options", {}).get("method_options", {}), **input_methods},
             seq2seq={"source_length": int(first["source_length"]), "target_text": str(first["decoder_text"]),
                      "predicts": first["predicts"]},
         )
@@ -564,7 +564,7 @@ def result_keys(options: dict[str, Any]) -> list[str]:
 
 
 def _attribution_options(
-    inputs: list[str], given: dict[str, Any] | None, images: Any, decoder_column: Any, evaluation: Any
+    inputs: list[str], given: dict[str, Any] | None, images: Any, evaluation: Any
 ) -> dict[str, Any] | None:
     """The attribution methods' options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``), checked, or
     ``None`` without attribution methods; refused in one line where batch cannot run them, before a model loads."""
@@ -578,9 +578,6 @@ def _attribution_options(
     if images is not None:
         raise AttnflowError(f"Method {inputs[0]!r} is a text attribution method; for images (--images) use raw, "
                             "rollout or flow.")
-    if decoder_column is not None:
-        raise AttnflowError(f"Method {inputs[0]!r} is not available for encoder-decoder models (--decoder-column) "
-                            "yet; use the attention methods there (raw, rollout, flow, grad-rollout).")
     if evaluation not in (None, False):
         raise AttnflowError(f"Method {inputs[0]!r} is not judged per row (--evaluate) by attnflow batch yet; "
                             "use attnflow evaluate, or leave out --evaluate.")

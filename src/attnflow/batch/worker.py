@@ -237,10 +237,12 @@ class ShardWorker:
         n_layers = None
         for record in shard.records:
             try:
-                explanation = explain_seq2seq(
+                explanation = explain_seq2seq(  # attribution methods: the random baseline seeded by the example
                     record.text or "", self.loaded, list(spec.methods), spec.output,
                     record.target if record.target is not None else spec.target,
-                    decoder_text=record.decoder, truncate=spec.truncate, **spec.method_options,
+                    decoder_text=record.decoder, truncate=spec.truncate,
+                    attribution={**spec.attribution, "index": record.row} if spec.attribution else None,
+                    **spec.method_options,
                 )
             except AttnflowError as exc:
                 skipped.append({"example": record.row, "reason": f"error: {exc}"})
