@@ -176,3 +176,23 @@ def test_generate_with_a_report_runs_one_pass_per_decoding_step_and_one_capture_
         # the page writes 6 decimals: within half a unit of the last (plus float64 rounding of that decimal)
         np.testing.assert_allclose(result.answer_scores["flow"][k], flow[:, n - answer - 1 + k], rtol=0,
                                    atol=0.5e-6 + 1e-15)
+
+
+@pytest.mark.e2e
+def test_grad_rollout_for_the_predicted_token_runs_the_capture_and_its_own_backward_pass_only(counted, capsys,
+                                                                                              tmp_path):
+    import torch
+
+    from attnflow.capture.seq2seq import capture_seq2seq
+
+    record = tmp_path / "e.json"
+    status = main(["explain", "7 2 9 4", "--model", "reverse", "--decoder-text", "4 9 2 7", "--method", "grad-rollout",
+                   "--output", "last", "--target", "predicted", "--json", str(record)])
+    assert status == 0, capsys.readouterr().err
+    assert counted["forward"] == 2  # the capture (whose logits give the predicted token), the gradient's pass
+    loaded = attnflow.capture.load_model("reverse")
+    cap = capture_seq2seq("7 2 9 4", loaded, decoder_text="4 9 2 7")
+    with torch.no_grad():  # the model's own next-token choice at the last position, from a pass of its own
+        logits = loaded.model(input_ids=torch.tensor([cap.source_ids]),
+                              decoder_input_ids=torch.tensor([cap.target_ids])).logits
+    assert json.loads(record.read_text())["target"]["token_id"] == int(logits[0, -1].argmax())

@@ -73,6 +73,8 @@ class Seq2SeqAttention:
     truncated: bool = False
     #: The target tokens' log-probabilities under the model, ``[i]`` for the token at position ``i + 1``.
     log_probabilities: list[float] = field(default_factory=list)
+    #: The model's most probable next token at every decoder position (argmax of the captured pass's logits).
+    predicted_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         arrays = []
@@ -471,6 +473,7 @@ def _package(
         generated=decoder_text is None,
         truncated=truncated,
         log_probabilities=_token_log_probabilities(output, target_ids),
+        predicted_ids=[int(i) for i in output.logits[0].argmax(dim=-1).tolist()],
     )
 
 

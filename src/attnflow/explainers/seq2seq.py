@@ -127,6 +127,8 @@ def _target_token(captured: Any, loaded: Any, position: int, target: Any) -> tup
             return captured.target_ids[position + 1], "next"
         target = "predicted"
     if isinstance(target, str) and target.strip().lower() == "predicted":
+        if len(captured.predicted_ids) == captured.n_target:  # from the capture's own pass
+            return captured.predicted_ids[position], "predicted"
         import torch
 
         from ..capture._eager import eager_attention
