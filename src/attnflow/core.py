@@ -633,6 +633,31 @@ def _score_inputs(
 SEQ2SEQ_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
 
 
+def check_seq2seq_methods(methods: Sequence[str] | str) -> tuple[list[str], list[str]]:
+    """``(attention methods, attribution methods)`` of ``methods``, refusing what the combined graph cannot run.
+
+    Examples
+    --------
+    >>> check_seq2seq_methods(["flow", "saliency"])
+    (['flow'], ['saliency'])
+    >>> check_seq2seq_methods(["alti/flow"])
+    Traceback (most recent call last):
+    ...
+    attnflow.errors.AttnflowError: Method(s) ['alti/flow'] do not run on encoder-decoder models; available: raw, \
+rollout, flow, grad-rollout and the attribution methods.
+    """
+    from .methods.attribution import split_methods
+
+    names, inputs = split_methods(list(dict.fromkeys(method_names(methods))))
+    unknown = [name for name in names if name not in SEQ2SEQ_METHODS]
+    if unknown or not (names or inputs):
+        raise AttnflowError(
+            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)} "
+            "and the attribution methods."
+        )
+    return names, inputs
+
+
 def score_seq2seq(
     captured: Any,
     methods: Sequence[str] | str,
@@ -698,18 +723,12 @@ def score_seq2seq(
     >>> bool(np.array_equal(every["flow"][[3, 5], 2], found.explanation.scores["flow"]))  # read from one solve
     True
     """
-    from .methods.attribution import INPUT_LAYER, split_methods
+    from .methods.attribution import INPUT_LAYER
     from .methods.flow import solve_flow
     from .methods.seq2seq import Seq2SeqGraph
     from .mixing import ATTENTION
 
-    names, inputs = split_methods(list(dict.fromkeys(method_names(methods))))
-    unknown = [name for name in names if name not in SEQ2SEQ_METHODS]
-    if unknown or not (names or inputs):
-        raise AttnflowError(
-            f"Method(s) {unknown} do not run on encoder-decoder models; available: {', '.join(SEQ2SEQ_METHODS)} "
-            "and the attribution methods."
-        )
+    names, inputs = check_seq2seq_methods(methods)
     if inputs and model_pass is None:
         raise AttnflowError(
             f"Method {inputs[0]!r} runs the model on the source and the target prefix: pass model_pass="

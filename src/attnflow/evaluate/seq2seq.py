@@ -68,18 +68,15 @@ def evaluate_seq2seq(
     """
     from ..capture import load_model
     from ..capture.seq2seq import capture_seq2seq, require_seq2seq, seq2seq_blankout, seq2seq_input_gradients
-    from ..core import SEQ2SEQ_METHODS
+    from ..core import check_seq2seq_methods, method_names
     from ..explainers.seq2seq import seq2seq_scores
-    from ..methods.attribution import check_attribution_options, is_attribution, split_methods
+    from ..methods.attribution import check_attribution_options
 
     items = _pairs(pairs)
-    names = list(dict.fromkeys(methods))
-    unknown = [m for m in names if m not in SEQ2SEQ_METHODS and not is_attribution(m)]
-    if unknown or not names:
-        raise AttnflowError(f"Encoder-decoder evaluation runs {', '.join(SEQ2SEQ_METHODS)} and the attribution "
-                            f"methods; got {list(methods)}.")
-    check_attribution_options(split_methods(names)[1], **{key: value for key, value in (attribution or {}).items()
-                                                          if key in ("ig_steps", "lime_samples", "max_passes")})
+    inputs = check_seq2seq_methods(methods)[1]
+    names = list(dict.fromkeys(method_names(methods)))  # in the order given
+    check_attribution_options(inputs, **{key: value for key, value in (attribution or {}).items()
+                                         if key in ("ig_steps", "lime_samples", "max_passes")})
     if positions not in ("each", "last"):
         raise AttnflowError(f"The 'positions' parameter must be 'each' or 'last'; got {positions!r}.")
     loaded = load_model(model)

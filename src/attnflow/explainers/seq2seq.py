@@ -189,11 +189,10 @@ def seq2seq_scores(
     >>> scores["rollout"].shape, bool(np.allclose(scores["flow"].sum(axis=1), 1.0))
     ((2, 8), True)
     """
-    from ..core import score_seq2seq
-    from ..methods.attribution import split_methods
+    from ..core import check_seq2seq_methods, score_seq2seq
 
     gradients, model_pass = None, None
-    inputs = split_methods(methods)[1]
+    inputs = check_seq2seq_methods(methods)[1]  # before the model runs
     if ("grad-rollout" in methods or inputs) and model is None:
         named = "grad-rollout" if "grad-rollout" in methods else inputs[0]
         raise AttnflowError(f"Method {named!r} needs the model (it explains a target token with it).")
