@@ -254,7 +254,7 @@ def run_batch(
                 f"The {others} graph is for a text's own tokens; images (--images) run on the attention graph only."
             )
     if decoder_column is not None:
-        from ..core import SEQ2SEQ_METHODS
+        from ..core import check_seq2seq_methods
 
         given = [label for label, used in (("images (--images)", images is not None),
                  ("evaluation (--evaluate)", evaluation not in (None, False)),
@@ -263,12 +263,7 @@ def run_batch(
             raise AttnflowError(
                 f"A decoder column (--decoder-column) is for encoder-decoder texts; {given[0]} cannot be given with it."
             )
-        unsupported = [name for name in attention_names if name not in SEQ2SEQ_METHODS]
-        if unsupported:
-            raise AttnflowError(
-                f"Method {unsupported[0]!r} does not run on encoder-decoder models; choose among "
-                f"{', '.join(SEQ2SEQ_METHODS)} and the attribution methods."
-            )
+        check_seq2seq_methods(names)
     if words:
         given = [label for label, used in (("images (--images)", images is not None),
                  ("a decoder column (--decoder-column)", decoder_column is not None),
