@@ -82,6 +82,14 @@ reproduce: $(STAMP)
 	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva100/examples.jsonl --model sva $(BASELINES) \
 		--out build/sva-baselines
 	cp build/sva-baselines/results.json docs/results/sva-baselines.json
+	$(VENV)/bin/attnflow reproduce sva --n 200 --method raw --out build/reproduce/sva200
+	$(VENV)/bin/attnflow evaluate --data build/reproduce/sva200/examples.jsonl --model sva --graph attention \
+		--graph norm --graph alti --graph value-zeroing --out build/mixing-sva
+	cp build/mixing-sva/results.json docs/results/mixing-sva.json
+	$(VENV)/bin/attnflow evaluate --data docs/results/five-sentences.txt --target "cosine:A sentence about animals." \
+		--graph attention --graph norm --graph globenc --graph globenc-rownorm --graph alti --graph value-zeroing \
+		--out build/mixing-minilm
+	cp build/mixing-minilm/results.json docs/results/mixing-minilm.json
 	$(VENV)/bin/attnflow heads --data docs/results/heads-smollm2-stdlib.txt --model smollm2 --out build/heads-smollm2 --overwrite
 	cp build/heads-smollm2/heads.json docs/results/heads-smollm2.json
 	$(PY) -c "from attnflow.tasks import sva; sva.write_jsonl(sva.generate(100, split='test', seed=2), 'build/sva-test100.jsonl', arcs=True)"

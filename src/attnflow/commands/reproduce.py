@@ -69,7 +69,8 @@ def reproduce(
         list[str] | None,
         typer.Option(
             "--method",
-            help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} (default: all).",
+            help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} (default: all); "
+            "agreement also takes the attribution baselines (saliency, grad-x-input, occlusion, ...).",
             callback=check_method_option,
         ),
     ] = None,
@@ -349,7 +350,9 @@ def _reproduce_agreement(n: int, out: Path | None, retrain: bool, seed: int, met
                                      graphs=list(graph) if graph else None, progress=progress)
     found = result.to_dict()
     found["command"] = (f"attnflow reproduce agreement --n {n} --seed {seed}"
-                        + ("" if model is None else f" --model {model}") + " --out DIR")
+                        + ("" if model is None else f" --model {model}")
+                        + "".join(f" --method {name}" for name in method or ())
+                        + "".join(f" --graph {name}" for name in graph or ()) + " --out DIR")
     tables = tables_markdown(found)
     console.print(tables, highlight=False, markup=False, soft_wrap=True)
     timing = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())
