@@ -168,7 +168,9 @@ def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, met
     attnflow.errors.AttnflowError: The 'residual' option weighs the residual added to attention weights; the \
 alti graph already contains the residual stream. Leave it out, or use graph='attention' only.
     """
-    others = [name for name in graphs if name != "attention"]
+    from .mixing import context_mixing
+
+    others = context_mixing(graphs)
     if not others:
         return
     if "residual" in method_options and method_options["residual"] is not None:
@@ -183,7 +185,7 @@ alti graph already contains the residual stream. Leave it out, or use graph='att
             f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
             f"graph only; drop the {', '.join(others)} graph or the method."
         )
-    if "attention" not in graphs and not _mean_fusion(method_options.get("head_fusion")):
+    if others == list(graphs) and not _mean_fusion(method_options.get("head_fusion")):
         raise AttnflowError(
             f"The 'head_fusion' option combines attention heads; the {', '.join(others)} "
             f"graph{'s sum' if len(others) > 1 else ' sums'} every head. Leave it out, or add graph='attention'."
@@ -461,7 +463,7 @@ def score_capture(
     """
     from .methods.attribution import split_methods
     from .methods.flow import flow_is_exact, solve_flow
-    from .mixing import ATTENTION, get_graph, graph_names, result_key
+    from .mixing import context_mixing, get_graph, graph_names
 
     names, inputs = split_methods(method_names(methods))
     if not names and not inputs:
@@ -474,11 +476,12 @@ def score_capture(
     chosen = graph_names(graphs)
     if output is None:
         output = "last" if captured.is_causal else "cls"
-    if chosen != [ATTENTION]:
+    others = context_mixing(chosen)
+    if others:
         check_graph_options(chosen, names, options)
         if mixing is None and names:
             raise AttnflowError(
-                f"The {', '.join(name for name in chosen if name != ATTENTION)} graph needs the input's mixing "
+                f"The {', '.join(others)} graph needs the input's mixing "
                 "capture: pass mixing=attnflow.mixing.capture_mixing(loaded, captured.input_ids)."
             )
     found = Scores(explanation=Explanation(tokens=list(captured.tokens), scores={}, output=output))
@@ -495,17 +498,12 @@ def score_capture(
                 outputs = list(range(len(captured.tokens))) + (["mean"] if position == "mean" else [])
                 found.every_output[name] = OutputScores(outputs, {})
             continue
-        if name == ATTENTION:
-            array, kept = captured.attentions, dict(options)
-        else:
-            graph = get_graph(name)
-            array = graph.matrices(mixing)
-            kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
-            kept["residual"] = 0.0
+        graph = get_graph(name)
+        array, kept = graph.capacities(captured, mixing), graph.method_options(options)
         found.matrices[name] = array
         n_layers, n = np.shape(array)[0], np.shape(array)[-1]
         position = resolve_output(output, n)
-        presolved: dict[str, Any] = dict(solved or {}) if name == ATTENTION else {}
+        presolved: dict[str, Any] = dict(solved or {}) if graph.attention_weights else {}
         if (
             "flow" not in presolved and every_output is not None and "flow" in names and position != "mean"
             and flow_for_every_output(n_layers, n, every_output)
@@ -516,17 +514,15 @@ def score_capture(
                 **{key: kept[key] for key in ("residual", "head_fusion") if key in kept},
             )
         part = explain_attentions(array, captured.tokens, methods=names, output=output, progress=progress,
-                                  gradients=gradients if name == ATTENTION else None, solved=presolved, **kept)
-        if name != ATTENTION:
-            product = graph.rollout_scores(mixing, part.output) if "rollout" in part.scores else None
-            if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
-                part.scores["rollout"] = product
-        prefix = "" if name == ATTENTION else f"{name} graph: "
-        scores.update({result_key(name, key): value for key, value in part.scores.items()})
-        labels.update({result_key(name, key): value for key, value in part.token_labels.items()})
-        solutions.update({result_key(name, key): value for key, value in part.solutions.items()})
-        bounds.update({result_key(name, key): value for key, value in part.bounds.items()})
-        notes.extend(prefix + note for note in part.notes)
+                                  gradients=gradients if graph.attention_weights else None, solved=presolved, **kept)
+        product = graph.rollout_scores(mixing, part.output) if "rollout" in part.scores else None
+        if product is not None:  # GlobEnc: rollout is the authors' product of the raw matrices
+            part.scores["rollout"] = product
+        scores.update({graph.key(key): value for key, value in part.scores.items()})
+        labels.update({graph.key(key): value for key, value in part.token_labels.items()})
+        solutions.update({graph.key(key): value for key, value in part.solutions.items()})
+        bounds.update({graph.key(key): value for key, value in part.bounds.items()})
+        notes.extend(graph.note_prefix + note for note in part.notes)
         position = part.output
         if every_output is not None:
             fusion = {key: kept[key] for key in ("residual", "head_fusion") if key in kept}
@@ -534,7 +530,7 @@ def score_capture(
                 array, names, position, given=part.scores, given_solution=part.solutions.get("flow"),
                 flow_outputs=every_output, progress=progress, **fusion,
             )
-    if not _mean_fusion(options.get("head_fusion")) and ATTENTION in chosen and chosen != [ATTENTION]:
+    if not _mean_fusion(options.get("head_fusion")) and others and len(others) < len(chosen):  # beside attention
         notes.append("head_fusion applies to the attention graph only; context-mixing graphs sum every head.")
     recorded = dict(options)
     if inputs:

@@ -241,24 +241,25 @@ def run_batch(
         parse_address(address)  # its form now; whether a cluster answers there, before connecting
     if (data is None) == (images is None):
         raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
-    from ..mixing import ATTENTION, graph_names
+    from ..mixing import context_mixing, graph_names
 
     graph_list = graph_names(graphs)
-    if graph_list != [ATTENTION]:
+    others = context_mixing(graph_list)
+    if others:
         from ..explainers.text import check_graph_options
 
         check_graph_options(graph_list, attention_names, method_options)
         if images is not None:
-            others = ", ".join(name for name in graph_list if name != ATTENTION)
             raise AttnflowError(
-                f"The {others} graph is for a text's own tokens; images (--images) run on the attention graph only."
+                f"The {', '.join(others)} graph is for a text's own tokens; images (--images) run on the attention "
+                "graph only."
             )
     if decoder_column is not None:
         from ..core import check_seq2seq_methods
 
         given = [label for label, used in (("images (--images)", images is not None),
                  ("evaluation (--evaluate)", evaluation not in (None, False)),
-                 ("a context-mixing graph (--graph)", graph_list != [ATTENTION])) if used]
+                 ("a context-mixing graph (--graph)", bool(others))) if used]
         if given:
             raise AttnflowError(
                 f"A decoder column (--decoder-column) is for encoder-decoder texts; {given[0]} cannot be given with it."
@@ -316,9 +317,8 @@ def run_batch(
         resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
     from ..mixing import get_graph
 
-    for name in graph_list:  # so does a graph the model's blocks do not define
-        if name != ATTENTION:
-            get_graph(name).check_model(loaded)
+    for name in others:  # so does a graph the model's blocks do not define
+        get_graph(name).check_model(loaded)
     options = {
         "methods": names,
         "output": output,
@@ -335,7 +335,7 @@ def run_batch(
     }
     if images is not None:
         options["images"] = True  # only then: the manifests of text runs keep their options
-    if graph_list != [ATTENTION]:
+    if others:
         options["graphs"] = list(graph_list)  # only then, likewise: attention-only manifests keep their options
     if decoder_column is not None:
         options["decoder_column"] = decoder_column

@@ -130,7 +130,7 @@ class ShardWorker:
         from ..core import score_capture
         from ..explainers.text import target_inputs, target_needed
         from ..methods.attribution import split_methods
-        from ..mixing import ATTENTION, capture_mixing, result_key
+        from ..mixing import capture_mixing, context_mixing, result_key
 
         spec = self.spec
         if spec.evaluation is not None:
@@ -163,7 +163,7 @@ class ShardWorker:
                     if inputs:
                         model_pass = self._model_pass(bound, capture.input_ids, record.row)
                 mixing = None
-                if attention and list(spec.graphs) != [ATTENTION]:  # as attnflow.explain(graph=...): one hooked
+                if attention and context_mixing(spec.graphs):  # as attnflow.explain(graph=...): one hooked
                     mixing = capture_mixing(self.loaded, capture.input_ids)  # pass of this text serves every graph
                 explanation = score_capture(capture, list(spec.methods), graphs=list(spec.graphs), output=output,
                                             mixing=mixing, gradients=gradients, model_pass=model_pass,

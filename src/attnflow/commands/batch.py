@@ -11,6 +11,7 @@ import typer
 
 from ..batch.engines import ENGINES
 from ..methods import available_methods
+from ..mixing.registry import context_mixing
 from .common import (
     check_method_option,
     check_methods,
@@ -154,7 +155,7 @@ def batch(
         ig_steps = None  # given to the methods, not to --evaluate
     graphs = check_graphs(graph, attention_methods, residual)  # run_batch refuses --images with them
     options: dict[str, object] = {"head_fusion": head_fusion}
-    if graphs == ["attention"]:  # the context-mixing graphs contain the residual
+    if not context_mixing(graphs):  # the context-mixing graphs contain the residual
         options["residual"] = 0.5 if residual is None else residual
     from ..methods import get_method
 

@@ -11,6 +11,7 @@ import typer
 from ..errors import AttnflowError
 from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
 from ..methods import available_methods, get_method
+from ..mixing.registry import context_mixing
 from .common import (
     check_layer_option,
     check_method_option,
@@ -204,7 +205,7 @@ def evaluate(
     elif address is not None and engine != "ray":
         _usage(ctx, "--address is for --engine ray.")
     graphs = _checked_graphs(ctx, graph, given, method, engine)
-    others = [name for name in graphs if name != "attention"]
+    others = context_mixing(graphs)
     check_input_file(data, "--data")
     if engine is not None:
         methods = check_methods(list(method)) if method else list(default_methods())
@@ -292,7 +293,7 @@ def _checked_graphs(
 ) -> list[str]:
     """The ``--graph`` list (default ``["attention"]``), refusing what only the attention graph takes."""
     graphs = list(dict.fromkeys(graph or ["attention"]))
-    others = [name for name in graphs if name != "attention"]
+    others = context_mixing(graphs)
     if others:
         named = "--graph " + " --graph ".join(others)
         if engine is not None:
@@ -385,7 +386,7 @@ def evaluate_images(
     from ..evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
 
     graphs = graphs or ["attention"]
-    others = [name for name in graphs if name != "attention"]
+    others = context_mixing(graphs)
     defaults = [name for name in DEFAULT_METHODS if not (others and get_method(name).needs_gradients)]
     methods = check_methods(list(method)) if method else defaults
     accepted = set().union(*(get_method(name).options for name in methods))

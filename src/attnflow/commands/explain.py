@@ -11,6 +11,7 @@ import typer
 from ..capture.models import DEVICES, DTYPES
 from ..errors import AttnflowError
 from ..methods import available_methods
+from ..mixing.registry import context_mixing
 from .common import (
     check_layer,
     check_layer_option,
@@ -229,7 +230,7 @@ def explain(
     options: dict[str, Any] = {"residual": 0.5 if residual is None else residual, "head_fusion": head_fusion}
     graphs = check_graphs(graph, attention_methods, residual, image=image is not None, generate=generate is not None,
                           head_fusion=head_fusion)
-    if graphs != ["attention"]:
+    if context_mixing(graphs):
         del options["residual"]  # the context-mixing graphs contain the residual; attention takes the default
     if flow_tolerance is not None or flow_seconds is not None:
         given = "--flow-tolerance" if flow_tolerance is not None else "--flow-seconds"
@@ -292,7 +293,7 @@ def explain(
     from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
-        if graphs != ["attention"]:
+        if context_mixing(graphs):
             raise AttnflowError("--graph with a context-mixing graph is for encoder or decoder-only models, not "
                                 "encoder-decoder.")
         if heads or heads_file is not None:
@@ -323,7 +324,7 @@ def explain(
         )
         return
     captured = mixing = None
-    if graphs != ["attention"]:  # one pass: the attention and what the context-mixing graphs need
+    if context_mixing(graphs):  # one pass: the attention and what the context-mixing graphs need
         from ..mixing import capture_text
 
         captured, mixing = capture_text(text, model, truncate=truncate)
@@ -438,7 +439,7 @@ def check_graphs(
     from ..methods import get_method
 
     chosen = list(dict.fromkeys(graphs or ["attention"]))
-    others = [name for name in chosen if name != "attention"]
+    others = context_mixing(chosen)
     if not others:
         return chosen
     named = f"--graph {' --graph '.join(others)}"
@@ -458,7 +459,7 @@ def check_graphs(
             f"{named} is for a text's own tokens; {'--image' if image else '--generate'} runs on the attention "
             "graph only."
         )
-    if head_fusion != "mean" and "attention" not in chosen:
+    if head_fusion != "mean" and others == chosen:  # no graph is the attention weights
         raise AttnflowError(
             f"--head-fusion {head_fusion} combines attention heads; {named} sums every head: leave --head-fusion "
             "out, or add --graph attention."
@@ -592,7 +593,7 @@ def _write_report(
     from .report import write_report_files
 
     with progress_bar("preparing the report") as progress:
-        if graphs and graphs != ["attention"]:
+        if graphs and context_mixing(graphs):
             from ..report.graphs import report_with_graphs
 
             data = report_with_graphs(captured, graphs, methods, result, layer=layer, **_fusion(options, result))

@@ -190,13 +190,13 @@ def image_faithfulness(
     from ..explainers.image import explain_image
     from ..explainers.text import check_graph_options, explain_attentions
     from ..image_maps import patch_scores
-    from ..mixing import ATTENTION, capture_mixing, get_graph, graph_names, result_key
+    from ..mixing import ATTENTION, capture_mixing, context_mixing, get_graph, graph_names, result_key
 
     names = list(dict.fromkeys(methods))
     if "random" in names:
         raise AttnflowError("'random' is the baseline and always included; do not list it among the methods.")
     graph_list = graph_names(graphs)
-    others = [name for name in graph_list if name != ATTENTION]
+    others = context_mixing(graph_list)
     check_graph_options(others, names, method_options)
     loaded = load_model(model)
     for name in others:  # before any image: globenc on a pre-LN ViT is refused here, naming why

@@ -532,10 +532,10 @@ def evaluate(
     attention, inputs = split_methods(names)
     _check_method_options(attention, method_options)
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
-    from ..mixing import ATTENTION, graph_names, result_key
+    from ..mixing import context_mixing, graph_names, result_key
 
     graph_list = graph_names(graphs)
-    if graph_list != [ATTENTION]:
+    if context_mixing(graph_list):
         from ..explainers.text import check_graph_options
 
         check_graph_options(graph_list, attention, method_options)
@@ -615,7 +615,7 @@ def evaluate(
             name: {"layer": INPUT_LAYER, "not_correlated_with": get_attribution(name).yardstick} for name in inputs
         }
         options["lime_samples"], options["max_passes"] = lime_samples, max_passes
-    if graph_list != [ATTENTION]:
+    if context_mixing(graph_list):
         options["graphs"] = list(graph_list)
     return EvaluationResult(
         model_name=loaded.name,
@@ -706,10 +706,10 @@ def _evaluate_one(
     attention, inputs = split_methods(settings.methods)
     if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, attention, options)
-    mixing = None
-    if attention and settings.graphs != ["attention"]:  # one hooked forward pass serves every analytic graph
-        from ..mixing import capture_mixing
+    from ..mixing import capture_mixing, context_mixing
 
+    mixing = None
+    if attention and context_mixing(settings.graphs):  # one hooked forward pass serves every analytic graph
         mixing = capture_mixing(loaded, ids)
     model_pass = None
     if inputs:  # attribution methods: (n,) at the input, the same row at every layer

@@ -170,9 +170,9 @@ def explain(
         )
     if generate is not None:
         from ..generation import explain_generation
-        from ..mixing import ATTENTION, graph_names
+        from ..mixing import context_mixing, graph_names
 
-        if graph is not None and graph_names(graph) != [ATTENTION]:
+        if graph is not None and context_mixing(graph_names(graph)):
             raise AttnflowError(
                 "The 'graph' parameter cannot be given with 'generate' for a decoder-only model: a generated answer "
                 "is explained over the attention graph only."
@@ -191,13 +191,14 @@ def explain(
             attribution=attribution if inputs else None, every_output=every_output, **method_options,
         ).explanation
     from ..capture.plan import capture_heads, fits
-    from ..mixing import ATTENTION, graph_names
+    from ..mixing import context_mixing, graph_names
 
     graphs = graph_names(graph)
-    if graphs != [ATTENTION]:
+    others = context_mixing(graphs)
+    if others:
         check_graph_options(graphs, methods, method_options)
     heads = capture_heads(methods, method_options)  # fused while the model runs when the methods allow it
-    if captured is None and graphs != [ATTENTION] and mixing is None:
+    if captured is None and others and mixing is None:
         from ..mixing import capture_text
 
         captured, mixing = capture_text(text, loaded, truncate=truncate)  # one pass serves every graph
@@ -219,7 +220,7 @@ def explain(
         bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
         if target_needed(methods, method_options):
             gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
-    if graphs != [ATTENTION] and mixing is None and methods:  # one hooked forward pass serves every analytic graph
+    if others and mixing is None and methods:  # one hooked forward pass serves every analytic graph
         from ..mixing import capture_mixing
 
         mixing = capture_mixing(loaded, captured.input_ids)
@@ -234,7 +235,7 @@ def explain(
     elif target is not None:
         result.notes.append(TARGET_IGNORED)
     result.target = bound.describe() if bound is not None else target
-    if graphs != [ATTENTION]:
+    if others:
         result.options["graph"] = list(graphs)
     result.model_name = captured.model_name
     result.special_positions = tuple(captured.special_positions)

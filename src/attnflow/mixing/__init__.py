@@ -27,7 +27,7 @@ import numpy as np
 
 from ..capture.mixing import LayerTensors, MixingCapture, capture_mixing, capture_text
 from ..errors import AttnflowError
-from .registry import ATTENTION, Graph, available_graphs, get_graph, result_key, split_key
+from .registry import ATTENTION, Graph, available_graphs, context_mixing, get_graph, result_key, split_key
 
 __all__ = [
     "ATTENTION",
@@ -38,6 +38,7 @@ __all__ = [
     "available_graphs",
     "capture_mixing",
     "capture_text",
+    "context_mixing",
     "get_graph",
     "graph_matrices",
     "graph_names",

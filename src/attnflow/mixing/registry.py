@@ -9,7 +9,7 @@ other graph already contains the residual stream, and runs with residual weight 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,15 @@ class Graph:
     says why it is not for the others. ``product_matrix``, when set, is the unnormalised
     per-layer matrix whose running product ``rollout`` over this graph is (GlobEnc, as
     its authors aggregate it); raw and flow still run on ``layer_matrix``.
+
+    ``attention_weights`` marks the one graph that is the attention weights themselves
+    (``attention``): its capacities come from the attention capture ``(L, H, n, n)``, the
+    methods fuse its heads (``head_fusion``), add the residual (``residual``), read
+    grad-rollout's gradients and a shared flow solve, and its results keep the methods'
+    plain names. Every other graph is context mixing: built from the
+    :class:`~attnflow.capture.mixing.MixingCapture`, residual inside, heads summed, results
+    under ``graph/method``. Callers ask the graph (:attr:`needs_mixing_capture`,
+    :meth:`capacities`, :meth:`method_options`, :meth:`key`), never its name.
     """
 
     name: str
@@ -49,6 +58,7 @@ class Graph:
     layer_matrix: Callable[[LayerTensors, MixingCapture], np.ndarray] | None = None
     model_matrices: Callable[[MixingCapture], np.ndarray] | None = None
     product_matrix: Callable[[LayerTensors, MixingCapture], np.ndarray] | None = None
+    attention_weights: bool = False
 
     def rollout_scores(self, capture: MixingCapture, output: int | str) -> np.ndarray | None:
         """``(L, n)``: rollout of the explained output by the graph's own product, or ``None`` (the method's)."""
@@ -61,7 +71,57 @@ class Graph:
     @property
     def adds_residual(self) -> bool:
         """Whether the methods add the residual themselves (weight ``r``): only for ``attention``."""
-        return self.name == ATTENTION
+        return self.attention_weights
+
+    @property
+    def needs_mixing_capture(self) -> bool:
+        """Whether the graph is built from a :class:`~attnflow.capture.mixing.MixingCapture` (context mixing)."""
+        return not self.attention_weights
+
+    def key(self, method: str) -> str:
+        """The name ``method``'s result over this graph is stored under (:func:`result_key`)."""
+        return method if self.attention_weights else f"{self.name}/{method}"
+
+    @property
+    def note_prefix(self) -> str:
+        """What a note from this graph's methods starts with: ``""`` or ``"alti graph: "``."""
+        return "" if self.attention_weights else f"{self.name} graph: "
+
+    def method_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` as the methods take them over this graph.
+
+        A context-mixing graph contains the residual and sums every head: ``residual`` is 0
+        and ``head_fusion`` is left out.
+
+        Examples
+        --------
+        >>> get_graph("alti").method_options({"residual": 0.5, "head_fusion": "max", "discard_ratio": 0.1})
+        {'discard_ratio': 0.1, 'residual': 0.0}
+        """
+        if self.attention_weights:
+            return dict(options)
+        kept = {key: value for key, value in options.items() if key not in ("residual", "head_fusion")}
+        kept["residual"] = 0.0
+        return kept
+
+    def capacities(self, captured: Any, mixing: MixingCapture | None) -> np.ndarray:
+        """What the methods run on: ``captured.attentions`` (the attention capture) or :meth:`matrices` of ``mixing``.
+
+        Examples
+        --------
+        >>> from attnflow.capture import CapturedAttention
+        >>> c = CapturedAttention(np.full((2, 1, 3, 3), 1 / 3), ["a", "b", "c"], [1, 2, 3], (), "toy", False, "a b c")
+        >>> get_graph("attention").capacities(c, None).shape
+        (2, 1, 3, 3)
+        """
+        if self.attention_weights:
+            return captured.attentions
+        if mixing is None:
+            raise AttnflowError(
+                f"The {self.name} graph needs the input's mixing capture: "
+                "pass mixing=attnflow.mixing.capture_mixing(loaded, captured.input_ids)."
+            )
+        return self.matrices(mixing)
 
     def check(self, capture: MixingCapture) -> None:
         """Raise :class:`AttnflowError` naming why when the graph is not defined for this model."""
@@ -96,7 +156,7 @@ adaptation has been published. Use alti or norm, which are defined for pre-LN bl
     def matrices(self, capture: MixingCapture) -> np.ndarray:
         """``(L, n, n)`` for ``capture`` (``(L, H, n, n)`` attention weights for ``attention``)."""
         self.check(capture)
-        if self.name == ATTENTION:
+        if self.attention_weights:
             return capture.attentions
         if self.model_matrices is not None:
             return self.model_matrices(capture)
@@ -146,7 +206,18 @@ def result_key(graph: str, method: str) -> str:
     >>> result_key("attention", "flow"), result_key("alti", "flow")
     ('flow', 'alti/flow')
     """
-    return method if graph == ATTENTION else f"{graph}/{method}"
+    return get_graph(graph).key(method)
+
+
+def context_mixing(names: Iterable[str]) -> list[str]:
+    """The registered names among ``names`` of graphs built from the mixing capture, in order.
+
+    Examples
+    --------
+    >>> context_mixing(["attention", "alti", "norm"]), context_mixing(["attention"])
+    (['alti', 'norm'], [])
+    """
+    return [graph.name for graph in map(get_graph, names) if graph.needs_mixing_capture]
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -175,6 +246,7 @@ register_graph(Graph(
     "added by the method: rownorm((1 - r) A + r I), r = --residual (0.5)",
     "softmax rows sum to 1",
     _ALL,
+    attention_weights=True,
 ))
 register_graph(Graph(
     "norm",

@@ -17,7 +17,7 @@ from ..core import OutputScores
 from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..methods.attribution import available_attributions, is_attribution
-from ..mixing import ATTENTION, get_graph, result_key, split_key
+from ..mixing import ATTENTION, context_mixing, get_graph, result_key, split_key
 from .data import ReportData
 
 #: The note the page carries when a context-mixing graph is in it.
@@ -85,7 +85,7 @@ def report_with_graphs(
     data = report_data_from_capture(captured, methods=list(methods), output=explanation.output, layer=layer,
                                     explanation=graph_part(explanation, ATTENTION) if keep else None,
                                     computed=first, **options)
-    others = [name for name in chosen if name != ATTENTION]
+    others = context_mixing(chosen)
     if not others:
         return data
     scores = dict(data.scores) if keep else {}

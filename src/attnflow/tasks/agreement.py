@@ -324,7 +324,7 @@ def reproduce_agreement(
     from ..capture import load_model
     from ..capture.targets import model_head
     from ..evaluate import evaluate
-    from ..mixing import ATTENTION, available_graphs, get_graph, result_key
+    from ..mixing import available_graphs, context_mixing, get_graph, result_key
 
     items = sentences(n, seed=seed)
     names = list(DEFAULT_METHODS if methods is None else methods)
@@ -338,16 +338,14 @@ def reproduce_agreement(
     pairs, pair_notes = contrast_pairs(tokenizer)
     if graphs is None:
         graphs = []
-        for name in available_graphs():
-            if name == ATTENTION:
-                continue
+        for name in context_mixing(available_graphs()):
             try:
                 get_graph(name).check_model(loaded)
             except AttnflowError:
                 continue
             graphs.append(name)
     else:
-        graphs = [g for g in graphs if g != ATTENTION]
+        graphs = context_mixing(graphs)
         for name in graphs:
             get_graph(name).check_model(loaded)
     begin = beginning_token(tokenizer)

@@ -207,9 +207,9 @@ def reproduce_sva(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise AttnflowError(f"The 'n' parameter must be a positive integer; got {n!r} instead.")
-    from ..mixing import ATTENTION, get_graph, graph_names
+    from ..mixing import ATTENTION, context_mixing, get_graph, graph_names
 
-    others = [] if graphs is None else [g for g in graph_names(graphs) if g != ATTENTION]
+    others = [] if graphs is None else context_mixing(graph_names(graphs))
     if methods is None:  # the paper's three first, in its order, then any other registered method
         paper_order = [m for m in ("raw", "rollout", "flow") if m in available_methods()]
         names = paper_order + ([] if others else [m for m in available_methods() if m not in paper_order])
