@@ -10,17 +10,29 @@ from typing import Annotated
 import typer
 
 from ..batch.engines import ENGINES
-from ..methods import available_methods
 from ..mixing.registry import context_mixing
 from .common import (
-    check_method_option,
     check_methods,
     choice,
     console,
     error_console,
     number_range,
 )
-from .options import Graphs, HeadFusion, OutputPosition, Residual, TrustRemoteCode
+from .options import (
+    Graphs,
+    HeadFusion,
+    OutputPosition,
+    Residual,
+    TrustRemoteCode,
+    method_option,
+    model_option,
+    target_option,
+)
+
+Model = model_option("minilm; digits-vit for --images")
+Methods = method_option("raw, rollout")
+Target = target_option("What grad-rollout and the attribution methods explain")
+
 
 
 def batch(
@@ -42,20 +54,9 @@ def batch(
             "[default model: digits-vit]; one row per image x method x layer.",
         ),
     ] = None,
-    method: Annotated[
-        list[str],
-        typer.Option(
-            "--method", help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}.",
-            callback=check_method_option,
-        ),
-    ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
+    method: Methods = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
     graph: Graphs = ["attention"],  # noqa: B006
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --images), folder or cached HF id."
-        ),
-    ] = None,
+    model: Model = None,
     text_column: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
     label_column: Annotated[str, typer.Option(help="Column holding gold labels (used when present).")] = "label",
     target_column: Annotated[
@@ -70,9 +71,7 @@ def batch(
         ),
     ] = None,
     output: OutputPosition = None,
-    target: Annotated[
-        str | None, typer.Option(help="What grad-rollout explains: predicted (default), a class index, a label, gold.")
-    ] = None,
+    target: Target = None,
     residual: Residual = None,
     head_fusion: HeadFusion = "mean",
     words: Annotated[

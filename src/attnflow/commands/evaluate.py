@@ -14,7 +14,6 @@ from ..methods import available_methods, get_method
 from ..mixing.registry import context_mixing
 from .common import (
     check_layer_option,
-    check_method_option,
     check_methods,
     check_output_option,
     choice,
@@ -24,7 +23,22 @@ from .common import (
     progress_bar,
     usage_error,
 )
-from .options import Graphs, HeadFusion, Overwrite, Residual, Truncate, TrustRemoteCode
+from .options import (
+    Graphs,
+    HeadFusion,
+    Overwrite,
+    Residual,
+    Truncate,
+    TrustRemoteCode,
+    method_option,
+    model_option,
+    target_option,
+)
+
+Model = model_option("minilm; digits-vit for --images")
+Methods = method_option("raw, rollout and flow")
+Target = target_option("What the output is measured by")
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -54,29 +68,10 @@ def evaluate(
             "'digits' (the digits-vit test set).",
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm, sva, smollm2, digits-vit), folder or cached HF id."),
-    ] = None,
-    method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} "
-            "(default: raw, rollout and flow).",
-            callback=check_method_option,
-        ),
-    ] = None,
+    model: Model = None,
+    method: Methods = None,
     graph: Graphs = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target",
-            "-t",
-            help="What the output is measured by: predicted, a class index, a label name, gold (each example's "
-            "label), 'cosine:REFERENCE TEXT' or norm (default: predicted; norm for bare encoders).",
-        ),
-    ] = None,
+    target: Target = None,
     ground_truth: Annotated[
         list[str] | None,
         typer.Option(

@@ -10,12 +10,10 @@ import typer
 
 from ..capture.models import DEVICES, DTYPES
 from ..errors import AttnflowError
-from ..methods import available_methods
 from ..mixing.registry import context_mixing
 from .common import (
     check_layer,
     check_layer_option,
-    check_method_option,
     choice,
     console,
     error_console,
@@ -23,7 +21,23 @@ from .common import (
     number_range,
     progress_bar,
 )
-from .options import Graphs, HeadFusion, OutputPosition, Overwrite, Residual, Truncate, TrustRemoteCode
+from .options import (
+    Graphs,
+    HeadFusion,
+    OutputPosition,
+    Overwrite,
+    Residual,
+    Truncate,
+    TrustRemoteCode,
+    method_option,
+    model_option,
+    target_option,
+)
+
+Model = model_option("minilm; digits-vit for --image")
+Methods = method_option("raw, rollout")
+Target = target_option("What grad-rollout and the attribution methods explain", encoder_decoder=True)
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..explanation import Explanation
@@ -53,22 +67,8 @@ def explain(
             help="Explain this image instead of a text (ViT-style models; default model digits-vit).",
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Bundled name (minilm, smollm2; digits-vit for --image), folder or cached HF id."
-        ),
-    ] = None,
-    method: Annotated[
-        list[str],
-        typer.Option(
-            "--method",
-            help=f"Method to run; repeat for several. Available: {', '.join(available_methods())}; attribution "
-            "methods (the input, no layers): saliency, grad-x-input, integrated-gradients, occlusion, "
-            "gradient-shap, lime, random.",
-            callback=check_method_option,
-        ),
-    ] = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
+    model: Model = None,
+    method: Methods = ["raw", "rollout"],  # noqa: B006  (typer reads the default list, never mutates it)
     graph: Graphs = ["attention"],  # noqa: B006
     output: OutputPosition = None,
     layer: Annotated[
@@ -95,13 +95,7 @@ def explain(
         typer.Option("--svg", help="Write figures NAME-heatmap.svg and NAME-graph.svg beside this path."),
     ] = None,
     truncate: Truncate = False,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="What grad-rollout explains: predicted (default), a class index or label; for an encoder-decoder "
-            "model next (default: the target token after --output), predicted or a vocabulary token."
-        ),
-    ] = None,
+    target: Target = None,
     image_size: Annotated[
         str | None,
         typer.Option(

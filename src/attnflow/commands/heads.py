@@ -10,7 +10,11 @@ import typer
 
 from ..errors import AttnflowError
 from .common import console, number_range, progress_bar
-from .options import Overwrite, Truncate, TrustRemoteCode
+from .options import Overwrite, Truncate, TrustRemoteCode, model_option, target_option
+
+Model = model_option("minilm")
+Target = target_option("What importance is measured for")
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -28,19 +32,8 @@ def heads(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for heads.json and heads.png.")],
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Bundled name (minilm, smollm2), local folder or cached HF id."),
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target",
-            "-t",
-            help="What importance is measured for: predicted, a class index, a label name, gold, "
-            "'cosine:REFERENCE TEXT' or norm (default: predicted; norm for bare encoders).",
-        ),
-    ] = None,
+    model: Model = None,
+    target: Target = None,
     frequencies: Annotated[
         Path | None,
         typer.Option(

@@ -8,12 +8,23 @@ whichever command it is given to (``tests/test_options.py``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..bundled import bundled_names
+from ..methods import available_methods
+from ..methods.attribution import available_attributions
 from ..mixing.registry import available_graphs
-from .common import CLI_HEAD_FUSIONS, HEAD_FUSION_HELP, OVERWRITE_HELP, check_output_option, choice, number_range
+from .common import (
+    CLI_HEAD_FUSIONS,
+    HEAD_FUSION_HELP,
+    OVERWRITE_HELP,
+    check_method_option,
+    check_output_option,
+    choice,
+    number_range,
+)
 
 #: ``--residual``: the residual weight of the attention graph, in [0, 1].
 Residual = Annotated[
@@ -55,3 +66,66 @@ Truncate = Annotated[bool, typer.Option(help="Cut texts longer than the model's 
 
 #: ``--trust-remote-code``: let a model folder's own Python code run.
 TrustRemoteCode = Annotated[bool, typer.Option(help="Allow the model folder's own Python code to run.")]
+
+
+def method_option(default: str, note: str = "") -> Any:
+    """``--method``, repeatable, checked against both method registries; ``default`` and ``note`` are the command's.
+
+    Examples
+    --------
+    >>> method_option("raw, rollout").__metadata__[0].callback is check_method_option
+    True
+    """
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help=f"Method; repeat for several. Available: {', '.join(available_methods())}; attribution methods "
+            f"(the input, no layers): {', '.join(available_attributions())}.{' ' + note if note else ''} "
+            f"[default: {default}]",
+            callback=check_method_option,
+            show_default=False,
+        ),
+    ]
+
+
+def model_option(default: str, note: str = "") -> Any:
+    """``--model`` (``-m``): a bundled name, a folder or a cached Hugging Face id; ``default`` is the command's.
+
+    Examples
+    --------
+    >>> model_option("minilm").__metadata__[0].help[:40]
+    'Bundled name (minilm, sva, digits-vit, r'
+    """
+    return Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help=f"{note + ' ' if note else ''}Bundled name ({bundled_names()}), folder or cached HF id "
+            f"[default: {default}].",
+        ),
+    ]
+
+
+def target_option(subject: str, *, encoder_decoder: bool = False) -> Any:
+    """``--target`` (``-t``): what the scores are of; ``subject`` says what the command measures with it.
+
+    ``encoder_decoder``: the command takes the target of an encoder-decoder model too.
+
+    Examples
+    --------
+    >>> target_option("What grad-rollout explains").__metadata__[0].help[:37]
+    'What grad-rollout explains: predicted'
+    """
+    seq2seq = "; for an encoder-decoder model next, predicted or a vocabulary token" if encoder_decoder else ""
+    return Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help=f"{subject}: predicted, a class index, a label name, gold (each example's label), "
+            f"'A|B' (causal LMs: log p(A) - log p(B)), 'cosine:REFERENCE TEXT' or norm{seq2seq} "
+            f"[default: predicted; norm for bare encoders{'; next for encoder-decoder' if encoder_decoder else ''}].",
+        ),
+    ]

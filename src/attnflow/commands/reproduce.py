@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import AttnflowError
-from ..methods import available_methods
 from ..mixing.registry import available_graphs
 from .common import (
-    check_method_option,
     check_methods,
     choice,
     console,
@@ -19,7 +17,11 @@ from .common import (
     number_range,
     progress_bar,
 )
-from .options import Overwrite
+from .options import Overwrite, method_option, model_option
+
+Model = model_option("smollm2", note="agreement only: the causal language model to judge.")
+Methods = method_option("all", note="Attribution methods: agreement only.")
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -65,15 +67,7 @@ def reproduce(
         bool, typer.Option(help="Train the model afresh on the CPU (seeded by --seed) instead of the bundled one.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the test sentences and, with --retrain, of the training.")] = 0,
-    method: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method",
-            help=f"Method to judge; repeat for several. Available: {', '.join(available_methods())} (default: all); "
-            "agreement also takes the attribution baselines (saliency, grad-x-input, occlusion, ...).",
-            callback=check_method_option,
-        ),
-    ] = None,
+    method: Methods = None,
     data: Annotated[
         Path | None,
         typer.Option("--data", help="mixing-saturation only: the texts MiniLM explains, one per line "
@@ -90,10 +84,7 @@ def reproduce(
             callback=choice(*available_graphs()),
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="agreement only: the causal language model to judge (default: smollm2)."),
-    ] = None,
+    model: Model = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
