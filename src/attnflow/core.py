@@ -157,6 +157,45 @@ def explain_attentions(
     )
 
 
+@dataclass(frozen=True)
+class GraphConflicts:
+    """What of the other options only the attention graph takes, with context-mixing graphs among ``graphs``.
+
+    ``others``: the context-mixing graphs; ``residual``: a residual weight was given;
+    ``gradient_method``: the first method that weighs attention weights by their gradients;
+    ``head_fusion``: a fusion other than the mean with no attention graph to apply it to.
+    The one rule; :func:`check_graph_options` and the commands word it for their callers.
+    """
+
+    others: list[str]
+    residual: bool = False
+    gradient_method: str | None = None
+    head_fusion: bool = False
+
+    def __bool__(self) -> bool:
+        return self.residual or self.gradient_method is not None or self.head_fusion
+
+
+def graph_conflicts(graphs: Sequence[str], methods: Sequence[str] | str, *, residual: bool = False,
+                    head_fusion: Any = None) -> GraphConflicts:
+    """Which options conflict with the context-mixing graphs among ``graphs`` (none without one).
+
+    >>> graph_conflicts(["attention", "alti"], ["rollout", "grad-rollout"]).gradient_method
+    'grad-rollout'
+    >>> bool(graph_conflicts(["attention"], ["grad-rollout"], residual=True))
+    False
+    """
+    from .mixing import context_mixing
+
+    others = context_mixing(graphs)
+    if not others:
+        return GraphConflicts([])
+    known = available_methods()
+    gradient = [name for name in method_names(methods) if name in known and get_method(name).needs_gradients]
+    return GraphConflicts(others, residual=residual, gradient_method=gradient[0] if gradient else None,
+                          head_fusion=others == list(graphs) and not _mean_fusion(head_fusion))
+
+
 def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, method_options: dict[str, Any]) -> None:
     """Refuse what only the attention graph takes: ``residual``, and methods that need attention gradients.
 
@@ -168,24 +207,21 @@ def check_graph_options(graphs: Sequence[str], methods: Sequence[str] | str, met
     attnflow.errors.AttnflowError: The 'residual' option weighs the residual added to attention weights; the \
 alti graph already contains the residual stream. Leave it out, or use graph='attention' only.
     """
-    from .mixing import context_mixing
-
-    others = context_mixing(graphs)
-    if not others:
-        return
-    if "residual" in method_options and method_options["residual"] is not None:
+    found = graph_conflicts(graphs, methods, residual=method_options.get("residual") is not None,
+                            head_fusion=method_options.get("head_fusion"))
+    others = found.others
+    if found.residual:
         raise AttnflowError(
             "The 'residual' option weighs the residual added to attention weights; the "
             f"{', '.join(others)} graph{'s' if len(others) > 1 else ''} already contain"
             f"{'' if len(others) > 1 else 's'} the residual stream. Leave it out, or use graph='attention' only."
         )
-    gradient_methods = [name for name in method_names(methods) if get_method(name).needs_gradients]
-    if gradient_methods:
+    if found.gradient_method:
         raise AttnflowError(
-            f"Method {gradient_methods[0]!r} weighs attention weights by their gradients and runs on the attention "
+            f"Method {found.gradient_method!r} weighs attention weights by their gradients and runs on the attention "
             f"graph only; drop the {', '.join(others)} graph or the method."
         )
-    if others == list(graphs) and not _mean_fusion(method_options.get("head_fusion")):
+    if found.head_fusion:
         raise AttnflowError(
             f"The 'head_fusion' option combines attention heads; the {', '.join(others)} "
             f"graph{'s sum' if len(others) > 1 else ' sums'} every head. Leave it out, or add graph='attention'."

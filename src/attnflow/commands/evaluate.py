@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..core import graph_conflicts
 from ..errors import AttnflowError
 from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
-from ..methods import available_methods, get_method
+from ..methods import get_method
 from ..mixing.registry import context_mixing
 from .common import (
     check_layer_option,
@@ -288,18 +289,17 @@ def _checked_graphs(
 ) -> list[str]:
     """The ``--graph`` list (default ``["attention"]``), refusing what only the attention graph takes."""
     graphs = list(dict.fromkeys(graph or ["attention"]))
-    others = context_mixing(graphs)
-    if others:
-        named = "--graph " + " --graph ".join(others)
+    found = graph_conflicts(graphs, method or [], residual="residual" in given)
+    if found.others:
+        named = "--graph " + " --graph ".join(found.others)
         if engine is not None:
             _usage(ctx, f"{named}: a sharded run (--engine) evaluates the attention graph only.")
-        if "residual" in given:
+        if found.residual:
             _usage(ctx, f"--residual weighs the residual added to attention weights; {named} already contains the "
                    "residual stream: leave --residual out, or use --graph attention only.")
-        gradient = [name for name in (method or []) if name in available_methods() and get_method(name).needs_gradients]
-        if gradient:
-            _usage(ctx, f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention "
-                   f"graph only; drop {named} or the method.")
+        if found.gradient_method:
+            _usage(ctx, f"--method {found.gradient_method} weighs attention weights by their gradients and runs on "
+                   f"the attention graph only; drop {named} or the method.")
     return graphs
 
 

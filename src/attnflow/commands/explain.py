@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..capture.models import DEVICES, DTYPES
+from ..core import graph_conflicts
 from ..errors import AttnflowError
 from ..mixing.registry import context_mixing
 from .common import (
@@ -430,30 +431,27 @@ def check_graphs(
     >>> check_graphs(["alti", "attention", "alti"], ["rollout"], None)
     ['alti', 'attention']
     """
-    from ..methods import get_method
-
     chosen = list(dict.fromkeys(graphs or ["attention"]))
-    others = context_mixing(chosen)
-    if not others:
+    found = graph_conflicts(chosen, methods, residual=residual is not None, head_fusion=head_fusion)
+    if not found.others:
         return chosen
-    named = f"--graph {' --graph '.join(others)}"
-    if residual is not None:
+    named = f"--graph {' --graph '.join(found.others)}"
+    if found.residual:
         raise AttnflowError(
             f"--residual weighs the residual added to attention weights; {named} already contains the residual "
             "stream: leave --residual out, or use --graph attention only."
         )
-    gradient = [name for name in methods if get_method(name).needs_gradients]
-    if gradient:
+    if found.gradient_method:
         raise AttnflowError(
-            f"--method {gradient[0]} weighs attention weights by their gradients and runs on the attention graph "
-            f"only; drop {named} or the method."
+            f"--method {found.gradient_method} weighs attention weights by their gradients and runs on the attention "
+            f"graph only; drop {named} or the method."
         )
     if image or generate:
         raise AttnflowError(
             f"{named} is for a text's own tokens; {'--image' if image else '--generate'} runs on the attention "
             "graph only."
         )
-    if head_fusion != "mean" and others == chosen:  # no graph is the attention weights
+    if found.head_fusion:  # no graph is the attention weights
         raise AttnflowError(
             f"--head-fusion {head_fusion} combines attention heads; {named} sums every head: leave --head-fusion "
             "out, or add --graph attention."
