@@ -104,17 +104,30 @@ def sva_by_layer(truth: str, protocol: str) -> Callable[[dict[str, Any]], str]:
 
 
 def sva_paper(protocol: str) -> Callable[[dict[str, Any]], str]:
-    """The top layer against the paper, one row per method."""
+    """The top layer against the paper, one row per method, for one protocol (``words`` or ``with_cls``).
+
+    Blank-out beside the paper's; the paper's input-gradient column beside ours where that
+    measure is defined on the model, else marked undefined; then our other gradient
+    yardsticks, which the paper did not report. A file made before the yardsticks moved to
+    the first layer's input shows blank-out only (:func:`_sva_truths`).
+    """
 
     def render(results: dict[str, Any]) -> str:
-        key, top = _SPECIAL[protocol], results["n_layers"] - 1
+        table, top = results[_SPECIAL[protocol]], results["n_layers"] - 1
         truths = _sva_truths(results)
-        header = "| method | " + " | ".join(f"{_TRUTH[t]}: ours | {_TRUTH[t]}: paper" for t in truths) + " |"
-        rows = [header, "|---|" + "---:|---:|" * len(truths)]
+        others = [t for t in truths if t not in ("blankout", "gradient")]
+        header = "| method | blank-out: ours | paper |"
+        if "gradient" in truths:
+            header += " input gradients: ours | paper |"
+        header += "".join(f" {_TRUTH[t]}: ours |" for t in others)
+        columns = 2 + (2 if "gradient" in truths else 0) + len(others)
+        rows = [header, "|---|" + "---:|" * columns]
+        defined = ((results.get("options") or {}).get("yardsticks") or {}).get("gradient_defined", True)
         for m in results["methods"]:
-            cells = []
-            for t in truths:
-                cells += [_pair(results[key][t][m][top]), _paper(results, t, m)]
+            cells = [_pair(table["blankout"][m][top]), _paper(results, "blankout", m)]
+            if "gradient" in truths:
+                cells += [_pair(table["gradient"][m][top]) if defined else "undefined", _paper(results, "gradient", m)]
+            cells += [_pair(table[t][m][top]) for t in others]
             rows.append(f"| {m} | " + " | ".join(cells) + " |")
         return "\n".join(rows)
 
@@ -129,20 +142,8 @@ def _sva_truths(results: dict[str, Any]) -> list[str]:
     return [t for t in results["ground_truths"] if t == "blankout"]
 
 
-def readme_sva(results: dict[str, Any]) -> str:
-    """The README's short version of the top-layer table (words only)."""
-    top = results["n_layers"] - 1
-    truths = _sva_truths(results)
-    rows = [
-        "| method | " + " | ".join(f"{_TRUTH[t]}: ours | paper" for t in truths) + " |",
-        "|---|" + "---:|---:|" * len(truths),
-    ]
-    for m in results["methods"]:
-        cells = []
-        for t in truths:
-            cells += [_pair(results["correlation"][t][m][top]), _paper(results, t, m)]
-        rows.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+#: The README's short version of the top-layer table: the words-only protocol.
+readme_sva = sva_paper("words")
 
 
 def sva_gradients(results: dict[str, Any]) -> str:
@@ -153,7 +154,7 @@ def sva_gradients(results: dict[str, Any]) -> str:
     top = results["n_layers"] - 1
     truths = [t for t in ("gradient", "saliency", "grad_x_input", "integrated_gradients")
               if t in results["correlation"]]
-    names = {"gradient": "input gradients `|Σ_d g|`", "saliency": "saliency ‖g‖", "grad_x_input": "gradient × input",
+    names = {"gradient": "input gradients", "saliency": "saliency ‖g‖", "grad_x_input": "gradient × input",
              "integrated_gradients": "integrated gradients"}
     inputs = results["options"].get("input_methods") or {}
     methods = [m for m in results["methods"] if m not in inputs]
