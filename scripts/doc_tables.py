@@ -44,6 +44,7 @@ SOURCES: dict[str, str] = {
     "mixing-minilm": "docs/results/mixing-minilm.json",
     "mixing-sva": "docs/results/mixing-sva.json",
     "baselines-minilm": "docs/results/baselines-minilm.json",
+    "baselines-sva": "docs/results/sva-baselines.json",
     "mixing-saturation": "docs/results/mixing-saturation.json",
     "mixing-digits": "docs/results/mixing-digits.json",
     "seq2seq-reverse": "docs/results/seq2seq-reverse.json",
@@ -396,9 +397,11 @@ def _shown_truths(results: dict[str, Any]) -> list[str]:
     """Every ground truth, but ``gradient`` only from a file made with the gradients at the first layer's input.
 
     Older files (no ``options.yardsticks``) took ``|sum_d g|`` at the word embedding, where a LayerNorm
-    makes it float32 round-off.
+    makes it float32 round-off; on a model where it is zero by construction (``gradient_defined`` false) it
+    is undefined in every row, and the column is left out (the text says so).
     """
-    if (results.get("options") or {}).get("yardsticks"):
+    yardsticks = (results.get("options") or {}).get("yardsticks")
+    if yardsticks and yardsticks.get("gradient_defined", True):
         return list(results["ground_truths"])
     return [t for t in results["ground_truths"] if t != "gradient"]
 
@@ -428,7 +431,7 @@ def baselines_top(results: dict[str, Any]) -> str:
 
     An attribution method's own yardstick is ``own`` (never correlated with it).
     """
-    top, truths = results["n_layers"] - 1, results["ground_truths"]
+    top, truths = results["n_layers"] - 1, _shown_truths(results)
     faith = results["faithfulness"]["methods"]
     inputs = results["options"].get("input_methods") or {}
     header = "| rank | method | layer | " + " | ".join(f"ρ {_TRUTH_SHORT[t]}" for t in truths)
@@ -707,6 +710,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "minilm-grad_x_input": ("evaluation-minilm", evaluation_by_layer("grad_x_input")),
     "minilm-saliency": ("evaluation-minilm", evaluation_by_layer("saliency")),
     "baselines-minilm": ("baselines-minilm", baselines_top),
+    "baselines-sva": ("baselines-sva", baselines_top),
+    "sva-gradients": ("baselines-sva", sva_gradients),
     "minilm-integrated_gradients": ("evaluation-minilm", evaluation_by_layer("integrated_gradients")),
     "minilm-faithfulness": ("evaluation-minilm", evaluation_faithfulness),
     "mixing-minilm": ("mixing-minilm", mixing_top),
