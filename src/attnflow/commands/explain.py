@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -351,13 +352,12 @@ def explain(
             **options,
         )
     console.print(explanation_table(result, layer=layer, words=words))
-    if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"wrote {json_path}")
-    if wants_report:
+
+    def report() -> Any:
         panel = heads_panel_for(text, model, target, truncate, heads, heads_file)
-        _write_report(captured, result, method, layer, html_path, png_path, svg_path, options, heads=panel,
-                      graphs=graphs)
+        return _report_data(captured, result, method, layer, options, heads=panel, graphs=graphs)
+
+    write_outputs(result, json_path, html_path=html_path, png_path=png_path, svg_path=svg_path, report=report)
 
 
 def check_heads_options(heads: bool, heads_file: Path | None, html_path: Path | None, image: Path | None) -> None:
@@ -501,14 +501,14 @@ def _explain_generated(
             console.print(explanation_table(result.answer_token(k), layer=layer, words=words))
     else:
         console.print(explanation_table(result, layer=layer, words=words))
-    if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
-    if any(path is not None for path in (html_path, png_path, svg_path)):
+
+    def report() -> Any:
         first = result.answer_token(0)
         first.every_output = result.every_output  # computed with the first answer token
-        _write_report(found.captured, first, methods, layer, html_path, png_path, svg_path, options, explanation=result,
-                      open_on_answer=answer == "span")
+        return _report_data(found.captured, first, methods, layer, options, explanation=result,
+                            open_on_answer=answer == "span")
+
+    write_outputs(result, json_path, html_path=html_path, png_path=png_path, svg_path=svg_path, report=report)
 
 
 def _check_flow_time(
@@ -555,22 +555,53 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def _write_report(
+def write_outputs(
+    result: Any,
+    json_path: Path | None,
+    *,
+    html_path: Path | None = None,
+    png_path: Path | None = None,
+    svg_path: Path | None = None,
+    report: Callable[[], Any] | None = None,
+    image_png: Callable[[Path], Path] | None = None,
+) -> None:
+    """The one writer of explain's files, for every input kind: a text, a generated answer, an image, an
+    encoder-decoder pair.
+
+    The JSON is the explanation's own (``result.to_json``); the page and the figures render the
+    report data ``report()`` makes, which is called only when one of them is asked for; an image's
+    ``--png`` is its heatmap over the image (``image_png``). Every file is written atomically and
+    named on the terminal as soon as it is written, so a later failure leaves the earlier files whole.
+    """
+    from .report import write_report_files
+
+    def wrote(path: Path) -> None:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+    if image_png is not None and png_path is not None:
+        wrote(image_png(png_path))
+        png_path = None
+    if json_path is not None:
+        result.to_json(json_path)
+        wrote(json_path)
+    if report is not None and any(path is not None for path in (html_path, png_path, svg_path)):
+        for path in write_report_files(report(), html=html_path, png=png_path, svg=svg_path):
+            wrote(path)
+
+
+def _report_data(
     captured: Any,
     result: Explanation,
     methods: list[str],
     layer: int,
-    html_path: Path | None,
-    png_path: Path | None,
-    svg_path: Path | None,
     options: dict[str, Any],
     *,
     explanation: Explanation | None = None,
     heads: dict[str, Any] | None = None,
     graphs: list[str] | None = None,
     open_on_answer: bool = True,
-) -> None:
-    """Write the HTML report and figures for every output token, from explain's capture and scores.
+) -> Any:
+    """The HTML report's data for every output token, from explain's capture and scores.
 
     The page shows what the explain core computed for every output
     (``explain(..., every_output="auto")``); with context-mixing ``graphs`` each graph's
@@ -582,7 +613,6 @@ def _write_report(
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
     from ..report.data import report_data_from_capture
-    from .report import write_report_files
 
     with progress_bar("preparing the report") as progress:
         if graphs and context_mixing(graphs):
@@ -604,8 +634,7 @@ def _write_report(
         from .report import add_heads_panel
 
         add_heads_panel(data, heads)
-    for path in write_report_files(data, html=html_path, png=png_path, svg=svg_path):
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    return data
 
 
 def _check_depth(layer: int, loaded: Any) -> None:
@@ -671,16 +700,9 @@ def _explain_image(
     line = prediction_line(getattr(result.captured, "prediction", None), result.target)
     if line:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if png_path is not None:
-        console.print(f"wrote {result.to_png(png_path, layer=layer)}", highlight=False, soft_wrap=True)
-    if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
-    if html_path is not None:
-        from ..report.html import write_html
-
-        data = image_report_data(result, layer=layer, **options)
-        console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+    write_outputs(result, json_path, html_path=html_path, png_path=png_path,
+                  report=lambda: image_report_data(result, layer=layer, **options),
+                  image_png=lambda path: result.to_png(path, layer=layer))
 
 
 def prediction_line(prediction: dict[str, Any] | None, target: Any) -> str | None:
@@ -810,12 +832,7 @@ def explain_seq2seq_command(
             highlight=False, markup=False, soft_wrap=True,
         )
     console.print(explanation_table(result, layer=layer))
-    if json_path is not None:
-        result.to_json(json_path)
-        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
-    if html_path is not None:
-        from ..report.html import write_html
-        from ..report.seq2seq import seq2seq_report_data
+    from ..report.seq2seq import seq2seq_report_data
 
-        data = seq2seq_report_data(result, captured, layer=layer)
-        console.print(f"wrote {write_html(data, html_path)}", highlight=False, soft_wrap=True)
+    write_outputs(result, json_path, html_path=html_path,
+                  report=lambda: seq2seq_report_data(result, captured, layer=layer))
