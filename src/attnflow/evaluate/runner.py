@@ -109,6 +109,9 @@ class ExampleResult:
     every token and ``correlations_all`` is over every token. ``ig_delta`` is
     integrated gradients' convergence delta ``sum(IG) - (S(x) - S(baseline))``,
     ``ig_relative_delta`` the same divided by ``|S(x) - S(baseline)|``.
+    With ``flow_details``: ``flow_details[key]`` for every exactly solved flow result
+    (``flow``, ``alti/flow``, ...) is a :class:`attnflow.methods.flow.FlowDetails` of the
+    explained output: raw values ``(L, n)``, cut kinds, source bounds (not in the JSON).
     """
 
     index: int
@@ -125,12 +128,23 @@ class ExampleResult:
     ig_relative_delta: float | None = None
     ground_truths_all: dict[str, np.ndarray] | None = None
     correlations_all: dict[str, dict[str, np.ndarray]] | None = None
+    flow_details: dict[str, Any] | None = None
 
     @property
     def content_positions(self) -> list[int]:
         """Positions of the non-special tokens, the ones every metric uses."""
         special = set(self.special_positions)
         return [i for i in range(len(self.tokens)) if i not in special]
+
+    def details_of(self, key: str = "flow") -> Any:
+        """The :class:`~attnflow.methods.flow.FlowDetails` kept of flow result ``key`` (``"alti/flow"``, ...)."""
+        found = (self.flow_details or {}).get(key)
+        if found is None:
+            raise AttnflowError(
+                f"Example {self.index} has no exact {key!r} flow details: evaluate it with flow_details=True and "
+                "exact flow (flow_tolerance=0)."
+            )
+        return found
 
 
 @dataclass
@@ -415,6 +429,7 @@ def evaluate(
     graphs: Sequence[str] | str | None = None,
     lime_samples: int = LIME_SAMPLES,
     max_passes: int = MAX_PASSES,
+    flow_details: bool = False,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -492,6 +507,12 @@ def evaluate(
     lime_samples, max_passes
         LIME's samples per example, and the most model passes occlusion or LIME may run on
         one example (checked before any model loads, occlusion's before it runs).
+    flow_details
+        Keep, per example, what the flow solve found beyond the scores: for every flow result
+        solved exactly (``flow``, ``alti/flow``, ...), ``ExampleResult.flow_details[key]``, a
+        :class:`attnflow.methods.flow.FlowDetails` of the explained output (raw values, the kind
+        of each value's minimum cut, the source bounds), so a task reads them instead of
+        capturing and solving again (:mod:`attnflow.tasks`). Not written to the JSON.
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -527,8 +548,9 @@ def evaluate(
     _check_int("seed", seed, minimum=0)
     _check_int("faithfulness_layer", faithfulness_layer, minimum=None)
     _check_int("first_index", first_index, minimum=0)
-    if not isinstance(with_special_tokens, (bool, np.bool_)):
-        raise AttnflowError(f"The 'with_special_tokens' parameter must be True or False; got {with_special_tokens!r}.")
+    for flag, value in (("with_special_tokens", with_special_tokens), ("flow_details", flow_details)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise AttnflowError(f"The '{flag}' parameter must be True or False; got {value!r}.")
     attention, inputs = split_methods(names)
     _check_method_options(attention, method_options)
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
@@ -580,6 +602,7 @@ def evaluate(
         sum_defined=sum_defined,
         lime_samples=lime_samples,
         max_passes=max_passes,
+        flow_details=bool(flow_details),
     )
     results: list[ExampleResult] = []
     n_layers = 0
@@ -687,6 +710,8 @@ class _Settings:
     max_passes: int = MAX_PASSES
     #: The result names, ``GRAPH/METHOD`` off the attention graph (``methods`` when it is the only one).
     keys: list[str] = field(default_factory=list)
+    #: Keep each flow result's FlowDetails of the explained output (evaluate's ``flow_details``).
+    flow_details: bool = False
 
     def __post_init__(self) -> None:
         self.keys = self.keys or list(self.methods)
@@ -716,8 +741,10 @@ def _evaluate_one(
         model_pass = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
                                        lime_samples=settings.lime_samples, seed=settings.seed, index=index,
                                        point=settings.point, max_passes=settings.max_passes)
-    scores = score_capture(capture, attention + inputs, graphs=settings.graphs, output=settings.output, mixing=mixing,
-                           gradients=gradients, model_pass=model_pass, **options).explanation.scores
+    explanation = score_capture(capture, attention + inputs, graphs=settings.graphs, output=settings.output,
+                                mixing=mixing, gradients=gradients, model_pass=model_pass, **options).explanation
+    scores = explanation.scores
+    details = _flow_details(explanation) if settings.flow_details else None
     n = len(ids)
     every = list(range(n))
     truths: dict[str, np.ndarray] = {}
@@ -796,7 +823,20 @@ def _evaluate_one(
         ig_relative_delta=ig_relative,
         ground_truths_all=truths_all if settings.with_special_tokens else None,
         correlations_all=correlations_all,
+        flow_details=details,
     )
+
+
+def _flow_details(explanation: Any) -> dict[str, Any]:
+    """Each exactly solved flow result's :class:`~attnflow.methods.flow.FlowDetails` of the explained output.
+
+    Certified intervals (flow too large to solve exactly) have no exact values: left out.
+    """
+    from ..methods.flow import FlowSolution
+    from ..methods.flow_bounds import FlowBounds
+
+    return {key: solution.details(explanation.output) for key, solution in explanation.solutions.items()
+            if isinstance(solution, FlowSolution) and not isinstance(solution, FlowBounds)}
 
 
 def _correlate(method: str, truth: str, scores: np.ndarray, truth_values: np.ndarray, positions: list[int]) -> Any:

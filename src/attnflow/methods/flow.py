@@ -244,6 +244,59 @@ class FlowSolution:
                 kinds.append("inside")
         return kinds
 
+    def details(self, output: int | str | None) -> FlowDetails:
+        """What a task reads of one output's flow at every layer: raw values, cut kinds, source bounds.
+
+        Every layer ``1..L`` must have been solved for ``output``. Far smaller than the solution,
+        which keeps every cut: per layer ``n`` float64 values and ``n`` int8 codes.
+
+        >>> a = np.full((3, 1, 4, 4), 0.25)
+        >>> found = solve_flow(a, outputs=0).details(0)
+        >>> found.values[-1].tolist(), found.kind_names(3), found.source_bound.tolist()
+        ([1.0, 0.875, 0.875, 0.875], ['source', 'inside', 'inside', 'inside'], [1.0, 0.875, 0.875, 0.875])
+        """
+        n_layers = self.capacities.shape[0]
+        values = np.stack([self.row(layer, output) for layer in range(1, n_layers + 1)]).astype(np.float64)
+        codes = np.array(
+            [[CUT_KINDS.index(kind) for kind in self.cut_kinds(layer, output)] for layer in range(1, n_layers + 1)],
+            dtype=np.int8,
+        ).reshape(n_layers, self.n_tokens)
+        bound = np.minimum(1.0, self.capacities[0].sum(axis=0))
+        return FlowDetails(values=values, kinds=codes, source_bound=bound)
+
+
+#: The kinds of a minimum cut (:meth:`FlowSolution.cut_kinds`), in the order :class:`FlowDetails` codes them.
+CUT_KINDS: tuple[str, ...] = ("source", "output", "inside")
+
+
+@dataclass(frozen=True)
+class FlowDetails:
+    """One output's exact flow at every layer, as tasks read it (:meth:`FlowSolution.details`).
+
+    ``values``: ``(L, n)`` raw maximum-flow values from each input token into the output
+    at each layer. ``kinds``: ``(L, n)`` int8 codes into :data:`CUT_KINDS`, what bounds each
+    value (:meth:`FlowSolution.cut_kinds`). ``source_bound``: ``(n,)``, ``min(1, sum_i Ahat[1][i, j])``,
+    the most any flow from token ``j`` can be (the sink takes in at most 1).
+
+    Examples
+    --------
+    >>> d = FlowDetails(np.array([[0.5, 1.0]]), np.array([[0, 2]], dtype=np.int8), np.array([0.5, 1.0]))
+    >>> d.kind_names(1), d.at_bound().tolist()
+    (['source', 'inside'], [[True, True]])
+    """
+
+    values: np.ndarray
+    kinds: np.ndarray
+    source_bound: np.ndarray
+
+    def kind_names(self, layer: int) -> list[str]:
+        """The cut kind of each token's flow at ``layer`` (1-based), as names."""
+        return [CUT_KINDS[code] for code in self.kinds[layer - 1]]
+
+    def at_bound(self, tolerance: float = 1e-9) -> np.ndarray:
+        """``(L, n)`` booleans: which values lie within ``tolerance`` of their source bound."""
+        return np.abs(self.values - self.source_bound[None, :]) <= tolerance
+
 
 def solve_flow(
     attentions: Any,

@@ -83,6 +83,12 @@ class FlowBounds(FlowSolution):
     arcs: int = 0
     arcs_full: int = 0
 
+    def details(self, output: int | str | None) -> Any:
+        """Refused: intervals have no exact values (solve exact flow, ``flow_tolerance=0``, for details)."""
+        raise AttnflowError(
+            "Certified flow intervals have no exact values to give details of; solve exact flow (flow_tolerance=0)."
+        )
+
     def widths(self) -> np.ndarray:
         """``upper - lower`` (NaN where not asked for)."""
         return self.upper - self.lower

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
+from ..methods.flow import CUT_KINDS
 from . import sva
 
 #: The verb pairs scored, ``name -> (plural form, singular form)``; the first is the main one.
@@ -221,8 +222,6 @@ OTHER_BLANK = "<|endoftext|>"
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout", "flow", "grad-rollout")
 #: The seeded subset whose every number the JSON keeps, for a test to rerun: the first sentences.
 SUBSET = 20
-#: The kinds of a flow value's minimum cut (:meth:`attnflow.methods.flow.FlowSolution.cut_kinds`).
-CUT_KINDS: tuple[str, ...] = ("source", "output", "inside")
 
 
 @dataclass
@@ -366,6 +365,7 @@ def reproduce_agreement(
         if progress is not None:
             progress(done[0], len(items))
 
+    want_cuts = bool(cuts and "flow" in names)  # evaluate keeps what its flow solve found: no second solve
     parts = {}
     for plural in (True, False):
         chosen = [i for i, s in enumerate(items) if s.plural == plural]
@@ -375,7 +375,7 @@ def reproduce_agreement(
         parts[plural] = (chosen, evaluate(
             [texts[i] for i in chosen], loaded, methods=names, target=contrast,
             ground_truths=list(ground_truths), faithfulness=False, with_special_tokens=True,
-            graphs=None, blank=blank, progress=step,
+            graphs=None, blank=blank, progress=step, flow_details=want_cuts,
         ))
         if graphs:
             mixing = evaluate(
@@ -393,7 +393,7 @@ def reproduce_agreement(
     start = time.perf_counter()
     positions = [_word_positions(tokenizer, text, s, prefix) for text, s in zip(texts, items, strict=True)]
     plausibility = subject_above_attractor(evaluation, items, positions)
-    cut_kinds = flow_cut_kinds(loaded, evaluation) if cuts and "flow" in names else {}
+    cut_kinds = flow_cut_kinds(evaluation) if want_cuts else {}
     seconds["plausibility_and_cuts"] = time.perf_counter() - start
     begin_info = _beginning_scores(evaluation, begin)
     counts = [len(s.example.attractors) for s in items]
@@ -479,22 +479,18 @@ def subject_above_attractor(evaluation: Any, items: Sequence[AgreementSentence],
     return out
 
 
-def flow_cut_kinds(loaded: Any, evaluation: Any) -> dict[str, Any]:
-    """Per layer, the share of scored tokens whose flow into the last position is bounded at the
-    source, at the output, or inside the graph (the kind of each token's minimum cut)."""
-    from ..capture import capture_attention
-    from ..methods.flow import solve_flow
+def flow_cut_kinds(evaluation: Any, key: str = "flow") -> dict[str, Any]:
+    """Per layer, the share of scored tokens whose flow into the explained output (the last position)
+    is bounded at the source, at the output, or inside the graph (the kind of each token's minimum cut).
 
+    Read from what :func:`attnflow.evaluate` solved (``evaluate(..., flow_details=True)``):
+    nothing is captured or solved again.
+    """
     counts = np.zeros((evaluation.n_layers, len(CUT_KINDS)))
     for example in evaluation.examples:
-        capture = capture_attention(example.text, loaded, heads="mean")
-        last = capture.n_tokens - 1
-        solution = solve_flow(capture.attentions, outputs=[last], keep_cuts=True)
-        scored = example.content_positions
-        for layer in range(1, evaluation.n_layers + 1):
-            kinds = solution.cut_kinds(layer, last)
-            for token in scored:
-                counts[layer - 1, CUT_KINDS.index(kinds[token])] += 1
+        kinds = example.details_of(key).kinds[:, example.content_positions]  # (L, scored tokens)
+        for code in range(len(CUT_KINDS)):
+            counts[:, code] += (kinds == code).sum(axis=1)
     totals = counts.sum(axis=1, keepdims=True)
     shares = counts / np.where(totals == 0, 1, totals)
     return {"kinds": list(CUT_KINDS), "per_layer": shares.tolist(), "n_tokens": int(totals[0, 0])}

@@ -249,11 +249,12 @@ def reproduce_sva(
         progress=progress,
         with_special_tokens=True,
         graphs=[ATTENTION, *others] if others else None,
+        flow_details="flow" in names,  # the saturation below reads evaluate's flow: nothing solved twice
     )
     seconds["evaluate"] = time.perf_counter() - start
-    saturation = flow_saturation(loaded, examples) if "flow" in names else {}
+    saturation = flow_saturation(result) if "flow" in names else {}
     if saturation and others:
-        saturation["graphs"] = graph_saturation(loaded, examples, others)
+        saturation["graphs"] = graph_saturation(result, others)
     acc = model_accuracy(loaded.model, loaded.tokenizer, examples)
     return Reproduction(
         evaluation=result,
@@ -321,15 +322,17 @@ def subject_first(result: EvaluationResult, examples: Sequence[sva.SVAExample]) 
     }
 
 
-def flow_saturation(loaded: Any, examples: Sequence[sva.SVAExample], *, chunk: int = 64) -> dict[str, Any]:
+def flow_saturation(result: EvaluationResult) -> dict[str, Any]:
     """Per layer, the share of raw flow values into ``[CLS]`` that sit at their source bound.
 
-    For each example, raw flow (``attention_flow(..., normalize=False)``) from every input
-    token ``j`` to ``[CLS]`` at layer ``l`` is compared with its bound
-    ``min(1, sum_i Ahat[1][i, j])`` (the source's out-capacity, from
-    :class:`attnflow.graph.AttentionGraph`; the sink takes in at most 1). A value within
-    :data:`SATURATION_TOLERANCE` of it is *at the bound*. Where every value is, the flow
-    scores are the first layer's column sums, whatever the upper layers do.
+    For each example, raw flow from every input token ``j`` to ``[CLS]`` at layer ``l``
+    is compared with its bound ``min(1, sum_i Ahat[1][i, j])`` (the source's out-capacity,
+    from :class:`attnflow.graph.AttentionGraph`; the sink takes in at most 1). A value
+    within :data:`SATURATION_TOLERANCE` of it is *at the bound*. Where every value is, the
+    flow scores are the first layer's column sums, whatever the upper layers do.
+
+    ``result``: an evaluation explaining ``[CLS]`` with ``flow``, run with
+    ``flow_details=True``; its flow is read, not solved again.
 
     Returns
     -------
@@ -338,37 +341,20 @@ def flow_saturation(loaded: Any, examples: Sequence[sva.SVAExample], *, chunk: i
         "words": [share per layer, [CLS] left out], "examples_all_words": [share of examples
         whose every word is at the bound, per layer]}``.
     """
-    from ..capture import capture_attention
-    from ..graph import AttentionGraph
-    from ..methods.flow import attention_flow
-
-    at_bound: list[np.ndarray] = []  # per example: (L, n) booleans
-    for start in range(0, len(examples), chunk):
-        batch = examples[start : start + chunk]
-        for capture in capture_attention([ex.text for ex in batch], loaded, batch_size=chunk):
-            bound = np.minimum(1.0, AttentionGraph.from_attentions(capture.attentions).capacities[0].sum(axis=0))
-            raw = attention_flow(capture.attentions, outputs=[0], normalize=False)[:, 0, :]
-            at_bound.append(np.abs(raw - bound[None, :]) <= SATURATION_TOLERANCE)
+    at_bound = _at_bound(result, "flow")  # per example: (L, n) booleans
     if not at_bound:
         return {"n_examples": 0, "tolerance": SATURATION_TOLERANCE, "all_tokens": [], "words": [],
                 "examples_all_words": []}
-    every = np.concatenate(at_bound, axis=1)  # (L, total tokens)
-    words = np.concatenate([b[:, 1:] for b in at_bound], axis=1)
-    return {
-        "n_examples": len(at_bound),
-        "tolerance": SATURATION_TOLERANCE,
-        "all_tokens": every.mean(axis=1).tolist(),
-        "words": words.mean(axis=1).tolist(),
-        "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in at_bound], axis=0).tolist(),
-    }
+    return {"n_examples": len(at_bound), "tolerance": SATURATION_TOLERANCE, **_bound_shares(at_bound)}
 
 
-def graph_saturation(loaded: Any, examples: Sequence[sva.SVAExample], graphs: Sequence[str]) -> dict[str, Any]:
+def graph_saturation(result: EvaluationResult, graphs: Sequence[str]) -> dict[str, Any]:
     """:func:`flow_saturation` over context-mixing graphs: per graph and layer, the share at the bound.
 
     The graphs contain the residual stream, so their flow runs with residual weight 0 and
     the bound is ``min(1, sum_i M_1[i, j])``, the first layer's column sum of the graph's
-    own matrix. One hooked forward pass per example serves every analytic graph.
+    own matrix. Read from ``result``'s ``GRAPH/flow`` (``evaluate(..., graphs=...,
+    flow_details=True)``), not solved again.
 
     Returns
     -------
@@ -376,31 +362,30 @@ def graph_saturation(loaded: Any, examples: Sequence[sva.SVAExample], graphs: Se
         ``{graph: {"all_tokens": [...], "words": [...], "examples_all_words": [...]}}``,
         each list one share per layer, as in :func:`flow_saturation`.
     """
-    from ..capture import capture_attention
-    from ..graph import AttentionGraph
-    from ..methods.flow import attention_flow
-    from ..mixing import capture_mixing, get_graph
+    from ..mixing import result_key
 
-    at_bound: dict[str, list[np.ndarray]] = {name: [] for name in graphs}
-    for example in examples:
-        captured = capture_attention(example.text, loaded)
-        mixing = capture_mixing(loaded, captured.input_ids)
-        for name in graphs:
-            matrices = get_graph(name).matrices(mixing)
-            capacities = AttentionGraph.from_attentions(matrices, residual=0.0).capacities[0]
-            bound = np.minimum(1.0, capacities.sum(axis=0))
-            raw = attention_flow(matrices, outputs=[0], residual=0.0, normalize=False)[:, 0, :]
-            at_bound[name].append(np.abs(raw - bound[None, :]) <= SATURATION_TOLERANCE)
     out: dict[str, Any] = {}
-    for name, found in at_bound.items():
-        if not found:
-            continue
-        out[name] = {
-            "all_tokens": np.concatenate(found, axis=1).mean(axis=1).tolist(),
-            "words": np.concatenate([b[:, 1:] for b in found], axis=1).mean(axis=1).tolist(),
-            "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in found], axis=0).tolist(),
-        }
+    for name in graphs:
+        found = _at_bound(result, result_key(name, "flow"))
+        if found:
+            out[name] = _bound_shares(found)
     return out
+
+
+def _at_bound(result: EvaluationResult, key: str) -> list[np.ndarray]:
+    """Per example, ``(L, n)``: which raw flow values of result ``key`` lie at their source bound."""
+    if result.output not in ("cls", 0):
+        raise AttnflowError(f"Flow saturation is measured into [CLS]; this evaluation explains {result.output!r}.")
+    return [example.details_of(key).at_bound(SATURATION_TOLERANCE) for example in result.examples]
+
+
+def _bound_shares(at_bound: list[np.ndarray]) -> dict[str, Any]:
+    """Per layer: the share at the bound of every token, of the words ([CLS] left out), and of sentences' words."""
+    return {
+        "all_tokens": np.concatenate(at_bound, axis=1).mean(axis=1).tolist(),
+        "words": np.concatenate([b[:, 1:] for b in at_bound], axis=1).mean(axis=1).tolist(),
+        "examples_all_words": np.mean([b[:, 1:].all(axis=1) for b in at_bound], axis=0).tolist(),
+    }
 
 
 def blankout_concentration(result: EvaluationResult, examples: Sequence[sva.SVAExample]) -> dict[str, Any]:

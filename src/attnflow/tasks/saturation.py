@@ -48,9 +48,9 @@ def flow_saturation(
     >>> flow_saturation(["Dogs bark."], graphs=["norm"])["graphs"]["norm"]["all_tokens"] <= 1.0
     True
     """
-    from ..capture import capture_attention, load_model
+    from ..capture import load_model
     from ..methods.flow import saturated_sources
-    from ..mixing import capture_mixing
+    from ..mixing import capture_text
 
     if isinstance(texts, str) or not texts:
         raise AttnflowError("The 'texts' parameter must be a non-empty list of texts.")
@@ -58,8 +58,7 @@ def flow_saturation(
     names = list(graphs) if graphs is not None else None
     counts: dict[str, list[float]] = {}
     for text in texts:
-        captured = capture_attention(text, loaded)
-        capture = capture_mixing(loaded, captured.input_ids)
+        captured, capture = capture_text(text, loaded)  # one forward pass: the attention and every graph's input
         if names is None:
             names = [name for name in available_graphs() if capture.layout in get_graph(name).layouts]
         special = set(captured.special_positions)
