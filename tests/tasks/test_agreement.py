@@ -10,7 +10,7 @@ import pytest
 
 from attnflow.errors import AttnflowError
 from attnflow.tasks import agreement, sva
-from tests.tolerances import model_float32_bound
+from tests.tolerances import EPS64, model_float32_bound
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "agreement-smollm2.json"
 
@@ -96,3 +96,30 @@ def test_the_committed_run_reproduces_on_its_seeded_subset(smollm2):
             np.testing.assert_allclose(got, want, atol=bound * max(scale, 1.0), rtol=0, err_msg=truth)
     signed = np.array([s["score_are/is"] for s in committed["sentences"][: agreement.SUBSET]])
     np.testing.assert_allclose(rerun.scores["are/is"], signed, atol=bound * max(1.0, np.abs(signed).max()))
+
+
+def test_cut_kinds_read_the_flow_evaluate_solved_and_run_no_pass_or_solve_of_their_own(monkeypatch, tiny_gpt2_path):
+    """reproduce_agreement's cut kinds come from evaluate's flow solve: once the last evaluate returns, the
+    model does not run and no flow problem is solved; within evaluate each problem is solved once, L * n a sentence."""
+    import attnflow.evaluate
+    from attnflow.capture import load_model
+    from tests.counting import counted_work, spans_of
+
+    loaded = load_model(tiny_gpt2_path)
+    with counted_work(loaded.model, monkeypatch) as counts:
+        evaluations = spans_of(monkeypatch, attnflow.evaluate, "evaluate", counts)
+        run = agreement.reproduce_agreement(3, model=loaded, methods=["flow"], graphs=[], ground_truths=["blankout"])
+    problems = counts["problems"]
+    assert evaluations[-1][1] == (counts["forward"], len(problems))
+    examples = run.evaluation.examples
+    n_layers = run.evaluation.n_layers
+    assert len(problems) == len(set(problems)) == sum(n_layers * len(e.tokens) for e in examples)
+    cuts = run.cuts
+    assert cuts["kinds"] == list(agreement.CUT_KINDS) and len(cuts["per_layer"]) == n_layers
+    assert cuts["n_tokens"] == sum(len(e.content_positions) for e in examples)
+    # each layer's shares: counts of at most n_tokens terms divided by their total, in float64
+    np.testing.assert_allclose(np.sum(cuts["per_layer"], axis=1), 1.0, rtol=0, atol=cuts["n_tokens"] * EPS64)
+    # the shares are those of the kept cut kinds of the scored tokens
+    kinds = np.concatenate([e.details_of("flow").kinds[:, e.content_positions] for e in examples], axis=1)
+    expected = [[float(np.mean(row == code)) for code in range(3)] for row in kinds]
+    np.testing.assert_allclose(cuts["per_layer"], expected, rtol=0, atol=cuts["n_tokens"] * EPS64)

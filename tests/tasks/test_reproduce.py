@@ -295,3 +295,28 @@ def test_the_cli_takes_graph_for_sva_only(tmp_path) -> None:
     assert run.exit_code != 0 and "not defined for megatron-bert" in str(run.exception)  # the CLI prints it
     run = CliRunner().invoke(app, ["reproduce", "reverse", "--graph", "alti"])
     assert run.exit_code != 0 and "--graph is for sva" in str(run.exception)
+
+
+def test_saturation_reads_the_flow_evaluate_solved_and_runs_no_pass_or_solve_of_its_own(monkeypatch) -> None:
+    """The saturation rows (flow into [CLS] over attention and alti) are what evaluate solved: once evaluate
+    returns, only the accuracy check runs the model and no flow problem is solved; within evaluate each
+    problem is solved once, L * n per sentence and graph."""
+    import attnflow.evaluate
+    import attnflow.tasks.sva_train
+    from attnflow.capture import load_model
+    from tests.counting import counted_work, spans_of
+
+    loaded = load_model("sva")
+    with counted_work(loaded.model, monkeypatch) as counts:
+        evaluations = spans_of(monkeypatch, attnflow.evaluate, "evaluate", counts)
+        accuracy = spans_of(monkeypatch, attnflow.tasks.sva_train, "accuracy", counts)
+        run = reproduce_sva(3, model=loaded, methods=["flow"], graphs=["alti"])
+    [(_, (forward_then, problems_then))] = evaluations
+    [((accuracy_start, _), (accuracy_end, _))] = accuracy
+    problems = counts["problems"]
+    assert len(problems) == problems_then
+    assert counts["forward"] - forward_then == accuracy_end - accuracy_start > 0
+    n_layers = run.evaluation.n_layers
+    assert len(problems) == len(set(problems)) == sum(2 * n_layers * len(e.tokens) for e in run.evaluation.examples)
+    assert run.saturation["n_examples"] == 3 and set(run.saturation["graphs"]) == {"alti"}
+    assert len(run.saturation["graphs"]["alti"]["words"]) == n_layers

@@ -253,7 +253,7 @@ class FlowSolution:
         >>> a = np.full((3, 1, 4, 4), 0.25)
         >>> found = solve_flow(a, outputs=0).details(0)
         >>> found.values[-1].tolist(), found.kind_names(3), found.source_bound.tolist()
-        ([1.0, 0.875, 0.875, 0.875], ['source', 'inside', 'inside', 'inside'], [1.0, 0.875, 0.875, 0.875])
+        ([1.0, 0.875, 0.875, 0.875], ['source', 'inside', 'inside', 'inside'], [1.0, 1.0, 1.0, 1.0])
         """
         n_layers = self.capacities.shape[0]
         values = np.stack([self.row(layer, output) for layer in range(1, n_layers + 1)]).astype(np.float64)
