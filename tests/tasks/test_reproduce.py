@@ -320,3 +320,15 @@ def test_saturation_reads_the_flow_evaluate_solved_and_runs_no_pass_or_solve_of_
     assert len(problems) == len(set(problems)) == sum(2 * n_layers * len(e.tokens) for e in run.evaluation.examples)
     assert run.saturation["n_examples"] == 3 and set(run.saturation["graphs"]) == {"alti"}
     assert len(run.saturation["graphs"]["alti"]["words"]) == n_layers
+
+
+def test_mixing_saturation_runs_the_model_once_per_text(monkeypatch, minilm) -> None:
+    """One pass gives a text's attention and what the context-mixing graphs are built from (capture_text)."""
+    from attnflow.tasks.saturation import flow_saturation
+    from tests.counting import counted_work
+
+    texts = ["The cat sat on the mat.", "Dogs bark."]
+    with counted_work(minilm.model, monkeypatch) as counts:
+        found = flow_saturation(texts, minilm, graphs=["attention", "alti"])
+    assert counts["forward"] == len(texts) and found["n_examples"] == len(texts)
+    assert set(found["graphs"]) == {"attention", "alti"}
