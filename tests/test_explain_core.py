@@ -196,3 +196,83 @@ def test_grad_rollout_for_the_predicted_token_runs_the_capture_and_its_own_backw
         logits = loaded.model(input_ids=torch.tensor([cap.source_ids]),
                               decoder_input_ids=torch.tensor([cap.target_ids])).logits
     assert json.loads(record.read_text())["target"]["token_id"] == int(logits[0, -1].argmax())
+
+
+@pytest.fixture
+def passes_on(monkeypatch):
+    """``passes_on(ids)``: how many forward passes of a loaded model ran on exactly these token ids (padding removed).
+
+    Passes on inputs_embeds (gradient methods) or on perturbed ids (blank-out) are not counted.
+    """
+    seen: list[tuple[int, ...]] = []
+    load = attnflow.capture.load_model
+
+    def record(module, args, kwargs, output):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            return
+        mask = kwargs.get("attention_mask")
+        for row in range(ids.shape[0]):
+            keep = ids[row] if mask is None else ids[row][mask[row].bool()]
+            seen.append(tuple(int(i) for i in keep))
+
+    def load_and_record(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        if not getattr(loaded.model, "_recorded_here", False):
+            loaded.model.register_forward_hook(record, with_kwargs=True)
+            loaded.model._recorded_here = True
+        return loaded
+
+    monkeypatch.setattr(attnflow.capture, "load_model", load_and_record)
+    return lambda ids: seen.count(tuple(int(i) for i in ids))
+
+
+TEXTS = ["The keys to the cabinet are on the table.", "Dogs bark loudly at night."]
+
+
+@pytest.mark.e2e
+def test_evaluate_runs_each_example_once_for_its_attention_graphs_and_target(passes_on):
+    """One planned pass per example gives the attention, ALTI's tensors and the target's class and value, which
+    took three passes before (a capture, the target's and the graphs')."""
+    from attnflow.capture.targets import resolve_target
+
+    found = attnflow.evaluate(TEXTS, methods=["rollout", "flow"], ground_truths=["blankout"], target="norm",
+                              faithfulness=False, graphs=["attention", "alti"])
+    loaded = attnflow.capture.load_model()
+    norm = resolve_target("norm", loaded)
+    for example in found.examples:
+        ids = loaded.tokenizer(example.text)["input_ids"]
+        # the planned pass, and blank-out's batch, which scores the input beside its blanked copies so that
+        # their differences share the batch's round-off
+        assert passes_on(ids) == 1 + 1
+        value = norm.bind(loaded, ids).value  # the target's own pass, for comparison
+        # the same eager forward on the same ids: equal up to float32 round-off of the pooled norm
+        assert abs(example.target["value"] - value) <= 8 * np.finfo(np.float32).eps * abs(value)
+        assert set(example.scores) == {"rollout", "flow", "alti/rollout", "alti/flow"}
+
+
+@pytest.mark.e2e
+def test_explain_with_a_graph_and_an_attribution_method_runs_the_input_once(passes_on):
+    """explain binds saliency's target from the pass that captured the attention and ALTI's tensors (it ran
+    a pass of its own for the target before)."""
+    found = attnflow.explain(TEXTS[0], methods=["rollout", "saliency"], graph=["attention", "alti"], target="norm")
+    loaded = attnflow.capture.load_model()
+    # the planned pass; then saliency's own two: its gradient point's values (beside the blank baseline's)
+    # and its gradient pass
+    assert passes_on(loaded.tokenizer(TEXTS[0])["input_ids"]) == 1 + 2
+    assert found.target["kind"] == "norm" and np.isfinite(found.target["value"])
+    assert set(found.scores) == {"rollout", "alti/rollout", "saliency"}
+
+
+@pytest.mark.e2e
+def test_a_batch_shard_with_a_target_and_a_graph_runs_each_row_once(passes_on):
+    from attnflow.batch.worker import Shard, ShardWorker, WorkSpec
+    from attnflow.data import Example
+
+    spec = WorkSpec(model="minilm", methods=("rollout", "saliency"), graphs=("attention", "alti"), target="norm")
+    worker = ShardWorker(spec, own_threads=False)
+    shard = Shard(0, tuple(Example(text, row=row) for row, text in enumerate(TEXTS)))
+    table = worker.table(shard).to_pandas()
+    for text in TEXTS:  # the planned pass, and saliency's own two (as in explain)
+        assert passes_on(worker.loaded.tokenizer(text)["input_ids"]) == 1 + 2
+    assert set(table["method"]) == {"rollout", "alti/rollout", "saliency"}

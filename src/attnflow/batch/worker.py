@@ -127,10 +127,11 @@ class ShardWorker:
     def table(self, shard: Shard) -> Any:
         """The shard's rows as a pyarrow Table, one row per example x method x layer."""
         from ..capture import capture_attention
+        from ..capture.plan import capture_planned
         from ..core import score_capture
         from ..explainers.text import target_inputs, target_needed
         from ..methods.attribution import split_methods
-        from ..mixing import capture_mixing, context_mixing, result_key
+        from ..mixing import context_mixing, result_key
 
         spec = self.spec
         if spec.evaluation is not None:
@@ -142,19 +143,34 @@ class ShardWorker:
         columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *(WORD_COLUMNS if spec.words else ()))}
         skipped: list[dict[str, Any]] = []
         n_layers = None
-        captured = capture_attention(
-            [r.text for r in shard.records], self.loaded, truncate=spec.truncate, batch_size=spec.batch_size
-        )
         attention, inputs = split_methods(spec.methods)
         wants_target = target_needed(attention, spec.method_options) or bool(inputs)
+        wants_mixing = bool(attention) and bool(context_mixing(spec.graphs))
         keys = [result_key(graph, name) for graph in spec.graphs for name in attention] + inputs
-        for record, capture in zip(shard.records, captured, strict=True):
+        batched: list[Any] = []
+        if not (wants_target or wants_mixing):  # the attention alone: captured in padded batches
+            batched = capture_attention(
+                [r.text for r in shard.records], self.loaded, truncate=spec.truncate, batch_size=spec.batch_size
+            )
+        for position, record in enumerate(shard.records):
+            resolved = label = None
+            if wants_target:
+                try:  # a row's unknown target or missing gold label skips that row
+                    resolved = self._target(record.target if record.target is not None else spec.target)
+                    label = resolved.resolve_label(record.label) if resolved.uses_gold else None
+                except AttnflowError as exc:
+                    skipped.append({"example": record.row, "reason": f"error: {exc}"})
+                    continue
+            if batched:
+                capture, mixing, bound = batched[position], None, None
+            else:  # one pass: the attention, the graphs' tensors and the target (as attnflow.explain)
+                planned = capture_planned(record.text, self.loaded, mixing=wants_mixing, target=resolved, label=label,
+                                          truncate=spec.truncate)
+                capture, mixing, bound = planned.captured, planned.mixing, planned.bound
             output = spec.output if spec.output is not None else ("last" if capture.is_causal else "cls")
             gradients, options, described, model_pass = None, dict(spec.method_options), None, None
             try:
-                if wants_target:
-                    resolved = self._target(record.target if record.target is not None else spec.target)
-                    bound = resolved.bind(self.loaded, capture.input_ids, record.label if resolved.uses_gold else None)
+                if bound is not None:
                     if target_needed(attention, spec.method_options):
                         gradients, options = target_inputs(
                             self.loaded, bound, capture.input_ids, attention, spec.method_options
@@ -162,9 +178,6 @@ class ShardWorker:
                     described = _described(bound.describe())
                     if inputs:
                         model_pass = self._model_pass(bound, capture.input_ids, record.row)
-                mixing = None
-                if attention and context_mixing(spec.graphs):  # as attnflow.explain(graph=...): one hooked
-                    mixing = capture_mixing(self.loaded, capture.input_ids)  # pass of this text serves every graph
                 explanation = score_capture(capture, list(spec.methods), graphs=list(spec.graphs), output=output,
                                             mixing=mixing, gradients=gradients, model_pass=model_pass,
                                             **options).explanation

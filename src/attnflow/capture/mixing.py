@@ -238,13 +238,13 @@ def forward_inputs(loaded: Any, input_ids: Any) -> dict[str, Any]:
     return inputs
 
 
-def run_model(loaded: Any, inputs: dict[str, Any]) -> Any:
-    """Call the model on ``inputs`` (no cache), under ``torch.no_grad``."""
+def run_model(loaded: Any, inputs: dict[str, Any], forward: dict[str, Any] | None = None) -> Any:
+    """Call the model on ``inputs`` (no cache) and ``forward``'s arguments, under ``torch.no_grad``."""
     import inspect
 
     import torch
 
-    kwargs = dict(inputs)
+    kwargs = {**inputs, **(forward or {})}
     with contextlib.suppress(TypeError, ValueError):
         if "use_cache" in inspect.signature(loaded.model.forward).parameters:
             kwargs["use_cache"] = False
@@ -268,7 +268,10 @@ def _hooks(pairs: list[tuple[Any, str, Any]]) -> Iterator[None]:
             handle.remove()
 
 
-def capture_mixing(loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any] | None = None) -> MixingCapture:
+def capture_mixing(
+    loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any] | None = None,
+    forward: dict[str, Any] | None = None, outputs: list[Any] | None = None,
+) -> MixingCapture:
     """Run the model once on one input and capture what every context-mixing graph needs.
 
     Parameters
@@ -280,6 +283,9 @@ def capture_mixing(loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any]
         :func:`attnflow.capture_attention` gives them; or give ``inputs``.
     inputs
         The model's keyword arguments for a batch of one (e.g. ``pixel_values``).
+    forward, outputs
+        More arguments of the pass, and a list the model's outputs are appended to, so
+        the same pass also gives what a target reads (:func:`attnflow.capture.plan.capture_planned`).
 
     Examples
     --------
@@ -330,7 +336,9 @@ def capture_mixing(loaded: Any, input_ids: Any = None, *, inputs: dict[str, Any]
             pairs.append((module, "post", norm_io))
 
     with attention_hooks(model, keep_weights), _hooks(pairs):
-        run_model(loaded, inputs)
+        output = run_model(loaded, inputs, forward)
+    if outputs is not None:
+        outputs.append(output)
 
     layers = []
     for index, (parts, record) in enumerate(zip(modules, store, strict=True)):

@@ -10,12 +10,26 @@ a time. Everything else captures every head: ``head_fusion`` max or min (their
 fused rows do not sum to 1, and the methods validate rows before fusing), head
 weights (an ``(L, H)`` array, or ``"importance"``), a method not in
 :data:`FUSED_METHODS`, or a caller that asks for the heads.
+
+:func:`capture_planned` runs the model once on one text for everything an
+explanation of it reads from an unperturbed forward pass: the attention (fused or
+every head), the context-mixing graphs' tensors (value vectors, layer-norm inputs)
+and the target's class and value (:meth:`attnflow.capture.targets.Target.bind_outputs`).
+Passes that are a method itself stay its own: gradients' backward passes, blank-out,
+faithfulness and occlusion perturbations, integrated-gradients steps, value zeroing's
+reruns and the decoding steps of ``--generate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from .mixing import MixingCapture, capture_mixing
+from .models import LoadedModel
+from .targets import BoundTarget, Target
+from .text import CapturedAttention, capture_attention, capture_attention_by, capture_with_outputs
 
 #: Methods whose scores depend on the attention only through its head-fused (or, for grad-rollout,
 #: gradient-weighted and fused) layers.
@@ -57,3 +71,69 @@ def fits(captured: Any, heads: str) -> bool:
     """
     fusion = getattr(captured, "head_fusion", None)
     return fusion is None or fusion == heads
+
+
+@dataclass
+class PlannedCapture:
+    """What one forward pass over a text recorded: its attention, the graphs' tensors, the bound target.
+
+    ``mixing`` is ``None`` unless the plan asked for the context-mixing tensors, ``bound``
+    unless it named a target. ``captured`` holds every head when ``mixing`` was recorded
+    (the graphs read each head's weights).
+    """
+
+    captured: CapturedAttention
+    mixing: MixingCapture | None = None
+    bound: BoundTarget | None = None
+
+
+def capture_planned(
+    text: str, loaded: LoadedModel, *, heads: str = "all", mixing: bool = False, target: Target | None = None,
+    label: Any = None, truncate: bool = False,
+) -> PlannedCapture:
+    """Run the model once on ``text`` and record what the plan asks for.
+
+    Parameters
+    ----------
+    heads
+        As :func:`attnflow.capture_attention` takes it (:func:`capture_heads` chooses it).
+    mixing
+        Also record what the context-mixing graphs need (:func:`attnflow.mixing.capture_mixing`).
+    target, label
+        A :class:`~attnflow.capture.targets.Target` (``resolve_target(spec, loaded)``) to bind
+        from this pass's outputs, and the text's gold label for ``target="gold"``; equal to
+        ``target.bind(loaded, captured.input_ids, label)``, without its pass.
+
+    Examples
+    --------
+    >>> from attnflow.capture import load_model
+    >>> from attnflow.capture.targets import resolve_target
+    >>> lm = load_model()
+    >>> planned = capture_planned("One pass.", lm, mixing=True, target=resolve_target("norm", lm))
+    >>> planned.captured.attentions.shape, planned.mixing.n_tokens, planned.bound.target.kind
+    ((6, 12, 5, 5), 5, 'norm')
+    >>> bool(abs(planned.bound.value - resolve_target("norm", lm).bind(lm, planned.captured.input_ids).value) < 1e-4)
+    True
+    """
+    forward = target.forward_options() if target is not None else None
+    outputs: list[Any] = []
+    mixed: MixingCapture | None = None
+    if mixing:
+        def run(input_ids: list[int]) -> list[Any]:
+            nonlocal mixed
+            mixed = capture_mixing(loaded, input_ids, forward=forward, outputs=outputs)
+            return [layer.weights for layer in mixed.layers]
+
+        captured = capture_attention_by(text, loaded, run, truncate=truncate)
+    elif target is not None:
+        captured, output = capture_with_outputs(text, loaded, heads=heads, forward=forward, truncate=truncate)
+        outputs.append(output)
+    else:
+        captured = capture_attention(text, loaded, heads=heads, truncate=truncate)
+    bound = None
+    if target is not None:
+        import torch
+
+        mask = torch.ones((1, len(captured.input_ids)), dtype=torch.long, device=getattr(loaded.model, "device", None))
+        bound = target.bind_outputs(outputs[0], mask, label)
+    return PlannedCapture(captured, mixed, bound)

@@ -255,26 +255,50 @@ class Target:
         """Fix the target for one example: choose its class and compute its value on ``input_ids``.
 
         ``label`` is the example's gold label (a label name or an index), used when
-        the spec is ``"gold"``.
+        the spec is ``"gold"``. This runs the model once; a capture that runs it anyway
+        binds from that pass instead (:func:`attnflow.capture.plan.capture_planned`).
         """
         import torch
 
         from ._eager import eager_attention
 
-        index = self.index
-        if self.uses_gold:
-            index = self.resolve_label(label)
         ids = torch.tensor([input_ids], dtype=torch.long, device=_device(loaded.model))
         mask = torch.ones_like(ids)
         with eager_attention(loaded.model), torch.no_grad():
             outputs = run_model(loaded.model, self, input_ids=ids, attention_mask=mask)
-            logits = _head_logits(self, outputs, mask)
+            return self.bind_outputs(outputs, mask, label)
+
+    def forward_options(self) -> dict[str, Any]:
+        """The forward-pass arguments this target's value needs read (hidden states for pooled targets).
+
+        Examples
+        --------
+        >>> Target(TargetSpec("norm"), "causal_lm", "norm").forward_options()
+        {'output_hidden_states': True, 'use_cache': False}
+        """
+        options: dict[str, Any] = {}
+        if self.pooled and self.head != "encoder":
+            options["output_hidden_states"] = True
+        if self.head == "causal_lm":
+            options["use_cache"] = False
+        return options
+
+    def bind_outputs(self, outputs: Any, attention_mask: torch.Tensor, label: Any = None) -> BoundTarget:
+        """:meth:`bind` from the outputs of a forward pass over one example (batch of one, no padding).
+
+        The pass must have run with :meth:`forward_options` and with every position's
+        logits (no ``logits_to_keep``).
+        """
+        import torch
+
+        index = self.resolve_label(label) if self.uses_gold else self.index
+        with torch.no_grad():
+            logits = _head_logits(self, outputs, attention_mask)
             predicted = None if logits is None else int(logits[0].argmax())
             if index is None and self.kind in ("class", "next_token"):
                 index = predicted
             bound = BoundTarget(self, index, predicted)
-            value = float(bound.from_outputs(outputs, mask, "value")[0])
-        bound.value = value
+            bound.value = float(bound.from_outputs(outputs, attention_mask, "value")[0])
         return bound
 
     def resolve_label(self, label: Any) -> int:
@@ -499,10 +523,7 @@ def run_model(
         kwargs["inputs_embeds"] = inputs_embeds
     else:
         kwargs["input_ids"] = input_ids
-    if target.pooled and target.head != "encoder":
-        kwargs["output_hidden_states"] = True
-    if target.head == "causal_lm":
-        kwargs["use_cache"] = False
+    kwargs.update(target.forward_options())
     with model_failures(f"The model {target.model_name!r} failed on a forward pass"):
         return model(**kwargs)
 

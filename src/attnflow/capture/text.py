@@ -318,6 +318,33 @@ def capture_attention_by(
     return _captured(loaded, item, weights, row_correction=correction)
 
 
+def capture_with_outputs(
+    text: str, loaded: LoadedModel, *, heads: str = "all", forward: dict[str, Any] | None = None,
+    truncate: bool = False,
+) -> tuple[CapturedAttention, Any]:
+    """One text's attention, as :func:`capture_attention` gives it, and the model's outputs of the same pass.
+
+    ``forward``: more arguments of the pass (e.g. ``output_hidden_states``). The pass
+    computes every position's logits, so a target can be read from its outputs
+    (:func:`attnflow.capture.plan.capture_planned`).
+
+    Examples
+    --------
+    >>> captured, outputs = capture_with_outputs("Read once.", load_model())
+    >>> captured.attentions.shape[1:], tuple(outputs.last_hidden_state.shape)
+    ((12, 5, 5), (1, 5, 384))
+    """
+    import torch
+
+    _check_texts(text)
+    heads = check_heads(heads)
+    item = _encode(loaded, text, truncate, None)
+    outputs: list[Any] = []
+    with eager_attention(loaded.model), torch.no_grad():
+        captured = _capture_batch(loaded, [item], heads, outputs=outputs, forward=forward)[0]
+    return captured, outputs[0]
+
+
 def _check_texts(texts: Any) -> tuple[bool, list[str]]:
     if isinstance(texts, str):
         items, single = [texts], True
@@ -549,29 +576,36 @@ def _captured(loaded: LoadedModel, item: _Encoded, array: Any, **extra: Any) -> 
     )
 
 
-def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all") -> list[CapturedAttention]:
+def _capture_batch(
+    loaded: LoadedModel, batch: list[_Encoded], heads: str = "all", outputs: list[Any] | None = None,
+    forward: dict[str, Any] | None = None,
+) -> list[CapturedAttention]:
+    """The attention of one batch; with ``outputs`` (a list), the model's outputs are appended to it.
+
+    ``forward``: more arguments of the pass (what a target reads, :meth:`Target.forward_options`);
+    a pass whose outputs are kept computes every position's logits.
+    """
     import torch
 
     model = loaded.model
+    extra = dict(forward or {}) if outputs is not None else _attention_only(model)
     if heads == "all":
         from ._hooks import attention_sites
 
         try:
             attention_sites(model)
         except AttnflowError:  # no attention modules to hook: what the model returns, per head
-            return [
-                _captured(loaded, item, array)
-                for item, array in zip(batch, _capture_batch_returned(loaded, batch), strict=True)
-            ]
+            arrays = _capture_batch_returned(loaded, batch, outputs, extra if outputs is not None else None)
+            return [_captured(loaded, item, array) for item, array in zip(batch, arrays, strict=True)]
     elif streamable(model):
-        return _capture_batch_fused(loaded, batch, heads)
+        return _capture_batch_fused(loaded, batch, heads, outputs, extra)
     inputs = _batch_inputs(loaded, batch)
     reducer = _LayerReducer(loaded, batch, heads)
     with (
         attention_hooks(model, reducer, eager=False),
         model_failures(f"The model {loaded.name!r} failed while computing attention"),
     ):
-        model(**inputs, **_attention_only(model), return_dict=True)
+        _keep(outputs, model(**{**inputs, **extra}, return_dict=True))
     if not reducer.layers[0]:
         raise AttnflowError(
             f"The model {loaded.name!r} ({type(model).__name__}) returned no attention weights, "
@@ -596,7 +630,15 @@ def _capture_batch(loaded: LoadedModel, batch: list[_Encoded], heads: str = "all
     return results
 
 
-def _capture_batch_fused(loaded: LoadedModel, batch: list[_Encoded], heads: str) -> list[CapturedAttention]:
+def _keep(outputs: list[Any] | None, output: Any) -> None:
+    if outputs is not None:
+        outputs.append(output)
+
+
+def _capture_batch_fused(
+    loaded: LoadedModel, batch: list[_Encoded], heads: str, outputs: list[Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[CapturedAttention]:
     """The head-fused capture through attnflow's attention function: no layer's ``(H, n, n)`` exists.
 
     Each example's float32 ``(L, n, n)`` is allocated once and every layer's fusion
@@ -620,7 +662,8 @@ def _capture_batch_fused(loaded: LoadedModel, batch: list[_Encoded], heads: str)
         fused_attention(model, layers),
         model_failures(f"The model {loaded.name!r} failed while computing attention"),
     ):
-        model(**inputs, **_attention_only(model), return_dict=True)
+        output = model(**{**inputs, **(_attention_only(model) if extra is None else extra)}, return_dict=True)
+        _keep(outputs, output)
     results = []
     for row, (item, array) in enumerate(zip(batch, arrays, strict=True)):
         accumulators = [layers[layer][row] for layer in range(n_layers)]
@@ -644,7 +687,9 @@ def _capture_batch_fused(loaded: LoadedModel, batch: list[_Encoded], heads: str)
     return results
 
 
-def _capture_batch_returned(loaded: LoadedModel, batch: list[_Encoded]) -> list[np.ndarray]:
+def _capture_batch_returned(
+    loaded: LoadedModel, batch: list[_Encoded], outputs: list[Any] | None = None, extra: dict[str, Any] | None = None
+) -> list[np.ndarray]:
     """The attention of a batch as ``output_attentions=True`` returns it, float64 ``(L, H, n, n)`` per text.
 
     The capture attnflow did before streaming: the model keeps every layer's weights
@@ -655,7 +700,8 @@ def _capture_batch_returned(loaded: LoadedModel, batch: list[_Encoded]) -> list[
 
     inputs = _batch_inputs(loaded, batch)
     with model_failures(f"The model {loaded.name!r} failed while computing attention"):
-        output = loaded.model(**inputs, output_attentions=True, return_dict=True)
+        output = loaded.model(**{**inputs, **(extra or {})}, output_attentions=True, return_dict=True)
+    _keep(outputs, output)
     attentions = _attention_tuple(loaded, output, len(batch), inputs["input_ids"].shape[1])
     return [
         np.stack([layer[row, :, :n, :n].detach().cpu().to(torch.float64).numpy() for layer in attentions])

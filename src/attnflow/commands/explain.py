@@ -319,16 +319,18 @@ def explain(
             if attribution_methods else None,
         )
         return
-    captured = mixing = None
-    if context_mixing(graphs):  # one pass: the attention and what the context-mixing graphs need
-        from ..mixing import capture_text
+    planned = captured = None
+    if context_mixing(graphs) or wants_report or "flow" in method:  # captured once: explain scores it, the
+        from ..capture.plan import capture_heads, capture_planned  # report reuses it, flow's time is checked
+        from ..capture.targets import resolve_target
 
-        captured, mixing = capture_text(text, model, truncate=truncate)
-    elif wants_report or "flow" in method:  # captured once: explain scores it, the report reuses it
-        from ..capture import capture_attention
-        from ..capture.plan import capture_heads
-
-        captured = capture_attention(text, model, truncate=truncate, heads=capture_heads(attention_methods, options))
+        wants_target = target_needed(attention_methods, options) or bool(attribution_methods)
+        planned = capture_planned(  # one pass: the attention, the graphs' tensors, the target
+            text, model, heads=capture_heads(attention_methods, options),
+            mixing=bool(context_mixing(graphs) and attention_methods),
+            target=resolve_target(target, model) if wants_target else None, truncate=truncate,
+        )
+        captured = planned.captured
     if "flow" in method:
         _check_flow_time(captured.attentions.shape, wants_report, max_flow_seconds, outputs=len(graphs),
                          tolerance=flow_tolerance, budget=flow_seconds)
@@ -342,8 +344,7 @@ def explain(
             truncate=truncate,
             trust_remote_code=trust_remote_code,
             progress=progress,
-            captured=captured,
-            mixing=mixing,
+            captured=planned,
             every_output="auto" if wants_report else None,  # the report shows what explain computed
             words=words,
             graph=graphs,

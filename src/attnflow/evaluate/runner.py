@@ -533,8 +533,9 @@ def evaluate(
     >>> r.n_examples, r.correlation("blankout", "rollout").shape
     (2, (6, 2))
     """
-    from ..capture import capture_attention, load_model
+    from ..capture import load_model
     from ..capture.perturb import blank_token_id
+    from ..capture.plan import capture_planned
     from ..capture.targets import resolve_target
 
     items = as_examples(examples)
@@ -606,19 +607,19 @@ def evaluate(
     )
     results: list[ExampleResult] = []
     n_layers = 0
-    chunk = 16
     rows = getattr(items, "rows", None)  # a data file's examples keep their row: the sharded run's numbers
-    for start in range(0, len(items), chunk):
-        batch = items[start : start + chunk]
-        captured = capture_attention([e.text for e in batch], loaded, truncate=truncate, batch_size=chunk)
+    mixing = bool(attention) and bool(context_mixing(graph_list))
+    for position, example in enumerate(items):
+        # one pass per example: its attention, the graphs' tensors and the target's class and value
+        planned = capture_planned(example.text, loaded, mixing=mixing, target=resolved,
+                                  label=example.label if resolved.uses_gold else None, truncate=truncate)
+        n_layers = planned.captured.n_layers
         if faithfulness:
-            _resolve_layer(faithfulness_layer, captured[0].n_layers)  # fail before the first model run
-        for offset, (example, capture) in enumerate(zip(batch, captured, strict=True)):
-            n_layers = capture.n_layers
-            index = first_index + (start + offset if rows is None else rows[start + offset])
-            results.append(_evaluate_one(index, example, capture, loaded, resolved, settings))
-            if progress is not None:
-                progress(len(results), len(items))
+            _resolve_layer(faithfulness_layer, n_layers)  # fail before the perturbation passes
+        index = first_index + (position if rows is None else rows[position])
+        results.append(_evaluate_one(index, example, planned, loaded, settings))
+        if progress is not None:
+            progress(len(results), len(items))
     layer = _resolve_layer(faithfulness_layer, n_layers) if faithfulness else None
     options = {
         "blank": blank,
@@ -717,25 +718,18 @@ class _Settings:
         self.keys = self.keys or list(self.methods)
 
 
-def _evaluate_one(
-    index: int, example: Example, capture: Any, loaded: Any, resolved: Any, settings: _Settings
-) -> ExampleResult:
+def _evaluate_one(index: int, example: Example, planned: Any, loaded: Any, settings: _Settings) -> ExampleResult:
     from ..capture import perturb
     from ..core import score_capture
     from ..explainers.text import target_inputs, target_needed
 
+    capture, mixing, bound = planned.captured, planned.mixing, planned.bound
     ids = list(capture.input_ids)
     content = list(capture.content_positions)
-    bound = resolved.bind(loaded, ids, example.label if resolved.uses_gold else None)
     gradients, options = None, settings.method_options
     attention, inputs = split_methods(settings.methods)
     if target_needed(attention, options):  # grad-rollout, head_fusion="importance": this example's target
         gradients, options = target_inputs(loaded, bound, ids, attention, options)
-    from ..mixing import capture_mixing, context_mixing
-
-    mixing = None
-    if attention and context_mixing(settings.graphs):  # one hooked forward pass serves every analytic graph
-        mixing = capture_mixing(loaded, ids)
     model_pass = None
     if inputs:  # attribution methods: (n,) at the input, the same row at every layer
         model_pass = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,

@@ -79,7 +79,11 @@ def explain(
     captured
         The attention of ``text`` already captured with this model
         (:func:`attnflow.capture.capture_attention`), so it is not captured again
-        (``attnflow explain --html`` reuses it for the report).
+        (``attnflow explain --html`` reuses it for the report); or the
+        :class:`~attnflow.capture.plan.PlannedCapture` of one pass over ``text``
+        (:func:`attnflow.capture.plan.capture_planned`), whose mixing tensors and
+        bound target (bound to this ``target``) are used too. Without it, one pass
+        records all three.
     generate
         For a decoder-only language model: continue ``text`` greedily by up to this
         many tokens, then explain the answer (:mod:`attnflow.generation`). The result
@@ -138,7 +142,7 @@ def explain(
     >>> e.tokens[0], e.scores["rollout"].shape
     ('[CLS]', (6, 6))
     """
-    from ..capture import capture_attention, load_model
+    from ..capture import load_model
 
     if not isinstance(text, str):
         several = isinstance(text, (list, tuple))
@@ -190,7 +194,8 @@ def explain(
             text, loaded, generate, methods + inputs, truncate=truncate, progress=progress, words=words,
             attribution=attribution if inputs else None, every_output=every_output, **method_options,
         ).explanation
-    from ..capture.plan import capture_heads, fits
+    from ..capture.plan import PlannedCapture, capture_heads, capture_planned, fits
+    from ..capture.targets import resolve_target
     from ..mixing import context_mixing, graph_names
 
     graphs = graph_names(graph)
@@ -198,12 +203,15 @@ def explain(
     if others:
         check_graph_options(graphs, methods, method_options)
     heads = capture_heads(methods, method_options)  # fused while the model runs when the methods allow it
-    if captured is None and others and mixing is None:
-        from ..mixing import capture_text
-
-        captured, mixing = capture_text(text, loaded, truncate=truncate)  # one pass serves every graph
-    elif captured is None:
-        captured = capture_attention(text, loaded, truncate=truncate, heads=heads)
+    wants_target = target_needed(methods, method_options) or bool(inputs)
+    resolved = resolve_target(target, loaded) if wants_target else None
+    bound = None
+    if isinstance(captured, PlannedCapture):
+        captured, mixing, bound = captured.captured, mixing if mixing is not None else captured.mixing, captured.bound
+    if captured is None:  # one pass: the attention, what every context-mixing graph needs, the target
+        planned = capture_planned(text, loaded, heads=heads, mixing=bool(others and methods) and mixing is None,
+                                  target=resolved, truncate=truncate)
+        captured, mixing, bound = planned.captured, mixing if mixing is not None else planned.mixing, planned.bound
     elif captured.text != text:
         raise AttnflowError("The 'captured' attention must be of the text being explained.")
     elif not fits(captured, heads):
@@ -213,11 +221,10 @@ def explain(
         )
     if output is None:
         output = "last" if captured.is_causal else "cls"
-    gradients, options, bound = None, dict(method_options), None
-    if target_needed(methods, method_options) or inputs:
-        from ..capture.targets import resolve_target
-
-        bound = resolve_target(target, loaded).bind(loaded, captured.input_ids)
+    gradients, options = None, dict(method_options)
+    if resolved is not None:
+        if bound is None:  # a capture the caller made without the target: bind needs its own pass
+            bound = resolved.bind(loaded, captured.input_ids)
         if target_needed(methods, method_options):
             gradients, options = target_inputs(loaded, bound, captured.input_ids, methods, method_options)
     if others and mixing is None and methods:  # one hooked forward pass serves every analytic graph
