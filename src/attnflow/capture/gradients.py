@@ -44,7 +44,7 @@ from ._hooks import attention_output_projections
 from ._shapes import AttentionShape
 from .chat import special_tokens_mask
 from .models import LoadedModel
-from .targets import run_model
+from .targets import Target, run_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -519,12 +519,17 @@ def _scaled_heads(projections: Sequence[Any], n_heads: int, scale: Callable[[int
 
 def batch_head_gradients(
     loaded: LoadedModel,
-    bounds: Sequence[BoundTarget],
+    bounds: Sequence[BoundTarget] | Target,
     input_ids: Sequence[Sequence[int]],
     *,
     objective: Objective = "log_probability",
+    labels: Sequence[Any] | None = None,
 ) -> list[HeadGradients]:
     """Attention and head-mask gradients of several examples in one padded forward and backward pass.
+
+    ``bounds``: each example's bound target; or one :class:`~attnflow.capture.targets.Target`,
+    bound to each example from this same pass (:meth:`Target.bind_rows`, ``labels`` the
+    examples' gold labels), so no pass of its own fixes the predicted class.
 
     What :func:`target_gradients` gives one example at a time (its ``attentions`` and
     ``head_gradients``), for a batch: the inputs are padded on the right, each
@@ -553,6 +558,10 @@ def batch_head_gradients(
     if objective not in OBJECTIVES:
         raise AttnflowError(f"The 'objective' parameter must be one of {', '.join(OBJECTIVES)}; got {objective!r}.")
     rows = [[int(i) for i in ids] for ids in input_ids]
+    target = bounds if isinstance(bounds, Target) else None
+    if target is not None:
+        labels = [None] * len(rows) if labels is None else list(labels)
+        bounds = [None] * len(labels)  # bound from the pass below
     if not rows or len(rows) != len(bounds) or any(not ids for ids in rows):
         raise AttnflowError("batch_head_gradients needs one bound target per example and non-empty token ids.")
     from .text import _batch_inputs, _Encoded
@@ -570,19 +579,22 @@ def batch_head_gradients(
         ones = torch.ones(len(rows), n_layers, n_heads, dtype=torch.float64, device=attention_mask.device)
         mask = stack.enter_context(_batched_head_mask(model, ones.requires_grad_(True)))
         outputs = run_model(
-            model, bounds[0].target, input_ids=inputs["input_ids"], attention_mask=attention_mask,
+            model, target or bounds[0].target, input_ids=inputs["input_ids"], attention_mask=attention_mask,
             output_attentions=True,
         )
         attentions = _attention_tuple_batch(loaded, outputs, len(rows), width)
         leaks = len(rows) > 1 and _attends_to_padding(attentions, [len(ids) for ids in rows])
         if not leaks:
+            if target is not None:
+                bounds = target.bind_rows(outputs, attention_mask, labels)
             values = [_objective(bound, outputs, attention_mask, objective)[row] for row, bound in enumerate(bounds)]
             total = torch.stack(values).sum()
             grads = torch.autograd.grad(total, [mask], allow_unused=True) if total.requires_grad else (None,)
         del outputs
     if leaks:  # a model that ignores the attention mask: padding would change its numbers, so one at a time
         return [found for row in range(len(rows))
-                for found in batch_head_gradients(loaded, [bounds[row]], [rows[row]], objective=objective)]
+                for found in batch_head_gradients(loaded, target or [bounds[row]], [rows[row]], objective=objective,
+                                                  labels=None if target is None else [labels[row]])]
     mask_grad = grads[0]
     special_tokens = [special_tokens_mask(loaded, ids) for ids in rows]
     found = []
