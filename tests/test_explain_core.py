@@ -315,3 +315,18 @@ def test_pruning_heads_reads_its_baseline_from_the_pass_that_binds_the_target(pa
         assert passes_on(loaded.tokenizer(text)["input_ids"]) == 1 + 1
     unpruned = found.rows[0]
     assert unpruned["n_pruned"] == 0 and unpruned["value_change"] == 0.0 and unpruned["accuracy"] == 1.0
+
+
+@pytest.mark.e2e
+def test_attention_gradients_for_the_predicted_class_runs_one_pass(passes_on):
+    from attnflow.capture.gradients import attention_gradients, target_gradients
+    from attnflow.capture.targets import resolve_target
+
+    loaded = attnflow.capture.load_model("sva")
+    found = attention_gradients(TEXTS[0], loaded, target="predicted")
+    ids = loaded.tokenizer(TEXTS[0])["input_ids"]
+    assert passes_on(ids) == 1  # the forward pass the gradients go back through fixes the class
+    target = resolve_target("predicted", loaded)
+    bound_first = target_gradients(loaded, target.bind(loaded, ids), ids)
+    assert found.target["class"] == bound_first.target["class"]
+    np.testing.assert_array_equal(found.gradients, bound_first.gradients)  # the same pass and objective

@@ -207,11 +207,12 @@ def head_mask(model: Any, mask: Any) -> Iterator[Any]:
 
 def target_gradients(
     loaded: LoadedModel,
-    bound: BoundTarget,
+    bound: BoundTarget | Target,
     input_ids: Sequence[int],
     *,
     objective: Objective = "score",
     head_gradients: bool = True,
+    label: Any = None,
 ) -> TargetGradients:
     """Differentiate a target with respect to every attention weight and every head's mask.
 
@@ -223,7 +224,9 @@ def target_gradients(
     loaded
         The model.
     bound
-        The target fixed for this input (:meth:`attnflow.capture.targets.Target.bind`).
+        The target fixed for this input (:meth:`attnflow.capture.targets.Target.bind`); or a
+        :class:`~attnflow.capture.targets.Target`, fixed from this pass's own outputs
+        (``label``: the input's gold label, for ``"gold"``).
     input_ids
         The input's ``n`` token ids, special tokens included.
     objective
@@ -269,8 +272,11 @@ def target_gradients(
             ones = torch.ones(len(attention_output_projections(model)), count_heads(model), dtype=torch.float64)
             mask = stack.enter_context(head_mask(model, ones.requires_grad_(True)))
         outputs = run_model(
-            model, bound.target, input_ids=tensor, attention_mask=attention_mask, output_attentions=True
+            model, bound if isinstance(bound, Target) else bound.target, input_ids=tensor,
+            attention_mask=attention_mask, output_attentions=True,
         )
+        if isinstance(bound, Target):
+            bound = bound.bind_outputs(outputs, attention_mask, label)
         attentions = _attentions(loaded, outputs, len(ids))
         value = _objective(bound, outputs, attention_mask, objective)[0]
         wanted = [a for a in attentions if a.requires_grad]
@@ -346,8 +352,7 @@ def attention_gradients(
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     resolved = resolve_target(target, loaded)
     ids = _encode(loaded, text, truncate, None).input_ids
-    bound = resolved.bind(loaded, ids, label)
-    return target_gradients(loaded, bound, ids, objective=objective)
+    return target_gradients(loaded, resolved, ids, objective=objective, label=label)  # bound in its own pass
 
 
 def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:
