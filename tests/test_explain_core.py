@@ -276,3 +276,57 @@ def test_a_batch_shard_with_a_target_and_a_graph_runs_each_row_once(passes_on):
     for text in TEXTS:  # the planned pass, and saliency's own two (as in explain)
         assert passes_on(worker.loaded.tokenizer(text)["input_ids"]) == 1 + 2
     assert set(table["method"]) == {"rollout", "alti/rollout", "saliency"}
+
+
+@pytest.mark.e2e
+def test_analyze_heads_binds_the_predicted_class_in_its_gradient_pass(passes_on):
+    """The head analysis fixes each example's predicted class from its padded forward-and-backward pass
+    (it ran a pass per example for the target before); the class equals the one Target.bind finds."""
+    from attnflow.capture.targets import resolve_target
+    from attnflow.heads import analyze_heads
+
+    report = analyze_heads(TEXTS, "sva", target="predicted")
+    loaded = attnflow.capture.load_model("sva")
+    for text in TEXTS:
+        assert passes_on(loaded.tokenizer(text)["input_ids"]) == 1
+    assert report.n_examples == 2 and np.isfinite(report.importance).all()
+    target = resolve_target("predicted", loaded)
+    from attnflow.capture.gradients import batch_head_gradients
+
+    ids = [loaded.tokenizer(text)["input_ids"] for text in TEXTS]
+    bound_first = batch_head_gradients(loaded, [target.bind(loaded, i) for i in ids], ids)
+    bound_here = batch_head_gradients(loaded, target, ids)
+    for first, here in zip(bound_first, bound_here, strict=True):
+        assert first.target["class"] == here.target["class"]
+        np.testing.assert_array_equal(first.head_gradients, here.head_gradients)  # the same pass and objective
+
+
+@pytest.mark.e2e
+def test_pruning_heads_reads_its_baseline_from_the_pass_that_binds_the_target(passes_on):
+    from attnflow.capture.gradients import count_heads
+    from attnflow.heads.masking import pruning_experiment
+
+    loaded = attnflow.capture.load_model("sva")
+    shape = (loaded.model.config.num_hidden_layers, count_heads(loaded.model))
+    importance = np.arange(np.prod(shape), dtype=float).reshape(shape)
+    found = pruning_experiment(TEXTS, loaded, target="predicted", importance=importance, fractions=[0.0, 0.5],
+                               orders=["least"])
+    for text in TEXTS:  # the unpruned pass (the target, the baseline and pruning nothing), then the half pruned
+        assert passes_on(loaded.tokenizer(text)["input_ids"]) == 1 + 1
+    unpruned = found.rows[0]
+    assert unpruned["n_pruned"] == 0 and unpruned["value_change"] == 0.0 and unpruned["accuracy"] == 1.0
+
+
+@pytest.mark.e2e
+def test_attention_gradients_for_the_predicted_class_runs_one_pass(passes_on):
+    from attnflow.capture.gradients import attention_gradients, target_gradients
+    from attnflow.capture.targets import resolve_target
+
+    loaded = attnflow.capture.load_model("sva")
+    found = attention_gradients(TEXTS[0], loaded, target="predicted")
+    ids = loaded.tokenizer(TEXTS[0])["input_ids"]
+    assert passes_on(ids) == 1  # the forward pass the gradients go back through fixes the class
+    target = resolve_target("predicted", loaded)
+    bound_first = target_gradients(loaded, target.bind(loaded, ids), ids)
+    assert found.target["class"] == bound_first.target["class"]
+    np.testing.assert_array_equal(found.gradients, bound_first.gradients)  # the same pass and objective

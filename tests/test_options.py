@@ -14,6 +14,8 @@ BAD = [
     (["--residual", "7"], "--residual"),
     (["--graph", "nope"], "--graph"),
     (["--method", "nope"], "--method"),
+    (["--target", "cosine:"], "--target"),
+    (["--target", "are|"], "--target"),
 ]
 
 

@@ -140,13 +140,13 @@ def test_gradient_methods_are_shown_for_the_explained_output(run_command, tmp_pa
 
 def test_explain_html_captures_once_and_computes_each_output_once(run_command, tmp_path, monkeypatch):
     import attnflow.capture
+    import attnflow.capture.plan
     from attnflow.methods import flow
 
     captures, flow_outputs = [], []
     real_capture = attnflow.capture.capture_attention
-    monkeypatch.setattr(
-        attnflow.capture, "capture_attention", lambda *a, **k: captures.append(a) or real_capture(*a, **k)
-    )
+    for module in (attnflow.capture, attnflow.capture.plan):  # the plan's pass captures for explain
+        monkeypatch.setattr(module, "capture_attention", lambda *a, **k: captures.append(a) or real_capture(*a, **k))
     real_solve = flow.solve_flow
 
     def counted(attentions, **options):

@@ -44,7 +44,7 @@ from ._hooks import attention_output_projections
 from ._shapes import AttentionShape
 from .chat import special_tokens_mask
 from .models import LoadedModel
-from .targets import run_model
+from .targets import Target, run_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -207,11 +207,12 @@ def head_mask(model: Any, mask: Any) -> Iterator[Any]:
 
 def target_gradients(
     loaded: LoadedModel,
-    bound: BoundTarget,
+    bound: BoundTarget | Target,
     input_ids: Sequence[int],
     *,
     objective: Objective = "score",
     head_gradients: bool = True,
+    label: Any = None,
 ) -> TargetGradients:
     """Differentiate a target with respect to every attention weight and every head's mask.
 
@@ -223,7 +224,9 @@ def target_gradients(
     loaded
         The model.
     bound
-        The target fixed for this input (:meth:`attnflow.capture.targets.Target.bind`).
+        The target fixed for this input (:meth:`attnflow.capture.targets.Target.bind`); or a
+        :class:`~attnflow.capture.targets.Target`, fixed from this pass's own outputs
+        (``label``: the input's gold label, for ``"gold"``).
     input_ids
         The input's ``n`` token ids, special tokens included.
     objective
@@ -269,8 +272,11 @@ def target_gradients(
             ones = torch.ones(len(attention_output_projections(model)), count_heads(model), dtype=torch.float64)
             mask = stack.enter_context(head_mask(model, ones.requires_grad_(True)))
         outputs = run_model(
-            model, bound.target, input_ids=tensor, attention_mask=attention_mask, output_attentions=True
+            model, bound if isinstance(bound, Target) else bound.target, input_ids=tensor,
+            attention_mask=attention_mask, output_attentions=True,
         )
+        if isinstance(bound, Target):
+            bound = bound.bind_outputs(outputs, attention_mask, label)
         attentions = _attentions(loaded, outputs, len(ids))
         value = _objective(bound, outputs, attention_mask, objective)[0]
         wanted = [a for a in attentions if a.requires_grad]
@@ -346,8 +352,7 @@ def attention_gradients(
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     resolved = resolve_target(target, loaded)
     ids = _encode(loaded, text, truncate, None).input_ids
-    bound = resolved.bind(loaded, ids, label)
-    return target_gradients(loaded, bound, ids, objective=objective)
+    return target_gradients(loaded, resolved, ids, objective=objective, label=label)  # bound in its own pass
 
 
 def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:
@@ -519,12 +524,17 @@ def _scaled_heads(projections: Sequence[Any], n_heads: int, scale: Callable[[int
 
 def batch_head_gradients(
     loaded: LoadedModel,
-    bounds: Sequence[BoundTarget],
+    bounds: Sequence[BoundTarget] | Target,
     input_ids: Sequence[Sequence[int]],
     *,
     objective: Objective = "log_probability",
+    labels: Sequence[Any] | None = None,
 ) -> list[HeadGradients]:
     """Attention and head-mask gradients of several examples in one padded forward and backward pass.
+
+    ``bounds``: each example's bound target; or one :class:`~attnflow.capture.targets.Target`,
+    bound to each example from this same pass (:meth:`Target.bind_rows`, ``labels`` the
+    examples' gold labels), so no pass of its own fixes the predicted class.
 
     What :func:`target_gradients` gives one example at a time (its ``attentions`` and
     ``head_gradients``), for a batch: the inputs are padded on the right, each
@@ -553,6 +563,10 @@ def batch_head_gradients(
     if objective not in OBJECTIVES:
         raise AttnflowError(f"The 'objective' parameter must be one of {', '.join(OBJECTIVES)}; got {objective!r}.")
     rows = [[int(i) for i in ids] for ids in input_ids]
+    target = bounds if isinstance(bounds, Target) else None
+    if target is not None:
+        labels = [None] * len(rows) if labels is None else list(labels)
+        bounds = [None] * len(labels)  # bound from the pass below
     if not rows or len(rows) != len(bounds) or any(not ids for ids in rows):
         raise AttnflowError("batch_head_gradients needs one bound target per example and non-empty token ids.")
     from .text import _batch_inputs, _Encoded
@@ -570,19 +584,22 @@ def batch_head_gradients(
         ones = torch.ones(len(rows), n_layers, n_heads, dtype=torch.float64, device=attention_mask.device)
         mask = stack.enter_context(_batched_head_mask(model, ones.requires_grad_(True)))
         outputs = run_model(
-            model, bounds[0].target, input_ids=inputs["input_ids"], attention_mask=attention_mask,
+            model, target or bounds[0].target, input_ids=inputs["input_ids"], attention_mask=attention_mask,
             output_attentions=True,
         )
         attentions = _attention_tuple_batch(loaded, outputs, len(rows), width)
         leaks = len(rows) > 1 and _attends_to_padding(attentions, [len(ids) for ids in rows])
         if not leaks:
+            if target is not None:
+                bounds = target.bind_rows(outputs, attention_mask, labels)
             values = [_objective(bound, outputs, attention_mask, objective)[row] for row, bound in enumerate(bounds)]
             total = torch.stack(values).sum()
             grads = torch.autograd.grad(total, [mask], allow_unused=True) if total.requires_grad else (None,)
         del outputs
     if leaks:  # a model that ignores the attention mask: padding would change its numbers, so one at a time
         return [found for row in range(len(rows))
-                for found in batch_head_gradients(loaded, [bounds[row]], [rows[row]], objective=objective)]
+                for found in batch_head_gradients(loaded, target or [bounds[row]], [rows[row]], objective=objective,
+                                                  labels=None if target is None else [labels[row]])]
     mask_grad = grads[0]
     special_tokens = [special_tokens_mask(loaded, ids) for ids in rows]
     found = []

@@ -33,6 +33,7 @@ input (:meth:`Target.bind`); perturbed copies are scored on that same class.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -289,17 +290,28 @@ class Target:
         The pass must have run with :meth:`forward_options` and with every position's
         logits (no ``logits_to_keep``).
         """
+        return self.bind_rows(outputs, attention_mask, [label])[0]
+
+    def bind_rows(self, outputs: Any, attention_mask: torch.Tensor, labels: Sequence[Any]) -> list[BoundTarget]:
+        """:meth:`bind` for each row of a right-padded batch's outputs, ``labels`` the rows' gold labels.
+
+        A row's class and value are read at its real tokens (``attention_mask``), without
+        gradients, so a pass that is differentiated next (head gradients) fixes its target too.
+        """
         import torch
 
-        index = self.resolve_label(label) if self.uses_gold else self.index
         with torch.no_grad():
             logits = _head_logits(self, outputs, attention_mask)
-            predicted = None if logits is None else int(logits[0].argmax())
-            if index is None and self.kind in ("class", "next_token"):
-                index = predicted
-            bound = BoundTarget(self, index, predicted)
-            bound.value = float(bound.from_outputs(outputs, attention_mask, "value")[0])
-        return bound
+            bounds = []
+            for row, label in enumerate(labels):
+                index = self.resolve_label(label) if self.uses_gold else self.index
+                predicted = None if logits is None else int(logits[row].argmax())
+                if index is None and self.kind in ("class", "next_token"):
+                    index = predicted
+                bound = BoundTarget(self, index, predicted)
+                bound.value = float(bound.from_outputs(outputs, attention_mask, "value")[row])
+                bounds.append(bound)
+        return bounds
 
     def resolve_label(self, label: Any) -> int:
         """The class index of a gold label given as a label name or an index.

@@ -162,6 +162,25 @@ def check_method_option(value: Sequence[str] | None) -> Sequence[str] | None:
     return value
 
 
+def check_target_option(value: str | None) -> str | None:
+    """Callback of ``--target``: its form (``cosine:TEXT``, ``label:NAME``, ``A|B``); the model checks the rest.
+
+    Examples
+    --------
+    >>> check_target_option("are|is"), check_target_option(None)
+    ('are|is', None)
+    """
+    if value is None:
+        return None
+    from ..capture.targets import parse_target
+
+    try:
+        parse_target(value)
+    except AttnflowError as exc:
+        raise _bad(str(exc)) from None
+    return value
+
+
 def check_output_option(value: str | None) -> str | None:
     """Callback of ``--output``: cls, last, mean or an integer (its range is checked against the text)."""
     if value is None:

@@ -22,6 +22,7 @@ from .common import (
     OVERWRITE_HELP,
     check_method_option,
     check_output_option,
+    check_target_option,
     choice,
     number_range,
 )
@@ -127,5 +128,6 @@ def target_option(subject: str, *, encoder_decoder: bool = False) -> Any:
             help=f"{subject}: predicted, a class index, a label name, gold (each example's label), "
             f"'A|B' (causal LMs: log p(A) - log p(B)), 'cosine:REFERENCE TEXT' or norm{seq2seq} "
             f"[default: predicted; norm for bare encoders{'; next for encoder-decoder' if encoder_decoder else ''}].",
+            callback=check_target_option,
         ),
     ]

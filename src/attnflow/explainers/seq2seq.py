@@ -19,6 +19,7 @@ from ..core import Scores
 from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..io import to_jsonable
+from ..mixing import context_mixing, graph_names
 
 _OPTIONS = frozenset({"residual", "head_fusion"})
 
@@ -375,7 +376,7 @@ decoder_text='...' (CLI: --decoder-text) or let it write one with generate=N (CL
         )
     if words:
         raise AttnflowError("words=True (--words) is not supported for encoder-decoder models yet.")
-    if graph is not None and graph not in ("attention", ["attention"], ("attention",)):
+    if graph is not None and context_mixing(graph_names(graph)):
         raise AttnflowError(
             "Context-mixing graphs (graph=..., --graph) are not supported for encoder-decoder models; "
             "the methods run on the combined attention graph."

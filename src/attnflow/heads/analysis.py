@@ -468,10 +468,11 @@ def analyze_heads(
         raise AttnflowError(f"The 'batch_size' parameter must be a positive integer; got {batch_size!r} instead.")
     batch: list[Any] = []
     for index, enc in enumerate(encoded):
-        if not batch:  # the next batch_size examples, in one padded forward and backward pass
+        if not batch:  # the next batch_size examples, in one padded forward and backward pass that binds the target
             chunk = list(zip(items[index : index + batch_size], encoded[index : index + batch_size], strict=True))
-            bounds = [resolved.bind(loaded, e.input_ids, i.label if resolved.uses_gold else None) for i, e in chunk]
-            batch = batch_head_gradients(loaded, bounds, [e.input_ids for _, e in chunk], objective="log_probability")
+            labels = [i.label if resolved.uses_gold else None for i, _ in chunk]
+            batch = batch_head_gradients(loaded, resolved, [e.input_ids for _, e in chunk],
+                                         objective="log_probability", labels=labels)
         found_gradients = batch.pop(0)
         attentions = found_gradients.attentions
         n = found_gradients.n_tokens

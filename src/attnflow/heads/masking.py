@@ -187,10 +187,17 @@ def pruning_experiment(
             f"got shape {weights.shape}."
         )
     encoded = [_encode(loaded, item.text, truncate, index) for index, item in enumerate(items)]
-    bounds = [
-        resolved.bind(loaded, enc.input_ids, item.label if resolved.uses_gold else None)
-        for item, enc in zip(items, encoded, strict=True)
-    ]
+
+    def run(enc: Any) -> tuple[Any, Any]:
+        ids = torch.tensor([enc.input_ids], dtype=torch.long, device=_device(loaded.model))
+        attention_mask = torch.ones_like(ids)
+        return run_model(loaded.model, resolved, input_ids=ids, attention_mask=attention_mask), attention_mask
+
+    unpruned = np.ones((n_layers, n_heads))
+    bounds = []
+    with head_mask(loaded.model, unpruned), torch.no_grad():  # the unpruned pass binds the target: the baseline
+        for item, enc in zip(items, encoded, strict=True):
+            bounds.append(resolved.bind_outputs(*run(enc), item.label if resolved.uses_gold else None))
     gold = None
     measure = None
     if resolved.kind in ("class", "next_token"):
@@ -205,9 +212,7 @@ def pruning_experiment(
         values, hits = np.empty(len(items)), np.zeros(len(items))
         with head_mask(loaded.model, mask), torch.no_grad():
             for i, (enc, bound) in enumerate(zip(encoded, bounds, strict=True)):
-                ids = torch.tensor([enc.input_ids], dtype=torch.long, device=_device(loaded.model))
-                attention_mask = torch.ones_like(ids)
-                outputs = run_model(loaded.model, resolved, input_ids=ids, attention_mask=attention_mask)
+                outputs, attention_mask = run(enc)
                 values[i] = float(bound.from_outputs(outputs, attention_mask, "value")[0])
                 logits = _head_logits(resolved, outputs, attention_mask)
                 if logits is not None:
@@ -216,9 +221,11 @@ def pruning_experiment(
 
     total = n_layers * n_heads
     plan = [(order, fraction) for order in orders for fraction in checked]
-    baseline, _ = measure_all(np.ones((n_layers, n_heads)))
+    baseline = np.array([bound.value for bound in bounds])  # what measure_all(unpruned) gives, from the bind
     rows = []
-    cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+    hits = np.array([float(b.predicted == e) if b.predicted is not None else 0.0 for b, e in zip(bounds, expected,
+                                                                                                  strict=True)])
+    cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {(): (baseline, hits)}  # nothing pruned
     for step, (order, fraction) in enumerate(plan):
         count = int(round(fraction * total))
         pruned = prune_order(weights, order, seed)[:count]
