@@ -123,3 +123,24 @@ def test_cut_kinds_read_the_flow_evaluate_solved_and_run_no_pass_or_solve_of_the
     kinds = np.concatenate([e.details_of("flow").kinds[:, e.content_positions] for e in examples], axis=1)
     expected = [[float(np.mean(row == code)) for code in range(3)] for row in kinds]
     np.testing.assert_allclose(cuts["per_layer"], expected, rtol=0, atol=cuts["n_tokens"] * EPS64)
+
+
+def test_agreement_with_a_graph_evaluates_each_sentence_once(monkeypatch, tiny_gpt2_path):
+    """--graph: every graph's rollout and flow come from the same evaluation as the attention methods (one
+    evaluate call per verb group, one planned pass and one blank-out per sentence), not a second one."""
+    import attnflow.evaluate
+    from attnflow.capture import load_model
+    from tests.counting import counted_work, spans_of
+
+    loaded = load_model(tiny_gpt2_path)
+    n = 3
+    with counted_work(loaded.model, monkeypatch) as counts:
+        evaluations = spans_of(monkeypatch, attnflow.evaluate, "evaluate", counts)
+        run = agreement.reproduce_agreement(n, model=loaded, methods=["raw", "rollout"], graphs=["norm"],
+                                            ground_truths=["blankout"], cuts=False)
+    assert 1 <= len(evaluations) <= 2  # one per verb group (plural and singular subjects)
+    inside = sum(end[0] - start[0] for start, end in evaluations)
+    assert inside == 2 * n  # per sentence: the planned pass, and blank-out's one batch
+    assert run.evaluation.methods == ["raw", "rollout", "norm/rollout", "norm/flow"]
+    for example in run.evaluation.examples:
+        assert set(example.correlations["blankout"]) == set(run.evaluation.methods)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -430,6 +430,7 @@ def evaluate(
     lime_samples: int = LIME_SAMPLES,
     max_passes: int = MAX_PASSES,
     flow_details: bool = False,
+    graph_methods: Mapping[str, Sequence[str]] | None = None,
     **method_options: Any,
 ) -> EvaluationResult:
     """Judge explanation methods against ground-truth importance and by faithfulness, layer by layer.
@@ -513,6 +514,10 @@ def evaluate(
         :class:`attnflow.methods.flow.FlowDetails` of the explained output (raw values, the kind
         of each value's minimum cut, the source bounds), so a task reads them instead of
         capturing and solving again (:mod:`attnflow.tasks`). Not written to the JSON.
+    graph_methods
+        The methods of a context-mixing graph in ``graphs``, when they are not ``methods``
+        (``{"alti": ["rollout", "flow"]}`` beside ``methods=["raw", "grad-rollout", ...]`` over
+        attention): one evaluation, one pass per example and one set of yardsticks for all.
     **method_options
         ``residual``, ``head_fusion``, ... for the methods that accept them.
 
@@ -555,14 +560,16 @@ def evaluate(
     attention, inputs = split_methods(names)
     _check_method_options(attention, method_options)
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
+    from ..core import check_graph_options
     from ..mixing import context_mixing, graph_names, result_key
 
     graph_list = graph_names(graphs)
-    if context_mixing(graph_list):
-        from ..explainers.text import check_graph_options
-
-        check_graph_options(graph_list, attention, method_options)
-    keys = [result_key(graph, name) for graph in graph_list for name in attention] + inputs
+    per_graph = _check_graph_methods(graph_methods, graph_list)
+    for group, chosen in [([g for g in graph_list if g not in per_graph], attention), *(
+            ([g], ms) for g, ms in per_graph.items())]:
+        if context_mixing(group):
+            check_graph_options(group, chosen, method_options)
+    keys = [result_key(graph, name) for graph in graph_list for name in per_graph.get(graph, attention)] + inputs
 
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
     check_attribution_model(inputs, loaded)
@@ -598,6 +605,7 @@ def evaluate(
         method_options=method_options,
         with_special_tokens=bool(with_special_tokens),
         graphs=graph_list,
+        graph_methods=per_graph,
         keys=keys,
         point=point,
         sum_defined=sum_defined,
@@ -608,7 +616,7 @@ def evaluate(
     results: list[ExampleResult] = []
     n_layers = 0
     rows = getattr(items, "rows", None)  # a data file's examples keep their row: the sharded run's numbers
-    mixing = bool(attention) and bool(context_mixing(graph_list))
+    mixing = bool(attention or per_graph) and bool(context_mixing(graph_list))
     for position, example in enumerate(items):
         # one pass per example: its attention, the graphs' tensors and the target's class and value
         planned = capture_planned(example.text, loaded, mixing=mixing, target=resolved,
@@ -641,6 +649,8 @@ def evaluate(
         options["lime_samples"], options["max_passes"] = lime_samples, max_passes
     if context_mixing(graph_list):
         options["graphs"] = list(graph_list)
+    if per_graph:
+        options["graph_methods"] = per_graph
     return EvaluationResult(
         model_name=loaded.name,
         target=resolved.describe(),
@@ -704,6 +714,8 @@ class _Settings:
     method_options: dict[str, Any]
     with_special_tokens: bool = False
     graphs: list[str] = field(default_factory=lambda: ["attention"])
+    #: A context-mixing graph's own methods (evaluate's ``graph_methods``); the other graphs run ``methods``.
+    graph_methods: dict[str, list[str]] = field(default_factory=dict)
     #: Where gradients are taken (the first layer's input) and whether |sum_d g| is defined there.
     point: Any = None
     sum_defined: bool = True
@@ -735,8 +747,13 @@ def _evaluate_one(index: int, example: Example, planned: Any, loaded: Any, setti
         model_pass = AttributionInputs(loaded, bound, ids, settings.blank_id, ig_steps=settings.ig_steps,
                                        lime_samples=settings.lime_samples, seed=settings.seed, index=index,
                                        point=settings.point, max_passes=settings.max_passes)
-    explanation = score_capture(capture, attention + inputs, graphs=settings.graphs, output=settings.output,
-                                mixing=mixing, gradients=gradients, model_pass=model_pass, **options).explanation
+    per_graph = settings.graph_methods
+    explanation = score_capture(capture, attention + inputs, graphs=[g for g in settings.graphs if g not in per_graph],
+                                output=settings.output, mixing=mixing, gradients=gradients, model_pass=model_pass,
+                                **options).explanation
+    for graph, methods in per_graph.items():  # the same capture and mixing tensors, this graph's own methods
+        _merge(explanation, score_capture(capture, list(methods), graphs=[graph], output=settings.output,
+                                          mixing=mixing, **options).explanation)
     scores = explanation.scores
     details = _flow_details(explanation) if settings.flow_details else None
     n = len(ids)
@@ -819,6 +836,38 @@ def _evaluate_one(index: int, example: Example, planned: Any, loaded: Any, setti
         correlations_all=correlations_all,
         flow_details=details,
     )
+
+
+def _merge(explanation: Any, other: Any) -> None:
+    """Add ``other``'s results (another graph's, of the same capture and output) to ``explanation``."""
+    explanation.scores.update(other.scores)
+    explanation.solutions.update(other.solutions)
+    explanation.bounds.update(other.bounds)
+    explanation.token_labels.update(other.token_labels)
+    explanation.notes.extend(other.notes)
+
+
+def _check_graph_methods(graph_methods: Any, graphs: list[str]) -> dict[str, list[str]]:
+    """``graph_methods`` checked: context-mixing graphs of ``graphs``, each with registered attention methods."""
+    if graph_methods is None:
+        return {}
+    from ..mixing import context_mixing
+
+    if not isinstance(graph_methods, Mapping):
+        raise AttnflowError(f"The 'graph_methods' parameter must map graph names to methods; got {graph_methods!r}.")
+    checked = {}
+    for graph, methods in graph_methods.items():
+        if graph not in context_mixing(graphs):
+            raise AttnflowError(
+                f"The 'graph_methods' parameter names {graph!r}, which is not a context-mixing graph of 'graphs' "
+                f"({', '.join(graphs)}); the attention graph runs 'methods'."
+            )
+        names = _check_methods(methods)
+        if split_methods(names)[1]:
+            raise AttnflowError(f"The 'graph_methods' of {graph!r} must be graph methods; attribution methods score "
+                                "the input: give them in 'methods'.")
+        checked[graph] = names
+    return checked
 
 
 def _flow_details(explanation: Any) -> dict[str, Any]:

@@ -323,7 +323,7 @@ def reproduce_agreement(
     from ..capture import load_model
     from ..capture.targets import model_head
     from ..evaluate import evaluate
-    from ..mixing import available_graphs, context_mixing, get_graph, result_key
+    from ..mixing import ATTENTION, available_graphs, context_mixing, get_graph, result_key
 
     items = sentences(n, seed=seed)
     names = list(DEFAULT_METHODS if methods is None else methods)
@@ -372,18 +372,12 @@ def reproduce_agreement(
         contrast = items[chosen[0]].contrast if chosen else None
         if not chosen:
             continue
-        parts[plural] = (chosen, evaluate(
+        parts[plural] = (chosen, evaluate(  # one pass and one set of yardsticks per sentence for every graph
             [texts[i] for i in chosen], loaded, methods=names, target=contrast,
             ground_truths=list(ground_truths), faithfulness=False, with_special_tokens=True,
-            graphs=None, blank=blank, progress=step, flow_details=want_cuts,
+            graphs=[ATTENTION, *graphs] if graphs else None, graph_methods={g: ["rollout", "flow"] for g in graphs},
+            blank=blank, progress=step, flow_details=want_cuts,
         ))
-        if graphs:
-            mixing = evaluate(
-                [texts[i] for i in chosen], loaded, methods=["rollout", "flow"], target=contrast,
-                ground_truths=list(ground_truths), faithfulness=False, with_special_tokens=True,
-                graphs=list(graphs), blank=blank,
-            )
-            _join_methods(parts[plural][1], mixing)
     seconds["evaluate"] = time.perf_counter() - start
     evaluation = _in_sentence_order(parts, len(items))
     evaluation.target = {"spec": "are|is for plural subjects, is|are for singular ones",
@@ -414,19 +408,6 @@ def reproduce_agreement(
             "yardsticks": evaluation.options.get("yardsticks"),
         },
     )
-
-
-def _join_methods(into: Any, other: Any) -> None:
-    """Add ``other``'s graph methods to ``into`` (the same sentences, in the same order)."""
-    added = [m for m in other.methods if m not in into.methods]
-    into.methods = [*into.methods, *added]
-    for mine, theirs in zip(into.examples, other.examples, strict=True):
-        for method in added:
-            mine.scores[method] = theirs.scores[method]
-            for truth in theirs.correlations:
-                mine.correlations.setdefault(truth, {})[method] = theirs.correlations[truth][method]
-                if theirs.correlations_all is not None and mine.correlations_all is not None:
-                    mine.correlations_all.setdefault(truth, {})[method] = theirs.correlations_all[truth][method]
 
 
 def _in_sentence_order(parts: dict[bool, tuple[list[int], Any]], total: int) -> Any:
