@@ -145,11 +145,13 @@ def test_head_fusion_help_names_what_a_command_line_can_give(capsys):
 @pytest.mark.e2e
 def test_a_layer_the_model_lacks_is_refused_before_any_attention_is_captured(capsys, monkeypatch):
     import attnflow.capture
+    import attnflow.capture.plan
 
     def refuse(*args, **kwargs):
         raise AssertionError("attention was captured before --layer was checked")
 
     monkeypatch.setattr(attnflow.capture, "capture_attention", refuse)
+    monkeypatch.setattr(attnflow.capture.plan, "capture_planned", refuse)
     status, _, err = run_cli(capsys, "explain", "hi", "--layer", "9")
     assert status == 2 and "--layer option must be from 1 to 6" in flat(err)
 

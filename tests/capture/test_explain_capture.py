@@ -28,8 +28,9 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 def _spy(monkeypatch):
-    """Record the heads= of every capture explain makes."""
+    """Record the heads= of every capture explain makes (through its planned pass, capture.plan)."""
     import attnflow.capture as capture_module
+    import attnflow.capture.plan as plan_module
 
     seen: list[str] = []
     real = capture_module.capture_attention
@@ -38,7 +39,15 @@ def _spy(monkeypatch):
         seen.append(kwargs.get("heads", "all"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(capture_module, "capture_attention", spy)
+    real_outputs = plan_module.capture_with_outputs
+
+    def spy_outputs(*args, **kwargs):  # the planned pass that also binds a target
+        seen.append(kwargs.get("heads", "all"))
+        return real_outputs(*args, **kwargs)
+
+    for module in (capture_module, plan_module):
+        monkeypatch.setattr(module, "capture_attention", spy)
+    monkeypatch.setattr(plan_module, "capture_with_outputs", spy_outputs)
     return seen
 
 
