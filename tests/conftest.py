@@ -37,6 +37,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope in ("module", "class") for defs in definitions.values()):
             item.add_marker(pytest.mark.xdist_group(f"module:{item.module.__name__}"))
+    # Groups first: xdist hands work out in collection order, and a group is one worker's from start to end,
+    # so the long ones (the reproduction fixture, the real Ray heads) start while the other worker takes the rest
+    # instead of running alone at the end. A stable sort keeps each module's own order.
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @pytest.fixture(scope="session")
