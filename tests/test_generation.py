@@ -232,7 +232,7 @@ def test_the_head_fused_capture_gives_the_scores_of_every_head(decoder, monkeypa
     loaded = attnflow.capture.load_model(path)
     methods = ("raw", "rollout", "flow", "grad-rollout")
     fused = explain_generation(PROMPT, loaded, 3, methods=methods)
-    monkeypatch.setattr(plan, "capture_heads", lambda *args, **kwargs: "all")
+    monkeypatch.setattr(plan, "heads_to_capture", lambda *args, **kwargs: "all")
     full = explain_generation(PROMPT, loaded, 3, methods=methods)
     assert fused.captured.head_fusion == "mean" and fused.captured.attentions.dtype == np.float32
     assert full.captured.head_fusion is None and full.captured.attentions.shape[1] == 4

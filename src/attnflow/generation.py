@@ -275,7 +275,7 @@ class GenerationExplanation:
     captured
         The attention of the whole sequence (:class:`attnflow.capture.CapturedAttention`):
         the head mean, float32 ``(L, 1, n, n)``, fused while the model ran, when the
-        methods read only that (:func:`attnflow.capture.plan.capture_heads`), else every head.
+        methods read only that (:func:`attnflow.capture.plan.heads_to_capture`), else every head.
     explanation
         The :class:`attnflow.Explanation` of the answer span (``output="answer"``),
         holding every answer token's scores too (:meth:`attnflow.Explanation.answer_token`).
@@ -356,10 +356,10 @@ def explain_generation(
     check_attribution_model(inputs, loaded)
     generation = generate(prompt, loaded, max_new_tokens, truncate=truncate)
     ids = generation.input_ids
-    from .capture.plan import capture_heads
+    from .capture.plan import heads_to_capture
 
     # fused while the model runs when the methods read only the head mean (bounded memory on long answers)
-    heads = capture_heads(names, method_options)
+    heads = heads_to_capture(names, method_options)
     captured = capture_token_ids(ids, loaded, text=prompt, heads=heads)
     needs_gradients = any(get_method(name).needs_gradients for name in names)
     importance = wants_importance(method_options)

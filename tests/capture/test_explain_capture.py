@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 import attnflow
 from attnflow import AttnflowError
 from attnflow.capture import capture_attention, load_model
-from attnflow.capture.plan import capture_heads
+from attnflow.capture.plan import heads_to_capture
 from attnflow.cli import main
 from tests.tolerances import model_float32_bound
 
@@ -71,7 +71,7 @@ def test_every_head_when_a_method_needs_them(minilm, monkeypatch):
     attnflow.explain(TEXTS[0], minilm, methods="rollout", head_fusion=np.ones((6, 12)))
     attnflow.explain(TEXTS[0], minilm, methods="rollout", head_fusion="importance", target="norm")
     assert seen == ["all", "all"]
-    assert capture_heads(["raw", "grad-rollout"]) == "mean"
+    assert heads_to_capture(["raw", "grad-rollout"]) == "mean"
     fused = capture_attention(TEXTS[0], minilm, heads="mean")
     with pytest.raises(AttnflowError, match="heads='all'"):
         attnflow.explain(TEXTS[0], minilm, methods="rollout", head_fusion="max", captured=fused)

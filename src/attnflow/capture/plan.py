@@ -36,7 +36,7 @@ from .text import CapturedAttention, capture_attention, capture_attention_by, ca
 FUSED_METHODS: frozenset[str] = frozenset({"raw", "rollout", "flow", "grad-rollout"})
 
 
-def capture_heads(methods: Sequence[str] | str, method_options: dict[str, Any] | None = None) -> str:
+def heads_to_capture(methods: Sequence[str] | str, method_options: dict[str, Any] | None = None) -> str:
     """The ``heads=`` to capture with: ``"mean"`` when the head mean is all the methods read, else ``"all"``.
 
     Max and min fusion keep every head: their fused rows do not sum to 1, which the
@@ -44,11 +44,11 @@ def capture_heads(methods: Sequence[str] | str, method_options: dict[str, Any] |
 
     Examples
     --------
-    >>> capture_heads(["raw", "rollout", "flow"])
+    >>> heads_to_capture(["raw", "rollout", "flow"])
     'mean'
-    >>> capture_heads("rollout", {"head_fusion": "max"}), capture_heads("rollout", {"head_fusion": "importance"})
+    >>> heads_to_capture("rollout", {"head_fusion": "max"}), heads_to_capture("rollout", {"head_fusion": "importance"})
     ('all', 'all')
-    >>> capture_heads(["rollout", "some-new-method"])
+    >>> heads_to_capture(["rollout", "some-new-method"])
     'all'
     """
     names = [methods] if isinstance(methods, str) else list(methods)
@@ -96,7 +96,7 @@ def capture_planned(
     Parameters
     ----------
     heads
-        As :func:`attnflow.capture_attention` takes it (:func:`capture_heads` chooses it).
+        As :func:`attnflow.capture_attention` takes it (:func:`heads_to_capture` chooses it).
     mixing
         Also record what the context-mixing graphs need (:func:`attnflow.mixing.capture_mixing`).
     target, label

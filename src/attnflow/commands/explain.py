@@ -321,12 +321,12 @@ def explain(
         return
     planned = captured = None
     if context_mixing(graphs) or wants_report or "flow" in method:  # captured once: explain scores it, the
-        from ..capture.plan import capture_heads, capture_planned  # report reuses it, flow's time is checked
+        from ..capture.plan import capture_planned, heads_to_capture  # report reuses it, flow's time is checked
         from ..capture.targets import resolve_target
 
         wants_target = target_needed(attention_methods, options) or bool(attribution_methods)
         planned = capture_planned(  # one pass: the attention, the graphs' tensors, the target
-            text, model, heads=capture_heads(attention_methods, options),
+            text, model, heads=heads_to_capture(attention_methods, options),
             mixing=bool(context_mixing(graphs) and attention_methods),
             target=resolve_target(target, model) if wants_target else None, truncate=truncate,
         )

@@ -194,7 +194,7 @@ def explain(
             text, loaded, generate, methods + inputs, truncate=truncate, progress=progress, words=words,
             attribution=attribution if inputs else None, every_output=every_output, **method_options,
         ).explanation
-    from ..capture.plan import PlannedCapture, capture_heads, capture_planned, fits
+    from ..capture.plan import PlannedCapture, capture_planned, fits, heads_to_capture
     from ..capture.targets import resolve_target
     from ..mixing import context_mixing, graph_names
 
@@ -202,7 +202,7 @@ def explain(
     others = context_mixing(graphs)
     if others:
         check_graph_options(graphs, methods, method_options)
-    heads = capture_heads(methods, method_options)  # fused while the model runs when the methods allow it
+    heads = heads_to_capture(methods, method_options)  # fused while the model runs when the methods allow it
     wants_target = target_needed(methods, method_options) or bool(inputs)
     resolved = resolve_target(target, loaded) if wants_target else None
     bound = None
