@@ -299,7 +299,9 @@ def test_analyze_heads_binds_the_predicted_class_in_its_gradient_pass(passes_on)
     bound_here = batch_head_gradients(loaded, target, ids)
     for first, here in zip(bound_first, bound_here, strict=True):
         assert first.target["class"] == here.target["class"]
-        np.testing.assert_array_equal(first.head_gradients, here.head_gradients)  # the same pass and objective
+        # the same pass and objective, which two runs may round differently: a gradient's float32 bound
+        bound = model_float32_bound(loaded.model.config, scale=np.abs(first.head_gradients).max(), backward=True)
+        assert_within(here.head_gradients, first.head_gradients, bound)
 
 
 @pytest.mark.e2e
@@ -330,7 +332,9 @@ def test_attention_gradients_for_the_predicted_class_runs_one_pass(passes_on):
     target = resolve_target("predicted", loaded)
     bound_first = target_gradients(loaded, target.bind(loaded, ids), ids)
     assert found.target["class"] == bound_first.target["class"]
-    np.testing.assert_array_equal(found.gradients, bound_first.gradients)  # the same pass and objective
+    # the same pass and objective, which two runs may round differently: a gradient's float32 bound
+    bound = model_float32_bound(loaded.model.config, scale=np.abs(bound_first.gradients).max(), backward=True)
+    assert_within(found.gradients, bound_first.gradients, bound)
 
 
 @pytest.mark.e2e
