@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AttnflowError
+from .smollm2 import rebuild_smollm2, smollm2_path
 
 #: Where the models attnflow trained itself lie inside the installed package.
 _DATA = Path(__file__).resolve().parent / "tasks" / "bundled"
@@ -88,13 +89,11 @@ def bundled_reverse_path() -> Path:
 
 
 def _smollm2_path() -> Path:
-    from .smollm2 import smollm2_path
 
     return smollm2_path()
 
 
 def _smollm2_rebuild(reason: str) -> Path:
-    from .smollm2 import rebuild_smollm2
 
     return rebuild_smollm2(reason)
 

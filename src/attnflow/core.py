@@ -27,8 +27,13 @@ import numpy as np
 
 from .errors import AttnflowError
 from .explanation import Explanation
-from .graph import as_attention_array
+from .graph import _to_numpy, as_attention_array
 from .methods import available_methods, get_method
+from .methods.attribution import INPUT_LAYER, attribution_scores, check_passes, split_methods
+from .methods.flow import FlowSolution, flow_is_exact, solve_flow
+from .methods.grad_rollout import WeightedAttention
+from .methods.seq2seq import Seq2SeqGraph
+from .mixing import ATTENTION, context_mixing, get_graph, graph_names
 from .outputs import Output, resolve_output
 
 DEFAULT_METHODS: tuple[str, ...] = ("raw", "rollout")
@@ -103,12 +108,10 @@ def explain_attentions(
             "target=...), or pass the (L, H) head weights, e.g. attnflow.heads.analyze_heads(...).importance."
         )
     grads = None
-    from .methods.grad_rollout import WeightedAttention
 
     if isinstance(gradients, WeightedAttention):
         grads = gradients  # grad_rollout checks its (L, n, n) against the attentions
     elif gradients is not None:
-        from .graph import _to_numpy
 
         grads = _to_numpy(gradients, "gradients")
         if grads.shape != array.shape:
@@ -185,7 +188,6 @@ def graph_conflicts(graphs: Sequence[str], methods: Sequence[str] | str, *, resi
     >>> bool(graph_conflicts(["attention"], ["grad-rollout"], residual=True))
     False
     """
-    from .mixing import context_mixing
 
     others = context_mixing(graphs)
     if not others:
@@ -338,8 +340,6 @@ def every_output_scores(
     >>> found.scores["flow"].shape, found.flow_solution.groups[:2]
     ((2, 3, 3), [(1, 0), (1, 1)])
     """
-    from .methods.attribution import split_methods
-    from .methods.flow import FlowSolution, solve_flow
 
     array = as_attention_array(attentions)
     n_layers, _, n, _ = array.shape
@@ -497,9 +497,6 @@ def score_capture(
     >>> bool(np.array_equal(found.every_output["attention"].scores["flow"][:, 0], found.explanation.scores["flow"]))
     True
     """
-    from .methods.attribution import split_methods
-    from .methods.flow import flow_is_exact, solve_flow
-    from .mixing import context_mixing, get_graph, graph_names
 
     names, inputs = split_methods(method_names(methods))
     if not names and not inputs:
@@ -593,8 +590,6 @@ def shared_solutions(found: Scores) -> dict[str, Any]:
     ...                     score_capture(c, ["flow"], output=2).explanation.scores["flow"]))
     True
     """
-    from .methods.flow import FlowSolution
-    from .mixing import ATTENTION
 
     every = found.every_output.get(ATTENTION)
     solution = None if every is None else every.flow_solution
@@ -621,7 +616,6 @@ def input_scores(inputs: Sequence[str], model_pass: Any, n_layers: int, n: int) 
     attnflow.errors.AttnflowError: occlusion would run 4 model passes on this text of 3 tokens, over the limit of 3 \
 (--max-passes); raise --max-passes or shorten the text.
     """
-    from .methods.attribution import attribution_scores, check_passes
 
     length = len(model_pass.input_ids)
     if length > n:
@@ -643,7 +637,6 @@ def _score_inputs(
 
     Returns the ``{method: "input"}`` map recorded as ``options["input_methods"]``.
     """
-    from .methods.attribution import INPUT_LAYER
 
     n_layers, n = np.shape(captured.attentions)[0], len(captured.tokens)
     ids = list(model_pass.input_ids)
@@ -651,7 +644,6 @@ def _score_inputs(
         raise AttnflowError("The model pass must read the captured tokens (or a prefix of them): give it the "
                             "capture's input_ids.")
     scores.update(input_scores(inputs, model_pass, n_layers, n))
-    from .mixing import ATTENTION
 
     # the report's attention graph when it has one (an attribution method belongs to no graph)
     shown = every_output.get(ATTENTION, next(iter(every_output.values()), None))
@@ -678,7 +670,6 @@ def check_seq2seq_methods(methods: Sequence[str] | str) -> tuple[list[str], list
     attnflow.errors.AttnflowError: Method(s) ['alti/flow'] do not run on encoder-decoder models; available: raw, \
 rollout, flow, grad-rollout and the attribution methods.
     """
-    from .methods.attribution import split_methods
 
     names, inputs = split_methods(list(dict.fromkeys(method_names(methods))))
     unknown = [name for name in names if name not in SEQ2SEQ_METHODS]
@@ -755,10 +746,6 @@ def score_seq2seq(
     >>> bool(np.array_equal(every["flow"][[3, 5], 2], found.explanation.scores["flow"]))  # read from one solve
     True
     """
-    from .methods.attribution import INPUT_LAYER
-    from .methods.flow import solve_flow
-    from .methods.seq2seq import Seq2SeqGraph
-    from .mixing import ATTENTION
 
     names, inputs = check_seq2seq_methods(methods)
     if inputs and model_pass is None:

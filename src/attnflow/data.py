@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .capture.models import quiet_transformers
 from .errors import AttnflowError
 
 FILE_FORMATS: tuple[str, ...] = (".jsonl", ".csv", ".parquet", ".txt")
@@ -602,7 +603,6 @@ def screen_texts(texts: Sequence[str], loaded: Any, *, truncate: bool = False) -
 
 def screen_lengths(texts: Sequence[str], loaded: Any, *, truncate: bool = False) -> list[tuple[str | None, int]]:
     """:func:`screen_texts` with each text's number of tokens (special tokens included, before truncation)."""
-    from .capture.models import quiet_transformers
 
     if loaded.tokenizer is None:
         raise AttnflowError(f"The model {loaded.name!r} is an image model; it explains images, not texts.")

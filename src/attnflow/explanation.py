@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AttnflowError
-from .io import to_jsonable
+from .image_maps import patch_scores
+from .io import check_format, read_json, to_jsonable, write_text_atomic
+from .words import WordGroups
 
 FORMAT_VERSION = 1
 
@@ -103,7 +105,6 @@ class Explanation:
     def __post_init__(self) -> None:
         n = len(self.tokens)
         if self.words is not None:
-            from .words import WordGroups
 
             words = self.words if isinstance(self.words, WordGroups) else WordGroups.from_dict(self.words, n)
             if words.n_tokens != n:
@@ -252,7 +253,6 @@ class Explanation:
         """
         if not self.image:
             raise AttnflowError("This explanation is not about an image; it has no patch grid.")
-        from .image_maps import patch_scores
 
         return patch_scores(self.layer_scores(method, layer), self.image["patch_positions"], self.image["grid"])
 
@@ -297,7 +297,6 @@ class Explanation:
         ...                        "scores": {"raw": [[1.0]]}, "output": 0}).methods
         ['raw']
         """
-        from .io import check_format
 
         if not isinstance(data, dict) or data.get("format") != "attnflow.explanation":
             raise AttnflowError("This JSON is not an attnflow explanation (missing format marker).")
@@ -358,14 +357,12 @@ class Explanation:
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write the explanation to ``path`` atomically (no partial file on failure)."""
-        from .io import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=False))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Explanation:
         """Read an explanation written by :meth:`to_json` (strict JSON: no NaN or Infinity)."""
-        from .io import read_json
 
         return cls.from_dict(read_json(path, "explanation JSON"))
 

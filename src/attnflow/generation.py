@@ -37,7 +37,20 @@ from typing import Any
 
 import numpy as np
 
+from .capture import eager_attention, load_model, quiet_transformers
+from .capture._failures import model_failures
+from .capture.gradients import target_gradients, weighted_attention
+from .capture.perturb import attribution_blank_id
+from .capture.plan import heads_to_capture
+from .capture.targets import BoundTarget, Target, TargetSpec, model_head
+from .capture.text import _check_texts, _encode, _pad_id, capture_token_ids
+from .core import method_names, score_capture, shared_solutions, wants_importance
 from .errors import AttnflowError
+from .explanation import Explanation
+from .graph import WeightedAttention, fusion_weights
+from .methods import get_method
+from .methods.attribution import AttributionInputs, check_attribution_model, check_attribution_options, split_methods
+from .words import word_groups
 
 #: How ``--generate`` answers are explained: the span together, or each token on its own.
 ANSWER_MODES: tuple[str, ...] = ("span", "each")
@@ -146,7 +159,6 @@ def check_generator(loaded: Any, option: str = "generate") -> None:
     ...
     attnflow.errors.AttnflowError: Cannot generate with 'minilm' (BertModel): it is an encoder; use a causal LM...
     """
-    from .capture.targets import model_head
 
     model = loaded.model
     name = f"{loaded.name!r} ({type(model).__name__})"
@@ -208,9 +220,6 @@ def generate(
     """
     import torch
 
-    from .capture import eager_attention, load_model, quiet_transformers
-    from .capture._failures import model_failures
-    from .capture.text import _check_texts, _encode, _pad_id
 
     count = check_new_tokens(max_new_tokens)
     _check_texts(prompt)
@@ -335,16 +344,6 @@ def explain_generation(
     ...
     attnflow.errors.AttnflowError: Cannot generate with 'minilm' (BertModel): it is an encoder; use a causal LM...
     """
-    from .capture import load_model
-    from .capture.text import capture_token_ids
-    from .core import method_names, score_capture, shared_solutions, wants_importance
-    from .methods import get_method
-    from .methods.attribution import (
-        AttributionInputs,
-        check_attribution_model,
-        check_attribution_options,
-        split_methods,
-    )
 
     names, inputs = split_methods(method_names(methods))
     for name in names:
@@ -356,7 +355,6 @@ def explain_generation(
     check_attribution_model(inputs, loaded)
     generation = generate(prompt, loaded, max_new_tokens, truncate=truncate)
     ids = generation.input_ids
-    from .capture.plan import heads_to_capture
 
     # fused while the model runs when the methods read only the head mean (bounded memory on long answers)
     heads = heads_to_capture(names, method_options)
@@ -370,11 +368,9 @@ def explain_generation(
     values: list[float] = []
     if needs_gradients and heads != "all":
         logits = answer_logits(loaded, ids, generation.prompt_length)
-    from .explanation import Explanation
 
     point, blank = None, 0
     if inputs:
-        from .capture.perturb import attribution_blank_id
 
         blank = attribution_blank_id(loaded)
     every: dict[str, Any] = {}
@@ -391,7 +387,6 @@ def explain_generation(
                 loaded, ids, generation.prompt_length + k, objective="log_probability", head_gradients=importance
             )
             values.append(found.value)
-            from .graph import fusion_weights
 
             options["head_fusion"] = fusion_weights(np.abs(found.head_gradients))
             weights.append(np.asarray(options["head_fusion"]).tolist())
@@ -459,7 +454,6 @@ def explain_generation(
     )
     explanation.every_output = every
     if words:
-        from .words import word_groups
 
         explanation.words = word_groups(loaded, ids, prompt, prompt_length=generation.prompt_length)
     return GenerationExplanation(generation, captured, explanation)
@@ -475,7 +469,6 @@ def _check_position(input_ids: Sequence[int], position: Any) -> list[int]:
 
 def _bound_token(loaded: Any, token: int) -> Any:
     """The next-token target for ``token`` (its logit, or log-probability, at the position that predicts it)."""
-    from .capture.targets import BoundTarget, Target, TargetSpec
 
     target = Target(TargetSpec("index", token), "causal_lm", "next_token", index=token, model_name=loaded.name)
     return BoundTarget(target, token, None)  # type: ignore[arg-type]
@@ -496,8 +489,6 @@ def answer_weighted_attention(loaded: Any, input_ids: Sequence[int], position: i
     ...
     attnflow.errors.AttnflowError: The 'position' parameter must be a position from 1 to 1; got 2.
     """
-    from .capture.gradients import weighted_attention
-    from .graph import WeightedAttention
 
     ids = _check_position(input_ids, position)
     n = len(ids)
@@ -523,7 +514,6 @@ def answer_logits(loaded: Any, input_ids: Sequence[int], prompt_length: int) -> 
     ids = [int(i) for i in input_ids]
     if prompt_length >= len(ids):
         return []
-    from .capture import eager_attention, quiet_transformers
 
     net = loaded.model
     tensor = torch.tensor([ids], dtype=torch.long, device=getattr(net, "device", None))
@@ -559,7 +549,6 @@ def answer_gradients(
     ...
     attnflow.errors.AttnflowError: The 'position' parameter must be a position from 1 to 1; got 0.
     """
-    from .capture.gradients import target_gradients
 
     ids = _check_position(input_ids, position)
     n = len(ids)

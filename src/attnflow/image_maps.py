@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AttnflowError
+from .io import write_bytes_atomic
 
 
 def _grid(grid: Sequence[int]) -> tuple[int, int]:
@@ -234,7 +235,6 @@ def png_bytes(image: Any) -> bytes:
 
 def write_png(image: Any, path: str | os.PathLike[str]) -> Path:
     """Write an RGB uint8 image as a PNG at ``path``, atomically."""
-    from .io import write_bytes_atomic
 
     if Path(path).is_dir():
         raise AttnflowError(f"Cannot write the image to {os.fspath(path)!r}: it is a folder; give a file name.")

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .capture.chat import special_tokens_mask
 from .errors import AttnflowError
 
 #: The grouping rule, as recorded in every explanation with words.
@@ -150,7 +151,6 @@ def word_groups(
     >>> word_groups(tok, ids, "Don't panic, New York!").labels
     ['[CLS]', "Don't", 'panic,', 'New', 'York!', '[SEP]']
     """
-    from .capture.chat import special_tokens_mask
 
     mask = special_tokens_mask(tokenizer, input_ids) if input_ids else []  # a chat template's tokens too
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)

@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttnflowError
+from ..evaluate.faithfulness import FaithfulnessScores
+from ..evaluate.runner import EvaluationResult, ExampleResult
+from .runner import SCORES, _read_manifest, _shard_metadata, _shard_name, _shard_state, read_results, run_fingerprint
 
 
 def evaluation_result(out: str | os.PathLike[str]) -> Any:
@@ -39,17 +42,6 @@ def evaluation_result(out: str | os.PathLike[str]) -> Any:
     >>> r.n_examples, r.correlation("blankout", "rollout").shape
     (2, (6, 2))
     """
-    from ..evaluate.faithfulness import FaithfulnessScores
-    from ..evaluate.runner import EvaluationResult, ExampleResult
-    from .runner import (
-        SCORES,
-        _read_manifest,
-        _shard_metadata,
-        _shard_name,
-        _shard_state,
-        read_results,
-        run_fingerprint,
-    )
 
     folder = Path(out)
     manifest = _read_manifest(folder)

@@ -33,11 +33,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import EMPTY_TEXT, Dataset, Example, read_dataset
+from ..capture import load_model
+from ..capture.image import DEFAULT_IMAGE_MODEL
+from ..capture.models import quiet_transformers
+from ..capture.seq2seq import is_seq2seq_model, require_seq2seq
+from ..capture.targets import resolve_target
+from ..core import check_seq2seq_methods
+from ..data import EMPTY_TEXT, Dataset, Example, read_dataset, read_image_folder, screen_lengths
 from ..errors import AttnflowError
+from ..evaluate.faithfulness import check_percents
+from ..evaluate.runner import GROUND_TRUTHS, REMOVALS
+from ..explainers.seq2seq import Seq2SeqExplanation
+from ..explainers.text import check_graph_options, target_needed
+from ..explanation import Explanation
+from ..graph import HEAD_FUSIONS, check_ratio, check_residual
 from ..io import check_output_folder, to_jsonable, write_bytes_atomic, write_text_atomic
+from ..methods import get_method
+from ..methods.attribution import LIME_SAMPLES, MAX_PASSES, check_attribution_options, split_methods
+from ..mixing import ATTENTION, context_mixing, get_graph, graph_names, result_key
 from .engines import ENGINES, available_cores, parse_address, run_in_process, run_local, run_ray
-from .worker import Shard, WorkSpec
+from .worker import COLUMNS, Shard, WorkSpec
 
 #: Version 2: shards name their run (``run`` in their metadata) and carry page checksums; rows have
 #: ``special`` (and ``words``, ``word_scores``), and the texts are in ``texts.parquet``, once per example.
@@ -210,10 +225,6 @@ def run_batch(
     >>> r.summary["n_examples"], r.summary["rows"], len(r.dataframe())
     (2, 12, 12)
     """
-    from ..capture import load_model
-    from ..capture.models import quiet_transformers
-    from ..methods import get_method
-    from ..methods.attribution import split_methods
 
     names = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
     if not names:
@@ -241,12 +252,10 @@ def run_batch(
         parse_address(address)  # its form now; whether a cluster answers there, before connecting
     if (data is None) == (images is None):
         raise AttnflowError("Give a data set (--data) or a folder of images (--images): exactly one of them.")
-    from ..mixing import context_mixing, graph_names
 
     graph_list = graph_names(graphs)
     others = context_mixing(graph_list)
     if others:
-        from ..explainers.text import check_graph_options
 
         check_graph_options(graph_list, attention_names, method_options)
         if images is not None:
@@ -255,7 +264,6 @@ def run_batch(
                 "graph only."
             )
     if decoder_column is not None:
-        from ..core import check_seq2seq_methods
 
         given = [label for label, used in (("images (--images)", images is not None),
                  ("evaluation (--evaluate)", evaluation not in (None, False)),
@@ -285,8 +293,6 @@ def run_batch(
             "move it or choose another --out."
         )
     if images is not None:
-        from ..capture.image import DEFAULT_IMAGE_MODEL
-        from ..data import read_image_folder
 
         dataset = read_image_folder(images)
         model = DEFAULT_IMAGE_MODEL if model is None else model
@@ -300,8 +306,6 @@ def run_batch(
     evaluation_options = _evaluation_options(evaluation)
     with quiet_transformers():
         loaded = load_model(model, trust_remote_code=trust_remote_code)
-    from ..capture.seq2seq import is_seq2seq_model, require_seq2seq
-    from ..explainers.text import target_needed
 
     if decoder_column is not None:
         require_seq2seq(loaded, "A decoder column (--decoder-column)")
@@ -312,10 +316,8 @@ def run_batch(
         )
     wants_target = evaluation_options is not None or target_needed(attention_names, method_options) or bool(inputs)
     if images is None and decoder_column is None and wants_target:
-        from ..capture.targets import resolve_target
 
         resolve_target(target, loaded)  # a target the model cannot give fails here, not on every row
-    from ..mixing import get_graph
 
     for name in others:  # so does a graph the model's blocks do not define
         get_graph(name).check_model(loaded)
@@ -425,8 +427,6 @@ def _evaluation_options(evaluation: bool | dict[str, Any] | None) -> dict[str, A
     unknown = sorted(set(chosen) - set(EVALUATION_OPTIONS))
     if unknown:
         raise AttnflowError(f"Unknown evaluation option(s) {unknown}; available: {', '.join(EVALUATION_OPTIONS)}.")
-    from ..evaluate.faithfulness import check_percents
-    from ..evaluate.runner import GROUND_TRUTHS, REMOVALS
 
     truths = chosen.get("ground_truths", GROUND_TRUTHS)
     truths = [truths] if isinstance(truths, str) else list(truths)
@@ -501,7 +501,6 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
     """
     import numpy as np
 
-    from ..explanation import Explanation
 
     frame = read_results(out)
     rows = frame[frame["example"] == example]
@@ -521,7 +520,6 @@ def read_explanation(out: str | os.PathLike[str], example: int) -> Any:
     output = int(first["output"]) if str(first["output"]).lstrip("-").isdigit() else str(first["output"])
     target = first["target"]
     if "source_length" in rows.columns:  # an encoder-decoder run
-        from ..explainers.seq2seq import Seq2SeqExplanation
 
         return Seq2SeqExplanation(
             tokens=[str(t) for t in first["tokens"]], scores=scores, output=output,
@@ -550,8 +548,6 @@ def result_keys(options: dict[str, Any]) -> list[str]:
     >>> result_keys({"methods": ["raw", "rollout"], "graphs": ["attention", "alti"]})
     ['raw', 'rollout', 'alti/raw', 'alti/rollout']
     """
-    from ..methods.attribution import split_methods
-    from ..mixing import ATTENTION, result_key
 
     graphs = options.get("graphs") or [ATTENTION]
     attention, inputs = split_methods(options["methods"])
@@ -563,7 +559,6 @@ def _attribution_options(
 ) -> dict[str, Any] | None:
     """The attribution methods' options (``ig_steps``, ``lime_samples``, ``max_passes``, ``seed``), checked, or
     ``None`` without attribution methods; refused in one line where batch cannot run them, before a model loads."""
-    from ..methods.attribution import LIME_SAMPLES, MAX_PASSES, check_attribution_options
 
     if not inputs:
         if given:
@@ -624,14 +619,12 @@ def _texts_run(path: Path) -> str | None:
 
 
 def _columns() -> tuple[str, ...]:
-    from .worker import COLUMNS
 
     return COLUMNS
 
 
 def _check_method_options(options: dict[str, Any]) -> None:
     """Refuse a method option's value that no row could use, with the methods' own checks (before any model)."""
-    from ..graph import HEAD_FUSIONS, check_ratio, check_residual
 
     if "residual" in options:
         check_residual(options["residual"])
@@ -834,7 +827,6 @@ def _plan(
     loaded: Any, dataset: Dataset, options: dict[str, Any], fingerprint: str, truncate: bool, shard_size: int
 ) -> dict[str, Any]:
     """Skip rows that cannot be explained (with the reason), sort the rest by length, cut them into shards."""
-    from ..data import screen_lengths
 
     if options.get("images"):
         return _manifest(loaded, dataset, options, fingerprint, [], [r.row for r in dataset.records], shard_size)

@@ -13,8 +13,23 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..capture import capture_attention, load_model
+from ..capture.gradient_point import gradient_point
+from ..capture.models import quiet_transformers
+from ..capture.perturb import attribution_blank_id
+from ..capture.plan import capture_planned
+from ..capture.targets import resolve_target
+from ..core import score_capture
 from ..data import Example
 from ..errors import AttnflowError
+from ..evaluate import evaluate as run_evaluate
+from ..explainers.image import explain_image
+from ..explainers.seq2seq import explain_seq2seq
+from ..explainers.text import target_inputs, target_needed
+from ..io import to_jsonable
+from ..methods.attribution import AttributionInputs, is_attribution, split_methods
+from ..mixing import context_mixing, result_key
+from ..words import word_groups
 
 #: The columns of :func:`attnflow.batch.read_results`, in order (``label`` is int64 or string, fixed per run by
 #: the data set). A shard file holds them all but ``text``, which ``texts.parquet`` holds once per example.
@@ -102,8 +117,6 @@ class ShardWorker:
         if own_threads:
             os.environ["OMP_NUM_THREADS"] = str(spec.threads)  # before torch starts its thread pool
             set_threads(spec.threads)
-        from ..capture import load_model
-        from ..capture.models import quiet_transformers
 
         with quiet_transformers():
             self.loaded = load_model(spec.model if loaded is None else loaded, trust_remote_code=spec.trust_remote_code)
@@ -126,12 +139,6 @@ class ShardWorker:
 
     def table(self, shard: Shard) -> Any:
         """The shard's rows as a pyarrow Table, one row per example x method x layer."""
-        from ..capture import capture_attention
-        from ..capture.plan import capture_planned
-        from ..core import score_capture
-        from ..explainers.text import target_inputs, target_needed
-        from ..methods.attribution import split_methods
-        from ..mixing import context_mixing, result_key
 
         spec = self.spec
         if spec.evaluation is not None:
@@ -187,7 +194,6 @@ class ShardWorker:
             n_layers = explanation.n_layers
             words = None
             if spec.words:
-                from ..words import word_groups
 
                 words = word_groups(self.loaded, capture.input_ids, record.text)
             _add_rows(
@@ -207,7 +213,6 @@ class ShardWorker:
         """
         import pyarrow as pa
 
-        from ..explainers.image import explain_image
 
         spec = self.spec
         columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *IMAGE_COLUMNS)}
@@ -242,7 +247,6 @@ class ShardWorker:
         """
         import pyarrow as pa
 
-        from ..explainers.seq2seq import explain_seq2seq
 
         spec = self.spec
         columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, *SEQ2SEQ_COLUMNS)}
@@ -285,7 +289,6 @@ class ShardWorker:
         """
         import pyarrow as pa
 
-        from ..evaluate import evaluate as run_evaluate
 
         spec = self.spec
         options = dict(spec.evaluation or {})
@@ -360,9 +363,6 @@ class ShardWorker:
 
     def _model_pass(self, bound: Any, input_ids: Any, example: int) -> Any:
         """The attribution methods' model pass of one row (its random baseline seeded by the row's example)."""
-        from ..capture.gradient_point import gradient_point
-        from ..capture.perturb import attribution_blank_id
-        from ..methods.attribution import AttributionInputs
 
         if self._point is None:
             self._point = gradient_point(self.loaded)
@@ -371,7 +371,6 @@ class ShardWorker:
 
     def _target(self, spec: str | None) -> Any:
         if spec not in self._targets:
-            from ..capture.targets import resolve_target
 
             self._targets[spec] = resolve_target(spec, self.loaded)
         return self._targets[spec]
@@ -443,7 +442,6 @@ def _add_rows(
     ``special`` are the special tokens' positions; ``words``, when not ``None``, the
     :class:`attnflow.words.WordGroups` that ``words`` and ``word_scores`` come from.
     """
-    from ..methods.attribution import is_attribution
 
     mask = _special_mask(len(tokens), special)
     for method in methods:
@@ -492,6 +490,5 @@ def _label(label: Any, label_type: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    from ..io import to_jsonable
 
     return to_jsonable(value)

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AttnflowError
+from ._eager import attention_implementation
 from ._hooks import attention_sites
 from .architectures import streamed_modules
 
@@ -214,7 +215,6 @@ def fused_attention(model: Any, layers: Sequence[Sequence[Any]]) -> Iterator[Non
     does not have one entry per attention site; after the block, a site that never
     ran is an error too.
     """
-    from ._eager import attention_implementation
 
     if not streamable(model):
         raise AttnflowError(

@@ -64,7 +64,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import AttnflowError
+from ._eager import eager_attention
 from .architectures import PROJECTION_NAMES
+from .models import LoadedModel
 
 Kind = Literal["self", "cross"]
 _RECORD_KEYS: dict[str, str] = {"self": "attentions", "cross": "cross_attentions"}
@@ -183,7 +185,6 @@ def attention_sites(model: Any, kind: Kind = "self") -> list[AttentionSite]:
     """
     from transformers import PreTrainedModel
 
-    from .models import LoadedModel
 
     if isinstance(model, LoadedModel):
         model = model.model
@@ -243,7 +244,6 @@ def attention_output_projections(model: Any) -> list[Any]:
     >>> len(attention_output_projections(load_model().model))
     6
     """
-    from .models import LoadedModel
 
     if isinstance(model, LoadedModel):
         model = model.model
@@ -328,8 +328,6 @@ def attention_hooks(
     >>> [round(s, 4) for s in sums] == [1.0] * 6
     True
     """
-    from ._eager import eager_attention
-    from .models import LoadedModel
 
     if isinstance(model, LoadedModel):
         model = model.model

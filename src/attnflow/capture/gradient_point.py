@@ -46,6 +46,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ._eager import eager_attention
+from ._hooks import attention_sites
 from .models import LoadedModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,7 +79,6 @@ def gradient_point(model: Any) -> GradientPoint:
     module. Without one, the point is the output of ``get_input_embeddings()``.
     For an encoder-decoder model pass ``model.get_encoder()``.
     """
-    from ._hooks import attention_sites
 
     module = model.model if isinstance(model, LoadedModel) else model
     try:

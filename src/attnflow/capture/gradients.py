@@ -39,12 +39,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import AttnflowError
+from ..graph import WeightedAttention
 from ._eager import eager_attention
-from ._hooks import attention_output_projections
+from ._hooks import attention_hooks, attention_output_projections
+from ._reduce import EXACT_ROWS
 from ._shapes import AttentionShape
 from .chat import special_tokens_mask
-from .models import LoadedModel
-from .targets import Target, run_model
+from .models import LoadedModel, load_model
+from .targets import Target, resolve_target, run_model
+from .text import _attention_tuple, _batch_inputs, _check_texts, _encode, _Encoded
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -344,9 +347,6 @@ def attention_gradients(
     >>> g.tokens, g.target["kind"]
     (['[CLS]', 'heads', 'matter', '.', '[SEP]'], 'norm')
     """
-    from .models import load_model
-    from .targets import resolve_target
-    from .text import _check_texts, _encode
 
     _check_texts(text)
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)
@@ -356,7 +356,6 @@ def attention_gradients(
 
 
 def _attentions(loaded: LoadedModel, outputs: Any, n: int) -> tuple[Any, ...]:
-    from .text import _attention_tuple
 
     return _attention_tuple(loaded, outputs, 1, n)
 
@@ -401,9 +400,6 @@ def weighted_attention(loaded: LoadedModel, bound: BoundTarget, input_ids: Seque
     """
     import torch
 
-    from ..graph import WeightedAttention
-    from ._hooks import attention_hooks
-    from ._reduce import EXACT_ROWS
 
     model = loaded.model
     ids = [int(i) for i in input_ids]
@@ -569,7 +565,6 @@ def batch_head_gradients(
         bounds = [None] * len(labels)  # bound from the pass below
     if not rows or len(rows) != len(bounds) or any(not ids for ids in rows):
         raise AttnflowError("batch_head_gradients needs one bound target per example and non-empty token ids.")
-    from .text import _batch_inputs, _Encoded
 
     model = loaded.model
 
@@ -636,6 +631,5 @@ def _attends_to_padding(attentions: Sequence[Any], lengths: Sequence[int]) -> bo
 
 
 def _attention_tuple_batch(loaded: LoadedModel, outputs: Any, batch: int, width: int) -> tuple[Any, ...]:
-    from .text import _attention_tuple
 
     return _attention_tuple(loaded, outputs, batch, width)

@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from ._reduce import reduce_layer
 from ._shapes import AttentionShape
 from .models import LoadedModel, is_vision_config, load_model, quiet_transformers
 
@@ -586,7 +587,6 @@ def _renormalised(loaded: LoadedModel, layers: Sequence[Any]) -> tuple[np.ndarra
     within ``EXACT_ROWS`` of 1 are kept as they are; half-precision rows are divided by
     their float64 sums.
     """
-    from ._reduce import reduce_layer
 
     arrays, correction = [], 0.0
     for layer in layers:

@@ -29,6 +29,7 @@ from ..bundled import DEFAULT_MODEL, bundled_names, is_bundled, rebuild_bundled,
 from ..errors import AttnflowError
 from ._failures import first_line
 from .architectures import architecture
+from .chat import with_chat
 
 # Belt and braces: every load below passes local_files_only=True; this also keeps the
 # hub client offline if transformers is first imported after attnflow.capture.
@@ -210,7 +211,6 @@ def load_model(
 def _chat(loaded: LoadedModel, chat: bool) -> LoadedModel:
     if not chat:
         return loaded
-    from .chat import with_chat
 
     return with_chat(loaded)
 

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
+from .gradient_point import capture_point, gradient_point
 from .models import LoadedModel, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -676,7 +677,6 @@ def seq2seq_input_gradients(
     """
     import torch
 
-    from .gradient_point import capture_point, gradient_point
 
     loaded = load_model(model)
     require_seq2seq(loaded)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AttnflowError
+from ._eager import eager_attention
 from ._failures import model_failures
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,7 +262,6 @@ class Target:
         """
         import torch
 
-        from ._eager import eager_attention
 
         ids = torch.tensor([input_ids], dtype=torch.long, device=_device(loaded.model))
         mask = torch.ones_like(ids)
@@ -609,7 +609,6 @@ def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tens
 def _reference_embedding(loaded: LoadedModel, target: Target, text: str) -> torch.Tensor:
     import torch
 
-    from ._eager import eager_attention
 
     kwargs: dict[str, Any] = {"add_special_tokens": True}
     if loaded.max_length is not None:

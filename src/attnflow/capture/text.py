@@ -27,8 +27,8 @@ from ..errors import AttnflowError
 from ._eager import eager_attention
 from ._failures import model_failures
 from ._fused_attention import fused_attention, streamable
-from ._hooks import AttentionCall, attention_hooks
-from ._reduce import LayerAccumulator, check_heads, reduce_layer
+from ._hooks import AttentionCall, attention_hooks, attention_sites
+from ._reduce import EXACT_ROWS, LayerAccumulator, check_heads, reduce_layer
 from ._shapes import AttentionShape
 from .chat import special_tokens_mask
 from .models import LoadedModel, load_model
@@ -304,7 +304,6 @@ def capture_attention_by(
     >>> c.tokens, c.attentions.shape
     (['[CLS]', 'one', 'pass', '.', '[SEP]'], (6, 12, 5, 5))
     """
-    from ._reduce import EXACT_ROWS
 
     _check_texts(text)
     item = _encode(loaded, text, truncate, None)
@@ -590,7 +589,6 @@ def _capture_batch(
     model = loaded.model
     extra = dict(forward or {}) if outputs is not None else _attention_only(model)
     if heads == "all":
-        from ._hooks import attention_sites
 
         try:
             attention_sites(model)
@@ -647,7 +645,6 @@ def _capture_batch_fused(
     """
     import torch
 
-    from ._hooks import attention_sites
 
     model = loaded.model
     n_layers = len(attention_sites(model))

@@ -9,7 +9,12 @@ from typing import Annotated
 
 import typer
 
+from ..batch import run_batch
 from ..batch.engines import ENGINES
+from ..errors import AttnflowError
+from ..io import check_input_file
+from ..methods import get_method
+from ..methods.attribution import split_methods
 from ..mixing.registry import context_mixing
 from .common import (
     check_methods,
@@ -18,6 +23,7 @@ from .common import (
     error_console,
     number_range,
 )
+from .explain import check_graphs
 from .options import (
     Graphs,
     HeadFusion,
@@ -135,11 +141,6 @@ def batch(
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Explain every row of a data set, one Parquet row per example x method x layer; rerun to resume."""
-    from ..batch import run_batch
-    from ..errors import AttnflowError
-    from ..io import check_input_file
-    from ..methods.attribution import split_methods
-    from .explain import check_graphs
 
     check_input_file(data, "--data")
     check_methods(method)
@@ -156,7 +157,6 @@ def batch(
     options: dict[str, object] = {"head_fusion": head_fusion}
     if not context_mixing(graphs):  # the context-mixing graphs contain the residual
         options["residual"] = 0.5 if residual is None else residual
-    from ..methods import get_method
 
     accepted = set().union(*(get_method(name).options for name in attention_methods))
     evaluation = None
@@ -167,11 +167,9 @@ def batch(
         if ig_steps is not None:
             evaluation["ig_steps"] = ig_steps
     elif ground_truth or ig_steps is not None:
-        from ..errors import AttnflowError
 
         raise AttnflowError("--ground-truth and --ig-steps are for --evaluate; add --evaluate or leave them out.")
     if (data is None) == (images is None):
-        from ..errors import AttnflowError
 
         raise AttnflowError("Give --data FILE (texts) or --images FOLDER, exactly one of them.")
     with progress_bar() as progress:

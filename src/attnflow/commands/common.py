@@ -18,8 +18,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from ..capture.targets import parse_target
 from ..errors import AttnflowError
 from ..methods import available_methods
+from ..methods.attribution import available_attributions
 
 
 class PipeSafeStdout:
@@ -81,7 +83,6 @@ error_console = Console(stderr=True)
 
 
 def check_methods(methods: list[str]) -> list[str]:
-    from ..methods.attribution import available_attributions
 
     known = available_methods() + available_attributions()
     for method in methods:
@@ -153,7 +154,6 @@ def check_method_option(value: Sequence[str] | None) -> Sequence[str] | None:
     """Callback of ``--method``: every name must be a registered method."""
     if value is None:
         return None
-    from ..methods.attribution import available_attributions
 
     known = available_methods() + available_attributions()
     for name in value:
@@ -172,7 +172,6 @@ def check_target_option(value: str | None) -> str | None:
     """
     if value is None:
         return None
-    from ..capture.targets import parse_target
 
     try:
         parse_target(value)

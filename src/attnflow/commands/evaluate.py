@@ -8,11 +8,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..batch import evaluation_result, run_batch
+from ..capture import load_model
+from ..capture.models import quiet_transformers
+from ..capture.seq2seq import is_seq2seq_model
 from ..core import graph_conflicts
+from ..data import image_files, read_dataset, screen_examples
 from ..errors import AttnflowError
+from ..evaluate import default_methods, read_examples
+from ..evaluate import evaluate as run_evaluate
+from ..evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
+from ..evaluate.runner import IntegratedGradientsWarning
+from ..evaluate.seq2seq import evaluate_seq2seq
 from ..io import check_input_file, check_output_folder, csv_bytes, write_folder
 from ..methods import get_method
+from ..methods.attribution import check_attribution_options, split_methods
 from ..mixing.registry import context_mixing
+from ..plots import figure_png
+from ..report.stacking import StackingTable
+from ..tasks.digits import digits_test_set
+from ..tasks.seq2seq_task import correlation_table
 from .common import (
     check_layer_option,
     check_methods,
@@ -167,12 +182,8 @@ def evaluate(
     overwrite: Overwrite = False,
 ) -> None:
     """Compare methods with blank-out and gradient importance (Spearman, per layer) and measure faithfulness."""
-    from ..evaluate import default_methods, read_examples
-    from ..evaluate import evaluate as run_evaluate
-    from ..evaluate.runner import IntegratedGradientsWarning
 
     given = given_options(ctx)
-    from ..methods.attribution import check_attribution_options, split_methods
 
     attention_methods, attribution_methods = split_methods(method or [])
     check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
@@ -219,13 +230,9 @@ def evaluate(
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=overwrite)
     examples = read_examples(data)
     methods = check_methods(list(method)) if method else list(default_methods())
-    from ..capture import load_model
-    from ..capture.models import quiet_transformers
-    from ..data import screen_examples
 
     with quiet_transformers():
         model = load_model(model, trust_remote_code=trust_remote_code)  # once: screened here, evaluated below
-    from ..capture.seq2seq import is_seq2seq_model
 
     if is_seq2seq_model(model):
         evaluate_seq2seq_data(ctx, data, out, model, methods, given, attribution={
@@ -344,7 +351,6 @@ def evaluate_sharded(
     ``OUT/summary.json``); ``results.json``, ``examples.csv`` and ``correlation.png`` are made from
     the finished rows (:func:`attnflow.batch.evaluation_result`).
     """
-    from ..batch import evaluation_result, run_batch
 
     check_output_folder(out, inputs=[data], names=OUTPUT_FILES, overwrite=True)  # a file, or the data inside
     with progress_bar("evaluating") as progress:
@@ -378,7 +384,6 @@ def evaluate_images(
     With a context-mixing ``--graph`` the default methods are those that run on any graph (not grad-rollout)."""
     import json
 
-    from ..evaluate.image_faithfulness import DEFAULT_METHODS, image_faithfulness
 
     graphs = graphs or ["attention"]
     others = context_mixing(graphs)
@@ -390,13 +395,11 @@ def evaluate_images(
         options.pop("residual", None)
     labels = None
     if images.strip().lower() == "digits":
-        from ..tasks.digits import digits_test_set
 
         chosen, labels = digits_test_set(200 if n is None else n)
         items: list[Any] = list(chosen)
         source = f"the first {len(items)} digits-vit test images"
     else:
-        from ..data import image_files
 
         items = list(image_files(images))[:n]
         source = f"{len(items)} images of {images}"
@@ -419,7 +422,6 @@ def evaluate_images(
 
 def render_outputs(result: EvaluationResult) -> dict[str, bytes]:
     """Every output file's bytes, computed before anything is written."""
-    from ..plots import figure_png
 
     return {
         "results.json": (result.to_json() + "\n").encode("utf-8"),
@@ -488,7 +490,6 @@ def evaluation_tables(result: EvaluationResult) -> list[Table]:
     >>> [t.row_count for t in evaluation_tables(r)]
     [2]
     """
-    from ..report.stacking import StackingTable
 
     tables = []
     for truth in result.ground_truths:
@@ -569,9 +570,6 @@ def evaluate_seq2seq_data(
     """
     import json
 
-    from ..data import read_dataset
-    from ..evaluate.seq2seq import evaluate_seq2seq
-    from ..tasks.seq2seq_task import correlation_table
 
     wrong = sorted(given - _SEQ2SEQ_OPTIONS)
     if wrong:

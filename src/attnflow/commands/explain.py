@@ -9,10 +9,29 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..capture import load_model
+from ..capture.image import DEFAULT_IMAGE_MODEL
 from ..capture.models import DEVICES, DTYPES
-from ..core import graph_conflicts
+from ..capture.plan import capture_planned, heads_to_capture
+from ..capture.seq2seq import capture_seq2seq, is_seq2seq_model, require_seq2seq
+from ..capture.targets import resolve_target
+from ..core import FLOW_ALL_OUTPUTS_BUDGET, graph_conflicts
 from ..errors import AttnflowError
+from ..explainers.image import explain_image
+from ..explainers.text import TARGET_IGNORED, target_needed
+from ..explainers.text import explain as run_explain
+from ..generation import check_generator, explain_generation
+from ..heads import analyze_heads
+from ..image_maps import image_view
+from ..io import check_input_file, check_output_file
+from ..methods.attribution import check_attribution_options, split_methods
+from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
 from ..mixing.registry import context_mixing
+from ..report.data import mark_report, report_data, report_data_from_capture
+from ..report.graphs import report_with_graphs
+from ..report.heads_panel import heads_panel
+from ..report.seq2seq import seq2seq_report_data
+from ..report.terminal import explanation_table
 from .common import (
     check_layer,
     check_layer_option,
@@ -35,6 +54,7 @@ from .options import (
     model_option,
     target_option,
 )
+from .report import add_heads_panel, check_report_paths, write_report_files
 
 Model = model_option("minilm; digits-vit for --image")
 Methods = method_option("raw, rollout")
@@ -209,12 +229,6 @@ def explain(
 
     With --image, --png OUT.png writes the image with each method's heatmap over it.
     """
-    from ..capture import load_model
-    from ..explainers.text import TARGET_IGNORED, target_needed
-    from ..explainers.text import explain as run_explain
-    from ..io import check_output_file
-    from ..methods.attribution import check_attribution_options, split_methods
-    from ..report.terminal import explanation_table
 
     attention_methods, attribution_methods = split_methods(method)
     check_attribution_options(attribution_methods, ig_steps=ig_steps, lime_samples=lime_samples,
@@ -267,7 +281,6 @@ def explain(
             what = exc.strerror or str(exc)
         if what:
             raise AttnflowError(f"Cannot read the image {str(image)!r}: {what}.")
-        from ..capture.image import DEFAULT_IMAGE_MODEL
 
         loaded = load_model(  # in --dtype: half-precision rows are renormalised in float64, with a note
             DEFAULT_IMAGE_MODEL if model is None else model, trust_remote_code=trust_remote_code, dtype=dtype,
@@ -281,12 +294,10 @@ def explain(
         return
     wants_report = any(path is not None for path in (html_path, png_path, svg_path))
     if wants_report:
-        from .report import check_report_paths
 
         check_report_paths(html_path, png_path, svg_path, inputs=sources, html_option="--html", overwrite=overwrite)
     # once: explain and the report share it
     model = load_model(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device, chat=chat)
-    from ..capture.seq2seq import is_seq2seq_model
 
     if decoder_text is not None or is_seq2seq_model(model):
         if context_mixing(graphs):
@@ -321,8 +332,6 @@ def explain(
         return
     planned = captured = None
     if context_mixing(graphs) or wants_report or "flow" in method:  # captured once: explain scores it, the
-        from ..capture.plan import capture_planned, heads_to_capture  # report reuses it, flow's time is checked
-        from ..capture.targets import resolve_target
 
         wants_target = target_needed(attention_methods, options) or bool(attribution_methods)
         planned = capture_planned(  # one pass: the attention, the graphs' tensors, the target
@@ -381,7 +390,6 @@ def check_heads_options(heads: bool, heads_file: Path | None, html_path: Path | 
     if heads and heads_file is not None:
         raise AttnflowError("Give --heads (computed for this text) or --heads-file FILE (read), not both.")
     if heads_file is not None:
-        from ..io import check_input_file
 
         check_input_file(heads_file, "--heads-file")
 
@@ -397,13 +405,11 @@ def heads_panel_for(
     every word ties) and syntactic roles need parses; ``attnflow heads`` over a data set
     gives both, and ``--heads-file`` shows its heads.json.
     """
-    from ..report.heads_panel import heads_panel
 
     if heads_file is not None:
         return heads_panel(heads_file)
     if not compute:
         return None
-    from ..heads import analyze_heads
 
     with progress_bar("analysing the heads") as progress:
         report = analyze_heads([text], model, target, truncate=truncate, progress=progress)
@@ -478,8 +484,6 @@ def _explain_generated(
     attribution: dict[str, Any] | None = None,
 ) -> None:
     """``explain --generate N``: continue the prompt, then the table(s), JSON and report of the answer."""
-    from ..generation import check_generator, explain_generation
-    from ..report.terminal import explanation_table
 
     check_generator(model)
     if "flow" in methods:
@@ -520,8 +524,6 @@ def _check_flow_time(
 
     Certified intervals (``--flow-tolerance`` above 0) have their own budget, ``--flow-seconds``.
     """
-    from ..core import FLOW_ALL_OUTPUTS_BUDGET
-    from ..methods.flow import EXACT_SECONDS, estimate_flow_seconds
 
     n_layers, n = int(shape[0]), int(shape[-1])
     every_output = wants_report and float(n_layers) ** 2 * float(n) ** 4 <= FLOW_ALL_OUTPUTS_BUDGET
@@ -574,7 +576,6 @@ def write_outputs(
     ``--png`` is its heatmap over the image (``image_png``). Every file is written atomically and
     named on the terminal as soon as it is written, so a later failure leaves the earlier files whole.
     """
-    from .report import write_report_files
 
     def wrote(path: Path) -> None:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
@@ -613,11 +614,9 @@ def _report_data(
     the span's (opening on the span when ``open_on_answer``, as the terminal printed it).
     ``heads`` is the heads panel (:func:`heads_panel_for`), or ``None``.
     """
-    from ..report.data import report_data_from_capture
 
     with progress_bar("preparing the report") as progress:
         if graphs and context_mixing(graphs):
-            from ..report.graphs import report_with_graphs
 
             data = report_with_graphs(captured, graphs, methods, result, layer=layer, **_fusion(options, result))
         else:
@@ -626,13 +625,11 @@ def _report_data(
                 explanation=result, computed=result.every_output.get("attention"), **_fusion(options, result),
             )
     if explanation is not None or result.words is not None:
-        from ..report.data import mark_report
 
         data = mark_report(data, explanation if explanation is not None else result, open_on_answer=open_on_answer)
     if getattr(captured, "head_fusion", None) is not None:  # fused while the model ran: say how many heads it has
         data = dataclasses.replace(data, n_heads=captured.model_heads)
     if heads is not None:
-        from .report import add_heads_panel
 
         add_heads_panel(data, heads)
     return data
@@ -675,8 +672,6 @@ def _explain_image(
     options: dict[str, Any],
 ) -> None:
     """``explain --image``: the table of patch scores, and the overlay PNG / JSON / HTML report when asked."""
-    from ..explainers.image import explain_image
-    from ..report.terminal import explanation_table
 
     size = _parse_size(image_size)
     with progress_bar("explaining") as progress:
@@ -734,8 +729,6 @@ def method_list(methods: list[str]) -> list[str]:
 
 def image_report_data(result: Any, *, layer: int = -1, **options: Any) -> Any:
     """Report data for an :class:`attnflow.explainers.image.ImageExplanation`: every output, and the image view."""
-    from ..image_maps import image_view
-    from ..report.data import report_data
 
     captured = result.captured
     data = report_data(
@@ -792,9 +785,6 @@ def explain_seq2seq_command(
     predicts the last target token), ``--layer`` a decoder layer, ``--target`` what
     grad-rollout explains (``next``, ``predicted`` or a vocabulary token).
     """
-    from ..capture.seq2seq import capture_seq2seq, require_seq2seq
-    from ..explainers.text import explain as run_explain
-    from ..report.terminal import explanation_table
 
     require_seq2seq(model, "--decoder-text" if decoder_text is not None else "--generate")
     if decoder_text is None and generate is None:
@@ -833,7 +823,6 @@ def explain_seq2seq_command(
             highlight=False, markup=False, soft_wrap=True,
         )
     console.print(explanation_table(result, layer=layer))
-    from ..report.seq2seq import seq2seq_report_data
 
     write_outputs(result, json_path, html_path=html_path,
                   report=lambda: seq2seq_report_data(result, captured, layer=layer))

@@ -9,6 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
+from ..evaluate import read_examples
+from ..heads import analyze_heads, gate_pruning, pruning_experiment
+from ..heads.gates import DEFAULT_PENALTIES
+from ..io import check_input_file, check_output_folder, write_folder
+from ..plots import figure_png
+from ..report.stacking import StackingTable
 from .common import console, number_range, progress_bar
 from .options import Overwrite, Truncate, TrustRemoteCode, model_option, target_option
 
@@ -134,10 +140,6 @@ def heads(
     overwrite: Overwrite = False,
 ) -> None:
     """Score every head: importance for a target, confidence, and roles (positional, rare-word, syntactic)."""
-    from ..evaluate import read_examples
-    from ..heads import analyze_heads
-    from ..io import check_input_file, check_output_folder, write_folder
-    from ..plots import figure_png
 
     dependency_file = None if dependencies in (None, "data") or dependencies.startswith("spacy") else Path(dependencies)
     for source, option in ((data, "--data"), (frequencies, "--frequencies"), (eval_data, "--eval-data")):
@@ -188,7 +190,6 @@ def heads(
     }
     ranking = sweep = None
     if prune:
-        from ..heads import pruning_experiment
 
         with progress_bar("pruning by importance") as progress:
             ranking = pruning_experiment(
@@ -197,8 +198,6 @@ def heads(
             )
         files["pruning.json"] = (json.dumps(ranking.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
     if gates:
-        from ..heads import gate_pruning
-        from ..heads.gates import DEFAULT_PENALTIES
 
         with progress_bar("training head gates") as progress:
             sweep = gate_pruning(
@@ -242,7 +241,6 @@ def top_heads_table(report: HeadReport, k: int = 10) -> Table:
     >>> top_heads_table(HeadReport(np.array([[0.1, 0.9]]), z, z, z, z, z), 1).row_count
     1
     """
-    from ..report.stacking import StackingTable
 
     table = StackingTable(
         title=f"Top {k} heads by importance (prev/next/rare: share of queries whose maximum attention is there)",
@@ -278,7 +276,6 @@ def syntactic_table(report: HeadReport) -> Table:
     """
     import numpy as np
 
-    from ..report.stacking import StackingTable
 
     table = StackingTable(
         title=f"Syntactic heads (accuracy of the maximum-attention pointer; margin {report.syntactic_margin:.2f} "

@@ -8,6 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import AttnflowError
+from ..io import check_input_file, check_output_file, write_bytes_atomic
+from ..report.data import load_report_data
+from ..report.figures import figure_paths, render_figures
+from ..report.heads_panel import heads_panel
+from ..report.html import render_html
 from .common import console, error_console
 from .options import Overwrite
 
@@ -55,11 +60,9 @@ def report(
     overwrite: Overwrite = False,
 ) -> None:
     """Make a self-contained HTML report (token heatmaps, attention graph, evaluation) from a results JSON."""
-    from ..report.data import load_report_data
 
     if out is None and png is None and svg is None:
         raise AttnflowError("Nothing to write: give --out/-o FILE.html, --png FILE.png or --svg FILE.svg.")
-    from ..io import check_input_file
 
     check_input_file(results, "results")
     check_input_file(heads, "--heads")
@@ -68,7 +71,6 @@ def report(
     check_report_paths(out, png, svg, inputs=[results, heads], overwrite=overwrite)
     data = load_report_data(results, layer=layer)
     if heads is not None:
-        from ..report.heads_panel import heads_panel
 
         add_heads_panel(data, heads_panel(heads))
     if data.attention is None and (png is not None or svg is not None) and data.methods:
@@ -122,7 +124,6 @@ def write_report_files(
     >>> [p.name for p in paths]
     ['r.html']
     """
-    from ..io import write_bytes_atomic
 
     check_report_paths(html, png, svg)
     rendered: dict[Path, bytes] = {}
@@ -133,11 +134,9 @@ def write_report_files(
             "use --out for the HTML report."
         )
     if html is not None:
-        from ..report.html import render_html
 
         rendered[html] = render_html(data, title=title).encode("utf-8")
     for target in figure_targets:
-        from ..report.figures import figure_paths, render_figures
 
         paths = figure_paths(target, graph=data.attention is not None)
         figures = render_figures(data, target.suffix)
@@ -166,7 +165,6 @@ def check_report_paths(
     ...
     attnflow.errors.AttnflowError: --png needs a file name ending in .png; got 'fig.svg'.
     """
-    from ..io import check_output_file
 
     sources = inputs or []
     check_output_file(html, html_option, (".html", ".htm"), inputs=sources, overwrite=overwrite)

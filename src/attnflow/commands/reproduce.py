@@ -8,7 +8,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import AttnflowError
+from ..evaluate.seq2seq import evaluate_seq2seq
+from ..io import check_output_folder, write_folder
 from ..mixing.registry import available_graphs
+from ..report.stacking import StackingTable
+from ..tasks.agreement import MAX_SENTENCES, reproduce_agreement, tables_markdown
+from ..tasks.gate_comparison import DEFAULTS, compare, to_markdown
+from ..tasks.reproduce import PAPER, PROTOCOLS, _fmt, _rate, protocols, reproduce_sva
+from ..tasks.saturation import committed_saturation
+from ..tasks.seq2seq_task import (
+    CORRELATION_EXAMPLES,
+    PLAUSIBILITY_METHODS,
+    correlation_table,
+    make_examples,
+    plausibility,
+    plausibility_table,
+    train,
+)
 from .common import (
     check_methods,
     choice,
@@ -88,8 +104,6 @@ def reproduce(
     overwrite: Overwrite = False,
 ) -> None:
     """Reproduce the paper's tables: correlation of raw attention, rollout and flow with blank-out and gradients."""
-    from ..io import check_output_folder, write_folder
-    from ..tasks.reproduce import reproduce_sva
 
     if task.strip().lower() not in TASKS:
         raise AttnflowError(f"Unknown task {task!r}; available: {', '.join(TASKS)}.")
@@ -140,8 +154,6 @@ def reproduce(
 def reproduction_tables(result: Reproduction) -> list[Table]:
     """The terminal report: correlation by layer per ground truth and protocol, the top layer against the
     paper, the share of flow values at their bound, subject first."""
-    from ..report.stacking import StackingTable
-    from ..tasks.reproduce import PAPER, PROTOCOLS, _fmt, _rate, protocols
 
     evaluation = result.evaluation
     acc = result.accuracy
@@ -224,8 +236,6 @@ def _reproduce_reverse(
     """``attnflow reproduce reverse``: plausibility per decoder layer on held-out reversals (docs/seq2seq.md)."""
     import json
 
-    from ..io import check_output_folder, write_folder
-    from ..tasks.seq2seq_task import PLAUSIBILITY_METHODS, plausibility, plausibility_table, train
 
     check_output_folder(out, names=("results.json",), overwrite=overwrite)
     if retrain and out is None:
@@ -246,8 +256,6 @@ def _reproduce_reverse(
     with progress_bar("explaining reversals") as progress:
         result = plausibility(model, count=n, seed=20_000 + seed, methods=methods, progress=progress)
     console.print(plausibility_table(result))
-    from ..evaluate.seq2seq import evaluate_seq2seq
-    from ..tasks.seq2seq_task import CORRELATION_EXAMPLES, correlation_table, make_examples
 
     pairs = [(e.source_text, e.target_text) for e in make_examples(min(n, CORRELATION_EXAMPLES), 20_000 + seed)]
     with progress_bar("blank-out and input gradients") as progress:
@@ -264,8 +272,6 @@ def _reproduce_heads_gates(
     """``attnflow reproduce heads-gates``: gates frozen against fine-tuned on sva (docs/heads.md)."""
     import json
 
-    from ..io import check_output_folder, write_folder
-    from ..tasks.gate_comparison import DEFAULTS, compare, to_markdown
 
     if retrain or method:
         raise AttnflowError(
@@ -292,8 +298,6 @@ def _reproduce_saturation(
     """``attnflow reproduce mixing-saturation``: flow at its first-layer bound per graph (docs/mixing.md)."""
     import json
 
-    from ..io import check_output_folder, write_folder
-    from ..tasks.saturation import committed_saturation
 
     if retrain or method:
         raise AttnflowError(
@@ -327,8 +331,6 @@ def _reproduce_agreement(n: int, out: Path | None, retrain: bool, seed: int, met
     (docs/agreement.md)."""
     import json
 
-    from ..io import check_output_folder, write_folder
-    from ..tasks.agreement import MAX_SENTENCES, reproduce_agreement, tables_markdown
 
     if retrain:
         raise AttnflowError("--retrain is not for agreement: it judges a pretrained language model as it is.")

@@ -7,6 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from ..io import check_output_folder, write_folder
+from ..tasks.digits import digit_png, digits_test_set
+from ..tasks.digits import train as train_digits
+from ..tasks.seq2seq_task import train as train_reverse
+from ..tasks.sva_train import train as train_sva
 from .common import console, error_console, number_range, usage_error
 from .options import Overwrite
 
@@ -67,7 +72,6 @@ def train(
     overwrite: Overwrite = False,
 ) -> None:
     """Train a bundled model afresh on the CPU, seeded, into a model folder (with train_report.json)."""
-    from ..io import check_output_folder
 
     name = model.strip().lower()
     if name == "digits":
@@ -95,20 +99,17 @@ def train(
         error_console.print(line, highlight=False, markup=False)
 
     if name == "sva":
-        from ..tasks.sva_train import train as train_sva
 
         _, _, report = train_sva(out, log=log, **chosen)
         accuracy, seconds = report.test_accuracy, report.train_seconds
     elif name == "reverse":
         import torch
 
-        from ..tasks.seq2seq_task import train as train_reverse
 
         torch.set_num_threads(chosen["threads"])
         reverse_report = train_reverse(out, seed=chosen["seed"], steps=chosen["steps"])
         accuracy, seconds = reverse_report.exact_match, reverse_report.seconds
     else:
-        from ..tasks.digits import train as train_digits
 
         summary = train_digits(out, log=log, **chosen)
         accuracy, seconds = summary["test_accuracy"], summary["seconds"]
@@ -127,11 +128,9 @@ def samples(
     overwrite: Overwrite = False,
 ) -> None:
     """Write a bundled task's first test inputs as files, to explain them (digits: PNGs for explain --image)."""
-    from ..io import check_output_folder, write_folder
 
     if task.strip().lower() not in SAMPLE_TASKS:
         _usage(ctx, f"Invalid value for 'TASK': must be one of {', '.join(SAMPLE_TASKS)}; got {task!r}.")
-    from ..tasks.digits import digit_png, digits_test_set
 
     images, labels = digits_test_set(n)
     files = {

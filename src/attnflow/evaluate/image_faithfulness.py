@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.image import classify
+from ..capture.image_perturb import perturbation_curves
 from ..errors import AttnflowError
+from ..explainers.image import explain_image
+from ..explainers.text import check_graph_options, explain_attentions
+from ..image_maps import patch_scores
+from ..mixing import ATTENTION, capture_mixing, context_mixing, get_graph, graph_names, result_key
 
 DEFAULT_METHODS: tuple[str, ...] = ("rollout", "flow", "grad-rollout")
 
@@ -185,12 +192,6 @@ def image_faithfulness(
     >>> sorted(image_faithfulness(images, methods=("rollout",), graphs=["attention", "alti"]).summary())
     ['alti/rollout', 'random', 'rollout']
     """
-    from ..capture import load_model
-    from ..capture.image_perturb import perturbation_curves
-    from ..explainers.image import explain_image
-    from ..explainers.text import check_graph_options, explain_attentions
-    from ..image_maps import patch_scores
-    from ..mixing import ATTENTION, capture_mixing, context_mixing, get_graph, graph_names, result_key
 
     names = list(dict.fromkeys(methods))
     if "random" in names:
@@ -213,7 +214,6 @@ def image_faithfulness(
     for index, image in enumerate(items):
         explanation = explain_image(image, loaded, methods=names, output=output, target="predicted", **method_options)
         captured = explanation.captured
-        from ..capture.image import classify
 
         probabilities = classify(loaded, captured.pixel_values)[0]
         predicted = int(probabilities.argmax())

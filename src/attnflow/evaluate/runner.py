@@ -33,9 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model, perturb
+from ..capture.gradient_point import SHIFT_TOLERANCE, gradient_point, probe_shift_ratio
+from ..capture.perturb import blank_token_id
+from ..capture.plan import capture_planned
+from ..capture.targets import resolve_target
+from ..core import check_graph_options, score_capture
 from ..data import Example, as_examples
 from ..errors import AttnflowError
-from ..io import to_jsonable
+from ..explainers.text import target_inputs, target_needed
+from ..io import to_jsonable, write_text_atomic
 from ..methods import available_methods, get_method
 from ..methods.attribution import (
     INPUT_LAYER,
@@ -49,6 +56,10 @@ from ..methods.attribution import (
     is_attribution,
     split_methods,
 )
+from ..methods.flow import FlowSolution
+from ..methods.flow_bounds import FlowBounds
+from ..mixing import context_mixing, graph_names, result_key
+from ..plots import plot_correlation
 from .correlation import layer_correlations, mean_sd
 from .faithfulness import DEFAULT_PERCENTS, FaithfulnessScores, check_percents, faithfulness_many
 
@@ -332,7 +343,6 @@ class EvaluationResult:
         """The :meth:`to_dict` summary as JSON text; also written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
         if path is not None:
-            from ..io import write_text_atomic
 
             write_text_atomic(path, text + "\n")
         return text
@@ -388,7 +398,6 @@ class EvaluationResult:
 
     def plot(self, ax: Any = None) -> Any:
         """Correlation by layer, one panel per ground truth, a line per method (needs matplotlib)."""
-        from ..plots import plot_correlation
 
         return plot_correlation(
             {truth: {m: self.correlation(truth, m) for m in self.methods} for truth in self.ground_truths},
@@ -538,10 +547,6 @@ def evaluate(
     >>> r.n_examples, r.correlation("blankout", "rollout").shape
     (2, (6, 2))
     """
-    from ..capture import load_model
-    from ..capture.perturb import blank_token_id
-    from ..capture.plan import capture_planned
-    from ..capture.targets import resolve_target
 
     items = as_examples(examples)
     names = _check_methods(methods)
@@ -560,8 +565,6 @@ def evaluate(
     attention, inputs = split_methods(names)
     _check_method_options(attention, method_options)
     check_attribution_options(inputs, ig_steps=ig_steps, lime_samples=lime_samples, max_passes=max_passes)
-    from ..core import check_graph_options
-    from ..mixing import context_mixing, graph_names, result_key
 
     graph_list = graph_names(graphs)
     per_graph = _check_graph_methods(graph_methods, graph_list)
@@ -669,7 +672,6 @@ def _yardsticks(loaded: Any, truths: Sequence[str]) -> tuple[dict[str, Any], Any
     """Where the gradient yardsticks are taken, whether ``|sum_d g|`` is defined there, and the default one."""
     if not {"gradient", "saliency", "grad_x_input", "integrated_gradients"} & set(truths):
         return {}, None, True
-    from ..capture.gradient_point import SHIFT_TOLERANCE, gradient_point, probe_shift_ratio
 
     point = gradient_point(loaded)
     ratio = probe_shift_ratio(loaded, point)
@@ -731,9 +733,6 @@ class _Settings:
 
 
 def _evaluate_one(index: int, example: Example, planned: Any, loaded: Any, settings: _Settings) -> ExampleResult:
-    from ..capture import perturb
-    from ..core import score_capture
-    from ..explainers.text import target_inputs, target_needed
 
     capture, mixing, bound = planned.captured, planned.mixing, planned.bound
     ids = list(capture.input_ids)
@@ -851,7 +850,6 @@ def _check_graph_methods(graph_methods: Any, graphs: list[str]) -> dict[str, lis
     """``graph_methods`` checked: context-mixing graphs of ``graphs``, each with registered attention methods."""
     if graph_methods is None:
         return {}
-    from ..mixing import context_mixing
 
     if not isinstance(graph_methods, Mapping):
         raise AttnflowError(f"The 'graph_methods' parameter must map graph names to methods; got {graph_methods!r}.")
@@ -875,8 +873,6 @@ def _flow_details(explanation: Any) -> dict[str, Any]:
 
     Certified intervals (flow too large to solve exactly) have no exact values: left out.
     """
-    from ..methods.flow import FlowSolution
-    from ..methods.flow_bounds import FlowBounds
 
     return {key: solution.details(explanation.output) for key, solution in explanation.solutions.items()
             if isinstance(solution, FlowSolution) and not isinstance(solution, FlowBounds)}

@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.seq2seq import capture_seq2seq, require_seq2seq, seq2seq_blankout, seq2seq_input_gradients
+from ..core import check_seq2seq_methods, method_names
 from ..errors import AttnflowError
+from ..explainers.seq2seq import seq2seq_scores
+from ..methods.attribution import check_attribution_options
 from .correlation import layer_correlations, mean_sd
 
 #: The ground truths of an encoder–decoder evaluation, in table order.
@@ -66,11 +71,6 @@ def evaluate_seq2seq(
     >>> r["predictions"], len(r["correlation"]["blankout"]["rollout"])
     (1, 2)
     """
-    from ..capture import load_model
-    from ..capture.seq2seq import capture_seq2seq, require_seq2seq, seq2seq_blankout, seq2seq_input_gradients
-    from ..core import check_seq2seq_methods, method_names
-    from ..explainers.seq2seq import seq2seq_scores
-    from ..methods.attribution import check_attribution_options
 
     items = _pairs(pairs)
     inputs = check_seq2seq_methods(methods)[1]

@@ -10,8 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.image import DEFAULT_IMAGE_MODEL, capture_image_attention, image_attention_gradients
 from ..errors import AttnflowError
 from ..explanation import Explanation
+from ..image_maps import overlay, overlay_figure
+from ..io import write_bytes_atomic
+from .text import correction_note, explain_attentions, target_needed
 
 DEFAULT_IMAGE_METHODS: tuple[str, ...] = ("rollout",)
 
@@ -36,7 +41,6 @@ class ImageExplanation(Explanation):
 
     def overlay(self, method: str | None = None, layer: int = -1, alpha: float = 0.5, **options: Any) -> np.ndarray:
         """The heatmap of ``method`` (default: the first) after ``layer`` over the image, RGB uint8 ``(H, W, 3)``."""
-        from ..image_maps import overlay
 
         name = method or self.methods[0]
         return overlay(self.picture(), self.grid_scores(name, layer), alpha, **options)
@@ -45,8 +49,6 @@ class ImageExplanation(Explanation):
         self, path: str | os.PathLike[str], methods: Sequence[str] | None = None, layer: int = -1, alpha: float = 0.5
     ) -> Path:
         """Write the image and one overlay per method (default: all), side by side, as a PNG (atomically)."""
-        from ..image_maps import overlay_figure
-        from ..io import write_bytes_atomic
 
         names = list(methods) if methods else self.methods
         maps = {name: self.grid_scores(name, layer) for name in names}
@@ -115,9 +117,6 @@ def explain_image(
     >>> e.image["grid"], e.grid_scores("rollout").shape, e.tokens[0]
     ([4, 4], (4, 4), '[CLS]')
     """
-    from ..capture import load_model
-    from ..capture.image import DEFAULT_IMAGE_MODEL, capture_image_attention, image_attention_gradients
-    from .text import correction_note, explain_attentions, target_needed
 
     if isinstance(method_options.get("head_fusion"), str) and method_options["head_fusion"].lower() == "importance":
         raise AttnflowError(

@@ -39,9 +39,15 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.gradients import batch_head_gradients
+from ..capture.targets import resolve_target
+from ..capture.text import _encode
+from ..data import as_examples
 from ..errors import AttnflowError
-from ..io import to_jsonable
-from . import roles
+from ..io import to_jsonable, write_text_atomic
+from . import roles, syntax
+from .plots import plot_head_importance
 from .syntax import RelationScores
 
 #: The (L, H) arrays of a :class:`HeadReport`, in the order reports show them.
@@ -267,14 +273,12 @@ class HeadReport:
         """:meth:`to_dict` as JSON text; also written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
         if path is not None:
-            from ..io import write_text_atomic
 
             write_text_atomic(path, text + "\n")
         return text
 
     def plot(self, ax: Any = None) -> Any:
         """The ``L x H`` importance heatmap with role labels (needs matplotlib); see :func:`plot_head_importance`."""
-        from .plots import plot_head_importance
 
         return plot_head_importance(self, ax=ax)
 
@@ -324,7 +328,6 @@ def load_parses(dependencies: Any, texts: list[str]) -> tuple[list[Any] | None, 
     of a ``.conllu`` file or of a ``.jsonl`` file with ``arcs`` fields, one sentence per
     example, in order.
     """
-    from . import syntax
 
     if dependencies is None:
         return None, ""
@@ -417,12 +420,6 @@ def analyze_heads(
     >>> r.frequency_source
     'counted over the data set itself (2 examples, 10 tokens)'
     """
-    from ..capture import load_model
-    from ..capture.gradients import batch_head_gradients
-    from ..capture.targets import resolve_target
-    from ..capture.text import _encode
-    from ..data import as_examples
-    from . import syntax
 
     items = as_examples(examples)
     for name, value in (("positional_threshold", positional_threshold), ("rare_threshold", rare_threshold),
@@ -535,7 +532,6 @@ def analyze_heads(
 
 def _aligned_arcs(loaded: Any, text: str, enc: Any, parse: Any, index: int) -> list[Any]:
     """One example's arcs as ``(relation, head tokens, dependent tokens)``; arcs past a truncation are left out."""
-    from . import syntax
 
     tokenizer = loaded.tokenizer
     if not getattr(tokenizer, "is_fast", False):

@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.gradients import attention_output_projections, count_heads, head_mask
+from ..capture.perturb import _device
+from ..capture.targets import resolve_target
+from ..data import as_examples
 from ..errors import AttnflowError
+from .analysis import HeadReport
+from .plots import plot_pruning_curves
 
 #: Hard Concrete temperature and stretch (Louizos et al. 2018).
 BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
@@ -145,13 +152,11 @@ class GateSweep:
 
     def plot(self, ax: Any = None) -> Any:
         """Accuracy against heads kept: the gates and the importance ranking (needs matplotlib)."""
-        from .plots import plot_pruning_curves
 
         return plot_pruning_curves(self, ax=ax)
 
 
 def _classifier_batches(loaded: Any, texts: list[str], batch_size: int) -> list[tuple[Any, Any, list[int]]]:
-    from ..capture.perturb import _device
 
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token is None:
@@ -223,10 +228,6 @@ def gate_pruning(
     """
     import torch
 
-    from ..capture import load_model
-    from ..capture.gradients import attention_output_projections, count_heads, head_mask
-    from ..data import as_examples
-    from .analysis import HeadReport
 
     train, held_out = as_examples(train_examples), as_examples(eval_examples)
     if not train or not held_out:
@@ -392,7 +393,6 @@ def _label_indices(loaded: Any, items: list[Any]) -> np.ndarray | None:
     """Class indices of the items' gold labels, or None when some item has none."""
     if not all(item.label is not None for item in items):
         return None
-    from ..capture.targets import resolve_target
 
     resolved = resolve_target("gold", loaded)
     return np.array([resolved.resolve_label(item.label) for item in items], dtype=np.int64)

@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture.gradients import count_heads, head_mask
+from ..capture.perturb import _device
+from ..capture.targets import _head_logits, resolve_target, run_model
+from ..capture.text import _encode
+from ..data import as_examples
 from ..errors import AttnflowError
+from .analysis import HeadReport, analyze_heads
 
 ORDERS: tuple[str, ...] = ("least", "most", "random")
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75)
@@ -148,13 +155,6 @@ def pruning_experiment(
     """
     import torch
 
-    from ..capture import load_model
-    from ..capture.gradients import count_heads, head_mask
-    from ..capture.perturb import _device
-    from ..capture.targets import _head_logits, resolve_target, run_model
-    from ..capture.text import _encode
-    from ..data import as_examples
-    from .analysis import HeadReport, analyze_heads
 
     items = as_examples(examples)
     loaded = load_model(model, tokenizer, trust_remote_code=trust_remote_code)

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..plots import _new_figure
+
 #: Short role labels written in the heatmap's cells (relation names are cut to 6 characters).
 _SHORT = {"previous": "prev", "next": "next", "rare": "rare", "agreement": "agree"}
 
@@ -55,7 +57,6 @@ def plot_head_importance(report: Any, ax: Any = None, *, title: str | None = Non
     labels = np.asarray(report.roles, dtype=object)
     n_layers, n_heads = importance.shape
     if ax is None:
-        from ..plots import _new_figure
 
         fig = _new_figure(figsize=(max(4.0, 0.55 * n_heads + 2.0), max(3.0, 0.45 * n_layers + 1.6)), dpi=120)
         ax = fig.add_subplot(1, 1, 1)
@@ -111,7 +112,6 @@ def plot_pruning_curves(sweep: Any, ax: Any = None, *, title: str | None = None)
     """
     rows = sorted(sweep.rows, key=lambda r: r["n_kept"])
     if ax is None:
-        from ..plots import _new_figure
 
         fig = _new_figure(figsize=(5.2, 3.4), dpi=120)
         ax = fig.add_subplot(1, 1, 1)

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..data import read_jsonl
 from ..errors import AttnflowError
 from . import roles
 
@@ -184,7 +185,6 @@ def parses_from_records(records: Sequence[Mapping[str, Any]], where: str = "the 
 
 def parses_from_jsonl(path: str | os.PathLike[str]) -> list[Parse]:
     """:func:`parses_from_records` on a JSON-lines file (blank lines skipped)."""
-    from ..data import read_jsonl
 
     records = [record for _, record in read_jsonl(path)]
     return parses_from_records(records, repr(os.fspath(path)))

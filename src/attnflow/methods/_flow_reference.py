@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import AttnflowError
+
 SINK = "sink"
 
 
@@ -28,7 +30,6 @@ def _networkx() -> Any:
     try:
         import networkx
     except ImportError:
-        from ..errors import AttnflowError
 
         raise AttnflowError(
             "The networkx reference solver needs networkx: pip install 'attnflow[reference]' "

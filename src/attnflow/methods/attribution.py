@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from ..capture._eager import eager_attention
+from ..capture.gradient_point import gradient_point, record_point, set_point
 from ..errors import AttnflowError
 
 #: The layer label attribution scores are reported at.
@@ -184,8 +186,6 @@ def check_passes(names: Sequence[str], n_tokens: int, max_passes: int) -> None:
 
 def attribution_scores(name: str, inputs: AttributionInputs) -> np.ndarray:
     """One attribution method's scores ``(n,)`` for one example, computed inside eager attention."""
-    from ..capture._eager import eager_attention
-    from ..capture.gradient_point import gradient_point
 
     method = get_attribution(name)
     if inputs.point is None and name != "random":
@@ -201,7 +201,6 @@ def _model_function(inputs: AttributionInputs) -> tuple[Any, Any, Any]:
     """``(forward, h, h_blank)``: the target score as a function of the point's value ``(B, n, d)``."""
     import torch
 
-    from ..capture.gradient_point import record_point, set_point
 
     model = inputs.loaded.model
     ids = torch.tensor([inputs.input_ids], dtype=torch.long, device=getattr(model, "device", None))

@@ -53,6 +53,7 @@ from ..graph import (
     check_residual,
     fuse_heads,
 )
+from .flow import solve_flow
 from .grad_rollout import grad_rollout, weigh
 from .rollout import rollout
 
@@ -281,7 +282,6 @@ def seq2seq_flow(
     >>> seq2seq_flow(enc, dec, cross, outputs=1, normalize=False)[0, 1].round(4).tolist()
     [0.25, 0.5, 0.25, 0.5]
     """
-    from .flow import solve_flow
 
     graph = Seq2SeqGraph.from_attentions(encoder, decoder, cross, residual=residual, head_fusion=head_fusion)
     nt = graph.n_target

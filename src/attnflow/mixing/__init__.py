@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import capture_attention, load_model
 from ..capture.mixing import LayerTensors, MixingCapture, capture_mixing, capture_text
 from ..errors import AttnflowError
 from .registry import ATTENTION, Graph, available_graphs, context_mixing, get_graph, result_key, split_key
@@ -113,7 +114,6 @@ def mixing_graph(text: str, model: Any = None, graph: str = "alti", *, tokenizer
     >>> mixing_graph("Values zeroed.", graph="value-zeroing").matrices.shape
     (6, 6, 6)
     """
-    from ..capture import capture_attention, load_model
 
     loaded = load_model(model, tokenizer)
     captured = capture_attention(text, loaded, truncate=truncate)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..capture.mixing import LayerTensors, MixingCapture
+from ..methods.rollout import output_walk
 from .decompose import (
     attention_vectors,
     layer_norm_scale,
@@ -93,7 +94,6 @@ def globenc_rollout_scores(norms: np.ndarray, output: int | str) -> np.ndarray:
     >>> globenc_rollout_scores(np.stack([n1, n2]), 1).tolist()   # layer 2: [1, 3] @ n1 = [2, 5]
     [[0.0, 1.0], [0.2857142857142857, 0.7142857142857143]]
     """
-    from ..methods.rollout import output_walk
 
     walk = output_walk(np.asarray(norms, dtype=np.float64), output)[:, 0]
     return walk / walk.sum(axis=-1, keepdims=True)

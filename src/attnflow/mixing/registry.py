@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..capture.mixing import LayerTensors, MixingCapture
+from ..capture.mixing import LayerTensors, MixingCapture, layout_of, model_type
 from ..errors import AttnflowError
 from .alti import alti_matrix
 from .globenc import globenc_matrix, globenc_norms, globenc_rollout_scores
@@ -141,7 +141,6 @@ GlobEnc is defined for post-LN encoders (Modarressi et al. 2022 carry the vector
 follow each residual connection); a pre-LN block normalises the branches, not the residual stream, and no \
 adaptation has been published. Use alti or norm, which are defined for pre-LN blocks.
         """
-        from ..capture.mixing import layout_of, model_type
 
         module = getattr(model, "model", model)
         self._check_layout(layout_of(module), model_type(module))

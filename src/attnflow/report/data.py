@@ -49,12 +49,15 @@ from ..graph import (
     fuse_heads,
     layer_list,
 )
+from ..io import check_format, read_json, write_text_atomic
 from ..methods import get_method, node_shares
 from ..methods.attribution import is_attribution
 from ..methods.rollout import output_walk
 from ..outputs import resolve_output
+from ..words import WordGroups
 from .cuts import check_flow_cuts, flow_cuts
 from .evaluation import evaluation_summary
+from .heads_panel import check_heads_panel
 
 FORMAT = "attnflow.report"
 FORMAT_VERSION = 1
@@ -218,14 +221,12 @@ class ReportData:
                     f"ReportData.layer_names must name each of the {self.n_layers} layers; got {len(self.layer_names)}."
                 )
         if self.words is not None:
-            from ..words import WordGroups
 
             self.words = WordGroups.from_dict(self.words, n).to_dict()
         if self.image is not None:
             self.image = _image_view(self.image, n)
         self.flow_cuts = check_flow_cuts(self.flow_cuts, n, n_layers) if self.attention is not None else None
         if self.heads is not None:
-            from .heads_panel import check_heads_panel
 
             self.heads = check_heads_panel(self.heads)
             if n_layers and self.heads["n_layers"] != n_layers:
@@ -362,7 +363,6 @@ class ReportData:
 
     def _words_for_json(self) -> dict[str, Any]:
         """The word groups with every method's scores summed to words, ``(L, K, W)`` (summed here, not in the page)."""
-        from ..words import WordGroups
 
         assert self.words is not None
         groups = WordGroups.from_dict(self.words)
@@ -419,7 +419,6 @@ class ReportData:
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` to ``path`` atomically; ``attnflow report`` reads it back."""
-        from ..io import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":")))
 
@@ -720,7 +719,6 @@ def report_data_from_results(data: Mapping[str, Any], *, layer: int = -1) -> Rep
         )
     marker = data.get("format")
     if isinstance(marker, str) and marker in _READERS:
-        from ..io import check_format
 
         check_format(data, marker, _newest_version(marker))
     if marker == FORMAT:
@@ -776,7 +774,6 @@ def load_report_data(path: str | os.PathLike[str], *, layer: int = -1) -> Report
     ...
     attnflow.errors.AttnflowError: Cannot read results file '/nonexistent.json': it does not exist.
     """
-    from ..io import read_json
 
     name = os.fspath(path)
     data = read_json(name)  # strict: NaN and Infinity are refused in one line

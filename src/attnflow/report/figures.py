@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AttnflowError
 from ..explanation import Explanation
+from ..io import write_bytes_atomic
 from .data import ReportData, report_data_from_explanation
 
 #: The report page's colour ramp (light to dark indigo) and route colour, shared so figures match it.
@@ -392,7 +393,6 @@ def write_figures(data: ReportData | Explanation, path: str | os.PathLike[str], 
     >>> [p.name for p in write_figures(d, pathlib.Path(tempfile.mkdtemp()) / "fig.png")]
     ['fig-heatmap.png', 'fig-graph.png']
     """
-    from ..io import write_bytes_atomic
 
     data = _as_data(data)
     paths = figure_paths(path, graph=data.attention is not None)

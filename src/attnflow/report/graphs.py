@@ -18,7 +18,7 @@ from ..errors import AttnflowError
 from ..explanation import Explanation
 from ..methods.attribution import available_attributions, is_attribution
 from ..mixing import ATTENTION, context_mixing, get_graph, result_key, split_key
-from .data import ReportData
+from .data import ReportData, report_data_from_capture
 
 #: The note the page carries when a context-mixing graph is in it.
 DRAWN_NOTE = (
@@ -72,7 +72,6 @@ def report_with_graphs(
     >>> report_with_graphs(c, ["attention", "norm"], ["rollout"], e).methods
     ['rollout', 'norm/rollout']
     """
-    from .data import report_data_from_capture
 
     chosen = [get_graph(name).name for name in dict.fromkeys(graphs)]
     computed = explanation.every_output

@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AttnflowError
+from ..heads import HeadReport
+from ..heads.analysis import FORMAT_VERSION
+from ..io import check_format, read_json
 
 FORMAT = "attnflow.heads"
 #: The scores the panel shows, besides the roles.
@@ -51,13 +54,11 @@ def heads_panel(source: Any, *, origin: str = "") -> dict[str, Any]:
     >>> panel["roles"], panel["importance"]
     ([[['previous'], []]], [[0.1, 0.9]])
     """
-    from ..heads import HeadReport
 
     if isinstance(source, HeadReport):
         data: Any = source.to_dict()
         origin = origin or "computed for this text"
     elif isinstance(source, (str, os.PathLike)):
-        from ..io import read_json
 
         name = os.fspath(source)
         data = read_json(name, "heads file")
@@ -74,14 +75,12 @@ def heads_panel(source: Any, *, origin: str = "") -> dict[str, Any]:
 
 def _from_heads_json(data: Any, origin: str) -> dict[str, Any]:
     """The panel's fields out of an ``attnflow.heads`` dict (``HeadReport.to_dict``)."""
-    from ..io import check_format
 
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         raise AttnflowError(
             f"This is not the heads.json `attnflow heads` writes (format 'attnflow.heads'); found {found!r}."
         )
-    from ..heads.analysis import FORMAT_VERSION
 
     check_format(data, FORMAT, FORMAT_VERSION)
     scores = data.get("scores")

@@ -27,7 +27,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from ..errors import AttnflowError
+from ..io import write_text_atomic
+from ..methods import available_methods, get_method
+from ..methods.attribution import get_attribution, is_attribution
+from ..mixing.registry import available_graphs, get_graph, split_key
 from .data import ReportData
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -86,9 +91,6 @@ def render_html(data: ReportData, *, title: str | None = None) -> str:
     >>> page.startswith("<!DOCTYPE html>"), "<b>" in page
     (True, False)
     """
-    from .._version import __version__
-    from ..methods import available_methods, get_method
-    from ..methods.attribution import get_attribution, is_attribution
 
     payload = data.to_dict()
     payload["generator"] = f"attnflow {__version__}"
@@ -135,7 +137,6 @@ def write_html(data: ReportData, path: str | os.PathLike[str], *, title: str | N
     >>> write_html(report_data(np.full((1, 1, 2, 2), 0.5)), target).stat().st_size > 10_000
     True
     """
-    from ..io import write_text_atomic
 
     if Path(path).is_dir():
         raise AttnflowError(f"Cannot write the report to {os.fspath(path)!r}: it is a folder; give a file name.")
@@ -150,8 +151,6 @@ def _graph_summaries(names: list[str]) -> dict[str, str]:
     >>> _graph_summaries(["rollout", "alti/rollout"])["alti/rollout"][:40]
     'attention rollout: products of residual-'
     """
-    from ..methods import available_methods, get_method
-    from ..mixing.registry import available_graphs, get_graph, split_key
 
     out = {}
     for name in names:

@@ -37,9 +37,15 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import load_model
+from ..capture._eager import eager_attention
+from ..capture.targets import model_head
 from ..errors import AttnflowError
+from ..evaluate import evaluate
 from ..methods.flow import CUT_KINDS
+from ..mixing import ATTENTION, available_graphs, context_mixing, get_graph, result_key
 from . import sva
+from .reproduce import _jsonable
 
 #: The verb pairs scored, ``name -> (plural form, singular form)``; the first is the main one.
 PAIRS: dict[str, tuple[str, str]] = {
@@ -175,7 +181,6 @@ def signed_scores(loaded: Any, prompts: Sequence[Sequence[int]], plural: Sequenc
     """Each pair's ``log p(correct) - log p(wrong)`` at the last position of every prompt, ``(N,)``."""
     import torch
 
-    from ..capture._eager import eager_attention
 
     model = loaded.model
     sign = np.where(np.asarray(plural, dtype=bool), 1.0, -1.0)
@@ -243,7 +248,6 @@ class AgreementReproduction:
     settings: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        from .reproduce import _jsonable
 
         evaluation = self.evaluation.to_dict()
         return _jsonable({
@@ -320,10 +324,6 @@ def reproduce_agreement(
     """
     import time
 
-    from ..capture import load_model
-    from ..capture.targets import model_head
-    from ..evaluate import evaluate
-    from ..mixing import ATTENTION, available_graphs, context_mixing, get_graph, result_key
 
     items = sentences(n, seed=seed)
     names = list(DEFAULT_METHODS if methods is None else methods)

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..bundled import DIGITS_MODEL_DIR, bundled_digits_path  # noqa: F401  (re-exported: where the model lies)
 from ..errors import AttnflowError
+from ..io import write_bytes_atomic
 
 #: Folder of the bundled model inside the installed package.
 
@@ -134,7 +135,6 @@ def digit_png(image: np.ndarray, scale: int = 8) -> bytes:
 
 def save_digit_png(image: np.ndarray, path: str | os.PathLike[str], scale: int = 8) -> Path:
     """Write an 8×8 digit as a PNG, enlarged ``scale`` times with nearest neighbours (atomically)."""
-    from ..io import write_bytes_atomic
 
     return write_bytes_atomic(path, digit_png(image, scale))
 

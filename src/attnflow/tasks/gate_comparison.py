@@ -18,6 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..heads.analysis import analyze_heads
+from ..heads.gates import gate_pruning
+from . import sva
+
 FORMAT = "attnflow.head_gates_comparison"
 
 #: The protocol of the committed run (kept small enough for a few minutes on a CPU).
@@ -46,9 +50,6 @@ def compare(
     >>> result["format"], [row["n_kept"] for row in result["frozen"]["rows"]]
     ('attnflow.head_gates_comparison', [48])
     """
-    from ..heads.analysis import analyze_heads
-    from ..heads.gates import gate_pruning
-    from . import sva
 
     train = sva.generate(n_train, split="train", seed=1)
     held_out = sva.generate(n_eval, split="test", seed=2)

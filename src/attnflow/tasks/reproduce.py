@@ -39,8 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..capture import load_model
 from ..errors import AttnflowError
+from ..evaluate import evaluate
+from ..explainers.text import check_graph_options
+from ..io import csv_bytes
+from ..methods import available_methods
+from ..mixing import ATTENTION, context_mixing, get_graph, graph_names, result_key
+from ..plots import figure_png
 from . import sva
+from .sva_train import accuracy as model_accuracy
+from .sva_train import train
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate import EvaluationResult
@@ -123,7 +132,6 @@ class Reproduction:
     def files(self, *, plot: bool = True) -> dict[str, bytes]:
         """Every output file's bytes: ``results.json``, ``tables.md``, ``examples.jsonl``, ``examples.csv``
         and, when matplotlib is installed and ``plot`` is true, ``correlation_by_layer.png``."""
-        from ..io import csv_bytes
 
         files = {
             "results.json": (self.to_json() + "\n").encode("utf-8"),
@@ -133,7 +141,6 @@ class Reproduction:
         }
         if plot:
             try:
-                from ..plots import figure_png
 
                 files["correlation_by_layer.png"] = figure_png(self.evaluation.plot())
             except AttnflowError:  # matplotlib missing: the numbers are all in results.json
@@ -200,14 +207,9 @@ def reproduce_sva(
     >>> r.evaluation.n_examples, r.evaluation.ground_truths, sorted(r.plausibility["methods"])
     (4, ['blankout', 'gradient', 'saliency', 'grad_x_input'], ['raw', 'rollout'])
     """
-    from ..capture import load_model
-    from ..evaluate import evaluate
-    from ..methods import available_methods
-    from .sva_train import accuracy as model_accuracy
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise AttnflowError(f"The 'n' parameter must be a positive integer; got {n!r} instead.")
-    from ..mixing import ATTENTION, context_mixing, get_graph, graph_names
 
     others = [] if graphs is None else context_mixing(graph_names(graphs))
     if methods is None:  # the paper's three first, in its order, then any other registered method
@@ -216,7 +218,6 @@ def reproduce_sva(
     else:
         names = list(methods)
     if others:
-        from ..explainers.text import check_graph_options
 
         check_graph_options(others, names, {})
     seconds: dict[str, float] = {}
@@ -225,7 +226,6 @@ def reproduce_sva(
     if retrain:
         if train_dir is None:
             raise AttnflowError("reproduce_sva(retrain=True) needs train_dir: the folder to save the new model in.")
-        from .sva_train import train
 
         start = time.perf_counter()
         options = {"seed": seed, "log": log, **(train_options or {})}
@@ -362,7 +362,6 @@ def graph_saturation(result: EvaluationResult, graphs: Sequence[str]) -> dict[st
         ``{graph: {"all_tokens": [...], "words": [...], "examples_all_words": [...]}}``,
         each list one share per layer, as in :func:`flow_saturation`.
     """
-    from ..mixing import result_key
 
     out: dict[str, Any] = {}
     for name in graphs:

@@ -25,8 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..capture import load_model
 from ..errors import AttnflowError
-from ..mixing import available_graphs, get_graph
+from ..methods.flow import saturated_sources
+from ..mixing import available_graphs, capture_text, get_graph
+from . import sva
 
 #: The attention graph's residual weight (the methods' default); the other graphs contain the residual.
 ATTENTION_RESIDUAL = 0.5
@@ -48,9 +51,6 @@ def flow_saturation(
     >>> flow_saturation(["Dogs bark."], graphs=["norm"])["graphs"]["norm"]["all_tokens"] <= 1.0
     True
     """
-    from ..capture import load_model
-    from ..methods.flow import saturated_sources
-    from ..mixing import capture_text
 
     if isinstance(texts, str) or not texts:
         raise AttnflowError("The 'texts' parameter must be a non-empty list of texts.")
@@ -96,7 +96,6 @@ def committed_saturation(
 
     ``progress(done, total)`` is called after each of the three runs.
     """
-    from . import sva
 
     sentences = [example.text for example in sva.generate(n_sva, split="test", seed=0)]
     runs: dict[str, Any] = {}

@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..capture import load_model, quiet_transformers
+from ..capture.seq2seq import capture_seq2seq
 from ..errors import AttnflowError
+from ..explainers.seq2seq import seq2seq_scores
+from ..report.stacking import StackingTable
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -168,7 +172,6 @@ def train(
     """
     import torch
 
-    from ..capture import quiet_transformers
 
     threads = torch.get_num_threads()
     started = time.perf_counter()
@@ -243,9 +246,6 @@ def plausibility(
     >>> result["predictions"], sorted(result["methods"]), len(result["methods"]["rollout"])
     (9, ['raw', 'rollout'], 2)
     """
-    from ..capture import load_model
-    from ..capture.seq2seq import capture_seq2seq
-    from ..explainers.seq2seq import seq2seq_scores
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise AttnflowError(f"The number of examples must be a positive integer; got {count!r}.")
@@ -308,7 +308,6 @@ def plausibility_table(result: dict[str, Any]) -> Any:
     ...                     "model_confident": 1.0}).row_count
     1
     """
-    from ..report.stacking import StackingTable
 
     layers = len(next(iter(result["methods"].values())))
     table = StackingTable(
@@ -339,7 +338,6 @@ def correlation_table(result: dict[str, Any]) -> Any:
     ...                    "predictions": 3, "correlation": {"blankout": {"raw": [[0.5, 0.1]]}}}).row_count
     1
     """
-    from ..report.stacking import StackingTable
 
     table = StackingTable(
         title=f"Spearman ρ of the source scores with each ground truth ({result['examples']} pairs, "

@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AttnflowError
+from ..heads.syntax import Parse
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..heads.syntax import Parse
@@ -231,7 +232,6 @@ class SVAExample:
         >>> generate(1, seed=0)[0].parse().relations
         ('agreement', 'amod', 'det', 'dobj', 'nsubj', 'relcl')
         """
-        from ..heads.syntax import Parse
 
         return Parse(self.words, self.arcs)
 

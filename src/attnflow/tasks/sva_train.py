@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..capture.models import quiet_transformers
 from ..errors import AttnflowError
 from . import sva
 from .sva_model import MAX_POSITIONS, build_model
@@ -426,7 +427,6 @@ def save(
     >>> load_model(folder).model.config.num_hidden_layers
     1
     """
-    from ..capture.models import quiet_transformers
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
