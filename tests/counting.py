@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from attnflow.methods import _maxflow_kernel
+from tests.helpers import patch_everywhere
 
 
 @contextmanager
@@ -53,5 +54,5 @@ def spans_of(monkeypatch: Any, module: Any, name: str, counts: dict[str, Any]) -
         spans.append((start, now()))
         return result
 
-    monkeypatch.setattr(module, name, spanned)
+    patch_everywhere(monkeypatch, module, name, spanned)
     return spans

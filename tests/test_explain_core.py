@@ -14,7 +14,7 @@ from attnflow.capture import CapturedAttention
 from attnflow.cli import main
 from attnflow.core import score_capture
 from attnflow.methods import _maxflow_kernel
-from tests.helpers import random_attention
+from tests.helpers import patch_everywhere, random_attention
 from tests.tolerances import EPS64, assert_within, flow_bound, model_float32_bound
 
 # 36 tokens on the bundled MiniLM, [CLS] and [SEP] included
@@ -46,7 +46,7 @@ def counted(monkeypatch):
         )
         return solve(self, depths, rows, sources, sink_caps, **kwargs)
 
-    monkeypatch.setattr(attnflow.capture, "load_model", load_and_count)
+    patch_everywhere(monkeypatch, attnflow.capture, "load_model", load_and_count)
     monkeypatch.setattr(_maxflow_kernel.LayeredMaxFlow, "solve_certified", solve_and_count)
     return counts
 
@@ -223,7 +223,7 @@ def passes_on(monkeypatch):
             loaded.model._recorded_here = True
         return loaded
 
-    monkeypatch.setattr(attnflow.capture, "load_model", load_and_record)
+    patch_everywhere(monkeypatch, attnflow.capture, "load_model", load_and_record)
     return lambda ids: seen.count(tuple(int(i) for i in ids))
 
 

@@ -21,6 +21,7 @@ import attnflow
 from attnflow.cli import main
 from attnflow.errors import AttnflowError
 from attnflow.generation import SPAN_RULE, explain_generation, generate
+from tests.helpers import patch_everywhere
 from tests.printed import printouts_differ
 from tests.report.conftest import browser  # noqa: F401  (the session's headless chromium, for the page test)
 from tests.tolerances import EPS64, model_float32_bound, rounded_bound
@@ -232,7 +233,7 @@ def test_the_head_fused_capture_gives_the_scores_of_every_head(decoder, monkeypa
     loaded = attnflow.capture.load_model(path)
     methods = ("raw", "rollout", "flow", "grad-rollout")
     fused = explain_generation(PROMPT, loaded, 3, methods=methods)
-    monkeypatch.setattr(plan, "heads_to_capture", lambda *args, **kwargs: "all")
+    patch_everywhere(monkeypatch, plan, "heads_to_capture", lambda *args, **kwargs: "all")
     full = explain_generation(PROMPT, loaded, 3, methods=methods)
     assert fused.captured.head_fusion == "mean" and fused.captured.attentions.dtype == np.float32
     assert full.captured.head_fusion is None and full.captured.attentions.shape[1] == 4

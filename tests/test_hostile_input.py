@@ -33,6 +33,7 @@ from attnflow.io import (
     write_folder,
     written_files,
 )
+from tests.helpers import patch_everywhere
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -150,8 +151,8 @@ def test_a_layer_the_model_lacks_is_refused_before_any_attention_is_captured(cap
     def refuse(*args, **kwargs):
         raise AssertionError("attention was captured before --layer was checked")
 
-    monkeypatch.setattr(attnflow.capture, "capture_attention", refuse)
-    monkeypatch.setattr(attnflow.capture.plan, "capture_planned", refuse)
+    patch_everywhere(monkeypatch, attnflow.capture, "capture_attention", refuse)
+    patch_everywhere(monkeypatch, attnflow.capture.plan, "capture_planned", refuse)
     status, _, err = run_cli(capsys, "explain", "hi", "--layer", "9")
     assert status == 2 and "--layer option must be from 1 to 6" in flat(err)
 
@@ -342,7 +343,7 @@ def test_ctrl_c_says_nothing_was_written(capsys, monkeypatch, data_file, tmp_pat
         raise KeyboardInterrupt
 
     target = attnflow.capture if stage == "load" else attnflow.evaluate
-    monkeypatch.setattr(target, "load_model" if stage == "load" else "evaluate", interrupt)
+    patch_everywhere(monkeypatch, target, "load_model" if stage == "load" else "evaluate", interrupt)
     args = ["evaluate", "--data", data_file, "--out", tmp_path / "o"] if stage == "compute" else ["explain", "hi"]
     status, _, err = run_cli(capsys, *args)
     assert status == 130 and "interrupted; nothing was written." in err
@@ -837,7 +838,7 @@ def test_ctrl_c_during_the_methods_writes_no_json(capsys, monkeypatch, tmp_path)
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(core, "explain_attentions", interrupt)  # after capture, while the core runs the methods
+    patch_everywhere(monkeypatch, core, "explain_attentions", interrupt)  # after capture, while the core runs
     status, _, err = run_cli(capsys, "explain", "hi there", "--method", "flow", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == []
@@ -908,7 +909,7 @@ def test_sigterm_stops_a_command_like_ctrl_c(capsys, monkeypatch, tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(attnflow.capture, "load_model", terminated)
+    patch_everywhere(monkeypatch, attnflow.capture, "load_model", terminated)
     status, _, err = run_cli(capsys, "explain", "hi", "--json", tmp_path / "e.json")
     assert status == 130 and "interrupted; nothing was written." in err
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == before

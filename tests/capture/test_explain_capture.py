@@ -16,6 +16,7 @@ from attnflow import AttnflowError
 from attnflow.capture import capture_attention, load_model
 from attnflow.capture.plan import heads_to_capture
 from attnflow.cli import main
+from tests.helpers import patch_everywhere
 from tests.tolerances import model_float32_bound
 
 TEXTS = ("The keys to the cabinet are on the table.", "Attention flows through every layer of a transformer.")
@@ -45,9 +46,8 @@ def _spy(monkeypatch):
         seen.append(kwargs.get("heads", "all"))
         return real_outputs(*args, **kwargs)
 
-    for module in (capture_module, plan_module):
-        monkeypatch.setattr(module, "capture_attention", spy)
-    monkeypatch.setattr(plan_module, "capture_with_outputs", spy_outputs)
+    patch_everywhere(monkeypatch, capture_module, "capture_attention", spy)
+    patch_everywhere(monkeypatch, plan_module, "capture_with_outputs", spy_outputs)
     return seen
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from attnflow import AttnflowError, Explanation
+from tests.helpers import patch_everywhere
 from tests.report.conftest import EVALUATION_RESULTS, XSS_TOKENS
 from tests.report.test_html import embedded, parse
 from tests.tolerances import EPS64, rounded_bound
@@ -145,15 +146,15 @@ def test_explain_html_captures_once_and_computes_each_output_once(run_command, t
 
     captures, flow_outputs = [], []
     real_capture = attnflow.capture.capture_attention
-    for module in (attnflow.capture, attnflow.capture.plan):  # the plan's pass captures for explain
-        monkeypatch.setattr(module, "capture_attention", lambda *a, **k: captures.append(a) or real_capture(*a, **k))
+    patch_everywhere(monkeypatch, attnflow.capture, "capture_attention",
+                     lambda *a, **k: captures.append(a) or real_capture(*a, **k))
     real_solve = flow.solve_flow
 
     def counted(attentions, **options):
         flow_outputs.extend(options["outputs"])
         return real_solve(attentions, **options)
 
-    monkeypatch.setattr(flow, "solve_flow", counted)
+    patch_everywhere(monkeypatch, flow, "solve_flow", counted)
     html = tmp_path / "r.html"
     run_command("explain", TEXT, "--method", "flow", "--method", "rollout", "--html", str(html))
     page = embedded(html.read_text(encoding="utf-8"))
